@@ -1,0 +1,64 @@
+//! Strict base64url (RFC 7515 §2, RFC 4648 §5): no padding, no whitespace, no characters
+//! outside the URL-safe alphabet, and no non-canonical trailing bits (so one byte string has
+//! exactly one encoding and a token cannot be altered without changing its bytes' meaning).
+
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+
+use crate::error::{err, Result};
+
+const ENGINE: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// Encodes bytes as unpadded base64url.
+pub fn encode(bytes: impl AsRef<[u8]>) -> String {
+    ENGINE.encode(bytes)
+}
+
+/// Appends the unpadded base64url encoding of `bytes` to `out`.
+pub fn encode_into(bytes: impl AsRef<[u8]>, out: &mut String) {
+    ENGINE.encode_string(bytes, out);
+}
+
+/// Decodes strict unpadded base64url.
+pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+    ENGINE
+        .decode(text)
+        .map_err(|_| err!(Base64Invalid, "not strict unpadded base64url"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            assert_eq!(decode(encode(&bytes)).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn rejects_padding_whitespace_and_standard_alphabet() {
+        for bad in ["Zm9v=", "Zm8=", "Zm 9v", "Zm9v\n", "a+b/", "Zg==", "\u{0}"] {
+            assert!(decode(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn rejects_non_canonical_trailing_bits() {
+        // "Zg" is the canonical encoding of "f"; "Zh" decodes to the same byte with a stray bit.
+        assert_eq!(decode("Zg").unwrap(), b"f");
+        assert!(decode("Zh").is_err());
+        assert_eq!(decode("Zm8").unwrap(), b"fo");
+        assert!(decode("Zm9").is_err());
+        assert!(decode("A").is_err(), "a lone sextet is never valid");
+    }
+}
