@@ -112,7 +112,10 @@ impl FromStr for Algorithm {
             return Ok(alg);
         }
         if s.eq_ignore_ascii_case("none") {
-            return Err(err!(NotSupported, "the \"none\" algorithm is never accepted"));
+            return Err(err!(
+                NotSupported,
+                "the \"none\" algorithm is never accepted"
+            ));
         }
         Err(err!(NotSupported, "unsupported JWS algorithm {s:?}"))
     }
@@ -172,6 +175,9 @@ mod tests {
             assert_eq!(e.code(), ErrorCode::NotSupported);
             assert!(e.reason().contains("none"));
         }
-        assert!("hs256".parse::<Algorithm>().is_err(), "names are case-sensitive");
+        assert!(
+            "hs256".parse::<Algorithm>().is_err(),
+            "names are case-sensitive"
+        );
     }
 }

@@ -15,12 +15,16 @@ pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMateria
     match alg.family() {
         Family::Hmac => {
             if bits.is_some_and(|b| b % 8 != 0 || b / 8 < min_hmac_key_len(alg)) {
-                return Err(err!(KeyUnsuitable, "{alg} keys must be whole bytes, at least {} bits", min_hmac_key_len(alg) * 8));
+                return Err(err!(
+                    KeyUnsuitable,
+                    "{alg} keys must be whole bytes, at least {} bits",
+                    min_hmac_key_len(alg) * 8
+                ));
             }
             let len = bits.map_or(min_hmac_key_len(alg), |b| b / 8);
             let mut k = Zeroizing::new(vec![0u8; len]);
             aws_lc_rs::rand::fill(&mut k).map_err(failed)?;
-            Ok(KeyMaterial::Oct(OctKey::new(k)?))
+            Ok(KeyMaterial::Oct(Box::new(OctKey::new(k)?)))
         }
         Family::Rsa => {
             let size = match bits.unwrap_or(2048) {
@@ -28,7 +32,12 @@ pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMateria
                 3072 => KeySize::Rsa3072,
                 4096 => KeySize::Rsa4096,
                 8192 => KeySize::Rsa8192,
-                other => return Err(err!(KeyUnsuitable, "RSA keys are 2048, 3072, 4096 or 8192 bits, not {other}")),
+                other => {
+                    return Err(err!(
+                        KeyUnsuitable,
+                        "RSA keys are 2048, 3072, 4096 or 8192 bits, not {other}"
+                    ))
+                }
             };
             let pair = RsaKeyPair::generate(size).map_err(failed)?;
             let der = pair.as_der().map_err(failed)?;
@@ -36,9 +45,18 @@ pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMateria
         }
         Family::Ecdsa => {
             let (crv, signing) = match alg {
-                Algorithm::ES384 => (Curve::P384, &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING),
-                Algorithm::ES512 => (Curve::P521, &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING),
-                _ => (Curve::P256, &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING),
+                Algorithm::ES384 => (
+                    Curve::P384,
+                    &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                ),
+                Algorithm::ES512 => (
+                    Curve::P521,
+                    &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+                ),
+                _ => (
+                    Curve::P256,
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                ),
             };
             let pair = EcdsaKeyPair::generate(signing).map_err(failed)?;
             ec_from_pair(crv, &pair)

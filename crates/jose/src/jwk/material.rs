@@ -85,11 +85,25 @@ impl Curve {
         }
     }
 
-    fn ecdsa_params(self) -> Option<(&'static signature::EcdsaVerificationAlgorithm, &'static signature::EcdsaSigningAlgorithm)> {
+    fn ecdsa_params(
+        self,
+    ) -> Option<(
+        &'static signature::EcdsaVerificationAlgorithm,
+        &'static signature::EcdsaSigningAlgorithm,
+    )> {
         match self {
-            Self::P256 => Some((&signature::ECDSA_P256_SHA256_FIXED, &signature::ECDSA_P256_SHA256_FIXED_SIGNING)),
-            Self::P384 => Some((&signature::ECDSA_P384_SHA384_FIXED, &signature::ECDSA_P384_SHA384_FIXED_SIGNING)),
-            Self::P521 => Some((&signature::ECDSA_P521_SHA512_FIXED, &signature::ECDSA_P521_SHA512_FIXED_SIGNING)),
+            Self::P256 => Some((
+                &signature::ECDSA_P256_SHA256_FIXED,
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            )),
+            Self::P384 => Some((
+                &signature::ECDSA_P384_SHA384_FIXED,
+                &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            )),
+            Self::P521 => Some((
+                &signature::ECDSA_P521_SHA512_FIXED,
+                &signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+            )),
             Self::Ed25519 | Self::X25519 => None,
         }
     }
@@ -100,7 +114,7 @@ pub(crate) enum KeyMaterial {
     Ec(Box<EcKey>),
     Ed25519(Box<EdKey>),
     X25519(Box<XKey>),
-    Oct(OctKey),
+    Oct(Box<OctKey>),
 }
 
 pub(crate) struct RsaKey {
@@ -252,29 +266,51 @@ fn bit_len(be: &[u8]) -> usize {
 }
 
 impl RsaKey {
-    pub(crate) fn new(n: Vec<u8>, e: Vec<u8>, private: Option<[Zeroizing<Vec<u8>>; 6]>) -> Result<Self> {
+    pub(crate) fn new(
+        n: Vec<u8>,
+        e: Vec<u8>,
+        private: Option<[Zeroizing<Vec<u8>>; 6]>,
+    ) -> Result<Self> {
         // RFC 7518 §6.3.1: minimal big-endian; a leading zero would also change the thumbprint.
         if n.first() == Some(&0) || e.first() == Some(&0) {
-            return Err(err!(JwkInvalid, "RSA \"n\" and \"e\" must not have leading zero octets"));
+            return Err(err!(
+                JwkInvalid,
+                "RSA \"n\" and \"e\" must not have leading zero octets"
+            ));
         }
         let bits = bit_len(&n);
         if bits < RSA_MIN_BITS {
-            return Err(err!(JwkInvalid, "RSA modulus of {bits} bits is below the 2048-bit minimum"));
+            return Err(err!(
+                JwkInvalid,
+                "RSA modulus of {bits} bits is below the 2048-bit minimum"
+            ));
         }
         if bits > RSA_MAX_BITS {
-            return Err(err!(JwkInvalid, "RSA modulus of {bits} bits is above the 8192-bit maximum"));
+            return Err(err!(
+                JwkInvalid,
+                "RSA modulus of {bits} bits is above the 8192-bit maximum"
+            ));
         }
         if e.len() > 4 {
             return Err(err!(JwkInvalid, "RSA public exponent is too large"));
         }
         let e_value = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         if e_value < 3 || e_value % 2 == 0 {
-            return Err(err!(JwkInvalid, "RSA public exponent must be odd and at least 3"));
+            return Err(err!(
+                JwkInvalid,
+                "RSA public exponent must be odd and at least 3"
+            ));
         }
         if roca::has_fingerprint(&n) {
-            return Err(err!(JwkInvalid, "RSA modulus has the ROCA fingerprint (CVE-2017-15361)"));
+            return Err(err!(
+                JwkInvalid,
+                "RSA modulus has the ROCA fingerprint (CVE-2017-15361)"
+            ));
         }
-        let components = PublicKeyComponents { n: &n[..], e: &e[..] };
+        let components = PublicKeyComponents {
+            n: &n[..],
+            e: &e[..],
+        };
         let first = components
             .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
             .map_err(|_| err!(JwkInvalid, "RSA public key rejected"))?;
@@ -286,7 +322,10 @@ impl RsaKey {
             None => None,
             Some([d, p, q, dp, dq, qi]) => {
                 let pair = RsaKeyPair::from_components(&KeyPairComponents {
-                    public_key: PublicKeyComponents { n: &n[..], e: &e[..] },
+                    public_key: PublicKeyComponents {
+                        n: &n[..],
+                        e: &e[..],
+                    },
                     d: &d[..],
                     p: &p[..],
                     q: &q[..],
@@ -295,10 +334,23 @@ impl RsaKey {
                     qInv: &qi[..],
                 })
                 .map_err(|_| err!(JwkInvalid, "RSA private key components are inconsistent"))?;
-                Some(RsaPrivate { d, p, q, dp, dq, qi, pair })
+                Some(RsaPrivate {
+                    d,
+                    p,
+                    q,
+                    dp,
+                    dq,
+                    qi,
+                    pair,
+                })
             }
         };
-        Ok(Self { n, e, verifiers, private })
+        Ok(Self {
+            n,
+            e,
+            verifiers,
+            private,
+        })
     }
 
     fn verifier(&self, alg: Algorithm) -> Result<&ParsedPublicKey> {
@@ -312,18 +364,30 @@ impl RsaKey {
         if let Some(v) = slot.get() {
             return Ok(v);
         }
-        let parsed = PublicKeyComponents { n: &self.n[..], e: &self.e[..] }
-            .to_parsed_public_key(params)
-            .map_err(|_| err!(JwkInvalid, "RSA public key rejected"))?;
+        let parsed = PublicKeyComponents {
+            n: &self.n[..],
+            e: &self.e[..],
+        }
+        .to_parsed_public_key(params)
+        .map_err(|_| err!(JwkInvalid, "RSA public key rejected"))?;
         Ok(slot.get_or_init(|| parsed))
     }
 }
 
 impl EcKey {
-    pub(crate) fn new(crv: Curve, x: Vec<u8>, y: Vec<u8>, d: Option<Zeroizing<Vec<u8>>>) -> Result<Self> {
+    pub(crate) fn new(
+        crv: Curve,
+        x: Vec<u8>,
+        y: Vec<u8>,
+        d: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Self> {
         let len = crv.field_len();
         if x.len() != len || y.len() != len {
-            return Err(err!(JwkInvalid, "{} coordinates must be {len} bytes", crv.name()));
+            return Err(err!(
+                JwkInvalid,
+                "{} coordinates must be {len} bytes",
+                crv.name()
+            ));
         }
         let (verify_alg, sign_alg) = crv
             .ecdsa_params()
@@ -339,14 +403,26 @@ impl EcKey {
             None => None,
             Some(d) => {
                 if d.len() != len {
-                    return Err(err!(JwkInvalid, "{} private scalar must be {len} bytes", crv.name()));
+                    return Err(err!(
+                        JwkInvalid,
+                        "{} private scalar must be {len} bytes",
+                        crv.name()
+                    ));
                 }
                 let pair = EcdsaKeyPair::from_private_key_and_public_key(sign_alg, &d, &point)
-                    .map_err(|_| err!(JwkInvalid, "EC private key does not match its public point"))?;
+                    .map_err(|_| {
+                        err!(JwkInvalid, "EC private key does not match its public point")
+                    })?;
                 Some((d, pair))
             }
         };
-        Ok(Self { crv, x, y, verifier, private })
+        Ok(Self {
+            crv,
+            x,
+            y,
+            verifier,
+            private,
+        })
     }
 
     /// The uncompressed SEC1 point.
@@ -373,12 +449,20 @@ impl EdKey {
         let private = match d {
             None => None,
             Some(d) => {
-                let pair = Ed25519KeyPair::from_seed_and_public_key(&d, &x)
-                    .map_err(|_| err!(JwkInvalid, "Ed25519 private key does not match its public key"))?;
+                let pair = Ed25519KeyPair::from_seed_and_public_key(&d, &x).map_err(|_| {
+                    err!(
+                        JwkInvalid,
+                        "Ed25519 private key does not match its public key"
+                    )
+                })?;
                 Some((d, pair))
             }
         };
-        Ok(Self { x, verifier, private })
+        Ok(Self {
+            x,
+            verifier,
+            private,
+        })
     }
 
     pub(crate) fn pair(&self) -> Option<&Ed25519KeyPair> {
@@ -404,12 +488,19 @@ impl OctKey {
         if k.is_empty() {
             return Err(err!(JwkInvalid, "symmetric key \"k\" is empty"));
         }
-        Ok(Self { k, hmac: Default::default() })
+        Ok(Self {
+            k,
+            hmac: Default::default(),
+        })
     }
 
     fn hmac_key(&self, alg: Algorithm) -> Result<&hmac::Key> {
-        let (i, hmac_alg) = hmac_index(alg).ok_or_else(|| err!(KeyUnsuitable, "{alg} is not an HMAC algorithm"))?;
-        let slot = self.hmac.get(i).ok_or_else(|| err!(Crypto, "HMAC slot missing"))?;
+        let (i, hmac_alg) =
+            hmac_index(alg).ok_or_else(|| err!(KeyUnsuitable, "{alg} is not an HMAC algorithm"))?;
+        let slot = self
+            .hmac
+            .get(i)
+            .ok_or_else(|| err!(Crypto, "HMAC slot missing"))?;
         Ok(slot.get_or_init(|| hmac::Key::new(hmac_alg, &self.k)))
     }
 }
@@ -419,7 +510,10 @@ impl KeyMaterial {
         match kty {
             "RSA" => {
                 if map.contains_key("oth") {
-                    return Err(err!(NotSupported, "multi-prime RSA keys (\"oth\") are not supported"));
+                    return Err(err!(
+                        NotSupported,
+                        "multi-prime RSA keys (\"oth\") are not supported"
+                    ));
                 }
                 let n = required(map, "n")?;
                 let e = required(map, "e")?;
@@ -442,22 +536,33 @@ impl KeyMaterial {
                     Some("P-256") => Curve::P256,
                     Some("P-384") => Curve::P384,
                     Some("P-521") => Curve::P521,
-                    Some(other) => return Err(err!(NotSupported, "unsupported EC curve {other:?}")),
+                    Some(other) => {
+                        return Err(err!(NotSupported, "unsupported EC curve {other:?}"))
+                    }
                     None => return Err(err!(JwkInvalid, "EC key without a string \"crv\"")),
                 };
                 let d = optional(map, "d")?.map(Zeroizing::new);
-                Ok(Self::Ec(Box::new(EcKey::new(crv, required(map, "x")?, required(map, "y")?, d)?)))
+                Ok(Self::Ec(Box::new(EcKey::new(
+                    crv,
+                    required(map, "x")?,
+                    required(map, "y")?,
+                    d,
+                )?)))
             }
             "OKP" => {
                 let d = optional(map, "d")?.map(Zeroizing::new);
                 match map.get("crv").and_then(Value::as_str) {
-                    Some("Ed25519") => Ok(Self::Ed25519(Box::new(EdKey::new(required(map, "x")?, d)?))),
-                    Some("X25519") => Ok(Self::X25519(Box::new(XKey::new(required(map, "x")?, d)?))),
+                    Some("Ed25519") => {
+                        Ok(Self::Ed25519(Box::new(EdKey::new(required(map, "x")?, d)?)))
+                    }
+                    Some("X25519") => {
+                        Ok(Self::X25519(Box::new(XKey::new(required(map, "x")?, d)?)))
+                    }
                     Some(other) => Err(err!(NotSupported, "unsupported OKP curve {other:?}")),
                     None => Err(err!(JwkInvalid, "OKP key without a string \"crv\"")),
                 }
             }
-            "oct" => Ok(Self::Oct(OctKey::new(secret(map, "k")?)?)),
+            "oct" => Ok(Self::Oct(Box::new(OctKey::new(secret(map, "k")?)?))),
             other => Err(err!(NotSupported, "unsupported key type {other:?}")),
         }
     }
@@ -515,7 +620,10 @@ impl KeyMaterial {
             (Family::Hmac, Self::Oct(k)) => {
                 let min = min_hmac_key_len(alg);
                 if k.k.len() < min {
-                    return Err(err!(KeyUnsuitable, "{alg} needs a key of at least {min} bytes"));
+                    return Err(err!(
+                        KeyUnsuitable,
+                        "{alg} needs a key of at least {min} bytes"
+                    ));
                 }
                 true
             }
@@ -530,7 +638,11 @@ impl KeyMaterial {
                 Some(c) => format!("{} {}", self.key_type().name(), c.name()),
                 None => self.key_type().name().to_owned(),
             };
-            Err(err!(KeyUnsuitable, "{alg} needs an {} key, not {what}", family_name(alg.family())))
+            Err(err!(
+                KeyUnsuitable,
+                "{alg} needs an {} key, not {what}",
+                family_name(alg.family())
+            ))
         }
     }
 
@@ -539,7 +651,8 @@ impl KeyMaterial {
         match self {
             Self::Oct(k) => Ok(Signer::Hmac(k.hmac_key(alg)?)),
             Self::Rsa(k) => {
-                let padding = rsa_sign_padding(alg).ok_or_else(|| err!(KeyUnsuitable, "{alg} is not an RSA algorithm"))?;
+                let padding = rsa_sign_padding(alg)
+                    .ok_or_else(|| err!(KeyUnsuitable, "{alg} is not an RSA algorithm"))?;
                 let private = k.private.as_ref().ok_or_else(missing)?;
                 Ok(Signer::Rsa(&private.pair, padding))
             }
@@ -642,10 +755,17 @@ impl RsaKey {
 /// Builds Ed25519 material from a key pair made by aws-lc-rs (generation, PKCS#8 import).
 pub(crate) fn ed25519_from_pair(pair: &Ed25519KeyPair) -> Result<KeyMaterial> {
     use aws_lc_rs::encoding::AsBigEndian;
-    let seed = pair.seed().map_err(|_| err!(Crypto, "Ed25519 seed unavailable"))?;
-    let seed = seed.as_be_bytes().map_err(|_| err!(Crypto, "Ed25519 seed unavailable"))?;
+    let seed = pair
+        .seed()
+        .map_err(|_| err!(Crypto, "Ed25519 seed unavailable"))?;
+    let seed = seed
+        .as_be_bytes()
+        .map_err(|_| err!(Crypto, "Ed25519 seed unavailable"))?;
     let x = pair.public_key().as_ref().to_vec();
-    Ok(KeyMaterial::Ed25519(Box::new(EdKey::new(x, Some(Zeroizing::new(seed.as_ref().to_vec())))?)))
+    Ok(KeyMaterial::Ed25519(Box::new(EdKey::new(
+        x,
+        Some(Zeroizing::new(seed.as_ref().to_vec())),
+    )?)))
 }
 
 /// Builds EC material from a key pair made by aws-lc-rs (generation, PKCS#8/SEC1 import).
@@ -657,7 +777,12 @@ pub(crate) fn ec_from_pair(crv: Curve, pair: &EcdsaKeyPair) -> Result<KeyMateria
         .map_err(|_| err!(Crypto, "EC private scalar unavailable"))?;
     let point = pair.public_key().as_ref();
     let (x, y) = split_point(crv, point)?;
-    Ok(KeyMaterial::Ec(Box::new(EcKey::new(crv, x, y, Some(Zeroizing::new(d.as_ref().to_vec())))?)))
+    Ok(KeyMaterial::Ec(Box::new(EcKey::new(
+        crv,
+        x,
+        y,
+        Some(Zeroizing::new(d.as_ref().to_vec())),
+    )?)))
 }
 
 /// Splits an uncompressed SEC1 point into its coordinates.
@@ -668,6 +793,10 @@ pub(crate) fn split_point(crv: Curve, point: &[u8]) -> Result<(Vec<u8>, Vec<u8>)
             let (x, y) = rest.split_at(len);
             Ok((x.to_vec(), y.to_vec()))
         }
-        _ => Err(err!(JwkInvalid, "expected an uncompressed {} point", crv.name())),
+        _ => Err(err!(
+            JwkInvalid,
+            "expected an uncompressed {} point",
+            crv.name()
+        )),
     }
 }

@@ -75,8 +75,8 @@ impl Jwk {
 
     /// Parses a JWK from an already-parsed JSON object.
     pub fn from_map(map: &Map<String, Value>) -> Result<Self> {
-        let kty = json::opt_str(map, "kty", "JWK")?
-            .ok_or_else(|| err!(JwkInvalid, "missing \"kty\""))?;
+        let kty =
+            json::opt_str(map, "kty", "JWK")?.ok_or_else(|| err!(JwkInvalid, "missing \"kty\""))?;
         let material = KeyMaterial::from_map(kty, map)?;
 
         let kid = json::opt_str(map, "kid", "JWK")?.map(str::to_owned);
@@ -111,7 +111,8 @@ impl Jwk {
         let other = map
             .iter()
             .filter(|(k, _)| {
-                !COMMON_MEMBERS.contains(&k.as_str()) && !material.member_names().contains(&k.as_str())
+                !COMMON_MEMBERS.contains(&k.as_str())
+                    && !material.member_names().contains(&k.as_str())
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -225,12 +226,19 @@ impl Jwk {
         }
         if let Some(u) = &self.key_use {
             if u != "sig" {
-                return Err(err!(KeyUnsuitable, "the key's \"use\" is {u:?}, not \"sig\""));
+                return Err(err!(
+                    KeyUnsuitable,
+                    "the key's \"use\" is {u:?}, not \"sig\""
+                ));
             }
         }
         if let Some(ops) = &self.key_ops {
             if !ops.iter().any(|o| o == op.name()) {
-                return Err(err!(KeyUnsuitable, "the key's \"key_ops\" do not allow {:?}", op.name()));
+                return Err(err!(
+                    KeyUnsuitable,
+                    "the key's \"key_ops\" do not allow {:?}",
+                    op.name()
+                ));
             }
         }
         self.material.fits(alg)?;
@@ -254,7 +262,12 @@ impl Jwk {
             key_use: self.key_use.clone(),
             key_ops: self.key_ops.as_ref().map(|ops| {
                 ops.iter()
-                    .filter(|o| !matches!(o.as_str(), "sign" | "decrypt" | "unwrapKey" | "deriveKey" | "deriveBits"))
+                    .filter(|o| {
+                        !matches!(
+                            o.as_str(),
+                            "sign" | "decrypt" | "unwrapKey" | "deriveKey" | "deriveBits"
+                        )
+                    })
                     .cloned()
                     .collect()
             }),
@@ -293,7 +306,10 @@ impl Jwk {
         // serde_json's Map is ordered by key and `to_string` adds no whitespace: exactly the
         // canonical form RFC 7638 §3.2 asks for.
         let canonical = Value::Object(map).to_string();
-        b64::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()))
+        b64::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ))
     }
 }
 

@@ -11,7 +11,9 @@ use der::{Decode, Encode};
 use pem_rfc7468::LineEnding;
 use zeroize::Zeroizing;
 
-use super::material::{ec_from_pair, ed25519_from_pair, Curve, EcKey, EdKey, KeyMaterial, RsaKey, XKey};
+use super::material::{
+    ec_from_pair, ed25519_from_pair, Curve, EcKey, EdKey, KeyMaterial, RsaKey, XKey,
+};
 use crate::error::{err, Result};
 
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -53,7 +55,8 @@ fn ecdsa_signing(crv: Curve) -> &'static signature::EcdsaSigningAlgorithm {
 
 pub(crate) fn from_pem(text: &[u8]) -> Result<KeyMaterial> {
     let text = trim_ascii(text);
-    let (label, der) = pem_rfc7468::decode_vec(text).map_err(|_| err!(PemInvalid, "not a PEM document"))?;
+    let (label, der) =
+        pem_rfc7468::decode_vec(text).map_err(|_| err!(PemInvalid, "not a PEM document"))?;
     let der = Zeroizing::new(der);
     match label {
         "PUBLIC KEY" => from_spki(&der),
@@ -74,19 +77,29 @@ pub(crate) fn from_pem(text: &[u8]) -> Result<KeyMaterial> {
                 .map_err(|_| bad("SEC1 private key"))?;
             ec_from_pair(crv, &pair)
         }
-        "ENCRYPTED PRIVATE KEY" => Err(err!(NotSupported, "encrypted PEM keys are not supported; decrypt it first")),
+        "ENCRYPTED PRIVATE KEY" => Err(err!(
+            NotSupported,
+            "encrypted PEM keys are not supported; decrypt it first"
+        )),
         other => Err(err!(PemInvalid, "unsupported PEM label {other:?}")),
     }
 }
 
 fn trim_ascii(text: &[u8]) -> &[u8] {
-    let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
-    let end = text.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     text.get(start..end).unwrap_or_default()
 }
 
 fn from_spki(der: &[u8]) -> Result<KeyMaterial> {
-    let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|_| bad("SubjectPublicKeyInfo"))?;
+    let spki =
+        spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|_| bad("SubjectPublicKeyInfo"))?;
     let key = spki
         .subject_public_key
         .as_bytes()
@@ -96,13 +109,26 @@ fn from_spki(der: &[u8]) -> Result<KeyMaterial> {
             rsa_public(pkcs1::RsaPublicKey::from_der(key).map_err(|_| bad("RSA public key"))?)
         }
         o if o == EC_PUBLIC_KEY => {
-            let crv = curve_of(spki.algorithm.parameters_oid().map_err(|_| bad("EC parameters"))?)?;
+            let crv = curve_of(
+                spki.algorithm
+                    .parameters_oid()
+                    .map_err(|_| bad("EC parameters"))?,
+            )?;
             let (x, y) = super::material::split_point(crv, key)?;
             Ok(KeyMaterial::Ec(Box::new(EcKey::new(crv, x, y, None)?)))
         }
-        o if o == ED25519 => Ok(KeyMaterial::Ed25519(Box::new(EdKey::new(key.to_vec(), None)?))),
-        o if o == X25519 => Ok(KeyMaterial::X25519(Box::new(XKey::new(key.to_vec(), None)?))),
-        other => Err(err!(PemInvalid, "unsupported public key algorithm OID {other}")),
+        o if o == ED25519 => Ok(KeyMaterial::Ed25519(Box::new(EdKey::new(
+            key.to_vec(),
+            None,
+        )?))),
+        o if o == X25519 => Ok(KeyMaterial::X25519(Box::new(XKey::new(
+            key.to_vec(),
+            None,
+        )?))),
+        other => Err(err!(
+            PemInvalid,
+            "unsupported public key algorithm OID {other}"
+        )),
     }
 }
 
@@ -148,36 +174,60 @@ fn from_pkcs8(der: &[u8]) -> Result<KeyMaterial> {
     match info.algorithm.oid {
         o if o == RSA_ENCRYPTION => rsa_private(info.private_key),
         o if o == EC_PUBLIC_KEY => {
-            let crv = curve_of(info.algorithm.parameters_oid().map_err(|_| bad("EC parameters"))?)?;
-            let pair = EcdsaKeyPair::from_pkcs8(ecdsa_signing(crv), der).map_err(|_| bad("EC PKCS#8 key"))?;
+            let crv = curve_of(
+                info.algorithm
+                    .parameters_oid()
+                    .map_err(|_| bad("EC parameters"))?,
+            )?;
+            let pair = EcdsaKeyPair::from_pkcs8(ecdsa_signing(crv), der)
+                .map_err(|_| bad("EC PKCS#8 key"))?;
             ec_from_pair(crv, &pair)
         }
         o if o == ED25519 => {
-            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| bad("Ed25519 PKCS#8 key"))?;
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map_err(|_| bad("Ed25519 PKCS#8 key"))?;
             ed25519_from_pair(&pair)
         }
         o if o == X25519 => {
-            let d = OctetStringRef::from_der(info.private_key).map_err(|_| bad("X25519 PKCS#8 key"))?;
+            let d =
+                OctetStringRef::from_der(info.private_key).map_err(|_| bad("X25519 PKCS#8 key"))?;
             let d = Zeroizing::new(d.as_bytes().to_vec());
-            let private = aws_lc_rs::agreement::PrivateKey::from_private_key(&aws_lc_rs::agreement::X25519, &d)
+            let private = aws_lc_rs::agreement::PrivateKey::from_private_key(
+                &aws_lc_rs::agreement::X25519,
+                &d,
+            )
+            .map_err(|_| bad("X25519 PKCS#8 key"))?;
+            let public = private
+                .compute_public_key()
                 .map_err(|_| bad("X25519 PKCS#8 key"))?;
-            let public = private.compute_public_key().map_err(|_| bad("X25519 PKCS#8 key"))?;
-            Ok(KeyMaterial::X25519(Box::new(XKey::new(public.as_ref().to_vec(), Some(d))?)))
+            Ok(KeyMaterial::X25519(Box::new(XKey::new(
+                public.as_ref().to_vec(),
+                Some(d),
+            )?)))
         }
-        other => Err(err!(PemInvalid, "unsupported private key algorithm OID {other}")),
+        other => Err(err!(
+            PemInvalid,
+            "unsupported private key algorithm OID {other}"
+        )),
     }
 }
 
 fn spki_der(oid: ObjectIdentifier, params: Option<AnyRef<'_>>, key: &[u8]) -> Result<Vec<u8>> {
     let spki = spki::SubjectPublicKeyInfoRef {
-        algorithm: spki::AlgorithmIdentifierRef { oid, parameters: params },
-        subject_public_key: BitStringRef::from_bytes(key).map_err(|_| err!(Crypto, "DER encoding failed"))?,
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid,
+            parameters: params,
+        },
+        subject_public_key: BitStringRef::from_bytes(key)
+            .map_err(|_| err!(Crypto, "DER encoding failed"))?,
     };
-    spki.to_der().map_err(|_| err!(Crypto, "DER encoding failed"))
+    spki.to_der()
+        .map_err(|_| err!(Crypto, "DER encoding failed"))
 }
 
 fn pem(label: &str, der: &[u8]) -> Result<String> {
-    pem_rfc7468::encode_string(label, LineEnding::LF, der).map_err(|_| err!(Crypto, "PEM encoding failed"))
+    pem_rfc7468::encode_string(label, LineEnding::LF, der)
+        .map_err(|_| err!(Crypto, "PEM encoding failed"))
 }
 
 pub(crate) fn to_pem(material: &KeyMaterial) -> Result<String> {
@@ -197,7 +247,10 @@ pub(crate) fn to_pem(material: &KeyMaterial) -> Result<String> {
             Some(pair) => pem("PRIVATE KEY", pair.to_pkcs8v1().map_err(failed)?.as_ref()),
             None => {
                 let oid = curve_oid(k.crv);
-                pem("PUBLIC KEY", &spki_der(EC_PUBLIC_KEY, Some(AnyRef::from(&oid)), &k.point())?)
+                pem(
+                    "PUBLIC KEY",
+                    &spki_der(EC_PUBLIC_KEY, Some(AnyRef::from(&oid)), &k.point())?,
+                )
             }
         },
         KeyMaterial::Ed25519(k) => match k.pair() {
@@ -206,9 +259,17 @@ pub(crate) fn to_pem(material: &KeyMaterial) -> Result<String> {
         },
         KeyMaterial::X25519(k) => match &k.d {
             Some(d) => {
-                let inner = OctetStringRef::new(d).and_then(|o| o.to_der()).map_err(failed)?;
+                let inner = OctetStringRef::new(d)
+                    .and_then(|o| o.to_der())
+                    .map_err(failed)?;
                 let inner = Zeroizing::new(inner);
-                let info = pkcs8::PrivateKeyInfo::new(spki::AlgorithmIdentifierRef { oid: X25519, parameters: None }, &inner);
+                let info = pkcs8::PrivateKeyInfo::new(
+                    spki::AlgorithmIdentifierRef {
+                        oid: X25519,
+                        parameters: None,
+                    },
+                    &inner,
+                );
                 let der = Zeroizing::new(info.to_der().map_err(failed)?);
                 pem("PRIVATE KEY", &der)
             }

@@ -37,9 +37,7 @@ fn in_subgroup_of_65537(residue: u32, r: u32) -> bool {
 
 /// True when the modulus carries the ROCA fingerprint.
 pub(crate) fn has_fingerprint(n: &[u8]) -> bool {
-    PRIMES
-        .iter()
-        .all(|&r| in_subgroup_of_65537(rem(n, r), r))
+    PRIMES.iter().all(|&r| in_subgroup_of_65537(rem(n, r), r))
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ impl JwkSet {
             let Value::Object(obj) = item else {
                 return Err(err!(JwksInvalid, "key {i} is not an object"));
             };
-            let key = Jwk::from_map(obj).map_err(|e| err!(JwksInvalid, "key {i}: {}", e.reason()))?;
+            let key =
+                Jwk::from_map(obj).map_err(|e| err!(JwksInvalid, "key {i}: {}", e.reason()))?;
             keys.push(key);
         }
         Self::new(keys)
@@ -51,7 +52,10 @@ impl JwkSet {
         }
         let symmetric = keys.iter().filter(|k| k.is_symmetric()).count();
         if symmetric != 0 && symmetric != keys.len() {
-            return Err(err!(JwksInvalid, "the set mixes symmetric and asymmetric keys"));
+            return Err(err!(
+                JwksInvalid,
+                "the set mixes symmetric and asymmetric keys"
+            ));
         }
         Ok(Self { keys })
     }
@@ -63,7 +67,11 @@ impl JwkSet {
 
     /// The set as a JSON object.
     pub fn to_map(&self) -> Map<String, Value> {
-        let keys = self.keys.iter().map(|k| Value::Object(k.to_map())).collect();
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| Value::Object(k.to_map()))
+            .collect();
         let mut map = Map::new();
         map.insert("keys".into(), Value::Array(keys));
         map
@@ -72,7 +80,11 @@ impl JwkSet {
     /// The public set: every key's public half (fails on symmetric keys).
     pub fn to_public(&self) -> Result<Self> {
         Ok(Self {
-            keys: self.keys.iter().map(Jwk::to_public).collect::<Result<_>>()?,
+            keys: self
+                .keys
+                .iter()
+                .map(Jwk::to_public)
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -93,7 +105,10 @@ impl JwkSet {
         match (fitting.next(), fitting.next()) {
             (Some(key), None) => Ok(key),
             (None, _) => Err(err!(NoMatchingKey, "no key in the set fits {alg}")),
-            (Some(_), Some(_)) => Err(err!(MultipleMatchingKeys, "several keys fit {alg} and the token names no kid")),
+            (Some(_), Some(_)) => Err(err!(
+                MultipleMatchingKeys,
+                "several keys fit {alg} and the token names no kid"
+            )),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! JWS compact serialization (RFC 7515 §7.1): `BASE64URL(header).BASE64URL(payload).BASE64URL(sig)`.
 
-use super::{prepare_header, select_key, signing_input, Header, HeaderParams, Keys, VerifyOptions, MAX_HEADER_LEN};
+use super::{
+    prepare_header, select_key, signing_input, Header, HeaderParams, Keys, VerifyOptions,
+    MAX_HEADER_LEN,
+};
 use crate::alg::Algorithm;
 use crate::error::{err, Result};
 use crate::jwk::Jwk;
@@ -22,18 +25,35 @@ pub fn sign(payload: &[u8], key: &Jwk, alg: Algorithm, params: &HeaderParams) ->
 
 /// Signs `payload` and returns the compact serialization with the payload left out
 /// (RFC 7515 Appendix F): `header..signature`.
-pub fn sign_detached(payload: &[u8], key: &Jwk, alg: Algorithm, params: &HeaderParams) -> Result<String> {
+pub fn sign_detached(
+    payload: &[u8],
+    key: &Jwk,
+    alg: Algorithm,
+    params: &HeaderParams,
+) -> Result<String> {
     sign_inner(payload, key, alg, params, true)
 }
 
-fn sign_inner(payload: &[u8], key: &Jwk, alg: Algorithm, params: &HeaderParams, detached: bool) -> Result<String> {
+fn sign_inner(
+    payload: &[u8],
+    key: &Jwk,
+    alg: Algorithm,
+    params: &HeaderParams,
+    detached: bool,
+) -> Result<String> {
     if !params.unprotected.is_empty() {
-        return Err(err!(InvalidOptions, "the compact serialization has no unprotected header"));
+        return Err(err!(
+            InvalidOptions,
+            "the compact serialization has no unprotected header"
+        ));
     }
     let signer = key.signer(alg)?;
     let (header, protected) = prepare_header(key, alg, params, true)?;
     if !header.b64() && !detached && payload.contains(&b'.') {
-        return Err(err!(InvalidOptions, "an unencoded compact payload must not contain '.' (RFC 7797 §5.2)"));
+        return Err(err!(
+            InvalidOptions,
+            "an unencoded compact payload must not contain '.' (RFC 7797 §5.2)"
+        ));
     }
     let input = signing_input(&protected, payload, header.b64());
     let sig = signer.sign(&input)?;
@@ -43,7 +63,10 @@ fn sign_inner(payload: &[u8], key: &Jwk, alg: Algorithm, params: &HeaderParams, 
         out.push_str("..");
     } else {
         // The signing input is exactly the first two segments.
-        out.push_str(std::str::from_utf8(&input).map_err(|_| err!(InvalidOptions, "an unencoded compact payload must be UTF-8"))?);
+        out.push_str(
+            std::str::from_utf8(&input)
+                .map_err(|_| err!(InvalidOptions, "an unencoded compact payload must be UTF-8"))?,
+        );
         out.push('.');
     }
     b64::encode_into(&sig, &mut out);
@@ -60,37 +83,67 @@ pub(crate) struct Parts<'a> {
 /// Splits a compact JWS into its three segments, refusing anything else early and cheaply.
 pub(crate) fn split(token: &str, max_len: usize) -> Result<Parts<'_>> {
     if token.len() > max_len {
-        return Err(err!(TooLarge, "token is {} bytes, the limit is {max_len}", token.len()));
+        return Err(err!(
+            TooLarge,
+            "token is {} bytes, the limit is {max_len}",
+            token.len()
+        ));
     }
     if token.starts_with('{') {
-        return Err(err!(JwsInvalid, "a JSON-serialized JWS was given where a compact one is expected"));
+        return Err(err!(
+            JwsInvalid,
+            "a JSON-serialized JWS was given where a compact one is expected"
+        ));
     }
     let mut it = token.splitn(4, '.');
     match (it.next(), it.next(), it.next(), it.next()) {
         (Some(header), Some(payload), Some(signature), None) => {
             if header.len() > MAX_HEADER_LEN {
-                return Err(err!(TooLarge, "header is longer than {MAX_HEADER_LEN} bytes"));
+                return Err(err!(
+                    TooLarge,
+                    "header is longer than {MAX_HEADER_LEN} bytes"
+                ));
             }
-            Ok(Parts { header, payload, signature })
+            Ok(Parts {
+                header,
+                payload,
+                signature,
+            })
         }
         _ => {
             let dots = token.bytes().filter(|b| *b == b'.').count();
             if dots == 4 {
-                Err(err!(JwsInvalid, "a JWE (five segments) was given where a JWS is expected"))
+                Err(err!(
+                    JwsInvalid,
+                    "a JWE (five segments) was given where a JWS is expected"
+                ))
             } else {
-                Err(err!(JwsInvalid, "a compact JWS has three segments, this has {}", dots + 1))
+                Err(err!(
+                    JwsInvalid,
+                    "a compact JWS has three segments, this has {}",
+                    dots + 1
+                ))
             }
         }
     }
 }
 
 /// Verifies a compact JWS and returns its header and payload.
-pub fn verify<'k>(token: &str, keys: impl Into<Keys<'k>>, options: &VerifyOptions) -> Result<Verified> {
+pub fn verify<'k>(
+    token: &str,
+    keys: impl Into<Keys<'k>>,
+    options: &VerifyOptions,
+) -> Result<Verified> {
     verify_inner(token, None, keys.into(), options, true)
 }
 
 /// Verifies a compact JWS whose payload segment is empty against the detached `payload`.
-pub fn verify_detached<'k>(token: &str, payload: &[u8], keys: impl Into<Keys<'k>>, options: &VerifyOptions) -> Result<Verified> {
+pub fn verify_detached<'k>(
+    token: &str,
+    payload: &[u8],
+    keys: impl Into<Keys<'k>>,
+    options: &VerifyOptions,
+) -> Result<Verified> {
     verify_inner(token, Some(payload), keys.into(), options, true)
 }
 
@@ -110,7 +163,10 @@ pub(crate) fn verify_inner(
     let payload = match detached {
         Some(p) => {
             if !parts.payload.is_empty() {
-                return Err(err!(JwsInvalid, "a detached JWS must have an empty payload segment"));
+                return Err(err!(
+                    JwsInvalid,
+                    "a detached JWS must have an empty payload segment"
+                ));
             }
             p.to_vec()
         }
@@ -123,7 +179,10 @@ pub(crate) fn verify_inner(
     } else {
         // Attached and encoded: the signing input is the token's own first two segments.
         let end = parts.header.len() + 1 + parts.payload.len();
-        let input = token.as_bytes().get(..end).ok_or_else(|| err!(JwsInvalid, "truncated token"))?;
+        let input = token
+            .as_bytes()
+            .get(..end)
+            .ok_or_else(|| err!(JwsInvalid, "truncated token"))?;
         key.material.verify(header.alg(), input, &sig)?;
     }
     Ok(Verified { header, payload })

@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{prepare_header, select_key, signing_input, Header, HeaderParams, Keys, SignaturePolicy, VerifyOptions};
+use super::{
+    prepare_header, select_key, signing_input, Header, HeaderParams, Keys, SignaturePolicy,
+    VerifyOptions,
+};
 use crate::alg::Algorithm;
 use crate::error::{err, Error, ErrorCode, Result};
 use crate::jwk::Jwk;
@@ -39,12 +42,20 @@ pub struct Verified {
 
 /// Signs `payload` with every signer and serializes as JSON. With `detached`, the `payload`
 /// member is left out.
-pub fn sign(payload: &[u8], signers: &[Signature<'_>], form: Form, detached: bool) -> Result<String> {
+pub fn sign(
+    payload: &[u8],
+    signers: &[Signature<'_>],
+    form: Form,
+    detached: bool,
+) -> Result<String> {
     if signers.is_empty() {
         return Err(err!(InvalidOptions, "at least one signature is needed"));
     }
     if form == Form::Flattened && signers.len() != 1 {
-        return Err(err!(InvalidOptions, "the flattened serialization holds exactly one signature"));
+        return Err(err!(
+            InvalidOptions,
+            "the flattened serialization holds exactly one signature"
+        ));
     }
     let mut b64_mode = None;
     let mut sigs = Vec::with_capacity(signers.len());
@@ -52,7 +63,10 @@ pub fn sign(payload: &[u8], signers: &[Signature<'_>], form: Form, detached: boo
         let signer = s.key.signer(s.alg)?;
         let (header, protected) = prepare_header(s.key, s.alg, s.params, true)?;
         if *b64_mode.get_or_insert(header.b64()) != header.b64() {
-            return Err(err!(InvalidOptions, "all signatures must agree on \"b64\" (RFC 7797 §3)"));
+            return Err(err!(
+                InvalidOptions,
+                "all signatures must agree on \"b64\" (RFC 7797 §3)"
+            ));
         }
         let sig = signer.sign(&signing_input(&protected, payload, header.b64()))?;
         let mut obj = Map::new();
@@ -114,27 +128,53 @@ fn parse_entry<'a>(obj: &'a Map<String, Value>, options: &VerifyOptions) -> Resu
         _ => return Err(err!(JwsInvalid, "missing \"signature\" string")),
     };
     let header = Header::parse(protected, unprotected, &options.crit, true)?;
-    Ok(Entry { protected_b64, header, signature })
+    Ok(Entry {
+        protected_b64,
+        header,
+        signature,
+    })
 }
 
 /// Verifies a flattened or general JSON JWS.
-pub fn verify<'k>(text: &str, keys: impl Into<Keys<'k>>, options: &VerifyOptions) -> Result<Verified> {
+pub fn verify<'k>(
+    text: &str,
+    keys: impl Into<Keys<'k>>,
+    options: &VerifyOptions,
+) -> Result<Verified> {
     verify_inner(text, None, keys.into(), options)
 }
 
 /// Verifies a JSON JWS without a `payload` member against the detached `payload`.
-pub fn verify_detached<'k>(text: &str, payload: &[u8], keys: impl Into<Keys<'k>>, options: &VerifyOptions) -> Result<Verified> {
+pub fn verify_detached<'k>(
+    text: &str,
+    payload: &[u8],
+    keys: impl Into<Keys<'k>>,
+    options: &VerifyOptions,
+) -> Result<Verified> {
     verify_inner(text, Some(payload), keys.into(), options)
 }
 
-fn verify_inner(text: &str, detached: Option<&[u8]>, keys: Keys<'_>, options: &VerifyOptions) -> Result<Verified> {
+fn verify_inner(
+    text: &str,
+    detached: Option<&[u8]>,
+    keys: Keys<'_>,
+    options: &VerifyOptions,
+) -> Result<Verified> {
     if text.len() > options.max_len {
-        return Err(err!(TooLarge, "JWS is {} bytes, the limit is {}", text.len(), options.max_len));
+        return Err(err!(
+            TooLarge,
+            "JWS is {} bytes, the limit is {}",
+            text.len(),
+            options.max_len
+        ));
     }
     let doc = json::parse_object(text.as_bytes(), "JWS")?;
     let entries: Vec<Entry<'_>> = match doc.get("signatures") {
         Some(Value::Array(items)) => {
-            if ["protected", "header", "signature"].iter().any(|k| doc.contains_key(*k)) {
+            if ["protected", "header", "signature"]
+                .iter()
+                .any(|k| doc.contains_key(*k))
+            {
                 return Err(err!(JwsInvalid, "general and flattened members mixed"));
             }
             if items.is_empty() {
@@ -151,14 +191,16 @@ fn verify_inner(text: &str, detached: Option<&[u8]>, keys: Keys<'_>, options: &V
         Some(_) => return Err(err!(JwsInvalid, "\"signatures\" must be an array")),
         None => vec![parse_entry(&doc, options)?],
     };
-    let b64_mode = entries.first().map_or(true, |e| e.header.b64());
+    let b64_mode = entries.first().is_none_or(|e| e.header.b64());
     if entries.iter().any(|e| e.header.b64() != b64_mode) {
         return Err(err!(JwsInvalid, "signatures disagree on \"b64\""));
     }
     let payload_member = match (doc.get("payload"), detached) {
         (Some(Value::String(s)), None) => s.as_str(),
         (None, Some(_)) => "",
-        (Some(_), Some(_)) => return Err(err!(JwsInvalid, "a detached JWS must not carry a payload")),
+        (Some(_), Some(_)) => {
+            return Err(err!(JwsInvalid, "a detached JWS must not carry a payload"))
+        }
         (None, None) => return Err(err!(JwsInvalid, "missing \"payload\"")),
         (Some(_), None) => return Err(err!(JwsInvalid, "\"payload\" must be a string")),
     };

@@ -122,7 +122,9 @@ impl Header {
 
     /// Any member, protected or not.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.protected.get(name).or_else(|| self.unprotected.get(name))
+        self.protected
+            .get(name)
+            .or_else(|| self.unprotected.get(name))
     }
 
     fn get_str(&self, name: &str) -> Option<&str> {
@@ -170,7 +172,10 @@ impl Header {
         allow_b64: bool,
     ) -> Result<Self> {
         if let Some(dup) = protected.keys().find(|k| unprotected.contains_key(*k)) {
-            return Err(err!(JwsInvalid, "header member {dup:?} is both protected and unprotected"));
+            return Err(err!(
+                JwsInvalid,
+                "header member {dup:?} is both protected and unprotected"
+            ));
         }
         for name in ["kid", "typ", "cty"] {
             if let Some(v) = protected.get(name).or_else(|| unprotected.get(name)) {
@@ -206,14 +211,20 @@ impl Header {
         };
         for name in &crit {
             if REGISTERED.contains(name) {
-                return Err(err!(CritInvalid, "\"crit\" must not list the registered name {name:?}"));
+                return Err(err!(
+                    CritInvalid,
+                    "\"crit\" must not list the registered name {name:?}"
+                ));
             }
             let known = (*name == "b64" && allow_b64) || understood.iter().any(|u| u == name);
             if !known {
                 return Err(err!(CritInvalid, "unsupported critical extension {name:?}"));
             }
             if !protected.contains_key(*name) {
-                return Err(err!(CritInvalid, "critical extension {name:?} is not in the protected header"));
+                return Err(err!(
+                    CritInvalid,
+                    "critical extension {name:?} is not in the protected header"
+                ));
             }
         }
         if unprotected.contains_key("b64") {
@@ -231,12 +242,21 @@ impl Header {
             }
             Some(_) => return Err(err!(JwsInvalid, "\"b64\" must be a boolean")),
         };
-        Ok(Self { alg, b64, protected, unprotected })
+        Ok(Self {
+            alg,
+            b64,
+            protected,
+            unprotected,
+        })
     }
 }
 
 /// Picks the key for one signature and enforces the algorithm policy.
-pub(crate) fn select_key<'k>(keys: Keys<'k>, header: &Header, options: &VerifyOptions) -> Result<&'k Jwk> {
+pub(crate) fn select_key<'k>(
+    keys: Keys<'k>,
+    header: &Header,
+    options: &VerifyOptions,
+) -> Result<&'k Jwk> {
     let alg = header.alg();
     if let Algorithms::Only(list) = &options.algorithms {
         if !list.contains(&alg) {
@@ -245,17 +265,24 @@ pub(crate) fn select_key<'k>(keys: Keys<'k>, header: &Header, options: &VerifyOp
     }
     let key = match keys {
         Keys::One(key) => {
-            key.check(alg, KeyOperation::Verify).map_err(|e| match e.code() {
-                // The token asks for an algorithm this key cannot serve: a rejected token.
-                crate::ErrorCode::KeyUnsuitable => err!(AlgNotAllowed, "{alg} does not fit the key: {}", e.reason()),
-                _ => e,
-            })?;
+            key.check(alg, KeyOperation::Verify)
+                .map_err(|e| match e.code() {
+                    // The token asks for an algorithm this key cannot serve: a rejected token.
+                    crate::ErrorCode::KeyUnsuitable => {
+                        err!(AlgNotAllowed, "{alg} does not fit the key: {}", e.reason())
+                    }
+                    _ => e,
+                })?;
             key
         }
-        Keys::Set(set) => set.select(header.kid(), alg, KeyOperation::Verify).map_err(|e| match e.code() {
-            crate::ErrorCode::KeyUnsuitable => err!(AlgNotAllowed, "{alg} does not fit the key: {}", e.reason()),
-            _ => e,
-        })?,
+        Keys::Set(set) => set
+            .select(header.kid(), alg, KeyOperation::Verify)
+            .map_err(|e| match e.code() {
+                crate::ErrorCode::KeyUnsuitable => {
+                    err!(AlgNotAllowed, "{alg} does not fit the key: {}", e.reason())
+                }
+                _ => e,
+            })?,
     };
     if options.algorithms == Algorithms::FromKey {
         match key.signing_algorithm() {
@@ -274,7 +301,11 @@ pub(crate) fn select_key<'k>(keys: Keys<'k>, header: &Header, options: &VerifyOp
 
 /// Builds `ASCII(protected) || '.' || payload-part` (RFC 7515 §5.1 step 5, RFC 7797 §3).
 pub(crate) fn signing_input(protected_b64: &str, payload: &[u8], b64: bool) -> Vec<u8> {
-    let payload_len = if b64 { payload.len().div_ceil(3) * 4 } else { payload.len() };
+    let payload_len = if b64 {
+        payload.len().div_ceil(3) * 4
+    } else {
+        payload.len()
+    };
     let mut input = Vec::with_capacity(protected_b64.len() + 1 + payload_len);
     input.extend_from_slice(protected_b64.as_bytes());
     input.push(b'.');
@@ -306,7 +337,12 @@ impl HeaderParams {
 }
 
 /// Produces the validated protected header for signing, and its encoded form.
-pub(crate) fn prepare_header(key: &Jwk, alg: Algorithm, params: &HeaderParams, allow_b64: bool) -> Result<(Header, String)> {
+pub(crate) fn prepare_header(
+    key: &Jwk,
+    alg: Algorithm,
+    params: &HeaderParams,
+    allow_b64: bool,
+) -> Result<(Header, String)> {
     let mut protected = params.protected.clone();
     protected.insert("alg".into(), alg.name().into());
     if let Some(kid) = key.kid() {
@@ -316,10 +352,18 @@ pub(crate) fn prepare_header(key: &Jwk, alg: Algorithm, params: &HeaderParams, a
     }
     // Names the signer put in `crit` are by definition understood by the signer.
     let understood: Vec<String> = match protected.get("crit") {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let encoded = crate::b64::encode(Value::Object(protected.clone()).to_string());
-    let header = Header::parse(protected, params.unprotected.clone(), &understood, allow_b64)?;
+    let header = Header::parse(
+        protected,
+        params.unprotected.clone(),
+        &understood,
+        allow_b64,
+    )?;
     Ok((header, encoded))
 }

@@ -24,11 +24,18 @@ fn numeric_date(map: &Map<String, Value>, name: &str) -> Result<Option<i64>> {
             // NumericDate may carry fractions (RFC 7519 §2); whole seconds are what we compare.
             let secs = n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f.floor() as i64))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite() && f.abs() < 1e15)
+                        .map(|f| f.floor() as i64)
+                })
                 .ok_or_else(|| err!(JwtClaimInvalid, "{name:?} is out of range"))?;
             Ok(Some(secs))
         }
-        Some(_) => Err(err!(JwtClaimInvalid, "{name:?} must be a NumericDate (a JSON number)")),
+        Some(_) => Err(err!(
+            JwtClaimInvalid,
+            "{name:?} must be a NumericDate (a JSON number)"
+        )),
     }
 }
 
@@ -47,8 +54,18 @@ impl Claims {
                 .iter()
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| err!(JwtClaimInvalid, "\"aud\" must be a string or an array of strings"))?,
-            Some(_) => return Err(err!(JwtClaimInvalid, "\"aud\" must be a string or an array of strings")),
+                .ok_or_else(|| {
+                    err!(
+                        JwtClaimInvalid,
+                        "\"aud\" must be a string or an array of strings"
+                    )
+                })?,
+            Some(_) => {
+                return Err(err!(
+                    JwtClaimInvalid,
+                    "\"aud\" must be a string or an array of strings"
+                ))
+            }
         };
         Ok(Self {
             exp: numeric_date(&map, "exp")?,

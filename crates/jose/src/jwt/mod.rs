@@ -28,32 +28,52 @@ pub struct Jwt {
 }
 
 /// Signs a claims set as a compact JWS. `typ`, when given, goes into the protected header.
-pub fn sign(claims: &Map<String, Value>, key: &Jwk, alg: Algorithm, typ: Option<&str>) -> Result<String> {
+pub fn sign(
+    claims: &Map<String, Value>,
+    key: &Jwk,
+    alg: Algorithm,
+    typ: Option<&str>,
+) -> Result<String> {
     Claims::from_map(claims.clone())?;
     let mut params = HeaderParams::default();
     if let Some(t) = typ {
         params.protected.insert("typ".into(), t.into());
     }
-    jws::compact::sign(Value::Object(claims.clone()).to_string().as_bytes(), key, alg, &params)
+    jws::compact::sign(
+        Value::Object(claims.clone()).to_string().as_bytes(),
+        key,
+        alg,
+        &params,
+    )
 }
 
 /// Verifies a JWT: structure, signature, then claims.
 pub fn verify<'k>(token: &str, keys: impl Into<Keys<'k>>, validation: &Validation) -> Result<Jwt> {
     let options = validation.verify_options()?;
-    let verified = jws::compact::verify_inner(token, None, keys.into(), &options, false).map_err(|e| {
-        if e.code() == ErrorCode::JwsInvalid {
-            err!(JwtInvalid, "{}", e.reason())
-        } else {
-            e
-        }
-    })?;
+    let verified =
+        jws::compact::verify_inner(token, None, keys.into(), &options, false).map_err(|e| {
+            if e.code() == ErrorCode::JwsInvalid {
+                err!(JwtInvalid, "{}", e.reason())
+            } else {
+                e
+            }
+        })?;
     let claims = Claims::from_map(match json::parse(&verified.payload) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(err!(JwtInvalid, "the JWT payload is not a JSON object")),
-        Err(e) => return Err(err!(JwtInvalid, "the JWT payload is not JSON: {}", e.reason())),
+        Err(e) => {
+            return Err(err!(
+                JwtInvalid,
+                "the JWT payload is not JSON: {}",
+                e.reason()
+            ))
+        }
     })?;
     validation.check(&verified.header, &claims)?;
-    Ok(Jwt { header: verified.header, claims })
+    Ok(Jwt {
+        header: verified.header,
+        claims,
+    })
 }
 
 /// Decodes header and claims WITHOUT verifying anything, for display (`jwt inspect`).

@@ -174,13 +174,22 @@ impl Validation {
 
     pub(crate) fn verify_options(&self) -> Result<VerifyOptions> {
         let Some(algorithms) = self.algorithms.clone() else {
-            return Err(err!(InvalidOptions, "no algorithms stated: list them or call algorithms_from_key"));
+            return Err(err!(
+                InvalidOptions,
+                "no algorithms stated: list them or call algorithms_from_key"
+            ));
         };
         if self.issuer == Expect::Unset {
-            return Err(err!(InvalidOptions, "no issuer stated: set one or call waive_issuer"));
+            return Err(err!(
+                InvalidOptions,
+                "no issuer stated: set one or call waive_issuer"
+            ));
         }
         if self.audience == Expect::Unset {
-            return Err(err!(InvalidOptions, "no audience stated: set one or call waive_audience"));
+            return Err(err!(
+                InvalidOptions,
+                "no audience stated: set one or call waive_audience"
+            ));
         }
         let mut options = VerifyOptions::new([]);
         options.algorithms = algorithms;
@@ -217,7 +226,10 @@ impl Validation {
                 return Err(err!(JwtClaimInvalid, "missing \"aud\""));
             }
             if !claims.aud().iter().any(|a| audiences.contains(a)) {
-                return Err(err!(JwtClaimInvalid, "\"aud\" does not include an accepted audience"));
+                return Err(err!(
+                    JwtClaimInvalid,
+                    "\"aud\" does not include an accepted audience"
+                ));
             }
         }
         if let Some(sub) = &self.subject {
@@ -245,9 +257,12 @@ impl Validation {
             }
         }
         if let Some(max_age) = self.max_age {
-            let iat = claims
-                .iat()
-                .ok_or_else(|| err!(JwtClaimInvalid, "missing \"iat\", needed for the maximum age"))?;
+            let iat = claims.iat().ok_or_else(|| {
+                err!(
+                    JwtClaimInvalid,
+                    "missing \"iat\", needed for the maximum age"
+                )
+            })?;
             if iat > now.saturating_add(leeway) {
                 return Err(err!(JwtNotYetValid, "\"iat\" is in the future"));
             }

@@ -1,0 +1,48 @@
+use std::path::PathBuf;
+
+use jose::jws::{self, VerifyOptions};
+use jose::{Algorithm, Jwk};
+use serde_json::{Map, Value};
+
+/// The shared vectors folder: `$TOKENGATE_VECTORS`, else `<project>/../shared/vectors`.
+pub fn vectors() -> PathBuf {
+    let dir = match std::env::var_os("TOKENGATE_VECTORS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+    };
+    assert!(
+        dir.join("README.md").is_file(),
+        "test vectors not found at {} (set TOKENGATE_VECTORS)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn load(rel: &str) -> Value {
+    let path = vectors().join(rel);
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap()
+}
+
+pub fn obj(v: &Value) -> &Map<String, Value> {
+    v.as_object().expect("a JSON object")
+}
+
+pub fn jwk(v: &Value) -> Jwk {
+    Jwk::from_map(obj(v)).unwrap_or_else(|e| panic!("key {v}: {e}"))
+}
+
+pub fn only(alg: Algorithm) -> VerifyOptions {
+    VerifyOptions::new([alg])
+}
+
+/// Signs `payload` compactly with a fresh key of `alg`, returning the key and token.
+pub fn fresh_token(alg: Algorithm, payload: &[u8]) -> (Jwk, String) {
+    let key = Jwk::generate(alg, None, None).unwrap();
+    let token = jws::compact::sign(payload, &key, alg, &Default::default()).unwrap();
+    (key, token)
+}
+
+pub fn b64(s: impl AsRef<[u8]>) -> String {
+    jose::b64::encode(s)
+}
