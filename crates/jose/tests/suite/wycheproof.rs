@@ -119,3 +119,18 @@ fn json_serialization_is_refused_where_compact_is_expected() {
         b"foo"
     );
 }
+
+#[test]
+fn roca_key_is_refused_for_its_fingerprint() {
+    let data = load("wycheproof/json_web_key_test.json");
+    let group = data["testGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["comment"] == "jws_rsa_roca_key")
+        .unwrap();
+    let key = &group["public"]["keys"][0];
+    let e = Jwk::from_map(obj(key)).unwrap_err();
+    assert_eq!(e.code(), jose::ErrorCode::JwkInvalid);
+    assert!(e.reason().contains("ROCA"), "{e}");
+}
