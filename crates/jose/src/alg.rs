@@ -75,6 +75,18 @@ impl Algorithm {
         }
     }
 
+    /// The curve this algorithm's keys are on (ECDSA and EdDSA); RSA and HMAC have none.
+    pub const fn curve(self) -> Option<crate::jwk::Curve> {
+        use crate::jwk::Curve;
+        match self {
+            Self::ES256 => Some(Curve::P256),
+            Self::ES384 => Some(Curve::P384),
+            Self::ES512 => Some(Curve::P521),
+            Self::EdDSA => Some(Curve::Ed25519),
+            _ => None,
+        }
+    }
+
     /// The family, which decides the key type.
     pub(crate) const fn family(self) -> Family {
         match self {
@@ -151,9 +163,14 @@ pub(crate) const JWE_ALGORITHM_NAMES: &[&str] = &[
     "A256GCM",
 ];
 
+/// Whether `name` is a registered JWE key-management or content-encryption algorithm.
+pub fn is_jwe_name(name: &str) -> bool {
+    JWE_ALGORITHM_NAMES.contains(&name)
+}
+
 /// Whether `name` is a registered JOSE algorithm this crate knows of (signing or encryption).
 pub(crate) fn is_registered(name: &str) -> bool {
-    Algorithm::ALL.iter().any(|a| a.name() == name) || JWE_ALGORITHM_NAMES.contains(&name)
+    Algorithm::ALL.iter().any(|a| a.name() == name) || is_jwe_name(name)
 }
 
 #[cfg(test)]

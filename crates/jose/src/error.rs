@@ -83,29 +83,6 @@ impl ErrorCode {
             Self::Crypto => "ERR_JOSE_CRYPTO",
         }
     }
-
-    /// True when the code means "this token or signature is not acceptable", as opposed to a
-    /// problem with keys, options or the environment. The CLI maps the two to exit 1 and 2.
-    pub const fn is_rejection(self) -> bool {
-        matches!(
-            self,
-            Self::Base64Invalid
-                | Self::JsonInvalid
-                | Self::TooLarge
-                | Self::JwsInvalid
-                | Self::JwtInvalid
-                | Self::SignatureInvalid
-                | Self::AlgNotAllowed
-                | Self::NotSupported
-                | Self::CritInvalid
-                | Self::NoMatchingKey
-                | Self::MultipleMatchingKeys
-                | Self::JwtExpired
-                | Self::JwtNotYetValid
-                | Self::JwtClaimInvalid
-                | Self::TypInvalid
-        )
-    }
 }
 
 impl fmt::Display for ErrorCode {

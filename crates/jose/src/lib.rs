@@ -37,7 +37,7 @@ pub mod jwk;
 pub mod jws;
 pub mod jwt;
 
-mod alg;
+pub mod alg;
 
 pub use alg::Algorithm;
 pub use error::{Error, ErrorCode, Result};

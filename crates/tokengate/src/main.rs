@@ -1,1 +1,27 @@
-fn main(){}
+//! `tokengate`: a JOSE command-line tool. Parse flags, run the command, map the outcome to
+//! an exit status (0 success, 1 rejected token or signature, 2 usage, key or I/O error).
+
+mod cli;
+mod commands;
+mod error;
+mod input;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return cli::report_clap_error(&e),
+    };
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // eprintln! would panic if stderr is closed; the exit status still tells.
+            let _ = writeln!(std::io::stderr(), "{e}");
+            ExitCode::from(e.exit)
+        }
+    }
+}

@@ -12,6 +12,12 @@ use crate::error::{err, Result};
 
 pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMaterial> {
     let failed = |_| err!(Crypto, "key generation failed");
+    if bits.is_some() && alg.curve().is_some() {
+        return Err(err!(
+            KeyUnsuitable,
+            "{alg} keys are sized by their curve; bits apply to RSA and HMAC"
+        ));
+    }
     match alg.family() {
         Family::Hmac => {
             if bits.is_some_and(|b| b % 8 != 0 || b / 8 < min_hmac_key_len(alg)) {

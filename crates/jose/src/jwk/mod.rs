@@ -260,17 +260,7 @@ impl Jwk {
             kid: self.kid.clone(),
             alg: self.alg.clone(),
             key_use: self.key_use.clone(),
-            key_ops: self.key_ops.as_ref().map(|ops| {
-                ops.iter()
-                    .filter(|o| {
-                        !matches!(
-                            o.as_str(),
-                            "sign" | "decrypt" | "unwrapKey" | "deriveKey" | "deriveBits"
-                        )
-                    })
-                    .cloned()
-                    .collect()
-            }),
+            key_ops: self.key_ops.as_ref().map(|ops| public_ops(ops)),
             other: self.other.clone(),
         })
     }
@@ -311,6 +301,27 @@ impl Jwk {
             canonical.as_bytes(),
         ))
     }
+}
+
+/// The operations a public half may perform, given the private key's: each private operation
+/// becomes its public counterpart (`sign` → `verify`), so a signing-only private key still
+/// yields a public key that verifies (RFC 7517 §4.3).
+fn public_ops(ops: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let public = match op.as_str() {
+            "sign" | "verify" => "verify",
+            "decrypt" | "encrypt" => "encrypt",
+            "unwrapKey" | "wrapKey" => "wrapKey",
+            // ECDH derivation needs the private key; the public half only lets peers derive.
+            "deriveKey" | "deriveBits" => continue,
+            other => other,
+        };
+        if !out.iter().any(|o| o == public) {
+            out.push(public.to_owned());
+        }
+    }
+    out
 }
 
 /// HMAC keys must be at least as long as the hash output (RFC 7518 §3.2).

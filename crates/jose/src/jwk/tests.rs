@@ -32,6 +32,31 @@ fn public_half_drops_private_members_and_ops() {
     assert!(!public.contains_key("d"));
     assert_eq!(public["key_ops"], serde_json::json!(["verify"]));
     assert_eq!(key.to_public().unwrap().thumbprint(), key.thumbprint());
+
+    // A signing-only private key gives a public key that verifies.
+    map.insert("key_ops".into(), serde_json::json!(["sign"]));
+    let key = Jwk::from_map(&map).unwrap();
+    let public = key.to_public().unwrap();
+    assert_eq!(public.to_map()["key_ops"], serde_json::json!(["verify"]));
+    let token =
+        crate::jws::compact::sign(b"x", &key, Algorithm::ES384, &Default::default()).unwrap();
+    let options = crate::jws::VerifyOptions::new([Algorithm::ES384]);
+    crate::jws::compact::verify(&token, &public, &options).unwrap();
+}
+
+#[test]
+fn bits_apply_only_to_rsa_and_hmac() {
+    let code = |alg, bits| Jwk::generate(alg, Some(bits), None).unwrap_err().code();
+    assert_eq!(code(Algorithm::ES256, 4096), ErrorCode::KeyUnsuitable);
+    assert_eq!(code(Algorithm::EdDSA, 256), ErrorCode::KeyUnsuitable);
+    assert_eq!(code(Algorithm::HS256, 100), ErrorCode::KeyUnsuitable);
+    let k = Jwk::generate(Algorithm::HS256, Some(512), None).unwrap();
+    assert_eq!(
+        crate::b64::decode(k.to_map()["k"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        64
+    );
 }
 
 #[test]

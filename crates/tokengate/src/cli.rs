@@ -1,0 +1,289 @@
+//! Command-line definitions (clap derive). Only flag parsing lives here; the commands build
+//! keys, options and tokens from these values.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::error::EXIT_USAGE;
+use crate::input::parse_duration;
+
+/// Issue, validate and inspect JOSE objects: JWK, JWS and JWT.
+///
+/// Inputs come from the file argument, or stdin when it is absent or "-". Results go to
+/// stdout; errors go to stderr as `error[CODE]: reason`. Exit status: 0 success, 1 the
+/// token or signature was rejected, 2 usage, key or I/O error.
+#[derive(Debug, Parser)]
+#[command(name = "tokengate", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// JSON Web Keys: generate, derive the public key, thumbprint, PEM import and export.
+    #[command(subcommand)]
+    Jwk(JwkCommand),
+    /// JSON Web Signatures: sign and verify arbitrary payloads.
+    #[command(subcommand)]
+    Jws(JwsCommand),
+    /// JSON Web Tokens: sign, verify and inspect.
+    #[command(subcommand)]
+    Jwt(JwtCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JwkCommand {
+    /// Generate a private JWK (with "alg", and "kid" defaulting to its RFC 7638 thumbprint).
+    Generate(JwkGenerateArgs),
+    /// Print the public JWK of a private one (a JWK Set gives the public set).
+    Public(KeyFileArg),
+    /// Print the RFC 7638 thumbprint (base64url SHA-256).
+    Thumbprint(KeyFileArg),
+    /// Convert a PEM key (SPKI, PKCS#1, PKCS#8 or SEC1) to a JWK.
+    Import(JwkImportArgs),
+    /// Convert a JWK to PEM (SPKI for public keys, PKCS#8 for private ones).
+    Export(KeyFileArg),
+}
+
+#[derive(Debug, Args)]
+pub struct JwkGenerateArgs {
+    /// JWS algorithm the key is for: HS256/384/512, RS256/384/512, PS256/384/512,
+    /// ES256/384/512 or EdDSA.
+    #[arg(long, value_name = "ALG")]
+    pub alg: String,
+    /// Content encryption algorithm (JWE; not implemented yet).
+    #[arg(long, value_name = "ENC")]
+    pub enc: Option<String>,
+    /// Curve; only a curve consistent with --alg is accepted for now (ES256 with P-256, ...).
+    #[arg(long, value_name = "CRV")]
+    pub crv: Option<String>,
+    /// Key size in bits: RSA 2048 (default), 3072, 4096 or 8192; HMAC at least the hash size.
+    #[arg(long, value_name = "N")]
+    pub bits: Option<usize>,
+    /// Key ID (default: the RFC 7638 thumbprint).
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyFileArg {
+    /// JWK, JWK Set or PEM file (default: stdin).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JwkImportArgs {
+    /// Set the key's "alg" (checked against the key type).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<String>,
+    /// PEM file ("-" for stdin).
+    #[arg(value_name = "PEM")]
+    pub pem: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JwsCommand {
+    /// Sign a payload (the file's bytes exactly as they are) and print the JWS.
+    Sign(JwsSignArgs),
+    /// Verify a JWS and print its payload bytes (nothing added).
+    Verify(JwsVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JwsSignArgs {
+    /// Private JWK or PEM file (a JWK Set only if it holds exactly one private key).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Algorithm (default: the key's "alg", or the one its curve implies).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<String>,
+    /// Extra protected header members, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub header: Option<String>,
+    /// Produce the flattened JSON serialization instead of the compact one.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave the payload out of the output (detached content, RFC 7515 Appendix F).
+    #[arg(long)]
+    pub detached: bool,
+    /// Payload file (default: stdin), signed byte for byte.
+    #[arg(value_name = "PAYLOAD_FILE")]
+    pub payload: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JwsVerifyArgs {
+    /// JWK (public or private), JWK Set (selected by kid, else by algorithm) or PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Accepted algorithm; repeat for several (default: the one the key determines).
+    #[arg(long = "alg", value_name = "ALG")]
+    pub algs: Vec<String>,
+    /// The input is a JSON serialization (also detected by a leading '{').
+    #[arg(long)]
+    pub json: bool,
+    /// Detached payload file to verify the JWS against.
+    #[arg(long, value_name = "FILE")]
+    pub payload: Option<PathBuf>,
+    /// JWS file (default: stdin).
+    #[arg(value_name = "TOKEN_FILE")]
+    pub token: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JwtCommand {
+    /// Sign a claims set and print the JWT.
+    ///
+    /// Claims are built in this order, later steps overriding earlier ones: the --claims file;
+    /// iat (now) and exp; nbf; --iss, --sub, --aud, --jti; then each --claim.
+    Sign(JwtSignArgs),
+    /// Verify a JWT and print its claims as JSON.
+    Verify(JwtVerifyArgs),
+    /// Print a JWT's header and claims WITHOUT verifying anything.
+    ///
+    /// The output is labelled "unverified": true. For a JWE only the protected header is
+    /// shown ("claims": null).
+    Inspect(JwtInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JwtSignArgs {
+    /// Private JWK or PEM file (a JWK Set only if it holds exactly one private key).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Algorithm (default: the key's "alg", or the one its curve implies).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<String>,
+    /// The "typ" header.
+    #[arg(long, value_name = "TYP", default_value = "JWT")]
+    pub typ: String,
+    /// The "iss" claim.
+    #[arg(long, value_name = "ISS")]
+    pub iss: Option<String>,
+    /// The "sub" claim.
+    #[arg(long, value_name = "SUB")]
+    pub sub: Option<String>,
+    /// The "aud" claim; once gives a string, several give an array.
+    #[arg(long, value_name = "AUD")]
+    pub aud: Vec<String>,
+    /// Lifetime: exp = now + DURATION (30s, 5m, 1h, 2d; a bare integer is seconds).
+    /// Default: 1h, unless --claims or --claim supply "exp".
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub exp: Option<u64>,
+    /// Not before: nbf = now + DURATION (no nbf claim unless given).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub nbf: Option<u64>,
+    /// The "jti" claim.
+    #[arg(long, value_name = "JTI")]
+    pub jti: Option<String>,
+    /// Any claim, NAME=JSON; a value that is not JSON is taken as a string. Repeatable.
+    #[arg(long, value_name = "NAME=JSON", value_parser = parse_claim)]
+    pub claim: Vec<(String, Value)>,
+    /// A JSON object of claims to start from.
+    #[arg(long, value_name = "FILE")]
+    pub claims: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JwtVerifyArgs {
+    /// JWK (public or private), JWK Set (selected by kid, else by algorithm) or PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Accepted algorithm; repeat for several (default: the one the key determines).
+    #[arg(long = "alg", value_name = "ALG")]
+    pub algs: Vec<String>,
+    /// Required issuer ("iss").
+    #[arg(long, value_name = "ISS")]
+    pub iss: String,
+    /// Required audience (must be in "aud").
+    #[arg(long, value_name = "AUD")]
+    pub aud: String,
+    /// Required "typ" header (compared as a media type).
+    #[arg(long, value_name = "TYP")]
+    pub typ: Option<String>,
+    /// Clock skew tolerated on exp, nbf and iat (30s, 5m, ...; default 0).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub leeway: Option<u64>,
+    /// JWT file (default: stdin).
+    #[arg(value_name = "TOKEN_FILE")]
+    pub token: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JwtInspectArgs {
+    /// JWT file (default: stdin).
+    #[arg(value_name = "TOKEN_FILE")]
+    pub token: Option<PathBuf>,
+}
+
+/// Parses `NAME=JSON`; a value that is not valid JSON is kept as a string so `--claim
+/// scope=read` works without shell-quoting JSON.
+fn parse_claim(s: &str) -> Result<(String, Value), String> {
+    let (name, raw) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=JSON, got {s:?}"))?;
+    if name.is_empty() {
+        return Err("the claim name is empty".to_owned());
+    }
+    let value = jose::json::parse(raw.as_bytes()).unwrap_or_else(|_| Value::String(raw.to_owned()));
+    Ok((name.to_owned(), value))
+}
+
+/// Reports a clap failure. Help and version go to stdout with status 0; usage errors keep
+/// clap's message (with its usage hint) but take our `error[CODE]:` form and status 2.
+pub fn report_clap_error(err: &clap::Error) -> ExitCode {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        // Nothing sensible to do if stdout is gone.
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = err.render().to_string();
+    let mut stderr = std::io::stderr().lock();
+    let _ = match text.strip_prefix("error: ") {
+        Some(body) => write!(stderr, "error[ERR_USAGE]: {body}"),
+        None => write!(
+            stderr,
+            "error[ERR_USAGE]: a subcommand is required\n\n{text}"
+        ),
+    };
+    ExitCode::from(EXIT_USAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn claims_parse_as_json_or_string() {
+        assert_eq!(parse_claim("n=5").unwrap(), ("n".into(), Value::from(5)));
+        assert_eq!(
+            parse_claim("s=read write").unwrap(),
+            ("s".into(), Value::from("read write"))
+        );
+        assert_eq!(parse_claim("e=").unwrap(), ("e".into(), Value::from("")));
+        assert_eq!(
+            parse_claim("o={\"a\":[1]}").unwrap().1,
+            serde_json::json!({"a":[1]})
+        );
+        assert!(parse_claim("=1").is_err());
+        assert!(parse_claim("novalue").is_err());
+    }
+}
