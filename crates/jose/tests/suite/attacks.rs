@@ -24,8 +24,17 @@ fn code<T: std::fmt::Debug>(r: Result<T, jose::Error>) -> ErrorCode {
     r.expect_err("must be rejected").code()
 }
 
+/// The RFC 7520 §3.5 HMAC key, which forged tokens below are signed with.
+const HS_SECRET_B64: &str =
+    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+
+fn hs_secret() -> Vec<u8> {
+    jose::b64::decode(HS_SECRET_B64).unwrap()
+}
+
 fn hs_key() -> Jwk {
-    Jwk::from_json(br#"{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow","alg":"HS256"}"#).unwrap()
+    let json = format!(r#"{{"kty":"oct","k":"{HS_SECRET_B64}","alg":"HS256"}}"#);
+    Jwk::from_json(json.as_bytes()).unwrap()
 }
 
 fn validation() -> Validation {
@@ -176,10 +185,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn duplicate_member_names() {
     let key = hs_key();
-    let secret = jose::b64::decode(
-        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
-    )
-    .unwrap();
+    let secret = hs_secret();
     let dup_header = forge_hs256(
         r#"{"alg":"HS256","alg":"none"}"#,
         r#"{"iss":"iss","aud":"aud","exp":4102444800}"#,
@@ -224,10 +230,7 @@ fn duplicate_member_names() {
 #[test]
 fn bad_crit() {
     let key = hs_key();
-    let secret = jose::b64::decode(
-        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
-    )
-    .unwrap();
+    let secret = hs_secret();
     for header in [
         r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, // not understood
         r#"{"alg":"HS256","crit":[]}"#,              // empty
@@ -269,10 +272,7 @@ fn bad_crit() {
 #[test]
 fn b64_misuse() {
     let key = hs_key();
-    let secret = jose::b64::decode(
-        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
-    )
-    .unwrap();
+    let secret = hs_secret();
     // b64:false without crit: the RFC 7797 §4.2 header minus crit.
     let header = b64(r#"{"alg":"HS256","b64":false}"#);
     let sig = b64(hmac(&secret, format!("{header}.$.02").as_bytes()));
@@ -368,10 +368,7 @@ fn wrong_typ() {
 #[test]
 fn wrongly_typed_registered_claims() {
     let key = hs_key();
-    let secret = jose::b64::decode(
-        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
-    )
-    .unwrap();
+    let secret = hs_secret();
     for payload in [
         r#"{"iss":"iss","aud":"aud","exp":"4102444800"}"#,
         r#"{"iss":"iss","aud":"aud","exp":4102444800,"nbf":"0"}"#,
