@@ -23,6 +23,11 @@ pub enum ErrorCode {
     JwtInvalid,
     /// The signature did not verify.
     SignatureInvalid,
+    /// A JWE is structurally malformed (segments, serialization, header members).
+    JweInvalid,
+    /// A JWE did not decrypt: wrong key, altered ciphertext, IV, tag or header. One code for
+    /// all of them, so that failures cannot be told apart.
+    DecryptionFailed,
     /// The algorithm is not in the caller's allow-list, or no allow-list could be determined.
     AlgNotAllowed,
     /// The algorithm, curve or feature is not implemented (or deliberately refused, e.g. `none`).
@@ -66,6 +71,8 @@ impl ErrorCode {
             Self::JwsInvalid => "ERR_JWS_INVALID",
             Self::JwtInvalid => "ERR_JWT_INVALID",
             Self::SignatureInvalid => "ERR_JWS_SIGNATURE_INVALID",
+            Self::JweInvalid => "ERR_JWE_INVALID",
+            Self::DecryptionFailed => "ERR_JWE_DECRYPTION_FAILED",
             Self::AlgNotAllowed => "ERR_JOSE_ALG_NOT_ALLOWED",
             Self::NotSupported => "ERR_JOSE_NOT_SUPPORTED",
             Self::CritInvalid => "ERR_JOSE_CRIT_INVALID",
@@ -136,3 +143,12 @@ macro_rules! err {
     };
 }
 pub(crate) use err;
+
+/// A `map_err` adapter for library failures whose detail is not worth keeping (a fresh
+/// closure per use, so it fits any error type).
+macro_rules! crypto_err {
+    ($msg:literal) => {
+        |_| $crate::error::Error::new($crate::error::ErrorCode::Crypto, $msg)
+    };
+}
+pub(crate) use crypto_err;

@@ -33,6 +33,7 @@
 pub mod b64;
 mod error;
 pub mod json;
+pub mod jwe;
 pub mod jwk;
 pub mod jws;
 pub mod jwt;

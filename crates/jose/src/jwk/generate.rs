@@ -8,10 +8,9 @@ use zeroize::Zeroizing;
 use super::material::{ec_from_pair, ed25519_from_pair, Curve, KeyMaterial, OctKey};
 use super::{min_hmac_key_len, pem};
 use crate::alg::{Algorithm, Family};
-use crate::error::{err, Result};
+use crate::error::{crypto_err, err, Result};
 
 pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMaterial> {
-    let failed = |_| err!(Crypto, "key generation failed");
     if bits.is_some() && alg.curve().is_some() {
         return Err(err!(
             KeyUnsuitable,
@@ -29,7 +28,7 @@ pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMateria
             }
             let len = bits.map_or(min_hmac_key_len(alg), |b| b / 8);
             let mut k = Zeroizing::new(vec![0u8; len]);
-            aws_lc_rs::rand::fill(&mut k).map_err(failed)?;
+            aws_lc_rs::rand::fill(&mut k).map_err(crypto_err!("key generation failed"))?;
             Ok(KeyMaterial::Oct(Box::new(OctKey::new(k)?)))
         }
         Family::Rsa => {
@@ -45,8 +44,10 @@ pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMateria
                     ))
                 }
             };
-            let pair = RsaKeyPair::generate(size).map_err(failed)?;
-            let der = pair.as_der().map_err(failed)?;
+            let pair = RsaKeyPair::generate(size).map_err(crypto_err!("key generation failed"))?;
+            let der = pair
+                .as_der()
+                .map_err(crypto_err!("key generation failed"))?;
             pem::rsa_from_pkcs8(der.as_ref())
         }
         Family::Ecdsa => {
@@ -64,11 +65,12 @@ pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMateria
                     &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                 ),
             };
-            let pair = EcdsaKeyPair::generate(signing).map_err(failed)?;
+            let pair =
+                EcdsaKeyPair::generate(signing).map_err(crypto_err!("key generation failed"))?;
             ec_from_pair(crv, &pair)
         }
         Family::EdDsa => {
-            let pair = Ed25519KeyPair::generate().map_err(failed)?;
+            let pair = Ed25519KeyPair::generate().map_err(crypto_err!("key generation failed"))?;
             ed25519_from_pair(&pair)
         }
     }

@@ -3,8 +3,13 @@
 
 use std::sync::OnceLock;
 
+use aws_lc_rs::agreement;
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeyPairComponents, PublicKeyComponents};
+use aws_lc_rs::rsa::{
+    KeyPair as RsaKeyPair, KeyPairComponents, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
+    PrivateDecryptingKey, PublicEncryptingKey, PublicKeyComponents,
+};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ParsedPublicKey};
 use aws_lc_rs::{constant_time, hmac};
 use serde_json::{Map, Value};
@@ -13,7 +18,7 @@ use zeroize::Zeroizing;
 use super::{family_name, min_hmac_key_len, roca};
 use crate::alg::{Algorithm, Family};
 use crate::b64;
-use crate::error::{err, Result};
+use crate::error::{crypto_err, err, Result};
 
 /// The JWK `kty`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +139,8 @@ pub(crate) struct RsaPrivate {
     dq: Zeroizing<Vec<u8>>,
     qi: Zeroizing<Vec<u8>>,
     pub(crate) pair: RsaKeyPair,
+    /// The same key as an OAEP decryption key, built on first use.
+    oaep: OnceLock<OaepPrivateDecryptingKey>,
 }
 
 pub(crate) struct EcKey {
@@ -172,19 +179,18 @@ pub(crate) enum Signer<'a> {
 
 impl Signer<'_> {
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
-        let failed = |_| err!(Crypto, "signing failed");
         match self {
             Self::Hmac(key) => Ok(hmac::sign(key, message).as_ref().to_vec()),
             Self::Rsa(pair, padding) => {
                 let mut sig = vec![0; pair.public_modulus_len()];
                 pair.sign(*padding, &SystemRandom::new(), message, &mut sig)
-                    .map_err(failed)?;
+                    .map_err(crypto_err!("signing failed"))?;
                 Ok(sig)
             }
             Self::Ecdsa(pair) => pair
                 .sign(&SystemRandom::new(), message)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(failed),
+                .map_err(crypto_err!("signing failed")),
             Self::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }
@@ -342,6 +348,7 @@ impl RsaKey {
                     dq,
                     qi,
                     pair,
+                    oaep: OnceLock::new(),
                 })
             }
         };
@@ -437,6 +444,26 @@ impl EcKey {
     pub(crate) fn pair(&self) -> Option<&EcdsaKeyPair> {
         self.private.as_ref().map(|(_, p)| p)
     }
+
+    /// The private scalar as an ECDH key, if this key is private.
+    pub(crate) fn agreement_private(&self) -> Result<Option<agreement::PrivateKey>> {
+        let Some((d, _)) = &self.private else {
+            return Ok(None);
+        };
+        agreement::PrivateKey::from_private_key(ecdh_algorithm(self.crv), d)
+            .map(Some)
+            .map_err(|_| err!(JwkInvalid, "EC private key rejected for ECDH"))
+    }
+}
+
+/// The aws-lc-rs ECDH algorithm for a curve.
+pub(crate) fn ecdh_algorithm(crv: Curve) -> &'static agreement::Algorithm {
+    match crv {
+        Curve::P384 => &agreement::ECDH_P384,
+        Curve::P521 => &agreement::ECDH_P521,
+        Curve::X25519 => &agreement::X25519,
+        _ => &agreement::ECDH_P256,
+    }
 }
 
 impl EdKey {
@@ -475,9 +502,31 @@ impl EdKey {
 }
 
 impl XKey {
+    /// The private key as an ECDH key, if present.
+    pub(crate) fn agreement_private(&self) -> Result<Option<agreement::PrivateKey>> {
+        let Some(d) = &self.d else {
+            return Ok(None);
+        };
+        agreement::PrivateKey::from_private_key(&agreement::X25519, d)
+            .map(Some)
+            .map_err(|_| err!(JwkInvalid, "X25519 private key rejected"))
+    }
+
     pub(crate) fn new(x: Vec<u8>, d: Option<Zeroizing<Vec<u8>>>) -> Result<Self> {
         if x.len() != 32 || d.as_ref().is_some_and(|d| d.len() != 32) {
             return Err(err!(JwkInvalid, "X25519 keys are 32 bytes"));
+        }
+        if let Some(d) = &d {
+            let public = agreement::PrivateKey::from_private_key(&agreement::X25519, d)
+                .ok()
+                .and_then(|k| k.compute_public_key().ok())
+                .ok_or_else(|| err!(JwkInvalid, "X25519 private key rejected"))?;
+            if public.as_ref() != x.as_slice() {
+                return Err(err!(
+                    JwkInvalid,
+                    "X25519 private key does not match its public key"
+                ));
+            }
         }
         Ok(Self { x, d })
     }
@@ -743,6 +792,37 @@ impl KeyMaterial {
 }
 
 impl RsaKey {
+    /// An OAEP encryption key for this public key.
+    pub(crate) fn oaep_encrypting(&self) -> Result<OaepPublicEncryptingKey> {
+        let public: PublicEncryptingKey = PublicKeyComponents {
+            n: &self.n[..],
+            e: &self.e[..],
+        }
+        .try_into()
+        .map_err(|_| err!(JwkInvalid, "RSA public key rejected"))?;
+        OaepPublicEncryptingKey::new(public)
+            .map_err(|_| err!(JwkInvalid, "RSA public key rejected"))
+    }
+
+    /// The OAEP decryption key, if this key is private.
+    pub(crate) fn oaep_decrypting(&self) -> Result<Option<&OaepPrivateDecryptingKey>> {
+        let Some(private) = &self.private else {
+            return Ok(None);
+        };
+        if let Some(k) = private.oaep.get() {
+            return Ok(Some(k));
+        }
+        let der = private
+            .pair
+            .as_der()
+            .map_err(crypto_err!("RSA decryption key unavailable"))?;
+        let key = PrivateDecryptingKey::from_pkcs8(der.as_ref())
+            .map_err(crypto_err!("RSA decryption key unavailable"))?;
+        let key = OaepPrivateDecryptingKey::new(key)
+            .map_err(crypto_err!("RSA decryption key unavailable"))?;
+        Ok(Some(private.oaep.get_or_init(|| key)))
+    }
+
     pub(crate) fn public_components(&self) -> (&[u8], &[u8]) {
         (&self.n, &self.e)
     }

@@ -6,7 +6,7 @@
 //! at the door rather than at first use.
 
 mod generate;
-mod material;
+pub(crate) mod material;
 mod pem;
 mod roca;
 mod set;
@@ -189,6 +189,16 @@ impl Jwk {
         self.material.fits(alg)?;
         self.alg = Some(alg.name().to_owned());
         Ok(())
+    }
+
+    /// The `key_ops` member, if any.
+    pub fn key_ops(&self) -> Option<&[String]> {
+        self.key_ops.as_deref()
+    }
+
+    /// The curve of EC and OKP keys.
+    pub fn curve(&self) -> Option<Curve> {
+        self.material.curve()
     }
 
     /// The `use` member, if any.

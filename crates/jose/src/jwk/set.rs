@@ -92,16 +92,26 @@ impl JwkSet {
     /// `alg`), else the single key that fits `alg`. Several fitting keys and no `kid` is an
     /// error rather than a guess.
     pub fn select(&self, kid: Option<&str>, alg: Algorithm, op: KeyOperation) -> Result<&Jwk> {
+        self.select_with(kid, alg.name(), |k| k.check(alg, op))
+    }
+
+    /// Selection with a caller-supplied fitness check (shared by JWS and JWE).
+    pub(crate) fn select_with(
+        &self,
+        kid: Option<&str>,
+        alg: &str,
+        fits: impl Fn(&Jwk) -> Result<()>,
+    ) -> Result<&Jwk> {
         if let Some(kid) = kid {
             let key = self
                 .keys
                 .iter()
                 .find(|k| k.kid() == Some(kid))
                 .ok_or_else(|| err!(NoMatchingKey, "no key with kid {kid:?}"))?;
-            key.check(alg, op)?;
+            fits(key)?;
             return Ok(key);
         }
-        let mut fitting = self.keys.iter().filter(|k| k.check(alg, op).is_ok());
+        let mut fitting = self.keys.iter().filter(|k| fits(k).is_ok());
         match (fitting.next(), fitting.next()) {
             (Some(key), None) => Ok(key),
             (None, _) => Err(err!(NoMatchingKey, "no key in the set fits {alg}")),

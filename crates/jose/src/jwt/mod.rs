@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
 use crate::error::{err, ErrorCode, Result};
+use crate::jwe;
 use crate::jwk::Jwk;
 use crate::jws::{self, Header, HeaderParams, Keys};
 use crate::{b64, json};
@@ -74,6 +75,59 @@ pub fn verify<'k>(token: &str, keys: impl Into<Keys<'k>>, validation: &Validatio
         header: verified.header,
         claims,
     })
+}
+
+/// Signs a claims set, then encrypts the resulting JWS to `encrypt_key` (a nested JWT,
+/// RFC 7519 §11.2, with `cty: "JWT"`): the claims are hidden from the client and any
+/// intermediary, and cannot be altered.
+pub fn sign_encrypted(
+    claims: &Map<String, Value>,
+    sign_key: &Jwk,
+    sign_alg: Algorithm,
+    typ: Option<&str>,
+    encrypt_key: &Jwk,
+    km: jwe::KeyManagement,
+    enc: jwe::ContentEncryption,
+) -> Result<String> {
+    let inner = sign(claims, sign_key, sign_alg, typ)?;
+    let mut params = jwe::EncryptParams::default();
+    params.protected.insert("cty".into(), "JWT".into());
+    jwe::compact::encrypt(inner.as_bytes(), encrypt_key, km, enc, &params)
+}
+
+/// Decrypts a nested JWT with `decrypt_keys`, then verifies the inner JWS with
+/// `verify_keys` and validates its claims; each step with its own allow-list. A token that
+/// is not encrypted is refused: use [`verify`] where encryption is optional.
+pub fn decrypt_and_verify<'d, 'v>(
+    token: &str,
+    decrypt_keys: impl Into<Keys<'d>>,
+    decrypt_options: &jwe::DecryptOptions,
+    verify_keys: impl Into<Keys<'v>>,
+    validation: &Validation,
+) -> Result<Jwt> {
+    if token.len() <= decrypt_options.max_len
+        && !token.starts_with('{')
+        && token.bytes().filter(|b| *b == b'.').count() == 2
+    {
+        return Err(err!(
+            JwtInvalid,
+            "the token is not encrypted, and encryption is required"
+        ));
+    }
+    let decrypted = jwe::compact::decrypt(token, decrypt_keys, decrypt_options)?;
+    match decrypted.header.cty() {
+        Some(cty)
+            if cty.eq_ignore_ascii_case("JWT") || cty.eq_ignore_ascii_case("application/JWT") => {}
+        _ => {
+            return Err(err!(
+                JwtInvalid,
+                "the encrypted payload is not marked as a JWT (cty)"
+            ))
+        }
+    }
+    let inner = std::str::from_utf8(&decrypted.plaintext)
+        .map_err(|_| err!(JwtInvalid, "the nested JWT is not text"))?;
+    verify(inner, verify_keys, validation)
 }
 
 /// Decodes header and claims WITHOUT verifying anything, for display (`jwt inspect`).
