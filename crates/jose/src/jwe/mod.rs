@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use crate::error::{err, Result};
 use crate::jwk::{Curve, Jwk, KeyType};
 use crate::jws::Keys;
-use alg::Mode;
+pub(crate) use alg::Mode;
 
 /// Default upper bound on a serialized JWE, checked before any decoding.
 pub const DEFAULT_MAX_LEN: usize = 64 * 1024;

@@ -153,6 +153,28 @@ impl Jwk {
         Ok(jwk)
     }
 
+    /// Generates a new private key for a JWE key-management algorithm: `dir` keys are sized
+    /// by `enc`, AES keys by the algorithm, PBES2 passwords are 32 random bytes, RSA-OAEP keys
+    /// default to 2048 bits, ECDH-ES keys to P-256 (`crv` may pick P-384, P-521 or X25519).
+    /// `alg`, `use: "enc"` and `kid` (the thumbprint unless given) are set.
+    pub fn generate_for_encryption(
+        alg: crate::jwe::KeyManagement,
+        enc: Option<crate::jwe::ContentEncryption>,
+        crv: Option<Curve>,
+        bits: Option<usize>,
+        kid: Option<String>,
+    ) -> Result<Self> {
+        let material = generate::generate_for_encryption(alg, enc, crv, bits)?;
+        let mut jwk = Self::from_material(material);
+        jwk.alg = Some(alg.name().to_owned());
+        jwk.key_use = Some("enc".to_owned());
+        jwk.kid = Some(match kid {
+            Some(k) => k,
+            None => jwk.thumbprint(),
+        });
+        Ok(jwk)
+    }
+
     /// Parses a PEM document: SPKI or PKCS#1 public keys, PKCS#8, PKCS#1 or SEC1 private keys.
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
         pem::from_pem(pem).map(Self::from_material)
