@@ -6,10 +6,10 @@ use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair};
 use zeroize::Zeroizing;
 
 use super::material::{ec_from_pair, ed25519_from_pair, Curve, KeyMaterial, OctKey, XKey};
-use crate::jwe::{ContentEncryption, KeyManagement, Mode};
 use super::{min_hmac_key_len, pem};
 use crate::alg::{Algorithm, Family};
 use crate::error::{crypto_err, err, Result};
+use crate::jwe::{ContentEncryption, KeyManagement, Mode};
 
 pub(crate) fn generate(alg: Algorithm, bits: Option<usize>) -> Result<KeyMaterial> {
     if bits.is_some() && alg.curve().is_some() {
@@ -93,17 +93,28 @@ pub(crate) fn generate_for_encryption(
     };
     let mode = alg.mode();
     if bits.is_some() && !matches!(mode, Mode::RsaOaep) {
-        return Err(err!(KeyUnsuitable, "bits apply to RSA keys only; {alg} keys are sized by the algorithm"));
+        return Err(err!(
+            KeyUnsuitable,
+            "bits apply to RSA keys only; {alg} keys are sized by the algorithm"
+        ));
     }
     if crv.is_some() && !matches!(mode, Mode::EcdhEs(_)) {
         return Err(err!(KeyUnsuitable, "a curve applies to ECDH-ES keys only"));
     }
     if enc.is_some() && !matches!(mode, Mode::Direct) {
-        return Err(err!(KeyUnsuitable, "enc sizes dir keys only; {alg} keys are sized by the algorithm"));
+        return Err(err!(
+            KeyUnsuitable,
+            "enc sizes dir keys only; {alg} keys are sized by the algorithm"
+        ));
     }
     match mode {
         Mode::Direct => {
-            let enc = enc.ok_or_else(|| err!(InvalidOptions, "a dir key is sized by its content encryption: give enc"))?;
+            let enc = enc.ok_or_else(|| {
+                err!(
+                    InvalidOptions,
+                    "a dir key is sized by its content encryption: give enc"
+                )
+            })?;
             oct(enc.key_len())
         }
         Mode::AesKw(n) | Mode::AesGcmKw(n) => oct(n),
@@ -112,13 +123,24 @@ pub(crate) fn generate_for_encryption(
         Mode::EcdhEs(_) => match crv.unwrap_or(Curve::P256) {
             Curve::X25519 => {
                 use aws_lc_rs::encoding::{AsBigEndian, Curve25519SeedBin};
-                let private = aws_lc_rs::agreement::PrivateKey::generate(&aws_lc_rs::agreement::X25519)
+                let private =
+                    aws_lc_rs::agreement::PrivateKey::generate(&aws_lc_rs::agreement::X25519)
+                        .map_err(crypto_err!("key generation failed"))?;
+                let d: Curve25519SeedBin<'_> = private
+                    .as_be_bytes()
                     .map_err(crypto_err!("key generation failed"))?;
-                let d: Curve25519SeedBin<'_> = private.as_be_bytes().map_err(crypto_err!("key generation failed"))?;
-                let x = private.compute_public_key().map_err(crypto_err!("key generation failed"))?;
-                Ok(KeyMaterial::X25519(Box::new(XKey::new(x.as_ref().to_vec(), Some(Zeroizing::new(d.as_ref().to_vec())))?)))
+                let x = private
+                    .compute_public_key()
+                    .map_err(crypto_err!("key generation failed"))?;
+                Ok(KeyMaterial::X25519(Box::new(XKey::new(
+                    x.as_ref().to_vec(),
+                    Some(Zeroizing::new(d.as_ref().to_vec())),
+                )?)))
             }
-            Curve::Ed25519 => Err(err!(KeyUnsuitable, "ECDH-ES needs P-256, P-384, P-521 or X25519")),
+            Curve::Ed25519 => Err(err!(
+                KeyUnsuitable,
+                "ECDH-ES needs P-256, P-384, P-521 or X25519"
+            )),
             ec => {
                 let alg = match ec {
                     Curve::P384 => Algorithm::ES384,

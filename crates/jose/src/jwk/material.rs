@@ -118,10 +118,16 @@ impl std::str::FromStr for Curve {
     type Err = crate::Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        [Self::P256, Self::P384, Self::P521, Self::Ed25519, Self::X25519]
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| err!(NotSupported, "unsupported curve {s:?}"))
+        [
+            Self::P256,
+            Self::P384,
+            Self::P521,
+            Self::Ed25519,
+            Self::X25519,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
+        .ok_or_else(|| err!(NotSupported, "unsupported curve {s:?}"))
     }
 }
 

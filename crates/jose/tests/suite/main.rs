@@ -10,6 +10,7 @@
 
 mod attacks;
 mod common;
+mod jwe_attacks;
 mod jwe_vectors;
 mod rfc7520;
 mod roundtrip;

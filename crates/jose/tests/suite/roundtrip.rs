@@ -240,3 +240,204 @@ fn foreign_pem_formats_import() {
         assert!(Jwk::from_pem(bad.as_bytes()).is_err(), "{bad}");
     }
 }
+
+mod jwe_round_trips {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+
+    use jose::jwe::{
+        self, json::Form, ContentEncryption as Enc, DecryptOptions, EncryptParams,
+        KeyManagement as Km,
+    };
+    use jose::jwk::Curve;
+    use jose::Jwk;
+    use proptest::prelude::*;
+
+    /// One recipient key per (algorithm, enc-for-dir, curve), generated once.
+    fn key(alg: Km, enc: Enc, crv: Option<Curve>) -> &'static Jwk {
+        static KEYS: OnceLock<HashMap<(String, Option<String>, Option<String>), Jwk>> =
+            OnceLock::new();
+        let keys = KEYS.get_or_init(|| {
+            let mut m = HashMap::new();
+            for alg in Km::ALL {
+                let encs: Vec<Option<Enc>> = if alg == Km::Dir {
+                    Enc::ALL.iter().copied().map(Some).collect()
+                } else {
+                    vec![None]
+                };
+                let crvs: Vec<Option<Curve>> = if alg.name().starts_with("ECDH") {
+                    vec![
+                        Some(Curve::P256),
+                        Some(Curve::P384),
+                        Some(Curve::P521),
+                        Some(Curve::X25519),
+                    ]
+                } else {
+                    vec![None]
+                };
+                for e in &encs {
+                    for c in &crvs {
+                        let k = Jwk::generate_for_encryption(alg, *e, *c, None, None).unwrap();
+                        m.insert(
+                            (
+                                alg.name().to_owned(),
+                                e.map(|x| x.name().to_owned()),
+                                c.map(|x| x.name().to_owned()),
+                            ),
+                            k,
+                        );
+                    }
+                }
+            }
+            m
+        });
+        let dir_enc = (alg == Km::Dir).then(|| enc.name().to_owned());
+        &keys[&(
+            alg.name().to_owned(),
+            dir_enc,
+            crv.map(|c| c.name().to_owned()),
+        )]
+    }
+
+    fn public(k: &Jwk) -> Jwk {
+        if k.is_symmetric() {
+            Jwk::from_json(k.to_json().as_bytes()).unwrap()
+        } else {
+            k.to_public().unwrap()
+        }
+    }
+
+    fn curve_for(alg: Km, pick: usize) -> Option<Curve> {
+        alg.name()
+            .starts_with("ECDH")
+            .then(|| [Curve::P256, Curve::P384, Curve::P521, Curve::X25519][pick % 4])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_alg_and_enc_round_trips(
+            alg in proptest::sample::select(Km::ALL.to_vec()),
+            enc in proptest::sample::select(Enc::ALL.to_vec()),
+            pick in 0usize..4,
+            plaintext in proptest::collection::vec(any::<u8>(), 0..300),
+            zip in any::<bool>(),
+            json in any::<bool>(),
+        ) {
+            let crv = curve_for(alg, pick);
+            let private = key(alg, enc, crv);
+            let recipient = public(private);
+            let params = EncryptParams { zip, apu: Some(b"alice".to_vec()), apv: Some(b"bob".to_vec()), ..Default::default() };
+            let opts = DecryptOptions::from_key();
+            let got = if json {
+                let r = jwe::json::Recipient { key: &recipient, alg };
+                let doc = jwe::json::encrypt(&plaintext, &[r], enc, &params, Some(b"extra"), Form::Flattened).unwrap();
+                jwe::json::decrypt(&doc, private, &opts).unwrap()
+            } else {
+                let token = jwe::compact::encrypt(&plaintext, &recipient, alg, enc, &params).unwrap();
+                prop_assert_eq!(token.split('.').count(), 5);
+                jwe::compact::decrypt(&token, private, &opts).unwrap()
+            };
+            prop_assert_eq!(got.plaintext, plaintext);
+            prop_assert_eq!(got.header.alg(), alg);
+            prop_assert_eq!(got.header.enc(), enc);
+        }
+    }
+
+    #[test]
+    fn general_json_to_several_recipients() {
+        let algs = [
+            Km::RSA_OAEP_256,
+            Km::ECDH_ES_A128KW,
+            Km::A256GCMKW,
+            Km::PBES2_HS256_A128KW,
+        ];
+        let enc = Enc::A256CBC_HS512;
+        let publics: Vec<Jwk> = algs
+            .iter()
+            .map(|a| public(key(*a, enc, curve_for(*a, 3))))
+            .collect();
+        let recipients: Vec<_> = algs
+            .iter()
+            .zip(&publics)
+            .map(|(a, k)| jwe::json::Recipient { key: k, alg: *a })
+            .collect();
+        let doc = jwe::json::encrypt(
+            b"to all of you",
+            &recipients,
+            enc,
+            &EncryptParams::default(),
+            Some(b"aad"),
+            Form::General,
+        )
+        .unwrap();
+        for a in algs {
+            let got = jwe::json::decrypt(
+                &doc,
+                key(a, enc, curve_for(a, 3)),
+                &DecryptOptions::from_key(),
+            )
+            .unwrap();
+            assert_eq!(got.plaintext, b"to all of you");
+            assert_eq!(got.header.alg(), a);
+        }
+        // Direct modes fix the CEK: only one recipient.
+        let d = public(key(Km::Dir, enc, None));
+        let two = [
+            jwe::json::Recipient {
+                key: &d,
+                alg: Km::Dir,
+            },
+            recipients[0],
+        ];
+        assert!(jwe::json::encrypt(
+            b"x",
+            &two,
+            enc,
+            &EncryptParams::default(),
+            None,
+            Form::General
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn nested_jwt_round_trip() {
+        let signer = Jwk::generate(jose::Algorithm::ES256, None, None).unwrap();
+        let enc_key = key(Km::ECDH_ES_A256KW, Enc::A256GCM, Some(Curve::P256));
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), "https://issuer.example".into());
+        claims.insert("aud".into(), "https://api.example".into());
+        claims.insert("exp".into(), 4_102_444_800u64.into());
+        let token = jose::jwt::sign_encrypted(
+            &claims,
+            &signer,
+            jose::Algorithm::ES256,
+            Some("at+jwt"),
+            &public(enc_key),
+            Km::ECDH_ES_A256KW,
+            Enc::A256GCM,
+        )
+        .unwrap();
+        let v = jose::jwt::Validation::new()
+            .algorithms([jose::Algorithm::ES256])
+            .issuer("https://issuer.example")
+            .audience("https://api.example")
+            .typ("at+jwt");
+        let jwt = jose::jwt::decrypt_and_verify(
+            &token,
+            enc_key,
+            &DecryptOptions::from_key(),
+            &signer.to_public().unwrap(),
+            &v,
+        )
+        .unwrap();
+        assert_eq!(jwt.claims.as_map(), &claims);
+        // The plain verifier refuses the encrypted form.
+        assert_eq!(
+            jose::jwt::verify(&token, &signer, &v).unwrap_err().code(),
+            jose::ErrorCode::JwtInvalid
+        );
+    }
+}
