@@ -253,10 +253,12 @@ mod jwe_round_trips {
     use jose::Jwk;
     use proptest::prelude::*;
 
-    /// One recipient key per (algorithm, enc-for-dir, curve), generated once.
+    /// (algorithm, enc for dir keys, curve for ECDH keys), by name.
+    type KeyId = (String, Option<String>, Option<String>);
+
+    /// One recipient key per [`KeyId`], generated once.
     fn key(alg: Km, enc: Enc, crv: Option<Curve>) -> &'static Jwk {
-        static KEYS: OnceLock<HashMap<(String, Option<String>, Option<String>), Jwk>> =
-            OnceLock::new();
+        static KEYS: OnceLock<HashMap<KeyId, Jwk>> = OnceLock::new();
         let keys = KEYS.get_or_init(|| {
             let mut m = HashMap::new();
             for alg in Km::ALL {
