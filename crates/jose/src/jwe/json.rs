@@ -201,6 +201,13 @@ pub fn decrypt<'k>(
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(err!(JweInvalid, "\"protected\" must be a string")),
     };
+    if protected_b64.len() > crate::jws::MAX_HEADER_LEN {
+        return Err(err!(
+            TooLarge,
+            "header is longer than {} bytes",
+            crate::jws::MAX_HEADER_LEN
+        ));
+    }
     let protected = if protected_b64.is_empty() {
         Map::new()
     } else {

@@ -113,6 +113,13 @@ fn parse_entry<'a>(obj: &'a Map<String, Value>, options: &VerifyOptions) -> Resu
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(err!(JwsInvalid, "\"protected\" must be a string")),
     };
+    if protected_b64.len() > super::MAX_HEADER_LEN {
+        return Err(err!(
+            TooLarge,
+            "header is longer than {} bytes",
+            super::MAX_HEADER_LEN
+        ));
+    }
     let protected = if protected_b64.is_empty() {
         Map::new()
     } else {

@@ -446,3 +446,25 @@ fn allow_lists_and_wrong_token_kinds() {
         b"x"
     );
 }
+
+#[test]
+fn oversized_json_headers_are_refused_before_decoding() {
+    let k = key(Km::A128KW, None);
+    let big = b64(vec![b'a'; 9000]);
+    let jwe_doc = json!({"protected": big, "encrypted_key": "AA", "iv": "AA", "ciphertext": "AA", "tag": "AA"});
+    assert_eq!(
+        code(jwe::json::decrypt(
+            &jwe_doc.to_string(),
+            &k,
+            &DecryptOptions::from_key()
+        )),
+        ErrorCode::TooLarge
+    );
+    let jws_doc = json!({"protected": big, "payload": "", "signature": "AA"});
+    let hs = Jwk::generate(Algorithm::HS256, None, None).unwrap();
+    let opts = jose::jws::VerifyOptions::new([Algorithm::HS256]);
+    assert_eq!(
+        code(jose::jws::json::verify(&jws_doc.to_string(), &hs, &opts)),
+        ErrorCode::TooLarge
+    );
+}
