@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::error::EXIT_USAGE;
 use crate::input::parse_duration;
 
-/// Issue, validate and inspect JOSE objects: JWK, JWS and JWT.
+/// Issue, validate and inspect JOSE objects: JWK, JWS, JWE and JWT.
 ///
 /// Inputs come from the file argument, or stdin when it is absent or "-". Results go to
 /// stdout; errors go to stderr as `error[CODE]: reason`. Exit status: 0 success, 1 the
@@ -32,6 +32,9 @@ pub enum Command {
     /// JSON Web Signatures: sign and verify arbitrary payloads.
     #[command(subcommand)]
     Jws(JwsCommand),
+    /// JSON Web Encryption: encrypt and decrypt arbitrary payloads.
+    #[command(subcommand)]
+    Jwe(JweCommand),
     /// JSON Web Tokens: sign, verify and inspect.
     #[command(subcommand)]
     Jwt(JwtCommand),
@@ -39,7 +42,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum JwkCommand {
-    /// Generate a private JWK (with "alg", and "kid" defaulting to its RFC 7638 thumbprint).
+    /// Generate a private JWK (with "alg", and "kid" defaulting to its RFC 7638 thumbprint;
+    /// keys for JWE algorithms also get "use": "enc").
     Generate(JwkGenerateArgs),
     /// Print the public JWK of a private one (a JWK Set gives the public set).
     Public(KeyFileArg),
@@ -53,14 +57,18 @@ pub enum JwkCommand {
 
 #[derive(Debug, Args)]
 pub struct JwkGenerateArgs {
-    /// JWS algorithm the key is for: HS256/384/512, RS256/384/512, PS256/384/512,
-    /// ES256/384/512 or EdDSA.
+    /// Algorithm the key is for. JWS: HS256/384/512, RS256/384/512, PS256/384/512,
+    /// ES256/384/512, EdDSA. JWE key management: dir, A128KW/A192KW/A256KW,
+    /// A128GCMKW/A192GCMKW/A256GCMKW, RSA-OAEP(-256/-384/-512), ECDH-ES(+A128KW/+A192KW/+A256KW),
+    /// PBES2-HS256+A128KW/-HS384+A192KW/-HS512+A256KW.
     #[arg(long, value_name = "ALG")]
     pub alg: String,
-    /// Content encryption algorithm (JWE; not implemented yet).
+    /// Content encryption a dir key is for (it sizes the key): A128GCM, A192GCM, A256GCM,
+    /// A128CBC-HS256, A192CBC-HS384, A256CBC-HS512. Only with --alg dir.
     #[arg(long, value_name = "ENC")]
     pub enc: Option<String>,
-    /// Curve; only a curve consistent with --alg is accepted for now (ES256 with P-256, ...).
+    /// Curve: for ECDH-ES* keys P-256 (default), P-384, P-521 or X25519; for JWS keys only the
+    /// curve the algorithm implies (ES256 with P-256, ...).
     #[arg(long, value_name = "CRV")]
     pub crv: Option<String>,
     /// Key size in bits: RSA 2048 (default), 3072, 4096 or 8192; HMAC at least the hash size.
@@ -138,13 +146,75 @@ pub struct JwsVerifyArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum JweCommand {
+    /// Encrypt a plaintext (the file's bytes exactly as they are) and print the JWE.
+    Encrypt(JweEncryptArgs),
+    /// Decrypt a JWE and print its plaintext bytes (nothing added).
+    Decrypt(JweDecryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JweEncryptArgs {
+    /// Recipient's JWK (public or private), PEM file, or a JWK Set holding exactly one key
+    /// that fits --alg and --enc. For PBES2 an oct JWK whose "k" is the password's bytes.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Key-management algorithm (dir, A256KW, A256GCMKW, RSA-OAEP-256, ECDH-ES+A256KW,
+    /// PBES2-HS512+A256KW, ...).
+    #[arg(long, value_name = "ALG")]
+    pub alg: String,
+    /// Content encryption: A128GCM, A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384 or
+    /// A256CBC-HS512.
+    #[arg(long, value_name = "ENC")]
+    pub enc: String,
+    /// Compress the plaintext before encrypting; DEF (DEFLATE) is the only method.
+    #[arg(long, value_name = "ZIP", value_parser = ["DEF"])]
+    pub zip: Option<String>,
+    /// The "cty" (content type) header.
+    #[arg(long, value_name = "CTY")]
+    pub cty: Option<String>,
+    /// Produce the flattened JSON serialization instead of the compact one.
+    #[arg(long)]
+    pub json: bool,
+    /// Plaintext file (default: stdin), encrypted byte for byte.
+    #[arg(value_name = "PLAINTEXT_FILE")]
+    pub plaintext: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JweDecryptArgs {
+    /// Private JWK, JWK Set (selected by kid, else by algorithm) or PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Accepted key-management algorithm; repeat for several (default: the key's "alg", else
+    /// the family its type allows: RSA-OAEP* for RSA, ECDH-ES* for EC and X25519).
+    #[arg(long = "alg", value_name = "ALG")]
+    pub algs: Vec<String>,
+    /// Accepted content encryption; repeat for several (default: all).
+    #[arg(long = "enc", value_name = "ENC")]
+    pub encs: Vec<String>,
+    /// The input is a JSON serialization (also detected by a leading '{').
+    #[arg(long)]
+    pub json: bool,
+    /// JWE file (default: stdin).
+    #[arg(value_name = "TOKEN_FILE")]
+    pub token: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JwtCommand {
     /// Sign a claims set and print the JWT.
     ///
     /// Claims are built in this order, later steps overriding earlier ones: the --claims file;
     /// iat (now) and exp; nbf; --iss, --sub, --aud, --jti; then each --claim.
+    ///
+    /// With --encrypt-key, --encrypt-alg and --enc the signed JWT is then encrypted to that
+    /// key (a nested JWT, "cty": "JWT").
     Sign(JwtSignArgs),
     /// Verify a JWT and print its claims as JSON.
+    ///
+    /// With --decrypt-key the token must be a nested JWT: it is decrypted first, then the
+    /// inner JWT is verified and validated.
     Verify(JwtVerifyArgs),
     /// Print a JWT's header and claims WITHOUT verifying anything.
     ///
@@ -189,6 +259,16 @@ pub struct JwtSignArgs {
     /// A JSON object of claims to start from.
     #[arg(long, value_name = "FILE")]
     pub claims: Option<PathBuf>,
+    /// Encrypt the signed JWT to this JWK (public or private), PEM or JWK Set (with exactly
+    /// one key that fits); needs --encrypt-alg and --enc.
+    #[arg(long, value_name = "FILE", requires_all = ["encrypt_alg", "enc"])]
+    pub encrypt_key: Option<PathBuf>,
+    /// Key-management algorithm for --encrypt-key.
+    #[arg(long, value_name = "ALG", requires = "encrypt_key")]
+    pub encrypt_alg: Option<String>,
+    /// Content encryption for --encrypt-key.
+    #[arg(long, value_name = "ENC", requires = "encrypt_key")]
+    pub enc: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +291,16 @@ pub struct JwtVerifyArgs {
     /// Clock skew tolerated on exp, nbf and iat (30s, 5m, ...; default 0).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub leeway: Option<u64>,
+    /// Require a nested (encrypted) JWT and decrypt it with this private JWK, JWK Set or PEM.
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key: Option<PathBuf>,
+    /// Accepted key-management algorithm for decryption; repeat for several (default: the
+    /// decrypt key's "alg", else the family its type allows).
+    #[arg(long = "decrypt-alg", value_name = "ALG", requires = "decrypt_key")]
+    pub decrypt_algs: Vec<String>,
+    /// Accepted content encryption; repeat for several (default: all).
+    #[arg(long = "enc", value_name = "ENC", requires = "decrypt_key")]
+    pub encs: Vec<String>,
     /// JWT file (default: stdin).
     #[arg(value_name = "TOKEN_FILE")]
     pub token: Option<PathBuf>,

@@ -6,6 +6,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jose::jwe::{ContentEncryption, DecryptOptions, KeyManagement};
 use jose::jws::{Algorithms, Keys};
 use jose::{Algorithm, ErrorCode, Jwk, JwkSet};
 
@@ -111,6 +112,52 @@ impl KeyInput {
             }
         }
     }
+
+    /// The one key to encrypt to: a single key, or the only key of a set that fits `alg` and
+    /// `enc`. `what` names the algorithms in messages ("RSA-OAEP-256 with A256GCM").
+    pub fn encryption_key(
+        &self,
+        what: &str,
+        alg: KeyManagement,
+        enc: ContentEncryption,
+    ) -> Result<&Jwk, CliError> {
+        let set = match self {
+            Self::One(k) => return Ok(k),
+            Self::Set(s) => s,
+        };
+        let mut fitting = set
+            .keys()
+            .iter()
+            .filter(|k| k.check_encryption(alg, enc, false).is_ok());
+        match (fitting.next(), fitting.next()) {
+            (Some(key), None) => Ok(key),
+            (Some(_), Some(_)) => Err(CliError::usage(format!(
+                "several keys in this JWK Set fit {what}: pass a single JWK or PEM file"
+            ))),
+            (None, _) => Err(CliError::new(
+                ErrorCode::KeyUnsuitable.as_str(),
+                format!("no key in this JWK Set fits {what}"),
+                EXIT_USAGE,
+            )),
+        }
+    }
+
+    /// Refuses keys that cannot decrypt at all (public keys) before any token is read: a key
+    /// problem (exit 2), not a rejected token.
+    pub fn require_private(&self, flag: &str) -> Result<(), CliError> {
+        let any_private = match self {
+            Self::One(k) => k.is_private(),
+            Self::Set(s) => s.keys().iter().any(Jwk::is_private),
+        };
+        if any_private {
+            return Ok(());
+        }
+        Err(CliError::new(
+            ErrorCode::KeyUnsuitable.as_str(),
+            format!("decryption needs a private key, and {flag} holds only public keys"),
+            EXIT_USAGE,
+        ))
+    }
 }
 
 /// Loads a JWK, a JWK Set (`{"keys":[…]}`) or a PEM key (detected by "-----BEGIN").
@@ -136,6 +183,41 @@ pub fn load_key(path: Option<&Path>) -> Result<KeyInput, CliError> {
 /// Parses a JWS algorithm name (exact, case-sensitive; `none` is never accepted).
 pub fn parse_alg(name: &str) -> Result<Algorithm, CliError> {
     name.parse::<Algorithm>().map_err(|e| CliError::jose(&e))
+}
+
+/// Parses a JWE key-management algorithm name (`RSA1_5` is refused with its reason).
+pub fn parse_key_management(name: &str) -> Result<KeyManagement, CliError> {
+    name.parse::<KeyManagement>()
+        .map_err(|e| CliError::jose(&e))
+}
+
+/// Parses a JWE content-encryption algorithm name.
+pub fn parse_encryption(name: &str) -> Result<ContentEncryption, CliError> {
+    name.parse::<ContentEncryption>()
+        .map_err(|e| CliError::jose(&e))
+}
+
+/// The options decryption runs with: exactly the `algs` when given, else what the key
+/// determines (jose refuses a key that determines nothing with `InvalidOptions`); `encs`,
+/// when given, restricts the content encryptions.
+pub fn decrypt_options(algs: &[String], encs: &[String]) -> Result<DecryptOptions, CliError> {
+    let mut options = if algs.is_empty() {
+        DecryptOptions::from_key()
+    } else {
+        DecryptOptions::new(
+            algs.iter()
+                .map(|a| parse_key_management(a))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    if !encs.is_empty() {
+        options = options.encryptions(
+            encs.iter()
+                .map(|e| parse_encryption(e))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    Ok(options)
 }
 
 /// The algorithm to sign with: `--alg`, else the one the key determines.

@@ -504,22 +504,22 @@ fn jwk_generate_options() {
     let n = jose::b64::decode(rsa["n"].as_str().unwrap()).unwrap();
     assert_eq!(n.len(), 256, "RSA defaults to 2048 bits");
 
-    // JWE key generation is not there yet: a clear "not implemented", exit 2.
-    for flags in [
-        "--alg ES256 --enc A256GCM",
-        "--alg ES256 --crv X25519",
-        "--alg ES256 --crv P-384",
-        "--alg RS256 --crv P-256",
-        "--alg ECDH-ES",
-        "--alg RSA-OAEP-256",
+    // --enc and --crv that do not apply to a JWS algorithm are refused, naming the flag.
+    for (flags, named) in [
+        ("--alg ES256 --enc A256GCM", "--enc"),
+        ("--alg ES256 --crv X25519", "--crv"),
+        ("--alg ES256 --crv P-384", "--crv"),
+        ("--alg RS256 --crv P-256", "--crv"),
     ] {
         let cmd = format!("jwk generate {flags}");
-        let err = dir.fail(&cmd, 2, "ERR_JOSE_NOT_SUPPORTED");
-        let said = err
-            .stderr
-            .contains("JWE key generation is not implemented yet");
-        assert!(said, "{cmd}: {}", err.stderr);
+        let err = dir.fail(&cmd, 2, "ERR_JOSE_KEY_UNSUITABLE");
+        assert!(err.stderr.contains(named), "{cmd}: {}", err.stderr);
     }
+    dir.fail(
+        "jwk generate --alg ES256 --crv P-999",
+        2,
+        "ERR_JOSE_NOT_SUPPORTED",
+    );
     dir.fail("jwk generate --alg none", 2, "ERR_JOSE_NOT_SUPPORTED");
     dir.fail("jwk generate --alg es256", 2, "ERR_JOSE_NOT_SUPPORTED");
     dir.fail(
@@ -838,4 +838,821 @@ fn jwt_inspect_is_labelled_unverified() {
     dir.fail_in("jwt inspect", "a.b.c", 2, "ERR_JOSE_BASE64_INVALID");
     dir.fail_in("jwt inspect", "", 2, "ERR_JWS_INVALID");
     dir.fail("jwt inspect missing.jwt", 2, "ERR_IO");
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWE
+
+const ENCS: [&str; 6] = [
+    "A128CBC-HS256",
+    "A192CBC-HS384",
+    "A256CBC-HS512",
+    "A128GCM",
+    "A192GCM",
+    "A256GCM",
+];
+const AES_KW_ALGS: [&str; 6] = [
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+];
+const PBES2_ALGS: [&str; 3] = [
+    "PBES2-HS256+A128KW",
+    "PBES2-HS384+A192KW",
+    "PBES2-HS512+A256KW",
+];
+const RSA_OAEP_ALGS: [&str; 4] = ["RSA-OAEP", "RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512"];
+const ECDH_ALGS: [&str; 4] = [
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
+    "ECDH-ES+A256KW",
+];
+const ECDH_CURVES: [&str; 4] = ["P-256", "P-384", "P-521", "X25519"];
+
+/// Plaintexts are encrypted byte for byte: whitespace and non-UTF-8 bytes included.
+const PLAINTEXT: &[u8] = b"  secret \x00\xff bytes\n\n";
+
+/// `map` with its "alg" replaced, written to `name`.
+fn write_with_alg(dir: &Dir, name: &str, map: &Map<String, Value>, alg: &str) {
+    let mut map = map.clone();
+    map.insert("alg".into(), alg.into());
+    dir.write_json(name, &Value::Object(map));
+}
+
+/// Encrypts PLAINTEXT (file `plain.bin`) to `enc_key` with `alg`/`enc` in the compact and
+/// flattened JSON forms and decrypts both with `dec_key` (plus `dec_flags`), from a file and
+/// from stdin, JSON by --json and by detection. Returns the compact token.
+fn jwe_round_trip(
+    dir: &Dir,
+    enc_key: &str,
+    dec_key: &str,
+    dec_flags: &str,
+    alg: &str,
+    enc: &str,
+) -> String {
+    let what = format!("{alg} {enc} ({enc_key} -> {dec_key})");
+    let encrypt = format!("jwe encrypt --key {enc_key} --alg {alg} --enc {enc}");
+    let decrypt = format!("jwe decrypt --key {dec_key} {dec_flags}");
+
+    let run = dir.ok(&format!("{encrypt} plain.bin"));
+    assert!(run.text().ends_with('\n'), "{what}: a trailing newline");
+    let token = run.line();
+    assert_eq!(token.split('.').count(), 5, "{what}: {token}");
+    let header = segment(&token, 0);
+    assert_eq!([&header["alg"], &header["enc"]], [alg, enc], "{what}");
+    let encrypted_key = token.split('.').nth(1).unwrap();
+    let direct = alg == "dir" || alg == "ECDH-ES";
+    assert_eq!(encrypted_key.is_empty(), direct, "{what}: encrypted key");
+    assert!(
+        !token.contains(&jose::b64::encode(PLAINTEXT)),
+        "{what}: the plaintext shows"
+    );
+    dir.write("t.jwe", &token);
+    let out = dir.ok(&format!("{decrypt} t.jwe"));
+    assert_eq!(out.stdout, PLAINTEXT, "{what}: compact");
+    let out = dir.ok_in(&decrypt, format!("{token}\n"));
+    assert_eq!(out.stdout, PLAINTEXT, "{what}: compact on stdin");
+
+    let flat = dir.ok_in(&format!("{encrypt} --json"), PLAINTEXT);
+    let doc = flat.object();
+    for member in ["protected", "iv", "ciphertext", "tag"] {
+        assert!(doc.contains_key(member), "{what}: JSON without {member}");
+    }
+    assert_eq!(doc.contains_key("encrypted_key"), !direct, "{what}: JSON");
+    let protected: Value =
+        serde_json::from_slice(&jose::b64::decode(doc["protected"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!([&protected["alg"], &protected["enc"]], [alg, enc], "{what}");
+    dir.write("t.json", &flat.stdout);
+    let out = dir.ok(&format!("{decrypt} t.json"));
+    assert_eq!(out.stdout, PLAINTEXT, "{what}: JSON detected");
+    let out = dir.ok(&format!("{decrypt} --json t.json"));
+    assert_eq!(out.stdout, PLAINTEXT, "{what}: --json");
+    token
+}
+
+/// The exact pipeline for JWE, through a real shell.
+#[cfg(unix)]
+#[test]
+fn documented_jwe_pipeline_prints_the_plaintext() {
+    let dir = Dir::new("jwe-pipeline");
+    let script = concat!(
+        r#""$TG" jwk generate --alg RSA-OAEP-256 >k.json && "#,
+        r#"echo hi | "$TG" jwe encrypt --key k.json --alg RSA-OAEP-256 --enc A256GCM | "#,
+        r#""$TG" jwe decrypt --key k.json"#,
+    );
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .env("TG", BIN)
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"hi\n");
+}
+
+#[test]
+fn jwe_round_trips_cover_every_key_management_algorithm() {
+    let mut covered: Vec<&str> = vec!["dir"];
+    for list in [
+        &AES_KW_ALGS[..],
+        &PBES2_ALGS[..],
+        &RSA_OAEP_ALGS[..],
+        &ECDH_ALGS[..],
+    ] {
+        covered.extend_from_slice(list);
+    }
+    covered.sort_unstable();
+    let mut all: Vec<&str> = jose::jwe::KeyManagement::ALL
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(covered, all);
+    let mut encs: Vec<&str> = jose::jwe::ContentEncryption::ALL
+        .iter()
+        .map(|e| e.name())
+        .collect();
+    encs.sort_unstable();
+    let mut ours = ENCS.to_vec();
+    ours.sort_unstable();
+    assert_eq!(ours, encs);
+}
+
+#[test]
+fn jwe_symmetric_algorithms_round_trip() {
+    let dir = Dir::new("jwe-symmetric");
+    dir.write("plain.bin", PLAINTEXT);
+
+    // dir: the key is the CEK, sized by the content encryption it was generated for.
+    for enc in ENCS {
+        let key = dir
+            .ok(&format!("jwk generate --alg dir --enc {enc}"))
+            .object();
+        dir.write_json("dir.json", &Value::Object(key.clone()));
+        // A dir key is bound to the content encryption it was made for.
+        assert_eq!(
+            [&key["kty"], &key["alg"], &key["use"]],
+            ["oct", enc, "enc"]
+        );
+        let k = jose::b64::decode(key["k"].as_str().unwrap()).unwrap();
+        let want = enc
+            .parse::<jose::jwe::ContentEncryption>()
+            .unwrap()
+            .key_len();
+        assert_eq!(k.len(), want, "dir key for {enc}");
+        let token = jwe_round_trip(&dir, "dir.json", "dir.json", "", "dir", enc);
+        assert_eq!(segment(&token, 0)["kid"], key["kid"]);
+        // A content encryption with another key length does not fit ("alg" is "dir", so one of
+        // the same length would).
+        let other = if want == 16 { "A256GCM" } else { "A128GCM" };
+        let cmd = format!("jwe encrypt --key dir.json --alg dir --enc {other} plain.bin");
+        dir.fail(&cmd, 2, "ERR_JOSE_KEY_UNSUITABLE");
+    }
+
+    // AES key wrap and AES-GCM key wrap.
+    for alg in AES_KW_ALGS {
+        let key = dir.ok(&format!("jwk generate --alg {alg}")).object();
+        dir.write_json("kw.json", &Value::Object(key));
+        for enc in ["A128GCM", "A256CBC-HS512"] {
+            let token = jwe_round_trip(&dir, "kw.json", "kw.json", "", alg, enc);
+            let header = segment(&token, 0);
+            let gcm = alg.ends_with("GCMKW");
+            assert_eq!(header.contains_key("iv"), gcm, "{alg}: iv");
+            assert_eq!(header.contains_key("tag"), gcm, "{alg}: tag");
+        }
+    }
+
+    // PBES2: an oct key whose "k" is the password, however short.
+    let password = json!({"kty": "oct", "k": jose::b64::encode("hunter2")});
+    let password = password.as_object().unwrap();
+    for alg in PBES2_ALGS {
+        write_with_alg(&dir, "pw.json", password, alg);
+        for enc in ["A128CBC-HS256", "A192GCM"] {
+            let token = jwe_round_trip(&dir, "pw.json", "pw.json", "", alg, enc);
+            let header = segment(&token, 0);
+            assert!(header["p2c"].as_u64().unwrap() >= 1000, "{alg}: p2c");
+            assert!(header["p2s"].is_string(), "{alg}: p2s");
+        }
+    }
+    // Without "alg" the password key says nothing: --alg decides.
+    dir.write_json("pw-noalg.json", &Value::Object(password.clone()));
+    let alg = PBES2_ALGS[0];
+    jwe_round_trip(
+        &dir,
+        "pw-noalg.json",
+        "pw-noalg.json",
+        &format!("--alg {alg}"),
+        alg,
+        "A256GCM",
+    );
+}
+
+#[test]
+fn jwe_rsa_oaep_round_trips() {
+    let dir = Dir::new("jwe-rsa");
+    dir.write("plain.bin", PLAINTEXT);
+    // One key pair for every variant: only its "alg" changes.
+    let key = dir.generate("RSA-OAEP-256", "generated.json");
+    assert_eq!([&key["kty"], &key["use"]], ["RSA", "enc"]);
+    let public = dir.public("generated.json", "generated.pub.json");
+    assert!(!public.contains_key("d"));
+    for alg in RSA_OAEP_ALGS {
+        write_with_alg(&dir, "rsa.json", &key, alg);
+        write_with_alg(&dir, "rsa.pub.json", &public, alg);
+        for enc in ["A256GCM", "A128CBC-HS256"] {
+            let token = jwe_round_trip(&dir, "rsa.pub.json", "rsa.json", "", alg, enc);
+            assert_eq!(segment(&token, 0)["kid"], key["kid"]);
+        }
+    }
+    // PEM keys carry no "alg": the RSA key type allows the RSA-OAEP family.
+    dir.write("rsa.pem", dir.ok("jwk export rsa.json").stdout);
+    dir.write("rsa.pub.pem", dir.ok("jwk export rsa.pub.json").stdout);
+    let token = jwe_round_trip(
+        &dir,
+        "rsa.pub.pem",
+        "rsa.pem",
+        "",
+        "RSA-OAEP-384",
+        "A192GCM",
+    );
+    assert_eq!(
+        segment(&token, 0)["kid"],
+        key["kid"],
+        "PEM keys get the thumbprint"
+    );
+    // ... and only that family.
+    dir.fail(
+        "jwe encrypt --key rsa.pub.pem --alg ECDH-ES --enc A128GCM plain.bin",
+        2,
+        "ERR_JOSE_KEY_UNSUITABLE",
+    );
+}
+
+#[test]
+fn jwe_ecdh_es_round_trips_on_every_curve() {
+    let dir = Dir::new("jwe-ecdh");
+    dir.write("plain.bin", PLAINTEXT);
+    for crv in ECDH_CURVES {
+        let key = dir
+            .ok(&format!("jwk generate --alg ECDH-ES --crv {crv}"))
+            .object();
+        let kty = if crv == "X25519" { "OKP" } else { "EC" };
+        assert_eq!([&key["kty"], &key["crv"], &key["use"]], [kty, crv, "enc"]);
+        dir.write_json("generated.json", &Value::Object(key.clone()));
+        let public = dir.public("generated.json", "generated.pub.json");
+        for alg in ECDH_ALGS {
+            write_with_alg(&dir, "ec.json", &key, alg);
+            write_with_alg(&dir, "ec.pub.json", &public, alg);
+            for enc in ["A256GCM", "A192CBC-HS384"] {
+                let token = jwe_round_trip(&dir, "ec.pub.json", "ec.json", "", alg, enc);
+                let epk = &segment(&token, 0)["epk"];
+                assert_eq!([&epk["kty"], &epk["crv"]], [kty, crv], "{alg} {crv}");
+                assert!(epk.get("d").is_none(), "{alg} {crv}: epk is public");
+            }
+        }
+        // Without "alg" (a PEM key), the curve allows the ECDH-ES family.
+        dir.write("ec.pem", dir.ok("jwk export ec.json").stdout);
+        dir.write("ec.pub.pem", dir.ok("jwk export ec.pub.json").stdout);
+        jwe_round_trip(
+            &dir,
+            "ec.pub.pem",
+            "ec.pem",
+            "",
+            "ECDH-ES+A128KW",
+            "A128GCM",
+        );
+    }
+    dir.fail(
+        "jwk generate --alg ECDH-ES --crv Ed25519",
+        2,
+        "ERR_JOSE_KEY_UNSUITABLE",
+    );
+}
+
+#[test]
+fn jwe_zip_cty_and_key_sets() {
+    let dir = Dir::new("jwe-zip");
+    dir.generate("A256KW", "kw.json");
+    let plaintext = "compress me, ".repeat(200);
+    let encrypt = "jwe encrypt --key kw.json --alg A256KW --enc A256GCM";
+    let plain = dir.ok_in(encrypt, &plaintext).line();
+    let zipped = dir
+        .ok_in(&format!("{encrypt} --zip DEF --cty text/plain"), &plaintext)
+        .line();
+    let header = segment(&zipped, 0);
+    assert_eq!([&header["zip"], &header["cty"]], ["DEF", "text/plain"]);
+    assert!(!segment(&plain, 0).contains_key("zip"));
+    let ciphertext_len = |t: &str| t.split('.').nth(3).unwrap().len();
+    assert!(
+        ciphertext_len(&zipped) * 10 < ciphertext_len(&plain),
+        "DEF compresses"
+    );
+    let out = dir.ok_in("jwe decrypt --key kw.json", &zipped);
+    assert_eq!(out.text(), plaintext);
+    let flat = dir.ok_in(&format!("{encrypt} --zip DEF --json"), &plaintext);
+    let out = dir.ok_in("jwe decrypt --key kw.json", &flat.stdout);
+    assert_eq!(out.text(), plaintext, "DEF in the JSON serialization");
+    // An empty plaintext is a plaintext too.
+    let empty = dir.ok_in(encrypt, "").line();
+    assert!(dir
+        .ok_in("jwe decrypt --key kw.json", empty)
+        .stdout
+        .is_empty());
+    dir.fail_in(&format!("{encrypt} --zip GZIP"), "x", 2, "ERR_USAGE");
+    dir.fail_in(&format!("{encrypt} --zip def"), "x", 2, "ERR_USAGE");
+
+    // A JWK Set: encryption needs exactly one key that fits; decryption selects by kid.
+    let rsa = dir.generate("RSA-OAEP-256", "rsa.json");
+    let ec = dir.generate("ECDH-ES+A128KW", "ec.json");
+    let rsa_pub = dir.public("rsa.json", "rsa.pub.json");
+    let ec_pub = dir.public("ec.json", "ec.pub.json");
+    dir.write_json("public-set.json", &json!({"keys": [rsa_pub, ec_pub]}));
+    dir.write_json("private-set.json", &json!({"keys": [rsa, ec.clone()]}));
+    for (alg, kid) in [
+        ("RSA-OAEP-256", &rsa["kid"]),
+        ("ECDH-ES+A128KW", &ec["kid"]),
+    ] {
+        let cmd = format!("jwe encrypt --key public-set.json --alg {alg} --enc A128GCM");
+        let token = dir.ok_in(&cmd, "to the set").line();
+        assert_eq!(&segment(&token, 0)["kid"], kid, "{alg}");
+        let out = dir.ok_in("jwe decrypt --key private-set.json", token);
+        assert_eq!(out.stdout, b"to the set", "{alg}");
+    }
+    let none_fits = "jwe encrypt --key public-set.json --alg A128KW --enc A128GCM";
+    dir.fail_in(none_fits, "x", 2, "ERR_JOSE_KEY_UNSUITABLE");
+    let mut ec2 = dir.generate("ECDH-ES+A128KW", "ec2.json");
+    ec2.remove("d");
+    dir.write_json("two-ec.json", &json!({"keys": [ec_pub, ec2]}));
+    let err = dir.fail_in(
+        "jwe encrypt --key two-ec.json --alg ECDH-ES+A128KW --enc A128GCM",
+        "x",
+        2,
+        "ERR_USAGE",
+    );
+    assert!(err.stderr.contains("several keys"), "{}", err.stderr);
+}
+
+#[test]
+fn jwe_rejections_exit_1() {
+    let dir = Dir::new("jwe-reject");
+    dir.generate("RSA-OAEP-256", "rsa.json");
+    dir.generate("RSA-OAEP-256", "other.json");
+    dir.generate("ES256", "es.json");
+    let token = dir
+        .ok_in(
+            "jwe encrypt --key rsa.json --alg RSA-OAEP-256 --enc A256GCM",
+            "secret",
+        )
+        .line();
+    let decrypt = "jwe decrypt --key rsa.json";
+    assert_eq!(dir.ok_in(decrypt, &token).stdout, b"secret");
+    let parts: Vec<&str> = token.split('.').collect();
+    let failed = "ERR_JWE_DECRYPTION_FAILED";
+
+    // A ciphertext character flipped; an added header member (the header is the AAD).
+    let ciphertext = parts[3];
+    let flipped = if ciphertext.starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = [
+        parts[0],
+        parts[1],
+        parts[2],
+        &format!("{flipped}{}", &ciphertext[1..]),
+        parts[4],
+    ];
+    dir.fail_in(decrypt, tampered.join("."), 1, failed);
+    let mut header = segment(&token, 0);
+    header.insert("x".into(), 1.into());
+    let header = jose::b64::encode(Value::Object(header).to_string());
+    let reheaded = [&header, parts[1], parts[2], parts[3], parts[4]];
+    dir.fail_in(decrypt, reheaded.join("."), 1, failed);
+    // The JSON serialization, tampered likewise.
+    let flat = dir
+        .ok_in(
+            "jwe encrypt --key rsa.json --alg RSA-OAEP-256 --enc A256GCM --json",
+            "secret",
+        )
+        .object();
+    let mut forged = flat.clone();
+    forged.insert("tag".into(), jose::b64::encode([0u8; 16]).into());
+    dir.fail_in(decrypt, Value::Object(forged).to_string(), 1, failed);
+
+    // Another key of the same kind: the CEK does not unwrap, one indistinguishable failure.
+    dir.fail_in("jwe decrypt --key other.json", &token, 1, failed);
+    // Algorithms outside the allow-list.
+    let not_allowed = "ERR_JOSE_ALG_NOT_ALLOWED";
+    dir.fail_in(&format!("{decrypt} --alg A128KW"), &token, 1, not_allowed);
+    dir.fail_in(&format!("{decrypt} --enc A128GCM"), &token, 1, not_allowed);
+    let both = format!("{decrypt} --alg RSA-OAEP --alg RSA-OAEP-256 --enc A128GCM --enc A256GCM");
+    assert_eq!(dir.ok_in(&both, &token).stdout, b"secret");
+    // A key for another algorithm than the token's.
+    dir.generate("A128KW", "kw.json");
+    dir.fail_in("jwe decrypt --key kw.json", &token, 1, not_allowed);
+    // RSA1_5 is refused as it arrives, not tried.
+    let rsa1_5 = jose::b64::encode(r#"{"alg":"RSA1_5","enc":"A128GCM"}"#);
+    let rsa1_5 = format!(
+        "{rsa1_5}.{}.{}.{}.{}",
+        parts[1], parts[2], parts[3], parts[4]
+    );
+    let err = dir.fail_in(decrypt, rsa1_5, 1, "ERR_JOSE_NOT_SUPPORTED");
+    assert!(err.stderr.contains("RSA1_5"), "{}", err.stderr);
+
+    // Not a JWE: a JWS (compact or JSON), nothing, a truncated token.
+    let jws = dir.ok_in("jws sign --key es.json", "signed").line();
+    dir.fail_in(decrypt, jws, 1, "ERR_JWE_INVALID");
+    let jws_json = dir.ok_in("jws sign --key es.json --json", "signed");
+    dir.fail_in(decrypt, &jws_json.stdout, 1, "ERR_JWE_INVALID");
+    dir.fail_in(decrypt, "", 1, "ERR_JWE_INVALID");
+    dir.fail_in(decrypt, parts[..4].join("."), 1, "ERR_JWE_INVALID");
+    dir.fail_in(
+        &format!("{decrypt} --json"),
+        &token,
+        1,
+        "ERR_JOSE_JSON_INVALID",
+    );
+    dir.fail_in(decrypt, "A".repeat(100 * 1024), 1, "ERR_JOSE_TOO_LARGE");
+}
+
+#[test]
+fn jwe_usage_key_and_io_errors_exit_2() {
+    let dir = Dir::new("jwe-exit-2");
+    // A symmetric key without "alg" does not say which algorithm: --alg must.
+    let oct = json!({"kty": "oct", "k": jose::b64::encode([7u8; 16])});
+    dir.write_json("oct.json", &oct);
+    let token = dir
+        .ok_in("jwe encrypt --key oct.json --alg A128KW --enc A128GCM", "x")
+        .line();
+    dir.write("t.jwe", &token);
+    let err = dir.fail(
+        "jwe decrypt --key oct.json t.jwe",
+        2,
+        "ERR_JOSE_INVALID_OPTIONS",
+    );
+    assert!(err.stderr.contains("--alg"), "{}", err.stderr);
+    assert_eq!(
+        dir.ok("jwe decrypt --key oct.json --alg A128KW t.jwe")
+            .stdout,
+        b"x"
+    );
+
+    // Missing files.
+    let err = dir.fail("jwe decrypt --key missing.json t.jwe", 2, "ERR_IO");
+    assert!(err.stderr.contains("missing.json"), "{}", err.stderr);
+    dir.fail(
+        "jwe decrypt --key oct.json --alg A128KW missing.jwe",
+        2,
+        "ERR_IO",
+    );
+    dir.fail_in(
+        "jwe encrypt --key missing.json --alg A128KW --enc A128GCM",
+        "x",
+        2,
+        "ERR_IO",
+    );
+    dir.fail(
+        "jwe encrypt --key oct.json --alg A128KW --enc A128GCM missing.bin",
+        2,
+        "ERR_IO",
+    );
+
+    // Algorithm names: unknown, refused, or a key that does not fit them.
+    let encrypt = |flags: &str| format!("jwe encrypt --key oct.json {flags}");
+    let not_supported = "ERR_JOSE_NOT_SUPPORTED";
+    let err = dir.fail_in(
+        &encrypt("--alg RSA1_5 --enc A128GCM"),
+        "x",
+        2,
+        not_supported,
+    );
+    assert!(err.stderr.contains("RSA1_5"), "{}", err.stderr);
+    let err = dir.fail(
+        "jwe decrypt --key oct.json --alg RSA1_5 t.jwe",
+        2,
+        not_supported,
+    );
+    assert!(err.stderr.contains("RSA1_5"), "{}", err.stderr);
+    dir.fail_in(&encrypt("--alg A128KW --enc A128"), "x", 2, not_supported);
+    dir.fail_in(
+        &encrypt("--alg a128kw --enc A128GCM"),
+        "x",
+        2,
+        not_supported,
+    );
+    dir.fail(
+        "jwe decrypt --key oct.json --alg A128KW --enc nope t.jwe",
+        2,
+        not_supported,
+    );
+    let unsuitable = "ERR_JOSE_KEY_UNSUITABLE";
+    dir.fail_in(&encrypt("--alg A256KW --enc A128GCM"), "x", 2, unsuitable);
+    dir.fail_in(&encrypt("--alg RSA-OAEP --enc A128GCM"), "x", 2, unsuitable);
+    dir.generate("ES256", "es.json");
+    let err = dir.fail_in(
+        "jwe encrypt --key es.json --alg ECDH-ES --enc A128GCM",
+        "x",
+        2,
+        unsuitable,
+    );
+    assert!(err.stderr.contains("ES256"), "{}", err.stderr);
+    // A public key cannot decrypt.
+    dir.generate("ECDH-ES", "ec.json");
+    dir.public("ec.json", "ec.pub.json");
+    let token = dir
+        .ok_in(
+            "jwe encrypt --key ec.pub.json --alg ECDH-ES --enc A128GCM",
+            "x",
+        )
+        .line();
+    dir.fail_in("jwe decrypt --key ec.pub.json", &token, 2, unsuitable);
+    assert_eq!(dir.ok_in("jwe decrypt --key ec.json", &token).stdout, b"x");
+
+    // Flags: missing, unknown; two inputs on stdin.
+    for cmd in [
+        "jwe encrypt --key oct.json --alg A128KW",
+        "jwe encrypt --key oct.json --enc A128GCM",
+        "jwe encrypt --alg A128KW --enc A128GCM",
+        "jwe decrypt t.jwe",
+        "jwe decrypt --key oct.json --bogus t.jwe",
+        "jwe",
+    ] {
+        dir.fail(cmd, 2, "ERR_USAGE");
+    }
+    dir.fail_in(
+        "jwe encrypt --key - --alg A128KW --enc A128GCM",
+        "{}",
+        2,
+        "ERR_USAGE",
+    );
+    dir.fail_in("jwe decrypt --key - --alg A128KW", "{}", 2, "ERR_USAGE");
+}
+
+#[test]
+fn jwk_generate_for_jwe_algorithms() {
+    let dir = Dir::new("generate-jwe");
+    let oct_len =
+        |key: &Map<String, Value>| jose::b64::decode(key["k"].as_str().unwrap()).unwrap().len();
+    for (alg, len) in [
+        ("A128KW", 16),
+        ("A192KW", 24),
+        ("A256KW", 32),
+        ("A128GCMKW", 16),
+        ("A256GCMKW", 32),
+        ("PBES2-HS256+A128KW", 32),
+    ] {
+        let key = dir
+            .ok(&format!("jwk generate --alg {alg} --kid k"))
+            .object();
+        assert_eq!([&key["kty"], &key["alg"], &key["use"]], ["oct", alg, "enc"]);
+        assert_eq!(key["kid"], "k");
+        assert_eq!(oct_len(&key), len, "{alg}");
+    }
+    let key = dir
+        .ok("jwk generate --alg dir --enc A256CBC-HS512")
+        .object();
+    assert_eq!(oct_len(&key), 64);
+    let rsa = dir.ok("jwk generate --alg RSA-OAEP").object();
+    let n = jose::b64::decode(rsa["n"].as_str().unwrap()).unwrap();
+    assert_eq!(n.len(), 256, "RSA defaults to 2048 bits");
+    dir.write_json("rsa.json", &Value::Object(rsa.clone()));
+    assert_eq!(rsa["kid"], dir.line("jwk thumbprint rsa.json").as_str());
+    let ec = dir.ok("jwk generate --alg ECDH-ES+A256KW").object();
+    assert_eq!(
+        [&ec["kty"], &ec["crv"]],
+        ["EC", "P-256"],
+        "P-256 by default"
+    );
+
+    // Options that do not apply, or are missing; names that are not key management.
+    let unsuitable = "ERR_JOSE_KEY_UNSUITABLE";
+    for flags in [
+        "--alg A128KW --enc A128GCM",
+        "--alg RSA-OAEP-256 --enc A256GCM",
+        "--alg ECDH-ES --enc A256GCM",
+        "--alg A128KW --crv P-256",
+        "--alg RSA-OAEP --crv P-256",
+        "--alg ECDH-ES --crv Ed25519",
+        "--alg A256KW --bits 256",
+        "--alg RSA-OAEP --bits 1024",
+    ] {
+        dir.fail(&format!("jwk generate {flags}"), 2, unsuitable);
+    }
+    dir.fail("jwk generate --alg dir", 2, "ERR_JOSE_INVALID_OPTIONS");
+    dir.fail(
+        "jwk generate --alg dir --enc A256",
+        2,
+        "ERR_JOSE_NOT_SUPPORTED",
+    );
+    let err = dir.fail("jwk generate --alg RSA1_5", 2, "ERR_JOSE_NOT_SUPPORTED");
+    assert!(
+        err.stderr.contains("RSA1_5 is not supported"),
+        "{}",
+        err.stderr
+    );
+    let err = dir.fail("jwk generate --alg A256GCM", 2, "ERR_USAGE");
+    assert!(
+        err.stderr.contains("--alg dir --enc A256GCM"),
+        "{}",
+        err.stderr
+    );
+    // A JWE key never signs.
+    dir.write_json("ec.json", &Value::Object(ec));
+    dir.fail_in("jws sign --key ec.json", "x", 2, "ERR_USAGE");
+}
+
+#[test]
+fn x25519_keys_export_import_and_thumbprint() {
+    let dir = Dir::new("x25519");
+    let key = dir.ok("jwk generate --alg ECDH-ES --crv X25519").object();
+    dir.write_json("x.json", &Value::Object(key.clone()));
+    let thumbprint = dir.line("jwk thumbprint x.json");
+    assert_eq!(key["kid"], thumbprint.as_str());
+    let public = dir.public("x.json", "x.pub.json");
+    assert_eq!([&public["kty"], &public["crv"]], ["OKP", "X25519"]);
+    assert_eq!(public["x"], key["x"]);
+    assert!(!public.contains_key("d"));
+    assert_eq!(dir.line("jwk thumbprint x.pub.json"), thumbprint);
+
+    for (file, private) in [("x.json", true), ("x.pub.json", false)] {
+        let label = if private { "PRIVATE KEY" } else { "PUBLIC KEY" };
+        let pem = dir.ok(&format!("jwk export {file}")).text();
+        assert!(
+            pem.starts_with(&format!("-----BEGIN {label}-----\n")),
+            "{pem}"
+        );
+        dir.write("x.pem", &pem);
+        let imported = dir.ok("jwk import x.pem").object();
+        assert_eq!(imported["kid"], thumbprint.as_str(), "{label}");
+        assert_eq!([&imported["kty"], &imported["crv"]], ["OKP", "X25519"]);
+        assert_eq!(imported["x"], key["x"], "{label}");
+        assert_eq!(
+            imported.get("d"),
+            key.get("d").filter(|_| private),
+            "{label}"
+        );
+        assert_eq!(dir.line("jwk thumbprint x.pem"), thumbprint);
+        let pem_file = if private { "x.key.pem" } else { "x.pub.pem" };
+        dir.write(pem_file, &pem);
+    }
+    // The PEM keys encrypt and decrypt as the JWKs do.
+    let token = dir
+        .ok_in(
+            "jwe encrypt --key x.pub.pem --alg ECDH-ES --enc A128GCM",
+            "x25519",
+        )
+        .line();
+    assert_eq!(
+        dir.ok_in("jwe decrypt --key x.key.pem", &token).stdout,
+        b"x25519"
+    );
+    assert_eq!(
+        dir.ok_in("jwe decrypt --key x.json", &token).stdout,
+        b"x25519"
+    );
+    // X25519 is for key agreement only.
+    dir.fail(
+        "jwk import --alg EdDSA x.key.pem",
+        2,
+        "ERR_JOSE_KEY_UNSUITABLE",
+    );
+}
+
+#[test]
+fn nested_jwt_sign_and_verify() {
+    let dir = Dir::new("nested");
+    dir.generate("ES256", "es.json");
+    dir.public("es.json", "es.pub.json");
+    dir.generate("ES256", "stranger.json");
+    let sign = |flags: &str| {
+        dir.line(&format!(
+            "jwt sign --key es.json --iss a --aud b --claim scope=read {flags}"
+        ))
+    };
+    let verify = |flags: &str| format!("jwt verify --key es.pub.json --iss a --aud b {flags}");
+
+    for alg in ["ECDH-ES+A256KW", "RSA-OAEP-256"] {
+        dir.generate(alg, "enc.json");
+        dir.public("enc.json", "enc.pub.json");
+        let token = sign(&format!(
+            "--encrypt-key enc.pub.json --encrypt-alg {alg} --enc A256GCM"
+        ));
+        assert_eq!(token.split('.').count(), 5, "{alg}: {token}");
+        let header = segment(&token, 0);
+        assert_eq!(
+            [&header["alg"], &header["enc"], &header["cty"]],
+            [alg, "A256GCM", "JWT"]
+        );
+        // The claims are hidden: inspect shows the JWE header only, and says so.
+        let inspected = dir.ok_in("jwt inspect", &token).object();
+        assert_eq!(inspected["unverified"], true);
+        assert_eq!(inspected["header"], Value::Object(header));
+        assert_eq!(inspected["claims"], Value::Null);
+        assert!(inspected["note"].as_str().unwrap().contains("encrypted"));
+
+        let claims = dir
+            .ok_in(&verify("--decrypt-key enc.json"), &token)
+            .object();
+        assert_eq!(
+            [&claims["iss"], &claims["aud"], &claims["scope"]],
+            ["a", "b", "read"]
+        );
+        let explicit = format!("--decrypt-key enc.json --decrypt-alg {alg} --enc A256GCM");
+        assert_eq!(dir.ok_in(&verify(&explicit), &token).object(), claims);
+        // The inner JWT is visible after `jwe decrypt`, and is a JWT signed by es.json.
+        let inner = dir.ok_in("jwe decrypt --key enc.json", &token).line();
+        assert_eq!(segment(&inner, 1), claims);
+        assert_eq!(dir.ok_in(&verify(""), &inner).object(), claims);
+
+        // Rejections: each layer's allow-list, the inner signature, claims, encryption absent.
+        let not_allowed = "ERR_JOSE_ALG_NOT_ALLOWED";
+        let restricted = "--decrypt-key enc.json --enc A128GCM";
+        dir.fail_in(&verify(restricted), &token, 1, not_allowed);
+        let other = "--decrypt-key enc.json --decrypt-alg A256KW";
+        dir.fail_in(&verify(other), &token, 1, not_allowed);
+        dir.fail_in(
+            &verify("--decrypt-key enc.json --alg ES384"),
+            &token,
+            1,
+            not_allowed,
+        );
+        let wrong_signer = "jwt verify --key stranger.json --iss a --aud b --decrypt-key enc.json";
+        dir.fail_in(wrong_signer, &token, 1, "ERR_JWS_SIGNATURE_INVALID");
+        let wrong_aud = "jwt verify --key es.json --iss a --aud x --decrypt-key enc.json";
+        dir.fail_in(wrong_aud, &token, 1, "ERR_JWT_CLAIM_VALIDATION_FAILED");
+        dir.fail_in(&verify(""), &token, 1, "ERR_JWT_INVALID");
+        let plain = sign("");
+        dir.fail_in(
+            &verify("--decrypt-key enc.json"),
+            plain,
+            1,
+            "ERR_JWT_INVALID",
+        );
+        // Encrypted, but not marked as a JWT.
+        let cmd = format!("jwe encrypt --key enc.pub.json --alg {alg} --enc A256GCM");
+        let unmarked = dir.ok_in(&cmd, &inner).line();
+        dir.fail_in(
+            &verify("--decrypt-key enc.json"),
+            unmarked,
+            1,
+            "ERR_JWT_INVALID",
+        );
+    }
+    // The wrong decryption key of the right kind.
+    dir.generate("RSA-OAEP-256", "rsa2.json");
+    let token = sign("--encrypt-key enc.json --encrypt-alg RSA-OAEP-256 --enc A128CBC-HS256");
+    let cmd = verify("--decrypt-key rsa2.json");
+    dir.fail_in(&cmd, &token, 1, "ERR_JWE_DECRYPTION_FAILED");
+
+    // A symmetric decryption key without "alg": --decrypt-alg must say.
+    let oct = json!({"kty": "oct", "k": jose::b64::encode([9u8; 32])});
+    dir.write_json("oct.json", &oct);
+    let token = sign("--encrypt-key oct.json --encrypt-alg dir --enc A256GCM");
+    let err = dir.fail_in(
+        &verify("--decrypt-key oct.json"),
+        &token,
+        2,
+        "ERR_JOSE_INVALID_OPTIONS",
+    );
+    assert!(err.stderr.contains("--decrypt-alg"), "{}", err.stderr);
+    let claims = dir.ok_in(&verify("--decrypt-key oct.json --decrypt-alg dir"), &token);
+    assert_eq!(claims.object()["scope"], "read");
+
+    // The encryption flags come together; decryption flags need --decrypt-key.
+    for flags in [
+        "--encrypt-key enc.json",
+        "--encrypt-key enc.json --encrypt-alg RSA-OAEP-256",
+        "--encrypt-alg RSA-OAEP-256 --enc A256GCM",
+        "--enc A256GCM",
+    ] {
+        let cmd = format!("jwt sign --key es.json {flags}");
+        dir.fail(&cmd, 2, "ERR_USAGE");
+    }
+    dir.write("t.jwt", &token);
+    dir.fail(&verify("--decrypt-alg dir t.jwt"), 2, "ERR_USAGE");
+    dir.fail(&verify("--enc A256GCM t.jwt"), 2, "ERR_USAGE");
+    // Key problems: a public decryption key, an encryption key that does not fit.
+    dir.fail(
+        &verify("--decrypt-key es.pub.json t.jwt"),
+        2,
+        "ERR_JOSE_KEY_UNSUITABLE",
+    );
+    let cmd = "jwt sign --key es.json --encrypt-key es.pub.json --encrypt-alg A128KW --enc A128GCM";
+    dir.fail(cmd, 2, "ERR_JOSE_KEY_UNSUITABLE");
+    dir.fail_in(
+        "jwt sign --key es.json --claims - --encrypt-key - --encrypt-alg dir --enc A256GCM",
+        "{}",
+        2,
+        "ERR_USAGE",
+    );
 }

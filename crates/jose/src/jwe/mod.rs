@@ -187,21 +187,7 @@ pub(crate) fn check_key(
             ));
         }
     }
-    let oct_len = match &key.material {
-        crate::jwk::KeyMaterial::Oct(k) => Some(k.k.len()),
-        _ => None,
-    };
-    let fits = match alg.mode() {
-        Mode::Direct => oct_len == Some(enc.key_len()),
-        Mode::AesKw(n) | Mode::AesGcmKw(n) => oct_len == Some(n),
-        Mode::Pbes2(_) => oct_len.is_some(),
-        Mode::RsaOaep => key.key_type() == KeyType::Rsa,
-        Mode::EcdhEs(_) => matches!(
-            key.curve(),
-            Some(Curve::P256 | Curve::P384 | Curve::P521 | Curve::X25519)
-        ),
-    };
-    if !fits {
+    if !type_fits(key, alg, Some(enc)) {
         return Err(err!(
             KeyUnsuitable,
             "{alg} with {enc} does not fit this {} key",
@@ -212,6 +198,24 @@ pub(crate) fn check_key(
         return Err(err!(KeyUnsuitable, "decryption needs a private key"));
     }
     Ok(())
+}
+
+/// Whether the key's type and size can serve `alg` (and, for `dir`, `enc` when known).
+pub(crate) fn type_fits(key: &Jwk, alg: KeyManagement, enc: Option<ContentEncryption>) -> bool {
+    let oct_len = match &key.material {
+        crate::jwk::KeyMaterial::Oct(k) => Some(k.k.len()),
+        _ => None,
+    };
+    match alg.mode() {
+        Mode::Direct => oct_len.is_some() && enc.is_none_or(|e| oct_len == Some(e.key_len())),
+        Mode::AesKw(n) | Mode::AesGcmKw(n) => oct_len == Some(n),
+        Mode::Pbes2(_) => oct_len.is_some(),
+        Mode::RsaOaep => key.key_type() == KeyType::Rsa,
+        Mode::EcdhEs(_) => matches!(
+            key.curve(),
+            Some(Curve::P256 | Curve::P384 | Curve::P521 | Curve::X25519)
+        ),
+    }
 }
 
 /// The key-management algorithms a key determines on its own (see [`KeyAlgorithms::FromKey`]).

@@ -166,7 +166,11 @@ impl Jwk {
     ) -> Result<Self> {
         let material = generate::generate_for_encryption(alg, enc, crv, bits)?;
         let mut jwk = Self::from_material(material);
-        jwk.alg = Some(alg.name().to_owned());
+        // A dir key is bound to its content encryption, so one key never serves two.
+        jwk.alg = Some(match (alg, enc) {
+            (crate::jwe::KeyManagement::Dir, Some(enc)) => enc.name().to_owned(),
+            _ => alg.name().to_owned(),
+        });
         jwk.key_use = Some("enc".to_owned());
         jwk.kid = Some(match kid {
             Some(k) => k,
@@ -246,6 +250,42 @@ impl Jwk {
             Some(a) => a.parse().ok(),
             None => self.material.implied_algorithm(),
         }
+    }
+
+    /// Checks that this key may encrypt to (or, with `decrypt`, decrypt) a JWE using `alg` and
+    /// `enc`: its `alg`, `use` and `key_ops` allow it, and its type and size fit.
+    pub fn check_encryption(
+        &self,
+        alg: crate::jwe::KeyManagement,
+        enc: crate::jwe::ContentEncryption,
+        decrypt: bool,
+    ) -> Result<()> {
+        crate::jwe::check_key(self, alg, enc, decrypt)
+    }
+
+    /// Sets the `alg` member to a JWE key-management algorithm after checking the key's type
+    /// can serve it (for `dir`, name the content encryption instead: see [`Self::set_alg_name`]).
+    pub fn set_alg_name(&mut self, name: &str) -> Result<()> {
+        if let Ok(sig) = name.parse::<Algorithm>() {
+            return self.set_alg(sig);
+        }
+        let (km, enc) = match (
+            name.parse::<crate::jwe::KeyManagement>(),
+            name.parse::<crate::jwe::ContentEncryption>(),
+        ) {
+            (Ok(km), _) => (km, None),
+            (_, Ok(enc)) => (crate::jwe::KeyManagement::Dir, Some(enc)),
+            (Err(e), _) => return Err(e),
+        };
+        if !crate::jwe::type_fits(self, km, enc) {
+            return Err(err!(
+                KeyUnsuitable,
+                "{name} does not fit this {} key",
+                self.key_type().name()
+            ));
+        }
+        self.alg = Some(name.to_owned());
+        Ok(())
     }
 
     /// Checks that this key may perform `op` with `alg`: its `alg`, `use` and `key_ops`

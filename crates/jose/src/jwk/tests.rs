@@ -173,3 +173,44 @@ fn debug_output_hides_key_material() {
     let k = key.to_map()["k"].as_str().unwrap().to_owned();
     assert!(!format!("{key:?}").contains(&k));
 }
+
+#[test]
+fn encryption_keys_and_alg_names() {
+    use crate::jwe::{ContentEncryption as Enc, KeyManagement as Km};
+    // A generated dir key is bound to its content encryption.
+    let dir = Jwk::generate_for_encryption(Km::Dir, Some(Enc::A256GCM), None, None, None).unwrap();
+    assert_eq!(dir.alg(), Some("A256GCM"));
+    assert!(dir.check_encryption(Km::Dir, Enc::A256GCM, true).is_ok());
+    assert_eq!(
+        dir.check_encryption(Km::Dir, Enc::A128CBC_HS256, true)
+            .unwrap_err()
+            .code(),
+        ErrorCode::KeyUnsuitable
+    );
+    // set_alg_name takes JWS and JWE names, and checks the type.
+    let mut m = Jwk::generate(Algorithm::ES256, None, None)
+        .unwrap()
+        .to_public()
+        .unwrap()
+        .to_map();
+    m.remove("alg");
+    let mut ec = Jwk::from_map(&m).unwrap();
+    ec.set_alg_name("ECDH-ES+A128KW").unwrap();
+    assert_eq!(ec.alg(), Some("ECDH-ES+A128KW"));
+    assert_eq!(
+        ec.set_alg_name("RSA-OAEP").unwrap_err().code(),
+        ErrorCode::KeyUnsuitable
+    );
+    assert_eq!(
+        ec.set_alg_name("RSA1_5").unwrap_err().code(),
+        ErrorCode::NotSupported
+    );
+    ec.set_alg_name("ES256").unwrap();
+    let mut oct = Jwk::from_json(br#"{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#).unwrap();
+    oct.set_alg_name("A128GCM").unwrap();
+    assert_eq!(
+        oct.set_alg_name("A256GCM").unwrap_err().code(),
+        ErrorCode::KeyUnsuitable
+    );
+    oct.set_alg_name("A128KW").unwrap();
+}

@@ -2,12 +2,16 @@
 
 use serde_json::Value;
 
+use jose::jwe::ContentEncryption;
+use jose::jwk::Curve;
 use jose::{ErrorCode, Jwk};
 
 use super::{print_json, print_line};
 use crate::cli::{JwkCommand, JwkGenerateArgs, JwkImportArgs};
 use crate::error::{CliError, EXIT_USAGE};
-use crate::input::{load_key, parse_alg, read_text, KeyInput};
+use crate::input::{
+    load_key, parse_alg, parse_encryption, parse_key_management, read_text, KeyInput,
+};
 
 pub fn run(cmd: JwkCommand) -> Result<(), CliError> {
     match cmd {
@@ -19,38 +23,55 @@ pub fn run(cmd: JwkCommand) -> Result<(), CliError> {
     }
 }
 
-fn jwe_not_implemented(what: &str) -> CliError {
-    CliError::new(
-        ErrorCode::NotSupported.as_str(),
-        format!("{what}: JWE key generation is not implemented yet"),
-        EXIT_USAGE,
-    )
-}
-
 fn generate(args: &JwkGenerateArgs) -> Result<(), CliError> {
-    if let Some(enc) = &args.enc {
-        return Err(jwe_not_implemented(&format!("--enc {enc}")));
-    }
+    let crv = args
+        .crv
+        .as_deref()
+        .map(|c| c.parse::<Curve>().map_err(|e| CliError::jose(&e)))
+        .transpose()?;
     if jose::alg::is_jwe_name(&args.alg) {
-        return Err(jwe_not_implemented(&format!(
-            "--alg {} is a JWE algorithm",
-            args.alg
-        )));
+        return generate_for_encryption(args, crv);
     }
     let alg = parse_alg(&args.alg)?;
-    if let Some(crv) = &args.crv {
+    if let Some(enc) = &args.enc {
+        return Err(unsuitable(format!(
+            "--enc {enc} sizes dir keys only; {alg} is a JWS algorithm"
+        )));
+    }
+    if let Some(crv) = crv {
         // A curve that merely restates the algorithm's is harmless; any other choice of curve
         // only makes sense for ECDH-ES keys.
-        let own = alg.curve().map(|c| c.name());
-        if own != Some(crv.as_str()) {
-            let fits = own.map_or_else(|| "none".to_owned(), |c| format!("only {c}"));
-            return Err(jwe_not_implemented(&format!(
-                "--crv {crv} does not fit {alg} ({fits})"
+        let own = alg.curve();
+        if own != Some(crv) {
+            let fits = own.map_or_else(|| "none".to_owned(), |c| format!("only {}", c.name()));
+            return Err(unsuitable(format!(
+                "--crv {} does not fit {alg} ({fits})",
+                crv.name()
             )));
         }
     }
     let key = Jwk::generate(alg, args.bits, args.kid.clone())?;
     print_json(&Value::Object(key.to_map()))
+}
+
+/// A JWE key: jose sizes it by the algorithm (dir by `--enc`, ECDH-ES by `--crv`) and refuses
+/// options that do not apply.
+fn generate_for_encryption(args: &JwkGenerateArgs, crv: Option<Curve>) -> Result<(), CliError> {
+    if let Ok(enc) = args.alg.parse::<ContentEncryption>() {
+        return Err(CliError::usage(format!(
+            "{enc} is a content encryption, not a key-management algorithm: \
+             for a direct key use --alg dir --enc {enc}"
+        )));
+    }
+    // RSA1_5 fails here, with jose's reason.
+    let alg = parse_key_management(&args.alg)?;
+    let enc = args.enc.as_deref().map(parse_encryption).transpose()?;
+    let key = Jwk::generate_for_encryption(alg, enc, crv, args.bits, args.kid.clone())?;
+    print_json(&Value::Object(key.to_map()))
+}
+
+fn unsuitable(reason: String) -> CliError {
+    CliError::new(ErrorCode::KeyUnsuitable.as_str(), reason, EXIT_USAGE)
 }
 
 fn public(file: Option<&std::path::Path>) -> Result<(), CliError> {
@@ -79,7 +100,7 @@ fn import(args: &JwkImportArgs) -> Result<(), CliError> {
     let pem = read_text(Some(&args.pem))?;
     let mut key = Jwk::from_pem(&pem).map_err(|e| CliError::jose_in(&args.pem, &e))?;
     if let Some(alg) = &args.alg {
-        key.set_alg(parse_alg(alg)?)?;
+        key.set_alg_name(alg)?;
     }
     key.set_kid(key.thumbprint());
     print_json(&Value::Object(key.to_map()))

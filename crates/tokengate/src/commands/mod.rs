@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed flags into jose calls and prints results.
 
+mod jwe;
 mod jwk;
 mod jws;
 mod jwt;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Jwk(cmd) => jwk::run(cmd),
         Command::Jws(cmd) => jws::run(cmd),
+        Command::Jwe(cmd) => jwe::run(cmd),
         Command::Jwt(cmd) => jwt::run(cmd),
     }
 }
