@@ -999,10 +999,7 @@ fn jwe_symmetric_algorithms_round_trip() {
             .object();
         dir.write_json("dir.json", &Value::Object(key.clone()));
         // A dir key is bound to the content encryption it was made for.
-        assert_eq!(
-            [&key["kty"], &key["alg"], &key["use"]],
-            ["oct", enc, "enc"]
-        );
+        assert_eq!([&key["kty"], &key["alg"], &key["use"]], ["oct", enc, "enc"]);
         let k = jose::b64::decode(key["k"].as_str().unwrap()).unwrap();
         let want = enc
             .parse::<jose::jwe::ContentEncryption>()
