@@ -31,6 +31,7 @@
 //! 2048 bits; EC points off their curve; ECDSA signatures with r or s out of range.
 
 pub mod b64;
+mod crit;
 mod error;
 pub mod json;
 pub mod jwe;

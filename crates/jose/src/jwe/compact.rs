@@ -25,20 +25,10 @@ pub fn encrypt(
     let fixed = params.fixed();
     let apu = params.apu.clone().unwrap_or_default();
     let apv = params.apv.clone().unwrap_or_default();
-    let mut protected: Map<String, Value> = params.protected.clone();
+    let mut protected = params.shared_protected(enc);
     protected.insert("alg".into(), alg.name().into());
-    protected.insert("enc".into(), enc.name().into());
     if let (Some(kid), false) = (key.kid(), protected.contains_key("kid")) {
         protected.insert("kid".into(), kid.into());
-    }
-    if params.zip {
-        protected.insert("zip".into(), "DEF".into());
-    }
-    if let Some(apu) = &params.apu {
-        protected.insert("apu".into(), b64::encode(apu).into());
-    }
-    if let Some(apv) = &params.apv {
-        protected.insert("apv".into(), b64::encode(apv).into());
     }
     let mut km_params = Map::new();
     let direct = keymgmt::direct_cek(alg, enc, key, &apu, &apv, &fixed, &mut km_params)?;
@@ -47,13 +37,7 @@ pub fn encrypt(
     protected.extend(km_params);
     protected.extend(wrapped.params);
     // Validate what we produce with the same rules the recipient will apply.
-    let understood: Vec<String> = match protected.get("crit") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let understood = crate::crit::declared(&protected);
     Header::parse(protected.clone(), Map::new(), Map::new(), &understood)?;
     let protected_b64 = match fixed.protected_b64 {
         Some(given) => {
@@ -84,19 +68,14 @@ pub fn encrypt(
 
 /// Splits a compact JWE, refusing other shapes early.
 pub(crate) fn split(token: &str, max_len: usize) -> Result<[&str; 5]> {
-    if token.len() > max_len {
-        return Err(err!(
-            TooLarge,
-            "token is {} bytes, the limit is {max_len}",
-            token.len()
-        ));
-    }
-    if token.starts_with('{') {
-        return Err(err!(
+    crate::crit::precheck_compact(
+        token,
+        max_len,
+        err!(
             JweInvalid,
             "a JSON-serialized JWE was given where a compact one is expected"
-        ));
-    }
+        ),
+    )?;
     let mut it = token.split('.');
     let parts = [
         it.next(),

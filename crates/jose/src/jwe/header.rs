@@ -6,12 +6,6 @@ use serde_json::{Map, Value};
 use super::alg::{ContentEncryption, KeyManagement};
 use crate::error::{err, Result};
 
-/// Names registered for JWE/JWS headers; `crit` must not list them (RFC 7516 §4.1.13).
-const REGISTERED: &[&str] = &[
-    "alg", "enc", "zip", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty",
-    "crit", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c", "b64",
-];
-
 /// A validated JWE header for one recipient.
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -120,42 +114,12 @@ impl Header {
             Some(Value::String(s)) if s == "DEF" => true,
             Some(_) => return Err(err!(NotSupported, "only \"zip\":\"DEF\" is supported")),
         };
-        if shared.contains_key("crit") || recipient.contains_key("crit") {
-            return Err(err!(CritInvalid, "\"crit\" must be integrity protected"));
-        }
-        if let Some(crit) = protected.get("crit") {
-            let Value::Array(items) = crit else {
-                return Err(err!(CritInvalid, "\"crit\" must be a non-empty array"));
-            };
-            if items.is_empty() {
-                return Err(err!(CritInvalid, "\"crit\" must be a non-empty array"));
-            }
-            let mut seen: Vec<&str> = Vec::with_capacity(items.len());
-            for item in items {
-                let name = item
-                    .as_str()
-                    .ok_or_else(|| err!(CritInvalid, "\"crit\" must list strings"))?;
-                if seen.contains(&name) {
-                    return Err(err!(CritInvalid, "\"crit\" repeats {name:?}"));
-                }
-                seen.push(name);
-                if REGISTERED.contains(&name) {
-                    return Err(err!(
-                        CritInvalid,
-                        "\"crit\" must not list the registered name {name:?}"
-                    ));
-                }
-                if !understood.iter().any(|u| u == name) {
-                    return Err(err!(CritInvalid, "unsupported critical extension {name:?}"));
-                }
-                if !protected.contains_key(name) {
-                    return Err(err!(
-                        CritInvalid,
-                        "critical extension {name:?} is not in the protected header"
-                    ));
-                }
-            }
-        }
+        crate::crit::check(
+            &protected,
+            shared.contains_key("crit") || recipient.contains_key("crit"),
+            understood,
+            false,
+        )?;
         Ok(Self {
             alg,
             enc,

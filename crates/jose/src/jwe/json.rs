@@ -58,17 +58,7 @@ pub fn encrypt(
     let fixed = params.fixed();
     let apu = params.apu.clone().unwrap_or_default();
     let apv = params.apv.clone().unwrap_or_default();
-    let mut protected = params.protected.clone();
-    protected.insert("enc".into(), enc.name().into());
-    if params.zip {
-        protected.insert("zip".into(), "DEF".into());
-    }
-    if let Some(apu) = &params.apu {
-        protected.insert("apu".into(), b64::encode(apu).into());
-    }
-    if let Some(apv) = &params.apv {
-        protected.insert("apv".into(), b64::encode(apv).into());
-    }
+    let mut protected = params.shared_protected(enc);
     let mut km_params = Map::new();
     let direct = keymgmt::direct_cek(
         first.alg,
@@ -100,13 +90,7 @@ pub fn encrypt(
             protected.extend(std::mem::take(header));
         }
     }
-    let understood: Vec<String> = match protected.get("crit") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let understood = crate::crit::declared(&protected);
     for (header, _) in &entries {
         Header::parse(protected.clone(), Map::new(), header.clone(), &understood)?;
     }

@@ -141,6 +141,21 @@ pub mod danger {
 }
 
 impl EncryptParams {
+    /// The protected members every recipient shares: the caller's, `enc`, `zip`, `apu`, `apv`.
+    fn shared_protected(&self, enc: ContentEncryption) -> Map<String, Value> {
+        let mut protected = self.protected.clone();
+        protected.insert("enc".into(), enc.name().into());
+        if self.zip {
+            protected.insert("zip".into(), "DEF".into());
+        }
+        for (name, value) in [("apu", &self.apu), ("apv", &self.apv)] {
+            if let Some(v) = value {
+                protected.insert(name.into(), crate::b64::encode(v).into());
+            }
+        }
+        protected
+    }
+
     fn fixed(&self) -> Fixed {
         #[cfg(feature = "danger-test-injection")]
         {

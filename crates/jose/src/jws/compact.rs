@@ -82,19 +82,14 @@ pub(crate) struct Parts<'a> {
 
 /// Splits a compact JWS into its three segments, refusing anything else early and cheaply.
 pub(crate) fn split(token: &str, max_len: usize) -> Result<Parts<'_>> {
-    if token.len() > max_len {
-        return Err(err!(
-            TooLarge,
-            "token is {} bytes, the limit is {max_len}",
-            token.len()
-        ));
-    }
-    if token.starts_with('{') {
-        return Err(err!(
+    crate::crit::precheck_compact(
+        token,
+        max_len,
+        err!(
             JwsInvalid,
             "a JSON-serialized JWS was given where a compact one is expected"
-        ));
-    }
+        ),
+    )?;
     let mut it = token.splitn(4, '.');
     match (it.next(), it.next(), it.next(), it.next()) {
         (Some(header), Some(payload), Some(signature), None) => {

@@ -21,13 +21,6 @@ pub const DEFAULT_MAX_LEN: usize = 64 * 1024;
 /// Upper bound on one encoded header segment.
 pub const MAX_HEADER_LEN: usize = 8 * 1024;
 
-/// Header parameter names registered by RFC 7515/7516/7518; `crit` must not list them
-/// (RFC 7515 §4.1.11).
-const REGISTERED: &[&str] = &[
-    "alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit", "enc",
-    "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c",
-];
-
 /// Which algorithms verification accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Algorithms {
@@ -189,44 +182,12 @@ impl Header {
             Some(_) => return Err(err!(JwsInvalid, "\"alg\" must be a string")),
             None => return Err(err!(JwsInvalid, "missing \"alg\"")),
         };
-        if unprotected.contains_key("crit") {
-            return Err(err!(CritInvalid, "\"crit\" must be integrity protected"));
-        }
-        let crit: Vec<&str> = match protected.get("crit") {
-            None => Vec::new(),
-            Some(Value::Array(items)) if !items.is_empty() => {
-                let mut names = Vec::with_capacity(items.len());
-                for item in items {
-                    let name = item
-                        .as_str()
-                        .ok_or_else(|| err!(CritInvalid, "\"crit\" must list strings"))?;
-                    if names.contains(&name) {
-                        return Err(err!(CritInvalid, "\"crit\" repeats {name:?}"));
-                    }
-                    names.push(name);
-                }
-                names
-            }
-            Some(_) => return Err(err!(CritInvalid, "\"crit\" must be a non-empty array")),
-        };
-        for name in &crit {
-            if REGISTERED.contains(name) {
-                return Err(err!(
-                    CritInvalid,
-                    "\"crit\" must not list the registered name {name:?}"
-                ));
-            }
-            let known = (*name == "b64" && allow_b64) || understood.iter().any(|u| u == name);
-            if !known {
-                return Err(err!(CritInvalid, "unsupported critical extension {name:?}"));
-            }
-            if !protected.contains_key(*name) {
-                return Err(err!(
-                    CritInvalid,
-                    "critical extension {name:?} is not in the protected header"
-                ));
-            }
-        }
+        let crit = crate::crit::check(
+            &protected,
+            unprotected.contains_key("crit"),
+            understood,
+            allow_b64,
+        )?;
         if unprotected.contains_key("b64") {
             return Err(err!(JwsInvalid, "\"b64\" must be integrity protected"));
         }
@@ -351,13 +312,7 @@ pub(crate) fn prepare_header(
         }
     }
     // Names the signer put in `crit` are by definition understood by the signer.
-    let understood: Vec<String> = match protected.get("crit") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let understood = crate::crit::declared(&protected);
     let encoded = crate::b64::encode(Value::Object(protected.clone()).to_string());
     let header = Header::parse(
         protected,

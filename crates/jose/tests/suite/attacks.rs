@@ -6,7 +6,7 @@ use jose::jwt::{self, Validation};
 use jose::{Algorithm, ErrorCode, Jwk, JwkSet};
 use serde_json::{json, Map, Value};
 
-use crate::common::{b64, fresh_token, jwk, load, only};
+use crate::common::{b64, fresh_token, hex, jwk, load, only};
 
 fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
@@ -173,13 +173,6 @@ fn psychic_signatures() {
             ErrorCode::SignatureInvalid
         );
     }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 #[test]

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
+use jose::jws::Keys;
 use jose::jws::{self, VerifyOptions};
-use jose::{Algorithm, Jwk};
+use jose::{Algorithm, Jwk, JwkSet};
 use serde_json::{Map, Value};
 
 /// The shared vectors folder: `$TOKENGATE_VECTORS`, else `<project>/../shared/vectors`.
@@ -45,4 +46,40 @@ pub fn fresh_token(alg: Algorithm, payload: &[u8]) -> (Jwk, String) {
 
 pub fn b64(s: impl AsRef<[u8]>) -> String {
     jose::b64::encode(s)
+}
+
+/// A vector's key material: a JWK or a JWK Set.
+pub enum Loaded {
+    One(Jwk),
+    Set(JwkSet),
+}
+
+impl Loaded {
+    pub fn keys(&self) -> Keys<'_> {
+        match self {
+            Self::One(k) => Keys::One(k),
+            Self::Set(s) => Keys::Set(s),
+        }
+    }
+}
+
+pub fn load_keys(v: &Value) -> Result<Loaded, jose::Error> {
+    let map = obj(v);
+    if map.contains_key("keys") {
+        JwkSet::from_map(map).map(Loaded::Set)
+    } else {
+        Jwk::from_map(map).map(Loaded::One)
+    }
+}
+
+/// The JWKs of a JSON array.
+pub fn keys_of(v: &Value) -> Vec<Jwk> {
+    v.as_array().unwrap().iter().map(jwk).collect()
+}
+
+pub fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }

@@ -4,12 +4,11 @@
 use jose::jwe::{
     self, danger, ContentEncryption, DecryptOptions, EncryptParams, Fixed, KeyManagement,
 };
-use jose::jws::Keys;
 use jose::jwt::{self, Validation};
-use jose::{Algorithm, ErrorCode, Jwk, JwkSet};
+use jose::{Algorithm, ErrorCode, Jwk};
 use serde_json::{Map, Value};
 
-use crate::common::{b64, jwk, load, obj};
+use crate::common::{b64, hex, jwk, keys_of, load, load_keys, obj};
 
 const FILES: &[&str] = &[
     "rfc7520/jwe/5_2.key_encryption_using_rsa-oaep_with_aes-gcm.json",
@@ -81,12 +80,7 @@ fn rsa1_5_examples_are_refused() {
 fn multiple_recipients_decrypt_with_whichever_key_matches() {
     let case = load("rfc7520/jwe/5_13.encrypting_to_multiple_recipients.json");
     let doc = case["output"]["json"].to_string();
-    let keys: Vec<Jwk> = case["input"]["key"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(jwk)
-        .collect();
+    let keys = keys_of(&case["input"]["key"]);
     let plaintext = case["input"]["plaintext"].as_str().unwrap().as_bytes();
     let options = DecryptOptions::new(KeyManagement::ALL);
     // The EC (ECDH-ES+A256KW) and oct (A256GCMKW) recipients decrypt; the RSA1_5 one is refused.
@@ -211,20 +205,6 @@ fn nested_example_decrypts_then_verifies() {
     assert_eq!(e.code(), ErrorCode::JwtExpired);
 }
 
-enum Loaded {
-    One(Jwk),
-    Set(JwkSet),
-}
-
-fn load_keys(v: &Value) -> Result<Loaded, jose::Error> {
-    let map = obj(v);
-    if map.contains_key("keys") {
-        JwkSet::from_map(map).map(Loaded::Set)
-    } else {
-        Jwk::from_map(map).map(Loaded::One)
-    }
-}
-
 /// Runs the JWE cases of a Wycheproof file; returns deviating tcIds and the count run.
 fn run_jwe(file: &str) -> (Vec<u64>, usize) {
     let data = load(file);
@@ -240,10 +220,7 @@ fn run_jwe(file: &str) -> (Vec<u64>, usize) {
             count += 1;
             let expected_pt = t.get("pt").and_then(Value::as_str).map(hex);
             let outcome = keys.as_ref().ok().and_then(|k| {
-                let keys = match k {
-                    Loaded::One(k) => Keys::One(k),
-                    Loaded::Set(s) => Keys::Set(s),
-                };
+                let keys = k.keys();
                 // JSON-form cases go to the compact API, which must refuse them (see the JWS
                 // harness); our JSON API is exercised by the cookbook tests.
                 let text = match &t["jwe"] {
@@ -268,13 +245,6 @@ fn run_jwe(file: &str) -> (Vec<u64>, usize) {
         }
     }
     (deviations, count)
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 #[test]

@@ -4,7 +4,7 @@ use jose::jws::{self, SignaturePolicy, VerifyOptions};
 use jose::{Algorithm, ErrorCode, Jwk};
 use serde_json::Value;
 
-use crate::common::{jwk, load, obj, only};
+use crate::common::{jwk, keys_of, load, obj, only};
 
 const JWS_FILES: &[&str] = &[
     "rfc7520/jws/4_1.rsa_v15_signature.json",
@@ -116,12 +116,7 @@ fn deterministic_algorithms_reproduce_the_cookbook_bytes() {
 #[test]
 fn multiple_signatures_verify_per_policy() {
     let case = load("rfc7520/jws/4_8.multiple_signatures.json");
-    let keys: Vec<Jwk> = case["input"]["key"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(jwk)
-        .collect();
+    let keys = keys_of(&case["input"]["key"]);
     let algs: Vec<Algorithm> = case["input"]["alg"]
         .as_array()
         .unwrap()

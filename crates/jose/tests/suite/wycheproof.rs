@@ -1,31 +1,14 @@
 //! Project Wycheproof JWS and JWK cases. Each file's outcome must match the expected result
 //! for every case, except the documented deviations listed per file (each with its reason).
 
-use jose::jws::{self, Keys, VerifyOptions};
-use jose::{Jwk, JwkSet};
+use jose::jws::{self, VerifyOptions};
+use jose::Jwk;
 use serde_json::Value;
 
-use crate::common::{load, obj};
-
-enum Loaded {
-    One(Jwk),
-    Set(JwkSet),
-}
-
-fn load_keys(v: &Value) -> Result<Loaded, jose::Error> {
-    let map = obj(v);
-    if map.contains_key("keys") {
-        JwkSet::from_map(map).map(Loaded::Set)
-    } else {
-        Jwk::from_map(map).map(Loaded::One)
-    }
-}
+use crate::common::{load, load_keys, obj, Loaded};
 
 fn accepts(keys: &Loaded, jws: &Value) -> bool {
-    let keys = match keys {
-        Loaded::One(k) => Keys::One(k),
-        Loaded::Set(s) => Keys::Set(s),
-    };
+    let keys = keys.keys();
     let options = VerifyOptions::from_key();
     // Cases in JSON form are flagged `JsonSerialization`: Wycheproof expects a verifier of
     // compact tokens to refuse them, so they go to the compact API as text. (Our JSON API
