@@ -25,6 +25,23 @@ const JWS_ALGS: [&str; 13] = [
 struct Dir(PathBuf);
 
 impl Dir {
+    /// Runs a shell pipeline in this directory with `$TG` set to the binary; it must succeed.
+    #[cfg(unix)]
+    fn shell(&self, script: &str) -> std::process::Output {
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .env("TG", BIN)
+            .current_dir(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     fn new(test: &str) -> Self {
         let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let path = tmp.join(format!("cli-{test}-{}", std::process::id()));
@@ -210,17 +227,7 @@ fn documented_pipeline_prints_the_claims() {
         r#""$TG" jwt sign --key k.json --iss a --aud b --exp 5m | "#,
         r#""$TG" jwt verify --key k.json --iss a --aud b"#,
     );
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .env("TG", BIN)
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = dir.shell(script);
     let claims: Map<String, Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(claims["iss"], "a");
     assert_eq!(claims["aud"], "b");
@@ -945,17 +952,7 @@ fn documented_jwe_pipeline_prints_the_plaintext() {
         r#"echo hi | "$TG" jwe encrypt --key k.json --alg RSA-OAEP-256 --enc A256GCM | "#,
         r#""$TG" jwe decrypt --key k.json"#,
     );
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .env("TG", BIN)
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = dir.shell(script);
     assert_eq!(out.stdout, b"hi\n");
 }
 
