@@ -22,6 +22,12 @@ pub fn encrypt(
     params: &EncryptParams,
 ) -> Result<String> {
     check_key(key, alg, enc, false)?;
+    if !params.unprotected.is_empty() {
+        return Err(err!(
+            InvalidOptions,
+            "the compact serialization has no unprotected header"
+        ));
+    }
     let fixed = params.fixed();
     let apu = params.apu.clone().unwrap_or_default();
     let apv = params.apv.clone().unwrap_or_default();

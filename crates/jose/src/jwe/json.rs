@@ -25,7 +25,8 @@ pub struct Recipient<'a> {
 
 /// Encrypts `plaintext` once and protects the CEK for every recipient.
 ///
-/// `enc`, `zip` and `params.protected` go into the protected header. With the flattened
+/// `enc`, `zip` and `params.protected` go into the protected header, `params.unprotected`
+/// into the shared unprotected one. With the flattened
 /// form (one recipient) `alg`, `kid` and the algorithm's parameters are protected too; with
 /// the general form they go into each recipient's header. Direct modes (`dir`, `ECDH-ES`)
 /// fix the CEK and so allow one recipient only.
@@ -92,7 +93,12 @@ pub fn encrypt(
     }
     let understood = crate::crit::declared(&protected);
     for (header, _) in &entries {
-        Header::parse(protected.clone(), Map::new(), header.clone(), &understood)?;
+        Header::parse(
+            protected.clone(),
+            params.unprotected.clone(),
+            header.clone(),
+            &understood,
+        )?;
     }
 
     let protected_b64 = b64::encode(Value::Object(protected).to_string());
@@ -111,6 +117,12 @@ pub fn encrypt(
 
     let mut out = Map::new();
     out.insert("protected".into(), protected_b64.into());
+    if !params.unprotected.is_empty() {
+        out.insert(
+            "unprotected".into(),
+            Value::Object(params.unprotected.clone()),
+        );
+    }
     let recipient_json = |(header, ek): (Map<String, Value>, Vec<u8>)| {
         let mut r = Map::new();
         if !header.is_empty() {

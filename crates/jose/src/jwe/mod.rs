@@ -93,6 +93,8 @@ impl DecryptOptions {
 pub struct EncryptParams {
     /// Extra protected members (`cty`, `typ`, …).
     pub protected: Map<String, Value>,
+    /// Shared unprotected members (JSON serializations only: `unprotected`).
+    pub unprotected: Map<String, Value>,
     /// Compress the plaintext with DEFLATE before encrypting (`zip: "DEF"`).
     pub zip: bool,
     /// Agreement PartyUInfo for ECDH-ES (`apu`).

@@ -365,11 +365,13 @@ mod jwe_round_trips {
             .zip(&publics)
             .map(|(a, k)| jwe::json::Recipient { key: k, alg: *a })
             .collect();
+        let mut params = EncryptParams::default();
+        params.unprotected.insert("note".into(), "shared".into());
         let doc = jwe::json::encrypt(
             b"to all of you",
             &recipients,
             enc,
-            &EncryptParams::default(),
+            &params,
             Some(b"aad"),
             Form::General,
         )
@@ -383,7 +385,12 @@ mod jwe_round_trips {
             .unwrap();
             assert_eq!(got.plaintext, b"to all of you");
             assert_eq!(got.header.alg(), a);
+            assert_eq!(got.header.get_str("note"), Some("shared"));
         }
+        // The shared header may not repeat a protected member.
+        let mut clash = EncryptParams::default();
+        clash.unprotected.insert("enc".into(), "A128GCM".into());
+        assert!(jwe::json::encrypt(b"x", &recipients, enc, &clash, None, Form::General).is_err());
         // Direct modes fix the CEK: only one recipient.
         let d = public(key(Km::Dir, enc, None));
         let two = [
