@@ -38,6 +38,21 @@ pub enum Command {
     /// JSON Web Tokens: sign, verify and inspect.
     #[command(subcommand)]
     Jwt(JwtCommand),
+    /// Configuration files: check one before anything uses it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate a configuration file; errors name the file, line, column and field.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigCheckArgs {
+    /// The TOML configuration file.
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

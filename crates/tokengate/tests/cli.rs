@@ -1650,3 +1650,22 @@ fn nested_jwt_sign_and_verify() {
         "ERR_USAGE",
     );
 }
+
+#[test]
+fn config_check_prints_effective_settings_or_the_located_error() {
+    let dir = Dir::new("config");
+    dir.write(
+        "ok.toml",
+        b"[token_service]\nissuer = \"https://auth.example\"\n\n[[audiences]]\nid = \"https://api.example\"\nscopes = [\"read\"]\nencrypt = true\n",
+    );
+    let shown = dir.ok("config check ok.toml").object();
+    assert_eq!(shown["issuer"], "https://auth.example/");
+    assert_eq!(shown["storage"]["backend"], "sqlite");
+    assert_eq!(shown["audiences"][0]["encrypt"], true);
+
+    dir.write("typo.toml", b"[server]\nlisen = \"127.0.0.1:1\"\n");
+    let err = dir.fail("config check typo.toml", 2, "ERR_CONFIG");
+    assert!(err.stderr.contains("typo.toml:2:1:"), "{}", err.stderr);
+    assert!(err.stderr.contains("lisen"), "{}", err.stderr);
+    dir.fail("config check missing.toml", 2, "ERR_CONFIG");
+}

@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed flags into jose calls and prints results.
 
+mod config;
 mod jwe;
 mod jwk;
 mod jws;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jws(cmd) => jws::run(cmd),
         Command::Jwe(cmd) => jwe::run(cmd),
         Command::Jwt(cmd) => jwt::run(cmd),
+        Command::Config(cmd) => config::run(cmd),
     }
 }
 

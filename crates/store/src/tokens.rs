@@ -1,0 +1,165 @@
+//! Issued access tokens and their revocation.
+
+use crate::{with_pool, Result, Store, StoreError};
+
+/// An issued access token, by its `jti`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its `sub`.
+    pub subject: String,
+    /// Its `aud` (as the token service chose to record it).
+    pub audience: String,
+    /// Its `scope` (space-separated).
+    pub scope: String,
+    /// `iat`.
+    pub issued_at: i64,
+    /// `exp`.
+    pub expires_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A revoked token, as gateways need it: which jti, since when, and until when the
+/// revocation matters (after `expires_at` the token is refused anyway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The token's `jti`.
+    pub jti: String,
+    /// When it was revoked.
+    pub revoked_at: i64,
+    /// When it expires.
+    pub expires_at: i64,
+}
+
+type TokenRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+impl Store {
+    /// Records an issued token. [`StoreError::Conflict`] if the jti was recorded before.
+    pub async fn record_token(&self, token: &IssuedToken) -> Result<()> {
+        with_pool!(self, pool => sqlx::query(
+            "INSERT INTO tokens (jti, client_id, subject, audience, scope, issued_at, expires_at, \
+             revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&token.jti)
+        .bind(&token.client_id)
+        .bind(&token.subject)
+        .bind(&token.audience)
+        .bind(&token.scope)
+        .bind(token.issued_at)
+        .bind(token.expires_at)
+        .bind(token.revoked_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
+        Ok(())
+    }
+
+    /// One token, if it is recorded (and not purged).
+    pub async fn token(&self, jti: &str) -> Result<Option<IssuedToken>> {
+        let row: Option<TokenRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT jti, client_id, subject, audience, scope, issued_at, expires_at, revoked_at \
+             FROM tokens WHERE jti = $1",
+        )
+        .bind(jti)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row.map(
+            |(jti, client_id, subject, audience, scope, issued_at, expires_at, revoked_at)| {
+                IssuedToken {
+                    jti,
+                    client_id,
+                    subject,
+                    audience,
+                    scope,
+                    issued_at,
+                    expires_at,
+                    revoked_at,
+                }
+            },
+        ))
+    }
+
+    /// Revokes one token. `true` if this call revoked it; `false` if it was already revoked
+    /// or is unknown (RFC 7009 answers both the same way).
+    pub async fn revoke_token(&self, jti: &str, at: i64) -> Result<bool> {
+        let updated = with_pool!(self, pool => sqlx::query(
+            "UPDATE tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL",
+        )
+        .bind(jti)
+        .bind(at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(updated == 1)
+    }
+
+    /// Revokes every not-yet-revoked token of a client; returns how many.
+    pub async fn revoke_by_client(&self, client_id: &str, at: i64) -> Result<u64> {
+        Ok(with_pool!(self, pool => sqlx::query(
+            "UPDATE tokens SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(client_id)
+        .bind(at)
+        .execute(pool)
+        .await?
+        .rows_affected()))
+    }
+
+    /// Revokes every not-yet-revoked token of a subject; returns how many.
+    pub async fn revoke_by_subject(&self, subject: &str, at: i64) -> Result<u64> {
+        Ok(with_pool!(self, pool => sqlx::query(
+            "UPDATE tokens SET revoked_at = $2 WHERE subject = $1 AND revoked_at IS NULL",
+        )
+        .bind(subject)
+        .bind(at)
+        .execute(pool)
+        .await?
+        .rows_affected()))
+    }
+
+    /// Tokens revoked at or after `since`, oldest revocation first, for gateways that poll.
+    /// Poll with some overlap (see the crate docs) and deduplicate by jti.
+    pub async fn revoked_since(&self, since: i64) -> Result<Vec<Revocation>> {
+        let rows: Vec<(String, i64, i64)> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT jti, revoked_at, expires_at FROM tokens \
+             WHERE revoked_at IS NOT NULL AND revoked_at >= $1 ORDER BY revoked_at, jti",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(jti, revoked_at, expires_at)| Revocation {
+                jti,
+                revoked_at,
+                expires_at,
+            })
+            .collect())
+    }
+
+    /// Deletes tokens that expired before `before` (revoked or not: an expired token is
+    /// refused without looking here); returns how many.
+    pub async fn purge_expired(&self, before: i64) -> Result<u64> {
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected()),
+        )
+    }
+}

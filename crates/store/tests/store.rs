@@ -1,0 +1,822 @@
+//! The store's behaviour, run as the same test functions against both backends.
+//!
+//! SQLite runs always, in a temporary directory. PostgreSQL runs when
+//! `TOKENGATE_TEST_POSTGRES_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/test`); if it
+//! is set but the server cannot be reached, the tests fail. Each PostgreSQL test works in a
+//! schema of its own (`t_<random>`, selected through the connection's `search_path`) that is
+//! dropped at the end, so tests running in parallel, and runs sharing one database, never
+//! see each other's rows.
+// Helpers outside `#[test]` functions assert by panicking too (as in the jose suite).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod harness {
+    use std::future::Future;
+
+    use sqlx::postgres::PgPoolOptions;
+    use store::Store;
+
+    pub const POSTGRES_ENV: &str = "TOKENGATE_TEST_POSTGRES_URL";
+
+    /// What a test gets: a way to open (and reopen) its own database.
+    pub struct Ctx {
+        pub url: String,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    impl Ctx {
+        pub async fn open(&self) -> Store {
+            match Store::open(&self.url).await {
+                Ok(store) => store,
+                Err(err) => panic!("opening the test store failed: {err} ({err:?})"),
+            }
+        }
+    }
+
+    pub fn random_hex(bytes: usize) -> String {
+        let mut buf = vec![0u8; bytes];
+        aws_lc_rs::rand::fill(&mut buf).unwrap();
+        buf.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub async fn run_sqlite<F, Fut>(test: F)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory that does not exist yet: the store creates it.
+        let path = dir.path().join("data").join("tokengate.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        test(Ctx {
+            url,
+            _dir: Some(dir),
+        })
+        .await;
+    }
+
+    /// The PostgreSQL URL to test against, if any; `?options=-c search_path=<schema>` added.
+    fn url_with_search_path(base: &str, schema: &str) -> String {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    }
+
+    pub async fn run_postgres<F, Fut>(test: F)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Ok(base) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("PostgreSQL test not run: {POSTGRES_ENV} is not set");
+            return;
+        };
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&base)
+            .await
+            .unwrap_or_else(|err| {
+                panic!("{POSTGRES_ENV} is set but PostgreSQL cannot be reached: {err}")
+            });
+        let schema = format!("t_{}", random_hex(8));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let ctx = Ctx {
+            url: url_with_search_path(&base, &schema),
+            _dir: None,
+        };
+        // Run the test as its own task so that a failing assertion still lets us drop the
+        // schema; then re-raise it.
+        let outcome = tokio::spawn(test(ctx)).await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        if let Err(err) = outcome {
+            if err.is_panic() {
+                std::panic::resume_unwind(err.into_panic());
+            }
+            panic!("test task failed: {err}");
+        }
+    }
+}
+
+/// The test functions, each written once for both backends.
+mod cases {
+    use store::{
+        hash_secret, verify_secret, AuditEvent, AuthMethod, Backend, Client, IssuedToken, KeyState,
+        KeyUse, MasterKey, NewKey, Store, StoreError,
+    };
+
+    use crate::harness::Ctx;
+
+    const PEPPER: &[u8] = b"test pepper";
+
+    fn new_key(master: &MasterKey, kid: &str, created_at: i64) -> NewKey {
+        let mut key = NewKey::seal(
+            master,
+            kid,
+            KeyUse::Sig,
+            "ES256",
+            format!(r#"{{"kty":"EC","kid":"{kid}"}}"#),
+            format!(r#"{{"kty":"EC","kid":"{kid}","d":"secret-d-{kid}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        key.created_at = created_at;
+        key.activate_at = created_at + 60;
+        key
+    }
+
+    fn client(id: &str) -> Client {
+        Client {
+            client_id: id.to_string(),
+            name: format!("Client {id}"),
+            secret_hash: Some(hash_secret(PEPPER, format!("secret of {id}").as_bytes())),
+            auth_method: AuthMethod::ClientSecretBasic,
+            scopes: vec!["read".into(), "write:all".into()],
+            audiences: vec!["https://api.example".into(), "urn:x".into()],
+            jwks: None,
+            disabled: false,
+            created_at: 1_700_000_000,
+        }
+    }
+
+    fn token(jti: &str, client_id: &str, subject: &str, expires_at: i64) -> IssuedToken {
+        IssuedToken {
+            jti: jti.to_string(),
+            client_id: client_id.to_string(),
+            subject: subject.to_string(),
+            audience: "https://api.example".into(),
+            scope: "read".into(),
+            issued_at: expires_at - 300,
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    async fn migration_count(store: &Store) -> i64 {
+        let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        match store {
+            Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
+
+    async fn execute(store: &Store, sql: &str, a: &str, b: &str) {
+        match store {
+            Store::Sqlite(pool) => {
+                sqlx::query(sql)
+                    .bind(a)
+                    .bind(b)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(a)
+                    .bind(b)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    pub async fn migrations_idempotent_on_reopen(ctx: Ctx) {
+        // Two nodes starting at once on a fresh database both come up.
+        let (first, second) = tokio::join!(ctx.open(), ctx.open());
+        assert_eq!(
+            migration_count(&first).await,
+            migration_count(&second).await
+        );
+        first.close().await;
+        second.close().await;
+
+        let store = ctx.open().await;
+        let applied = migration_count(&store).await;
+        assert!(applied >= 1);
+        store.create_client(&client("c1")).await.unwrap();
+        store.close().await;
+
+        // Reopening runs the migrator again: nothing is applied twice, nothing is lost.
+        let store = ctx.open().await;
+        assert_eq!(migration_count(&store).await, applied);
+        assert!(store.client("c1").await.unwrap().is_some());
+
+        // And again, on a migrated database.
+        let (a, b) = tokio::join!(ctx.open(), ctx.open());
+        assert_eq!(migration_count(&a).await, applied);
+        assert_eq!(migration_count(&b).await, applied);
+    }
+
+    pub async fn keys_lifecycle(ctx: Ctx) {
+        let store = ctx.open().await;
+        let master = MasterKey::generate().unwrap();
+        assert!(store.list_keys().await.unwrap().is_empty());
+        assert!(store.key("k1").await.unwrap().is_none());
+
+        store
+            .insert_key(&new_key(&master, "k2", 200))
+            .await
+            .unwrap();
+        store
+            .insert_key(&new_key(&master, "k1", 100))
+            .await
+            .unwrap();
+        let dup = store.insert_key(&new_key(&master, "k1", 300)).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+        let keys = store.list_keys().await.unwrap();
+        let kids: Vec<_> = keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["k1", "k2"], "oldest first");
+        let k1 = store.key("k1").await.unwrap().unwrap();
+        assert_eq!(k1, keys[0]);
+        assert_eq!(k1.key_use, KeyUse::Sig);
+        assert_eq!(k1.alg, "ES256");
+        assert_eq!(k1.state, KeyState::Pending);
+        assert_eq!(k1.public_jwk, r#"{"kty":"EC","kid":"k1"}"#);
+        assert_eq!(
+            (k1.created_at, k1.activate_at, k1.state_changed_at),
+            (100, 160, 100)
+        );
+        assert_eq!((k1.retired_at, k1.remove_after), (None, None));
+
+        // Forward moves succeed once; staying or going back is a conflict.
+        store
+            .set_key_state("k1", KeyState::Active, 160)
+            .await
+            .unwrap();
+        for (state, at) in [(KeyState::Active, 161), (KeyState::Pending, 162)] {
+            let res = store.set_key_state("k1", state, at).await;
+            assert!(
+                matches!(res, Err(StoreError::Conflict(_))),
+                "{state}: {res:?}"
+            );
+        }
+        let k1 = store.key("k1").await.unwrap().unwrap();
+        assert_eq!(
+            (k1.state, k1.state_changed_at, k1.retired_at),
+            (KeyState::Active, 160, None)
+        );
+
+        store
+            .set_key_state("k1", KeyState::Retired, 500)
+            .await
+            .unwrap();
+        let k1 = store.key("k1").await.unwrap().unwrap();
+        assert_eq!((k1.state, k1.retired_at), (KeyState::Retired, Some(500)));
+
+        // remove_after only moves later.
+        store.set_remove_after("k1", 900).await.unwrap();
+        store.set_remove_after("k1", 800).await.unwrap();
+        assert_eq!(
+            store.key("k1").await.unwrap().unwrap().remove_after,
+            Some(900)
+        );
+        store.set_remove_after("k1", 950).await.unwrap();
+        assert_eq!(
+            store.key("k1").await.unwrap().unwrap().remove_after,
+            Some(950)
+        );
+
+        store
+            .set_key_state("k1", KeyState::Removed, 1000)
+            .await
+            .unwrap();
+        let k1 = store.key("k1").await.unwrap().unwrap();
+        assert_eq!(k1.state, KeyState::Removed);
+        assert_eq!(
+            k1.retired_at,
+            Some(500),
+            "retired_at keeps the retirement time"
+        );
+        assert_eq!(k1.state_changed_at, 1000);
+
+        // A pending key can be dropped directly; it gets a retired_at then.
+        store
+            .set_key_state("k2", KeyState::Removed, 700)
+            .await
+            .unwrap();
+        let k2 = store.key("k2").await.unwrap().unwrap();
+        assert_eq!((k2.state, k2.retired_at), (KeyState::Removed, Some(700)));
+
+        for res in [
+            store.set_key_state("nope", KeyState::Active, 1).await,
+            store.set_remove_after("nope", 1).await,
+        ] {
+            assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
+        }
+
+        // Concurrent activation of one key: exactly one node wins.
+        store
+            .insert_key(&new_key(&master, "k3", 300))
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            store.set_key_state("k3", KeyState::Active, 400),
+            store.set_key_state("k3", KeyState::Active, 400),
+        );
+        assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
+
+        // The store refuses a public JWK that is not JSON.
+        let bad = NewKey::seal(&master, "k4", KeyUse::Enc, "ECDH-ES", "not json", b"{}");
+        assert!(matches!(bad, Err(StoreError::Invalid(_))));
+    }
+
+    pub async fn private_keys_encrypted_under_master_key(ctx: Ctx) {
+        let store = ctx.open().await;
+        let master = MasterKey::generate().unwrap();
+        let other = MasterKey::generate().unwrap();
+
+        assert!(
+            store.verify_master_key(&master).await.unwrap(),
+            "first use stores the check"
+        );
+        assert!(!store.verify_master_key(&master).await.unwrap());
+        let res = store.verify_master_key(&other).await;
+        assert!(matches!(res, Err(StoreError::WrongMasterKey)), "{res:?}");
+
+        store
+            .insert_key(&new_key(&master, "k1", 100))
+            .await
+            .unwrap();
+        store
+            .insert_key(&new_key(&master, "k2", 100))
+            .await
+            .unwrap();
+        let k1 = store.key("k1").await.unwrap().unwrap();
+        assert_eq!(
+            k1.private_jwk(&master).unwrap().as_slice(),
+            br#"{"kty":"EC","kid":"k1","d":"secret-d-k1"}"#
+        );
+        let needle = b"secret-d";
+        assert!(
+            !k1.private_ciphertext
+                .windows(needle.len())
+                .any(|w| w == needle),
+            "plaintext visible in the stored ciphertext"
+        );
+        assert!(matches!(
+            k1.private_jwk(&other),
+            Err(StoreError::WrongMasterKey)
+        ));
+
+        // Someone with write access to the database moves k1's ciphertext onto k2: the kid is
+        // bound as AAD, so it does not decrypt there.
+        execute(
+            &store,
+            "UPDATE keys SET private_ciphertext = \
+             (SELECT private_ciphertext FROM keys WHERE kid = $1) WHERE kid = $2",
+            "k1",
+            "k2",
+        )
+        .await;
+        let k2 = store.key("k2").await.unwrap().unwrap();
+        assert_eq!(k2.private_ciphertext, k1.private_ciphertext);
+        assert!(matches!(
+            k2.private_jwk(&master),
+            Err(StoreError::WrongMasterKey)
+        ));
+
+        // The check value survives a reopen, and still refuses the other key.
+        store.close().await;
+        let store = ctx.open().await;
+        assert!(!store.verify_master_key(&master).await.unwrap());
+        assert!(matches!(
+            store.verify_master_key(&other).await,
+            Err(StoreError::WrongMasterKey)
+        ));
+    }
+
+    pub async fn clients_crud(ctx: Ctx) {
+        let store = ctx.open().await;
+        assert!(store.client("c1").await.unwrap().is_none());
+        let c1 = client("c1");
+        store.create_client(&c1).await.unwrap();
+        let mut c0 = client("c0");
+        c0.secret_hash = None;
+        c0.auth_method = AuthMethod::PrivateKeyJwt;
+        c0.jwks = Some(r#"{"keys":[]}"#.into());
+        c0.scopes = vec![];
+        c0.audiences = vec![];
+        store.create_client(&c0).await.unwrap();
+
+        assert_eq!(store.client("c1").await.unwrap(), Some(c1.clone()));
+        assert_eq!(
+            store.list_clients().await.unwrap(),
+            [c0.clone(), c1.clone()]
+        );
+
+        let dup = store.create_client(&c1).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        let mut bad = client("c2");
+        bad.scopes = vec!["two words".into()];
+        assert!(matches!(
+            store.create_client(&bad).await,
+            Err(StoreError::Invalid(_))
+        ));
+        bad.scopes = vec![];
+        bad.jwks = Some("{".into());
+        assert!(matches!(
+            store.create_client(&bad).await,
+            Err(StoreError::Invalid(_))
+        ));
+        bad.jwks = None;
+        bad.client_id = String::new();
+        assert!(matches!(
+            store.create_client(&bad).await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        // Secret check against the stored hash.
+        let stored = store
+            .client("c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash
+            .unwrap();
+        assert!(verify_secret(PEPPER, b"secret of c1", &stored));
+        assert!(!verify_secret(PEPPER, b"secret of c2", &stored));
+        assert!(!verify_secret(b"other pepper", b"secret of c1", &stored));
+
+        let rotated = hash_secret(PEPPER, b"new secret");
+        store
+            .set_client_secret_hash("c1", Some(&rotated))
+            .await
+            .unwrap();
+        let stored = store
+            .client("c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash
+            .unwrap();
+        assert!(verify_secret(PEPPER, b"new secret", &stored));
+        assert!(!verify_secret(PEPPER, b"secret of c1", &stored));
+        store.set_client_secret_hash("c1", None).await.unwrap();
+        assert_eq!(store.client("c1").await.unwrap().unwrap().secret_hash, None);
+
+        store.set_client_disabled("c1", true).await.unwrap();
+        assert!(store.client("c1").await.unwrap().unwrap().disabled);
+        store.set_client_disabled("c1", false).await.unwrap();
+        assert!(!store.client("c1").await.unwrap().unwrap().disabled);
+
+        store.delete_client("c1").await.unwrap();
+        assert!(store.client("c1").await.unwrap().is_none());
+        for res in [
+            store.delete_client("c1").await,
+            store.set_client_disabled("c1", true).await,
+            store.set_client_secret_hash("c1", None).await,
+        ] {
+            assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
+        }
+        assert_eq!(store.list_clients().await.unwrap(), [c0]);
+    }
+
+    pub async fn tokens_and_revocation(ctx: Ctx) {
+        let store = ctx.open().await;
+        let exp = 10_000;
+        for t in [
+            token("t1", "c1", "alice", exp),
+            token("t2", "c1", "bob", exp),
+            token("t3", "c2", "alice", exp),
+            token("t4", "c2", "carol", exp),
+            token("old", "c2", "carol", 500),
+        ] {
+            store.record_token(&t).await.unwrap();
+        }
+        let dup = store.record_token(&token("t1", "c9", "x", exp)).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert_eq!(
+            store.token("t1").await.unwrap(),
+            Some(token("t1", "c1", "alice", exp))
+        );
+        assert_eq!(store.token("nope").await.unwrap(), None);
+
+        assert!(store.revoke_token("t1", 1000).await.unwrap());
+        assert!(
+            !store.revoke_token("t1", 1001).await.unwrap(),
+            "already revoked"
+        );
+        assert!(!store.revoke_token("nope", 1001).await.unwrap(), "unknown");
+        assert_eq!(
+            store.token("t1").await.unwrap().unwrap().revoked_at,
+            Some(1000)
+        );
+
+        // t1 is revoked already: only t2 is new for c1.
+        assert_eq!(store.revoke_by_client("c1", 2000).await.unwrap(), 1);
+        assert_eq!(store.revoke_by_client("c1", 2001).await.unwrap(), 0);
+        // alice: t1 (done), t3 (new).
+        assert_eq!(store.revoke_by_subject("alice", 3000).await.unwrap(), 1);
+        assert_eq!(store.revoke_by_subject("nobody", 3000).await.unwrap(), 0);
+        assert_eq!(
+            store.token("t1").await.unwrap().unwrap().revoked_at,
+            Some(1000)
+        );
+
+        let all: Vec<_> = store.revoked_since(0).await.unwrap();
+        let jtis: Vec<_> = all.iter().map(|r| r.jti.as_str()).collect();
+        assert_eq!(jtis, ["t1", "t2", "t3"], "in revocation order");
+        assert_eq!((all[0].revoked_at, all[0].expires_at), (1000, exp));
+        let recent: Vec<_> = store.revoked_since(2000).await.unwrap();
+        let jtis: Vec<_> = recent.iter().map(|r| r.jti.as_str()).collect();
+        assert_eq!(jtis, ["t2", "t3"], "the bound is inclusive");
+        assert!(store.revoked_since(3001).await.unwrap().is_empty());
+
+        assert_eq!(
+            store.purge_expired(500).await.unwrap(),
+            0,
+            "exclusive bound"
+        );
+        assert_eq!(store.purge_expired(501).await.unwrap(), 1);
+        assert_eq!(store.token("old").await.unwrap(), None);
+        assert_eq!(store.purge_expired(exp + 1).await.unwrap(), 4);
+        assert!(store.revoked_since(0).await.unwrap().is_empty());
+    }
+
+    pub async fn jti_single_use(ctx: Ctx) {
+        let store = ctx.open().await;
+        assert!(store.use_jti("dpop", "j1", 100).await.unwrap());
+        assert!(!store.use_jti("dpop", "j1", 100).await.unwrap());
+        assert!(!store.use_jti("dpop", "j1", 999).await.unwrap());
+        assert!(
+            store.use_jti("client_assertion", "j1", 100).await.unwrap(),
+            "namespaced"
+        );
+
+        // Two tasks racing for the same jti: exactly one wins, every time.
+        for i in 0..25 {
+            let jti = format!("race-{i}");
+            let (a, b) = (store.clone(), store.clone());
+            let (ja, jb) = (jti.clone(), jti.clone());
+            let ta = tokio::spawn(async move { a.use_jti("dpop", &ja, 200).await.unwrap() });
+            let tb = tokio::spawn(async move { b.use_jti("dpop", &jb, 200).await.unwrap() });
+            let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+            assert!(ra ^ rb, "{jti}: {ra} {rb}");
+        }
+
+        assert_eq!(
+            store.purge_used_jtis(100).await.unwrap(),
+            0,
+            "exclusive bound"
+        );
+        assert_eq!(store.purge_used_jtis(101).await.unwrap(), 2);
+        assert!(
+            store.use_jti("dpop", "j1", 300).await.unwrap(),
+            "usable again once purged"
+        );
+        assert!(!store.use_jti("dpop", "race-0", 300).await.unwrap());
+    }
+
+    pub async fn audit_in_order(ctx: Ctx) {
+        let store = ctx.open().await;
+        assert!(store.audit_events(0, 10).await.unwrap().is_empty());
+        let full = AuditEvent {
+            time: 1_700_000_000,
+            event: "token.issued".into(),
+            client_id: Some("c1".into()),
+            subject: Some("alice".into()),
+            jti: Some("t1".into()),
+            audience: Some("https://api.example".into()),
+            outcome: "success".into(),
+            reason: Some("none".into()),
+            request_id: Some("req-1".into()),
+        };
+        let mut ids = vec![store.append_audit(&full).await.unwrap()];
+        for i in 0..4 {
+            let event = AuditEvent {
+                time: 1_700_000_001 + i,
+                event: format!("event.{i}"),
+                outcome: "failure".into(),
+                ..AuditEvent::default()
+            };
+            ids.push(store.append_audit(&event).await.unwrap());
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+        let all = store.audit_events(0, 100).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        assert_eq!(all[0].event, full);
+        assert_eq!(all[3].event.event, "event.2");
+        assert_eq!(all[3].event.client_id, None);
+
+        // Paging: limit, then continue after the last id seen.
+        let page = store.audit_events(0, 2).await.unwrap();
+        assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), ids[..2]);
+        let rest = store.audit_events(page[1].id, 100).await.unwrap();
+        assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), ids[2..]);
+        assert!(store.audit_events(ids[4], 100).await.unwrap().is_empty());
+        assert!(store.audit_events(0, 0).await.unwrap().is_empty());
+    }
+
+    pub async fn data_survives_reopen(ctx: Ctx) {
+        let master = MasterKey::generate().unwrap();
+        let store = ctx.open().await;
+        store.verify_master_key(&master).await.unwrap();
+        store
+            .insert_key(&new_key(&master, "k1", 100))
+            .await
+            .unwrap();
+        store.create_client(&client("c1")).await.unwrap();
+        store
+            .record_token(&token("t1", "c1", "alice", 10_000))
+            .await
+            .unwrap();
+        store.revoke_token("t1", 50).await.unwrap();
+        store.use_jti("dpop", "j1", 10_000).await.unwrap();
+        let audit_id = store
+            .append_audit(&AuditEvent {
+                time: 1,
+                event: "e".into(),
+                outcome: "success".into(),
+                ..AuditEvent::default()
+            })
+            .await
+            .unwrap();
+        if let Store::Sqlite(pool) = &store {
+            // The durability settings are in force on the pool's connections.
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(sync, 2, "synchronous = FULL");
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(fk, 1);
+        }
+        store.close().await;
+        drop(store);
+
+        let store = ctx.open().await;
+        assert!(!store.verify_master_key(&master).await.unwrap());
+        let key = store.key("k1").await.unwrap().unwrap();
+        assert!(key.private_jwk(&master).is_ok());
+        assert_eq!(store.client("c1").await.unwrap(), Some(client("c1")));
+        assert_eq!(
+            store.token("t1").await.unwrap().unwrap().revoked_at,
+            Some(50)
+        );
+        assert!(!store.use_jti("dpop", "j1", 10_000).await.unwrap());
+        let audit = store.audit_events(0, 10).await.unwrap();
+        assert_eq!(audit.iter().map(|r| r.id).collect::<Vec<_>>(), [audit_id]);
+        // A new audit id is still larger after the reopen.
+        let next = store
+            .append_audit(&AuditEvent {
+                time: 2,
+                event: "e".into(),
+                outcome: "success".into(),
+                ..AuditEvent::default()
+            })
+            .await
+            .unwrap();
+        assert!(next > audit_id);
+    }
+
+    pub async fn closed_store_is_unavailable(ctx: Ctx) {
+        let store = ctx.open().await;
+        let expected = if ctx.url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        assert_eq!(store.backend(), expected);
+        store.close().await;
+        let results = [
+            store.list_keys().await.map(|_| ()),
+            store.use_jti("dpop", "j", 1).await.map(|_| ()),
+            store.append_audit(&AuditEvent::default()).await.map(|_| ()),
+        ];
+        for res in results {
+            let err = res.unwrap_err();
+            assert!(err.is_unavailable(), "{err:?}");
+            assert_eq!(err.code(), "ERR_STORE_UNAVAILABLE");
+        }
+    }
+}
+
+/// Generates `sqlite::<name>` and `postgres::<name>` for each case.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::harness::run_sqlite(crate::cases::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::harness::run_postgres(crate::cases::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_idempotent_on_reopen,
+    keys_lifecycle,
+    private_keys_encrypted_under_master_key,
+    clients_crud,
+    tokens_and_revocation,
+    jti_single_use,
+    audit_in_order,
+    data_survives_reopen,
+    closed_store_is_unavailable,
+);
+
+/// Failures to reach a database, which need no running server.
+mod unavailable {
+    use std::time::Duration;
+
+    use store::{Store, StoreError, StoreOptions};
+
+    #[tokio::test]
+    async fn postgres_on_a_closed_port() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/test");
+        let options = StoreOptions::default().acquire_timeout(Duration::from_millis(500));
+        let err = Store::open_with(&url, &options).await.unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("hunter2"), "password in error: {shown}");
+    }
+
+    #[tokio::test]
+    async fn sqlite_under_a_file() {
+        // The database's directory cannot be created: its would-be parent is a file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let path = file.join("sub").join("store.db");
+        let err = Store::open(path.to_str().unwrap()).await.unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        // The directory exists but the file cannot be opened as a database path.
+        let err = Store::open(&format!(
+            "sqlite://{}?mode=rwc",
+            file.join("store.db").display()
+        ))
+        .await
+        .unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sqlite_in_a_read_only_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+        if std::fs::write(ro.join("probe"), "x").is_ok() {
+            eprintln!("running as a user that ignores permissions (root): not applicable");
+            return;
+        }
+        let err = Store::open(ro.join("store.db").to_str().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unknown_url_scheme_is_a_config_error() {
+        for url in ["mysql://localhost/x", ""] {
+            let err = Store::open(url).await.unwrap_err();
+            assert!(matches!(err, StoreError::Config(..)), "{url}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_in_memory() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        assert!(store.use_jti("n", "j", 1).await.unwrap());
+        assert!(!store.use_jti("n", "j", 1).await.unwrap());
+    }
+}

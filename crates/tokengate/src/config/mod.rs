@@ -1,0 +1,401 @@
+//! The configuration file (TOML). Parse, don't validate: the file becomes typed values, and
+//! every error names the file, line, column and the offending field, before anything binds a
+//! port. Unknown fields are errors, never ignored: a typo must not silently disable a check.
+//!
+//! Covered so far: `[server]`, `[token_service]` and `[[audiences]]`, the parts the token
+//! service reads. `[[issuers]]` and `[[routes]]` arrive with the gateway; until then they are
+//! rejected as unknown fields, which is the honest answer.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{Deserializer, Error as _};
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use jose::jwe::{ContentEncryption, KeyManagement};
+use jose::Algorithm;
+
+/// Where the embedded SQLite database and key file live unless configured otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./tokengate-data";
+
+/// A configuration error located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line and column, when the error has a place.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener and storage.
+    #[serde(default)]
+    pub server: Server,
+    /// The built-in issuer.
+    #[serde(default)]
+    pub token_service: TokenService,
+    /// Resource servers tokens may be issued for.
+    #[serde(default)]
+    pub audiences: Vec<Audience>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain and key (PEM).
+    pub tls: Option<Tls>,
+    /// Directory of the embedded SQLite database and key file (default ./tokengate-data).
+    pub data_dir: Option<Spanned<PathBuf>>,
+    /// PostgreSQL instead of SQLite (`postgres://…`).
+    pub database_url: Option<Spanned<DatabaseUrl>>,
+    /// File holding the master key (base64 of 32 bytes); `TOKENGATE_MASTER_KEY` overrides it.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls: None,
+            data_dir: None,
+            database_url: None,
+            master_key_file: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// A `postgres://` or `postgresql://` URL.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl(pub Url);
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = Url::deserialize(d)?;
+        match url.scheme() {
+            "postgres" | "postgresql" => Ok(Self(url)),
+            other => Err(D::Error::custom(format!(
+                "database_url: unsupported scheme {other:?}; use postgres:// (SQLite is the default without database_url)"
+            ))),
+        }
+    }
+}
+
+/// `[token_service]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenService {
+    /// The `iss` of issued tokens and the base of the metadata document (default:
+    /// `http://` and the listen address).
+    pub issuer: Option<Spanned<Url>>,
+    /// Signing algorithm of new keys: ES256 (default), RS256, PS256 or EdDSA.
+    #[serde(default = "default_signing_alg", deserialize_with = "signing_alg")]
+    pub signing_alg: Algorithm,
+    /// Key management of new encryption keys: ECDH-ES+A256KW (default) or RSA-OAEP-256.
+    #[serde(
+        default = "default_encryption_alg",
+        deserialize_with = "encryption_alg"
+    )]
+    pub encryption_alg: KeyManagement,
+    /// Content encryption of encrypted tokens (default A256GCM).
+    #[serde(default = "default_enc", deserialize_with = "content_encryption")]
+    pub encryption_enc: ContentEncryption,
+    /// Default access-token lifetime (default 10m).
+    #[serde(default = "default_lifetime")]
+    pub token_lifetime: Duration,
+    /// Rotate keys on this schedule; absent means only by command.
+    pub rotate_every: Option<Duration>,
+    /// `Cache-Control: max-age` of the JWKS, and so the minimum pre-publication period of a
+    /// new key (default 10m).
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age: Duration,
+}
+
+impl Default for TokenService {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            signing_alg: default_signing_alg(),
+            encryption_alg: default_encryption_alg(),
+            encryption_enc: default_enc(),
+            token_lifetime: default_lifetime(),
+            rotate_every: None,
+            jwks_max_age: default_jwks_max_age(),
+        }
+    }
+}
+
+fn default_signing_alg() -> Algorithm {
+    Algorithm::ES256
+}
+fn default_encryption_alg() -> KeyManagement {
+    KeyManagement::ECDH_ES_A256KW
+}
+fn default_enc() -> ContentEncryption {
+    ContentEncryption::A256GCM
+}
+fn default_lifetime() -> Duration {
+    Duration(600)
+}
+fn default_jwks_max_age() -> Duration {
+    Duration(600)
+}
+
+fn signing_alg<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<Algorithm>() {
+        Ok(a @ (Algorithm::ES256 | Algorithm::RS256 | Algorithm::PS256 | Algorithm::EdDSA)) => {
+            Ok(a)
+        }
+        _ => Err(D::Error::custom(format!(
+            "signing_alg {s:?}: use ES256, RS256, PS256 or EdDSA"
+        ))),
+    }
+}
+
+fn encryption_alg<'de, D: Deserializer<'de>>(d: D) -> Result<KeyManagement, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<KeyManagement>() {
+        Ok(a @ (KeyManagement::ECDH_ES_A256KW | KeyManagement::RSA_OAEP_256)) => Ok(a),
+        _ => Err(D::Error::custom(format!(
+            "encryption_alg {s:?}: use ECDH-ES+A256KW or RSA-OAEP-256"
+        ))),
+    }
+}
+
+fn content_encryption<'de, D: Deserializer<'de>>(d: D) -> Result<ContentEncryption, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        D::Error::custom(format!(
+            "encryption_enc {s:?}: use A128GCM, A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384 or A256CBC-HS512"
+        ))
+    })
+}
+
+/// A duration written as `30s`, `5m`, `1h`, `2d` or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub u64);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(n) => Ok(Self(n)),
+            Raw::Text(s) => crate::input::parse_duration(&s)
+                .map(Self)
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+/// `[[audiences]]`: a resource server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    /// The audience identifier, a URI (RFC 8707 resource indicator).
+    pub id: Spanned<String>,
+    /// Scopes this audience accepts.
+    #[serde(default)]
+    pub scopes: Vec<Spanned<String>>,
+    /// Encrypt its tokens (nested JWE).
+    #[serde(default)]
+    pub encrypt: bool,
+    /// Encrypt to this JWK or JWK Set (an external resource server) instead of tokengate's
+    /// own encryption key.
+    pub encrypt_to: Option<Spanned<PathBuf>>,
+    /// Token lifetime for this audience (default: the token service's).
+    pub token_lifetime: Option<Duration>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let located = |span: Option<Range<usize>>, message: String| ConfigError {
+            file: file.to_owned(),
+            position: span.map(|s| line_col(text, s.start)),
+            message,
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| located(e.span(), e.message().to_owned()))?;
+        config
+            .validate()
+            .map_err(|(span, message)| located(Some(span), message))?;
+        Ok(config)
+    }
+
+    /// The issuer identifier: configured, or `http://` and the listen address.
+    pub fn issuer(&self) -> Result<Url, url::ParseError> {
+        match &self.token_service.issuer {
+            Some(url) => Ok(url.get_ref().clone()),
+            None => Url::parse(&format!("http://{}", self.server.listen)),
+        }
+    }
+
+    /// The effective settings, defaults filled in, as JSON for `config check`. The database
+    /// password is never shown.
+    pub fn effective(&self) -> serde_json::Value {
+        use serde_json::json;
+        let storage = match (&self.server.database_url, &self.server.data_dir) {
+            (Some(url), _) => {
+                let mut shown = url.get_ref().0.clone();
+                if shown.password().is_some() {
+                    // set_password fails only for URLs that cannot have one; then there is none to hide.
+                    let _ = shown.set_password(Some("REDACTED"));
+                }
+                json!({"backend": "postgres", "database_url": shown.as_str()})
+            }
+            (None, dir) => {
+                let dir = dir
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |d| d.get_ref().clone());
+                json!({"backend": "sqlite", "data_dir": dir})
+            }
+        };
+        let ts = &self.token_service;
+        json!({
+            "listen": self.server.listen.to_string(),
+            "tls": self.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
+            "storage": storage,
+            "master_key_file": self.server.master_key_file,
+            "issuer": self.issuer().map(String::from).ok(),
+            "signing_alg": ts.signing_alg.name(),
+            "encryption_alg": ts.encryption_alg.name(),
+            "encryption_enc": ts.encryption_enc.name(),
+            "token_lifetime_seconds": ts.token_lifetime.0,
+            "rotate_every_seconds": ts.rotate_every.map(|d| d.0),
+            "jwks_max_age_seconds": ts.jwks_max_age.0,
+            "audiences": self.audiences.iter().map(|a| json!({
+                "id": a.id.get_ref(),
+                "scopes": a.scopes.iter().map(|s| s.get_ref()).collect::<Vec<_>>(),
+                "encrypt": a.encrypt,
+                "encrypt_to": a.encrypt_to.as_ref().map(|p| p.get_ref()),
+                "token_lifetime_seconds": a.token_lifetime.unwrap_or(ts.token_lifetime).0,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Cross-field rules, each reported at the field that breaks it.
+    fn validate(&self) -> Result<(), (Range<usize>, String)> {
+        if let (Some(_), Some(url)) = (&self.server.data_dir, &self.server.database_url) {
+            return Err((
+                url.span(),
+                "server: set data_dir or database_url, not both".into(),
+            ));
+        }
+        if let Some(issuer) = &self.token_service.issuer {
+            let url = issuer.get_ref();
+            let loopback = url
+                .host_str()
+                .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                return Err((issuer.span(), "token_service.issuer must be https:// (http:// only on loopback, for development)".into()));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err((
+                    issuer.span(),
+                    "token_service.issuer must not have a query or fragment (RFC 8414 §2)".into(),
+                ));
+            }
+        }
+        for (i, aud) in self.audiences.iter().enumerate() {
+            let id = aud.id.get_ref();
+            if Url::parse(id).is_err() {
+                return Err((
+                    aud.id.span(),
+                    format!("audiences.id {id:?} must be an absolute URI"),
+                ));
+            }
+            if self.audiences.iter().take(i).any(|a| a.id.get_ref() == id) {
+                return Err((
+                    aud.id.span(),
+                    format!("audiences.id {id:?} is declared twice"),
+                ));
+            }
+            for scope in &aud.scopes {
+                // RFC 6749 §3.3: scope tokens are printable ASCII without space, quote or backslash.
+                let s = scope.get_ref();
+                let valid = !s.is_empty()
+                    && s.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
+                    });
+                if !valid {
+                    return Err((
+                        scope.span(),
+                        format!("audiences.scopes: {s:?} is not a valid scope token"),
+                    ));
+                }
+            }
+            if let (Some(to), false) = (&aud.encrypt_to, aud.encrypt) {
+                return Err((
+                    to.span(),
+                    "audiences.encrypt_to needs encrypt = true".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests;
