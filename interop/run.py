@@ -5,6 +5,7 @@ Standard library only. Run through `interop/run`, which installs the pinned peer
 tokengate; or directly with the venv's python once they are installed:
 
     interop/.venv/bin/python interop/run.py [--spawn] [--list] [--peer NAME]... [--alg ALG]...
+                                            [--enc ENC]... [--family NAME]... [--keep]
 
 The tokengate binary is $TOKENGATE_BIN (default: target/debug/tokengate under the repo root).
 Every row of the table is a real check; a case a peer cannot run (its library lacks the
@@ -12,9 +13,9 @@ algorithm or the operation) is left out of the matrix and named in a note, never
 Exit status: 0 all passed, 1 a check failed, 2 the harness itself could not start.
 
 How the matrix is built: `case_templates` lists what is checked against each peer (a Case per
-row and column of the table); KINDS says, per kind of token, how each side produces and
-consumes one, how the result is checked and how to tamper with it. JWE is added by a "jwe" and
-a "nested" entry in KINDS and templates using them (interop/README.md walks through it).
+row and column of the table); KINDS says, per kind of token (JWT, JWS, JWE, nested JWT), how
+each side produces and consumes one, how the result is checked and how to tamper with it
+(interop/README.md walks through it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,7 +47,37 @@ AUD = "https://api.example"
 # Every JWS algorithm tokengate implements; the universe the peers are matched against.
 JWS_ALGS = ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
             "ES256", "ES384", "ES512", "EdDSA"]
-SYMMETRIC = {"HS256", "HS384", "HS512"}
+
+# Every JWE key management (RSA1_5 aside, which tokengate refuses) and content encryption
+# tokengate implements, and the curves ECDH-ES* run on.
+JWE_ALGS = ["dir", "A128KW", "A192KW", "A256KW", "A128GCMKW", "A192GCMKW", "A256GCMKW",
+            "RSA-OAEP", "RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512",
+            "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW",
+            "PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS512+A256KW"]
+JWE_ENCS = ["A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512", "A128GCM", "A192GCM", "A256GCM"]
+ECDH_CURVES = ["P-256", "P-384", "P-521", "X25519"]
+ALGS = JWS_ALGS + JWE_ALGS
+
+# Keys that are one secret (no public half, no PEM form): shared as they are.
+SYMMETRIC = {"HS256", "HS384", "HS512", "dir", "A128KW", "A192KW", "A256KW", "A128GCMKW",
+             "A192GCMKW", "A256GCMKW", "PBES2-HS256+A128KW", "PBES2-HS384+A192KW",
+             "PBES2-HS512+A256KW"}
+
+# One key management per family (and curve type): JWE in the flattened JSON serialization and
+# with DEFLATE is checked with these, for every enc.
+JWE_SUBSET = [("dir", None), ("A256KW", None), ("A256GCMKW", None), ("RSA-OAEP-256", None),
+              ("ECDH-ES", "P-256"), ("ECDH-ES+A256KW", "X25519"), ("PBES2-HS512+A256KW", None)]
+
+# Asymmetric JWE keys handed over as JWK and as PEM (each RSA-OAEP, ECDH-ES+A256KW on each
+# curve), used with this enc.
+JWE_KEY_HANDOVER = ([(a, None) for a in ("RSA-OAEP", "RSA-OAEP-256", "RSA-OAEP-384",
+                                         "RSA-OAEP-512")]
+                    + [("ECDH-ES+A256KW", c) for c in ECDH_CURVES])
+JWE_KEY_HANDOVER_ENC = "A256GCM"
+
+# Nested JWTs: signed with NESTED_SIG by the issuer's key, then encrypted to the recipient's.
+NESTED_SIG = "ES256"
+NESTED = [("ECDH-ES+A256KW", "P-256", "A256GCM"), ("RSA-OAEP-256", None, "A256GCM")]
 
 # PEM forms: name -> (holds the private key?, label, first line). tokengate exports PKCS#8 and
 # SPKI and imports all of them; what a peer writes is its caps "pem" list.
@@ -127,6 +160,7 @@ class Peer:
         self.spawn = spawn
         self.proc: subprocess.Popen | None = None
         self.caps: dict = {}
+        self.lock = threading.Lock()  # one request at a time to the serve process
 
     def start(self) -> None:
         if self.spawn:
@@ -153,6 +187,10 @@ class Peer:
             except subprocess.TimeoutExpired:
                 return Proc(-1, b"", f"timed out after {OP_TIMEOUT}s")
             return Proc(p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
+        with self.lock:
+            return self.request(argv, stdin)
+
+    def request(self, argv: list[str], stdin: bytes) -> Proc:
         if self.proc is None or self.proc.poll() is not None:
             self.stop()
             self.start()
@@ -183,8 +221,15 @@ class Peer:
 # --------------------------------------------------------------------------------------------
 # Kinds of token: how each side produces and consumes one, and how to tamper with it.
 #
-# tokengate argv builders get (case, key file, input file); peer argv builders get (case, key
-# file) and the input on stdin. Both print the token (produce) or the payload (consume).
+# tokengate argv builders get (case, keys, input file); peer argv builders get (case, keys) and
+# the input on stdin; `keys` are the files that side uses (RoleKeys). Both print the token
+# (produce) or the payload (consume).
+
+
+@dataclass(frozen=True)
+class RoleKeys:
+    key: str                  # the signing/verification key (JWS) or the encryption key (JWE)
+    sig: str | None = None    # nested JWT: the signing (producer) or verification key
 
 
 def flip_segment(index: int) -> Callable[[str], str]:
@@ -212,10 +257,57 @@ def replace_claims(token: str) -> str:
     return ".".join(parts)
 
 
+# JWE tampering works on both serializations: the compact token is split into these members
+# and put back together the same way.
+JWE_MEMBERS = ("protected", "encrypted_key", "iv", "ciphertext", "tag")
+
+
+def jwe_parts(token: str) -> tuple[dict, bool]:
+    """A JWE's members (base64url strings, plus "header" etc. in JSON) and whether it is JSON."""
+    if token.lstrip().startswith("{"):
+        return json.loads(token), True
+    parts = token.split(".")
+    if len(parts) != 5:
+        raise Failure(f"not a compact JWE: {token[:120]!r}")
+    return dict(zip(JWE_MEMBERS, parts)), False
+
+
+def jwe_join(parts: dict, is_json: bool) -> str:
+    return json.dumps(parts) if is_json else ".".join(parts[m] for m in JWE_MEMBERS)
+
+
+def flip_jwe(member: str) -> Callable[[str], str]:
+    """Flips one bit in the middle of a JWE member (ciphertext or tag), keeping it canonical
+    base64url, in either serialization."""
+
+    def tamper(token: str) -> str:
+        parts, is_json = jwe_parts(token)
+        raw = bytearray(unb64u(parts[member]))
+        if not raw:
+            raise Failure(f"the JWE's {member} is empty")
+        raw[len(raw) // 2] ^= 0x01
+        parts[member] = b64u(bytes(raw))
+        return jwe_join(parts, is_json)
+
+    return tamper
+
+
+def add_header_member(token: str) -> str:
+    """Adds a member to the JWE's protected header (still valid JSON with the same alg, enc and
+    key-management parameters): only the authentication tag over it can notice."""
+    parts, is_json = jwe_parts(token)
+    header = json.loads(unb64u(parts["protected"]))
+    header["tampered"] = "mallory"
+    parts["protected"] = b64u(json.dumps(header, separators=(",", ":")).encode())
+    return jwe_join(parts, is_json)
+
+
 @dataclass(frozen=True)
 class Kind:
     label: str
     segments: int  # of the compact serialization: 3 for JWS, 5 for JWE
+    # Whether the producer holds the private key (signing) or the consumer does (decryption).
+    producer_private: bool
     tg_produce: Callable[..., list[str]]
     tg_consume: Callable[..., list[str]]
     peer_produce: Callable[..., list[str]]
@@ -271,16 +363,90 @@ def check_jws(case: "Case", payload: bytes, token: str, out: Proc) -> None:
         raise Failure(f"consumer returned {out.stdout[:80]!r}, expected {payload[:80]!r}")
 
 
+def jwe_payload(case: "Case") -> bytes:
+    # Arbitrary bytes that must come back exactly; compressible text when DEFLATE is asked for.
+    if case.zip:
+        return b"interop DEFLATE " * 200 + secrets.token_hex(16).encode()
+    return b"interop \x00\xff\xfe plaintext " + secrets.token_bytes(16)
+
+
+def jwe_header(token: str) -> tuple[dict, dict, bool]:
+    """The JWE's protected header, its joint header (protected, shared and per-recipient
+    unprotected members together) and whether it is JSON."""
+    parts, is_json = jwe_parts(token)
+    protected = json.loads(unb64u(parts["protected"])) if parts.get("protected") else {}
+    joint = {**parts.get("unprotected", {}), **parts.get("header", {}), **protected}
+    return protected, joint, is_json
+
+
+def check_jwe(case: "Case", payload: bytes, token: str, out: Proc) -> None:
+    protected, header, is_json = jwe_header(token)
+    if (header.get("alg"), header.get("enc")) != (case.alg, case.enc):
+        raise Failure(f"JWE header has alg {header.get('alg')!r} enc {header.get('enc')!r}, "
+                      f"expected {case.alg} {case.enc}")
+    if is_json != case.json:
+        raise Failure(f"the JWE is {'JSON' if is_json else 'compact'}, expected "
+                      f"{'flattened JSON' if case.json else 'compact'}")
+    if is_json and ("recipients" in json.loads(token) or "ciphertext" not in json.loads(token)):
+        raise Failure("not a flattened JSON JWE")
+    ciphertext = unb64u(jwe_parts(token)[0]["ciphertext"])
+    if case.zip:
+        if protected.get("zip") != "DEF":
+            raise Failure(f"protected header has zip {protected.get('zip')!r}, expected DEF")
+        if len(ciphertext) >= len(payload):
+            raise Failure(f"{len(payload)} bytes of repetitive plaintext gave {len(ciphertext)} "
+                          f"bytes of ciphertext: not compressed")
+    elif "zip" in header:
+        raise Failure(f"unexpected zip {header['zip']!r} in the header")
+    if out.stdout != payload:
+        raise Failure(f"consumer returned {out.stdout[:80]!r}, expected {payload[:80]!r}")
+
+
+def check_nested(case: "Case", payload: bytes, token: str, out: Proc) -> None:
+    protected, header, _ = jwe_header(token)
+    if (header.get("alg"), header.get("enc")) != (case.alg, case.enc):
+        raise Failure(f"JWE header has alg {header.get('alg')!r} enc {header.get('enc')!r}, "
+                      f"expected {case.alg} {case.enc}")
+    if str(protected.get("cty", "")).upper() != "JWT":
+        raise Failure(f"outer header has cty {protected.get('cty')!r}, expected JWT")
+    sent = json.loads(payload)
+    try:
+        got = json.loads(out.stdout)
+    except ValueError as e:
+        raise Failure(f"consumer printed no JSON claims: {out.text()[:200]!r}") from e
+    for name, value in sent.items():
+        if name == "iat" and case.producer == TG:
+            continue  # tokengate's `jwt sign` stamps iat itself
+        if got.get(name) != value:
+            raise Failure(f"claim {name!r} came out as {got.get(name)!r}, sent {value!r}")
+    if set(got) - set(sent) or not isinstance(got.get("iat"), int):
+        raise Failure(f"consumer returned claims {got!r}, sent {sent!r}")
+
+
+JWE_TAMPERERS = {"ciphertext": flip_jwe("ciphertext"), "tag": flip_jwe("tag"),
+                 "header": add_header_member}
+
+
+def jwe_supported(caps: dict, case: "Case") -> bool:
+    """[alg, enc] is in the peer's caps "jwe" (for a key-only case, any pair with alg), and
+    the curve in its "ecdh_curves"."""
+    pairs = caps.get("jwe", [])
+    ok = (any(a == case.alg for a, _ in pairs) if case.enc is None
+          else [case.alg, case.enc] in pairs)
+    return ok and (case.crv is None or case.crv in caps.get("ecdh_curves", []))
+
+
 KINDS: dict[str, Kind] = {
     "jwt": Kind(
         label="JWT",
         segments=3,
-        tg_produce=lambda c, key, inp: ["jwt", "sign", "--key", key, "--alg", c.alg,
-                                        "--claims", inp],
-        tg_consume=lambda c, key, inp: ["jwt", "verify", "--key", key, "--alg", c.alg,
-                                        "--iss", ISS, "--aud", AUD, inp],
-        peer_produce=lambda c, key: ["sign", c.alg, key],
-        peer_consume=lambda c, key: ["verify", c.alg, key, ISS, AUD],
+        producer_private=True,
+        tg_produce=lambda c, k, inp: ["jwt", "sign", "--key", k.key, "--alg", c.alg,
+                                      "--claims", inp],
+        tg_consume=lambda c, k, inp: ["jwt", "verify", "--key", k.key, "--alg", c.alg,
+                                      "--iss", ISS, "--aud", AUD, inp],
+        peer_produce=lambda c, k: ["sign", c.alg, k.key],
+        peer_consume=lambda c, k: ["verify", c.alg, k.key, ISS, AUD],
         make_payload=jwt_payload,
         check=check_jwt,
         tamperers={"signature": flip_segment(2), "claims": replace_claims},
@@ -289,19 +455,54 @@ KINDS: dict[str, Kind] = {
     "jws": Kind(
         label="JWS (binary payload)",
         segments=3,
-        tg_produce=lambda c, key, inp: ["jws", "sign", "--key", key, "--alg", c.alg, inp],
-        tg_consume=lambda c, key, inp: ["jws", "verify", "--key", key, "--alg", c.alg, inp],
-        peer_produce=lambda c, key: ["jws-sign", c.alg, key],
-        peer_consume=lambda c, key: ["jws-verify", c.alg, key],
+        producer_private=True,
+        tg_produce=lambda c, k, inp: ["jws", "sign", "--key", k.key, "--alg", c.alg, inp],
+        tg_consume=lambda c, k, inp: ["jws", "verify", "--key", k.key, "--alg", c.alg, inp],
+        peer_produce=lambda c, k: ["jws-sign", c.alg, k.key],
+        peer_consume=lambda c, k: ["jws-verify", c.alg, k.key],
         make_payload=jws_payload,
         check=check_jws,
         tamperers={"signature": flip_segment(2), "payload": flip_segment(1)},
         supported=lambda caps, c: c.alg in caps.get("jws", []),
     ),
-    # JWE goes here: "jwe" (tokengate `jwe encrypt|decrypt`, peers `encrypt ALG ENC KEYFILE` /
-    # `decrypt KEYFILE`, 5-segment tokens, tamperers on the ciphertext and tag segments,
-    # supported: [alg, enc] in caps["jwe"]) and "nested" (tokengate `jwt sign --encrypt-key
-    # ... --encrypt-alg ... --enc ...` / `jwt verify --decrypt-key ...`).
+    # Encrypted to the consumer's key; the consumer is told the alg and enc to accept.
+    "jwe": Kind(
+        label="JWE",
+        segments=5,
+        producer_private=False,
+        tg_produce=lambda c, k, inp: ["jwe", "encrypt", "--key", k.key, "--alg", c.alg,
+                                      "--enc", c.enc, *(["--zip", "DEF"] if c.zip else []),
+                                      *(["--json"] if c.json else []), inp],
+        tg_consume=lambda c, k, inp: ["jwe", "decrypt", "--key", k.key, "--alg", c.alg,
+                                      "--enc", c.enc, *(["--json"] if c.json else []), inp],
+        peer_produce=lambda c, k: ["encrypt", c.alg, c.enc, k.key,
+                                   *(["--zip", "DEF"] if c.zip else []),
+                                   *(["--json"] if c.json else [])],
+        peer_consume=lambda c, k: ["decrypt", k.key, "--alg", c.alg, "--enc", c.enc],
+        make_payload=jwe_payload,
+        check=check_jwe,
+        tamperers=JWE_TAMPERERS,
+        supported=jwe_supported,
+    ),
+    # A JWT signed (NESTED_SIG) with the producer's key, then encrypted to the consumer's.
+    "nested": Kind(
+        label="nested JWT",
+        segments=5,
+        producer_private=False,
+        tg_produce=lambda c, k, inp: ["jwt", "sign", "--key", k.sig, "--alg", NESTED_SIG,
+                                      "--claims", inp, "--encrypt-key", k.key,
+                                      "--encrypt-alg", c.alg, "--enc", c.enc],
+        tg_consume=lambda c, k, inp: ["jwt", "verify", "--key", k.sig, "--alg", NESTED_SIG,
+                                      "--iss", ISS, "--aud", AUD, "--decrypt-key", k.key,
+                                      "--decrypt-alg", c.alg, "--enc", c.enc, inp],
+        peer_produce=lambda c, k: ["sign-encrypt", NESTED_SIG, k.sig, c.alg, c.enc, k.key],
+        peer_consume=lambda c, k: ["decrypt-verify", NESTED_SIG, k.sig, c.alg, c.enc, k.key,
+                                   ISS, AUD],
+        make_payload=jwt_payload,
+        check=check_nested,
+        tamperers=JWE_TAMPERERS,
+        supported=lambda caps, c: bool(caps.get("nested")) and jwe_supported(caps, c),
+    ),
 }
 
 
@@ -316,9 +517,9 @@ class Case:
     whose PEM the other side imports."""
 
     peer: str
-    family: str       # table section: "JWS", "JWK" (later "JWE", "nested")
+    family: str       # table section: "JWS", "JWK", "JWE", "JWE keys", "nested JWT"
     title: str        # row label, without the peer and direction
-    column: str       # column label (the JWS algorithm; later the enc)
+    column: str       # column label (the JWS algorithm, the JWE enc, ...)
     check: str
     alg: str
     key_by: str = TG
@@ -329,6 +530,8 @@ class Case:
     crv: str | None = None   # curve for keys whose alg does not imply one (ECDH-ES)
     tamper: str | None = None
     pem_format: str = "pkcs8"   # for pem-import: the PEM_FORMATS entry exported
+    zip: bool = False        # JWE: compress (zip DEF)
+    json: bool = False       # JWE: flattened JSON serialization instead of compact
     requires: tuple[str, ...] = ()   # peer caps the case needs, besides the algorithm
 
     def consumer(self) -> str:
@@ -345,20 +548,29 @@ class Case:
     def key(self) -> str:
         return "/".join(str(x) for x in (self.peer, self.check, self.kind, self.alg, self.enc,
                                          self.crv, self.key_by, self.key_form, self.producer,
-                                         self.tamper, self.pem_format))
+                                         self.tamper, self.pem_format, self.zip, self.json))
+
+    def key_param(self) -> str | None:
+        """What the key depends on besides its algorithm: the curve (ECDH-ES*) or, for dir,
+        the enc (the key is the content key)."""
+        return self.crv or (self.enc if self.alg == "dir" else None)
+
+    def alg_label(self) -> str:
+        return self.alg + (f" {self.crv}" if self.crv else "")
 
 
 def whose(side: str) -> str:
     return "tokengate's" if side == TG else "peer's"
 
 
-def case_templates(peer: str, algs: list[str]) -> list[Case]:
-    """Everything checked against one peer, in table order (a row per template, a column per
-    algorithm)."""
+def case_templates(peer: str, algs: list[str], encs: list[str]) -> list[Case]:
+    """Everything checked against one peer, in table order (for JWS and JWK a row per template
+    and a column per algorithm; for JWE a column per enc)."""
     out: list[Case] = []
+    jws_algs = [a for a in algs if a in JWS_ALGS]
 
     def add(only: Callable[[str], bool], **kw) -> None:
-        out.extend(Case(peer=peer, column=alg, alg=alg, **kw) for alg in algs if only(alg))
+        out.extend(Case(peer=peer, column=alg, alg=alg, **kw) for alg in jws_algs if only(alg))
 
     def every(alg: str) -> bool:
         return True
@@ -408,6 +620,89 @@ def case_templates(peer: str, algs: list[str]) -> list[Case]:
         add(only, family="JWK", check="pem-import", key_by=exporter, producer=exporter,
             pem_format=fmt, requires=needs,
             title=f"{'private' if private else 'public'} PEM ({label}) imported, same key")
+    out.extend(jwe_templates(peer, algs, encs))
+    return out
+
+
+def jwe_templates(peer: str, algs: list[str], encs: list[str]) -> list[Case]:
+    """JWE and nested JWT cases against one peer. The "JWE" family has a case per key
+    management (per curve for ECDH-ES*) x enc x row; dir keys are made for one enc each.
+    Keys belong to the recipient (the decrypting side), which hands the other side its public
+    JWK (symmetric keys as they are); `requires` adds "genkey" where the peer makes the key."""
+    out: list[Case] = []
+
+    def pairs(subset: list[tuple[str, str | None]] | None = None):
+        for alg in JWE_ALGS:
+            if alg not in algs:
+                continue
+            for crv in ECDH_CURVES if alg.startswith("ECDH-ES") else [None]:
+                if subset is None or (alg, crv) in subset:
+                    yield alg, crv
+
+    def add(family: str, title: str, subset=None, enc_only: str | None = None, **kw) -> None:
+        needs = tuple(kw.pop("requires", ()))
+        for alg, crv in pairs(subset):
+            for enc in encs:
+                if enc_only and enc != enc_only:
+                    continue
+                key_needs = ("genkey",) if kw.get("key_by") == "peer" else ()
+                column = enc if family == "JWE" else f"{alg}{' ' + crv if crv else ''}"
+                out.append(Case(peer=peer, family=family, title=title, column=column,
+                                check="token", kind="jwe", alg=alg, enc=enc, crv=crv,
+                                requires=key_needs + needs, **kw))
+
+    # Every alg x enc both ways, each side encrypting to the other's key.
+    for key_by in ("peer", TG):
+        producer = TG if key_by == "peer" else "peer"
+        add("JWE", "JWE to the recipient's key (its JWK)", key_by=key_by, producer=producer)
+    # Tokens from each side, tampered with, refused by the other.
+    for tamper in JWE_TAMPERERS:
+        for key_by in ("peer", TG):
+            producer = TG if key_by == "peer" else "peer"
+            add("JWE", f"JWE with tampered {tamper} rejected", key_by=key_by, producer=producer,
+                tamper=tamper)
+    # DEFLATE and the flattened JSON serialization, one key management per family.
+    for what, flag, need in (("DEFLATE (zip DEF)", "zip", "jwe_zip"),
+                             ("flattened JSON serialization", "json", "jwe_json")):
+        for key_by in ("peer", TG):
+            producer = TG if key_by == "peer" else "peer"
+            add("JWE", f"JWE with {what}", subset=JWE_SUBSET, key_by=key_by, producer=producer,
+                requires=(need,), **{flag: True})
+    # Asymmetric keys made by either side, handed over as JWK or PEM (the recipient's private
+    # key or the sender's public key crosses over, as the direction has it).
+    for form in ("jwk", "pem"):
+        for key_by in (TG, "peer"):
+            for producer in (TG, "peer"):
+                add("JWE keys", f"JWE, {whose(key_by)} key as {form.upper()}",
+                    subset=JWE_KEY_HANDOVER, enc_only=JWE_KEY_HANDOVER_ENC, key_by=key_by,
+                    key_form=form, producer=producer,
+                    requires=("pem:pkcs8", "pem:spki") if form == "pem" else ())
+    # PEM export by one side, import by the other (tokengate: `jwk import --alg ALG`).
+    for exporter in (TG, "peer"):
+        for fmt in ("pkcs8", "spki"):
+            private, label, _ = PEM_FORMATS[fmt]
+            for alg, crv in pairs(JWE_KEY_HANDOVER):
+                needs = (f"pem:{fmt}",) + (("genkey",) if exporter == "peer" else ())
+                out.append(Case(peer=peer, family="JWE keys", check="pem-import", kind="jwe",
+                                title=f"{'private' if private else 'public'} PEM ({label}) "
+                                      f"imported, same key",
+                                column=f"{alg}{' ' + crv if crv else ''}", alg=alg, crv=crv,
+                                key_by=exporter, producer=exporter, pem_format=fmt,
+                                requires=needs))
+    # Nested JWTs: the issuer signs with its key, encrypts to the recipient's; then tampered.
+    for alg, crv, enc in NESTED:
+        if alg not in algs or enc not in encs:
+            continue
+        column = f"{alg}{' ' + crv if crv else ''} {enc}"
+        for tamper in (None, *JWE_TAMPERERS):
+            for producer in (TG, "peer"):
+                consumer = "peer" if producer == TG else TG
+                title = ("nested JWT (signed, then encrypted)" if tamper is None
+                         else f"nested JWT with tampered {tamper} rejected")
+                out.append(Case(peer=peer, family="nested JWT", title=title, column=column,
+                                check="token", kind="nested", alg=alg, enc=enc, crv=crv,
+                                key_by=consumer, producer=producer, tamper=tamper,
+                                requires=("genkey",)))
     return out
 
 
@@ -432,28 +727,37 @@ class Result:
 
 
 class Runner:
+    """Runs cases; safe to call from several threads (see run_all)."""
+
     def __init__(self, tokengate: Tokengate, peers: dict[str, Peer], work: Path):
         self.tg = tokengate
         self.peers = peers
         self.work = work
         self.memo: dict[tuple, object] = {}
         self.counter = 0
+        self.lock = threading.Lock()
+        self.fixture_locks: dict[tuple, threading.Lock] = {}
 
-    # Fixtures are computed once and shared; a failed fixture fails every case using it.
+    # Fixtures are computed once and shared; a failed fixture fails every case using it. Each
+    # has its own lock, so two threads wanting the same key or token wait for one to make it.
     def fixture(self, key: tuple, make: Callable[[], object]):
-        if key not in self.memo:
-            try:
-                self.memo[key] = make()
-            except Failure as e:
-                self.memo[key] = e
-        value = self.memo[key]
+        with self.lock:
+            lock = self.fixture_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self.memo:
+                try:
+                    self.memo[key] = make()
+                except Failure as e:
+                    self.memo[key] = e
+            value = self.memo[key]
         if isinstance(value, Failure):
             raise Failure(str(value))
         return value
 
     def write(self, name: str, data: bytes | str) -> str:
-        self.counter += 1
-        path = self.work / f"{self.counter:04d}-{name}"
+        with self.lock:
+            self.counter += 1
+            path = self.work / f"{self.counter:05d}-{name}"
         path.write_bytes(data.encode() if isinstance(data, str) else data)
         return str(path)
 
@@ -467,18 +771,20 @@ class Runner:
             raise Failure(f"{who} printed {p.text()[:200]!r}, not a JWK object")
         return jwk
 
-    def keys(self, maker: str, alg: str, crv: str | None = None) -> KeyFiles:
-        """The key `maker` (TG or a peer name) generates for `alg` (on curve `crv` if given),
-        and its public half as the maker derives it."""
+    def keys(self, maker: str, alg: str, param: str | None = None) -> KeyFiles:
+        """The key `maker` (TG or a peer name) generates for `alg` (`param`: the curve for
+        ECDH-ES*, the enc for dir; see Case.key_param), and its public half as the maker
+        derives it. Made once per maker, algorithm and param, and shared by every case."""
 
         def make() -> KeyFiles:
             if maker == TG:
-                argv = ["jwk", "generate", "--alg", alg] + (["--crv", crv] if crv else [])
+                option = "--enc" if alg == "dir" else "--crv"
+                argv = ["jwk", "generate", "--alg", alg] + ([option, param] if param else [])
                 priv = self.parse_jwk(self.tg.op("jwk generate", argv), TG)
             else:
-                argv = ["genkey", alg] + ([crv] if crv else [])
+                argv = ["genkey", alg] + ([param] if param else [])
                 priv = self.parse_jwk(self.peers[maker].op("genkey", argv), maker)
-            tag = f"{maker}-{alg}" + (f"-{crv}" if crv else "")
+            tag = f"{maker}-{alg}" + (f"-{param}" if param else "")
             priv_file = self.write(f"{tag}.private.jwk", json.dumps(priv))
             if alg in SYMMETRIC:
                 return KeyFiles(priv_file, priv_file, priv, priv)
@@ -491,14 +797,14 @@ class Runner:
                 raise Failure(f"{maker}'s public key still has private members")
             return KeyFiles(priv_file, self.write(f"{tag}.public.jwk", json.dumps(pub)), priv, pub)
 
-        return self.fixture(("key", maker, alg, crv), make)
+        return self.fixture(("key", maker, alg, param), make)
 
-    def pem(self, maker: str, alg: str, fmt: str, crv: str | None = None) -> str:
+    def pem(self, maker: str, alg: str, fmt: str, param: str | None = None) -> str:
         """The maker's key for `alg`, exported by the maker as PEM in `fmt` (a PEM_FORMATS
         name); returns the PEM file."""
 
         def make() -> str:
-            k = self.keys(maker, alg, crv)
+            k = self.keys(maker, alg, param)
             private, label, first_line = PEM_FORMATS[fmt]
             if maker == TG:
                 if fmt not in ("pkcs8", "spki"):
@@ -509,19 +815,29 @@ class Runner:
             text = p.stdout.decode()
             if not text.startswith(first_line):
                 raise Failure(f"{maker} exported {text[:40]!r}, expected {first_line}")
-            return self.write(f"{maker}-{alg}.{fmt}.pem", text)
+            return self.write(f"{maker}-{alg}{'-' + param if param else ''}.{fmt}.pem", text)
 
-        return self.fixture(("pem", maker, alg, crv, fmt), make)
+        return self.fixture(("pem", maker, alg, param, fmt), make)
 
-    def key_file(self, case: Case, role: str, use: str) -> str:
-        """The key file the side in `role` ("tg"/"peer" as TG/"peer") uses to `use` ("sign"
-        or "verify") in `case`: the maker uses its own JWK; the other side imports the key
-        in `case.key_form` (the JWK as given, or the maker's PEM export)."""
+    def key_file(self, case: Case, role: str) -> str:
+        """The key file the side in `role` (TG/"peer") uses in `case`: the private key where
+        it signs or decrypts, else the public one. The maker uses its own JWK; the other side
+        imports the key in `case.key_form` (the JWK as given, or the maker's PEM export)."""
+        private = (role == case.producer) == KINDS[case.kind].producer_private
         maker_name = case.side(case.key_by)
-        k = self.keys(maker_name, case.alg, case.crv)
+        k = self.keys(maker_name, case.alg, case.key_param())
         if role == case.key_by or case.key_form == "jwk":
-            return k.private if use == "sign" else k.public
-        return self.pem(maker_name, case.alg, "pkcs8" if use == "sign" else "spki", case.crv)
+            return k.private if private else k.public
+        return self.pem(maker_name, case.alg, "pkcs8" if private else "spki", case.key_param())
+
+    def role_keys(self, case: Case, role: str) -> RoleKeys:
+        """The key files of the side in `role`; for a nested JWT also the signature key,
+        which the producer (the issuer) makes and the consumer gets as a public JWK."""
+        sig = None
+        if case.kind == "nested":
+            k = self.keys(case.side(case.producer), NESTED_SIG)
+            sig = k.private if role == case.producer else k.public
+        return RoleKeys(self.key_file(case, role), sig)
 
     def produce(self, case: Case) -> tuple[bytes, str]:
         """The token of the untampered case (memoized, so tampered variants reuse it)."""
@@ -530,15 +846,22 @@ class Runner:
         def make() -> tuple[bytes, str]:
             kind = KINDS[case.kind]
             payload = kind.make_payload(base)
-            key = self.key_file(base, base.producer, "sign")
+            keys = self.role_keys(base, base.producer)
             if base.producer == TG:
-                argv = kind.tg_produce(base, key, self.write("payload", payload))
+                argv = kind.tg_produce(base, keys, self.write("payload", payload))
                 p = self.tg.op(f"{kind.label} produce", argv)
             else:
-                p = self.peers[case.peer].op(f"{kind.label} produce", kind.peer_produce(base, key),
-                                             payload)
+                p = self.peers[case.peer].op(f"{kind.label} produce",
+                                             kind.peer_produce(base, keys), payload)
             token = p.text()
-            if token.count(".") != kind.segments - 1:
+            if base.json:
+                try:
+                    ok = isinstance(json.loads(token), dict)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise Failure(f"not a JSON {kind.label}: {token[:120]!r}")
+            elif token.count(".") != kind.segments - 1:
                 raise Failure(f"not a compact {kind.label}: {token[:120]!r}")
             return payload, token
 
@@ -547,11 +870,11 @@ class Runner:
     def consume(self, case: Case, token: str) -> tuple[Proc, str]:
         """Runs the consumer; returns its result and the command, for the failure report."""
         kind = KINDS[case.kind]
-        key = self.key_file(case, case.consumer(), "verify")
+        keys = self.role_keys(case, case.consumer())
         if case.consumer() == TG:
-            argv = kind.tg_consume(case, key, self.write("token", token))
+            argv = kind.tg_consume(case, keys, self.write("token", token))
             return self.tg.run(argv), "tokengate " + " ".join(argv)
-        argv = kind.peer_consume(case, key)
+        argv = kind.peer_consume(case, keys)
         return (self.peers[case.peer].run(argv, token.encode()),
                 f"{case.peer} {' '.join(argv)} < token")
 
@@ -580,8 +903,8 @@ class Runner:
 
     def run_pem_import(self, case: Case) -> str:
         exporter = case.side(case.producer)
-        k = self.keys(exporter, case.alg, case.crv)
-        pem_file = self.pem(exporter, case.alg, case.pem_format, case.crv)
+        k = self.keys(exporter, case.alg, case.key_param())
+        pem_file = self.pem(exporter, case.alg, case.pem_format, case.key_param())
         if case.producer == TG:
             got = self.parse_jwk(self.peers[case.peer].op("frompem", ["frompem", case.alg,
                                                                       pem_file]), case.peer)
@@ -601,7 +924,7 @@ class Runner:
 
     def run_thumbprint(self, case: Case) -> str:
         maker = case.side(case.key_by)
-        k = self.keys(maker, case.alg, case.crv)
+        k = self.keys(maker, case.alg, case.key_param())
         # The maker hashes its private JWK; the other side the public JWK it was handed.
         tg_file = k.private if case.key_by == TG else k.public
         peer_file = k.public if case.key_by == TG else k.private
@@ -638,8 +961,13 @@ def excluded_reason(case: Case, caps: dict) -> str | None:
     """Why the peer cannot run `case` (its library lacks something), or None."""
     notes = caps.get("notes", {})
     if not KINDS[case.kind].supported(caps, case):
+        # The most specific note: "ALG ENC CRV", "ALG ENC", "ALG", "ENC", "crv:CRV", the kind.
         what = " ".join(x for x in (case.alg, case.enc, case.crv) if x)
-        return notes.get(what, f"{caps.get('library')} does not support {what}")
+        for name in (what, f"{case.alg} {case.enc}", case.alg, case.enc, f"crv:{case.crv}",
+                     case.kind):
+            if name in notes:
+                return notes[name]
+        return f"{caps.get('library')} does not support {what}"
     for need in case.requires:
         # "op" needs caps[op] true (or, for a list, to hold the algorithm); "op:item" needs
         # caps[op] to list item (e.g. "pem:sec1").
@@ -660,10 +988,13 @@ class Plan:
     excluded: dict[tuple[str, str], list[Case]] = field(default_factory=dict)
 
 
-def plan(peers: dict[str, Peer], algs: list[str]) -> Plan:
+def plan(peers: dict[str, Peer], algs: list[str], encs: list[str],
+         families: list[str] | None) -> Plan:
     p = Plan()
     for name, peer in peers.items():
-        for case in case_templates(name, algs):
+        for case in case_templates(name, algs, encs):
+            if families and case.family.lower() not in families:
+                continue
             reason = excluded_reason(case, peer.caps)
             if reason is None:
                 p.cases.append(case)
@@ -676,38 +1007,114 @@ def plan(peers: dict[str, Peer], algs: list[str]) -> Plan:
 # Output
 
 
+def print_table(title: str, results: list[Result], head: tuple[str, ...],
+                row_of: Callable[[Case], tuple[str, ...]], column_of: Callable[[Case], str],
+                counts: bool = False) -> None:
+    """Rows `row_of(case)`, a column per `column_of(case)`. A cell says `ok` or `FAIL` for its
+    one check, or (`counts`, or several checks) how many passed of how many ran; `-`: none."""
+    columns: list[str] = []
+    rows: dict[tuple[str, ...], dict[str, list[bool]]] = {}
+    for r in results:
+        col = column_of(r.case)
+        if col not in columns:
+            columns.append(col)
+        rows.setdefault(row_of(r.case), {}).setdefault(col, []).append(r.ok)
+
+    def cell(oks: list[bool] | None) -> str:
+        if not oks:
+            return "-"
+        if len(oks) == 1 and not counts:
+            return "ok" if oks[0] else "FAIL"
+        return f"{sum(oks)}/{len(oks)}" + ("" if all(oks) else " FAIL")
+
+    text = {k: [cell(cells.get(c)) for c in columns] for k, cells in rows.items()}
+    widths = [max([len(h)] + [len(k[i]) for k in rows]) for i, h in enumerate(head)]
+    cw = [max([len(c), 4] + [len(t[i]) for t in text.values()]) for i, c in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  result  "
+          + " ".join(c.ljust(w) for c, w in zip(columns, cw)))
+    print("-" * (sum(widths) + 2 * (len(widths) - 1) + 10 + sum(cw) + len(cw) - 1))
+    for k, cells in rows.items():
+        verdict = "pass" if all(all(v) for v in cells.values()) else "FAIL"
+        print("  ".join(x.ljust(w) for x, w in zip(k, widths)) + f"  {verdict.ljust(6)}  "
+              + " ".join(t.ljust(w) for t, w in zip(text[k], cw)).rstrip())
+
+
 def print_matrix(results: list[Result]) -> None:
-    """One table per family: rows peer x case x direction, a column per algorithm."""
+    """One table per family: rows peer x case x direction, a column per algorithm (JWS, JWK)
+    or per alg (JWE keys, nested JWT). JWE gets two views of the same checks: per key
+    management x enc, and per case x enc."""
     families: dict[str, list[Result]] = {}
     for r in results:
         families.setdefault(r.case.family, []).append(r)
     for family, rs in families.items():
-        columns: list[str] = []
-        rows: dict[tuple[str, str, str], dict[str, str]] = {}
-        for r in rs:
-            if r.case.column not in columns:
-                columns.append(r.case.column)
-            row = rows.setdefault((r.case.peer, r.case.title, r.case.direction()), {})
-            row[r.case.column] = "ok" if r.ok else "FAIL"
-        widths = [max(len(k[i]) for k in rows) for i in range(3)]
-        widths = [max(w, len(h)) for w, h in zip(widths, ("peer", "case", "direction"))]
-        cw = [max(len(c), 4) for c in columns]
-        head = ["peer", "case", "direction"]
-        print(f"\n{family}")
-        print("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  result  "
-              + " ".join(c.ljust(w) for c, w in zip(columns, cw)))
-        print("-" * (sum(widths) + 6 + 8 + sum(cw) + len(cw)))
-        for k, cells in rows.items():
-            verdict = "FAIL" if "FAIL" in cells.values() else "pass"
-            print("  ".join(x.ljust(w) for x, w in zip(k, widths)) + f"  {verdict.ljust(6)}  "
-                  + " ".join(cells.get(c, "-").ljust(w) for c, w in zip(columns, cw)))
+        if family == "JWE":
+            print_table("JWE: every key management x enc (cells: checks passed/run; the checks "
+                        "are listed in the next table)", rs, ("peer", "key management"),
+                        lambda c: (c.peer, c.alg_label()), lambda c: c.column, counts=True)
+            print_table("JWE: checks x enc (cells: key managements passed/run)", rs,
+                        ("peer", "case", "direction"),
+                        lambda c: (c.peer, c.title, c.direction()), lambda c: c.column,
+                        counts=True)
+        else:
+            title = {"JWE keys": "JWE keys (enc " + JWE_KEY_HANDOVER_ENC + ")",
+                     "nested JWT": f"nested JWT ({NESTED_SIG}, then encrypted)"}.get(family, family)
+            print_table(title, rs, ("peer", "case", "direction"),
+                        lambda c: (c.peer, c.title, c.direction()), lambda c: c.column)
+
+
+def summarize(items: list[str], limit: int = 12) -> str:
+    unique = list(dict.fromkeys(items))
+    if len(unique) <= limit:
+        return " ".join(unique)
+    return " ".join(unique[:limit]) + f" ... ({len(unique)} in all)"
+
+
+def print_excluded(the_plan: "Plan") -> None:
+    print("\nNot in the matrix:")
+    print("  - PEM rows cover the asymmetric algorithms only: HMAC, AES and PBES2 keys have no "
+          "PEM form.")
+    for (name, reason), cases in the_plan.excluded.items():
+        families = list(dict.fromkeys(c.family for c in cases))
+        titles = list(dict.fromkeys(c.title for c in cases))
+        what = "; ".join(titles) if len(titles) <= 3 else f"{len(titles)} kinds of check"
+        items = summarize([c.alg_label() if c.kind in ("jwe", "nested") else c.column
+                           for c in cases])
+        print(f"  - {name}: {len(cases)} checks in {', '.join(families)} ({what}) for {items}: "
+              f"{reason}")
 
 
 def print_list(results: list[Result]) -> None:
     for r in results:
         c = r.case
-        print(f"{'pass' if r.ok else 'FAIL'}  {c.peer:<9} {c.column:<6} {c.title:<44} "
+        col = c.column if c.kind not in ("jwe", "nested") else f"{c.alg_label()} {c.enc or ''}"
+        print(f"{'pass' if r.ok else 'FAIL'}  {c.peer:<9} {col:<6} {c.title:<44} "
               f"{c.direction():<24} {r.seconds:5.2f}s  {r.detail[:100] if r.ok else ''}")
+
+
+def run_all(runner: Runner, cases: list[Case], jobs: int) -> list[Result]:
+    """Runs the cases on `jobs` threads, in units of one peer, table and algorithm (which
+    share keys and tokens), biggest first; results come back in plan order. Each side's work
+    is a process (tokengate) or a peer's serve process (one request at a time), so the
+    threads keep the cores busy while the harness itself mostly waits."""
+    units: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cases):
+        units.setdefault((c.peer, c.family, c.alg), []).append(i)
+    results: list[Result | None] = [None] * len(cases)
+
+    def work(indices: list[int]) -> None:
+        for i in indices:
+            results[i] = runner.run(cases[i])
+
+    order = sorted(units.values(), key=len, reverse=True)
+    if jobs <= 1:
+        for indices in order:
+            work(indices)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for f in [pool.submit(work, u) for u in order]:
+                f.result()
+    return [r for r in results if r is not None]
 
 
 def main() -> int:
@@ -716,11 +1123,19 @@ def main() -> int:
                     help="run every peer operation as its own process (the CLI protocol)")
     ap.add_argument("--list", action="store_true", help="also print one line per check")
     ap.add_argument("--peer", action="append", choices=list(PEER_COMMANDS), help="only this peer")
-    ap.add_argument("--alg", action="append", choices=JWS_ALGS, help="only this algorithm")
+    ap.add_argument("--alg", action="append", choices=ALGS,
+                    help="only this algorithm (JWS, or JWE key management)")
+    ap.add_argument("--enc", action="append", choices=JWE_ENCS, help="only this JWE enc")
+    ap.add_argument("--family", action="append", type=str.lower,
+                    choices=["jws", "jwk", "jwe", "jwe keys", "nested jwt"],
+                    help="only this table")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="checks run on this many threads (default: 2, or 1 on one core)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the keys, PEM files and tokens (their paths are in failure reports)")
     args = ap.parse_args()
-    algs = [a for a in JWS_ALGS if not args.alg or a in args.alg]
+    algs = [a for a in ALGS if not args.alg or a in args.alg]
+    encs = [e for e in JWE_ENCS if not args.enc or e in args.enc]
 
     binary = Path(os.environ.get("TOKENGATE_BIN", ROOT / "target" / "debug" / "tokengate"))
     if not binary.is_absolute():
@@ -744,9 +1159,8 @@ def main() -> int:
                 return 2
             peer.caps = json.loads(p.stdout)
             peer.start()
-        the_plan = plan(peers, algs)
-        runner = Runner(tg, peers, work)
-        results = [runner.run(c) for c in the_plan.cases]
+        the_plan = plan(peers, algs, encs, args.family)
+        results = run_all(Runner(tg, peers, work), the_plan.cases, args.jobs)
     finally:
         for peer in peers.values():
             peer.stop()
@@ -761,20 +1175,15 @@ def main() -> int:
         print()
         print_list(results)
 
-    print("\nNot in the matrix:")
-    print("  - PEM rows cover the asymmetric algorithms only: HMAC keys have no PEM form.")
-    for (name, reason), cases in the_plan.excluded.items():
-        cols = sorted({c.column for c in cases}, key=JWS_ALGS.index)
-        titles = sorted({c.title for c in cases})
-        print(f"  - {name}: {len(cases)} checks ({'; '.join(titles)}) for {' '.join(cols)}: "
-              f"{reason}")
+    print_excluded(the_plan)
 
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"\nFailures ({len(failed)}):")
         for r in failed:
             c = r.case
-            print(f"  FAIL {c.peer} {c.column} {c.title} [{c.direction()}]:\n       {r.detail}")
+            col = c.column if c.kind not in ("jwe", "nested") else f"{c.alg_label()} {c.enc or ''}"
+            print(f"  FAIL {c.peer} {col} {c.title} [{c.direction()}]:\n       {r.detail}")
         print("  " + (f"keys, PEM files and tokens kept in {work}" if args.keep
                       else "(rerun with --keep to keep the files these commands name)"))
     passed = len(results) - len(failed)

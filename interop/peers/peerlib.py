@@ -12,7 +12,8 @@ import sys
 import traceback
 
 # Ops that read stdin in CLI mode (the others take everything from argv).
-STDIN_OPS = {"sign", "verify", "jws-sign", "jws-verify"}
+STDIN_OPS = {"sign", "verify", "jws-sign", "jws-verify", "encrypt", "decrypt", "sign-encrypt",
+             "decrypt-verify"}
 
 
 class Rejected(Exception):

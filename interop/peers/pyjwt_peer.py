@@ -38,6 +38,9 @@ PEM_FORMATS = {
     "sec1": (True, serialization.PrivateFormat.TraditionalOpenSSL),      # EC only
 }
 
+# PyJWT implements JWS only: no JWE module, so no `encrypt`/`decrypt` ops and no nested JWT.
+NO_JWE = "PyJWT implements JWS/JWT only (no JWE, hence no nested JWT)"
+
 CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 
 
@@ -56,7 +59,9 @@ def load_key(alg, path):
 def op_caps(args, stdin):
     return {"library": "PyJWT", "version": jwt.__version__, "jws": JWS_ALGS,
             "genkey": JWS_ALGS, "pem": list(PEM_FORMATS), "thumbprint": False,
-            "notes": {"thumbprint": "PyJWT has no RFC 7638 thumbprint API"}}
+            "jwe": [], "nested": False,
+            "notes": {"thumbprint": "PyJWT has no RFC 7638 thumbprint API",
+                      "jwe": NO_JWE, "nested": NO_JWE}}
 
 
 def op_genkey(args, stdin):
