@@ -188,6 +188,10 @@ pub struct JweEncryptArgs {
     /// The "cty" (content type) header.
     #[arg(long, value_name = "CTY")]
     pub cty: Option<String>,
+    /// PBES2 iteration count (default 100000, at least 1000); other libraries accept less by
+    /// default (panva/jose: 10000).
+    #[arg(long, value_name = "N")]
+    pub p2c: Option<u32>,
     /// Produce the flattened JSON serialization instead of the compact one.
     #[arg(long)]
     pub json: bool,

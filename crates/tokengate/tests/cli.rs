@@ -1669,3 +1669,26 @@ fn config_check_prints_effective_settings_or_the_located_error() {
     assert!(err.stderr.contains("lisen"), "{}", err.stderr);
     dir.fail("config check missing.toml", 2, "ERR_CONFIG");
 }
+
+#[test]
+fn jwe_encrypt_takes_a_pbes2_count() {
+    let dir = Dir::new("p2c");
+    dir.write(
+        "pw.json",
+        br#"{"kty":"oct","k":"cGFzc3dvcmQ","alg":"PBES2-HS256+A128KW"}"#,
+    );
+    let token = dir
+        .ok_in(
+            "jwe encrypt --key pw.json --alg PBES2-HS256+A128KW --enc A128GCM --p2c 4096",
+            "hi",
+        )
+        .line();
+    assert_eq!(segment(&token, 0)["p2c"], 4096);
+    assert_eq!(dir.ok_in("jwe decrypt --key pw.json", token).stdout, b"hi");
+    dir.fail_in(
+        "jwe encrypt --key pw.json --alg PBES2-HS256+A128KW --enc A128GCM --p2c 10",
+        "hi",
+        2,
+        "ERR_JOSE_INVALID_OPTIONS",
+    );
+}

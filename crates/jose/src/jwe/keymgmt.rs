@@ -24,6 +24,8 @@ use crate::jwk::Jwk;
 
 /// PBES2 iteration count used when encrypting.
 pub(crate) const PBES2_ENCRYPT_COUNT: u32 = 100_000;
+/// The smallest PBES2 iteration count we encrypt with.
+const PBES2_MIN_COUNT: u32 = 1000;
 
 pub(crate) fn random(len: usize) -> Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(vec![0u8; len]);
@@ -283,6 +285,9 @@ pub(crate) fn protect(
                 None => random(16)?,
             };
             let count = fixed.p2c.unwrap_or(PBES2_ENCRYPT_COUNT);
+            if count < PBES2_MIN_COUNT {
+                return Err(err!(InvalidOptions, "a PBES2 iteration count below {PBES2_MIN_COUNT} is too weak (RFC 7518 §4.8.1.2)"));
+            }
             let kek = pbes2_key(alg, n, &k.k, &salt_input, count)?;
             params.insert("p2s".into(), b64::encode(&*salt_input).into());
             params.insert("p2c".into(), count.into());

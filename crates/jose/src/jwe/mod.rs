@@ -97,6 +97,9 @@ pub struct EncryptParams {
     pub unprotected: Map<String, Value>,
     /// Compress the plaintext with DEFLATE before encrypting (`zip: "DEF"`).
     pub zip: bool,
+    /// PBES2 iteration count (default 100 000; at least 1000, RFC 7518 §4.8.1.2). Lower it to
+    /// what the recipient accepts: panva/jose refuses more than 10 000 by default.
+    pub pbes2_count: Option<u32>,
     /// Agreement PartyUInfo for ECDH-ES (`apu`).
     pub apu: Option<Vec<u8>>,
     /// Agreement PartyVInfo for ECDH-ES (`apv`).
@@ -160,13 +163,11 @@ impl EncryptParams {
 
     fn fixed(&self) -> Fixed {
         #[cfg(feature = "danger-test-injection")]
-        {
-            self.fixed.clone()
-        }
+        let mut fixed = self.fixed.clone();
         #[cfg(not(feature = "danger-test-injection"))]
-        {
-            Fixed::default()
-        }
+        let mut fixed = Fixed::default();
+        fixed.p2c = fixed.p2c.or(self.pbes2_count);
+        fixed
     }
 }
 

@@ -468,3 +468,45 @@ fn oversized_json_headers_are_refused_before_decoding() {
         ErrorCode::TooLarge
     );
 }
+
+#[test]
+fn pbes2_count_is_the_callers_within_bounds() {
+    let k =
+        Jwk::from_json(br#"{"kty":"oct","k":"cGFzc3dvcmQ","alg":"PBES2-HS512+A256KW"}"#).unwrap();
+    let params = EncryptParams {
+        pbes2_count: Some(4096),
+        ..Default::default()
+    };
+    let token =
+        jwe::compact::encrypt(b"x", &k, Km::PBES2_HS512_A256KW, Enc::A256GCM, &params).unwrap();
+    assert_eq!(header_of(&token)["p2c"], json!(4096));
+    assert_eq!(
+        jwe::compact::decrypt(&token, &k, &DecryptOptions::from_key())
+            .unwrap()
+            .plaintext,
+        b"x"
+    );
+    let default = jwe::compact::encrypt(
+        b"x",
+        &k,
+        Km::PBES2_HS512_A256KW,
+        Enc::A256GCM,
+        &EncryptParams::default(),
+    )
+    .unwrap();
+    assert_eq!(header_of(&default)["p2c"], json!(100_000));
+    let weak = EncryptParams {
+        pbes2_count: Some(999),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(jwe::compact::encrypt(
+            b"x",
+            &k,
+            Km::PBES2_HS512_A256KW,
+            Enc::A256GCM,
+            &weak
+        )),
+        ErrorCode::InvalidOptions
+    );
+}

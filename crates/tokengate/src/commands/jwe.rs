@@ -29,6 +29,7 @@ fn encrypt(args: &JweEncryptArgs) -> Result<(), CliError> {
     let mut params = EncryptParams {
         // clap admits only "DEF".
         zip: args.zip.is_some(),
+        pbes2_count: args.p2c,
         ..EncryptParams::default()
     };
     if let Some(cty) = &args.cty {
