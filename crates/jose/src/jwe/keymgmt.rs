@@ -427,16 +427,11 @@ pub(crate) fn recover(
                 .map(|p| Zeroizing::new(p.to_vec()));
             or_random(cek)
         }
-        (Mode::EcdhEs(kw), material @ (KeyMaterial::Ec(_) | KeyMaterial::X25519(_))) => {
-            let crv = recipient_curve(key)?;
-            let private = match material {
-                KeyMaterial::Ec(k) => k.agreement_private()?,
-                KeyMaterial::X25519(k) => k.agreement_private()?,
-                _ => None,
-            }
-            .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
-            let epk = epk_point(header, crv)?;
-            let z = agree(&private, crv, &epk)?;
+        (Mode::EcdhEs(kw), KeyMaterial::Ec(_) | KeyMaterial::X25519(_)) => {
+            let Some(Value::Object(epk)) = header.get("epk") else {
+                return Err(err!(JweInvalid, "ECDH-ES needs an \"epk\" object"));
+            };
+            let z = recipient_agreement(key, epk)?;
             let (klen, alg_id) = ecdh_params(alg, enc);
             let derived = concat_kdf(
                 &z,
@@ -481,29 +476,27 @@ pub(crate) fn recover(
     }
 }
 
-/// The raw shared secret for a recipient key and a sender's `epk` (test hook).
+/// The raw shared secret for a recipient key and a sender's `epk` (test hook): the very
+/// path ECDH-ES decryption takes.
 #[cfg(feature = "danger-test-injection")]
 pub(crate) fn shared_secret(key: &Jwk, epk: &Map<String, Value>) -> Result<Vec<u8>> {
+    recipient_agreement(key, epk).map(|z| z.to_vec())
+}
+
+/// The recipient's side of ECDH-ES: its private key, the sender's `epk` validated, Z.
+fn recipient_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<Vec<u8>>> {
     let crv = recipient_curve(key)?;
     let private = match &key.material {
         KeyMaterial::Ec(k) => k.agreement_private()?,
         KeyMaterial::X25519(k) => k.agreement_private()?,
         _ => None,
     }
-    .ok_or_else(|| err!(KeyUnsuitable, "ECDH needs a private key"))?;
-    let point = epk_map_point(epk, crv)?;
-    agree(&private, crv, &point).map(|z| z.to_vec())
+    .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
+    agree(&private, crv, &epk_map_point(epk, crv)?)
 }
 
 /// The sender's ephemeral public key, checked to be a public key on the recipient's curve
 /// (invalid-curve attacks) before any derivation.
-fn epk_point(header: &Header, crv: Curve) -> Result<Vec<u8>> {
-    let Some(Value::Object(map)) = header.get("epk") else {
-        return Err(err!(JweInvalid, "ECDH-ES needs an \"epk\" object"));
-    };
-    epk_map_point(map, crv)
-}
-
 fn epk_map_point(map: &Map<String, Value>, crv: Curve) -> Result<Vec<u8>> {
     if map.contains_key("d") {
         return Err(err!(JweInvalid, "\"epk\" must be a public key"));
