@@ -83,3 +83,25 @@ pub fn hex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// Wycheproof bookkeeping: how many cases ran, and the tcIds whose outcome differs from the
+/// expected `result` (`acceptable` allows either outcome).
+#[derive(Default)]
+pub struct Tally {
+    pub deviations: Vec<u64>,
+    pub count: usize,
+}
+
+impl Tally {
+    pub fn record(&mut self, case: &Value, accepted: bool) {
+        self.count += 1;
+        let ok = match case["result"].as_str().unwrap() {
+            "valid" => accepted,
+            "invalid" => !accepted,
+            _ => true,
+        };
+        if !ok {
+            self.deviations.push(case["tcId"].as_u64().unwrap());
+        }
+    }
+}

@@ -8,7 +8,7 @@ use jose::jwt::{self, Validation};
 use jose::{Algorithm, ErrorCode, Jwk};
 use serde_json::{Map, Value};
 
-use crate::common::{b64, hex, jwk, keys_of, load, load_keys, obj};
+use crate::common::{b64, hex, jwk, keys_of, load, load_keys, obj, Tally};
 
 const FILES: &[&str] = &[
     "rfc7520/jwe/5_2.key_encryption_using_rsa-oaep_with_aes-gcm.json",
@@ -208,8 +208,7 @@ fn nested_example_decrypts_then_verifies() {
 /// Runs the JWE cases of a Wycheproof file; returns deviating tcIds and the count run.
 fn run_jwe(file: &str) -> (Vec<u64>, usize) {
     let data = load(file);
-    let mut deviations = Vec::new();
-    let mut count = 0;
+    let mut tally = Tally::default();
     for group in data["testGroups"].as_array().unwrap() {
         let tests = group["tests"].as_array().unwrap();
         if !tests.iter().any(|t| t.get("jwe").is_some()) {
@@ -217,7 +216,6 @@ fn run_jwe(file: &str) -> (Vec<u64>, usize) {
         }
         let keys = load_keys(&group["private"]);
         for t in tests {
-            count += 1;
             let expected_pt = t.get("pt").and_then(Value::as_str).map(hex);
             let outcome = keys.as_ref().ok().and_then(|k| {
                 let keys = k.keys();
@@ -234,17 +232,10 @@ fn run_jwe(file: &str) -> (Vec<u64>, usize) {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-            let ok = match t["result"].as_str().unwrap() {
-                "valid" => accepted,
-                "invalid" => !accepted,
-                _ => true,
-            };
-            if !ok {
-                deviations.push(t["tcId"].as_u64().unwrap());
-            }
+            tally.record(t, accepted);
         }
     }
-    (deviations, count)
+    (tally.deviations, tally.count)
 }
 
 #[test]
@@ -269,25 +260,18 @@ fn wycheproof_json_web_encryption_cases() {
 /// Wycheproof's JWK-format ECDH cases, through the ECDH-ES `epk` validation and agreement.
 fn run_ecdh(file: &str) -> (Vec<u64>, usize) {
     let data = load(file);
-    let mut deviations = Vec::new();
-    let mut count = 0;
+    let mut tally = Tally::default();
     for group in data["testGroups"].as_array().unwrap() {
         for t in group["tests"].as_array().unwrap() {
-            count += 1;
             let shared = Jwk::from_map(obj(&t["private"]))
                 .and_then(|private| danger::ecdh_es_shared_secret(&private, obj(&t["public"])));
-            let ok = match (t["result"].as_str().unwrap(), &shared) {
-                ("valid", Ok(s)) => *s == hex(t["shared"].as_str().unwrap()),
-                ("valid", Err(_)) => false,
-                ("invalid", r) => r.is_err(),
-                _ => true,
-            };
-            if !ok {
-                deviations.push(t["tcId"].as_u64().unwrap());
-            }
+            // A valid case must also produce the published secret.
+            let accepted = shared
+                .is_ok_and(|s| t["result"] != "valid" || s == hex(t["shared"].as_str().unwrap()));
+            tally.record(t, accepted);
         }
     }
-    (deviations, count)
+    (tally.deviations, tally.count)
 }
 
 #[test]
