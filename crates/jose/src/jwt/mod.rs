@@ -8,7 +8,7 @@ mod claims;
 mod validation;
 
 pub use claims::Claims;
-pub use validation::{Validation, DEFAULT_MAX_AGE_NONE};
+pub use validation::Validation;
 
 use serde_json::{Map, Value};
 

@@ -8,9 +8,6 @@ use crate::alg::Algorithm;
 use crate::error::{err, Result};
 use crate::jws::{Algorithms, Header, VerifyOptions};
 
-/// Marker for "no maximum token age".
-pub const DEFAULT_MAX_AGE_NONE: Option<u64> = None;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expect {
     Unset,
