@@ -70,6 +70,9 @@ pub struct KeyRing {
     signing: RingKey,
     encryption: RingKey,
     jwks: JwkSet,
+    /// The private encryption keys of every state but removed: tokens encrypted to a key
+    /// before it retired still decrypt.
+    decryption: JwkSet,
 }
 
 impl KeyRing {
@@ -126,6 +129,7 @@ impl KeyRing {
             .map(|k| k.jwk.to_public())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let jwks = JwkSet::new(public)?;
+        let decryption = decryption_set(&keys)?;
         let (mut signing, mut encryption, mut others) = (None, None, Vec::new());
         for key in keys {
             if key.record.kid == sig_kid {
@@ -149,6 +153,7 @@ impl KeyRing {
             signing,
             encryption,
             jwks,
+            decryption,
         })
     }
 
@@ -175,6 +180,11 @@ impl KeyRing {
     /// verify. Symmetric keys are never published.
     pub fn jwks(&self) -> &JwkSet {
         &self.jwks
+    }
+
+    /// The private encryption keys, to decrypt tokens encrypted to the service.
+    pub fn decryption_keys(&self) -> &JwkSet {
+        &self.decryption
     }
 
     /// The key that signs new tokens.
@@ -260,6 +270,21 @@ impl KeyRing {
         *self = KeyRing::load(store, master, &self.policy).await?;
         Ok(changed)
     }
+}
+
+/// The encryption keys as a set. A set cannot mix symmetric and asymmetric keys, so after a
+/// policy change between the two, only keys of the active key's kind are kept.
+fn decryption_set(keys: &[RingKey]) -> Result<JwkSet> {
+    let symmetric = keys
+        .iter()
+        .filter(|k| k.record.key_use == KeyUse::Enc && k.record.state == KeyState::Active)
+        .any(|k| k.jwk.is_symmetric());
+    let copies = keys
+        .iter()
+        .filter(|k| k.record.key_use == KeyUse::Enc && k.jwk.is_symmetric() == symmetric)
+        .map(|k| Jwk::from_map(&k.jwk.to_map()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(JwkSet::new(copies)?)
 }
 
 /// `Ok(true)` if the change was made, `Ok(false)` if another node made it first.

@@ -19,7 +19,7 @@ pub enum EncryptTo {
     Own,
     /// The audience's public key. Key management is the key's `alg` when that names a JWE
     /// algorithm, else the policy's; content encryption is the policy's.
-    Key(Jwk),
+    Key(std::sync::Arc<Jwk>),
 }
 
 /// What a token is minted for: the outcome of a grant after client authentication and
@@ -40,6 +40,8 @@ pub struct Grant {
     pub lifetime: u64,
     /// Encrypt the token, and to whom; `None` for a plain signed token.
     pub encrypt: Option<EncryptTo>,
+    /// RFC 9449 `cnf.jkt`: the thumbprint of the DPoP key the token is bound to.
+    pub jkt: Option<String>,
 }
 
 impl Grant {
@@ -58,6 +60,7 @@ impl Grant {
             scope: Vec::new(),
             lifetime: 300,
             encrypt: None,
+            jkt: None,
         }
     }
 
@@ -76,6 +79,12 @@ impl Grant {
     /// Encrypts the token.
     pub fn encrypt(mut self, to: EncryptTo) -> Grant {
         self.encrypt = Some(to);
+        self
+    }
+
+    /// Binds the token to a DPoP key (RFC 9449 §6: `cnf.jkt`).
+    pub fn bind(mut self, jkt: impl Into<String>) -> Grant {
+        self.jkt = Some(jkt.into());
         self
     }
 }
@@ -120,6 +129,9 @@ pub fn mint(ring: &KeyRing, grant: &Grant, now: i64) -> Result<Minted> {
     if !grant.scope.is_empty() {
         claims.insert("scope".into(), grant.scope.join(" ").into());
     }
+    if let Some(jkt) = &grant.jkt {
+        claims.insert("cnf".into(), serde_json::json!({ "jkt": jkt }));
+    }
 
     let key = ring.active_signing();
     let kid = key
@@ -138,7 +150,7 @@ pub fn mint(ring: &KeyRing, grant: &Grant, now: i64) -> Result<Minted> {
                         .alg()
                         .and_then(|a| a.parse::<KeyManagement>().ok())
                         .unwrap_or(policy.encryption_alg);
-                    (k, km)
+                    (k.as_ref(), km)
                 }
             };
             jwt::sign_encrypted(

@@ -253,8 +253,9 @@ async fn encrypted_token_decrypts_with_the_ring_key() {
         None,
     )
     .unwrap();
-    let grant = Grant::new(ISS, "client-1", "user-9", AUD)
-        .encrypt(EncryptTo::Key(audience_key.to_public().unwrap()));
+    let grant = Grant::new(ISS, "client-1", "user-9", AUD).encrypt(EncryptTo::Key(
+        std::sync::Arc::new(audience_key.to_public().unwrap()),
+    ));
     let minted = mint(&ring, &grant, NOW).unwrap();
     let jwt = jose::jwt::decrypt_and_verify(
         &minted.token,

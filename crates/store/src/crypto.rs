@@ -125,6 +125,17 @@ impl MasterKey {
         Ok((key, true))
     }
 
+    /// A 32-byte key for another purpose, derived from the master key (HMAC-SHA-256 of
+    /// `purpose`): the client-secret pepper, the DPoP nonce key. Every node holding the master
+    /// key derives the same one; none of them is stored.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let tag = hmac::sign(&key, format!("tokengate/derive/{purpose}").as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     fn aead_key(&self) -> Result<LessSafeKey, StoreError> {
         let key = UnboundKey::new(&AES_256_GCM, &self.0)
             .map_err(|_| StoreError::Crypto("AES-256-GCM key setup failed"))?;
@@ -298,6 +309,15 @@ mod tests {
         let check = key.check_value().unwrap();
         key.verify_check_value(&check).unwrap();
         assert!(key.open_private_key("", &check).is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_master() {
+        let a = MasterKey::from_bytes([1; MASTER_KEY_LEN]);
+        let b = MasterKey::from_bytes([2; MASTER_KEY_LEN]);
+        assert_eq!(*a.derive("pepper"), *a.derive("pepper"));
+        assert_ne!(*a.derive("pepper"), *a.derive("dpop-nonce"));
+        assert_ne!(*a.derive("pepper"), *b.derive("pepper"));
     }
 
     #[test]

@@ -41,6 +41,115 @@ pub enum Command {
     /// Configuration files: check one before anything uses it.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the token service (OAuth endpoints, JWKS, metadata, admin API).
+    Serve(ServeArgs),
+    /// Run everything locally with a demo client, printing the commands to try it.
+    Dev(DevArgs),
+    /// Registered OAuth clients: create, list, show, disable, enable, delete, rotate-secret.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Signing and encryption keys: list, rotate, print the public JWKS.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// Where the data lives: the configuration file's `[server]`, overridden by the flags.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded SQLite database (default ./tokengate-data).
+    #[arg(long, value_name = "DIR", conflicts_with = "database_url")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite (postgres://…).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on (default: the configuration's, else 127.0.0.1:8080). Port 0
+    /// picks a free port; the address is printed on stdout.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints {"client_id", "client_secret"} (the secret only once).
+    Create(ClientCreateArgs),
+    /// List clients.
+    List(StorageArgs),
+    /// Show one client.
+    Show(ClientIdArgs),
+    /// Disable a client: it can no longer get, introspect or revoke tokens.
+    Disable(ClientIdArgs),
+    /// Enable a disabled client.
+    Enable(ClientIdArgs),
+    /// Delete a client (its tokens stay valid until they expire unless revoked).
+    Delete(ClientIdArgs),
+    /// Replace a client's secret; prints the new one (once).
+    RotateSecret(ClientIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreateArgs {
+    /// A human-readable name.
+    #[arg(long)]
+    pub name: String,
+    /// Space-separated scopes the client may ask for.
+    #[arg(long, default_value = "")]
+    pub scope: String,
+    /// An audience (resource) the client may ask for; repeat for several.
+    #[arg(long = "audience", value_name = "AUD")]
+    pub audiences: Vec<String>,
+    /// client_secret_basic (default), client_secret_post or private_key_jwt.
+    #[arg(long, default_value = "client_secret_basic")]
+    pub auth_method: String,
+    /// The client's public JWK Set, for private_key_jwt.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientIdArgs {
+    /// The client id.
+    pub client_id: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List every key with its state and times (no private material).
+    List(StorageArgs),
+    /// Start a rotation: a new pending key, published now, active after the JWKS max-age.
+    Rotate(KeyRotateArgs),
+    /// Print the public JWKS as the service publishes it.
+    Jwks(StorageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// sig (signing, default) or enc (encryption).
+    #[arg(long = "use", default_value = "sig", value_parser = ["sig", "enc"])]
+    pub key_use: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -180,6 +180,14 @@ pub fn load_key(path: Option<&Path>) -> Result<KeyInput, CliError> {
     }
 }
 
+/// Loads a file with a JWK, a JWK Set or a PEM key, as a set.
+pub fn load_key_set(path: &Path) -> Result<JwkSet, CliError> {
+    match load_key(Some(path))? {
+        KeyInput::Set(set) => Ok(set),
+        KeyInput::One(key) => JwkSet::new(vec![*key]).map_err(|e| CliError::jose_in(path, &e)),
+    }
+}
+
 /// Parses a JWS algorithm name (exact, case-sensitive; `none` is never accepted).
 pub fn parse_alg(name: &str) -> Result<Algorithm, CliError> {
     name.parse::<Algorithm>().map_err(|e| CliError::jose(&e))

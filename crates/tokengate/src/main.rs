@@ -1,16 +1,11 @@
-//! `tokengate`: a JOSE command-line tool. Parse flags, run the command, map the outcome to
-//! an exit status (0 success, 1 rejected token or signature, 2 usage, key or I/O error).
-
-mod cli;
-mod commands;
-mod config;
-mod error;
-mod input;
+//! `tokengate`: parse flags, run the command, map the outcome to an exit status (0 success,
+//! 1 rejected token or signature, 2 usage, key, configuration or I/O error).
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use tokengate::{cli, commands};
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {

@@ -1,10 +1,13 @@
 //! One module per command group; each turns parsed flags into jose calls and prints results.
 
+mod client;
 mod config;
 mod jwe;
 mod jwk;
 mod jws;
 mod jwt;
+mod key;
+mod serve;
 
 use std::io::{self, Write as _};
 
@@ -21,6 +24,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jwe(cmd) => jwe::run(cmd),
         Command::Jwt(cmd) => jwt::run(cmd),
         Command::Config(cmd) => config::run(cmd),
+        Command::Serve(args) => serve::serve(args),
+        Command::Dev(args) => serve::dev(args),
+        Command::Client(cmd) => client::run(cmd),
+        Command::Key(cmd) => key::run(cmd),
     }
 }
 
@@ -53,4 +60,31 @@ fn print_json(value: &Value) -> Result<(), CliError> {
         )
     })?;
     print_line(&text)
+}
+
+/// Runs an async command on a fresh runtime.
+fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("starting the async runtime", &e))?
+        .block_on(future)
+}
+
+/// The configuration (`--config`, or every default) and the storage flags.
+fn storage(
+    args: &crate::cli::StorageArgs,
+) -> Result<(crate::config::Config, crate::boot::StorageFlags), CliError> {
+    let config = match &args.config {
+        Some(path) => crate::config::Config::load(path),
+        None => crate::config::Config::parse("", "(defaults)"),
+    }
+    .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))?;
+    let flags = crate::boot::StorageFlags {
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+    };
+    Ok((config, flags))
 }

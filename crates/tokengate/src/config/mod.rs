@@ -2,9 +2,10 @@
 //! every error names the file, line, column and the offending field, before anything binds a
 //! port. Unknown fields are errors, never ignored: a typo must not silently disable a check.
 //!
-//! Covered so far: `[server]`, `[token_service]` and `[[audiences]]`, the parts the token
-//! service reads. `[[issuers]]` and `[[routes]]` arrive with the gateway; until then they are
-//! rejected as unknown fields, which is the honest answer.
+//! Covered so far: `[server]`, `[token_service]`, `[[audiences]]` and `[[issuers]]` (with
+//! `jwks_file`), the parts the token service reads. `[[routes]]` and remote key sets arrive
+//! with the gateway; until then they are rejected as unknown fields, which is the honest
+//! answer.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -57,6 +58,9 @@ pub struct Config {
     /// Resource servers tokens may be issued for.
     #[serde(default)]
     pub audiences: Vec<Audience>,
+    /// Other trusted issuers (token exchange).
+    #[serde(default)]
+    pub issuers: Vec<Issuer>,
 }
 
 /// `[server]`.
@@ -74,6 +78,9 @@ pub struct Server {
     pub database_url: Option<Spanned<DatabaseUrl>>,
     /// File holding the master key (base64 of 32 bytes); `TOKENGATE_MASTER_KEY` overrides it.
     pub master_key_file: Option<PathBuf>,
+    /// Bearer token of the admin API; `TOKENGATE_ADMIN_TOKEN` overrides it. Without either,
+    /// the admin API is off.
+    pub admin_token: Option<Spanned<String>>,
 }
 
 impl Default for Server {
@@ -84,6 +91,7 @@ impl Default for Server {
             data_dir: None,
             database_url: None,
             master_key_file: None,
+            admin_token: None,
         }
     }
 }
@@ -146,6 +154,12 @@ pub struct TokenService {
     /// new key (default 10m).
     #[serde(default = "default_jwks_max_age")]
     pub jwks_max_age: Duration,
+    /// How far a DPoP proof's `iat` may lie from now (default 60s).
+    #[serde(default = "default_dpop_window")]
+    pub dpop_window: Duration,
+    /// Require server nonces in DPoP proofs (RFC 9449 §8; default false).
+    #[serde(default)]
+    pub dpop_nonce: bool,
 }
 
 impl Default for TokenService {
@@ -158,8 +172,14 @@ impl Default for TokenService {
             token_lifetime: default_lifetime(),
             rotate_every: None,
             jwks_max_age: default_jwks_max_age(),
+            dpop_window: default_dpop_window(),
+            dpop_nonce: false,
         }
     }
+}
+
+fn default_dpop_window() -> Duration {
+    Duration(60)
 }
 
 fn default_signing_alg() -> Algorithm {
@@ -228,6 +248,23 @@ impl<'de> Deserialize<'de> for Duration {
                 .map_err(D::Error::custom),
         }
     }
+}
+
+/// `[[issuers]]`: another issuer whose access tokens are trusted (for token exchange now,
+/// for gateway routes later).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    /// A short name routes refer to it by ("self" is the built-in issuer).
+    pub name: Spanned<String>,
+    /// Its `iss` value.
+    pub issuer: Spanned<String>,
+    /// Its public keys, a JWK Set file.
+    pub jwks_file: Spanned<PathBuf>,
+    /// The algorithms its tokens may use.
+    pub algorithms: Vec<Spanned<String>>,
+    /// The `aud` its tokens must carry to be exchanged here (default: our issuer).
+    pub exchange_audience: Option<String>,
 }
 
 /// `[[audiences]]`: a resource server.
@@ -382,6 +419,46 @@ impl Config {
                 return Err((
                     to.span(),
                     "audiences.encrypt_to needs encrypt = true".into(),
+                ));
+            }
+        }
+        for (i, iss) in self.issuers.iter().enumerate() {
+            let name = iss.name.get_ref();
+            if name == "self"
+                || self
+                    .issuers
+                    .iter()
+                    .take(i)
+                    .any(|o| o.name.get_ref() == name)
+            {
+                return Err((
+                    iss.name.span(),
+                    format!("issuers.name {name:?} is reserved or declared twice"),
+                ));
+            }
+            if iss.algorithms.is_empty() {
+                return Err((
+                    iss.name.span(),
+                    "issuers.algorithms must list at least one".into(),
+                ));
+            }
+            for alg in &iss.algorithms {
+                if alg.get_ref().parse::<Algorithm>().is_err() {
+                    return Err((
+                        alg.span(),
+                        format!(
+                            "issuers.algorithms: {:?} is not a JWS algorithm",
+                            alg.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(token) = &self.server.admin_token {
+            if token.get_ref().len() < 32 {
+                return Err((
+                    token.span(),
+                    "server.admin_token must be at least 32 characters".into(),
                 ));
             }
         }

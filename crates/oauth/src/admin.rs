@@ -1,0 +1,305 @@
+//! Operations on clients, keys and revocations, for the admin API and the CLI. Each change
+//! is an audit event.
+
+use jose::JwkSet;
+use serde::Serialize;
+use store::{AuditEvent, AuthMethod, Client, KeyRecord, KeyUse, StoreError};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::keyring::KeyRing;
+use crate::service::{key_event, Service};
+
+/// A client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// Human-readable name (non-empty).
+    pub name: String,
+    /// Scopes it may ask for.
+    pub scopes: Vec<String>,
+    /// Audiences it may ask for (empty: any declared audience).
+    pub audiences: Vec<String>,
+    /// How it authenticates.
+    pub auth_method: AuthMethod,
+    /// Its public JWK Set (JSON), required for and only for `private_key_jwt`.
+    pub jwks: Option<String>,
+}
+
+/// A client id and, for secret methods, its secret: shown once, stored only as a keyed hash.
+#[derive(Debug, Serialize)]
+pub struct Credentials {
+    /// The client id.
+    pub client_id: String,
+    /// The secret (256 random bits, base64url).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Zeroizing<String>>,
+}
+
+/// Which tokens to revoke.
+#[derive(Debug, Clone)]
+pub enum RevokeBy {
+    /// One token.
+    Jti(String),
+    /// Every token of a client.
+    Client(String),
+    /// Every token of a subject.
+    Subject(String),
+}
+
+/// Why an admin operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The request is not acceptable (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such client or key (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The operation does not apply (409).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// Our failure (500, or 503 when the database is unavailable).
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl AdminError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            AdminError::Invalid(_) => 400,
+            AdminError::NotFound(_) => 404,
+            AdminError::Conflict(_) => 409,
+            AdminError::Internal(Error::Store(e)) if e.is_unavailable() => 503,
+            AdminError::Internal(_) => 500,
+        }
+    }
+
+    /// Error code for the response body.
+    pub fn code(&self) -> &'static str {
+        match self.status() {
+            400 => "invalid_request",
+            404 => "not_found",
+            409 => "conflict",
+            503 => "temporarily_unavailable",
+            _ => "server_error",
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => AdminError::NotFound(what),
+            StoreError::Invalid(why) => AdminError::Invalid(why.into()),
+            other => AdminError::Internal(Error::Store(other)),
+        }
+    }
+}
+
+fn random_b64(len: usize) -> Result<String, AdminError> {
+    let mut bytes = vec![0u8; len];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Random)?;
+    Ok(jose::b64::encode(bytes))
+}
+
+fn event(name: &str, client_id: Option<&str>, now: i64, request_id: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        time: now,
+        event: name.into(),
+        client_id: client_id.map(String::from),
+        outcome: "success".into(),
+        request_id: request_id.map(String::from),
+        ..AuditEvent::default()
+    }
+}
+
+impl Service {
+    /// Registers a client and returns its credentials.
+    pub async fn create_client(
+        &self,
+        new: NewClient,
+        now: i64,
+        request_id: Option<&str>,
+    ) -> Result<Credentials, AdminError> {
+        if new.name.trim().is_empty() {
+            return Err(AdminError::Invalid("the name is empty".into()));
+        }
+        let jwks = match (new.auth_method, new.jwks) {
+            (AuthMethod::PrivateKeyJwt, Some(jwks)) => {
+                let set = JwkSet::from_json(jwks.as_bytes())
+                    .map_err(|e| AdminError::Invalid(format!("jwks: {}", e.reason())))?;
+                if set.keys().is_empty()
+                    || set
+                        .keys()
+                        .iter()
+                        .any(|k| k.is_private() || k.is_symmetric())
+                {
+                    return Err(AdminError::Invalid(
+                        "jwks must hold public asymmetric keys only".into(),
+                    ));
+                }
+                Some(jwks)
+            }
+            (AuthMethod::PrivateKeyJwt, None) => {
+                return Err(AdminError::Invalid("private_key_jwt needs a jwks".into()))
+            }
+            (_, Some(_)) => {
+                return Err(AdminError::Invalid(
+                    "a jwks is only for private_key_jwt clients".into(),
+                ))
+            }
+            (_, None) => None,
+        };
+        let client_id = random_b64(16)?;
+        let secret = match new.auth_method {
+            AuthMethod::PrivateKeyJwt => None,
+            _ => Some(Zeroizing::new(random_b64(32)?)),
+        };
+        let client = Client {
+            client_id: client_id.clone(),
+            name: new.name,
+            secret_hash: secret
+                .as_ref()
+                .map(|s| store::hash_secret(self.pepper.as_slice(), s.as_bytes())),
+            auth_method: new.auth_method,
+            scopes: new.scopes,
+            audiences: new.audiences,
+            jwks,
+            disabled: false,
+            created_at: now,
+        };
+        self.store.create_client(&client).await?;
+        self.audit(&event("client.created", Some(&client_id), now, request_id))
+            .await?;
+        Ok(Credentials {
+            client_id,
+            client_secret: secret,
+        })
+    }
+
+    /// Replaces a client's secret; the old one stops working at once.
+    pub async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        now: i64,
+        request_id: Option<&str>,
+    ) -> Result<Credentials, AdminError> {
+        let client = self
+            .store
+            .client(client_id)
+            .await?
+            .ok_or(AdminError::NotFound("client"))?;
+        if client.auth_method == AuthMethod::PrivateKeyJwt {
+            return Err(AdminError::Conflict(
+                "the client authenticates with private_key_jwt and has no secret",
+            ));
+        }
+        let secret = Zeroizing::new(random_b64(32)?);
+        let hash = store::hash_secret(self.pepper.as_slice(), secret.as_bytes());
+        self.store
+            .set_client_secret_hash(client_id, Some(&hash))
+            .await?;
+        self.audit(&event(
+            "client.secret_rotated",
+            Some(client_id),
+            now,
+            request_id,
+        ))
+        .await?;
+        Ok(Credentials {
+            client_id: client_id.to_owned(),
+            client_secret: Some(secret),
+        })
+    }
+
+    /// Disables or re-enables a client; returns it as stored after the change.
+    pub async fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: i64,
+        request_id: Option<&str>,
+    ) -> Result<Client, AdminError> {
+        self.store.set_client_disabled(client_id, disabled).await?;
+        let name = if disabled {
+            "client.disabled"
+        } else {
+            "client.enabled"
+        };
+        self.audit(&event(name, Some(client_id), now, request_id))
+            .await?;
+        self.store
+            .client(client_id)
+            .await?
+            .ok_or(AdminError::NotFound("client"))
+    }
+
+    /// Deletes a client. Its tokens stay valid until they expire unless revoked.
+    pub async fn delete_client(
+        &self,
+        client_id: &str,
+        now: i64,
+        request_id: Option<&str>,
+    ) -> Result<(), AdminError> {
+        self.store.delete_client(client_id).await?;
+        self.audit(&event("client.deleted", Some(client_id), now, request_id))
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a rotation: a pending key of `key_use`, published now, active after the JWKS
+    /// max-age. Returns its record.
+    pub async fn rotate_key(
+        &self,
+        key_use: KeyUse,
+        now: i64,
+        request_id: Option<&str>,
+    ) -> Result<KeyRecord, AdminError> {
+        let mut ring = KeyRing::load(&self.store, self.master(), &self.settings.policy).await?;
+        let kid = ring
+            .rotate(
+                &self.store,
+                self.master(),
+                key_use,
+                now,
+                self.settings.jwks_max_age,
+            )
+            .await?;
+        self.set_ring(ring);
+        self.audit(&key_event("key.rotated", &kid, now, request_id))
+            .await?;
+        self.store
+            .key(&kid)
+            .await?
+            .ok_or(AdminError::NotFound("key"))
+    }
+
+    /// Revokes tokens; returns how many were newly revoked.
+    pub async fn revoke_tokens(
+        &self,
+        by: RevokeBy,
+        now: i64,
+        request_id: Option<&str>,
+    ) -> Result<u64, AdminError> {
+        let mut audit = event("token.revoked", None, now, request_id);
+        let count = match &by {
+            RevokeBy::Jti(jti) => {
+                audit.jti = Some(jti.clone());
+                u64::from(self.store.revoke_token(jti, now).await?)
+            }
+            RevokeBy::Client(id) => {
+                audit.client_id = Some(id.clone());
+                self.store.revoke_by_client(id, now).await?
+            }
+            RevokeBy::Subject(sub) => {
+                audit.subject = Some(sub.clone());
+                self.store.revoke_by_subject(sub, now).await?
+            }
+        };
+        audit.reason = Some(format!("admin: {count} revoked"));
+        self.audit(&audit).await?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,242 @@
+//! Client authentication at the token, introspection and revocation endpoints (RFC 6749
+//! §2.3): `client_secret_basic`, `client_secret_post` and `private_key_jwt` (RFC 7523 §2.2).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use jose::jwt::{self, Validation};
+use jose::JwkSet;
+use store::{AuthMethod, Client};
+
+use crate::dpop::ALGORITHMS;
+use crate::form::{self, Params};
+use crate::protocol::{invalid_request, ErrorKind, ErrorResponse, Request};
+use crate::service::{paths, Service};
+
+/// RFC 7523 §2.2 `client_assertion_type`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long past its `exp` an assertion's jti is remembered, and the clock skew allowed.
+const LEEWAY: u64 = 30;
+
+/// The credentials a request carries, before they are checked.
+enum Presented<'a> {
+    Secret {
+        method: AuthMethod,
+        client_id: String,
+        secret: String,
+    },
+    Assertion(&'a str),
+}
+
+/// A failed authentication: the client id when one was named (for the audit trail) and the
+/// response.
+pub(crate) struct Denied {
+    pub client_id: Option<String>,
+    pub error: ErrorResponse,
+}
+
+fn denied(client_id: Option<&str>, error: ErrorResponse) -> Denied {
+    Denied {
+        client_id: client_id.map(String::from),
+        error,
+    }
+}
+
+fn invalid_client(reason: &str) -> ErrorResponse {
+    ErrorResponse::new(ErrorKind::InvalidClient, reason)
+}
+
+impl Service {
+    /// Authenticates the client of a request to `endpoint` (a path of [`paths`]). Exactly one
+    /// method must be used, and it must be the one the client registered. Unknown clients,
+    /// wrong secrets and disabled clients get the same `invalid_client`; the audit trail
+    /// keeps the difference.
+    pub(crate) async fn authenticate(
+        &self,
+        req: &Request<'_>,
+        params: &Params,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<Client, Denied> {
+        let presented = presented(req, params).map_err(|e| denied(params.get("client_id"), e))?;
+        match presented {
+            Presented::Secret {
+                method,
+                client_id,
+                secret,
+            } => {
+                let client = self
+                    .store
+                    .client(&client_id)
+                    .await
+                    .map_err(|e| denied(Some(&client_id), e.into()))?;
+                let hash = client.as_ref().and_then(|c| c.secret_hash.clone());
+                // Hash even for an unknown client, so timing does not tell which ids exist.
+                let ok = store::verify_secret(
+                    self.pepper.as_slice(),
+                    secret.as_bytes(),
+                    hash.as_deref().unwrap_or(&[0; 32]),
+                );
+                let fail = |why: &str| denied(Some(&client_id), invalid_client(why));
+                let client = match client {
+                    Some(c) if ok => c,
+                    _ => return Err(fail("client authentication failed")),
+                };
+                if client.auth_method != method {
+                    return Err(fail(
+                        "the client is registered for another authentication method",
+                    ));
+                }
+                if client.disabled {
+                    return Err(fail("the client is disabled"));
+                }
+                Ok(client)
+            }
+            Presented::Assertion(assertion) => {
+                self.check_assertion(assertion, params, endpoint, now).await
+            }
+        }
+    }
+
+    async fn check_assertion(
+        &self,
+        assertion: &str,
+        params: &Params,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<Client, Denied> {
+        let named = params.get("client_id");
+        let fail = |id: Option<&str>, why: &str| denied(id, invalid_client(why));
+        let (_, claims) = jwt::decode_unverified(assertion)
+            .map_err(|_| fail(named, "the client assertion is not a JWT"))?;
+        let Some(client_id) = claims.get("iss").and_then(|v| v.as_str()) else {
+            return Err(fail(named, "the client assertion has no iss"));
+        };
+        let id = Some(client_id);
+        if named.is_some_and(|n| n != client_id) {
+            return Err(fail(id, "client_id differs from the assertion's issuer"));
+        }
+        let client = match self.store.client(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(fail(id, "client authentication failed")),
+            Err(e) => return Err(denied(id, e.into())),
+        };
+        if client.auth_method != AuthMethod::PrivateKeyJwt {
+            return Err(fail(
+                id,
+                "the client is registered for another authentication method",
+            ));
+        }
+        if client.disabled {
+            return Err(fail(id, "the client is disabled"));
+        }
+        let keys = client
+            .jwks
+            .as_deref()
+            .and_then(|j| JwkSet::from_json(j.as_bytes()).ok())
+            .ok_or_else(|| fail(id, "the client has no usable JWKS"))?;
+        // RFC 7523 §3: aud is the token endpoint; the issuer identifier (RFC 7523bis) and the
+        // endpoint actually called are accepted too.
+        let audiences = [
+            self.settings.issuer.clone(),
+            self.url(paths::TOKEN),
+            self.url(endpoint),
+        ];
+        let validation = Validation::new()
+            .algorithms(ALGORITHMS)
+            .issuer(client_id)
+            .subject(client_id)
+            .audiences(audiences)
+            .require("jti")
+            .leeway(LEEWAY)
+            .at_time(now);
+        let verified = jwt::verify(assertion, &keys, &validation).map_err(|e| {
+            fail(
+                id,
+                &format!("the client assertion is invalid: {}", e.reason()),
+            )
+        })?;
+        let jti = verified.claims.jti().unwrap_or_default();
+        let exp = verified.claims.exp().unwrap_or(now);
+        let fresh = self
+            .store
+            .use_jti(
+                &format!("client_assertion:{client_id}"),
+                jti,
+                exp.saturating_add(LEEWAY as i64),
+            )
+            .await
+            .map_err(|e| denied(id, e.into()))?;
+        if !fresh {
+            return Err(fail(id, "the client assertion was used before"));
+        }
+        Ok(client)
+    }
+}
+
+/// Finds the one authentication method the request uses.
+fn presented<'a>(req: &Request<'a>, params: &'a Params) -> Result<Presented<'a>, ErrorResponse> {
+    if req.authorization.len() > 1 {
+        return Err(invalid_request("more than one Authorization header"));
+    }
+    let basic = req
+        .authorization
+        .first()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, creds)| creds.trim());
+    let post = params.get("client_secret");
+    let assertion = params.get("client_assertion");
+    let assertion_type = params.get("client_assertion_type");
+    let used = [basic.is_some(), post.is_some(), assertion.is_some()]
+        .into_iter()
+        .filter(|u| *u)
+        .count();
+    if used > 1 {
+        return Err(invalid_request(
+            "more than one client authentication method is used",
+        ));
+    }
+    if let Some(creds) = basic {
+        let decoded = STANDARD
+            .decode(creds)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
+        // RFC 6749 §2.3.1: both are form-encoded before base64.
+        let client_id = form::decode(id.as_bytes())?;
+        let secret = form::decode(secret.as_bytes())?;
+        if params.get("client_id").is_some_and(|n| n != client_id) {
+            return Err(invalid_request(
+                "client_id differs from the Basic credentials",
+            ));
+        }
+        return Ok(Presented::Secret {
+            method: AuthMethod::ClientSecretBasic,
+            client_id,
+            secret,
+        });
+    }
+    if let Some(secret) = post {
+        let client_id = params
+            .get("client_id")
+            .ok_or_else(|| invalid_request("client_secret without client_id"))?;
+        return Ok(Presented::Secret {
+            method: AuthMethod::ClientSecretPost,
+            client_id: client_id.to_owned(),
+            secret: secret.to_owned(),
+        });
+    }
+    if let Some(assertion) = assertion {
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(invalid_request(
+                "client_assertion_type must be the JWT bearer type",
+            ));
+        }
+        return Ok(Presented::Assertion(assertion));
+    }
+    Err(invalid_client("client authentication is required"))
+}

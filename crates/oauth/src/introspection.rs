@@ -1,0 +1,180 @@
+//! Introspection (RFC 7662, with RFC 9701 JWT responses) and revocation (RFC 7009).
+
+use jose::jwt;
+use serde_json::{Map, Value};
+use store::{AuditEvent, Client};
+
+use crate::form::Params;
+use crate::protocol::{ErrorKind, ErrorResponse, Request};
+use crate::service::{paths, Service};
+
+/// RFC 9701 media type (and JWT `typ`, without the `application/` prefix).
+pub const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
+
+/// An introspection answer: JSON, or a signed JWT when the client asked for one.
+#[derive(Debug, Clone)]
+pub enum Introspection {
+    /// `application/json`.
+    Json(Value),
+    /// `application/token-introspection+jwt`.
+    Jwt(String),
+}
+
+/// Claims of our tokens that introspection reports (RFC 7662 §2.2).
+const REPORTED: [&str; 9] = [
+    "scope",
+    "client_id",
+    "sub",
+    "aud",
+    "iss",
+    "exp",
+    "iat",
+    "jti",
+    "cnf",
+];
+
+impl Service {
+    /// Introspects a token for an authenticated client. A token is reported active only to
+    /// the client it was issued to and to clients registered for its audience (the resource
+    /// servers); to anyone else, and for tokens that are not ours, expired or revoked, the
+    /// answer is `{"active": false}`.
+    pub async fn introspect(
+        &self,
+        req: &Request<'_>,
+        now: i64,
+    ) -> Result<Introspection, ErrorResponse> {
+        let mut event = AuditEvent {
+            time: now,
+            event: "token.introspected".into(),
+            outcome: "success".into(),
+            request_id: Some(req.request_id.to_owned()),
+            ..AuditEvent::default()
+        };
+        let (client, params) = match self.caller(req, paths::INTROSPECT, now, &mut event).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.deny(event, e).await),
+        };
+        let token = match params.require("token") {
+            Ok(t) => t,
+            Err(e) => return Err(self.deny(event, e).await),
+        };
+        let mut answer = Map::new();
+        let mut active = false;
+        if let Some(claims) = self.read_own(token, now) {
+            event.jti = claims.jti().map(String::from);
+            event.subject = claims.sub().map(String::from);
+            event.audience = claims.aud().first().cloned();
+            let entitled = claims.get("client_id").and_then(Value::as_str)
+                == Some(client.client_id.as_str())
+                || claims.aud().iter().any(|a| client.audiences.contains(a));
+            if entitled && self.active(&claims).await?.is_some() {
+                active = true;
+                for name in REPORTED {
+                    if let Some(v) = claims.get(name) {
+                        answer.insert(name.into(), v.clone());
+                    }
+                }
+                let token_type = if claims.get("cnf").is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                };
+                answer.insert("token_type".into(), token_type.into());
+            }
+        }
+        answer.insert("active".into(), active.into());
+        event.reason = Some(if active { "active" } else { "inactive" }.into());
+        self.audit(&event).await?;
+
+        let wants_jwt = req.accept.is_some_and(|a| {
+            a.split(',')
+                .filter_map(|m| m.split(';').next())
+                .any(|m| m.trim().eq_ignore_ascii_case(INTROSPECTION_JWT))
+        });
+        if !wants_jwt {
+            return Ok(Introspection::Json(Value::Object(answer)));
+        }
+        // RFC 9701 §5: the answer inside a JWT signed by the service, addressed to the client.
+        let mut claims = Map::new();
+        claims.insert("iss".into(), self.settings.issuer.clone().into());
+        claims.insert("aud".into(), client.client_id.clone().into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("token_introspection".into(), Value::Object(answer));
+        let ring = self.ring();
+        let signed = jwt::sign(
+            &claims,
+            ring.active_signing(),
+            ring.signing_alg(),
+            Some("token-introspection+jwt"),
+        )
+        .map_err(|e| ErrorResponse::from(crate::Error::Jose(e)))?;
+        Ok(Introspection::Jwt(signed))
+    }
+
+    /// Revokes a token for the client it was issued to (RFC 7009 §2.1). Tokens that are not
+    /// ours, are malformed or expired need no revoking and get the same 200.
+    pub async fn revoke(&self, req: &Request<'_>, now: i64) -> Result<(), ErrorResponse> {
+        let mut event = AuditEvent {
+            time: now,
+            event: "token.revoked".into(),
+            outcome: "success".into(),
+            request_id: Some(req.request_id.to_owned()),
+            ..AuditEvent::default()
+        };
+        let (client, params) = match self.caller(req, paths::REVOKE, now, &mut event).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.deny(event, e).await),
+        };
+        let token = match params.require("token") {
+            Ok(t) => t,
+            Err(e) => return Err(self.deny(event, e).await),
+        };
+        let Some(claims) = self.read_own(token, now) else {
+            return Ok(());
+        };
+        event.jti = claims.jti().map(String::from);
+        event.subject = claims.sub().map(String::from);
+        event.audience = claims.aud().first().cloned();
+        if claims.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            let error = ErrorResponse::new(
+                ErrorKind::UnauthorizedClient,
+                "the token was issued to another client",
+            );
+            return Err(self.deny(event, error).await);
+        }
+        let jti = claims.jti().unwrap_or_default();
+        let newly = self.store.revoke_token(jti, now).await?;
+        event.reason = Some(if newly { "revoked" } else { "already revoked" }.into());
+        self.audit(&event).await?;
+        Ok(())
+    }
+
+    /// Parses the form and authenticates the client of an introspection or revocation.
+    async fn caller(
+        &self,
+        req: &Request<'_>,
+        endpoint: &str,
+        now: i64,
+        event: &mut AuditEvent,
+    ) -> Result<(Client, Params), ErrorResponse> {
+        let params = Params::from_request(req.content_type, req.body, &[])?;
+        event.client_id = params.get("client_id").map(String::from);
+        let client = self
+            .authenticate(req, &params, endpoint, now)
+            .await
+            .map_err(|d| {
+                event.client_id = d.client_id;
+                d.error
+            })?;
+        event.client_id = Some(client.client_id.clone());
+        Ok((client, params))
+    }
+
+    /// Records a failed request in the audit trail and returns its error.
+    async fn deny(&self, mut event: AuditEvent, error: ErrorResponse) -> ErrorResponse {
+        event.outcome = "failure".into();
+        event.reason = Some(error.reason());
+        let _ = self.audit(&event).await;
+        error
+    }
+}

@@ -1,0 +1,162 @@
+//! What the endpoints answer: RFC 6749 §5.2 error responses (and their HTTP status), and the
+//! request as the HTTP layer hands it over.
+
+use serde_json::{json, Value};
+
+use crate::error::Error;
+
+/// An endpoint request, taken apart by the HTTP layer: the body (already bounded in size) and
+/// the headers the protocol reads. Header values that were repeated arrive as several entries
+/// so the protocol can refuse them.
+#[derive(Debug, Default, Clone)]
+pub struct Request<'a> {
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// Every `Authorization` header.
+    pub authorization: Vec<&'a str>,
+    /// Every `DPoP` header (RFC 9449 §4.1).
+    pub dpop: Vec<&'a str>,
+    /// The `Accept` header.
+    pub accept: Option<&'a str>,
+    /// The request body, or `None` when it exceeded the size limit.
+    pub body: Option<&'a [u8]>,
+    /// The request id, for audit events.
+    pub request_id: &'a str,
+}
+
+/// An RFC 6749 §5.2 error code (and the extensions of RFC 7009, 8707, 9449).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed request: missing, repeated or bad parameter, wrong content type, oversized.
+    InvalidRequest,
+    /// Client authentication failed (401).
+    InvalidClient,
+    /// The grant (a token-exchange subject token) is invalid, expired or revoked.
+    InvalidGrant,
+    /// The client may not use this grant type or act on this token.
+    UnauthorizedClient,
+    /// The grant type is not supported.
+    UnsupportedGrantType,
+    /// A requested scope is unknown or not allowed.
+    InvalidScope,
+    /// RFC 8707: the resource (audience) is missing, unknown or not allowed.
+    InvalidTarget,
+    /// RFC 9449: the DPoP proof is invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the server's nonce (given in `DPoP-Nonce`).
+    UseDpopNonce,
+    /// RFC 7009: the token type cannot be revoked.
+    UnsupportedTokenType,
+    /// Something failed on our side (500).
+    ServerError,
+    /// The database is unreachable (503).
+    TemporarilyUnavailable,
+}
+
+impl ErrorKind {
+    /// The registered error code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::InvalidClient => "invalid_client",
+            ErrorKind::InvalidGrant => "invalid_grant",
+            ErrorKind::UnauthorizedClient => "unauthorized_client",
+            ErrorKind::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorKind::InvalidScope => "invalid_scope",
+            ErrorKind::InvalidTarget => "invalid_target",
+            ErrorKind::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorKind::UseDpopNonce => "use_dpop_nonce",
+            ErrorKind::UnsupportedTokenType => "unsupported_token_type",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The HTTP status: 401 for `invalid_client`, 500/503 for our failures, else 400.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidClient => 401,
+            ErrorKind::ServerError => 500,
+            ErrorKind::TemporarilyUnavailable => 503,
+            _ => 400,
+        }
+    }
+}
+
+/// An error response. The description is for the client and the audit trail; it never holds
+/// a secret or a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// The error code.
+    pub kind: ErrorKind,
+    /// `error_description`.
+    pub description: String,
+    /// A fresh `DPoP-Nonce` to send along (with [`ErrorKind::UseDpopNonce`]).
+    pub dpop_nonce: Option<String>,
+}
+
+impl ErrorResponse {
+    /// An error with a description.
+    pub fn new(kind: ErrorKind, description: impl Into<String>) -> Self {
+        ErrorResponse {
+            kind,
+            description: description.into(),
+            dpop_nonce: None,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The `WWW-Authenticate` value an `invalid_client` response carries (RFC 6749 §5.2).
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        (self.kind == ErrorKind::InvalidClient).then_some("Basic realm=\"tokengate\"")
+    }
+
+    /// The JSON body, with the request id so operators can find the log line.
+    pub fn body(&self, request_id: &str) -> Value {
+        json!({
+            "error": self.kind.as_str(),
+            "error_description": self.description,
+            "request_id": request_id,
+        })
+    }
+
+    /// `error: description`, for the audit trail.
+    pub fn reason(&self) -> String {
+        format!("{}: {}", self.kind.as_str(), self.description)
+    }
+}
+
+/// Shorthand for an [`ErrorKind::InvalidRequest`].
+pub(crate) fn invalid_request(description: impl Into<String>) -> ErrorResponse {
+    ErrorResponse::new(ErrorKind::InvalidRequest, description)
+}
+
+impl From<Error> for ErrorResponse {
+    /// Our own failures: 503 when the database is unreachable, 500 otherwise. The detail goes
+    /// to the log, not to the client.
+    fn from(e: Error) -> Self {
+        let unavailable = matches!(&e, Error::Store(s) if s.is_unavailable());
+        if unavailable {
+            ErrorResponse::new(
+                ErrorKind::TemporarilyUnavailable,
+                "the database is unavailable; retry later",
+            )
+        } else {
+            ErrorResponse::new(
+                ErrorKind::ServerError,
+                format!("internal error ({})", e.code()),
+            )
+        }
+    }
+}
+
+impl From<store::StoreError> for ErrorResponse {
+    fn from(e: store::StoreError) -> Self {
+        Error::Store(e).into()
+    }
+}

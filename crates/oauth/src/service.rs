@@ -1,0 +1,337 @@
+//! The token service: settings, the shared key ring, and the work that is not one endpoint
+//! (metadata, reading our own tokens, the periodic lifecycle step).
+
+use std::sync::{Arc, RwLock};
+
+use jose::jwe::DecryptOptions;
+use jose::jwt::{self, Claims, Validation};
+use jose::{Algorithm, JwkSet};
+use serde_json::{json, Value};
+use store::{AuditEvent, KeyState, KeyUse, MasterKey, Store};
+use zeroize::Zeroizing;
+
+use crate::dpop::{self, Nonces};
+use crate::error::Result;
+use crate::keyring::{KeyRing, Policy};
+use crate::mint::{EncryptTo, AT_JWT};
+
+/// Paths of the endpoints, below the issuer URL.
+pub mod paths {
+    /// RFC 6749 token endpoint.
+    pub const TOKEN: &str = "/oauth2/token";
+    /// RFC 7662 introspection endpoint.
+    pub const INTROSPECT: &str = "/oauth2/introspect";
+    /// RFC 7009 revocation endpoint.
+    pub const REVOKE: &str = "/oauth2/revoke";
+    /// The JWKS (`jwks_uri`).
+    pub const JWKS: &str = "/oauth2/jwks";
+}
+
+/// A resource server tokens are issued for.
+#[derive(Debug)]
+pub struct Audience {
+    /// Its identifier (`aud`, RFC 8707 `resource`).
+    pub id: String,
+    /// The scopes it accepts.
+    pub scopes: Vec<String>,
+    /// Whether and to whom its tokens are encrypted.
+    pub encrypt: Option<EncryptTo>,
+    /// Token lifetime in seconds, instead of the service's.
+    pub token_lifetime: Option<u64>,
+}
+
+/// Another issuer whose access tokens may be exchanged for ours (RFC 8693).
+#[derive(Debug)]
+pub struct TrustedIssuer {
+    /// Its `iss`.
+    pub issuer: String,
+    /// Its public keys.
+    pub keys: JwkSet,
+    /// The algorithms its tokens may use.
+    pub algorithms: Vec<Algorithm>,
+    /// The `aud` its tokens must carry to be exchanged here; default: our issuer.
+    pub audience: Option<String>,
+}
+
+/// DPoP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DpopSettings {
+    /// How far a proof's `iat` may lie from now, in seconds. Default 60.
+    pub window: u64,
+    /// Whether every proof must carry a server nonce (RFC 9449 §8). Default false.
+    pub require_nonce: bool,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        DpopSettings {
+            window: 60,
+            require_nonce: false,
+        }
+    }
+}
+
+/// What the service does; built by the binary from its configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// The issuer identifier (`iss`) and base of every endpoint URL.
+    pub issuer: String,
+    /// Key algorithms and the longest token lifetime.
+    pub policy: Policy,
+    /// Default token lifetime in seconds.
+    pub token_lifetime: u64,
+    /// `Cache-Control: max-age` of the JWKS; also the pre-publication time of a new key.
+    pub jwks_max_age: u64,
+    /// Rotate the active keys this often (seconds), if set.
+    pub rotate_every: Option<u64>,
+    /// The declared audiences. When empty, a client may ask for any audience it is
+    /// registered for, with the default policy (not encrypted, default lifetime).
+    pub audiences: Vec<Audience>,
+    /// Issuers whose tokens may be exchanged.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+    /// DPoP.
+    pub dpop: DpopSettings,
+}
+
+impl Settings {
+    /// Settings for `issuer` with every default.
+    pub fn new(issuer: impl Into<String>) -> Settings {
+        Settings {
+            issuer: issuer.into(),
+            policy: Policy::default(),
+            token_lifetime: 300,
+            jwks_max_age: 600,
+            rotate_every: None,
+            audiences: Vec::new(),
+            trusted_issuers: Vec::new(),
+            dpop: DpopSettings::default(),
+        }
+    }
+}
+
+/// The token service, shared by every request handler.
+pub struct Service {
+    pub(crate) store: Store,
+    master: MasterKey,
+    pub(crate) pepper: Zeroizing<[u8; 32]>,
+    pub(crate) nonces: Option<Nonces>,
+    pub(crate) settings: Settings,
+    ring: RwLock<Arc<KeyRing>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Opens the service over a store: checks the master key against it (refusing a wrong
+    /// one before anything is written), then loads the key ring, creating the first keys on
+    /// a first boot.
+    pub async fn start(
+        store: Store,
+        master: MasterKey,
+        settings: Settings,
+        now: i64,
+    ) -> Result<Service> {
+        let ring = KeyRing::load_or_init(&store, &master, &settings.policy, now).await?;
+        let pepper = master.derive("client-secret-pepper");
+        let nonces = settings
+            .dpop
+            .require_nonce
+            .then(|| Nonces::new(master.derive("dpop-nonce").as_slice(), 300));
+        Ok(Service {
+            store,
+            master,
+            pepper,
+            nonces,
+            settings,
+            ring: RwLock::new(Arc::new(ring)),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The current key ring.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        let guard = self.ring.read().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&guard)
+    }
+
+    pub(crate) fn set_ring(&self, ring: KeyRing) {
+        let mut guard = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(ring);
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The absolute URL of an endpoint path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.issuer.trim_end_matches('/'))
+    }
+
+    /// The current DPoP nonce, when nonces are required.
+    pub fn dpop_nonce(&self, now: i64) -> Option<String> {
+        self.nonces.as_ref().map(|n| n.current(now))
+    }
+
+    /// The public JWKS document.
+    pub fn jwks(&self) -> Value {
+        Value::Object(self.ring().jwks().to_map())
+    }
+
+    /// The authorization server metadata (RFC 8414), also served as the OpenID
+    /// configuration.
+    pub fn metadata(&self) -> Value {
+        let signing: Vec<&str> = dpop::ALGORITHMS.iter().map(|a| a.name()).collect();
+        let auth_methods = [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ];
+        let mut scopes: Vec<&str> = self
+            .settings
+            .audiences
+            .iter()
+            .flat_map(|a| a.scopes.iter().map(String::as_str))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        json!({
+            "issuer": self.settings.issuer,
+            "token_endpoint": self.url(paths::TOKEN),
+            "jwks_uri": self.url(paths::JWKS),
+            "introspection_endpoint": self.url(paths::INTROSPECT),
+            "revocation_endpoint": self.url(paths::REVOKE),
+            "grant_types_supported": ["client_credentials", crate::token::TOKEN_EXCHANGE],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_signing_alg_values_supported": signing,
+            "introspection_endpoint_auth_methods_supported": auth_methods,
+            "introspection_endpoint_auth_signing_alg_values_supported": signing,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": signing,
+            "introspection_signing_alg_values_supported": [self.ring().signing_alg().name()],
+            "dpop_signing_alg_values_supported": signing,
+            "scopes_supported": scopes,
+        })
+    }
+
+    /// Verifies a token the service issued (signed, or nested in a JWE to our key) and
+    /// returns its claims; the store decides whether it is still active.
+    pub(crate) fn read_own(&self, token: &str, now: i64) -> Option<Claims> {
+        let ring = self.ring();
+        let validation = Validation::new()
+            .algorithms_from_key()
+            .issuer(self.settings.issuer.clone())
+            .waive_audience()
+            .typ(AT_JWT)
+            .at_time(now);
+        let verified = if token.bytes().filter(|b| *b == b'.').count() == 4 {
+            jwt::decrypt_and_verify(
+                token,
+                ring.decryption_keys(),
+                &DecryptOptions::from_key(),
+                ring.jwks(),
+                &validation,
+            )
+        } else {
+            jwt::verify(token, ring.jwks(), &validation)
+        };
+        verified.ok().map(|jwt| jwt.claims)
+    }
+
+    /// The stored record of one of our tokens, if it is recorded and not revoked.
+    pub(crate) async fn active(&self, claims: &Claims) -> Result<Option<store::IssuedToken>> {
+        let Some(jti) = claims.jti() else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .token(jti)
+            .await?
+            .filter(|t| t.revoked_at.is_none()))
+    }
+
+    /// Appends an audit event; a failure is returned, so the caller reports it rather than
+    /// success.
+    pub(crate) async fn audit(&self, event: &AuditEvent) -> Result<()> {
+        self.store.append_audit(event).await?;
+        Ok(())
+    }
+
+    /// One step of the key lifecycle, run periodically by every node: promotes due keys,
+    /// removes expired ones, starts a scheduled rotation when the active key is older than
+    /// `rotate_every`, forgets expired single-use jtis, and reloads the ring so changes made
+    /// by other nodes or the CLI take effect here.
+    pub async fn maintain(&self, now: i64) -> Result<()> {
+        let before = self.store.list_keys().await?;
+        let mut ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
+        ring.promote_due(&self.store, &self.master, now).await?;
+        if let Some(every) = self.settings.rotate_every {
+            let every = i64::try_from(every).unwrap_or(i64::MAX);
+            for key_use in [KeyUse::Sig, KeyUse::Enc] {
+                let keys: Vec<_> = ring
+                    .keys()
+                    .filter(|k| k.record.key_use == key_use)
+                    .collect();
+                let pending = keys.iter().any(|k| k.record.state == KeyState::Pending);
+                let newest_active = keys
+                    .iter()
+                    .filter(|k| k.record.state == KeyState::Active)
+                    .map(|k| k.record.activate_at)
+                    .max();
+                if !pending && newest_active.is_some_and(|t| t.saturating_add(every) <= now) {
+                    ring.rotate(
+                        &self.store,
+                        &self.master,
+                        key_use,
+                        now,
+                        self.settings.jwks_max_age,
+                    )
+                    .await?;
+                }
+            }
+        }
+        let after = self.store.list_keys().await?;
+        for key in &after {
+            let old = before.iter().find(|b| b.kid == key.kid).map(|b| b.state);
+            if old != Some(key.state) {
+                let event = match key.state {
+                    KeyState::Pending => "key.rotated",
+                    KeyState::Active => "key.activated",
+                    KeyState::Retired => "key.retired",
+                    KeyState::Removed => "key.removed",
+                };
+                self.audit(&key_event(event, &key.kid, now, None)).await?;
+            }
+        }
+        self.set_ring(ring);
+        self.store.purge_used_jtis(now).await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn key_event(event: &str, kid: &str, now: i64, request_id: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        time: now,
+        event: event.into(),
+        outcome: "success".into(),
+        reason: Some(format!("kid {kid}")),
+        request_id: request_id.map(String::from),
+        ..AuditEvent::default()
+    }
+}

@@ -1,0 +1,367 @@
+//! The token endpoint (RFC 6749 §3.2): `client_credentials` and token exchange (RFC 8693),
+//! optionally DPoP-bound (RFC 9449).
+
+use jose::jwt::{self, Claims, Validation};
+use serde_json::{Map, Value};
+use store::{AuditEvent, Client};
+
+use crate::dpop::{self, ProofError};
+use crate::form::Params;
+use crate::mint::{mint, record, EncryptTo, Grant};
+use crate::protocol::{invalid_request, ErrorKind, ErrorResponse, Request};
+use crate::service::{paths, Audience, Service};
+
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// Clock skew allowed on an exchanged token.
+const EXCHANGE_LEEWAY: u64 = 30;
+
+/// A successful token response: the JSON body and, when nonces are on, a fresh `DPoP-Nonce`.
+#[derive(Debug, Clone)]
+pub struct TokenResponse {
+    /// The body (RFC 6749 §5.1); serve with `Cache-Control: no-store`.
+    pub body: Value,
+    /// A `DPoP-Nonce` header value.
+    pub dpop_nonce: Option<String>,
+}
+
+/// The audience a request resolved to: declared, or (with no audiences declared) one the
+/// client is registered for, under the default policy.
+enum Target<'a> {
+    Declared(&'a Audience),
+    Registered(String),
+}
+
+impl Target<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Target::Declared(a) => &a.id,
+            Target::Registered(id) => id,
+        }
+    }
+}
+
+impl Service {
+    /// Handles a token request. Every outcome is an audit event (`token.issued` or
+    /// `token.denied` with the reason); a token is answered only once it is recorded and
+    /// audited.
+    pub async fn token(&self, req: &Request<'_>, now: i64) -> Result<TokenResponse, ErrorResponse> {
+        let mut event = AuditEvent {
+            time: now,
+            event: "token.issued".into(),
+            outcome: "success".into(),
+            request_id: Some(req.request_id.to_owned()),
+            ..AuditEvent::default()
+        };
+        match self.issue(req, now, &mut event).await {
+            Ok(response) => {
+                self.audit(&event).await?;
+                Ok(response)
+            }
+            Err(mut error) => {
+                event.event = "token.denied".into();
+                event.outcome = "failure".into();
+                event.reason = Some(error.reason());
+                // A denial whose audit row cannot be written is still a denial.
+                let _ = self.audit(&event).await;
+                if error.kind == ErrorKind::UseDpopNonce && error.dpop_nonce.is_none() {
+                    error.dpop_nonce = self.dpop_nonce(now);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn issue(
+        &self,
+        req: &Request<'_>,
+        now: i64,
+        event: &mut AuditEvent,
+    ) -> Result<TokenResponse, ErrorResponse> {
+        let params = Params::from_request(req.content_type, req.body, &["resource", "audience"])?;
+        event.client_id = params.get("client_id").map(String::from);
+        let client = self
+            .authenticate(req, &params, paths::TOKEN, now)
+            .await
+            .map_err(|d| {
+                event.client_id = d.client_id;
+                d.error
+            })?;
+        event.client_id = Some(client.client_id.clone());
+
+        let grant_type = params.require("grant_type")?;
+        let (subject, cap, exchanged) = match grant_type {
+            "client_credentials" => (client.client_id.clone(), None, false),
+            TOKEN_EXCHANGE => {
+                let (subject, cap) = self.exchange(&params, now).await?;
+                (subject, cap, true)
+            }
+            other => {
+                return Err(ErrorResponse::new(
+                    ErrorKind::UnsupportedGrantType,
+                    format!("grant_type {other} is not supported"),
+                ))
+            }
+        };
+        event.subject = Some(subject.clone());
+        let target = self.target(&client, &params)?;
+        event.audience = Some(target.id().to_owned());
+        let scope = resolve_scope(params.get("scope"), &client, &target, cap.as_deref())?;
+        let jkt = self.dpop_binding(req, now).await?;
+
+        let (lifetime, encrypt) = match &target {
+            Target::Declared(a) => (
+                a.token_lifetime.unwrap_or(self.settings.token_lifetime),
+                a.encrypt.as_ref().map(|e| match e {
+                    EncryptTo::Own => EncryptTo::Own,
+                    EncryptTo::Key(k) => EncryptTo::Key(k.clone()),
+                }),
+            ),
+            Target::Registered(_) => (self.settings.token_lifetime, None),
+        };
+        let mut grant = Grant::new(
+            self.settings.issuer.clone(),
+            client.client_id.clone(),
+            subject,
+            target.id(),
+        )
+        .scope(scope.iter().cloned())
+        .lifetime(lifetime);
+        grant.encrypt = encrypt;
+        grant.jkt = jkt;
+        let minted = mint(&self.ring(), &grant, now)?;
+        record(&self.store, &minted, &grant).await?;
+        event.jti = Some(minted.jti.clone());
+
+        let mut body = Map::new();
+        body.insert("access_token".into(), minted.token.into());
+        let token_type = if grant.jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
+        body.insert("token_type".into(), token_type.into());
+        body.insert("expires_in".into(), lifetime.into());
+        if !scope.is_empty() {
+            body.insert("scope".into(), scope.join(" ").into());
+        }
+        if exchanged {
+            let issued = match params.get("requested_token_type") {
+                Some(JWT_TOKEN_TYPE) => JWT_TOKEN_TYPE,
+                _ => ACCESS_TOKEN_TYPE,
+            };
+            body.insert("issued_token_type".into(), issued.into());
+        }
+        Ok(TokenResponse {
+            body: Value::Object(body),
+            dpop_nonce: self.dpop_nonce(now),
+        })
+    }
+
+    /// The audience: one `resource` (RFC 8707) or `audience` (RFC 8693) value, or the
+    /// client's only registered audience when none is named.
+    fn target<'s>(&'s self, client: &Client, params: &Params) -> Result<Target<'s>, ErrorResponse> {
+        let mut named: Vec<&str> = params.all("resource");
+        named.extend(params.all("audience"));
+        named.sort_unstable();
+        named.dedup();
+        let invalid = |why: String| ErrorResponse::new(ErrorKind::InvalidTarget, why);
+        let id = match named.as_slice() {
+            [] => match client.audiences.as_slice() {
+                [only] => only.as_str(),
+                _ => return Err(invalid("name the resource the token is for".into())),
+            },
+            [one] => *one,
+            _ => {
+                return Err(invalid(
+                    "a token is for one resource; ask once per resource".into(),
+                ))
+            }
+        };
+        if !client.audiences.is_empty() && !client.audiences.iter().any(|a| a == id) {
+            return Err(invalid(format!("the client may not get tokens for {id}")));
+        }
+        if self.settings.audiences.is_empty() {
+            if client.audiences.is_empty() {
+                return Err(invalid(format!("the client may not get tokens for {id}")));
+            }
+            return Ok(Target::Registered(id.to_owned()));
+        }
+        self.settings
+            .audiences
+            .iter()
+            .find(|a| a.id == id)
+            .map(Target::Declared)
+            .ok_or_else(|| invalid(format!("unknown resource {id}")))
+    }
+
+    /// The DPoP key to bind the token to, if the request carries a proof.
+    async fn dpop_binding(
+        &self,
+        req: &Request<'_>,
+        now: i64,
+    ) -> Result<Option<String>, ErrorResponse> {
+        let proof = match req.dpop.as_slice() {
+            [] => return Ok(None),
+            [one] => *one,
+            _ => {
+                return Err(ErrorResponse::new(
+                    ErrorKind::InvalidDpopProof,
+                    "more than one DPoP header",
+                ))
+            }
+        };
+        let url = self.url(paths::TOKEN);
+        let expect = dpop::Expect {
+            method: "POST",
+            url: &url,
+            now,
+            window: self.settings.dpop.window,
+            access_token: None,
+            nonces: self.nonces.as_ref(),
+        };
+        let proof = dpop::check(proof, &expect).map_err(|e| match e {
+            ProofError::Invalid(why) => ErrorResponse::new(ErrorKind::InvalidDpopProof, why),
+            ProofError::NonceRequired => ErrorResponse {
+                kind: ErrorKind::UseDpopNonce,
+                description: "the DPoP proof must carry the server's nonce".into(),
+                dpop_nonce: self.dpop_nonce(now),
+            },
+        })?;
+        let window = i64::try_from(self.settings.dpop.window).unwrap_or(i64::MAX);
+        let fresh = self
+            .store
+            .use_jti(
+                "dpop",
+                &format!("{}:{}", proof.jkt, proof.jti),
+                proof.iat.saturating_add(window).saturating_add(1),
+            )
+            .await?;
+        if !fresh {
+            return Err(ErrorResponse::new(
+                ErrorKind::InvalidDpopProof,
+                "the DPoP proof was used before",
+            ));
+        }
+        Ok(Some(proof.jkt))
+    }
+
+    /// RFC 8693: checks the subject token and returns its subject and, for our own tokens,
+    /// the scopes it carries (the new token cannot widen them). The subject token must be an
+    /// active token of ours or a valid token of a trusted issuer, with our issuer as
+    /// audience (or the one configured for that issuer). A subject token that fails is
+    /// `invalid_grant`; see docs/oauth.md for why not `invalid_request`.
+    async fn exchange(
+        &self,
+        params: &Params,
+        now: i64,
+    ) -> Result<(String, Option<Vec<String>>), ErrorResponse> {
+        let token = params.require("subject_token")?;
+        match params.require("subject_token_type")? {
+            ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE => {}
+            _ => {
+                return Err(invalid_request(
+                    "subject_token_type must be access_token or jwt",
+                ))
+            }
+        }
+        if let Some(t) = params.get("requested_token_type") {
+            if t != ACCESS_TOKEN_TYPE && t != JWT_TOKEN_TYPE {
+                return Err(invalid_request(
+                    "requested_token_type must be access_token or jwt",
+                ));
+            }
+        }
+        if params.get("actor_token").is_some() || params.get("actor_token_type").is_some() {
+            return Err(invalid_request(
+                "actor tokens (delegation) are not supported",
+            ));
+        }
+        let bad = |why: &str| ErrorResponse::new(ErrorKind::InvalidGrant, why.to_owned());
+        if let Some(claims) = self.read_own(token, now) {
+            if self.active(&claims).await?.is_none() {
+                return Err(bad("the subject token is revoked"));
+            }
+            if claims.get("cnf").is_some() {
+                return Err(bad("a DPoP-bound token cannot be exchanged"));
+            }
+            let subject = claims
+                .sub()
+                .ok_or_else(|| bad("the subject token has no sub"))?;
+            let scope = claims
+                .get("scope")
+                .and_then(Value::as_str)
+                .map(|s| s.split(' ').map(String::from).collect())
+                .unwrap_or_default();
+            return Ok((subject.to_owned(), Some(scope)));
+        }
+        let (_, unverified) = jwt::decode_unverified(token)
+            .map_err(|_| bad("the subject token is not a JWT we can verify"))?;
+        let iss = unverified
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let trusted = self
+            .settings
+            .trusted_issuers
+            .iter()
+            .find(|t| t.issuer == iss)
+            .ok_or_else(|| bad("the subject token is not from a trusted issuer"))?;
+        let audience = trusted
+            .audience
+            .clone()
+            .unwrap_or_else(|| self.settings.issuer.clone());
+        let validation = Validation::new()
+            .algorithms(trusted.algorithms.iter().copied())
+            .issuer(trusted.issuer.clone())
+            .audience(audience)
+            .leeway(EXCHANGE_LEEWAY)
+            .at_time(now);
+        let verified: Claims = jwt::verify(token, &trusted.keys, &validation)
+            .map_err(|e| bad(&format!("the subject token is invalid: {}", e.reason())))?
+            .claims;
+        let subject = verified
+            .sub()
+            .ok_or_else(|| bad("the subject token has no sub"))?;
+        Ok((subject.to_owned(), None))
+    }
+}
+
+/// The scopes of the token: those asked for (all must be allowed) or, when none are, every
+/// allowed one. Allowed = registered for the client ∩ accepted by the audience (∩ carried by
+/// an exchanged token of ours).
+fn resolve_scope(
+    requested: Option<&str>,
+    client: &Client,
+    target: &Target<'_>,
+    cap: Option<&[String]>,
+) -> Result<Vec<String>, ErrorResponse> {
+    let allowed = |s: &str| {
+        client.scopes.iter().any(|c| c == s)
+            && match target {
+                Target::Declared(a) => a.scopes.iter().any(|x| x == s),
+                Target::Registered(_) => true,
+            }
+            && cap.is_none_or(|c| c.iter().any(|x| x == s))
+    };
+    let mut scope: Vec<String> = Vec::new();
+    match requested {
+        Some(text) => {
+            for s in text.split(' ').filter(|s| !s.is_empty()) {
+                if !allowed(s) {
+                    return Err(ErrorResponse::new(
+                        ErrorKind::InvalidScope,
+                        format!("the scope {s} is not allowed"),
+                    ));
+                }
+                if !scope.iter().any(|x| x == s) {
+                    scope.push(s.to_owned());
+                }
+            }
+        }
+        None => scope.extend(client.scopes.iter().filter(|s| allowed(s)).cloned()),
+    }
+    Ok(scope)
+}

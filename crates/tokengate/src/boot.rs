@@ -1,0 +1,238 @@
+//! Turning a checked configuration into a running token service: the store (SQLite under the
+//! data directory, or PostgreSQL), the master key, and the service settings. Shared by
+//! `serve`, `dev`, `client` and `key`, so each opens the same data the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oauth::{Audience, DpopSettings, EncryptTo, Policy, Service, Settings, TrustedIssuer};
+use store::{MasterKey, Store, StoreError};
+
+use crate::config::{Config, DEFAULT_DATA_DIR};
+use crate::error::{display_path, CliError, EXIT_USAGE};
+
+/// The environment variable holding the master key (base64 of 32 bytes).
+pub const MASTER_KEY_ENV: &str = "TOKENGATE_MASTER_KEY";
+/// The environment variable holding the admin API token.
+pub const ADMIN_TOKEN_ENV: &str = "TOKENGATE_ADMIN_TOKEN";
+/// The SQLite file inside the data directory.
+const DATABASE_FILE: &str = "tokengate.db";
+/// The master key file inside the data directory, when no other source is configured.
+const MASTER_KEY_FILE: &str = "master.key";
+
+/// Where the data lives: flags override the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct StorageFlags {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+}
+
+impl StorageFlags {
+    fn data_dir(&self, config: &Config) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| config.server.data_dir.as_ref().map(|d| d.get_ref().clone()))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    fn database_url(&self, config: &Config) -> String {
+        if let Some(url) = &self.database_url {
+            return url.clone();
+        }
+        if self.data_dir.is_none() {
+            if let Some(url) = &config.server.database_url {
+                return url.get_ref().0.to_string();
+            }
+        }
+        self.data_dir(config)
+            .join(DATABASE_FILE)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn store_error(what: &str, e: &StoreError) -> CliError {
+    let reason = match e {
+        StoreError::WrongMasterKey => format!(
+            "{what}: the master key does not decrypt this database's keys; it was made with \
+             another master key. Nothing was changed. Use the master key the database was \
+             created with ({MASTER_KEY_ENV} or master_key_file)."
+        ),
+        other => {
+            let mut text = format!("{what}: {other}");
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    };
+    CliError::new(e.code(), reason, EXIT_USAGE)
+}
+
+/// Opens the store and the master key, and checks that the key belongs to the store before
+/// anything is written. Returns a note to print when a master key file was created.
+pub async fn open_store(
+    config: &Config,
+    flags: &StorageFlags,
+) -> Result<(Store, MasterKey, Option<String>), CliError> {
+    let (master, note) = master_key(config, flags)?;
+    let url = flags.database_url(config);
+    let store = Store::open(&url)
+        .await
+        .map_err(|e| store_error("opening the database", &e))?;
+    store
+        .verify_master_key(&master)
+        .await
+        .map_err(|e| store_error("checking the master key", &e))?;
+    Ok((store, master, note))
+}
+
+/// The master key: `TOKENGATE_MASTER_KEY`, else `master_key_file`, else `master.key` in the
+/// data directory; a missing file is created (mode 0600) and a note says so.
+fn master_key(
+    config: &Config,
+    flags: &StorageFlags,
+) -> Result<(MasterKey, Option<String>), CliError> {
+    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+        let key =
+            MasterKey::from_base64(text.trim()).map_err(|e| store_error(MASTER_KEY_ENV, &e))?;
+        return Ok((key, None));
+    }
+    let path = config
+        .server
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| flags.data_dir(config).join(MASTER_KEY_FILE));
+    let (key, created) = MasterKey::load_or_create_file(&path)
+        .map_err(|e| store_error("the master key file", &e))?;
+    let note = created.then(|| {
+        format!(
+            "created the master key file {} (mode 0600). It decrypts the signing keys: back it \
+             up, keep it apart from database backups, or set {MASTER_KEY_ENV} instead.",
+            display_path(&path)
+        )
+    });
+    Ok((key, note))
+}
+
+/// The service settings from the configuration, with `issuer` (the configured one, or the
+/// URL of the bound listener). Reads the key files the configuration names.
+pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
+    let ts = &config.token_service;
+    let lifetimes = config
+        .audiences
+        .iter()
+        .filter_map(|a| a.token_lifetime)
+        .map(|d| d.0)
+        .chain([ts.token_lifetime.0]);
+    let max_token_lifetime = lifetimes.max().unwrap_or(ts.token_lifetime.0).max(1);
+    let mut audiences = Vec::new();
+    for a in &config.audiences {
+        let encrypt = match (&a.encrypt_to, a.encrypt) {
+            (_, false) => None,
+            (None, true) => Some(EncryptTo::Own),
+            (Some(path), true) => Some(EncryptTo::Key(Arc::new(encryption_key(path.get_ref())?))),
+        };
+        audiences.push(Audience {
+            id: a.id.get_ref().clone(),
+            scopes: a.scopes.iter().map(|s| s.get_ref().clone()).collect(),
+            encrypt,
+            token_lifetime: a.token_lifetime.map(|d| d.0),
+        });
+    }
+    let mut trusted_issuers = Vec::new();
+    for i in &config.issuers {
+        let path = i.jwks_file.get_ref();
+        let keys = crate::input::load_key_set(path)?;
+        trusted_issuers.push(TrustedIssuer {
+            issuer: i.issuer.get_ref().clone(),
+            keys,
+            algorithms: i
+                .algorithms
+                .iter()
+                .filter_map(|a| a.get_ref().parse().ok())
+                .collect(),
+            audience: i.exchange_audience.clone(),
+        });
+    }
+    Ok(Settings {
+        issuer,
+        policy: Policy {
+            signing_alg: ts.signing_alg,
+            encryption_alg: ts.encryption_alg,
+            encryption_enc: ts.encryption_enc,
+            max_token_lifetime,
+        },
+        token_lifetime: ts.token_lifetime.0,
+        jwks_max_age: ts.jwks_max_age.0,
+        rotate_every: ts.rotate_every.map(|d| d.0),
+        audiences,
+        trusted_issuers,
+        dpop: DpopSettings {
+            window: ts.dpop_window.0,
+            require_nonce: ts.dpop_nonce,
+        },
+    })
+}
+
+/// An audience's public encryption key: a JWK, or the one key of a JWK Set.
+fn encryption_key(path: &Path) -> Result<jose::Jwk, CliError> {
+    let set = crate::input::load_key_set(path)?;
+    let mut keys = set.keys().iter();
+    match (keys.next(), keys.next()) {
+        (Some(k), None) => {
+            jose::Jwk::from_map(&k.to_map()).map_err(|e| CliError::jose_in(path, &e))
+        }
+        _ => Err(CliError::usage(format!(
+            "{}: encrypt_to must hold exactly one key",
+            display_path(path)
+        ))),
+    }
+}
+
+/// Starts the service over an opened store (creating the first keys on a first boot).
+pub async fn start_service(
+    config: &Config,
+    store: Store,
+    master: MasterKey,
+    issuer: String,
+) -> Result<Service, CliError> {
+    let settings = settings(config, issuer)?;
+    Service::start(store, master, settings, store::unix_now())
+        .await
+        .map_err(|e| match e {
+            oauth::Error::Store(s) => store_error("starting the token service", &s),
+            other => CliError::new(other.code(), other.to_string(), EXIT_USAGE),
+        })
+}
+
+/// Opens the store and starts the service, for commands that serve nothing (`client`, `key`).
+pub async fn open_service(config: &Config, flags: &StorageFlags) -> Result<Service, CliError> {
+    let (store, master, note) = open_store(config, flags).await?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    let issuer = config
+        .issuer()
+        .map(String::from)
+        .map_err(|e| CliError::usage(format!("issuer: {e}")))?;
+    start_service(config, store, master, issuer).await
+}
+
+/// The admin token: `TOKENGATE_ADMIN_TOKEN`, else the configuration's.
+pub fn admin_token(config: &Config) -> Option<String> {
+    std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            config
+                .server
+                .admin_token
+                .as_ref()
+                .map(|t| t.get_ref().clone())
+        })
+}

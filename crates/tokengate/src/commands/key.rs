@@ -1,0 +1,46 @@
+//! `tokengate key …`: list keys, start a rotation, print the JWKS, directly on the store. A
+//! running server picks up a rotation at its next lifecycle step (every few seconds).
+
+use super::{block_on, print_json, storage};
+use crate::boot;
+use crate::cli::KeyCommand;
+use crate::error::{CliError, EXIT_USAGE};
+use crate::server::{key_use, key_view};
+
+pub fn run(cmd: KeyCommand) -> Result<(), CliError> {
+    match cmd {
+        KeyCommand::List(args) => {
+            let (config, flags) = storage(&args)?;
+            let keys = block_on(async {
+                let service = boot::open_service(&config, &flags).await?;
+                service
+                    .store()
+                    .list_keys()
+                    .await
+                    .map_err(|e| CliError::new(e.code(), e.to_string(), EXIT_USAGE))
+            })?;
+            print_json(&keys.iter().map(key_view).collect())
+        }
+        KeyCommand::Rotate(args) => {
+            let (config, flags) = storage(&args.storage)?;
+            let use_ = key_use(Some(&args.key_use))
+                .ok_or_else(|| CliError::usage("--use must be sig or enc"))?;
+            let key = block_on(async {
+                let service = boot::open_service(&config, &flags).await?;
+                service
+                    .rotate_key(use_, store::unix_now(), None)
+                    .await
+                    .map_err(|e| CliError::new("ERR_KEY_ROTATE", e.to_string(), EXIT_USAGE))
+            })?;
+            print_json(&key_view(&key))
+        }
+        KeyCommand::Jwks(args) => {
+            let (config, flags) = storage(&args)?;
+            let jwks = block_on(async {
+                let service = boot::open_service(&config, &flags).await?;
+                Ok(service.jwks())
+            })?;
+            print_json(&jwks)
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The OAuth endpoints: token, introspection, revocation, metadata and JWKS.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use oauth::{paths, ErrorResponse, Introspection, Request, INTROSPECTION_JWT};
+
+use super::{json_response, App, RequestId};
+
+const DPOP: HeaderName = HeaderName::from_static("dpop");
+const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route(paths::TOKEN, post(token))
+        .route(paths::INTROSPECT, post(introspect))
+        .route(paths::REVOKE, post(revoke))
+        .route(paths::JWKS, get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+}
+
+/// Reads the body up to the protocol's limit; `None` when it is larger (the protocol answers
+/// `invalid_request`) or the connection failed mid-body.
+async fn bounded(body: Body) -> Option<Bytes> {
+    axum::body::to_bytes(body, oauth::form::MAX_BODY).await.ok()
+}
+
+fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Vec<&'h str> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .collect()
+}
+
+fn request<'a>(headers: &'a HeaderMap, body: Option<&'a [u8]>, id: &'a str) -> Request<'a> {
+    Request {
+        content_type: text(headers, &header::CONTENT_TYPE).first().copied(),
+        authorization: text(headers, &header::AUTHORIZATION),
+        dpop: text(headers, &DPOP),
+        accept: text(headers, &header::ACCEPT).first().copied(),
+        body,
+        request_id: id,
+    }
+}
+
+/// RFC 6749 §5.1: token responses and anything holding token data are not cached.
+fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn with_nonce(mut response: Response, nonce: Option<&str>) -> Response {
+    if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(n).ok()) {
+        response.headers_mut().insert(DPOP_NONCE, value);
+    }
+    response
+}
+
+/// The one place an [`ErrorResponse`] becomes HTTP.
+fn oauth_error(e: &ErrorResponse, id: &str) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = no_store(json_response(status, &e.body(id)));
+    if let Some(challenge) = e.www_authenticate() {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    if status.is_server_error() {
+        crate::log::event("error", &format!("request {id}: {}", e.reason()));
+    }
+    with_nonce(response, e.dpop_nonce.as_deref())
+}
+
+async fn token(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = bounded(body).await;
+    let req = request(&headers, body.as_deref(), &id.0);
+    match app.service.token(&req, store::unix_now()).await {
+        Ok(r) => with_nonce(
+            no_store(json_response(StatusCode::OK, &r.body)),
+            r.dpop_nonce.as_deref(),
+        ),
+        Err(e) => oauth_error(&e, &id.0),
+    }
+}
+
+async fn introspect(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = bounded(body).await;
+    let req = request(&headers, body.as_deref(), &id.0);
+    match app.service.introspect(&req, store::unix_now()).await {
+        Ok(Introspection::Json(v)) => no_store(json_response(StatusCode::OK, &v)),
+        Ok(Introspection::Jwt(jwt)) => no_store(
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(INTROSPECTION_JWT),
+                )],
+                jwt,
+            )
+                .into_response(),
+        ),
+        Err(e) => oauth_error(&e, &id.0),
+    }
+}
+
+async fn revoke(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = bounded(body).await;
+    let req = request(&headers, body.as_deref(), &id.0);
+    match app.service.revoke(&req, store::unix_now()).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => oauth_error(&e, &id.0),
+    }
+}
+
+async fn metadata(State(app): State<Arc<App>>) -> Response {
+    json_response(StatusCode::OK, &app.service.metadata())
+}
+
+/// The JWKS, cacheable for `jwks_max_age`: the pre-publication period of a new key is at
+/// least as long, so a cached copy always holds the key that signs.
+async fn jwks(State(app): State<Arc<App>>) -> Response {
+    let max_age = app.service.settings().jwks_max_age;
+    let mut response = json_response(StatusCode::OK, &app.service.jwks());
+    let cache = format!("public, max-age={max_age}");
+    if let Ok(value) = HeaderValue::from_str(&cache) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    response
+}
