@@ -82,6 +82,8 @@ mod crypto;
 mod error;
 mod jtis;
 mod keys;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tokens;
 
 use std::path::Path;

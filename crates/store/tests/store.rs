@@ -14,100 +14,6 @@
     clippy::indexing_slicing
 )]
 
-mod harness {
-    use std::future::Future;
-
-    use sqlx::postgres::PgPoolOptions;
-    use store::Store;
-
-    pub const POSTGRES_ENV: &str = "TOKENGATE_TEST_POSTGRES_URL";
-
-    /// What a test gets: a way to open (and reopen) its own database.
-    pub struct Ctx {
-        pub url: String,
-        _dir: Option<tempfile::TempDir>,
-    }
-
-    impl Ctx {
-        pub async fn open(&self) -> Store {
-            match Store::open(&self.url).await {
-                Ok(store) => store,
-                Err(err) => panic!("opening the test store failed: {err} ({err:?})"),
-            }
-        }
-    }
-
-    pub fn random_hex(bytes: usize) -> String {
-        let mut buf = vec![0u8; bytes];
-        aws_lc_rs::rand::fill(&mut buf).unwrap();
-        buf.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    pub async fn run_sqlite<F, Fut>(test: F)
-    where
-        F: FnOnce(Ctx) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let dir = tempfile::tempdir().unwrap();
-        // A directory that does not exist yet: the store creates it.
-        let path = dir.path().join("data").join("tokengate.db");
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        test(Ctx {
-            url,
-            _dir: Some(dir),
-        })
-        .await;
-    }
-
-    /// The PostgreSQL URL to test against, if any; `?options=-c search_path=<schema>` added.
-    fn url_with_search_path(base: &str, schema: &str) -> String {
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-c%20search_path%3D{schema}")
-    }
-
-    pub async fn run_postgres<F, Fut>(test: F)
-    where
-        F: FnOnce(Ctx) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let Ok(base) = std::env::var(POSTGRES_ENV) else {
-            eprintln!("PostgreSQL test not run: {POSTGRES_ENV} is not set");
-            return;
-        };
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(&base)
-            .await
-            .unwrap_or_else(|err| {
-                panic!("{POSTGRES_ENV} is set but PostgreSQL cannot be reached: {err}")
-            });
-        let schema = format!("t_{}", random_hex(8));
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let ctx = Ctx {
-            url: url_with_search_path(&base, &schema),
-            _dir: None,
-        };
-        // Run the test as its own task so that a failing assertion still lets us drop the
-        // schema; then re-raise it.
-        let outcome = tokio::spawn(test(ctx)).await;
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        if let Err(err) = outcome {
-            if err.is_panic() {
-                std::panic::resume_unwind(err.into_panic());
-            }
-            panic!("test task failed: {err}");
-        }
-    }
-}
-
 /// The test functions, each written once for both backends.
 mod cases {
     use store::{
@@ -115,7 +21,7 @@ mod cases {
         KeyUse, MasterKey, NewKey, Store, StoreError,
     };
 
-    use crate::harness::Ctx;
+    use store::testing::Ctx;
 
     const PEPPER: &[u8] = b"test pepper";
 
@@ -718,7 +624,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::harness::run_sqlite(crate::cases::$name).await;
+                    store::testing::run_sqlite(crate::cases::$name).await;
                 }
             )*
         }
@@ -726,7 +632,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::harness::run_postgres(crate::cases::$name).await;
+                    store::testing::run_postgres(crate::cases::$name).await;
                 }
             )*
         }

@@ -1,0 +1,242 @@
+//! A token service over a test database, and requests to its router.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use jose::jwt::{self, Claims, Validation};
+use jose::{Algorithm, Jwk, JwkSet};
+use oauth::{Audience, EncryptTo, NewClient, Service, Settings};
+use serde_json::Value;
+use store::testing::Ctx;
+use store::{AuthMethod, MasterKey};
+use tokengate::server::{router, App};
+use tower::ServiceExt as _;
+
+pub const ISSUER: &str = "https://as.example";
+pub const API: &str = "https://api.example";
+pub const SECRET_API: &str = "https://secret.example";
+pub const ADMIN: &str = "admin-token-0123456789abcdef0123456789";
+
+pub struct TestApp {
+    pub router: Router,
+    pub service: Arc<Service>,
+}
+
+pub fn settings() -> Settings {
+    let mut s = Settings::new(ISSUER);
+    s.audiences = vec![
+        Audience {
+            id: API.into(),
+            scopes: vec!["read".into(), "write".into()],
+            encrypt: None,
+            token_lifetime: None,
+        },
+        Audience {
+            id: SECRET_API.into(),
+            scopes: vec!["read".into()],
+            encrypt: Some(EncryptTo::Own),
+            token_lifetime: Some(120),
+        },
+    ];
+    s
+}
+
+pub async fn app(ctx: &Ctx) -> TestApp {
+    app_with(ctx, settings(), Some(ADMIN)).await
+}
+
+pub async fn app_with(ctx: &Ctx, settings: Settings, admin: Option<&str>) -> TestApp {
+    let store = ctx.open().await;
+    let service = Service::start(
+        store,
+        MasterKey::from_bytes([7; 32]),
+        settings,
+        store::unix_now(),
+    )
+    .await
+    .unwrap();
+    let service = Arc::new(service);
+    let router = router(App::new(Arc::clone(&service), admin.map(String::from)));
+    TestApp { router, service }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The OAuth error code, asserting the status too.
+    pub fn error(&self, status: u16) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+        body["error"].as_str().unwrap().to_owned()
+    }
+
+    pub fn ok(&self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POSTs a form with extra headers.
+    pub async fn post(&self, path: &str, form: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(Body::from(form.to_owned())).unwrap())
+            .await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// A client_secret_basic (or _post) client; returns (id, secret).
+    pub async fn client(
+        &self,
+        scopes: &[&str],
+        audiences: &[&str],
+        method: AuthMethod,
+    ) -> (String, String) {
+        let creds = self
+            .service
+            .create_client(
+                NewClient {
+                    name: "test".into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    audiences: audiences.iter().map(|s| s.to_string()).collect(),
+                    auth_method: method,
+                    jwks: None,
+                },
+                store::unix_now(),
+                None,
+            )
+            .await
+            .unwrap();
+        (creds.client_id, creds.client_secret.unwrap().to_string())
+    }
+
+    /// A token for `form` (client_credentials unless it says otherwise) with Basic auth.
+    pub async fn token(&self, id: &str, secret: &str, form: &str) -> Reply {
+        let form = if form.contains("grant_type=") {
+            form.to_owned()
+        } else {
+            format!("grant_type=client_credentials&{form}")
+        };
+        self.post(
+            "/oauth2/token",
+            &form,
+            &[("authorization", &basic(id, secret))],
+        )
+        .await
+    }
+
+    /// The published JWKS.
+    pub async fn jwks(&self) -> JwkSet {
+        let reply = self.get("/oauth2/jwks", &[]).await;
+        JwkSet::from_json(&reply.body).unwrap()
+    }
+
+    /// Verifies an access token of ours the way a resource server would (JWKS, RFC 9068).
+    pub async fn verify(&self, token: &str, audience: &str) -> Claims {
+        let jwks = self.jwks().await;
+        let v = Validation::new()
+            .algorithms([Algorithm::ES256])
+            .issuer(ISSUER)
+            .audience(audience)
+            .typ("at+jwt");
+        jwt::verify(token, &jwks, &v).unwrap().claims
+    }
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// A signed JWT with the given header `typ` and extra header members.
+pub fn signed(key: &Jwk, claims: &Value, header: &[(&str, Value)]) -> String {
+    let mut params = jose::jws::HeaderParams::default();
+    for (name, value) in header {
+        params.protected.insert((*name).into(), value.clone());
+    }
+    jose::jws::compact::sign(
+        claims.to_string().as_bytes(),
+        key,
+        key.signing_algorithm().unwrap(),
+        &params,
+    )
+    .unwrap()
+}
+
+/// A DPoP proof for POST to the token endpoint.
+pub fn dpop_proof(key: &Jwk, jti: &str, nonce: Option<&str>) -> String {
+    let mut claims = serde_json::json!({
+        "jti": jti, "htm": "POST", "htu": format!("{ISSUER}/oauth2/token"), "iat": store::unix_now(),
+    });
+    if let Some(n) = nonce {
+        claims["nonce"] = n.into();
+    }
+    let public = Value::Object(key.to_public().unwrap().to_map());
+    signed(key, &claims, &[("typ", "dpop+jwt".into()), ("jwk", public)])
+}
+
+pub fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

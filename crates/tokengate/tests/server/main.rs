@@ -1,0 +1,67 @@
+//! The token service over HTTP: every endpoint and error, driven through the axum router
+//! without sockets (`oneshot`), each case run against SQLite and PostgreSQL; and the binary
+//! itself (`serve`, `dev`, `client`, `key`) for restarts, the master key and the CLI.
+// Test helpers assert by panicking, as tests do.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod admin;
+mod harness;
+mod introspection;
+mod process;
+mod token;
+
+/// Declares each case of `$module` as two tests, `sqlite` and `postgres`.
+macro_rules! on_both_backends {
+    ($module:ident: $($name:ident),* $(,)?) => {
+        mod $module {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        store::testing::run_sqlite(crate::$module::$name).await;
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        store::testing::run_postgres(crate::$module::$name).await;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+mod backends {
+    on_both_backends!(token:
+        client_credentials_issues_an_rfc9068_token,
+        secret_post_and_method_mismatch,
+        private_key_jwt,
+        invalid_client,
+        malformed_requests,
+        scope_and_target,
+        encrypted_audience,
+        token_exchange,
+        dpop_binding,
+        dpop_nonce,
+        database_unavailable,
+    );
+    on_both_backends!(introspection:
+        introspect_json_and_jwt,
+        revoke,
+        key_rotation_keeps_old_tokens_valid,
+    );
+    on_both_backends!(admin:
+        metadata_and_jwks,
+        admin_auth_and_openapi,
+        admin_clients,
+        admin_keys_revocations_and_audit,
+    );
+}
