@@ -217,8 +217,7 @@ pub async fn open_service(config: &Config, flags: &StorageFlags) -> Result<Servi
         eprintln!("{note}");
     }
     let issuer = config
-        .issuer()
-        .map(String::from)
+        .issuer_id()
         .map_err(|e| CliError::usage(format!("issuer: {e}")))?;
     start_service(config, store, master, issuer).await
 }

@@ -75,7 +75,9 @@ async fn run(
         .local_addr()
         .map_err(io_error("reading the bound address"))?;
     let issuer = match &config.token_service.issuer {
-        Some(url) => url.get_ref().as_str().trim_end_matches('/').to_owned(),
+        Some(_) => config
+            .issuer_id()
+            .map_err(|e| CliError::usage(format!("issuer: {e}")))?,
         None => format!("http://{addr}"),
     };
     let service = Arc::new(boot::start_service(&config, store, master, issuer.clone()).await?);

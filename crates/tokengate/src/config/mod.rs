@@ -321,6 +321,18 @@ impl Config {
         }
     }
 
+    /// The issuer identifier as it appears in `iss`: a bare origin has no trailing slash
+    /// (`https://auth.example`, as RFC 8414 examples write it).
+    pub fn issuer_id(&self) -> Result<String, url::ParseError> {
+        let url = self.issuer()?;
+        let text = url.as_str();
+        Ok(if url.path() == "/" {
+            text.trim_end_matches('/').to_owned()
+        } else {
+            text.to_owned()
+        })
+    }
+
     /// The effective settings, defaults filled in, as JSON for `config check`. The database
     /// password is never shown.
     pub fn effective(&self) -> serde_json::Value {
@@ -354,6 +366,16 @@ impl Config {
             "token_lifetime_seconds": ts.token_lifetime.0,
             "rotate_every_seconds": ts.rotate_every.map(|d| d.0),
             "jwks_max_age_seconds": ts.jwks_max_age.0,
+            "dpop_window_seconds": ts.dpop_window.0,
+            "dpop_nonce": ts.dpop_nonce,
+            "admin_api": if self.server.admin_token.is_some() { "on (token from the file)" } else { "on only if TOKENGATE_ADMIN_TOKEN is set" },
+            "issuers": self.issuers.iter().map(|i| json!({
+                "name": i.name.get_ref(),
+                "issuer": i.issuer.get_ref(),
+                "jwks_file": i.jwks_file.get_ref(),
+                "algorithms": i.algorithms.iter().map(|a| a.get_ref()).collect::<Vec<_>>(),
+                "exchange_audience": i.exchange_audience,
+            })).collect::<Vec<_>>(),
             "audiences": self.audiences.iter().map(|a| json!({
                 "id": a.id.get_ref(),
                 "scopes": a.scopes.iter().map(|s| s.get_ref()).collect::<Vec<_>>(),

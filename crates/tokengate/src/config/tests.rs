@@ -138,3 +138,43 @@ fn effective_settings_fill_defaults_and_hide_the_password() {
     );
     assert_eq!(d["issuer"], "http://127.0.0.1:8080/");
 }
+
+#[test]
+fn issuers_admin_token_and_dpop() {
+    let c = Config::parse(
+        r#"
+[server]
+admin_token = "0123456789abcdef0123456789abcdef"
+[token_service]
+issuer = "https://auth.example"
+dpop_window = "2m"
+dpop_nonce = true
+[[issuers]]
+name = "partner"
+issuer = "https://partner.example"
+jwks_file = "partner.json"
+algorithms = ["ES256", "RS256"]
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.issuer_id().unwrap(), "https://auth.example");
+    assert_eq!(c.token_service.dpop_window, Duration(120));
+    assert!(c.token_service.dpop_nonce);
+    assert_eq!(c.issuers.len(), 1);
+    let shown = c.effective().to_string();
+    assert!(!shown.contains("0123456789abcdef"), "the admin token is never shown");
+
+    let e = err("[server]\nadmin_token = \"short\"\n");
+    assert_eq!(e.position, Some((2, 15)));
+    assert!(e.message.contains("admin_token"));
+    let partner = "[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_file = \"p.json\"\n";
+    let e = err(&format!("{partner}algorithms = [\"none\"]\n"));
+    assert_eq!(e.position, Some((5, 15)));
+    let e = err(&format!("{partner}algorithms = []\n"));
+    assert!(e.message.contains("at least one"), "{e}");
+    let e = err(&format!("{partner}algorithms = [\"ES256\"]\n{}algorithms = [\"ES256\"]\n", partner));
+    assert!(e.message.contains("twice"), "{e}");
+    let e = err("[[issuers]]\nname = \"p\"\nissuer = \"x\"\njwks_url = \"https://x\"\nalgorithms = [\"ES256\"]\n");
+    assert!(e.message.contains("jwks_url"), "{e}");
+}
