@@ -277,3 +277,27 @@ pub async fn key_rotation_keeps_old_tokens_valid(ctx: Ctx) {
         assert!(events.iter().any(|e| e.event.event == name), "{name}");
     }
 }
+
+pub async fn scheduled_rotation(ctx: Ctx) {
+    let mut s = crate::harness::settings();
+    s.rotate_every = Some(3600);
+    let app = crate::harness::app_with(&ctx, s, None).await;
+    let now = store::unix_now();
+    let keys = |app: &crate::harness::TestApp| {
+        let store = app.service.store().clone();
+        async move { store.list_keys().await.unwrap() }
+    };
+    app.service.maintain(now + 10).await.unwrap();
+    assert_eq!(keys(&app).await.len(), 2, "not due yet");
+    app.service.maintain(now + 3600).await.unwrap();
+    let after = keys(&app).await;
+    assert_eq!(after.iter().filter(|k| k.state == KeyState::Pending).count(), 2, "sig and enc");
+    // Pre-published for the JWKS max-age, then active; one rotation at a time.
+    app.service.maintain(now + 3600 + 300).await.unwrap();
+    assert_eq!(keys(&app).await.iter().filter(|k| k.state == KeyState::Pending).count(), 2);
+    app.service.maintain(now + 3600 + 600).await.unwrap();
+    let done = keys(&app).await;
+    assert_eq!(done.iter().filter(|k| k.state == KeyState::Active).count(), 2);
+    assert_eq!(done.iter().filter(|k| k.state == KeyState::Retired).count(), 2);
+    assert_eq!(done.iter().filter(|k| k.key_use == KeyUse::Sig && k.state == KeyState::Active).count(), 1);
+}

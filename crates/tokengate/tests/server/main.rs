@@ -57,6 +57,7 @@ mod backends {
         introspect_json_and_jwt,
         revoke,
         key_rotation_keeps_old_tokens_valid,
+        scheduled_rotation,
     );
     on_both_backends!(admin:
         metadata_and_jwks,
