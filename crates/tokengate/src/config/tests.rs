@@ -163,17 +163,24 @@ algorithms = ["ES256", "RS256"]
     assert!(c.token_service.dpop_nonce);
     assert_eq!(c.issuers.len(), 1);
     let shown = c.effective().to_string();
-    assert!(!shown.contains("0123456789abcdef"), "the admin token is never shown");
+    assert!(
+        !shown.contains("0123456789abcdef"),
+        "the admin token is never shown"
+    );
 
     let e = err("[server]\nadmin_token = \"short\"\n");
     assert_eq!(e.position, Some((2, 15)));
     assert!(e.message.contains("admin_token"));
-    let partner = "[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_file = \"p.json\"\n";
+    let partner =
+        "[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_file = \"p.json\"\n";
     let e = err(&format!("{partner}algorithms = [\"none\"]\n"));
     assert_eq!(e.position, Some((5, 15)));
     let e = err(&format!("{partner}algorithms = []\n"));
     assert!(e.message.contains("at least one"), "{e}");
-    let e = err(&format!("{partner}algorithms = [\"ES256\"]\n{}algorithms = [\"ES256\"]\n", partner));
+    let e = err(&format!(
+        "{partner}algorithms = [\"ES256\"]\n{}algorithms = [\"ES256\"]\n",
+        partner
+    ));
     assert!(e.message.contains("twice"), "{e}");
     let e = err("[[issuers]]\nname = \"p\"\nissuer = \"x\"\njwks_url = \"https://x\"\nalgorithms = [\"ES256\"]\n");
     assert!(e.message.contains("jwks_url"), "{e}");

@@ -291,13 +291,38 @@ pub async fn scheduled_rotation(ctx: Ctx) {
     assert_eq!(keys(&app).await.len(), 2, "not due yet");
     app.service.maintain(now + 3600).await.unwrap();
     let after = keys(&app).await;
-    assert_eq!(after.iter().filter(|k| k.state == KeyState::Pending).count(), 2, "sig and enc");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|k| k.state == KeyState::Pending)
+            .count(),
+        2,
+        "sig and enc"
+    );
     // Pre-published for the JWKS max-age, then active; one rotation at a time.
     app.service.maintain(now + 3600 + 300).await.unwrap();
-    assert_eq!(keys(&app).await.iter().filter(|k| k.state == KeyState::Pending).count(), 2);
+    assert_eq!(
+        keys(&app)
+            .await
+            .iter()
+            .filter(|k| k.state == KeyState::Pending)
+            .count(),
+        2
+    );
     app.service.maintain(now + 3600 + 600).await.unwrap();
     let done = keys(&app).await;
-    assert_eq!(done.iter().filter(|k| k.state == KeyState::Active).count(), 2);
-    assert_eq!(done.iter().filter(|k| k.state == KeyState::Retired).count(), 2);
-    assert_eq!(done.iter().filter(|k| k.key_use == KeyUse::Sig && k.state == KeyState::Active).count(), 1);
+    assert_eq!(
+        done.iter().filter(|k| k.state == KeyState::Active).count(),
+        2
+    );
+    assert_eq!(
+        done.iter().filter(|k| k.state == KeyState::Retired).count(),
+        2
+    );
+    assert_eq!(
+        done.iter()
+            .filter(|k| k.key_use == KeyUse::Sig && k.state == KeyState::Active)
+            .count(),
+        1
+    );
 }
