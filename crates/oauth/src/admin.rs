@@ -287,14 +287,20 @@ impl Service {
         let count = match &by {
             RevokeBy::Jti(jti) => {
                 audit.jti = Some(jti.clone());
-                u64::from(self.store.revoke_token(jti, now).await?)
+                let newly = self.store.revoke_token(jti, now).await?;
+                if let Some(token) = self.store.token(jti).await? {
+                    self.revocations.revoke_jti(jti, token.expires_at);
+                }
+                u64::from(newly)
             }
             RevokeBy::Client(id) => {
                 audit.client_id = Some(id.clone());
+                self.revocations.revoke_client(id, now);
                 self.store.revoke_by_client(id, now).await?
             }
             RevokeBy::Subject(sub) => {
                 audit.subject = Some(sub.clone());
+                self.revocations.revoke_subject(sub, now);
                 self.store.revoke_by_subject(sub, now).await?
             }
         };

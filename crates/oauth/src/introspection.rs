@@ -144,6 +144,8 @@ impl Service {
         }
         let jti = claims.jti().unwrap_or_default();
         let newly = self.store.revoke_token(jti, now).await?;
+        self.revocations
+            .revoke_jti(jti, claims.exp().unwrap_or(now));
         event.reason = Some(if newly { "revoked" } else { "already revoked" }.into());
         self.audit(&event).await?;
         Ok(())

@@ -296,7 +296,7 @@ fn lenient(result: store::Result<()>) -> Result<bool> {
     }
 }
 
-fn secs(s: u64) -> i64 {
+pub(crate) fn secs(s: u64) -> i64 {
     i64::try_from(s).unwrap_or(i64::MAX)
 }
 

@@ -38,6 +38,7 @@ mod introspection;
 mod keyring;
 mod mint;
 mod protocol;
+mod revocations;
 mod service;
 mod token;
 
@@ -48,5 +49,8 @@ pub use introspection::{Introspection, INTROSPECTION_JWT};
 pub use keyring::{KeyRing, Policy, RingKey};
 pub use mint::{mint, record, EncryptTo, Grant, Minted, AT_JWT};
 pub use protocol::{ErrorKind, ErrorResponse, Request};
-pub use service::{paths, Audience, DpopSettings, Service, Settings, TrustedIssuer};
+pub use revocations::Revocations;
+pub use service::{
+    paths, Audience, DpopSettings, Service, Settings, TrustedIssuer, INTERNAL_TOKEN_LIFETIME,
+};
 pub use token::{TokenResponse, TOKEN_EXCHANGE};

@@ -226,7 +226,7 @@ fn check(ring: &KeyRing, grant: &Grant) -> Result<()> {
 }
 
 /// 128 random bits, base64url without padding.
-fn random_jti() -> Result<String> {
+pub(crate) fn random_jti() -> Result<String> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Random)?;
     Ok(jose::b64::encode(bytes))

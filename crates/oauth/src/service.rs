@@ -12,8 +12,13 @@ use zeroize::Zeroizing;
 
 use crate::dpop::{self, Nonces};
 use crate::error::Result;
+use crate::keyring::secs;
 use crate::keyring::{KeyRing, Policy};
 use crate::mint::{EncryptTo, AT_JWT};
+use crate::revocations::Revocations;
+
+/// Lifetime of [`Service::internal_token`]s, seconds.
+pub const INTERNAL_TOKEN_LIFETIME: i64 = 60;
 
 /// Paths of the endpoints, below the issuer URL.
 pub mod paths {
@@ -117,6 +122,7 @@ pub struct Service {
     pub(crate) nonces: Option<Nonces>,
     pub(crate) settings: Settings,
     ring: RwLock<Arc<KeyRing>>,
+    pub(crate) revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Service {
@@ -143,6 +149,10 @@ impl Service {
             .dpop
             .require_nonce
             .then(|| Nonces::new(master.derive("dpop-nonce").as_slice(), 300));
+        let revocations = Arc::new(Revocations::default());
+        revocations
+            .refresh(&store, now, secs(settings.policy.max_token_lifetime))
+            .await?;
         Ok(Service {
             store,
             master,
@@ -150,6 +160,7 @@ impl Service {
             nonces,
             settings,
             ring: RwLock::new(Arc::new(ring)),
+            revocations,
         })
     }
 
@@ -161,6 +172,22 @@ impl Service {
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The revocation list of our tokens (for the gateway's per-request check).
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// Reads revocations made elsewhere (other nodes, the CLI) into [`Service::revocations`].
+    pub async fn refresh_revocations(&self, now: i64) -> Result<()> {
+        self.revocations
+            .refresh(
+                &self.store,
+                now,
+                secs(self.settings.policy.max_token_lifetime),
+            )
+            .await
     }
 
     /// The current key ring.
@@ -264,6 +291,31 @@ impl Service {
             .token(jti)
             .await?
             .filter(|t| t.revoked_at.is_none()))
+    }
+
+    /// A short-lived token (60 s) for an upstream, signed with the active key, carrying
+    /// `claims` (a token the gateway verified) re-issued by us: `iss` ours, `aud` the route's
+    /// audience, fresh `iat`, `exp` and `jti`, no `cnf`. Upstreams verify it with our JWKS and
+    /// never see the client's token (the phantom-token pattern). Returns it and its `exp`.
+    pub fn internal_token(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+        audience: &str,
+        now: i64,
+    ) -> Result<(String, i64)> {
+        let mut out = claims.clone();
+        for name in ["iss", "aud", "exp", "iat", "nbf", "jti", "cnf"] {
+            out.remove(name);
+        }
+        let exp = now.saturating_add(INTERNAL_TOKEN_LIFETIME);
+        out.insert("iss".into(), self.settings.issuer.clone().into());
+        out.insert("aud".into(), audience.into());
+        out.insert("iat".into(), now.into());
+        out.insert("exp".into(), exp.into());
+        out.insert("jti".into(), crate::mint::random_jti()?.into());
+        let ring = self.ring();
+        let token = jwt::sign(&out, ring.active_signing(), ring.signing_alg(), Some("JWT"))?;
+        Ok((token, exp))
     }
 
     /// Appends an audit event; a failure is returned, so the caller reports it rather than

@@ -6,6 +6,7 @@ pub mod boot;
 pub mod cli;
 pub mod commands;
 pub mod config;
+mod demo;
 pub mod error;
 mod input;
 pub mod log;

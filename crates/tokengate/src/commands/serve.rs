@@ -20,31 +20,76 @@ use crate::server::{router, App};
 /// the CLI made). Far below any pre-publication period.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
 
-/// The configuration `dev` runs with when given none: one demo audience.
-const DEV_CONFIG: &str = r#"
+/// The audience of the demo's plain tokens, and of its encrypted ones.
+const DEMO_API: &str = "https://api.example";
+const DEMO_SECURE: &str = "https://secure.example";
+
+/// The configuration `dev` runs with when given none: two audiences (one with encrypted
+/// tokens) and two routes to the demo upstream.
+fn dev_config(upstream: SocketAddr) -> String {
+    format!(
+        r#"
 [[audiences]]
-id = "https://api.example"
-scopes = ["demo:read", "demo:write"]
-"#;
+id = "{DEMO_API}"
+scopes = ["transactions:read", "transactions:write"]
+
+[[audiences]]
+id = "{DEMO_SECURE}"
+scopes = ["transactions:read"]
+encrypt = true
+
+[[routes]]
+name = "transactions"
+path_prefix = "/api/"
+upstreams = ["http://{upstream}"]
+[routes.auth]
+issuers = ["self"]
+audience = "{DEMO_API}"
+required_scopes = ["transactions:write"]
+forward_claims = {{ sub = "x-user-id", client_id = "x-client-id", scope = "x-scopes" }}
+
+[[routes]]
+name = "secure"
+path_prefix = "/secure/"
+upstreams = ["http://{upstream}"]
+[routes.auth]
+issuers = ["self"]
+audience = "{DEMO_SECURE}"
+forward_claims = {{ sub = "x-user-id", scope = "x-scopes" }}
+"#
+    )
+}
 
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (config, flags) = storage(&args.storage)?;
     let listen = args.listen.unwrap_or(config.server.listen);
-    block_on(run(config, flags, listen, false))
+    block_on(run(
+        config,
+        flags,
+        listen,
+        false,
+        args.storage.config.clone(),
+    ))
 }
 
 pub fn dev(args: DevArgs) -> Result<(), CliError> {
-    let (config, flags) = match &args.storage.config {
-        Some(_) => storage(&args.storage)?,
-        None => {
-            let (_, flags) = storage(&args.storage)?;
-            let config = Config::parse(DEV_CONFIG, "(dev defaults)")
-                .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))?;
-            (config, flags)
-        }
-    };
-    let listen = args.listen.unwrap_or(config.server.listen);
-    block_on(run(config, flags, listen, true))
+    block_on(async move {
+        let (config, flags, path) = match &args.storage.config {
+            Some(path) => {
+                let (config, flags) = storage(&args.storage)?;
+                (config, flags, Some(path.clone()))
+            }
+            None => {
+                let (_, flags) = storage(&args.storage)?;
+                let upstream = crate::demo::start().await?;
+                let config = Config::parse(&dev_config(upstream), "(dev defaults)")
+                    .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))?;
+                (config, flags, None)
+            }
+        };
+        let listen = args.listen.unwrap_or(config.server.listen);
+        run(config, flags, listen, true, path).await
+    })
 }
 
 fn io_error(what: &str) -> impl Fn(std::io::Error) -> CliError + '_ {
@@ -56,13 +101,15 @@ async fn run(
     flags: boot::StorageFlags,
     listen: SocketAddr,
     dev: bool,
+    config_path: Option<std::path::PathBuf>,
 ) -> Result<(), CliError> {
-    if config.server.tls.is_some() {
-        return Err(CliError::usage(
-            "server.tls: TLS termination is not implemented yet; terminate TLS in front of \
-             tokengate for now, or remove [server.tls]",
-        ));
-    }
+    let tls = match &config.server.tls {
+        Some(t) => Some(
+            crate::server::listener::tls_config(&t.cert, &t.key)
+                .map_err(|e| CliError::new("ERR_TLS", format!("server.tls: {e}"), EXIT_USAGE))?,
+        ),
+        None => None,
+    };
     // The master key is checked against the database before the port is bound.
     let (store, master, note) = boot::open_store(&config, &flags).await?;
     if let Some(note) = note {
@@ -74,11 +121,12 @@ async fn run(
     let addr = listener
         .local_addr()
         .map_err(io_error("reading the bound address"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let issuer = match &config.token_service.issuer {
         Some(_) => config
             .issuer_id()
             .map_err(|e| CliError::usage(format!("issuer: {e}")))?,
-        None => format!("http://{addr}"),
+        None => format!("{scheme}://{addr}"),
     };
     let service = Arc::new(boot::start_service(&config, store, master, issuer.clone()).await?);
     let mut admin_token = boot::admin_token(&config);
@@ -88,21 +136,68 @@ async fn run(
         }
         announce_dev(&service, &issuer, admin_token.as_deref()).await?;
     }
-    let app = App::new(Arc::clone(&service), admin_token);
+    let parts = boot::GatewayParts::new(Arc::clone(&service));
+    let gateway = boot::build_gateway(&config, &parts)?;
+    let reloader: Option<Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>> =
+        config_path.map(|path| {
+            let parts = parts.clone();
+            Box::new(move || {
+                let config = Config::load(&path).map_err(|e| e.to_string())?;
+                boot::build_gateway(&config, &parts).map_err(|e| e.to_string())
+            }) as Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>
+        });
+    let app = App::with_gateway(Arc::clone(&service), admin_token, gateway, reloader);
 
     tokio::spawn(maintain(Arc::clone(&service)));
+    tokio::spawn(refresh_revocations(Arc::clone(&service)));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(Arc::clone(&app)));
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "tokengate listening on http://{addr}");
+        let _ = writeln!(out, "tokengate listening on {scheme}://{addr}");
         let _ = out.flush();
     }
     crate::log::event("info", &format!("listening on {addr}, issuer {issuer}"));
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(io_error("serving"))?;
+    crate::server::listener::serve(listener, router(app), tls, shutdown()).await;
     crate::log::event("info", "stopped");
     Ok(())
+}
+
+/// Reads revocations made elsewhere every second, so a token revoked on another node (or by
+/// the CLI) is refused here within about a second.
+async fn refresh_revocations(service: Arc<Service>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = service.refresh_revocations(store::unix_now()).await {
+            crate::log::event(
+                "error",
+                &format!("revocation refresh failed ({}): {e}", e.code()),
+            );
+        }
+    }
+}
+
+/// SIGHUP reloads the configuration (as `POST /admin/reload` does).
+#[cfg(unix)]
+async fn reload_on_hangup(app: Arc<App>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match app.reload() {
+            Ok(n) => crate::log::event(
+                "info",
+                &format!("configuration reloaded on SIGHUP ({n} routes)"),
+            ),
+            Err(e) => crate::log::event(
+                "warn",
+                &format!("reload refused, the old configuration keeps serving: {e}"),
+            ),
+        }
+    }
 }
 
 /// The periodic key-lifecycle step; failures are logged and retried on the next tick.
@@ -158,12 +253,20 @@ async fn announce_dev(
 ) -> Result<(), CliError> {
     let fail = |e: oauth::AdminError| CliError::new("ERR_DEV", e.to_string(), EXIT_USAGE);
     let now = store::unix_now();
-    let audience = service
+    let audiences: Vec<String> = service
         .settings()
         .audiences
-        .first()
-        .map(|a| (a.id.clone(), a.scopes.clone()));
-    let (audience, scopes) = audience.unwrap_or_else(|| ("https://api.example".into(), Vec::new()));
+        .iter()
+        .map(|a| a.id.clone())
+        .collect();
+    let mut scopes: Vec<String> = service
+        .settings()
+        .audiences
+        .iter()
+        .flat_map(|a| a.scopes.iter().cloned())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
     let existing = service
         .store()
         .list_clients()
@@ -178,8 +281,8 @@ async fn announce_dev(
                 .create_client(
                     NewClient {
                         name: "demo".into(),
-                        scopes: scopes.clone(),
-                        audiences: vec![audience.clone()],
+                        scopes,
+                        audiences,
                         auth_method: AuthMethod::ClientSecretBasic,
                         jwks: None,
                     },
@@ -192,20 +295,32 @@ async fn announce_dev(
     .map_err(fail)?;
     let id = &creds.client_id;
     let secret = creds.client_secret.as_deref().map_or("", |s| s.as_str());
-    let scope = scopes
-        .first()
-        .map_or(String::new(), |s| format!(" -d scope={s}"));
+    let admin = admin_token.unwrap_or("(admin API off)");
+    let token = |var: &str, resource: &str, scope: &str| {
+        format!(
+            "{var}=$(curl -s -u '{id}:{secret}' -d grant_type=client_credentials -d resource={resource} -d scope={scope} {issuer}/oauth2/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+        )
+    };
     let text = format!(
-        "tokengate dev: token service at {issuer}\n\
+        "tokengate dev: token service and gateway at {issuer}\n\
          demo client: client_id={id} client_secret={secret} (secret re-issued on every dev start)\n\
          admin token: {admin}\n\n\
-         Get a token:\n  \
-         TOKEN=$(curl -s -u '{id}:{secret}' -d grant_type=client_credentials -d resource={audience}{scope} {issuer}/oauth2/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
-         Introspect it:\n  curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/introspect\n\
-         Revoke it:\n  curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/revoke\n\
-         Metadata and keys:\n  curl -s {issuer}/.well-known/oauth-authorization-server\n  curl -s {issuer}/oauth2/jwks\n\
-         Audit trail:\n  curl -s -H 'Authorization: Bearer {admin}' {issuer}/admin/audit\n",
-        admin = admin_token.unwrap_or("(admin API off)"),
+         Get tokens (one that may write, one that may only read, one encrypted):\n  {write}\n  {read}\n  {enc}\n\
+         Call the demo API through the gateway:\n\
+         \x20 curl -i -X POST {issuer}/api/transactions                                            # 401: no token\n\
+         \x20 curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"amount\":5}}' {issuer}/api/transactions   # 200: the upstream sees the caller\n\
+         \x20 curl -i -X POST -H \"Authorization: Bearer $READ\" {issuer}/api/transactions            # 403: insufficient_scope\n\
+         \x20 curl -s -H \"Authorization: Bearer $ENC\" {issuer}/secure/balance                         # 200: an encrypted (JWE) token\n\
+         Introspect, revoke, and try again:\n\
+         \x20 curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/introspect\n\
+         \x20 curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/revoke\n\
+         \x20 curl -i -X POST -H \"Authorization: Bearer $TOKEN\" {issuer}/api/transactions            # 401: revoked\n\
+         Metadata, keys, audit trail, metrics:\n\
+         \x20 curl -s {issuer}/.well-known/oauth-authorization-server\n  curl -s {issuer}/oauth2/jwks\n\
+         \x20 curl -s -H 'Authorization: Bearer {admin}' {issuer}/admin/audit\n  curl -s {issuer}/metrics\n",
+        write = token("TOKEN", DEMO_API, "transactions:write"),
+        read = token("READ", DEMO_API, "transactions:read"),
+        enc = token("ENC", DEMO_SECURE, "transactions:read"),
     );
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());

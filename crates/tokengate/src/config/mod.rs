@@ -58,9 +58,12 @@ pub struct Config {
     /// Resource servers tokens may be issued for.
     #[serde(default)]
     pub audiences: Vec<Audience>,
-    /// Other trusted issuers (token exchange).
+    /// Other trusted issuers (gateway routes, token exchange).
     #[serde(default)]
     pub issuers: Vec<Issuer>,
+    /// Gateway routes.
+    #[serde(default)]
+    pub routes: Vec<routes::Route>,
 }
 
 /// `[server]`.
@@ -259,12 +262,37 @@ pub struct Issuer {
     pub name: Spanned<String>,
     /// Its `iss` value.
     pub issuer: Spanned<String>,
-    /// Its public keys, a JWK Set file.
-    pub jwks_file: Spanned<PathBuf>,
+    /// Its public keys: a JWK, JWK Set or PEM file.
+    pub jwks_file: Option<Spanned<PathBuf>>,
+    /// Its JWKS URL, fetched and cached.
+    pub jwks_url: Option<Spanned<Url>>,
+    /// Find the JWKS URL in the issuer's metadata (RFC 8414, then OpenID discovery).
+    #[serde(default)]
+    pub discovery: bool,
     /// The algorithms its tokens may use.
     pub algorithms: Vec<Spanned<String>>,
     /// The `aud` its tokens must carry to be exchanged here (default: our issuer).
     pub exchange_audience: Option<String>,
+    /// Required JWT `typ` (default `at+jwt`, RFC 9068); `""` checks none.
+    pub typ: Option<String>,
+    /// Private keys (JWK, JWK Set or PEM) that decrypt this issuer's encrypted tokens.
+    pub decrypt_keys_file: Option<PathBuf>,
+    /// JWKS cache lifetime when the response names none (default 10m).
+    #[serde(default = "default_jwks_max_age")]
+    pub cache_max_age: Duration,
+    /// Least time between refetches for an unknown `kid` (default 30s).
+    #[serde(default = "default_cooldown")]
+    pub refetch_cooldown: Duration,
+    /// Timeout of one JWKS or metadata fetch (default 5s).
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout: Duration,
+}
+
+fn default_cooldown() -> Duration {
+    Duration(30)
+}
+fn default_fetch_timeout() -> Duration {
+    Duration(5)
 }
 
 /// `[[audiences]]`: a resource server.
@@ -372,9 +400,19 @@ impl Config {
             "issuers": self.issuers.iter().map(|i| json!({
                 "name": i.name.get_ref(),
                 "issuer": i.issuer.get_ref(),
-                "jwks_file": i.jwks_file.get_ref(),
+                "jwks_file": i.jwks_file.as_ref().map(|f| f.get_ref()),
+                "jwks_url": i.jwks_url.as_ref().map(|u| u.get_ref().as_str()),
+                "discovery": i.discovery,
                 "algorithms": i.algorithms.iter().map(|a| a.get_ref()).collect::<Vec<_>>(),
                 "exchange_audience": i.exchange_audience,
+            })).collect::<Vec<_>>(),
+            "routes": self.routes.iter().map(|r| json!({
+                "name": r.name.get_ref(),
+                "path": r.path.as_ref().map(|p| p.get_ref()),
+                "path_prefix": r.path_prefix.as_ref().map(|p| p.get_ref()),
+                "host": r.host,
+                "upstreams": r.upstreams.get_ref(),
+                "public": matches!(r.auth.get_ref(), routes::Auth::None),
             })).collect::<Vec<_>>(),
             "audiences": self.audiences.iter().map(|a| json!({
                 "id": a.id.get_ref(),
@@ -458,6 +496,20 @@ impl Config {
                     format!("issuers.name {name:?} is reserved or declared twice"),
                 ));
             }
+            let sources = usize::from(iss.jwks_file.is_some())
+                + usize::from(iss.jwks_url.is_some())
+                + usize::from(iss.discovery);
+            if sources != 1 {
+                return Err((
+                    iss.name.span(),
+                    format!("issuers {name:?}: give exactly one of jwks_file, jwks_url or discovery = true"),
+                ));
+            }
+            if let Some(url) = &iss.jwks_url {
+                if !matches!(url.get_ref().scheme(), "https" | "http") {
+                    return Err((url.span(), "issuers.jwks_url must be an http(s) URL".into()));
+                }
+            }
             if iss.algorithms.is_empty() {
                 return Err((
                     iss.name.span(),
@@ -476,6 +528,7 @@ impl Config {
                 }
             }
         }
+        routes::validate(self)?;
         if let Some(token) = &self.server.admin_token {
             if token.get_ref().len() < 32 {
                 return Err((
@@ -498,3 +551,5 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+
+pub mod routes;

@@ -81,9 +81,8 @@ fn errors_name_file_line_column_and_field() {
     let e = err("[server\n");
     assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
 
-    // Sections of later features are unknown until they exist, not silently ignored.
     let e = err("[[routes]]\nname = \"x\"\n");
-    assert!(e.message.contains("routes"), "{e}");
+    assert!(e.message.contains("missing field"), "{e}");
 }
 
 #[test]
@@ -182,6 +181,56 @@ algorithms = ["ES256", "RS256"]
         partner
     ));
     assert!(e.message.contains("twice"), "{e}");
-    let e = err("[[issuers]]\nname = \"p\"\nissuer = \"x\"\njwks_url = \"https://x\"\nalgorithms = [\"ES256\"]\n");
-    assert!(e.message.contains("jwks_url"), "{e}");
+    let e = err("[[issuers]]\nname = \"p\"\nissuer = \"x\"\njwks_url = \"https://x\"\ndiscovery = true\nalgorithms = [\"ES256\"]\n");
+    assert!(
+        e.message
+            .contains("exactly one of jwks_file, jwks_url or discovery"),
+        "{e}"
+    );
+}
+
+const ROUTE: &str =
+    "[[routes]]\nname = \"a\"\npath_prefix = \"/api/\"\nupstreams = [\"http://127.0.0.1:9000\"]\n";
+
+#[test]
+fn routes_parse_and_their_rules_are_checked() {
+    let c = Config::parse(
+        &format!(
+            "{ROUTE}[routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\nforward_claims = {{ sub = \"x-user\" }}\n\n\
+             [[routes]]\nname = \"public\"\npath = \"/health\"\nupstreams = [\"http://127.0.0.1:9000\"]\nauth = \"none\"\n\n\
+             [[routes]]\nname = \"mcp\"\npath_prefix = \"/mcp\"\nupstreams = [\"http://127.0.0.1:9001\"]\n[routes.mcp]\nresource = \"https://host.example/mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.routes.len(), 3);
+    assert!(matches!(c.routes[1].auth.get_ref(), routes::Auth::None));
+
+    let auth = "[routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n";
+    // Each mistake, and the line it is reported on.
+    let cases: Vec<(String, &str, usize)> = vec![
+        (ROUTE.to_owned(), "missing field `auth`", 1),
+        (format!("{ROUTE}auth = \"open\"\n"), "use \"none\"", 5),
+        (format!("{ROUTE}{auth}colour = 1\n"), "unknown field `colour`", 8),
+        (format!("{ROUTE}[routes.auth]\nissuers = [\"partner\"]\naudience = \"x\"\n"), "unknown issuer", 6),
+        (format!("{ROUTE}[routes.auth]\nissuers = [\"self\"]\n"), "audience is required", 5),
+        (format!("{ROUTE}{auth}forward_token = \"all\"\n"), "forward_token", 8),
+        (format!("{ROUTE}{auth}{ROUTE}{auth}"), "declared twice", 9),
+        (format!("{ROUTE}{auth}{}{auth}", ROUTE.replace("\"a\"", "\"b\"")), "overlaps route", 9),
+        (format!("[[routes]]\nname = \"o\"\npath_prefix = \"/oauth2/\"\nupstreams = [\"http://h\"]\n{auth}"), "served by the token service", 3),
+        (format!("[[routes]]\nname = \"o\"\npath = \"/x\"\npath_prefix = \"/x\"\nupstreams = [\"http://h\"]\n{auth}"), "exactly one of path", 2),
+        (format!("[[routes]]\nname = \"o\"\npath = \"/x\"\nupstreams = [\"ftp://h\"]\n{auth}"), "http:// or https://", 4),
+        (format!("{ROUTE}methods = [\"GE T\"]\n{auth}"), "not an HTTP method", 5),
+        (format!("{ROUTE}[routes.mcp]\nresource = \"https://h/mcp\"\n{auth}"), "must equal mcp.resource", 9),
+    ];
+    for (text, expected, line) in cases {
+        let e = err(&text);
+        assert!(e.message.contains(expected), "{expected}: {e}");
+        assert_eq!(e.position.map(|p| p.0), Some(line), "{expected}: {e}");
+    }
+    // The same path with disjoint methods, or on another host, is not an overlap.
+    let get = format!("[[routes]]\nname = \"g\"\npath_prefix = \"/api/\"\nmethods = [\"GET\"]\nupstreams = [\"http://h\"]\n{auth}");
+    let post = format!("[[routes]]\nname = \"p\"\npath_prefix = \"/api/\"\nmethods = [\"post\"]\nupstreams = [\"http://h\"]\n{auth}");
+    let host = format!("[[routes]]\nname = \"h\"\nhost = \"a.example\"\npath_prefix = \"/api/\"\nupstreams = [\"http://h\"]\n{auth}");
+    Config::parse(&format!("{get}{post}{host}"), "t.toml").unwrap();
 }

@@ -35,6 +35,7 @@ pub(super) fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/admin/keys/rotate", post(rotate_key))
         .route("/admin/revocations", post(revoke))
         .route("/admin/audit", get(audit))
+        .route("/admin/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
     Router::new()
         .route("/admin/openapi.json", get(openapi))
@@ -431,5 +432,24 @@ async fn audit(
             json_response(StatusCode::OK, &json!({ "events": list }))
         }
         Err(e) => admin_error(&e.into(), &id.0),
+    }
+}
+
+async fn reload(State(app): State<Arc<App>>, Extension(id): Extension<RequestId>) -> Response {
+    match app.reload() {
+        Ok(routes) => {
+            crate::log::event("info", &format!("configuration reloaded ({routes} routes)"));
+            json_response(
+                StatusCode::OK,
+                &json!({ "reloaded": true, "routes": routes }),
+            )
+        }
+        Err(e) => {
+            crate::log::event(
+                "warn",
+                &format!("reload refused, the old configuration keeps serving: {e}"),
+            );
+            error_json(StatusCode::CONFLICT, "invalid_config", &e, &id.0)
+        }
     }
 }

@@ -5,8 +5,11 @@
 
 mod admin;
 mod endpoints;
+pub mod listener;
+mod proxy;
 
 pub(crate) use admin::{client_view, key_use, key_view};
+pub use proxy::ConnInfo;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use std::sync::RwLock;
+
+use ::gateway::Gateway;
 use axum::Router;
 use oauth::Service;
 use serde_json::{json, Value};
@@ -29,15 +35,53 @@ pub struct App {
     pub service: Arc<Service>,
     /// The admin API bearer token; `None` turns the admin API off.
     admin_token: Option<Zeroizing<String>>,
+    /// The gateway now serving; replaced whole on reload.
+    gateway: RwLock<Arc<Gateway>>,
+    /// How to rebuild the gateway (`None`: nothing to reload from).
+    reloader: Option<Box<dyn Fn() -> Result<Gateway, String> + Send + Sync>>,
 }
 
 impl App {
-    /// State over a started service.
+    /// State over a started service, without gateway routes (must run inside the runtime:
+    /// it starts the audit writer).
     pub fn new(service: Arc<Service>, admin_token: Option<String>) -> Arc<App> {
+        let parts = crate::boot::GatewayParts::new(Arc::clone(&service));
+        let gateway = Gateway::empty(parts.shared(60));
+        Self::with_gateway(service, admin_token, gateway, None)
+    }
+
+    /// State with a gateway and, for `serve --config`, a way to rebuild it on reload.
+    pub fn with_gateway(
+        service: Arc<Service>,
+        admin_token: Option<String>,
+        gateway: Gateway,
+        reloader: Option<Box<dyn Fn() -> Result<Gateway, String> + Send + Sync>>,
+    ) -> Arc<App> {
         Arc::new(App {
             service,
             admin_token: admin_token.map(Zeroizing::new),
+            gateway: RwLock::new(Arc::new(gateway)),
+            reloader,
         })
+    }
+
+    /// The gateway serving now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        Arc::clone(&self.gateway.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Rebuilds the gateway from the configuration file and swaps it in; a configuration
+    /// that fails to load or build is refused and the current one keeps serving. Requests in
+    /// flight finish on the gateway they started with.
+    pub fn reload(&self) -> Result<usize, String> {
+        let rebuild = self
+            .reloader
+            .as_ref()
+            .ok_or("nothing to reload: the server was started without --config")?;
+        let fresh = rebuild()?;
+        let routes = fresh.routes().len();
+        *self.gateway.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        Ok(routes)
     }
 }
 
@@ -50,20 +94,12 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(endpoints::routes())
         .merge(admin::routes(Arc::clone(&app)))
-        .fallback(not_found)
+        .route("/metrics", axum::routing::get(proxy::metrics))
+        .fallback(proxy::proxy)
         .with_state(app)
         // Outermost: every response, including errors and 404s, carries the request id and is
         // logged.
         .layer(middleware::from_fn(request_id))
-}
-
-async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response {
-    error_json(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint",
-        &id.0,
-    )
 }
 
 /// A small JSON error body with the request id.
@@ -113,7 +149,18 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    access_log(&method, &path, response.status(), started.elapsed(), &id);
+    let info = response
+        .extensions()
+        .get::<::gateway::AccessInfo>()
+        .cloned();
+    access_log(
+        &method,
+        &path,
+        response.status(),
+        started.elapsed(),
+        &id,
+        info,
+    );
     response
 }
 
@@ -125,8 +172,9 @@ fn access_log(
     status: StatusCode,
     elapsed: Duration,
     id: &str,
+    info: Option<::gateway::AccessInfo>,
 ) {
-    let line = json!({
+    let mut line = json!({
         "time": store::unix_now(),
         "request_id": id,
         "method": method.as_str(),
@@ -134,5 +182,13 @@ fn access_log(
         "status": status.as_u16(),
         "latency_ms": elapsed.as_secs_f64() * 1000.0,
     });
+    if let (Some(info), Some(map)) = (info, line.as_object_mut()) {
+        map.insert("route".into(), info.route.into());
+        map.insert("client_id".into(), info.client_id.into());
+        map.insert("sub".into(), info.sub.into());
+        map.insert("token_hash".into(), info.token_hash.into());
+        map.insert("upstream".into(), info.upstream.into());
+        map.insert("denial".into(), info.denial.into());
+    }
     crate::log::line(&line);
 }

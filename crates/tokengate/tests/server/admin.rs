@@ -80,7 +80,8 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
     for path in doc["paths"].as_object().unwrap().keys() {
         let path = path.replace("{client_id}", "nobody");
         let reply = admin_call(&app, "GET", &path, None).await;
-        let routed = reply.status != 404 || reply.json()["error_description"] != "no such endpoint";
+        let routed =
+            reply.status != 404 || reply.json()["error_description"] != "no route for this request";
         assert!(routed, "{path}: {}", String::from_utf8_lossy(&reply.body));
     }
     // Without an admin token the API does not exist.

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use oauth::{Audience, DpopSettings, EncryptTo, Policy, Service, Settings, TrustedIssuer};
 use store::{MasterKey, Store, StoreError};
 
+mod gateway;
+
+pub use gateway::{build_gateway, GatewayParts};
+
 use crate::config::{Config, DEFAULT_DATA_DIR};
 use crate::error::{display_path, CliError, EXIT_USAGE};
 
@@ -145,9 +149,13 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
         });
     }
     let mut trusted_issuers = Vec::new();
+    // Token exchange verifies subject tokens synchronously, so only issuers with a key file
+    // take part; issuers with remote key sets serve gateway routes only.
     for i in &config.issuers {
-        let path = i.jwks_file.get_ref();
-        let keys = crate::input::load_key_set(path)?;
+        let Some(path) = &i.jwks_file else {
+            continue;
+        };
+        let keys = crate::input::load_key_set(path.get_ref())?;
         trusted_issuers.push(TrustedIssuer {
             issuer: i.issuer.get_ref().clone(),
             keys,

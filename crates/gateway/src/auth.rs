@@ -1,0 +1,577 @@
+//! Authentication of a request: the token from `Authorization`, the verified-token cache,
+//! decryption and signature checks against the route's issuers, then the route's own rules
+//! (audience, time, revocation, DPoP, scope). Every refusal is a [`Denial`] with a stable
+//! code for logs and audit, and an RFC 6750 description for the client.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderName};
+use jose::jwe::DecryptOptions;
+use jose::jwt::{self, Claims, Validation};
+use jose::{ErrorCode, JwkSet};
+use oauth::dpop;
+use oauth::{KeyRing, Revocations};
+use serde_json::Value;
+
+use crate::cache::{self, TokenCache};
+use crate::keys::{Issuer, KeySource};
+
+/// Longest token read from a header; a larger one is refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// What the upstream receives in place of the client's credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardToken {
+    /// No token: the upstream trusts the forwarded claim headers.
+    None,
+    /// The client's own `Authorization` header.
+    Original,
+    /// A 60-second token signed by tokengate carrying the verified claims (phantom token).
+    Internal,
+}
+
+/// A route's token rules.
+#[derive(Debug)]
+pub struct RouteAuth {
+    /// Issuers whose tokens the route accepts.
+    pub issuers: Vec<Arc<Issuer>>,
+    /// The `aud` the token must contain.
+    pub audience: String,
+    /// Scopes the token must carry (all of them).
+    pub required_scopes: Vec<String>,
+    /// Claims the token must carry.
+    pub required_claims: Vec<String>,
+    /// Claim → upstream header.
+    pub forward_claims: Vec<(String, HeaderName)>,
+    /// What replaces the client's token upstream.
+    pub forward_token: ForwardToken,
+    /// Use the verified-token cache.
+    pub token_cache: bool,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub leeway: u64,
+}
+
+/// A verified token: what the cache holds and the rest of the pipeline reads.
+#[derive(Debug)]
+pub struct Verified {
+    /// The name of the issuer that verified it.
+    pub issuer: String,
+    /// The claims.
+    pub claims: Claims,
+    /// `exp`.
+    pub expires_at: i64,
+    /// `nbf`.
+    pub not_before: Option<i64>,
+    /// `iat` (0 when absent).
+    pub issued_at: i64,
+    /// Its scopes (`scope` string or `scp` array).
+    pub scopes: Vec<String>,
+    /// `cnf.jkt`, for DPoP-bound tokens.
+    pub jkt: Option<String>,
+    /// The internal token made for it last, and its expiry, reused while fresh.
+    pub internal: Mutex<Option<(String, i64)>>,
+}
+
+impl Verified {
+    fn new(issuer: &str, claims: Claims) -> Verified {
+        let scopes = match (claims.get("scope"), claims.get("scp")) {
+            (Some(Value::String(s)), _) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            (_, Some(Value::Array(a))) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let jkt = claims
+            .get("cnf")
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str)
+            .map(String::from);
+        Verified {
+            issuer: issuer.to_owned(),
+            expires_at: claims.exp().unwrap_or(i64::MIN),
+            not_before: claims.nbf(),
+            issued_at: claims.iat().unwrap_or(0),
+            scopes,
+            jkt,
+            claims,
+            internal: Mutex::new(None),
+        }
+    }
+
+    /// A claim as text: strings as they are, arrays of strings joined by spaces, other
+    /// values as JSON.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        match self.claims.get(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No token was presented (401 without an error code, RFC 6750 §3.1).
+    MissingToken,
+    /// The credentials are malformed (400 `invalid_request`).
+    InvalidRequest(String),
+    /// The token is invalid (401 `invalid_token`).
+    InvalidToken {
+        /// Stable code, e.g. `ERR_JWT_EXPIRED`.
+        code: &'static str,
+        /// For the client.
+        description: String,
+    },
+    /// A required scope is missing (403 `insufficient_scope`).
+    InsufficientScope {
+        /// The scopes the route requires.
+        scope: String,
+    },
+    /// The issuer's keys cannot be fetched (503).
+    KeysUnavailable(String),
+}
+
+impl Denial {
+    fn invalid(code: &'static str, description: impl Into<String>) -> Denial {
+        Denial::InvalidToken {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// The stable code for logs and audit.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::MissingToken => "ERR_GATEWAY_NO_TOKEN",
+            Denial::InvalidRequest(_) => "ERR_GATEWAY_BAD_CREDENTIALS",
+            Denial::InvalidToken { code, .. } => code,
+            Denial::InsufficientScope { .. } => "ERR_GATEWAY_INSUFFICIENT_SCOPE",
+            Denial::KeysUnavailable(_) => "ERR_GATEWAY_KEYS_UNAVAILABLE",
+        }
+    }
+}
+
+/// How the token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The token from the `Authorization` header.
+pub fn extract(headers: &HeaderMap) -> Result<(Scheme, &str), Denial> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(Denial::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(Denial::InvalidRequest(
+            "more than one Authorization header".into(),
+        ));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| Denial::InvalidRequest("the Authorization header is not text".into()))?;
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        // Another scheme (Basic, …) carries no token for us.
+        return Err(Denial::MissingToken);
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Denial::InvalidRequest(
+            "the Authorization header has no token".into(),
+        ));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Denial::invalid(
+            "ERR_GATEWAY_TOKEN_TOO_LONG",
+            "the token is too long",
+        ));
+    }
+    Ok((scheme, token))
+}
+
+/// Single use of DPoP proof `jti`s at the gateway, in memory (one node; the shared replay
+/// cache comes with multi-node state).
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+/// Entries kept before expired ones are swept.
+const REPLAY_SWEEP_AT: usize = 100_000;
+
+impl ReplayCache {
+    /// `true` the first time `key` is seen before `expires_at`.
+    pub fn first_use(&self, key: String, expires_at: i64, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= REPLAY_SWEEP_AT {
+            seen.retain(|_, exp| *exp > now);
+        }
+        match seen.get(&key) {
+            Some(exp) if *exp > now => false,
+            _ => {
+                seen.insert(key, expires_at);
+                true
+            }
+        }
+    }
+}
+
+/// Keys for one verification, held for its duration.
+enum KeyHandle {
+    Ring(Arc<KeyRing>),
+    Set(Arc<JwkSet>),
+}
+
+impl KeyHandle {
+    fn verify_keys(&self) -> &JwkSet {
+        match self {
+            KeyHandle::Ring(r) => r.jwks(),
+            KeyHandle::Set(s) => s,
+        }
+    }
+}
+
+async fn issuer_keys(issuer: &Issuer, refetch: bool) -> Result<KeyHandle, Denial> {
+    match &issuer.keys {
+        KeySource::Own(service) => Ok(KeyHandle::Ring(service.ring())),
+        KeySource::Static(set) => Ok(KeyHandle::Set(Arc::clone(set))),
+        KeySource::Remote(remote) => {
+            let keys = if refetch {
+                remote.refetch_for_unknown_kid().await
+            } else {
+                remote.keys().await
+            };
+            keys.map(KeyHandle::Set).map_err(|e| {
+                Denial::KeysUnavailable(format!(
+                    "the keys of issuer {} are unavailable: {e}",
+                    issuer.name
+                ))
+            })
+        }
+    }
+}
+
+fn decrypt_keys(issuer: &Issuer) -> Option<KeyHandle> {
+    match (&issuer.keys, &issuer.decrypt) {
+        (KeySource::Own(service), _) => Some(KeyHandle::Ring(service.ring())),
+        (_, Some(set)) => Some(KeyHandle::Set(Arc::clone(set))),
+        _ => None,
+    }
+}
+
+impl KeyHandle {
+    fn decryption(&self) -> &JwkSet {
+        match self {
+            KeyHandle::Ring(r) => r.decryption_keys(),
+            KeyHandle::Set(s) => s,
+        }
+    }
+}
+
+fn validation(issuer: &Issuer, leeway: u64, now: i64) -> Validation {
+    let mut v = Validation::new()
+        .issuer(issuer.issuer.clone())
+        .waive_audience()
+        .leeway(leeway)
+        .at_time(now);
+    v = if issuer.algorithms.is_empty() {
+        v.algorithms_from_key()
+    } else {
+        v.algorithms(issuer.algorithms.iter().copied())
+    };
+    if let Some(typ) = &issuer.typ {
+        v = v.typ(typ.clone());
+    }
+    v
+}
+
+fn rejected(e: &jose::Error) -> Denial {
+    Denial::invalid(e.code().as_str(), e.reason().to_owned())
+}
+
+/// Verifies a token against the route's issuers: signature (after decryption for a
+/// 5-segment JWE), `iss`, `exp`/`nbf`, `typ`. The route's own rules come after.
+pub async fn verify(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified, Denial> {
+    match token.bytes().filter(|b| *b == b'.').count() {
+        2 => verify_signed(auth, token, now).await,
+        4 => verify_encrypted(auth, token, now).await,
+        _ => Err(Denial::invalid(
+            "ERR_JWT_INVALID",
+            "the token is not a JWS or JWE",
+        )),
+    }
+}
+
+async fn verify_signed(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified, Denial> {
+    let (_, unverified) = jwt::decode_unverified(token).map_err(|e| rejected(&e))?;
+    let iss = unverified
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let issuer = auth
+        .issuers
+        .iter()
+        .find(|i| i.issuer == iss)
+        .ok_or_else(|| {
+            Denial::invalid(
+                "ERR_GATEWAY_UNTRUSTED_ISSUER",
+                "the token's issuer is not trusted here",
+            )
+        })?;
+    let v = validation(issuer, auth.leeway, now);
+    let keys = issuer_keys(issuer, false).await?;
+    let claims = match jwt::verify(token, keys.verify_keys(), &v) {
+        Ok(jwt) => jwt.claims,
+        Err(e)
+            if e.code() == ErrorCode::NoMatchingKey
+                && matches!(issuer.keys, KeySource::Remote(_)) =>
+        {
+            // A kid we have not seen: the issuer may have rotated. One refetch (single
+            // flight, then cooldown), one retry.
+            let keys = issuer_keys(issuer, true).await?;
+            jwt::verify(token, keys.verify_keys(), &v)
+                .map_err(|e| rejected(&e))?
+                .claims
+        }
+        Err(e) => return Err(rejected(&e)),
+    };
+    Ok(Verified::new(&issuer.name, claims))
+}
+
+async fn verify_encrypted(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified, Denial> {
+    let mut last = Denial::invalid(
+        "ERR_GATEWAY_CANNOT_DECRYPT",
+        "the token is encrypted to a key this route does not hold",
+    );
+    for issuer in &auth.issuers {
+        let Some(decrypt) = decrypt_keys(issuer) else {
+            continue;
+        };
+        let v = validation(issuer, auth.leeway, now);
+        let keys = issuer_keys(issuer, false).await?;
+        match jwt::decrypt_and_verify(
+            token,
+            decrypt.decryption(),
+            &DecryptOptions::from_key(),
+            keys.verify_keys(),
+            &v,
+        ) {
+            Ok(jwt) => return Ok(Verified::new(&issuer.name, jwt.claims)),
+            Err(e) => last = rejected(&e),
+        }
+    }
+    Err(last)
+}
+
+/// Everything authentication needs besides the route.
+#[derive(Debug)]
+pub struct Authenticator {
+    /// The verified-token cache.
+    pub cache: Arc<TokenCache>,
+    /// Revocations of the built-in issuer's tokens.
+    pub revocations: Arc<Revocations>,
+    /// DPoP proof `jti`s seen.
+    pub replay: ReplayCache,
+    /// DPoP `iat` window, seconds.
+    pub dpop_window: u64,
+}
+
+/// The request facts DPoP checks need.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// The URL as the client addressed it (scheme, host, path).
+    pub url: &'a str,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// Now, unix seconds.
+    pub now: i64,
+}
+
+impl Authenticator {
+    /// Authenticates a request for a route with token rules.
+    pub async fn authenticate(
+        &self,
+        auth: &RouteAuth,
+        facts: RequestFacts<'_>,
+    ) -> Result<(Arc<Verified>, cache::TokenHash), Denial> {
+        let (scheme, token) = extract(facts.headers)?;
+        let now = facts.now;
+        let key = cache::hash(token);
+        let cached = if auth.token_cache {
+            self.cache.get(&key, now)
+        } else {
+            None
+        };
+        let verified = match cached {
+            Some(v) => v,
+            None => {
+                let v = Arc::new(verify(auth, token, now).await?);
+                if auth.token_cache {
+                    self.cache.insert(key, Arc::clone(&v), now);
+                }
+                v
+            }
+        };
+        self.check(auth, &verified, &key, scheme, token, facts)?;
+        Ok((verified, key))
+    }
+
+    fn check(
+        &self,
+        auth: &RouteAuth,
+        v: &Verified,
+        key: &cache::TokenHash,
+        scheme: Scheme,
+        token: &str,
+        facts: RequestFacts<'_>,
+    ) -> Result<(), Denial> {
+        let now = facts.now;
+        let issuer = auth
+            .issuers
+            .iter()
+            .find(|i| i.name == v.issuer)
+            .ok_or_else(|| {
+                Denial::invalid(
+                    "ERR_GATEWAY_UNTRUSTED_ISSUER",
+                    "the token's issuer is not trusted here",
+                )
+            })?;
+        let leeway = i64::try_from(auth.leeway).unwrap_or(i64::MAX);
+        if v.expires_at.saturating_add(leeway) <= now {
+            return Err(Denial::invalid("ERR_JWT_EXPIRED", "the token has expired"));
+        }
+        if v.not_before
+            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
+        {
+            return Err(Denial::invalid(
+                "ERR_JWT_NOT_YET_VALID",
+                "the token is not valid yet",
+            ));
+        }
+        if !v.claims.aud().contains(&auth.audience) {
+            return Err(Denial::invalid(
+                "ERR_GATEWAY_WRONG_AUDIENCE",
+                "the token is not for this resource",
+            ));
+        }
+        if let Some(missing) = auth
+            .required_claims
+            .iter()
+            .find(|c| v.claims.get(c).is_none())
+        {
+            return Err(Denial::invalid(
+                "ERR_GATEWAY_MISSING_CLAIM",
+                format!("the token lacks the {missing} claim"),
+            ));
+        }
+        if matches!(issuer.keys, KeySource::Own(_)) {
+            let jti = v.claims.jti().unwrap_or_default();
+            let client = v.claims.get("client_id").and_then(Value::as_str);
+            if self
+                .revocations
+                .is_revoked(jti, client, v.claims.sub(), v.issued_at)
+            {
+                self.cache.remove(key);
+                return Err(Denial::invalid(
+                    "ERR_GATEWAY_REVOKED",
+                    "the token has been revoked",
+                ));
+            }
+        }
+        self.check_dpop(v, scheme, token, facts)?;
+        let missing: Vec<&str> = auth
+            .required_scopes
+            .iter()
+            .filter(|s| !v.scopes.contains(s))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Denial::InsufficientScope {
+                scope: auth.required_scopes.join(" "),
+            });
+        }
+        Ok(())
+    }
+
+    /// RFC 9449 §7: a bound token needs the `DPoP` scheme and a proof by its key for this
+    /// request; an unbound token must not be presented as DPoP.
+    fn check_dpop(
+        &self,
+        v: &Verified,
+        scheme: Scheme,
+        token: &str,
+        facts: RequestFacts<'_>,
+    ) -> Result<(), Denial> {
+        let fail = |why: String| Denial::invalid("ERR_GATEWAY_DPOP", why);
+        match (&v.jkt, scheme) {
+            (None, Scheme::Bearer) => Ok(()),
+            (None, Scheme::Dpop) => Err(fail("the token is not DPoP-bound".into())),
+            (Some(_), Scheme::Bearer) => Err(fail(
+                "a DPoP-bound token must be presented with the DPoP scheme and a proof".into(),
+            )),
+            (Some(jkt), Scheme::Dpop) => {
+                let mut proofs = facts.headers.get_all("dpop").iter();
+                let proof = match (proofs.next(), proofs.next()) {
+                    (Some(p), None) => p
+                        .to_str()
+                        .map_err(|_| fail("the DPoP header is not text".into()))?,
+                    (None, _) => return Err(fail("the DPoP proof is missing".into())),
+                    (Some(_), Some(_)) => return Err(fail("more than one DPoP header".into())),
+                };
+                let expect = dpop::Expect {
+                    method: facts.method,
+                    url: facts.url,
+                    now: facts.now,
+                    window: self.dpop_window,
+                    access_token: Some(token),
+                    nonces: None,
+                };
+                let proof = dpop::check(proof, &expect).map_err(|e| match e {
+                    dpop::ProofError::Invalid(why) => fail(format!("invalid DPoP proof: {why}")),
+                    dpop::ProofError::NonceRequired => fail("invalid DPoP proof: nonce".into()),
+                })?;
+                if proof.jkt != *jkt {
+                    return Err(fail(
+                        "the DPoP proof is signed by another key than the token is bound to".into(),
+                    ));
+                }
+                let window = i64::try_from(self.dpop_window).unwrap_or(i64::MAX);
+                let fresh = self.replay.first_use(
+                    format!("{}:{}", proof.jkt, proof.jti),
+                    proof.iat.saturating_add(window).saturating_add(1),
+                    facts.now,
+                );
+                if !fresh {
+                    return Err(fail("the DPoP proof was used before".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Trusted issuers and where their keys come from: the built-in token service's ring, a
+//! static file, or a remote JWKS (given, or found by discovery) cached per its
+//! `Cache-Control` max-age, with one single-flight refetch for an unknown `kid` followed by a
+//! cooldown, and the last good keys kept when the endpoint fails.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jose::{Algorithm, JwkSet};
+use oauth::Service;
+use serde_json::Value;
+
+use crate::client::{get_small, HttpClient};
+
+/// Largest JWKS or metadata document read.
+const MAX_DOCUMENT: usize = 512 * 1024;
+
+/// Remote key set timing.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteOptions {
+    /// Cache lifetime when the response gives no `max-age` (default 10 minutes).
+    pub default_max_age: Duration,
+    /// Minimum time between refetches for unknown kids (default 30 s).
+    pub cooldown: Duration,
+    /// Timeout of one fetch (default 5 s).
+    pub timeout: Duration,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            default_max_age: Duration::from_secs(600),
+            cooldown: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where a remote key set is found.
+#[derive(Debug, Clone)]
+pub enum RemoteSource {
+    /// A JWKS URL.
+    Jwks(String),
+    /// The issuer's metadata (RFC 8414, then OpenID discovery), whose `jwks_uri` is used.
+    Discovery(String),
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    keys: Option<Arc<JwkSet>>,
+    jwks_uri: Option<String>,
+    expires: Option<Instant>,
+    last_refetch: Option<Instant>,
+    fetched_count: u64,
+}
+
+/// A remote JWKS.
+#[derive(Debug)]
+pub struct RemoteJwks {
+    source: RemoteSource,
+    client: HttpClient,
+    options: RemoteOptions,
+    cached: Mutex<Cached>,
+    /// One fetch at a time: concurrent callers wait and reuse its result.
+    inflight: tokio::sync::Mutex<()>,
+}
+
+impl RemoteJwks {
+    /// A key set fetched on first use.
+    pub fn new(source: RemoteSource, client: HttpClient, options: RemoteOptions) -> RemoteJwks {
+        RemoteJwks {
+            source,
+            client,
+            options,
+            cached: Mutex::new(Cached::default()),
+            inflight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The keys: cached while fresh, else fetched; on a failed fetch the previous keys are
+    /// kept (stale beats none) and the error is returned only when there are none.
+    pub async fn keys(&self) -> Result<Arc<JwkSet>, String> {
+        {
+            let c = self.cached();
+            if let (Some(keys), Some(exp)) = (&c.keys, c.expires) {
+                if Instant::now() < exp {
+                    return Ok(Arc::clone(keys));
+                }
+            }
+        }
+        self.fetch(false).await
+    }
+
+    /// A refetch because a token named a kid the cached set lacks: at most one per cooldown;
+    /// within it, the cached keys are returned unchanged.
+    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<JwkSet>, String> {
+        self.fetch(true).await
+    }
+
+    /// How many fetches succeeded (for tests and metrics).
+    pub fn fetched_count(&self) -> u64 {
+        self.cached().fetched_count
+    }
+
+    async fn fetch(&self, unknown_kid: bool) -> Result<Arc<JwkSet>, String> {
+        let started = Instant::now();
+        let _one = self.inflight.lock().await;
+        {
+            let mut c = self.cached();
+            // Someone else fetched while we waited: use theirs.
+            if let (Some(keys), Some(last)) = (&c.keys, c.last_refetch) {
+                if last >= started {
+                    return Ok(Arc::clone(keys));
+                }
+            }
+            if unknown_kid {
+                if let (Some(keys), Some(last)) = (&c.keys, c.last_refetch) {
+                    if started.duration_since(last) < self.options.cooldown {
+                        return Ok(Arc::clone(keys));
+                    }
+                }
+            }
+            c.last_refetch = Some(Instant::now());
+        }
+        match self.download().await {
+            Ok((keys, max_age)) => {
+                let keys = Arc::new(keys);
+                let mut c = self.cached();
+                c.keys = Some(Arc::clone(&keys));
+                c.expires = Some(Instant::now() + max_age);
+                c.fetched_count += 1;
+                Ok(keys)
+            }
+            Err(e) => {
+                let mut c = self.cached();
+                match &c.keys {
+                    Some(keys) => {
+                        let keys = Arc::clone(keys);
+                        // Retry after the cooldown, not on every request.
+                        c.expires = Some(Instant::now() + self.options.cooldown);
+                        Ok(keys)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn jwks_uri(&self) -> Result<String, String> {
+        match &self.source {
+            RemoteSource::Jwks(url) => Ok(url.clone()),
+            RemoteSource::Discovery(issuer) => {
+                if let Some(uri) = self.cached().jwks_uri.clone() {
+                    return Ok(uri);
+                }
+                let uri = discover(&self.client, issuer, self.options.timeout).await?;
+                self.cached().jwks_uri = Some(uri.clone());
+                Ok(uri)
+            }
+        }
+    }
+
+    async fn download(&self) -> Result<(JwkSet, Duration), String> {
+        let url = self.jwks_uri().await?;
+        let (body, headers) =
+            get_small(&self.client, &url, self.options.timeout, MAX_DOCUMENT).await?;
+        let keys = JwkSet::from_json(&body).map_err(|e| format!("{url}: {}", e.reason()))?;
+        let max_age = headers
+            .get(http::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(self.options.default_max_age);
+        Ok((keys, max_age))
+    }
+}
+
+/// `max-age=N` from a `Cache-Control` value (`no-cache`/`no-store` count as 0).
+fn max_age(value: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(n) = lower.strip_prefix("max-age=") {
+            age = n
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+/// Finds an issuer's `jwks_uri` from its metadata: RFC 8414's location first, then OpenID
+/// Connect's. The document's `issuer` must be the issuer asked for (RFC 8414 §3.3).
+pub async fn discover(
+    client: &HttpClient,
+    issuer: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let base = issuer.trim_end_matches('/');
+    let (origin, path) = match url::Url::parse(base) {
+        Ok(u) => (
+            u.origin().ascii_serialization(),
+            u.path().trim_end_matches('/').to_owned(),
+        ),
+        Err(e) => return Err(format!("issuer {issuer}: {e}")),
+    };
+    let candidates = [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{base}/.well-known/openid-configuration"),
+    ];
+    let mut last = String::new();
+    for url in candidates {
+        match get_small(client, &url, timeout, MAX_DOCUMENT).await {
+            Ok((body, _)) => {
+                let doc: Value =
+                    serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+                if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+                    return Err(format!("{url}: the metadata names another issuer"));
+                }
+                return doc
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .ok_or_else(|| format!("{url}: no jwks_uri"));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// The built-in token service ("self"): its published keys, and its private encryption
+    /// keys for nested tokens.
+    Own(Arc<Service>),
+    /// A fixed set.
+    Static(Arc<JwkSet>),
+    /// A remote set.
+    Remote(Box<RemoteJwks>),
+}
+
+/// A trusted issuer.
+#[derive(Debug)]
+pub struct Issuer {
+    /// Its name in the configuration ("self" for the built-in one).
+    pub name: String,
+    /// Its `iss`.
+    pub issuer: String,
+    /// Its keys.
+    pub keys: KeySource,
+    /// Accepted algorithms (empty for "self": each key's own).
+    pub algorithms: Vec<Algorithm>,
+    /// Required `typ` (default `at+jwt`); `None` when not checked.
+    pub typ: Option<String>,
+    /// Private keys to decrypt this issuer's encrypted tokens (ours for "self").
+    pub decrypt: Option<Arc<JwkSet>>,
+}

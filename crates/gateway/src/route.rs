@@ -1,0 +1,191 @@
+//! The route table: which route a request belongs to. Exact paths beat prefixes, the longest
+//! prefix wins, a route with a host beats one without; two routes that would match the same
+//! requests are refused when the table is built, never resolved by order.
+
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::auth::RouteAuth;
+use crate::upstream::Upstreams;
+
+/// How a route matches the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// This path only.
+    Exact(String),
+    /// Paths starting with this prefix.
+    Prefix(String),
+}
+
+/// Header changes on the way in or out.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderRewrite {
+    /// Headers set (replacing any the message had).
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers removed.
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderRewrite {
+    /// Applies the changes.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// RFC 9728 protected-resource settings of an MCP route.
+#[derive(Debug, Clone)]
+pub struct Mcp {
+    /// The resource identifier (`resource`, and the required `aud`).
+    pub resource: String,
+    /// Where its metadata is served: `/.well-known/oauth-protected-resource` + the resource's
+    /// path.
+    pub metadata_path: String,
+    /// The absolute URL of that document (for `resource_metadata` in challenges).
+    pub metadata_url: String,
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Its name, in logs and metrics.
+    pub name: String,
+    /// The `Host` it serves (lowercase, without port); `None` for any.
+    pub host: Option<String>,
+    /// The path it serves.
+    pub path: PathMatch,
+    /// The methods it serves; `None` for any.
+    pub methods: Option<Vec<Method>>,
+    /// Removed from the front of the path before forwarding.
+    pub strip_prefix: Option<String>,
+    /// Added to the front of the path before forwarding.
+    pub add_prefix: Option<String>,
+    /// Request header changes.
+    pub request_headers: HeaderRewrite,
+    /// Response header changes.
+    pub response_headers: HeaderRewrite,
+    /// Token checks; `None` for an explicitly public route.
+    pub auth: Option<RouteAuth>,
+    /// MCP protected-resource metadata.
+    pub mcp: Option<Mcp>,
+    /// Where requests go.
+    pub upstreams: std::sync::Arc<Upstreams>,
+    /// Largest request body forwarded, in bytes.
+    pub max_body: u64,
+}
+
+impl Route {
+    fn matches_path(&self, path: &str) -> bool {
+        match &self.path {
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+
+    fn matches_host(&self, host: Option<&str>) -> bool {
+        match &self.host {
+            None => true,
+            Some(h) => host.is_some_and(|got| got.eq_ignore_ascii_case(h)),
+        }
+    }
+
+    fn allows(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
+    }
+
+    /// Specificity: host before none, exact before prefix, longer prefix first.
+    fn rank(&self) -> (bool, bool, usize) {
+        let (exact, len) = match &self.path {
+            PathMatch::Exact(p) => (true, p.len()),
+            PathMatch::Prefix(p) => (false, p.len()),
+        };
+        (self.host.is_some(), exact, len)
+    }
+
+    /// The path to send upstream.
+    pub fn upstream_path(&self, path: &str) -> String {
+        let mut rest = path;
+        if let Some(strip) = &self.strip_prefix {
+            if let Some(r) = rest.strip_prefix(strip.as_str()) {
+                rest = r;
+            }
+        }
+        let mut out = String::with_capacity(rest.len() + 16);
+        if let Some(add) = &self.add_prefix {
+            out.push_str(add.trim_end_matches('/'));
+        }
+        if !rest.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// What matching found.
+#[derive(Debug)]
+pub enum Matched<'a> {
+    /// The route.
+    Route(&'a Route),
+    /// Routes match the path but none allows the method: 405 with these.
+    MethodNotAllowed(Vec<Method>),
+    /// No route: 404.
+    None,
+}
+
+/// The routes, most specific first.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Builds the table; refuses two routes that serve the same host, path and a shared method
+    /// (naming both).
+    pub fn new(mut routes: Vec<Route>) -> Result<RouteTable, String> {
+        for (i, a) in routes.iter().enumerate() {
+            for b in routes.iter().skip(i + 1) {
+                let methods_meet = match (&a.methods, &b.methods) {
+                    (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+                    _ => true,
+                };
+                if a.host == b.host && a.path == b.path && methods_meet {
+                    return Err(format!(
+                        "routes {:?} and {:?} overlap: same host, path and methods",
+                        a.name, b.name
+                    ));
+                }
+            }
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.rank()));
+        Ok(RouteTable { routes })
+    }
+
+    /// The routes, most specific first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request. `host` without its port.
+    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Matched<'_> {
+        let mut allowed = Vec::new();
+        for route in &self.routes {
+            if !route.matches_host(host) || !route.matches_path(path) {
+                continue;
+            }
+            if route.allows(method) {
+                return Matched::Route(route);
+            }
+            allowed.extend(route.methods.iter().flatten().cloned());
+        }
+        if allowed.is_empty() {
+            Matched::None
+        } else {
+            Matched::MethodNotAllowed(allowed)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Upstream targets of a route: round robin over the healthy ones, active health checks,
+//! connect and response timeouts, and retries only for idempotent requests without a body
+//! that failed before anything was sent (a connect error).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::client::{empty, get_small, HttpClient, OutBody};
+
+/// Active health checking of a route's targets.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Path probed with GET; any 2xx is healthy.
+    pub path: String,
+    /// Time between probes.
+    pub interval: Duration,
+}
+
+/// One target.
+#[derive(Debug)]
+pub struct Target {
+    /// `scheme://authority` and an optional base path (no trailing slash).
+    pub base: String,
+    healthy: AtomicBool,
+}
+
+/// Why forwarding failed.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No response head within the timeout (504).
+    Timeout,
+    /// The request body exceeded the route's limit (413).
+    BodyTooLarge,
+    /// Connection refused, reset, protocol error (502).
+    Failed(String),
+}
+
+/// A route's targets and how to reach them.
+#[derive(Debug)]
+pub struct Upstreams {
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    client: HttpClient,
+    /// Time allowed for the response head.
+    pub response_timeout: Duration,
+    health: Option<HealthCheck>,
+}
+
+impl Upstreams {
+    /// Targets given as absolute `http://` or `https://` URLs (a path is a base path).
+    pub fn new(
+        urls: &[String],
+        client: HttpClient,
+        response_timeout: Duration,
+        health: Option<HealthCheck>,
+    ) -> Result<Upstreams, String> {
+        let mut targets = Vec::new();
+        for url in urls {
+            let parsed = url::Url::parse(url).map_err(|e| format!("upstream {url}: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(format!(
+                    "upstream {url}: must be an http:// or https:// URL"
+                ));
+            }
+            if parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(format!("upstream {url}: no query or fragment"));
+            }
+            targets.push(Target {
+                base: url.trim_end_matches('/').to_owned(),
+                healthy: AtomicBool::new(true),
+            });
+        }
+        if targets.is_empty() {
+            return Err("a route needs at least one upstream".into());
+        }
+        Ok(Upstreams {
+            targets,
+            next: AtomicUsize::new(0),
+            client,
+            response_timeout,
+            health,
+        })
+    }
+
+    /// The targets in the order to try: healthy ones from the round-robin position, or all
+    /// of them when none is healthy (a wrong health check must not take the route down).
+    fn order(&self) -> Vec<&Target> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.targets.len();
+        let rotated = (0..n).filter_map(|i| self.targets.get((start + i) % n));
+        let healthy: Vec<&Target> = rotated
+            .clone()
+            .filter(|t| t.healthy.load(Ordering::Relaxed))
+            .collect();
+        if healthy.is_empty() {
+            rotated.collect()
+        } else {
+            healthy
+        }
+    }
+
+    /// Sends the request (its URI holds only path and query) to a target; returns the response
+    /// and the target used.
+    pub async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: OutBody,
+        retryable: bool,
+    ) -> Result<(Response<Incoming>, String), UpstreamError> {
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut body = Some(body);
+        let mut last = UpstreamError::Failed("no upstream".into());
+        for target in self.order() {
+            let uri: Uri = format!("{}{}", target.base, path_and_query)
+                .parse()
+                .map_err(|e| UpstreamError::Failed(format!("upstream URI: {e}")))?;
+            let mut req = Request::new(body.take().unwrap_or_else(empty));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri;
+            *req.headers_mut() = parts.headers.clone();
+            *req.version_mut() = http::Version::HTTP_11;
+            match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+                Ok(Ok(response)) => return Ok((response, target.base.clone())),
+                Ok(Err(e)) => {
+                    let too_large = std::error::Error::source(&e)
+                        .is_some_and(|s| s.to_string().contains("length limit exceeded"));
+                    if too_large {
+                        return Err(UpstreamError::BodyTooLarge);
+                    }
+                    let connect = e.is_connect();
+                    if connect && self.health.is_some() {
+                        target.healthy.store(false, Ordering::Relaxed);
+                    }
+                    last = UpstreamError::Failed(format!("{}: {e}", target.base));
+                    if !(retryable && connect) {
+                        return Err(last);
+                    }
+                }
+                Err(_) => return Err(UpstreamError::Timeout),
+            }
+        }
+        Err(last)
+    }
+
+    /// Starts the health checks, if configured; the task ends when the returned handle is
+    /// aborted (on reload and shutdown).
+    pub fn spawn_health_checks(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let check = self.health.clone()?;
+        let me = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let timeout = check.interval.min(Duration::from_secs(5));
+            loop {
+                for target in &me.targets {
+                    let url = format!("{}{}", target.base, check.path);
+                    let ok = get_small(&me.client, &url, timeout, 64 * 1024)
+                        .await
+                        .is_ok();
+                    target.healthy.store(ok, Ordering::Relaxed);
+                }
+                tokio::time::sleep(check.interval).await;
+            }
+        }))
+    }
+}
+
+/// Idempotent methods (RFC 9110 §9.2.2), the only ones retried.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}

@@ -1,0 +1,51 @@
+//! Requests no token-service endpoint took go to the gateway; `/metrics` shows its counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use super::{App, RequestId};
+
+/// Facts about the connection, put on each request by the listener.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+pub(super) async fn proxy(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    req: Request,
+) -> Response {
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or_default();
+    let ctx = gateway::Context {
+        request_id: id.0,
+        peer: conn.peer.map(|p| p.ip()),
+        tls: conn.tls,
+    };
+    // Hold this gateway for the whole request: a reload swaps in a new one for later requests.
+    let gateway = app.gateway();
+    gateway.handle(req, &ctx).await.map(axum::body::Body::new)
+}
+
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        app.gateway().metrics_text(),
+    )
+        .into_response()
+}
