@@ -50,7 +50,10 @@ struct Cached {
     keys: Option<Arc<JwkSet>>,
     jwks_uri: Option<String>,
     expires: Option<Instant>,
-    last_refetch: Option<Instant>,
+    /// When the last fetch of any kind started.
+    last_fetch: Option<Instant>,
+    /// When the last refetch for an unknown kid started (the cooldown runs from it).
+    last_kid_refetch: Option<Instant>,
     fetched_count: u64,
 }
 
@@ -112,19 +115,20 @@ impl RemoteJwks {
         {
             let mut c = self.cached();
             // Someone else fetched while we waited: use theirs.
-            if let (Some(keys), Some(last)) = (&c.keys, c.last_refetch) {
+            if let (Some(keys), Some(last)) = (&c.keys, c.last_fetch) {
                 if last >= started {
                     return Ok(Arc::clone(keys));
                 }
             }
             if unknown_kid {
-                if let (Some(keys), Some(last)) = (&c.keys, c.last_refetch) {
+                if let (Some(keys), Some(last)) = (&c.keys, c.last_kid_refetch) {
                     if started.duration_since(last) < self.options.cooldown {
                         return Ok(Arc::clone(keys));
                     }
                 }
+                c.last_kid_refetch = Some(Instant::now());
             }
-            c.last_refetch = Some(Instant::now());
+            c.last_fetch = Some(Instant::now());
         }
         match self.download().await {
             Ok((keys, max_age)) => {

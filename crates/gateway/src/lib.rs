@@ -75,6 +75,8 @@ pub struct AccessInfo {
     pub upstream: Option<String>,
     /// Why the request was refused, if it was.
     pub denial: Option<&'static str>,
+    /// Detail for the operator (an upstream or key-fetch failure); never sent to clients.
+    pub detail: Option<String>,
 }
 
 /// The realm of every challenge.
@@ -308,6 +310,9 @@ impl Gateway {
                 }
                 Err(denial) => {
                     info.denial = Some(denial.code());
+                    if let Denial::KeysUnavailable(why) = &denial {
+                        info.detail = Some(why.clone());
+                    }
                     self.audit_denial(&denial, route, auth, ctx);
                     return self.denial(&denial, route, ctx, &parts.headers);
                 }
@@ -398,9 +403,7 @@ impl Gateway {
             ),
             Err(UpstreamError::Failed(why)) => {
                 info.denial = Some("ERR_GATEWAY_UPSTREAM");
-                log_line(
-                    &json!({"time": store::unix_now(), "level": "warn", "request_id": ctx.request_id, "message": format!("upstream failed: {why}")}),
-                );
+                info.detail = Some(format!("upstream failed: {why}"));
                 error(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",
@@ -512,10 +515,7 @@ impl Gateway {
                 "insufficient_scope",
                 "the token lacks a required scope".to_owned(),
             ),
-            Denial::KeysUnavailable(d) => {
-                log_line(
-                    &json!({"time": store::unix_now(), "level": "warn", "request_id": ctx.request_id, "message": d}),
-                );
+            Denial::KeysUnavailable(_) => {
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
@@ -587,13 +587,6 @@ fn error(
         status,
         &json!({ "error": code, "error_description": description, "request_id": ctx.request_id }),
     )
-}
-
-fn log_line(value: &Value) {
-    use std::io::Write as _;
-    let mut text = value.to_string();
-    text.push('\n');
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// The authority the client addressed: `Host`, or the URI's (HTTP/2).

@@ -189,6 +189,9 @@ fn access_log(
         map.insert("token_hash".into(), info.token_hash.into());
         map.insert("upstream".into(), info.upstream.into());
         map.insert("denial".into(), info.denial.into());
+        if let Some(detail) = info.detail {
+            map.insert("detail".into(), detail.into());
+        }
     }
     crate::log::line(&line);
 }

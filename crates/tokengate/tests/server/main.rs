@@ -10,6 +10,8 @@
 )]
 
 mod admin;
+mod gateway;
+mod gateway_env;
 mod harness;
 mod introspection;
 mod process;

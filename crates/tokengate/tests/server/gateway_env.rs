@@ -1,0 +1,403 @@
+//! A gateway on a real socket in front of real upstreams, for the gateway tests: an echo
+//! upstream (with SSE, upgrade, slow and health endpoints), a JWKS/metadata server for remote
+//! issuers, and a small HTTP client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jose::{Algorithm, Jwk, JwkSet};
+use oauth::{Grant, Service};
+use serde_json::{json, Value};
+use tokengate::boot::{build_gateway, GatewayParts};
+use tokengate::config::Config;
+use tokengate::server::{router, App};
+
+use crate::harness::{settings, ADMIN, ISSUER};
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+    /// The challenge, asserting the status.
+    pub fn challenge(&self, status: u16) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.header("www-authenticate")
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut req = axum::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = client
+        .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The echo upstream's state.
+#[derive(Default)]
+pub struct UpstreamState {
+    pub healthy: AtomicBool,
+    pub hits: AtomicU64,
+    pub release_sse: tokio::sync::Notify,
+}
+
+async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request) -> Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/health" => {
+            return if state.healthy.load(Ordering::SeqCst) {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            .into_response();
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        "/sse" => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+            let s = Arc::clone(&state);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Bytes::from_static(b"data: first\n\n"))).await;
+                s.release_sse.notified().await;
+                let _ = tx.send(Ok(Bytes::from_static(b"data: second\n\n"))).await;
+            });
+            let stream = futures_stream(rx);
+            return (
+                [("content-type", "text/event-stream")],
+                Body::from_stream(stream),
+            )
+                .into_response();
+        }
+        "/upgrade" => {
+            let mut req = req;
+            let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            tokio::spawn(async move {
+                if let Ok(up) = on.await {
+                    let mut io = hyper_util::rt::TokioIo::new(up);
+                    let (mut r, mut w) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            return Response::builder()
+                .status(101)
+                .header("connection", "upgrade")
+                .header("upgrade", "echo")
+                .body(Body::empty())
+                .unwrap();
+        }
+        _ => {}
+    }
+    let method = req.method().to_string();
+    let query = req.uri().query().map(String::from);
+    let headers: HashMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    let body = axum::body::to_bytes(req.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let doc = json!({"upstream": name, "method": method, "path": path, "query": query, "headers": headers, "body_len": body.len()});
+    ([("content-type", "application/json")], doc.to_string()).into_response()
+}
+
+fn futures_stream(
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> {
+    struct S(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+    impl futures_core::Stream for S {
+        type Item = Result<Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    S(rx)
+}
+
+/// Serves an axum router on a free loopback port (with upgrades).
+pub async fn serve_router(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// Starts an echo upstream named `name`.
+pub async fn upstream(name: &str) -> (SocketAddr, Arc<UpstreamState>) {
+    let state = Arc::new(UpstreamState {
+        healthy: AtomicBool::new(true),
+        ..Default::default()
+    });
+    let s = Arc::clone(&state);
+    let name = name.to_owned();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let s = Arc::clone(&s);
+        let name = name.clone();
+        async move { upstream_handler(s, name, req).await }
+    });
+    (serve_router(app).await, state)
+}
+
+/// A remote issuer: JWKS (with a fetch counter) and RFC 8414 metadata.
+pub struct RemoteIssuer {
+    pub addr: SocketAddr,
+    pub keys: Arc<Mutex<Vec<Value>>>,
+    pub fetches: Arc<AtomicU64>,
+    pub up: Arc<AtomicBool>,
+}
+
+impl RemoteIssuer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+pub async fn remote_issuer(keys: &[&Jwk]) -> RemoteIssuer {
+    let published: Vec<Value> = keys
+        .iter()
+        .map(|k| Value::Object(k.to_public().unwrap().to_map()))
+        .collect();
+    let keys = Arc::new(Mutex::new(published));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let up = Arc::new(AtomicBool::new(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}");
+    let (k, f, u) = (Arc::clone(&keys), Arc::clone(&fetches), Arc::clone(&up));
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (k, f, u, issuer) = (
+            Arc::clone(&k),
+            Arc::clone(&f),
+            Arc::clone(&u),
+            issuer.clone(),
+        );
+        async move {
+            if !u.load(Ordering::SeqCst) {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            match req.uri().path() {
+                "/jwks" => {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let doc = json!({"keys": *k.lock().unwrap()});
+                    (
+                        [
+                            ("content-type", "application/json"),
+                            ("cache-control", "max-age=600"),
+                        ],
+                        doc.to_string(),
+                    )
+                        .into_response()
+                }
+                "/.well-known/oauth-authorization-server" => {
+                    let doc = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
+                    ([("content-type", "application/json")], doc.to_string()).into_response()
+                }
+                _ => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    RemoteIssuer {
+        addr,
+        keys,
+        fetches,
+        up,
+    }
+}
+
+/// tokengate (token service + gateway) on a free port, built from `config` (TOML).
+pub struct Front {
+    pub addr: SocketAddr,
+    routes_file: std::path::PathBuf,
+    pub app: Arc<App>,
+    pub service: Arc<Service>,
+    pub client: HttpClient,
+    _dir: tempfile::TempDir,
+}
+
+impl Front {
+    /// The file reload reads.
+    pub fn app_routes_file(&self) -> std::path::PathBuf {
+        self.routes_file.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        send(&self.client, "GET", &self.url(path), headers, "").await
+    }
+
+    /// A token of ours: `aud`, scope; encrypted when the audience says so.
+    pub fn token(&self, audience: &str, scope: &[&str]) -> String {
+        self.grant(Grant::new(ISSUER, "client-1", "user-1", audience).scope(scope.iter().copied()))
+    }
+
+    pub fn grant(&self, mut grant: Grant) -> String {
+        if let Some(a) = self
+            .service
+            .settings()
+            .audiences
+            .iter()
+            .find(|a| a.id == grant.audience)
+        {
+            if a.encrypt.is_some() {
+                grant = grant.encrypt(oauth::EncryptTo::Own);
+            }
+        }
+        oauth::mint(&self.service.ring(), &grant, store::unix_now())
+            .unwrap()
+            .token
+    }
+
+    /// Mints and records (so it can be revoked); returns token and jti.
+    pub async fn recorded(&self, audience: &str, scope: &[&str]) -> (String, String) {
+        let grant = Grant::new(ISSUER, "client-1", "user-1", audience).scope(scope.iter().copied());
+        let minted = oauth::mint(&self.service.ring(), &grant, store::unix_now()).unwrap();
+        oauth::record(self.service.store(), &minted, &grant)
+            .await
+            .unwrap();
+        (minted.token, minted.jti)
+    }
+}
+
+/// Starts a front with `routes` (TOML for `[[routes]]`/`[[issuers]]`), the harness's
+/// audiences, and reload from `config_file` when given.
+pub async fn front(routes: &str) -> Front {
+    tokengate::log::quiet();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&dir.path().join("t.db").display().to_string())
+        .await
+        .unwrap();
+    let service = Arc::new(
+        Service::start(
+            store,
+            store::MasterKey::from_bytes([9; 32]),
+            settings(),
+            store::unix_now(),
+        )
+        .await
+        .unwrap(),
+    );
+    let file = dir.path().join("routes.toml");
+    std::fs::write(&file, routes).unwrap();
+    let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let parts = GatewayParts::new(Arc::clone(&service));
+    let gateway = build_gateway(&config, &parts).unwrap_or_else(|e| panic!("{e}"));
+    let reload_parts = parts.clone();
+    let reloader: Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync> =
+        Box::new(move || {
+            let config = Config::load(&file).map_err(|e| e.to_string())?;
+            build_gateway(&config, &reload_parts).map_err(|e| e.to_string())
+        });
+    let app = App::with_gateway(
+        Arc::clone(&service),
+        Some(ADMIN.into()),
+        gateway,
+        Some(reloader),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let r = router(Arc::clone(&app));
+    tokio::spawn(tokengate::server::listener::serve(
+        listener,
+        r,
+        None,
+        std::future::pending(),
+    ));
+    Front {
+        addr,
+        routes_file: dir.path().join("routes.toml"),
+        app,
+        service,
+        client: client(),
+        _dir: dir,
+    }
+}
+
+/// A signing key with a kid, and a token it signs.
+pub fn partner_key(kid: &str) -> Jwk {
+    Jwk::generate(Algorithm::ES256, None, Some(kid.into())).unwrap()
+}
+
+pub fn partner_token(key: &Jwk, iss: &str, claims: Value) -> String {
+    let mut c = json!({"iss": iss, "sub": "alice", "aud": crate::harness::API, "exp": store::unix_now() + 300, "iat": store::unix_now(), "scope": "read write"});
+    for (k, v) in claims.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    crate::harness::signed(
+        key,
+        &c,
+        &[("typ", "at+jwt".into()), ("kid", key.kid().unwrap().into())],
+    )
+}
+
+pub fn jwks_file(dir: &std::path::Path, keys: &[&Jwk]) -> String {
+    let set = JwkSet::new(keys.iter().map(|k| k.to_public().unwrap()).collect()).unwrap();
+    let path = dir.join(format!("jwks-{}.json", store::testing::random_hex(4)));
+    std::fs::write(&path, Value::Object(set.to_map()).to_string()).unwrap();
+    path.display().to_string()
+}
