@@ -898,3 +898,78 @@ async fn reload_and_key_rotation_under_load() {
         "the reloaded configuration serves"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_upstreams_and_tls_listener() {
+    // An upstream spoken to over HTTP/2 with prior knowledge.
+    let (up, _) = upstream("h2").await;
+    let f = front(&route("h2", "/h2/", &[up], "auth = \"none\"\nh2 = true\n")).await;
+    let seen = f.get("/h2/x", &[]).await.json();
+    assert_eq!(seen["version"], "HTTP/2.0");
+
+    // The listener with TLS: ALPN offers h2, and the service answers over it.
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let tls = tokengate::server::listener::tls_config(
+        &dir.path().join("cert.pem"),
+        &dir.path().join("key.pem"),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = tokengate::server::router(std::sync::Arc::clone(&f.app));
+    tokio::spawn(tokengate::server::listener::serve(
+        listener,
+        router,
+        Some(tls),
+        std::future::pending(),
+    ));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<axum::body::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let req = axum::http::Request::get(format!("https://localhost:{port}/h2/x"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let response = client.request(req).await.unwrap();
+    assert_eq!(
+        response.version(),
+        axum::http::Version::HTTP_2,
+        "ALPN chose h2"
+    );
+    assert_eq!(response.status(), 200);
+    // A plain-HTTP client on the TLS port gets nothing.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(15), plain.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

@@ -143,6 +143,7 @@ async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request)
         _ => {}
     }
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let query = req.uri().query().map(String::from);
     let headers: HashMap<String, String> = req
         .headers()
@@ -152,7 +153,7 @@ async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request)
     let body = axum::body::to_bytes(req.into_body(), 16 * 1024 * 1024)
         .await
         .unwrap_or_default();
-    let doc = json!({"upstream": name, "method": method, "path": path, "query": query, "headers": headers, "body_len": body.len()});
+    let doc = json!({"upstream": name, "version": version, "method": method, "path": path, "query": query, "headers": headers, "body_len": body.len()});
     ([("content-type", "application/json")], doc.to_string()).into_response()
 }
 

@@ -271,6 +271,90 @@ fn dev_creates_a_key_file_and_a_working_demo_client() {
     let auth = crate::harness::basic(&id, &secret);
     let token = get_token(&server.addr, &auth);
     assert!(active(&server.addr, &auth, &token));
+    // The demo route: 401 without a token, 403 without the write scope, 200 with it.
+    let (status, _) = http(&server.addr, "/api/transactions", None, Some("{}"));
+    assert_eq!(status, 401);
+    let (status, body) = http(
+        &server.addr,
+        "/oauth2/token",
+        Some(&auth),
+        Some("grant_type=client_credentials&resource=https%3A%2F%2Fapi.example&scope=transactions%3Aread"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let read = json(&body)["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = http(
+        &server.addr,
+        "/api/transactions",
+        Some(&format!("Bearer {read}")),
+        Some("{}"),
+    );
+    assert_eq!(status, 403);
+    let (status, body) = http(
+        &server.addr,
+        "/oauth2/token",
+        Some(&auth),
+        Some("grant_type=client_credentials&resource=https%3A%2F%2Fapi.example&scope=transactions%3Awrite"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let write = json(&body)["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = http(
+        &server.addr,
+        "/api/transactions",
+        Some(&format!("Bearer {write}")),
+        Some("{}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["headers"]["x-client-id"], id.as_str());
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_routes_and_refuses_a_broken_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = |prefix: &str| {
+        format!("[server]\ndata_dir = \"data\"\n[[routes]]\nname = \"r\"\npath_prefix = \"{prefix}\"\nupstreams = [\"http://127.0.0.1:9\"]\nauth = \"none\"\n")
+    };
+    std::fs::write(d.join("g.toml"), config("/one/")).unwrap();
+    let server = start(d, Some(MASTER), &["serve", "--config", "g.toml"]);
+    let status = |path: &str| http(&server.addr, path, None, None).0;
+    assert_eq!(status("/one/x"), 502, "routed to a dead upstream");
+    assert_eq!(status("/two/x"), 404);
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    std::fs::write(d.join("g.toml"), config("/two/")).unwrap();
+    hup();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if status("/two/x") == 502 {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reloaded, "the new route serves after SIGHUP");
+    assert_eq!(status("/one/x"), 404);
+    // A broken file: refused, the running configuration stays.
+    std::fs::write(d.join("g.toml"), "[[routes]]\nname = 1\n").unwrap();
+    hup();
+    let mut logged = false;
+    for _ in 0..100 {
+        if std::fs::read_to_string(d.join("server.log"))
+            .unwrap_or_default()
+            .contains("reload refused")
+        {
+            logged = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logged, "the refusal is logged");
+    assert_eq!(status("/two/x"), 502);
 }
 
 #[test]
