@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The gateway check: a real `tokengate serve` whose route /api/ forwards to a Node HTTP upstream
+# (interop/upstream.mjs, which echoes what it receives), accepting access tokens from two
+# third-party issuers: node-oidc-provider (interop/oidc_provider.mjs; tokengate finds its keys
+# by discovery) and a partner whose tokens Node `jose` signs (its JWKS given as a file). The
+# checks are interop/gateway.mjs. Run through `interop/run` (which installs the Node peer and
+# builds tokengate); or directly once they are:  bash interop/gateway_run.sh
+# Everything lives in a temporary directory (configuration, SQLite data, keys, client
+# credentials, server output) that is removed on exit; the three servers are stopped on exit.
+# The tokengate binary is $TOKENGATE_BIN (default: target/debug/tokengate under the repo root).
+# Exit status: that of gateway.mjs (0 all passed, 1 a check failed), 2 the harness failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${TOKENGATE_BIN:-target/debug/tokengate}
+if [[ ! -x $bin ]]; then
+  echo "gateway: no tokengate binary at $bin (build it, or set TOKENGATE_BIN)" >&2
+  exit 2
+fi
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+
+tmp=$(mktemp -d -t tokengate-gateway.XXXXXX)
+pids=()
+cleanup() {
+  local pid
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs the harness's own commands; on failure shows their stderr and stops with status 2.
+harness() {
+  local err=$tmp/harness.err
+  if ! "$@" 2>"$err"; then
+    cat "$err" >&2
+    echo "gateway: harness step failed: $*" >&2
+    exit 2
+  fi
+}
+
+random_base64() {
+  node -e "process.stdout.write(require('node:crypto').randomBytes($1).toString('base64'))"
+}
+
+# Starts a server in the background (stdout to $tmp/NAME.out, stderr to $tmp/NAME.log) and
+# waits up to 30 s for its first stdout line, "WHO listening on URL"; sets $url.
+url=
+start() {
+  local name=$1 who=$2 line pid i
+  shift 2
+  "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
+  pid=$!
+  pids+=("$pid")
+  url=
+  for ((i = 0; i < 300; i++)); do
+    if (($(wc -l <"$tmp/$name.out") > 0)); then # a whole line
+      line=$(head -n 1 "$tmp/$name.out")
+      if [[ $line == "$who listening on "* ]]; then
+        url=${line#"$who listening on "}
+        return
+      fi
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      break
+    fi
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "gateway: $who did not start listening within 30 s; its output:" >&2
+  else
+    echo "gateway: $who exited before listening; its output:" >&2
+  fi
+  cat "$tmp/$name.out" "$tmp/$name.log" >&2
+  exit 2
+}
+
+# The upstream and the OpenID provider first: tokengate's configuration names their ports.
+start upstream upstream node interop/upstream.mjs
+upstream=$url
+
+printf '{"client_id": "gateway-interop", "client_secret": "%s"}\n' "$(random_base64 32)" \
+  >"$tmp/oidc-client.json"
+start oidc oidc-provider node interop/oidc_provider.mjs "$tmp/oidc-client.json"
+oidc_issuer=$url
+
+harness node interop/gateway.mjs partner-key "$tmp"
+
+TOKENGATE_MASTER_KEY=$(random_base64 32)
+export TOKENGATE_MASTER_KEY
+
+config=$tmp/tokengate.toml
+cat >"$config" <<EOF
+[server]
+data_dir = "$tmp/data"
+
+[[issuers]]
+name = "oidc"
+issuer = "$oidc_issuer"
+discovery = true
+algorithms = ["ES256"]
+
+[[issuers]]
+name = "partner"
+issuer = "https://partner.example"
+jwks_file = "$tmp/partner-jwks.json"
+algorithms = ["ES256"]
+
+[[routes]]
+name = "api"
+path_prefix = "/api/"
+upstreams = ["$upstream"]
+strip_prefix = "/api"
+
+[routes.auth]
+issuers = ["oidc", "partner"]
+audience = "https://api.example"
+required_scopes = ["read"]
+forward_claims = { sub = "x-user-id", scope = "x-scopes" }
+EOF
+harness "$bin" config check "$config" >/dev/null
+
+start tokengate tokengate "$bin" serve --config "$config" --listen 127.0.0.1:0
+gateway=$url
+
+status=0
+node interop/gateway.mjs check "$gateway" "$oidc_issuer" "$upstream" "$tmp" || status=$?
+if ((status != 0)); then
+  echo "gateway: tokengate log (tail):" >&2
+  tail -n 40 "$tmp/tokengate.log" >&2
+  echo "gateway: oidc-provider log (tail):" >&2
+  tail -n 20 "$tmp/oidc.log" >&2
+fi
+exit "$status"
