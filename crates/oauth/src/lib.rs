@@ -38,6 +38,7 @@ mod introspection;
 mod keyring;
 mod mint;
 mod protocol;
+mod recorder;
 mod revocations;
 mod service;
 mod token;

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::keyring::secs;
 use crate::keyring::{KeyRing, Policy};
 use crate::mint::{EncryptTo, AT_JWT};
+use crate::recorder::Recorder;
 use crate::revocations::Revocations;
 
 /// Lifetime of [`Service::internal_token`]s, seconds.
@@ -123,6 +124,7 @@ pub struct Service {
     pub(crate) settings: Settings,
     ring: RwLock<Arc<KeyRing>>,
     pub(crate) revocations: Arc<Revocations>,
+    pub(crate) recorder: Recorder,
 }
 
 impl std::fmt::Debug for Service {
@@ -153,7 +155,9 @@ impl Service {
         revocations
             .refresh(&store, now, secs(settings.policy.max_token_lifetime))
             .await?;
+        let recorder = Recorder::spawn(store.clone());
         Ok(Service {
+            recorder,
             store,
             master,
             pepper,

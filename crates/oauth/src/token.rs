@@ -3,11 +3,11 @@
 
 use jose::jwt::{self, Claims, Validation};
 use serde_json::{Map, Value};
-use store::{AuditEvent, Client};
+use store::{AuditEvent, Client, IssuedToken};
 
 use crate::dpop::{self, ProofError};
 use crate::form::Params;
-use crate::mint::{mint, record, EncryptTo, Grant};
+use crate::mint::{mint, EncryptTo, Grant};
 use crate::protocol::{invalid_request, ErrorKind, ErrorResponse, Request};
 use crate::service::{paths, Audience, Service};
 
@@ -56,8 +56,21 @@ impl Service {
             ..AuditEvent::default()
         };
         match self.issue(req, now, &mut event).await {
-            Ok(response) => {
-                self.audit(&event).await?;
+            Ok((response, issued)) => {
+                // Recorded and audited in one group commit before the token leaves.
+                self.recorder.record(issued, event).await.map_err(|f| {
+                    if f.unavailable {
+                        ErrorResponse::new(
+                            ErrorKind::TemporarilyUnavailable,
+                            "the database is unavailable; retry later",
+                        )
+                    } else {
+                        ErrorResponse::new(
+                            ErrorKind::ServerError,
+                            format!("internal error ({})", f.code),
+                        )
+                    }
+                })?;
                 Ok(response)
             }
             Err(mut error) => {
@@ -79,7 +92,7 @@ impl Service {
         req: &Request<'_>,
         now: i64,
         event: &mut AuditEvent,
-    ) -> Result<TokenResponse, ErrorResponse> {
+    ) -> Result<(TokenResponse, IssuedToken), ErrorResponse> {
         let params = Params::from_request(req.content_type, req.body, &["resource", "audience"])?;
         event.client_id = params.get("client_id").map(String::from);
         let client = self
@@ -132,7 +145,16 @@ impl Service {
         grant.encrypt = encrypt;
         grant.jkt = jkt;
         let minted = mint(&self.ring(), &grant, now)?;
-        record(&self.store, &minted, &grant).await?;
+        let issued = IssuedToken {
+            jti: minted.jti.clone(),
+            client_id: grant.client_id.clone(),
+            subject: grant.subject.clone(),
+            audience: grant.audience.clone(),
+            scope: grant.scope.join(" "),
+            issued_at: minted.issued_at,
+            expires_at: minted.expires_at,
+            revoked_at: None,
+        };
         event.jti = Some(minted.jti.clone());
 
         let mut body = Map::new();
@@ -154,10 +176,13 @@ impl Service {
             };
             body.insert("issued_token_type".into(), issued.into());
         }
-        Ok(TokenResponse {
-            body: Value::Object(body),
-            dpop_nonce: self.dpop_nonce(now),
-        })
+        Ok((
+            TokenResponse {
+                body: Value::Object(body),
+                dpop_nonce: self.dpop_nonce(now),
+            },
+            issued,
+        ))
     }
 
     /// The audience: one `resource` (RFC 8707) or `audience` (RFC 8693) value, or the

@@ -47,22 +47,31 @@ type AuditRow = (
     Option<String>,
 );
 
+/// Binds an [`AuditEvent`] to the parameters of [`EVENT_INSERT`].
+macro_rules! bind_event {
+    ($query:expr, $event:expr) => {
+        $query
+            .bind($event.time)
+            .bind(&$event.event)
+            .bind($event.client_id.as_deref())
+            .bind($event.subject.as_deref())
+            .bind($event.jti.as_deref())
+            .bind($event.audience.as_deref())
+            .bind(&$event.outcome)
+            .bind($event.reason.as_deref())
+            .bind($event.request_id.as_deref())
+    };
+}
+pub(crate) use bind_event;
+
+pub(crate) const EVENT_INSERT: &str = "INSERT INTO audit_events (time, event, client_id, \
+     subject, jti, audience, outcome, reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
 impl Store {
     /// Appends an event; returns its id.
     pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64> {
-        let (id,): (i64,) = with_pool!(self, pool => sqlx::query_as(
-            "INSERT INTO audit_events (time, event, client_id, subject, jti, audience, outcome, \
-             reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(event.time)
-        .bind(&event.event)
-        .bind(event.client_id.as_deref())
-        .bind(event.subject.as_deref())
-        .bind(event.jti.as_deref())
-        .bind(event.audience.as_deref())
-        .bind(&event.outcome)
-        .bind(event.reason.as_deref())
-        .bind(event.request_id.as_deref())
+        let sql = format!("{EVENT_INSERT} RETURNING id");
+        let (id,): (i64,) = with_pool!(self, pool => bind_event!(sqlx::query_as(&sql), event)
         .fetch_one(pool)
         .await?);
         Ok(id)

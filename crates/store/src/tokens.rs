@@ -46,21 +46,49 @@ type TokenRow = (
     Option<i64>,
 );
 
+/// Binds an [`IssuedToken`] to the parameters of [`TOKEN_INSERT`].
+macro_rules! bind_token {
+    ($query:expr, $token:expr) => {
+        $query
+            .bind(&$token.jti)
+            .bind(&$token.client_id)
+            .bind(&$token.subject)
+            .bind(&$token.audience)
+            .bind(&$token.scope)
+            .bind($token.issued_at)
+            .bind($token.expires_at)
+            .bind($token.revoked_at)
+    };
+}
+
+const TOKEN_INSERT: &str = "INSERT INTO tokens (jti, client_id, subject, audience, scope, \
+     issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
 impl Store {
+    /// Records issued tokens and their audit events in one transaction: all of them or none.
+    /// A token service that gathers concurrent issuances into one call pays one durable
+    /// commit for the lot (group commit) instead of two per token.
+    /// [`StoreError::Conflict`] if a jti was recorded before (then nothing is).
+    pub async fn record_issued(&self, batch: &[(IssuedToken, crate::AuditEvent)]) -> Result<()> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (token, event) in batch {
+                bind_token!(sqlx::query(TOKEN_INSERT), token)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
+                crate::audit::bind_event!(sqlx::query(crate::audit::EVENT_INSERT), event)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Records an issued token. [`StoreError::Conflict`] if the jti was recorded before.
     pub async fn record_token(&self, token: &IssuedToken) -> Result<()> {
-        with_pool!(self, pool => sqlx::query(
-            "INSERT INTO tokens (jti, client_id, subject, audience, scope, issued_at, expires_at, \
-             revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&token.jti)
-        .bind(&token.client_id)
-        .bind(&token.subject)
-        .bind(&token.audience)
-        .bind(&token.scope)
-        .bind(token.issued_at)
-        .bind(token.expires_at)
-        .bind(token.revoked_at)
+        with_pool!(self, pool => bind_token!(sqlx::query(TOKEN_INSERT), token)
         .execute(pool)
         .await
         .map(|_| ()))

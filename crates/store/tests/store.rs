@@ -388,6 +388,35 @@ mod cases {
         assert_eq!(store.list_clients().await.unwrap(), [c0]);
     }
 
+    pub async fn issuances_commit_together_or_not_at_all(ctx: Ctx) {
+        let store = ctx.open().await;
+        let event = |jti: &str| AuditEvent {
+            time: 1,
+            event: "token.issued".into(),
+            jti: Some(jti.into()),
+            outcome: "success".into(),
+            ..AuditEvent::default()
+        };
+        let batch: Vec<_> = ["b1", "b2", "b3"]
+            .iter()
+            .map(|j| (token(j, "c1", "alice", 10_000), event(j)))
+            .collect();
+        store.record_issued(&batch).await.unwrap();
+        for j in ["b1", "b2", "b3"] {
+            assert!(store.token(j).await.unwrap().is_some());
+        }
+        assert_eq!(store.audit_events(0, 100).await.unwrap().len(), 3);
+        // A batch with a jti recorded before: nothing of it is kept.
+        let bad = vec![
+            (token("b4", "c1", "alice", 10_000), event("b4")),
+            (token("b1", "c1", "alice", 10_000), event("b1")),
+        ];
+        let err = store.record_issued(&bad).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(store.token("b4").await.unwrap().is_none());
+        assert_eq!(store.audit_events(0, 100).await.unwrap().len(), 3);
+    }
+
     pub async fn tokens_and_revocation(ctx: Ctx) {
         let store = ctx.open().await;
         let exp = 10_000;
@@ -645,6 +674,7 @@ on_both_backends!(
     private_keys_encrypted_under_master_key,
     clients_crud,
     tokens_and_revocation,
+    issuances_commit_together_or_not_at_all,
     jti_single_use,
     audit_in_order,
     data_survives_reopen,

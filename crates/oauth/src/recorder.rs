@@ -1,0 +1,72 @@
+//! Group commit of issuances: every token the service hands out is recorded (its jti, for
+//! introspection and revocation) and audited, durably, before the response is sent. Done one
+//! by one, that is two durable commits per token; here concurrent issuances queue up for one
+//! writer, which takes whatever is waiting and commits it in a single transaction. An idle
+//! writer commits a lone issuance at once, so this adds no latency, only throughput.
+
+use store::{AuditEvent, IssuedToken, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// Issuances taken into one transaction, at most.
+const MAX_BATCH: usize = 256;
+
+/// Why a batch failed, as the waiting requests need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    /// The database was unreachable (503 rather than 500).
+    pub unavailable: bool,
+    /// The store's error code.
+    pub code: &'static str,
+}
+
+type Job = (IssuedToken, AuditEvent, oneshot::Sender<Result<(), Failed>>);
+
+/// The queue to the writer task.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Recorder {
+    /// Starts the writer task (on the current runtime).
+    pub(crate) fn spawn(store: Store) -> Recorder {
+        let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<(IssuedToken, AuditEvent)> = jobs
+                    .iter()
+                    .map(|(t, e, _)| (t.clone(), e.clone()))
+                    .collect();
+                let outcome = store.record_issued(&batch).await.map_err(|e| Failed {
+                    unavailable: e.is_unavailable(),
+                    code: e.code(),
+                });
+                for (_, _, reply) in jobs {
+                    let _ = reply.send(outcome.clone());
+                }
+            }
+        });
+        Recorder { tx }
+    }
+
+    /// Records one issuance; returns once it is committed (or failed).
+    pub(crate) async fn record(&self, token: IssuedToken, event: AuditEvent) -> Result<(), Failed> {
+        let (reply, done) = oneshot::channel();
+        let stopped = Failed {
+            unavailable: true,
+            code: "ERR_OAUTH_RECORDER_STOPPED",
+        };
+        self.tx
+            .send((token, event, reply))
+            .await
+            .map_err(|_| stopped.clone())?;
+        done.await.unwrap_or(Err(stopped))
+    }
+}
