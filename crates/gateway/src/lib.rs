@@ -161,20 +161,11 @@ impl Gateway {
                 Some((m.metadata_path.clone(), doc))
             })
             .collect();
-        Ok(Gateway {
-            routes: table,
-            auth: Authenticator {
-                cache: shared.cache,
-                revocations: Arc::clone(shared.service.revocations()),
-                replay: auth::ReplayCache::default(),
-                dpop_window: shared.dpop_window,
-            },
-            service: shared.service,
-            audit: shared.audit,
-            metrics: shared.metrics,
-            tasks,
-            mcp,
-        })
+        let mut gateway = Gateway::empty(shared);
+        gateway.routes = table;
+        gateway.tasks = tasks;
+        gateway.mcp = mcp;
+        Ok(gateway)
     }
 
     /// A gateway without routes (the token service alone).

@@ -43,13 +43,7 @@ impl Service {
         req: &Request<'_>,
         now: i64,
     ) -> Result<Introspection, ErrorResponse> {
-        let mut event = AuditEvent {
-            time: now,
-            event: "token.introspected".into(),
-            outcome: "success".into(),
-            request_id: Some(req.request_id.to_owned()),
-            ..AuditEvent::default()
-        };
+        let mut event = crate::service::event("token.introspected", req.request_id, now);
         let (client, params) = match self.caller(req, paths::INTROSPECT, now, &mut event).await {
             Ok(c) => c,
             Err(e) => return Err(self.deny(event, e).await),
@@ -114,13 +108,7 @@ impl Service {
     /// Revokes a token for the client it was issued to (RFC 7009 §2.1). Tokens that are not
     /// ours, are malformed or expired need no revoking and get the same 200.
     pub async fn revoke(&self, req: &Request<'_>, now: i64) -> Result<(), ErrorResponse> {
-        let mut event = AuditEvent {
-            time: now,
-            event: "token.revoked".into(),
-            outcome: "success".into(),
-            request_id: Some(req.request_id.to_owned()),
-            ..AuditEvent::default()
-        };
+        let mut event = crate::service::event("token.revoked", req.request_id, now);
         let (client, params) = match self.caller(req, paths::REVOKE, now, &mut event).await {
             Ok(c) => c,
             Err(e) => return Err(self.deny(event, e).await),

@@ -174,22 +174,27 @@ pub fn mint(ring: &KeyRing, grant: &Grant, now: i64) -> Result<Minted> {
     })
 }
 
-/// Records a minted token (`jti`, client, subject, audience, scope, `iat`, `exp`) so it can
-/// be introspected and revoked. [`store::StoreError::Conflict`] if the jti was recorded
-/// before.
-pub async fn record(store: &Store, minted: &Minted, grant: &Grant) -> Result<()> {
-    store
-        .record_token(&IssuedToken {
-            jti: minted.jti.clone(),
+impl Minted {
+    /// What the store keeps of this token (for introspection and revocation).
+    pub fn record_of(&self, grant: &Grant) -> IssuedToken {
+        IssuedToken {
+            jti: self.jti.clone(),
             client_id: grant.client_id.clone(),
             subject: grant.subject.clone(),
             audience: grant.audience.clone(),
             scope: grant.scope.join(" "),
-            issued_at: minted.issued_at,
-            expires_at: minted.expires_at,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
             revoked_at: None,
-        })
-        .await?;
+        }
+    }
+}
+
+/// Records a minted token (`jti`, client, subject, audience, scope, `iat`, `exp`) so it can
+/// be introspected and revoked. [`store::StoreError::Conflict`] if the jti was recorded
+/// before.
+pub async fn record(store: &Store, minted: &Minted, grant: &Grant) -> Result<()> {
+    store.record_token(&minted.record_of(grant)).await?;
     Ok(())
 }
 

@@ -125,6 +125,19 @@ impl ErrorResponse {
         })
     }
 
+    /// Our own failure: `temporarily_unavailable` (503) when the database cannot be reached,
+    /// else `server_error` (500) naming only the error code; the detail goes to the log.
+    pub(crate) fn ours(unavailable: bool, code: &str) -> Self {
+        if unavailable {
+            ErrorResponse::new(
+                ErrorKind::TemporarilyUnavailable,
+                "the database is unavailable; retry later",
+            )
+        } else {
+            ErrorResponse::new(ErrorKind::ServerError, format!("internal error ({code})"))
+        }
+    }
+
     /// `error: description`, for the audit trail.
     pub fn reason(&self) -> String {
         format!("{}: {}", self.kind.as_str(), self.description)
@@ -141,17 +154,7 @@ impl From<Error> for ErrorResponse {
     /// to the log, not to the client.
     fn from(e: Error) -> Self {
         let unavailable = matches!(&e, Error::Store(s) if s.is_unavailable());
-        if unavailable {
-            ErrorResponse::new(
-                ErrorKind::TemporarilyUnavailable,
-                "the database is unavailable; retry later",
-            )
-        } else {
-            ErrorResponse::new(
-                ErrorKind::ServerError,
-                format!("internal error ({})", e.code()),
-            )
-        }
+        ErrorResponse::ours(unavailable, e.code())
     }
 }
 

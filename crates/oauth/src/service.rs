@@ -381,6 +381,17 @@ impl Service {
     }
 }
 
+/// A successful event of a request, to be filled in as the request goes.
+pub(crate) fn event(name: &str, request_id: &str, now: i64) -> AuditEvent {
+    AuditEvent {
+        time: now,
+        event: name.into(),
+        outcome: "success".into(),
+        request_id: Some(request_id.to_owned()),
+        ..AuditEvent::default()
+    }
+}
+
 pub(crate) fn key_event(event: &str, kid: &str, now: i64, request_id: Option<&str>) -> AuditEvent {
     AuditEvent {
         time: now,

@@ -48,29 +48,14 @@ impl Service {
     /// `token.denied` with the reason); a token is answered only once it is recorded and
     /// audited.
     pub async fn token(&self, req: &Request<'_>, now: i64) -> Result<TokenResponse, ErrorResponse> {
-        let mut event = AuditEvent {
-            time: now,
-            event: "token.issued".into(),
-            outcome: "success".into(),
-            request_id: Some(req.request_id.to_owned()),
-            ..AuditEvent::default()
-        };
+        let mut event = crate::service::event("token.issued", req.request_id, now);
         match self.issue(req, now, &mut event).await {
             Ok((response, issued)) => {
                 // Recorded and audited in one group commit before the token leaves.
-                self.recorder.record(issued, event).await.map_err(|f| {
-                    if f.unavailable {
-                        ErrorResponse::new(
-                            ErrorKind::TemporarilyUnavailable,
-                            "the database is unavailable; retry later",
-                        )
-                    } else {
-                        ErrorResponse::new(
-                            ErrorKind::ServerError,
-                            format!("internal error ({})", f.code),
-                        )
-                    }
-                })?;
+                self.recorder
+                    .record(issued, event)
+                    .await
+                    .map_err(|f| ErrorResponse::ours(f.unavailable, f.code))?;
                 Ok(response)
             }
             Err(mut error) => {
@@ -145,16 +130,7 @@ impl Service {
         grant.encrypt = encrypt;
         grant.jkt = jkt;
         let minted = mint(&self.ring(), &grant, now)?;
-        let issued = IssuedToken {
-            jti: minted.jti.clone(),
-            client_id: grant.client_id.clone(),
-            subject: grant.subject.clone(),
-            audience: grant.audience.clone(),
-            scope: grant.scope.join(" "),
-            issued_at: minted.issued_at,
-            expires_at: minted.expires_at,
-            revoked_at: None,
-        };
+        let issued = minted.record_of(&grant);
         event.jti = Some(minted.jti.clone());
 
         let mut body = Map::new();

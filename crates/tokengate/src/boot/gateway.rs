@@ -99,11 +99,7 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
             name: i.name.get_ref().clone(),
             issuer: i.issuer.get_ref().clone(),
             keys,
-            algorithms: i
-                .algorithms
-                .iter()
-                .filter_map(|a| a.get_ref().parse().ok())
-                .collect(),
+            algorithms: i.algorithm_list(),
             typ: match i.typ.as_deref() {
                 None => Some(oauth::AT_JWT.into()),
                 Some("") => None,

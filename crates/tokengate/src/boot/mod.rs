@@ -159,11 +159,7 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
         trusted_issuers.push(TrustedIssuer {
             issuer: i.issuer.get_ref().clone(),
             keys,
-            algorithms: i
-                .algorithms
-                .iter()
-                .filter_map(|a| a.get_ref().parse().ok())
-                .collect(),
+            algorithms: i.algorithm_list(),
             audience: i.exchange_audience.clone(),
         });
     }

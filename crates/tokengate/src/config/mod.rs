@@ -288,6 +288,16 @@ pub struct Issuer {
     pub fetch_timeout: Duration,
 }
 
+impl Issuer {
+    /// The algorithms, parsed (validation has refused any that do not parse).
+    pub fn algorithm_list(&self) -> Vec<Algorithm> {
+        self.algorithms
+            .iter()
+            .filter_map(|a| a.get_ref().parse().ok())
+            .collect()
+    }
+}
+
 fn default_cooldown() -> Duration {
     Duration(30)
 }
