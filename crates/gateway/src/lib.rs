@@ -243,6 +243,15 @@ impl Gateway {
             .map(|a| strip_port(a).to_ascii_lowercase());
         let path = parts.uri.path().to_owned();
 
+        if has_dot_segments(&path) {
+            // `/public/../admin` would match a public prefix here and reach `/admin` upstream.
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the path has dot segments",
+                ctx,
+            );
+        }
         if parts.method == Method::GET {
             if let Some((_, doc)) = self.mcp.iter().find(|(p, _)| *p == path) {
                 return json_response(StatusCode::OK, doc);
@@ -578,6 +587,18 @@ fn error(
         status,
         &json!({ "error": code, "error_description": description, "request_id": ctx.request_id }),
     )
+}
+
+/// Whether a path has `.` or `..` segments, written plainly or percent-encoded, or a
+/// backslash (which some upstreams treat as a separator).
+fn has_dot_segments(path: &str) -> bool {
+    path.contains('\\')
+        || path.split('/').any(|segment| {
+            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+            decoded == "." || decoded == ".."
+        })
+        || path.to_ascii_lowercase().contains("%2f")
+        || path.to_ascii_lowercase().contains("%5c")
 }
 
 /// The authority the client addressed: `Host`, or the URI's (HTTP/2).

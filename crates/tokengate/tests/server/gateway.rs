@@ -90,6 +90,24 @@ async fn routing_rewriting_and_forwarded_identity() {
     let r = f.get("/nowhere", &[]).await;
     assert_eq!(r.status, 404);
     assert!(r.json()["request_id"].is_string());
+    // Dot segments could slip past a prefix to another upstream path: refused.
+    for sneaky in [
+        "/status/../api/admin/x",
+        "/api/%2e%2e/admin/x",
+        "/api/.%2E/x",
+        "/api/x%2F..%2Fadmin",
+        "/api/a\\..\\b",
+    ] {
+        let r = send(
+            &f.client,
+            "GET",
+            &f.url(sneaky),
+            &[("authorization", &bearer)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 400, "{sneaky}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
