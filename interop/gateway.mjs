@@ -20,6 +20,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as client from 'openid-client';
 import * as jose from 'jose';
+import { assert, assertEqual, now, runChecks } from './checks.mjs';
 
 const API = 'https://api.example';
 const PARTNER = 'https://partner.example';
@@ -47,18 +48,6 @@ const oidcClient = JSON.parse(readFileSync(join(dir, 'oidc-client.json'), 'utf8'
 const partnerJwk = JSON.parse(readFileSync(join(dir, 'partner-private.json'), 'utf8'));
 const partnerKey = await jose.importJWK(partnerJwk, 'ES256');
 const partnerPublicJwk = JSON.parse(readFileSync(join(dir, 'partner-jwks.json'), 'utf8')).keys[0];
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-function assertEqual(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
-}
-
-const now = () => Math.floor(Date.now() / 1000);
 
 // How many requests the upstream has answered (asked of it directly, not counted).
 async function upstreamSeen() {
@@ -299,20 +288,4 @@ const checks = [
   }],
 ];
 
-let passed = 0;
-let failed = 0;
-for (const [i, [name, fn]] of checks.entries()) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok - ${i + 1}. ${name}`);
-  } catch (e) {
-    failed += 1;
-    const detail = e instanceof client.ResponseBodyError
-      ? ` (HTTP ${e.status}, error ${e.error}: ${e.error_description})`
-      : '';
-    console.log(`FAIL - ${i + 1}. ${name}: ${e.name}: ${e.message}${detail}`);
-  }
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+await runChecks(checks);

@@ -12,74 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${TOKENGATE_BIN:-target/debug/tokengate}
-if [[ ! -x $bin ]]; then
-  echo "gateway: no tokengate binary at $bin (build it, or set TOKENGATE_BIN)" >&2
-  exit 2
-fi
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-
-tmp=$(mktemp -d -t tokengate-gateway.XXXXXX)
-pids=()
-cleanup() {
-  local pid
-  for pid in ${pids[@]+"${pids[@]}"}; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Runs the harness's own commands; on failure shows their stderr and stops with status 2.
-harness() {
-  local err=$tmp/harness.err
-  if ! "$@" 2>"$err"; then
-    cat "$err" >&2
-    echo "gateway: harness step failed: $*" >&2
-    exit 2
-  fi
-}
-
-random_base64() {
-  node -e "process.stdout.write(require('node:crypto').randomBytes($1).toString('base64'))"
-}
-
-# Starts a server in the background (stdout to $tmp/NAME.out, stderr to $tmp/NAME.log) and
-# waits up to 30 s for its first stdout line, "WHO listening on URL"; sets $url.
-url=
-start() {
-  local name=$1 who=$2 line pid i
-  shift 2
-  "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
-  pid=$!
-  pids+=("$pid")
-  url=
-  for ((i = 0; i < 300; i++)); do
-    if (($(wc -l <"$tmp/$name.out") > 0)); then # a whole line
-      line=$(head -n 1 "$tmp/$name.out")
-      if [[ $line == "$who listening on "* ]]; then
-        url=${line#"$who listening on "}
-        return
-      fi
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      break
-    fi
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "gateway: $who did not start listening within 30 s; its output:" >&2
-  else
-    echo "gateway: $who exited before listening; its output:" >&2
-  fi
-  cat "$tmp/$name.out" "$tmp/$name.log" >&2
-  exit 2
-}
+label=gateway
+source interop/lib.sh
 
 # The upstream and the OpenID provider first: tokengate's configuration names their ports.
 start upstream upstream node interop/upstream.mjs

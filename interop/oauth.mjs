@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import * as client from 'openid-client';
 import * as jose from 'jose';
+import { assert, assertEqual, now, runChecks } from './checks.mjs';
 
 const API = 'https://api.example';
 const SECRET_API = 'https://secret.example';
@@ -51,18 +52,6 @@ async function recorded(fn) {
   const result = await fn();
   return { result, wire: exchanges.slice(start) };
 }
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-function assertEqual(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
-}
-
-const now = () => Math.floor(Date.now() / 1000);
 
 // A Configuration for one of the registered clients, from discovery, allowing http.
 async function configure(clientId, metadata, auth, algorithm = 'oauth2') {
@@ -365,20 +354,4 @@ const checks = [
   }],
 ];
 
-let passed = 0;
-let failed = 0;
-for (const [i, [name, fn]] of checks.entries()) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok - ${i + 1}. ${name}`);
-  } catch (e) {
-    failed += 1;
-    const detail = e instanceof client.ResponseBodyError
-      ? ` (HTTP ${e.status}, error ${e.error}: ${e.error_description})`
-      : '';
-    console.log(`FAIL - ${i + 1}. ${name}: ${e.name}: ${e.message}${detail}`);
-  }
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+await runChecks(checks);

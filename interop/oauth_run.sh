@@ -9,37 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${TOKENGATE_BIN:-target/debug/tokengate}
-if [[ ! -x $bin ]]; then
-  echo "oauth: no tokengate binary at $bin (build it, or set TOKENGATE_BIN)" >&2
-  exit 2
-fi
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+label=oauth
+source interop/lib.sh
 
-tmp=$(mktemp -d -t tokengate-oauth.XXXXXX)
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Runs the harness's own commands; on failure shows their stderr and stops with status 2.
-harness() {
-  local err=$tmp/harness.err
-  if ! "$@" 2>"$err"; then
-    cat "$err" >&2
-    echo "oauth: harness step failed: $*" >&2
-    exit 2
-  fi
-}
-
-TOKENGATE_MASTER_KEY=$(node -e 'process.stdout.write(require("node:crypto").randomBytes(32).toString("base64"))')
+TOKENGATE_MASTER_KEY=$(random_base64 32)
 export TOKENGATE_MASTER_KEY
 
 config=$tmp/tokengate.toml
@@ -76,31 +49,8 @@ printf '{"basic": %s, "post": %s, "pkjwt": %s, "pkjwt_key": %s}\n' \
   "$(cat "$tmp/pkjwt-private.json")" >"$tmp/clients.json"
 
 # The server, on a free port; it prints its address once it accepts connections.
-"$bin" serve --config "$config" --listen 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.log" &
-server_pid=$!
-issuer=
-for ((i = 0; i < 300; i++)); do
-  if (($(wc -l <"$tmp/server.out") > 0)); then # a whole line
-    line=$(head -n 1 "$tmp/server.out")
-    if [[ $line == "tokengate listening on "* ]]; then
-      issuer=${line#tokengate listening on }
-      break
-    fi
-  fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    break
-  fi
-  sleep 0.1
-done
-if [[ -z $issuer ]]; then
-  if kill -0 "$server_pid" 2>/dev/null; then
-    echo "oauth: tokengate serve did not start listening within 30 s; its output:" >&2
-  else
-    echo "oauth: tokengate serve exited before listening; its output:" >&2
-  fi
-  cat "$tmp/server.out" "$tmp/server.log" >&2
-  exit 2
-fi
+start server tokengate "$bin" serve --config "$config" --listen 127.0.0.1:0
+issuer=$url
 
 status=0
 node interop/oauth.mjs "$issuer" "$tmp/clients.json" || status=$?
