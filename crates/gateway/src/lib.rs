@@ -220,8 +220,10 @@ impl Gateway {
     {
         let mut info = AccessInfo::default();
         let mut response = self.pipeline(req, ctx, &mut info).await;
-        let route = info.route.clone().unwrap_or_else(|| "-".into());
-        self.metrics.request(&route, response.status().as_u16());
+        self.metrics.request(
+            info.route.as_deref().unwrap_or("-"),
+            response.status().as_u16(),
+        );
         response.extensions_mut().insert(info);
         response
     }
