@@ -171,6 +171,7 @@ impl Service {
             created_at: now,
         };
         self.store.create_client(&client).await?;
+        self.clients.forget(&client_id);
         self.audit(&event("client.created", Some(&client_id), now, request_id))
             .await?;
         Ok(Credentials {
@@ -201,6 +202,7 @@ impl Service {
         self.store
             .set_client_secret_hash(client_id, Some(&hash))
             .await?;
+        self.clients.forget(client_id);
         self.audit(&event(
             "client.secret_rotated",
             Some(client_id),
@@ -223,6 +225,7 @@ impl Service {
         request_id: Option<&str>,
     ) -> Result<Client, AdminError> {
         self.store.set_client_disabled(client_id, disabled).await?;
+        self.clients.forget(client_id);
         let name = if disabled {
             "client.disabled"
         } else {
@@ -244,6 +247,7 @@ impl Service {
         request_id: Option<&str>,
     ) -> Result<(), AdminError> {
         self.store.delete_client(client_id).await?;
+        self.clients.forget(client_id);
         self.audit(&event("client.deleted", Some(client_id), now, request_id))
             .await?;
         Ok(())

@@ -66,8 +66,8 @@ impl Service {
                 secret,
             } => {
                 let client = self
-                    .store
-                    .client(&client_id)
+                    .clients
+                    .get(&self.store, &client_id)
                     .await
                     .map_err(|e| denied(Some(&client_id), e.into()))?;
                 let hash = client.as_ref().and_then(|c| c.secret_hash.clone());
@@ -116,7 +116,7 @@ impl Service {
         if named.is_some_and(|n| n != client_id) {
             return Err(fail(id, "client_id differs from the assertion's issuer"));
         }
-        let client = match self.store.client(client_id).await {
+        let client = match self.clients.get(&self.store, client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(fail(id, "client authentication failed")),
             Err(e) => return Err(denied(id, e.into())),

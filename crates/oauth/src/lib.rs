@@ -31,6 +31,7 @@
 
 mod admin;
 mod client_auth;
+mod clients;
 pub mod dpop;
 mod error;
 pub mod form;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use store::{AuditEvent, KeyState, KeyUse, MasterKey, Store};
 use zeroize::Zeroizing;
 
+use crate::clients::ClientCache;
 use crate::dpop::{self, Nonces};
 use crate::error::Result;
 use crate::keyring::secs;
@@ -125,6 +126,7 @@ pub struct Service {
     ring: RwLock<Arc<KeyRing>>,
     pub(crate) revocations: Arc<Revocations>,
     pub(crate) recorder: Recorder,
+    pub(crate) clients: ClientCache,
 }
 
 impl std::fmt::Debug for Service {
@@ -157,6 +159,7 @@ impl Service {
             .await?;
         let recorder = Recorder::spawn(store.clone());
         Ok(Service {
+            clients: ClientCache::default(),
             recorder,
             store,
             master,
