@@ -492,7 +492,7 @@ fn recipient_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<
         _ => None,
     }
     .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
-    agree(&private, crv, &epk_map_point(epk, crv)?)
+    agree(private, crv, &epk_map_point(epk, crv)?)
 }
 
 /// The sender's ephemeral public key, checked to be a public key on the recipient's curve

@@ -166,6 +166,9 @@ pub(crate) struct EcKey {
     y: Vec<u8>,
     verifier: ParsedPublicKey,
     private: Option<(Zeroizing<Vec<u8>>, EcdsaKeyPair)>,
+    /// The private scalar as an ECDH key, made on first decryption and kept: building it costs
+    /// more than the agreement itself.
+    agreement: OnceLock<agreement::PrivateKey>,
 }
 
 pub(crate) struct EdKey {
@@ -178,6 +181,8 @@ pub(crate) struct EdKey {
 pub(crate) struct XKey {
     pub(crate) x: Vec<u8>,
     pub(crate) d: Option<Zeroizing<Vec<u8>>>,
+    /// As for [`EcKey`]: the ECDH key, made once.
+    agreement: OnceLock<agreement::PrivateKey>,
 }
 
 pub(crate) struct OctKey {
@@ -446,6 +451,7 @@ impl EcKey {
             y,
             verifier,
             private,
+            agreement: OnceLock::new(),
         })
     }
 
@@ -463,14 +469,30 @@ impl EcKey {
     }
 
     /// The private scalar as an ECDH key, if this key is private.
-    pub(crate) fn agreement_private(&self) -> Result<Option<agreement::PrivateKey>> {
+    pub(crate) fn agreement_private(&self) -> Result<Option<&agreement::PrivateKey>> {
         let Some((d, _)) = &self.private else {
             return Ok(None);
         };
-        agreement::PrivateKey::from_private_key(ecdh_algorithm(self.crv), d)
-            .map(Some)
-            .map_err(|_| err!(JwkInvalid, "EC private key rejected for ECDH"))
+        cached_agreement(&self.agreement, || {
+            agreement::PrivateKey::from_private_key(ecdh_algorithm(self.crv), d)
+                .map_err(|_| err!(JwkInvalid, "EC private key rejected for ECDH"))
+        })
+        .map(Some)
     }
+}
+
+/// The cached key, made by `make` the first time. Two threads racing both make one; one is
+/// kept.
+fn cached_agreement(
+    cell: &OnceLock<agreement::PrivateKey>,
+    make: impl FnOnce() -> Result<agreement::PrivateKey>,
+) -> Result<&agreement::PrivateKey> {
+    if let Some(key) = cell.get() {
+        return Ok(key);
+    }
+    let _ = cell.set(make()?);
+    cell.get()
+        .ok_or_else(|| err!(JwkInvalid, "ECDH key could not be kept"))
 }
 
 /// The aws-lc-rs ECDH algorithm for a curve.
@@ -520,13 +542,15 @@ impl EdKey {
 
 impl XKey {
     /// The private key as an ECDH key, if present.
-    pub(crate) fn agreement_private(&self) -> Result<Option<agreement::PrivateKey>> {
+    pub(crate) fn agreement_private(&self) -> Result<Option<&agreement::PrivateKey>> {
         let Some(d) = &self.d else {
             return Ok(None);
         };
-        agreement::PrivateKey::from_private_key(&agreement::X25519, d)
-            .map(Some)
-            .map_err(|_| err!(JwkInvalid, "X25519 private key rejected"))
+        cached_agreement(&self.agreement, || {
+            agreement::PrivateKey::from_private_key(&agreement::X25519, d)
+                .map_err(|_| err!(JwkInvalid, "X25519 private key rejected"))
+        })
+        .map(Some)
     }
 
     pub(crate) fn new(x: Vec<u8>, d: Option<Zeroizing<Vec<u8>>>) -> Result<Self> {
@@ -545,7 +569,11 @@ impl XKey {
                 ));
             }
         }
-        Ok(Self { x, d })
+        Ok(Self {
+            x,
+            d,
+            agreement: OnceLock::new(),
+        })
     }
 }
 

@@ -365,9 +365,10 @@ impl Jwk {
     pub fn thumbprint(&self) -> String {
         let mut map = Map::new();
         self.material.write_members(&mut map, false);
-        // serde_json's Map is ordered by key and `to_string` adds no whitespace: exactly the
-        // canonical form RFC 7638 §3.2 asks for.
-        let canonical = Value::Object(map).to_string();
+        // RFC 7638 §3.2: members sorted by name, no whitespace. Sorted explicitly: serde_json's
+        // Map keeps insertion order when any crate in the build enables `preserve_order`.
+        let sorted: std::collections::BTreeMap<&String, &Value> = map.iter().collect();
+        let canonical = serde_json::to_string(&sorted).unwrap_or_default();
         b64::encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
             canonical.as_bytes(),
