@@ -40,6 +40,30 @@ fn numeric_date(map: &Map<String, Value>, name: &str) -> Result<Option<i64>> {
 }
 
 impl Claims {
+    /// Type-checks the registered claims of `map` without copying anything (for signing).
+    pub(crate) fn check(map: &Map<String, Value>) -> Result<()> {
+        for name in ["iss", "sub", "jti"] {
+            if map.get(name).is_some_and(|v| !v.is_string()) {
+                return Err(err!(JwtClaimInvalid, "{name:?} must be a string"));
+            }
+        }
+        let aud_ok = match map.get("aud") {
+            None | Some(Value::String(_)) => true,
+            Some(Value::Array(items)) => items.iter().all(Value::is_string),
+            Some(_) => false,
+        };
+        if !aud_ok {
+            return Err(err!(
+                JwtClaimInvalid,
+                "\"aud\" must be a string or an array of strings"
+            ));
+        }
+        for name in ["exp", "nbf", "iat"] {
+            numeric_date(map, name)?;
+        }
+        Ok(())
+    }
+
     /// Type-checks the registered claims of `map`.
     pub fn from_map(map: Map<String, Value>) -> Result<Self> {
         for name in ["iss", "sub", "jti"] {

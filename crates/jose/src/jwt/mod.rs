@@ -35,17 +35,14 @@ pub fn sign(
     alg: Algorithm,
     typ: Option<&str>,
 ) -> Result<String> {
-    Claims::from_map(claims.clone())?;
+    Claims::check(claims)?;
     let mut params = HeaderParams::default();
     if let Some(t) = typ {
         params.protected.insert("typ".into(), t.into());
     }
-    jws::compact::sign(
-        Value::Object(claims.clone()).to_string().as_bytes(),
-        key,
-        alg,
-        &params,
-    )
+    let payload = serde_json::to_vec(claims)
+        .map_err(|e| err!(JwtInvalid, "the claims cannot be serialized: {e}"))?;
+    jws::compact::sign(&payload, key, alg, &params)
 }
 
 /// Verifies a JWT: structure, signature, then claims.
