@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use jose::jwt::{self, Validation};
 use jose::JwkSet;
-use store::{AuthMethod, Client};
+use store::{AuditEvent, AuthMethod, Client};
 
 use crate::dpop::ALGORITHMS;
 use crate::form::{self, Params};
@@ -96,6 +96,29 @@ impl Service {
                 self.check_assertion(assertion, params, endpoint, now).await
             }
         }
+    }
+
+    /// Parses the form (only `repeatable` parameters may appear more than once) and
+    /// authenticates the client, noting in `event` who it claimed to be and who it is.
+    pub(crate) async fn caller(
+        &self,
+        req: &Request<'_>,
+        endpoint: &str,
+        repeatable: &[&str],
+        now: i64,
+        event: &mut AuditEvent,
+    ) -> Result<(Client, Params), ErrorResponse> {
+        let params = Params::from_request(req.content_type, req.body, repeatable)?;
+        event.client_id = params.get("client_id").map(String::from);
+        let client = self
+            .authenticate(req, &params, endpoint, now)
+            .await
+            .map_err(|d| {
+                event.client_id = d.client_id;
+                d.error
+            })?;
+        event.client_id = Some(client.client_id.clone());
+        Ok((client, params))
     }
 
     async fn check_assertion(

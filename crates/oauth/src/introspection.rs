@@ -2,9 +2,8 @@
 
 use jose::jwt;
 use serde_json::{Map, Value};
-use store::{AuditEvent, Client};
+use store::AuditEvent;
 
-use crate::form::Params;
 use crate::protocol::{ErrorKind, ErrorResponse, Request};
 use crate::service::{paths, Service};
 
@@ -44,7 +43,10 @@ impl Service {
         now: i64,
     ) -> Result<Introspection, ErrorResponse> {
         let mut event = crate::service::event("token.introspected", req.request_id, now);
-        let (client, params) = match self.caller(req, paths::INTROSPECT, now, &mut event).await {
+        let (client, params) = match self
+            .caller(req, paths::INTROSPECT, &[], now, &mut event)
+            .await
+        {
             Ok(c) => c,
             Err(e) => return Err(self.deny(event, e).await),
         };
@@ -109,7 +111,7 @@ impl Service {
     /// ours, are malformed or expired need no revoking and get the same 200.
     pub async fn revoke(&self, req: &Request<'_>, now: i64) -> Result<(), ErrorResponse> {
         let mut event = crate::service::event("token.revoked", req.request_id, now);
-        let (client, params) = match self.caller(req, paths::REVOKE, now, &mut event).await {
+        let (client, params) = match self.caller(req, paths::REVOKE, &[], now, &mut event).await {
             Ok(c) => c,
             Err(e) => return Err(self.deny(event, e).await),
         };
@@ -137,27 +139,6 @@ impl Service {
         event.reason = Some(if newly { "revoked" } else { "already revoked" }.into());
         self.audit(&event).await?;
         Ok(())
-    }
-
-    /// Parses the form and authenticates the client of an introspection or revocation.
-    async fn caller(
-        &self,
-        req: &Request<'_>,
-        endpoint: &str,
-        now: i64,
-        event: &mut AuditEvent,
-    ) -> Result<(Client, Params), ErrorResponse> {
-        let params = Params::from_request(req.content_type, req.body, &[])?;
-        event.client_id = params.get("client_id").map(String::from);
-        let client = self
-            .authenticate(req, &params, endpoint, now)
-            .await
-            .map_err(|d| {
-                event.client_id = d.client_id;
-                d.error
-            })?;
-        event.client_id = Some(client.client_id.clone());
-        Ok((client, params))
     }
 
     /// Records a failed request in the audit trail and returns its error.

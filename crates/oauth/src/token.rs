@@ -78,16 +78,9 @@ impl Service {
         now: i64,
         event: &mut AuditEvent,
     ) -> Result<(TokenResponse, IssuedToken), ErrorResponse> {
-        let params = Params::from_request(req.content_type, req.body, &["resource", "audience"])?;
-        event.client_id = params.get("client_id").map(String::from);
-        let client = self
-            .authenticate(req, &params, paths::TOKEN, now)
-            .await
-            .map_err(|d| {
-                event.client_id = d.client_id;
-                d.error
-            })?;
-        event.client_id = Some(client.client_id.clone());
+        let (client, params) = self
+            .caller(req, paths::TOKEN, &["resource", "audience"], now, event)
+            .await?;
 
         let grant_type = params.require("grant_type")?;
         let (subject, cap, exchanged) = match grant_type {
