@@ -69,8 +69,9 @@ pub struct Verified {
     pub scopes: Vec<String>,
     /// `cnf.jkt`, for DPoP-bound tokens.
     pub jkt: Option<String>,
-    /// The internal token made for it last, and its expiry, reused while fresh.
-    pub internal: Mutex<Option<(String, i64)>>,
+    /// The internal token made for it last: its audience, the token, its expiry. Reused
+    /// while fresh and only for the same audience (one token may serve several routes).
+    pub internal: Mutex<Option<(String, String, i64)>>,
 }
 
 impl Verified {
@@ -214,24 +215,31 @@ pub fn extract(headers: &HeaderMap) -> Result<(Scheme, &str), Denial> {
 }
 
 /// Single use of DPoP proof `jti`s at the gateway, in memory (one node; the shared replay
-/// cache comes with multi-node state).
+/// cache comes with multi-node state). Bounded: expired entries are swept at most once a
+/// second, and when the cache is full of live entries a new proof is refused rather than
+/// remembered badly (a holder of a bound token flooding proofs only hurts itself and the
+/// other DPoP callers of this node, never memory).
 #[derive(Debug, Default)]
 pub struct ReplayCache {
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<(HashMap<String, i64>, i64)>,
 }
 
-/// Entries kept before expired ones are swept.
-const REPLAY_SWEEP_AT: usize = 100_000;
+/// Live entries kept at most.
+const REPLAY_MAX: usize = 200_000;
 
 impl ReplayCache {
-    /// `true` the first time `key` is seen before `expires_at`.
+    /// `true` the first time `key` is seen before `expires_at`; `false` for a replay or when
+    /// the cache is full.
     pub fn first_use(&self, key: String, expires_at: i64, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= REPLAY_SWEEP_AT {
+        let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let (seen, last_sweep) = &mut *guard;
+        if seen.len() >= REPLAY_MAX && *last_sweep != now {
             seen.retain(|_, exp| *exp > now);
+            *last_sweep = now;
         }
         match seen.get(&key) {
             Some(exp) if *exp > now => false,
+            _ if seen.len() >= REPLAY_MAX => false,
             _ => {
                 seen.insert(key, expires_at);
                 true
@@ -394,8 +402,8 @@ pub struct Authenticator {
     pub cache: Arc<TokenCache>,
     /// Revocations of the built-in issuer's tokens.
     pub revocations: Arc<Revocations>,
-    /// DPoP proof `jti`s seen.
-    pub replay: ReplayCache,
+    /// DPoP proof `jti`s seen (shared by the gateways of successive reloads).
+    pub replay: Arc<ReplayCache>,
     /// DPoP `iat` window, seconds.
     pub dpop_window: u64,
 }

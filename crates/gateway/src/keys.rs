@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::client::{get_small, HttpClient};
 
+/// Bounds on how long a fetched key set is used before it is fetched again.
+const MIN_MAX_AGE: Duration = Duration::from_secs(30);
+const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// Largest JWKS or metadata document read.
 const MAX_DOCUMENT: usize = 512 * 1024;
 
@@ -173,11 +177,14 @@ impl RemoteJwks {
         let (body, headers) =
             get_small(&self.client, &url, self.options.timeout, MAX_DOCUMENT).await?;
         let keys = JwkSet::from_json(&body).map_err(|e| format!("{url}: {}", e.reason()))?;
+        // Clamped: `no-cache` or `max-age=0` would turn every token check into a fetch, and a
+        // huge value would pin keys the issuer has removed.
         let max_age = headers
             .get(http::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(max_age)
-            .unwrap_or(self.options.default_max_age);
+            .unwrap_or(self.options.default_max_age)
+            .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
         Ok((keys, max_age))
     }
 }

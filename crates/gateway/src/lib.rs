@@ -123,6 +123,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// DPoP `iat` window, seconds.
     pub dpop_window: u64,
+    /// DPoP proofs seen (kept across reloads, so a reload does not reopen replays).
+    pub replay: Arc<auth::ReplayCache>,
 }
 
 impl Gateway {
@@ -175,7 +177,7 @@ impl Gateway {
             auth: Authenticator {
                 cache: shared.cache,
                 revocations: Arc::clone(shared.service.revocations()),
-                replay: auth::ReplayCache::default(),
+                replay: shared.replay,
                 dpop_window: shared.dpop_window,
             },
             service: shared.service,
@@ -245,14 +247,8 @@ impl Gateway {
             .map(|a| strip_port(a).to_ascii_lowercase());
         let path = parts.uri.path().to_owned();
 
-        if has_dot_segments(&path) {
-            // `/public/../admin` would match a public prefix here and reach `/admin` upstream.
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the path has dot segments",
-                ctx,
-            );
+        if let Some(why) = non_canonical_path(&path) {
+            return error(StatusCode::BAD_REQUEST, "invalid_request", why, ctx);
         }
         if parts.method == Method::GET {
             if let Some((_, doc)) = self.mcp.iter().find(|(p, _)| *p == path) {
@@ -331,7 +327,9 @@ impl Gateway {
         }
 
         // Rewrite.
-        let upgrade = is_upgrade(&parts.headers);
+        // Only WebSocket is tunnelled: an `h2c` upgrade would open a connection whose later
+        // requests never pass through the route's checks.
+        let upgrade = parts.method == Method::GET && is_websocket(&parts.headers);
         let on_upgrade = if upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {
@@ -354,9 +352,9 @@ impl Gateway {
                 )
             }
         };
-        let retryable = is_idempotent(&parts.method)
-            && content_length(&parts.headers).is_none_or(|n| n == 0)
-            && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+        // A request is re-sent only when its body is known to be empty (an h2 request can have a
+        // body without Content-Length).
+        let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
         strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::HOST);
         forwarded_headers(&mut parts.headers, authority.as_deref(), ctx);
@@ -423,7 +421,19 @@ impl Gateway {
         v: &Verified,
         headers: &mut HeaderMap,
     ) -> Result<(), String> {
-        for (_, name) in &auth.forward_claims {
+        // Also `X_User_Id` and other spellings that CGI-style upstreams read as the same
+        // header.
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                let normal = k.as_str().replace('_', "-");
+                auth.forward_claims
+                    .iter()
+                    .any(|(_, name)| name.as_str() == normal)
+            })
+            .cloned()
+            .collect();
+        for name in spoofed {
             headers.remove(name);
         }
         if auth.forward_token != ForwardToken::Original {
@@ -443,16 +453,21 @@ impl Gateway {
             let token = {
                 let mut slot = v.internal.lock().unwrap_or_else(|e| e.into_inner());
                 match &*slot {
-                    // Reused while it has most of its life left.
-                    Some((t, exp)) if *exp - now > oauth::INTERNAL_TOKEN_LIFETIME / 2 => t.clone(),
+                    // Reused while it has most of its life left, for the same audience only.
+                    Some((aud, t, exp))
+                        if *aud == auth.audience
+                            && *exp - now > oauth::INTERNAL_TOKEN_LIFETIME / 2 =>
+                    {
+                        t.clone()
+                    }
                     _ => {
                         let (t, exp) = self
                             .service
-                            .internal_token(v.claims.as_map(), &auth.audience, now)
+                            .internal_token(v.claims.as_map(), &auth.audience, now, v.expires_at)
                             .map_err(|e| {
                                 format!("minting the internal token failed ({})", e.code())
                             })?;
-                        *slot = Some((t.clone(), exp));
+                        *slot = Some((auth.audience.clone(), t.clone(), exp));
                         t
                     }
                 }
@@ -494,7 +509,10 @@ impl Gateway {
             .is_some_and(|v| {
                 v.len() > 5 && v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop "))
             });
-        let mut challenge = if dpop {
+        // RFC 9449 §7.1: DPoP failures get a DPoP challenge, `invalid_dpop_proof` when the
+        // proof itself was at fault.
+        let dpop_failure = denial.code() == "ERR_GATEWAY_DPOP";
+        let mut challenge = if dpop || dpop_failure {
             let algs: Vec<&str> = oauth::dpop::ALGORITHMS.iter().map(|a| a.name()).collect();
             format!("DPoP realm=\"{REALM}\", algs=\"{}\"", algs.join(" "))
         } else {
@@ -509,7 +527,11 @@ impl Gateway {
             Denial::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d.clone()),
             Denial::InvalidToken { description, .. } => (
                 StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                if dpop_failure && dpop {
+                    "invalid_dpop_proof"
+                } else {
+                    "invalid_token"
+                },
                 description.clone(),
             ),
             Denial::InsufficientScope { .. } => (
@@ -591,16 +613,46 @@ fn error(
     )
 }
 
-/// Whether a path has `.` or `..` segments, written plainly or percent-encoded, or a
-/// backslash (which some upstreams treat as a separator).
-fn has_dot_segments(path: &str) -> bool {
-    path.contains('\\')
-        || path.split('/').any(|segment| {
-            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-            decoded == "." || decoded == ".."
-        })
-        || path.to_ascii_lowercase().contains("%2f")
-        || path.to_ascii_lowercase().contains("%5c")
+/// Why a path is not in the one spelling routes are matched on, if it is not. Routes match
+/// the raw path, and upstreams often decode or collapse it: `/public/../admin`, `//admin`,
+/// `/%61dmin` or `/x/..;/admin` would match one route here and mean another upstream. So a
+/// path must be canonical: no `.`/`..` segments (plain or escaped), no empty segments, no
+/// `;` (matrix parameters), no backslash, and percent-escapes only for characters that need
+/// them (never an unreserved character, `/` or `\\`), each well formed.
+fn non_canonical_path(path: &str) -> Option<&'static str> {
+    if path.contains('\\') || path.contains(';') {
+        return Some("the path has a backslash or a semicolon");
+    }
+    if path.contains("//") {
+        return Some("the path has an empty segment");
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                return Some("the path has a malformed percent-escape");
+            };
+            let unreserved =
+                value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
+            if unreserved || value == b'/' || value == b'\\' {
+                return Some("the path escapes a character that needs no escaping");
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Some("the path has dot segments");
+    }
+    None
 }
 
 /// The authority the client addressed: `Host`, or the URI's (HTTP/2).
@@ -631,8 +683,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -678,6 +733,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// `X-Forwarded-For` (appended), `-Proto` and `-Host`.
 fn forwarded_headers(headers: &mut HeaderMap, authority: Option<&str>, ctx: &Context) {
+    // The client's own `Forwarded` would contradict the X-Forwarded-* set here.
+    headers.remove(header::FORWARDED);
     if let Some(ip) = ctx.peer {
         let prior = headers
             .get("x-forwarded-for")

@@ -81,7 +81,8 @@ pub struct Route {
 impl Route {
     fn matches_path(&self, path: &str) -> bool {
         match &self.path {
-            PathMatch::Exact(p) => p == path,
+            // `/admin/` is the same resource as `/admin` to many upstreams.
+            PathMatch::Exact(p) => p == path || path.strip_suffix('/').is_some_and(|x| x == p),
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
         }
     }

@@ -303,18 +303,20 @@ impl Service {
     /// A short-lived token (60 s) for an upstream, signed with the active key, carrying
     /// `claims` (a token the gateway verified) re-issued by us: `iss` ours, `aud` the route's
     /// audience, fresh `iat`, `exp` and `jti`, no `cnf`. Upstreams verify it with our JWKS and
-    /// never see the client's token (the phantom-token pattern). Returns it and its `exp`.
+    /// never see the client's token (the phantom-token pattern). It never outlives the
+    /// verified token (`not_after`, its `exp`). Returns it and its `exp`.
     pub fn internal_token(
         &self,
         claims: &serde_json::Map<String, Value>,
         audience: &str,
         now: i64,
+        not_after: i64,
     ) -> Result<(String, i64)> {
         let mut out = claims.clone();
         for name in ["iss", "aud", "exp", "iat", "nbf", "jti", "cnf"] {
             out.remove(name);
         }
-        let exp = now.saturating_add(INTERNAL_TOKEN_LIFETIME);
+        let exp = now.saturating_add(INTERNAL_TOKEN_LIFETIME).min(not_after);
         out.insert("iss".into(), self.settings.issuer.clone().into());
         out.insert("aud".into(), audience.into());
         out.insert("iat".into(), now.into());

@@ -30,6 +30,8 @@ pub struct GatewayParts {
     pub audit: gateway::audit::AuditSink,
     /// Counters.
     pub metrics: Arc<gateway::metrics::Metrics>,
+    /// DPoP proofs seen.
+    pub replay: Arc<gateway::auth::ReplayCache>,
 }
 
 impl GatewayParts {
@@ -38,6 +40,7 @@ impl GatewayParts {
         GatewayParts {
             audit: gateway::audit::AuditSink::spawn(service.store().clone()),
             metrics: Arc::default(),
+            replay: Arc::default(),
             service,
         }
     }
@@ -50,6 +53,7 @@ impl GatewayParts {
             audit: self.audit.clone(),
             metrics: Arc::clone(&self.metrics),
             dpop_window,
+            replay: Arc::clone(&self.replay),
         }
     }
 }

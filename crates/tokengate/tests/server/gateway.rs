@@ -67,6 +67,11 @@ async fn routing_rewriting_and_forwarded_identity() {
     assert_eq!(seen["headers"]["x-request-id"], "req-1");
     assert!(seen["headers"].get("x-drop").is_none());
     assert!(
+        seen["headers"].get("x_user_id").is_none(),
+        "underscore spellings are stripped too"
+    );
+    assert!(seen["headers"].get("forwarded").is_none());
+    assert!(
         seen["headers"].get("authorization").is_none(),
         "the client's token stays at the gateway"
     );
@@ -87,16 +92,23 @@ async fn routing_rewriting_and_forwarded_identity() {
     let r = send(&f.client, "POST", &f.url("/status"), &[], "").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET"));
+    // An exact path also serves its trailing-slash spelling.
+    assert_eq!(f.get("/status/", &[]).await.status, 200);
     let r = f.get("/nowhere", &[]).await;
     assert_eq!(r.status, 404);
     assert!(r.json()["request_id"].is_string());
-    // Dot segments could slip past a prefix to another upstream path: refused.
+    // Other spellings of a path could slip past a route to another upstream path: refused.
     for sneaky in [
         "/status/../api/admin/x",
         "/api/%2e%2e/admin/x",
         "/api/.%2E/x",
         "/api/x%2F..%2Fadmin",
         "/api/a\\..\\b",
+        "/api/%61dmin/x",
+        "//api/admin/x",
+        "/api//admin",
+        "/api/x/..;/admin",
+        "/api/%zz",
     ] {
         let r = send(
             &f.client,
@@ -719,7 +731,7 @@ async fn streaming_and_upgrades_pass_through() {
     // An upgrade is tunnelled both ways.
     let mut stream = tokio::net::TcpStream::connect(f.addr).await.unwrap();
     stream
-        .write_all(format!("GET /s/upgrade HTTP/1.1\r\nHost: {}\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n", f.addr).as_bytes())
+        .write_all(format!("GET /s/upgrade HTTP/1.1\r\nHost: {}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", f.addr).as_bytes())
         .await
         .unwrap();
     let mut head = Vec::new();
@@ -740,6 +752,20 @@ async fn streaming_and_upgrades_pass_through() {
         .unwrap()
         .unwrap();
     assert_eq!(&echo, b"ping");
+    // Other upgrades (h2c) are not tunnelled: the request goes through as a plain one.
+    let r = send(
+        &f.client,
+        "GET",
+        &f.url("/s/upgrade"),
+        &[
+            ("connection", "upgrade, http2-settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+        ],
+        "",
+    )
+    .await;
+    assert_ne!(r.status, 101);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,6 +123,9 @@ async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request)
         }
         "/upgrade" => {
             let mut req = req;
+            if !req.headers().contains_key("upgrade") {
+                return StatusCode::BAD_REQUEST.into_response();
+            }
             let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
@@ -136,7 +139,7 @@ async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request)
             return Response::builder()
                 .status(101)
                 .header("connection", "upgrade")
-                .header("upgrade", "echo")
+                .header("upgrade", "websocket")
                 .body(Body::empty())
                 .unwrap();
         }
