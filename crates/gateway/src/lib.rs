@@ -12,12 +12,11 @@
 //! 4. [`upstream`]: round robin over healthy targets, timeouts, safe retries; bodies streamed
 //!    both ways (server-sent events arrive as produced; WebSocket upgrades are tunnelled).
 //! 5. the response, with the route's header changes; [`AccessInfo`] for the access log,
-//!    [`metrics`], and an [`audit`] event for each denial.
+//!    [`metrics`], and an audit event for each denial (through a [`store::AuditQueue`]).
 //!
 //! Errors become HTTP in one place ([`Gateway::denial`] and friends): RFC 6750 challenges,
 //! 403 `insufficient_scope`, 404/405, 413, 502/504, as small JSON bodies with the request id.
 
-pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod client;
@@ -37,7 +36,6 @@ use oauth::Service;
 use serde_json::{json, Value};
 use store::AuditEvent;
 
-use crate::audit::AuditSink;
 use crate::auth::{Authenticator, Denial, ForwardToken, RequestFacts, RouteAuth, Verified};
 use crate::cache::TokenCache;
 use crate::client::{BoxError, OutBody};
@@ -88,7 +86,7 @@ pub struct Gateway {
     routes: RouteTable,
     auth: Authenticator,
     service: Arc<Service>,
-    audit: AuditSink,
+    audit: store::AuditQueue,
     metrics: Arc<Metrics>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     mcp: Vec<(String, Value)>,
@@ -118,7 +116,7 @@ pub struct Shared {
     /// The verified-token cache (a new one per configuration: issuers may have changed).
     pub cache: Arc<TokenCache>,
     /// Where denials are audited.
-    pub audit: AuditSink,
+    pub audit: store::AuditQueue,
     /// Counters (kept across reloads).
     pub metrics: Arc<Metrics>,
     /// DPoP `iat` window, seconds.

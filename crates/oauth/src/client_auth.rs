@@ -42,8 +42,12 @@ fn denied(client_id: Option<&str>, error: ErrorResponse) -> Denied {
     }
 }
 
+/// `invalid_client` with one description for every cause, so a client cannot tell an unknown
+/// id from a disabled client or a wrong method; the cause goes to the audit trail only.
 fn invalid_client(reason: &str) -> ErrorResponse {
-    ErrorResponse::new(ErrorKind::InvalidClient, reason)
+    let mut e = ErrorResponse::new(ErrorKind::InvalidClient, "client authentication failed");
+    e.detail = Some(reason.to_owned());
+    e
 }
 
 impl Service {
@@ -109,7 +113,10 @@ impl Service {
         event: &mut AuditEvent,
     ) -> Result<(Client, Params), ErrorResponse> {
         let params = Params::from_request(req.content_type, req.body, repeatable)?;
-        event.client_id = params.get("client_id").map(String::from);
+        // Bounded: the id is what the client claimed, not yet checked.
+        event.client_id = params
+            .get("client_id")
+            .map(|c| c.chars().take(128).collect());
         let client = self
             .authenticate(req, &params, endpoint, now)
             .await

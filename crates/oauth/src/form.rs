@@ -36,6 +36,7 @@ impl Params {
     /// Parses a body; see [`Params::from_request`].
     pub fn parse(body: &[u8], repeatable: &[&str]) -> Result<Params, ErrorResponse> {
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for part in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
             let (name, value) = match part.iter().position(|b| *b == b'=') {
                 Some(i) => (
@@ -49,7 +50,7 @@ impl Params {
             if value.is_empty() {
                 continue;
             }
-            if pairs.iter().any(|(n, _)| *n == name) && !repeatable.contains(&name.as_str()) {
+            if !seen.insert(name.clone()) && !repeatable.contains(&name.as_str()) {
                 return Err(invalid_request(format!("the parameter {name} is repeated")));
             }
             pairs.push((name, value));

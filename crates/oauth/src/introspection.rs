@@ -145,7 +145,7 @@ impl Service {
     async fn deny(&self, mut event: AuditEvent, error: ErrorResponse) -> ErrorResponse {
         event.outcome = "failure".into();
         event.reason = Some(error.reason());
-        let _ = self.audit(&event).await;
+        self.denials.record(event);
         error
     }
 }

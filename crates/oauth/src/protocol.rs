@@ -94,6 +94,9 @@ pub struct ErrorResponse {
     pub description: String,
     /// A fresh `DPoP-Nonce` to send along (with [`ErrorKind::UseDpopNonce`]).
     pub dpop_nonce: Option<String>,
+    /// What the audit trail records instead of the description, when the client must not
+    /// learn it (why client authentication failed).
+    pub detail: Option<String>,
 }
 
 impl ErrorResponse {
@@ -103,6 +106,7 @@ impl ErrorResponse {
             kind,
             description: description.into(),
             dpop_nonce: None,
+            detail: None,
         }
     }
 
@@ -138,9 +142,14 @@ impl ErrorResponse {
         }
     }
 
-    /// `error: description`, for the audit trail.
+    /// `error: description` (or the detail), for the audit trail; at most 256 characters.
     pub fn reason(&self) -> String {
-        format!("{}: {}", self.kind.as_str(), self.description)
+        let text = self.detail.as_deref().unwrap_or(&self.description);
+        let mut reason = format!("{}: {text}", self.kind.as_str());
+        if let Some((cut, _)) = reason.char_indices().nth(256) {
+            reason.truncate(cut);
+        }
+        reason
     }
 }
 

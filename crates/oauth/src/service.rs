@@ -127,6 +127,9 @@ pub struct Service {
     pub(crate) revocations: Arc<Revocations>,
     pub(crate) recorder: Recorder,
     pub(crate) clients: ClientCache,
+    /// Denials are audited through a bounded queue: failing requests cost no synchronous
+    /// database write.
+    pub(crate) denials: store::AuditQueue,
 }
 
 impl std::fmt::Debug for Service {
@@ -159,6 +162,7 @@ impl Service {
             .await?;
         let recorder = Recorder::spawn(store.clone());
         Ok(Service {
+            denials: store::AuditQueue::spawn(store.clone()),
             clients: ClientCache::default(),
             recorder,
             store,

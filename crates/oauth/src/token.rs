@@ -62,8 +62,9 @@ impl Service {
                 event.event = "token.denied".into();
                 event.outcome = "failure".into();
                 event.reason = Some(error.reason());
-                // A denial whose audit row cannot be written is still a denial.
-                let _ = self.audit(&event).await;
+                // Queued, not awaited: a flood of bad requests must not become a flood of
+                // synchronous writes. A denial whose row cannot be written is still a denial.
+                self.denials.record(event);
                 if error.kind == ErrorKind::UseDpopNonce && error.dpop_nonce.is_none() {
                     error.dpop_nonce = self.dpop_nonce(now);
                 }
@@ -83,11 +84,12 @@ impl Service {
             .await?;
 
         let grant_type = params.require("grant_type")?;
-        let (subject, cap, exchanged) = match grant_type {
-            "client_credentials" => (client.client_id.clone(), None, false),
+        // `not_after`: an exchanged token never outlives its subject token.
+        let (subject, cap, exchanged, not_after) = match grant_type {
+            "client_credentials" => (client.client_id.clone(), None, false, None),
             TOKEN_EXCHANGE => {
-                let (subject, cap) = self.exchange(&params, now).await?;
-                (subject, cap, true)
+                let (subject, cap, exp) = self.exchange(&params, &client, now).await?;
+                (subject, cap, true, Some(exp))
             }
             other => {
                 return Err(ErrorResponse::new(
@@ -111,6 +113,18 @@ impl Service {
                 }),
             ),
             Target::Registered(_) => (self.settings.token_lifetime, None),
+        };
+        let lifetime = match not_after {
+            None => lifetime,
+            Some(exp) => match u64::try_from(exp.saturating_sub(now)) {
+                Ok(left) if left > 0 => lifetime.min(left),
+                _ => {
+                    return Err(ErrorResponse::new(
+                        ErrorKind::InvalidGrant,
+                        "the subject token has expired",
+                    ))
+                }
+            },
         };
         let mut grant = Grant::new(
             self.settings.issuer.clone(),
@@ -218,11 +232,14 @@ impl Service {
         };
         let proof = dpop::check(proof, &expect).map_err(|e| match e {
             ProofError::Invalid(why) => ErrorResponse::new(ErrorKind::InvalidDpopProof, why),
-            ProofError::NonceRequired => ErrorResponse {
-                kind: ErrorKind::UseDpopNonce,
-                description: "the DPoP proof must carry the server's nonce".into(),
-                dpop_nonce: self.dpop_nonce(now),
-            },
+            ProofError::NonceRequired => {
+                let mut e = ErrorResponse::new(
+                    ErrorKind::UseDpopNonce,
+                    "the DPoP proof must carry the server's nonce",
+                );
+                e.dpop_nonce = self.dpop_nonce(now);
+                e
+            }
         })?;
         let window = i64::try_from(self.settings.dpop.window).unwrap_or(i64::MAX);
         let fresh = self
@@ -247,11 +264,18 @@ impl Service {
     /// active token of ours or a valid token of a trusted issuer, with our issuer as
     /// audience (or the one configured for that issuer). A subject token that fails is
     /// `invalid_grant`; see docs/oauth.md for why not `invalid_request`.
+    ///
+    /// A token of ours may be exchanged only by the client it was issued to or by a client
+    /// registered for its audience (the resource server that received it), so a leaked token
+    /// cannot be laundered by any client. Tokens bound to a key (`cnf`) are refused: the new
+    /// token would drop the binding. Returns the subject, the scope cap and the subject
+    /// token's `exp`.
     async fn exchange(
         &self,
         params: &Params,
+        client: &Client,
         now: i64,
-    ) -> Result<(String, Option<Vec<String>>), ErrorResponse> {
+    ) -> Result<(String, Option<Vec<String>>, i64), ErrorResponse> {
         let token = params.require("subject_token")?;
         match params.require("subject_token_type")? {
             ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE => {}
@@ -281,6 +305,14 @@ impl Service {
             if claims.get("cnf").is_some() {
                 return Err(bad("a DPoP-bound token cannot be exchanged"));
             }
+            let holder = claims.get("client_id").and_then(Value::as_str)
+                == Some(client.client_id.as_str())
+                || claims.aud().iter().any(|a| client.audiences.contains(a));
+            if !holder {
+                return Err(bad(
+                    "the subject token was neither issued to this client nor for its audience",
+                ));
+            }
             let subject = claims
                 .sub()
                 .ok_or_else(|| bad("the subject token has no sub"))?;
@@ -289,7 +321,7 @@ impl Service {
                 .and_then(Value::as_str)
                 .map(|s| s.split(' ').map(String::from).collect())
                 .unwrap_or_default();
-            return Ok((subject.to_owned(), Some(scope)));
+            return Ok((subject.to_owned(), Some(scope), claims.exp().unwrap_or(now)));
         }
         let (_, unverified) = jwt::decode_unverified(token)
             .map_err(|_| bad("the subject token is not a JWT we can verify"))?;
@@ -316,10 +348,13 @@ impl Service {
         let verified: Claims = jwt::verify(token, &trusted.keys, &validation)
             .map_err(|e| bad(&format!("the subject token is invalid: {}", e.reason())))?
             .claims;
+        if verified.get("cnf").is_some() {
+            return Err(bad("a key-bound (cnf) token cannot be exchanged"));
+        }
         let subject = verified
             .sub()
             .ok_or_else(|| bad("the subject token has no sub"))?;
-        Ok((subject.to_owned(), None))
+        Ok((subject.to_owned(), None, verified.exp().unwrap_or(now)))
     }
 }
 

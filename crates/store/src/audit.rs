@@ -122,3 +122,47 @@ impl Store {
             .collect())
     }
 }
+
+/// Events written off the request path: a bounded queue to one writer task, so a flood of
+/// failing requests cannot become a flood of database writes that slows every request.
+/// When the queue is full, events are counted as dropped instead. For denials; events that
+/// must not be lost (issuances) are written before the response instead.
+#[derive(Debug, Clone)]
+pub struct AuditQueue {
+    tx: tokio::sync::mpsc::Sender<AuditEvent>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Events waiting to be written, at most.
+const AUDIT_QUEUE: usize = 4096;
+
+impl AuditQueue {
+    /// Starts the writer task (on the current runtime).
+    pub fn spawn(store: Store) -> AuditQueue {
+        use std::sync::atomic::Ordering;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<AuditEvent>(AUDIT_QUEUE);
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lost = std::sync::Arc::clone(&dropped);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if store.append_audit(&event).await.is_err() {
+                    lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        AuditQueue { tx, dropped }
+    }
+
+    /// Queues an event.
+    pub fn record(&self, event: AuditEvent) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Events lost (queue full or write failed).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -95,7 +95,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditEvent, AuditRecord};
+pub use audit::{AuditEvent, AuditQueue, AuditRecord};
 pub use clients::{AuthMethod, Client};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};

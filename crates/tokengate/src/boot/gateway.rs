@@ -27,7 +27,7 @@ pub struct GatewayParts {
     /// The token service.
     pub service: Arc<Service>,
     /// Denial audit queue.
-    pub audit: gateway::audit::AuditSink,
+    pub audit: store::AuditQueue,
     /// Counters.
     pub metrics: Arc<gateway::metrics::Metrics>,
     /// DPoP proofs seen.
@@ -38,7 +38,7 @@ impl GatewayParts {
     /// Parts over a service: a new audit writer (inside the runtime) and new counters.
     pub fn new(service: Arc<Service>) -> GatewayParts {
         GatewayParts {
-            audit: gateway::audit::AuditSink::spawn(service.store().clone()),
+            audit: store::AuditQueue::spawn(service.store().clone()),
             metrics: Arc::default(),
             replay: Arc::default(),
             service,

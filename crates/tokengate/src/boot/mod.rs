@@ -227,15 +227,20 @@ pub async fn open_service(config: &Config, flags: &StorageFlags) -> Result<Servi
 }
 
 /// The admin token: `TOKENGATE_ADMIN_TOKEN`, else the configuration's.
-pub fn admin_token(config: &Config) -> Option<String> {
-    std::env::var(ADMIN_TOKEN_ENV)
+pub fn admin_token(config: &Config) -> Result<Option<String>, CliError> {
+    match std::env::var(ADMIN_TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty())
-        .or_else(|| {
-            config
-                .server
-                .admin_token
-                .as_ref()
-                .map(|t| t.get_ref().clone())
-        })
+    {
+        // The same floor as the configuration file's: a guessable admin token is a hole.
+        Some(t) if t.len() < 32 => Err(CliError::usage(format!(
+            "{ADMIN_TOKEN_ENV} must be at least 32 characters"
+        ))),
+        Some(t) => Ok(Some(t)),
+        None => Ok(config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|t| t.get_ref().clone())),
+    }
 }

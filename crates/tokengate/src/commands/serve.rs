@@ -129,7 +129,7 @@ async fn run(
         None => format!("{scheme}://{addr}"),
     };
     let service = Arc::new(boot::start_service(&config, store, master, issuer.clone()).await?);
-    let mut admin_token = boot::admin_token(&config);
+    let mut admin_token = boot::admin_token(&config)?;
     if dev {
         if admin_token.is_none() {
             admin_token = Some(random_token()?);

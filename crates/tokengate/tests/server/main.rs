@@ -54,6 +54,7 @@ mod backends {
         dpop_binding,
         dpop_nonce,
         database_unavailable,
+        exchange_is_limited_to_holders_and_lifetimes,
     );
     on_both_backends!(introspection:
         introspect_json_and_jwt,
