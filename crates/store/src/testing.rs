@@ -106,10 +106,15 @@ where
     // Run the test as its own task so that a failing assertion still lets us drop the
     // schema; then re-raise it.
     let outcome = tokio::spawn(test(ctx)).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    // Background writers of the test (queued audit events) may still be inserting: dropping
+    // the schema under them can deadlock, and PostgreSQL then aborts one side. Try again.
+    let drop = format!("DROP SCHEMA {schema} CASCADE");
+    let mut attempts = 0;
+    while let Err(err) = sqlx::query(&drop).execute(&admin).await {
+        attempts += 1;
+        assert!(attempts < 20, "dropping the test schema failed: {err}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     admin.close().await;
     if let Err(err) = outcome {
         if err.is_panic() {
