@@ -257,7 +257,7 @@ pub enum KeySource {
     /// A fixed set.
     Static(Arc<JwkSet>),
     /// A remote set.
-    Remote(Box<RemoteJwks>),
+    Remote(Arc<RemoteJwks>),
 }
 
 /// A trusted issuer.

@@ -1,6 +1,7 @@
 //! Building the gateway from `[[routes]]` and `[[issuers]]`: issuers with their key sources,
 //! routes with their upstream clients. Used at start and on every reload.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub struct GatewayParts {
     pub metrics: Arc<gateway::metrics::Metrics>,
     /// DPoP proofs seen.
     pub replay: Arc<gateway::auth::ReplayCache>,
+    /// Remote key sets by source and timing, so a reload keeps their last good keys instead
+    /// of fetching them again (and failing, if the issuer is down just then).
+    remotes: Arc<std::sync::Mutex<HashMap<String, Arc<RemoteJwks>>>>,
 }
 
 impl GatewayParts {
@@ -41,6 +45,7 @@ impl GatewayParts {
             audit: store::AuditQueue::spawn(service.store().clone()),
             metrics: Arc::default(),
             replay: Arc::default(),
+            remotes: Arc::default(),
             service,
         }
     }
@@ -74,6 +79,17 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         typ: Some(oauth::AT_JWT.into()),
         decrypt: None,
     })];
+    let mut remotes = parts.remotes.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kept: HashMap<String, Arc<RemoteJwks>> = HashMap::new();
+    let mut remote = |source: RemoteSource, options: RemoteOptions| {
+        let id = format!("{source:?} {options:?}");
+        let set = remotes
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(RemoteJwks::new(source, fetch_client.clone(), options)));
+        kept.insert(id, Arc::clone(&set));
+        KeySource::Remote(set)
+    };
     for i in &config.issuers {
         let options = RemoteOptions {
             default_max_age: Duration::from_secs(i.cache_max_age.0),
@@ -84,16 +100,8 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
             (Some(path), _, _) => {
                 KeySource::Static(Arc::new(crate::input::load_key_set(path.get_ref())?))
             }
-            (None, Some(url), _) => KeySource::Remote(Box::new(RemoteJwks::new(
-                RemoteSource::Jwks(url.get_ref().to_string()),
-                fetch_client.clone(),
-                options,
-            ))),
-            (None, None, _) => KeySource::Remote(Box::new(RemoteJwks::new(
-                RemoteSource::Discovery(i.issuer.get_ref().clone()),
-                fetch_client.clone(),
-                options,
-            ))),
+            (None, Some(url), _) => remote(RemoteSource::Jwks(url.get_ref().to_string()), options),
+            (None, None, _) => remote(RemoteSource::Discovery(i.issuer.get_ref().clone()), options),
         };
         let decrypt = match &i.decrypt_keys_file {
             Some(path) => Some(Arc::new(crate::input::load_key_set(path)?)),
@@ -113,6 +121,9 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         }));
     }
 
+    // Only the sets this configuration uses are kept for the next reload.
+    *remotes = kept;
+    drop(remotes);
     let mut built = Vec::new();
     for r in &config.routes {
         built.push(

@@ -548,8 +548,9 @@ async fn third_party_issuers_static_remote_and_discovered() {
             .status,
         401
     );
-    // The JWKS endpoint goes down: cached keys keep working.
+    // The JWKS endpoint goes down: cached keys keep working, across a reload too.
     remote.up.store(false, Ordering::SeqCst);
+    f.app.reload().unwrap();
     assert_eq!(
         call(partner_token(
             &k1,
