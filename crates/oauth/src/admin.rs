@@ -99,9 +99,7 @@ impl From<StoreError> for AdminError {
 }
 
 fn random_b64(len: usize) -> Result<String, AdminError> {
-    let mut bytes = vec![0u8; len];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Random)?;
-    Ok(jose::b64::encode(bytes))
+    Ok(crate::mint::random_b64(len)?)
 }
 
 fn event(name: &str, client_id: Option<&str>, now: i64, request_id: Option<&str>) -> AuditEvent {

@@ -49,7 +49,7 @@ pub use client_auth::JWT_BEARER;
 pub use error::{Error, Result};
 pub use introspection::{Introspection, INTROSPECTION_JWT};
 pub use keyring::{KeyRing, Policy, RingKey};
-pub use mint::{mint, record, EncryptTo, Grant, Minted, AT_JWT};
+pub use mint::{mint, random_b64, record, EncryptTo, Grant, Minted, AT_JWT};
 pub use protocol::{ErrorKind, ErrorResponse, Request};
 pub use revocations::Revocations;
 pub use service::{

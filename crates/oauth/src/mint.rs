@@ -216,13 +216,7 @@ fn check(ring: &KeyRing, grant: &Grant) -> Result<()> {
             "lifetime must be between 1 second and the policy's max_token_lifetime",
         ));
     }
-    // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-    let scope_char = |c: char| matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E');
-    if grant
-        .scope
-        .iter()
-        .any(|s| s.is_empty() || !s.chars().all(scope_char))
-    {
+    if !grant.scope.iter().all(|s| store::is_scope_token(s)) {
         return Err(Error::InvalidGrant(
             "a scope token is empty or has a bad character",
         ));
@@ -232,7 +226,12 @@ fn check(ring: &KeyRing, grant: &Grant) -> Result<()> {
 
 /// 128 random bits, base64url without padding.
 pub(crate) fn random_jti() -> Result<String> {
-    let mut bytes = [0u8; 16];
+    random_b64(16)
+}
+
+/// `len` random bytes, base64url without padding: jtis, client ids and secrets, admin tokens.
+pub fn random_b64(len: usize) -> Result<String> {
+    let mut bytes = vec![0u8; len];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Random)?;
     Ok(jose::b64::encode(bytes))
 }

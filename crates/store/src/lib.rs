@@ -96,7 +96,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditEvent, AuditQueue, AuditRecord};
-pub use clients::{AuthMethod, Client};
+pub use clients::{is_scope_token, AuthMethod, Client};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};
 pub use keys::{KeyRecord, KeyState, KeyUse, NewKey};

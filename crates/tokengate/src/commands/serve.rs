@@ -239,10 +239,7 @@ async fn shutdown() {
 }
 
 fn random_token() -> Result<String, CliError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| CliError::new("ERR_RANDOM", "random generator failed", EXIT_USAGE))?;
-    Ok(jose::b64::encode(bytes))
+    oauth::random_b64(32).map_err(|e| CliError::new(e.code(), e.to_string(), EXIT_USAGE))
 }
 
 /// Creates (or, on later runs, re-keys) the demo client and prints how to use it.

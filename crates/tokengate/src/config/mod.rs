@@ -472,13 +472,8 @@ impl Config {
                 ));
             }
             for scope in &aud.scopes {
-                // RFC 6749 §3.3: scope tokens are printable ASCII without space, quote or backslash.
                 let s = scope.get_ref();
-                let valid = !s.is_empty()
-                    && s.bytes().all(|b| {
-                        b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
-                    });
-                if !valid {
+                if !store::is_scope_token(s) {
                     return Err((
                         scope.span(),
                         format!("audiences.scopes: {s:?} is not a valid scope token"),

@@ -133,10 +133,8 @@ fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
 }
 
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    // A failed random generator leaves zeros; the id is for correlation, not security.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    jose::b64::encode(bytes)
+    // A failed random generator gives zeros; the id is for correlation, not security.
+    oauth::random_b64(16).unwrap_or_else(|_| jose::b64::encode([0u8; 16]))
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {
