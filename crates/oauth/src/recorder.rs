@@ -33,22 +33,21 @@ impl Recorder {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
+                let mut batch = Vec::with_capacity(rx.len().min(MAX_BATCH) + 1);
+                let mut replies = Vec::with_capacity(batch.capacity());
+                let mut next = Some(first);
+                while let Some((token, event, reply)) = next.take() {
+                    batch.push((token, event));
+                    replies.push(reply);
+                    if batch.len() < MAX_BATCH {
+                        next = rx.try_recv().ok();
                     }
                 }
-                let batch: Vec<(IssuedToken, AuditEvent)> = jobs
-                    .iter()
-                    .map(|(t, e, _)| (t.clone(), e.clone()))
-                    .collect();
                 let outcome = store.record_issued(&batch).await.map_err(|e| Failed {
                     unavailable: e.is_unavailable(),
                     code: e.code(),
                 });
-                for (_, _, reply) in jobs {
+                for reply in replies {
                     let _ = reply.send(outcome.clone());
                 }
             }

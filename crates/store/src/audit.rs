@@ -62,7 +62,9 @@ macro_rules! bind_event {
             .bind($event.request_id.as_deref())
     };
 }
-pub(crate) use bind_event;
+
+pub(crate) const EVENT_INSERT_HEAD: &str = "INSERT INTO audit_events (time, event, client_id, \
+     subject, jti, audience, outcome, reason, request_id) ";
 
 pub(crate) const EVENT_INSERT: &str = "INSERT INTO audit_events (time, event, client_id, \
      subject, jti, audience, outcome, reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";

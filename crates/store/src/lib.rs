@@ -237,6 +237,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals of multi-row inserts in memory, not temporary files created
+            // and deleted for every batch of issued tokens.
+            .pragma("temp_store", "memory")
             .busy_timeout(options.busy_timeout);
         create_parent_dirs(connect.get_filename())?;
         let pool = SqlitePoolOptions::new()

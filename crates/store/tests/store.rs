@@ -415,6 +415,33 @@ mod cases {
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
         assert!(store.token("b4").await.unwrap().is_none());
         assert_eq!(store.audit_events(0, 100).await.unwrap().len(), 3);
+        // More rows than one multi-row statement takes: split, still one transaction.
+        let big: Vec<_> = (0..1500)
+            .map(|i| {
+                let j = format!("big{i}");
+                (token(&j, "c1", "alice", 10_000), event(&j))
+            })
+            .collect();
+        store.record_issued(&big).await.unwrap();
+        assert!(store.token("big0").await.unwrap().is_some());
+        assert!(store.token("big1499").await.unwrap().is_some());
+        let events = store.audit_events(3, 2000).await.unwrap();
+        assert_eq!(events.len(), 1500);
+        assert_eq!(events[1499].event.jti.as_deref(), Some("big1499"));
+        let mut late_dup = big[..2].to_vec();
+        late_dup[0].0.jti = "fresh".into();
+        late_dup[1].0.jti = "big1499".into();
+        let mut dup_after_chunk: Vec<_> = (0..1100)
+            .map(|i| {
+                let j = format!("late{i}");
+                (token(&j, "c1", "alice", 10_000), event(&j))
+            })
+            .collect();
+        dup_after_chunk.extend(late_dup);
+        let err = store.record_issued(&dup_after_chunk).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(store.token("late0").await.unwrap().is_none());
+        assert_eq!(store.audit_events(0, 5000).await.unwrap().len(), 1503);
     }
 
     pub async fn tokens_and_revocation(ctx: Ctx) {
