@@ -413,8 +413,12 @@ pub struct Authenticator {
 pub struct RequestFacts<'a> {
     /// The method.
     pub method: &'a str,
-    /// The URL as the client addressed it (scheme, host, path).
-    pub url: &'a str,
+    /// Whether the request came over TLS (the scheme of the URL the client addressed).
+    pub tls: bool,
+    /// The authority the client addressed.
+    pub authority: Option<&'a str>,
+    /// The path.
+    pub path: &'a str,
     /// The headers.
     pub headers: &'a HeaderMap,
     /// Now, unix seconds.
@@ -552,9 +556,16 @@ impl Authenticator {
                     (None, _) => return Err(fail("the DPoP proof is missing".into())),
                     (Some(_), Some(_)) => return Err(fail("more than one DPoP header".into())),
                 };
+                // Only DPoP needs the URL the client addressed; built here, not per request.
+                let url = format!(
+                    "{}://{}{}",
+                    if facts.tls { "https" } else { "http" },
+                    facts.authority.unwrap_or("localhost"),
+                    facts.path
+                );
                 let expect = dpop::Expect {
                     method: facts.method,
-                    url: facts.url,
+                    url: &url,
                     now: facts.now,
                     window: self.dpop_window,
                     access_token: Some(token),

@@ -59,7 +59,7 @@ pub struct Context {
 
 /// What the access log records about a gateway request (a response extension). Never a
 /// token: only the first 8 hex digits of its SHA-256.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct AccessInfo {
     /// The route's name.
     pub route: Option<String>,
@@ -74,6 +74,7 @@ pub struct AccessInfo {
     /// Why the request was refused, if it was.
     pub denial: Option<&'static str>,
     /// Detail for the operator (an upstream or key-fetch failure); never sent to clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
@@ -281,14 +282,11 @@ impl Gateway {
 
         let mut verified: Option<Arc<Verified>> = None;
         if let Some(auth) = &route.auth {
-            let scheme = if ctx.tls { "https" } else { "http" };
-            let url = format!(
-                "{scheme}://{}{path}",
-                authority.as_deref().unwrap_or("localhost")
-            );
             let facts = RequestFacts {
                 method: parts.method.as_str(),
-                url: &url,
+                tls: ctx.tls,
+                authority: authority.as_deref(),
+                path: &path,
                 headers: &parts.headers,
                 now: store::unix_now(),
             };
@@ -300,8 +298,7 @@ impl Gateway {
                         .and_then(Value::as_str)
                         .map(String::from);
                     info.sub = v.claims.sub().map(String::from);
-                    info.token_hash =
-                        Some(key.iter().take(4).map(|b| format!("{b:02x}")).collect());
+                    info.token_hash = Some(hex_prefix(&key));
                     verified = Some(v);
                 }
                 Err(denial) => {
@@ -333,14 +330,14 @@ impl Gateway {
         } else {
             None
         };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        let new_path = format!("{}{query}", route.upstream_path(&path));
-        parts.uri = match new_path.parse() {
-            Ok(u) => u,
+        let mut new_path = route.upstream_path(&path);
+        if let Some(q) = parts.uri.query() {
+            new_path.push('?');
+            new_path.push_str(q);
+        }
+        let path_and_query = match http::uri::PathAndQuery::from_maybe_shared(Bytes::from(new_path))
+        {
+            Ok(p) => p,
             Err(_) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -372,7 +369,11 @@ impl Gateway {
             .map_err(BoxError::from)
             .boxed_unsync();
 
-        match route.upstreams.forward(parts, body, retryable).await {
+        match route
+            .upstreams
+            .forward(parts, path_and_query, body, retryable)
+            .await
+        {
             Ok((mut response, target)) => {
                 info.upstream = Some(target);
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -567,6 +568,17 @@ impl Gateway {
         }
         response
     }
+}
+
+/// The first 4 bytes of a token's hash in hex, for the access log.
+fn hex_prefix(key: &[u8]) -> String {
+    let mut out = String::with_capacity(8);
+    for b in key.iter().take(4) {
+        for nibble in [b >> 4, b & 15] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+    out
 }
 
 /// Text safe inside a quoted challenge parameter (RFC 6750 §3: no `"` or `\`, printable).

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
@@ -25,7 +27,33 @@ pub struct HealthCheck {
 pub struct Target {
     /// `scheme://authority` and an optional base path (no trailing slash).
     pub base: String,
+    /// `base` taken apart once, so that a request's URI is assembled without parsing.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    base_path: String,
     healthy: AtomicBool,
+}
+
+impl Target {
+    /// The absolute URI of `path_and_query` on this target.
+    fn uri(&self, path_and_query: &PathAndQuery) -> Result<Uri, UpstreamError> {
+        let pq = if self.base_path.is_empty() {
+            path_and_query.clone()
+        } else {
+            PathAndQuery::from_maybe_shared(Bytes::from(format!(
+                "{}{}",
+                self.base_path,
+                path_and_query.as_str()
+            )))
+            .map_err(|e| UpstreamError::Failed(format!("upstream URI: {e}")))?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| UpstreamError::Failed(format!("upstream URI: {e}")))
+    }
 }
 
 /// Why forwarding failed.
@@ -69,8 +97,16 @@ impl Upstreams {
             if parsed.query().is_some() || parsed.fragment().is_some() {
                 return Err(format!("upstream {url}: no query or fragment"));
             }
+            let base = url.trim_end_matches('/').to_owned();
+            let uri: Uri = base.parse().map_err(|e| format!("upstream {url}: {e}"))?;
+            let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+                return Err(format!("upstream {url}: must be an absolute URL"));
+            };
             targets.push(Target {
-                base: url.trim_end_matches('/').to_owned(),
+                scheme: scheme.clone(),
+                authority: authority.clone(),
+                base_path: uri.path().trim_end_matches('/').to_owned(),
+                base,
                 healthy: AtomicBool::new(true),
             });
         }
@@ -86,8 +122,10 @@ impl Upstreams {
         })
     }
 
-    /// The targets in the order to try: healthy ones from the round-robin position, or all
-    /// of them when none is healthy (a wrong health check must not take the route down).
+    /// The targets in the order to try, fixed once per request (a failure marks a target
+    /// unhealthy mid-request, which must not shift the order): healthy ones from the
+    /// round-robin position, or all of them when none is healthy (a wrong health check must
+    /// not take the route down).
     fn order(&self) -> Vec<&Target> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.targets.len();
@@ -103,29 +141,38 @@ impl Upstreams {
         }
     }
 
-    /// Sends the request (its URI holds only path and query) to a target; returns the response
-    /// and the target used.
+    /// Sends the request to a target, as `path_and_query` there; returns the response and the
+    /// target used.
     pub async fn forward(
         &self,
         parts: http::request::Parts,
+        path_and_query: PathAndQuery,
         body: OutBody,
         retryable: bool,
     ) -> Result<(Response<Incoming>, String), UpstreamError> {
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        // Retries go to another target, so only a request that may be retried on a route
+        // with several targets keeps a copy of its headers.
+        let may_retry = retryable && self.targets.len() > 1;
+        let http::request::Parts {
+            method, headers, ..
+        } = parts;
+        let mut headers = Some(headers);
         let mut body = Some(body);
         let mut last = UpstreamError::Failed("no upstream".into());
-        for target in self.order() {
-            let uri: Uri = format!("{}{}", target.base, path_and_query)
-                .parse()
-                .map_err(|e| UpstreamError::Failed(format!("upstream URI: {e}")))?;
+        let order = match self.targets.as_slice() {
+            // One target: no order to work out, no allocation.
+            [only] => vec![only],
+            _ => self.order(),
+        };
+        for target in order {
+            let uri = target.uri(&path_and_query)?;
             let mut req = Request::new(body.take().unwrap_or_else(empty));
-            *req.method_mut() = parts.method.clone();
+            *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
-            *req.headers_mut() = parts.headers.clone();
+            *req.headers_mut() = match (&headers, may_retry) {
+                (Some(h), true) => h.clone(),
+                _ => headers.take().unwrap_or_default(),
+            };
             *req.version_mut() = http::Version::HTTP_11;
             match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
                 Ok(Ok(response)) => return Ok((response, target.base.clone())),
@@ -140,7 +187,7 @@ impl Upstreams {
                         target.healthy.store(false, Ordering::Relaxed);
                     }
                     last = UpstreamError::Failed(format!("{}: {e}", target.base));
-                    if !(retryable && connect) {
+                    if !(may_retry && connect) {
                         return Err(last);
                     }
                 }

@@ -17,7 +17,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::report_clap_error(&e),
     };
-    match commands::run(cli) {
+    let outcome = commands::run(cli);
+    tokengate::log::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // eprintln! would panic if stderr is closed; the exit status still tells.

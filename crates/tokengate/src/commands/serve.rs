@@ -14,7 +14,7 @@ use crate::boot;
 use crate::cli::{DevArgs, ServeArgs};
 use crate::config::Config;
 use crate::error::{CliError, EXIT_USAGE};
-use crate::server::{router, App};
+use crate::server::App;
 
 /// How often each node runs the key lifecycle step (and so picks up changes other nodes or
 /// the CLI made). Far below any pre-publication period.
@@ -158,7 +158,7 @@ async fn run(
         let _ = out.flush();
     }
     crate::log::event("info", &format!("listening on {addr}, issuer {issuer}"));
-    crate::server::listener::serve(listener, router(app), tls, shutdown()).await;
+    crate::server::listener::serve(listener, app, tls, shutdown()).await;
     crate::log::event("info", "stopped");
     Ok(())
 }

@@ -7,14 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use super::ConnInfo;
+use super::{App, ConnInfo};
 
 /// Time a client has to send a request's headers (slowloris defence), and a TLS handshake.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,13 +45,15 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes: token-service, admin and metrics
+/// paths through the router, gateway traffic straight to the gateway.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: Arc<App>,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let router = super::router(Arc::clone(&app));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -82,9 +83,18 @@ pub async fn serve(
             tls: acceptor.is_some(),
         };
         let router = router.clone();
+        let app = Arc::clone(&app);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(info);
-            router.clone().oneshot(req.map(axum::body::Body::new))
+            let app = Arc::clone(&app);
+            let router = router.clone();
+            async move {
+                if super::is_service_path(req.uri().path()) {
+                    req.extensions_mut().insert(info);
+                    router.oneshot(req.map(axum::body::Body::new)).await
+                } else {
+                    Ok(super::gateway_request(&app, info, req).await)
+                }
+            }
         });
         let builder = Arc::clone(&builder);
         match &acceptor {

@@ -12,7 +12,7 @@ pub(crate) use admin::{client_view, key_use, key_view};
 pub use proxy::ConnInfo;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -132,64 +132,121 @@ fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
     ok.then(|| text.to_owned())
 }
 
+/// A per-process random prefix and a counter run through a keyed bijection: unique within
+/// the process and, with 64 random bits of prefix, across nodes and restarts, without a
+/// random draw per request, and without showing the request count or rate to whoever sees
+/// the ids. The id is for correlation, not security: a failed random generator (zeros) only
+/// makes it less unique across processes.
 fn new_request_id() -> String {
-    // A failed random generator gives zeros; the id is for correlation, not security.
-    oauth::random_b64(16).unwrap_or_else(|_| jose::b64::encode([0u8; 16]))
+    static KEYS: std::sync::OnceLock<[u64; 3]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let [prefix, k1, k2] = *KEYS.get_or_init(|| {
+        let mut raw = [0u8; 24];
+        let _ = aws_lc_rs::rand::fill(&mut raw);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(raw.get(i * 8..i * 8 + 8).unwrap_or(&[0; 8]));
+            u64::from_le_bytes(w)
+        };
+        [word(0), word(1), word(2)]
+    });
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mixed = mix(mix(n ^ k1) ^ k2);
+    let mut raw = [0u8; 16];
+    let (a, b) = raw.split_at_mut(8);
+    a.copy_from_slice(&prefix.to_le_bytes());
+    b.copy_from_slice(&mixed.to_le_bytes());
+    jose::b64::encode(raw)
+}
+
+/// The SplitMix64 finaliser: a bijection on u64 that spreads every input bit.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let id = sane_request_id(req.headers().get(&REQUEST_ID)).unwrap_or_else(new_request_id);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(RequestId(id.clone()));
+    let response = next.run(req).await;
+    finish(response, &id, &method, &path, started)
+}
+
+/// Paths of the token service, its metadata, the admin API and the metrics: the router's.
+/// Everything else is gateway traffic, which the listener hands to the gateway directly,
+/// past the router and its middleware (docs/benchmarks.md, section 2). Every route of the
+/// router starts with one of these prefixes, and the router sends what it does not serve to
+/// the gateway too, so the split changes no answer (a gateway route such as `/admin-ui/`
+/// only takes the longer way).
+pub fn is_service_path(path: &str) -> bool {
+    ["/oauth2", "/.well-known", "/admin", "/metrics"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
+/// A gateway request, from the listener: the request-id and access-log work of the
+/// [`request_id`] middleware, around [`Gateway::handle`].
+pub async fn gateway_request(
+    app: &App,
+    conn: ConnInfo,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Response {
     let started = Instant::now();
-    let mut response = next.run(req).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    let ctx = ::gateway::Context {
+        request_id: sane_request_id(req.headers().get(&REQUEST_ID)).unwrap_or_else(new_request_id),
+        peer: conn.peer.map(|p| p.ip()),
+        tls: conn.tls,
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // Hold this gateway for the whole request: a reload swaps in a new one for later requests.
+    let gateway = app.gateway();
+    let mut response = gateway.handle(req, &ctx).await.map(axum::body::Body::new);
+    if method == axum::http::Method::HEAD {
+        // hyper drops a HEAD response's body on HTTP/1.1 but sends it on h2, where it is a
+        // protocol error; the router did this for gateway traffic before it bypassed it.
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    finish(response, &ctx.request_id, &method, &path, started)
+}
+
+/// Puts the request id on the response and writes the access-log line.
+fn finish(
+    mut response: Response,
+    id: &str,
+    method: &axum::http::Method,
+    path: &str,
+    started: Instant,
+) -> Response {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    let info = response
-        .extensions()
-        .get::<::gateway::AccessInfo>()
-        .cloned();
-    access_log(
-        &method,
-        &path,
-        response.status(),
-        started.elapsed(),
-        &id,
-        info,
-    );
+    let info = response.extensions().get::<::gateway::AccessInfo>();
+    crate::log::line(&AccessLine {
+        time: store::unix_now(),
+        request_id: id,
+        method: method.as_str(),
+        path,
+        status: response.status().as_u16(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        gateway: info,
+    });
     response
 }
 
-/// One JSON line per request on stderr. Never the query string (it may carry secrets) nor
-/// any header value.
-fn access_log(
-    method: &axum::http::Method,
-    path: &str,
-    status: StatusCode,
-    elapsed: Duration,
-    id: &str,
-    info: Option<::gateway::AccessInfo>,
-) {
-    let mut line = json!({
-        "time": store::unix_now(),
-        "request_id": id,
-        "method": method.as_str(),
-        "path": path,
-        "status": status.as_u16(),
-        "latency_ms": elapsed.as_secs_f64() * 1000.0,
-    });
-    if let (Some(info), Some(map)) = (info, line.as_object_mut()) {
-        map.insert("route".into(), info.route.into());
-        map.insert("client_id".into(), info.client_id.into());
-        map.insert("sub".into(), info.sub.into());
-        map.insert("token_hash".into(), info.token_hash.into());
-        map.insert("upstream".into(), info.upstream.into());
-        map.insert("denial".into(), info.denial.into());
-        if let Some(detail) = info.detail {
-            map.insert("detail".into(), detail.into());
-        }
-    }
-    crate::log::line(&line);
+/// One access-log line. Never the query string (it may carry secrets) nor any header value.
+#[derive(serde::Serialize)]
+struct AccessLine<'a> {
+    time: i64,
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    latency_ms: f64,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    gateway: Option<&'a ::gateway::AccessInfo>,
 }

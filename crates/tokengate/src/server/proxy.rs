@@ -45,7 +45,13 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        app.gateway().metrics_text(),
+        format!(
+            "{}# HELP tokengate_log_lines_dropped_total Log lines dropped because stderr did not keep up.\n\
+             # TYPE tokengate_log_lines_dropped_total counter\n\
+             tokengate_log_lines_dropped_total {}\n",
+            app.gateway().metrics_text(),
+            crate::log::dropped()
+        ),
     )
         .into_response()
 }

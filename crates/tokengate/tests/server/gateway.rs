@@ -1,6 +1,6 @@
 //! The gateway end to end: real upstreams and issuers on loopback, tokengate on a real socket.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -610,6 +610,26 @@ async fn upstream_failures_balancing_and_limits() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
+    // An upstream that passes its first health check and then goes away: one request per
+    // connection, so no pooled connection outlives it.
+    let flaky_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flaky = flaky_listener.local_addr().unwrap();
+    let flaky_hits = Arc::new(AtomicU64::new(0));
+    let hits = Arc::clone(&flaky_hits);
+    let flaky_server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = flaky_listener.accept().await {
+            hits.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
     let config = [
         route("rr", "/rr/", &[a, b], "auth = \"none\"\n"),
         route("dead", "/dead/", &[dead], "auth = \"none\"\n"),
@@ -626,6 +646,12 @@ async fn upstream_failures_balancing_and_limits() {
             "/hc/",
             &[a, b],
             "auth = \"none\"\nhealth_check = { path = \"/health\", interval = \"1s\" }\n",
+        ),
+        route(
+            "retry-hc",
+            "/retry-hc/",
+            &[flaky, a],
+            "auth = \"none\"\nhealth_check = { path = \"/health\", interval = \"1h\" }\n",
         ),
     ]
     .concat();
@@ -650,6 +676,22 @@ async fn upstream_failures_balancing_and_limits() {
             200,
             "GET is retried on the next target"
         );
+    }
+    // The flaky target passed its health check, then died: a GET that finds it gone is
+    // retried on the next target, even though the failure marks the first one unhealthy.
+    for _ in 0..100 {
+        if flaky_hits.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    flaky_server.abort();
+    let _ = flaky_server.await;
+    for _ in 0..4 {
+        let r = f.get("/retry-hc/x", &[]).await;
+        assert_eq!(r.status, 200, "retried on the healthy target");
+        assert_eq!(r.json()["upstream"], "a");
     }
     let mut posts = Vec::new();
     for _ in 0..4 {
@@ -968,10 +1010,9 @@ async fn h2_upstreams_and_tls_listener() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let router = tokengate::server::router(std::sync::Arc::clone(&f.app));
     tokio::spawn(tokengate::server::listener::serve(
         listener,
-        router,
+        std::sync::Arc::clone(&f.app),
         Some(tls),
         std::future::pending(),
     ));
@@ -1003,6 +1044,21 @@ async fn h2_upstreams_and_tls_listener() {
         "ALPN chose h2"
     );
     assert_eq!(response.status(), 200);
+    // HEAD over h2 to gateway paths: the gateway's own answers (here a 404) go out
+    // without a body, which h2 would treat as a protocol error; proxied ones too.
+    for path in ["/nothing-here", "/h2/x?probe"] {
+        let head = axum::http::Request::head(format!("https://localhost:{port}{path}"))
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let response = client.request(head).await.unwrap();
+        assert_eq!(response.version(), axum::http::Version::HTTP_2);
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("no h2 stream error")
+            .to_bytes();
+        assert!(body.is_empty(), "HEAD {path} ({status}) has no body");
+    }
     // A plain-HTTP client on the TLS port gets nothing.
     let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

@@ -20,7 +20,7 @@ use oauth::{Grant, Service};
 use serde_json::{json, Value};
 use tokengate::boot::{build_gateway, GatewayParts};
 use tokengate::config::Config;
-use tokengate::server::{router, App};
+use tokengate::server::App;
 
 use crate::harness::{settings, ADMIN, ISSUER};
 
@@ -365,10 +365,9 @@ pub async fn front(routes: &str) -> Front {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let r = router(Arc::clone(&app));
     tokio::spawn(tokengate::server::listener::serve(
         listener,
-        r,
+        Arc::clone(&app),
         None,
         std::future::pending(),
     ));

@@ -355,6 +355,38 @@ fn sighup_reloads_routes_and_refuses_a_broken_configuration() {
     }
     assert!(logged, "the refusal is logged");
     assert_eq!(status("/two/x"), 502);
+    assert_eq!(status("/oauth2/jwks"), 200);
+
+    // The access log: one JSON line per request, gateway traffic (which bypasses the router)
+    // and token-service requests alike.
+    let line_for = |path: &str, status: u64| {
+        for _ in 0..100 {
+            let log = std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
+            let found = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["path"] == path && l["status"] == status);
+            if let Some(line) = found {
+                return line;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no access-log line for {path} {status}");
+    };
+    let upstream_down = line_for("/two/x", 502);
+    assert_eq!(upstream_down["method"], "GET");
+    assert_eq!(upstream_down["route"], "r");
+    assert_eq!(upstream_down["denial"], "ERR_GATEWAY_UPSTREAM");
+    assert!(upstream_down["detail"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1:9"));
+    assert!(upstream_down["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(!upstream_down["request_id"].as_str().unwrap().is_empty());
+    let unrouted = line_for("/one/x", 404);
+    assert_eq!(unrouted["route"], Value::Null);
+    let jwks = line_for("/oauth2/jwks", 200);
+    assert!(jwks.get("route").is_none(), "not a gateway request: {jwks}");
 }
 
 #[test]
