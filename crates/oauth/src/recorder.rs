@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Issuances taken into one transaction, at most.
 const MAX_BATCH: usize = 256;
+/// Times the writer lets other tasks run to gather more issuances before committing.
+const MAX_YIELDS: usize = 8;
 
 /// Why a batch failed, as the waiting requests need it.
 #[derive(Debug, Clone)]
@@ -36,11 +38,27 @@ impl Recorder {
                 let mut batch = Vec::with_capacity(rx.len().min(MAX_BATCH) + 1);
                 let mut replies = Vec::with_capacity(batch.capacity());
                 let mut next = Some(first);
-                while let Some((token, event, reply)) = next.take() {
-                    batch.push((token, event));
-                    replies.push(reply);
-                    if batch.len() < MAX_BATCH {
-                        next = rx.try_recv().ok();
+                let mut yields = 0;
+                loop {
+                    while let Some((token, event, reply)) = next.take() {
+                        batch.push((token, event));
+                        replies.push(reply);
+                        if batch.len() < MAX_BATCH {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    // Requests answered by the last commit are often a moment away from
+                    // queueing again; letting the tasks that are ready run first gathers them
+                    // into this commit instead of a string of small ones. Stops as soon as a
+                    // round brings nothing, so a lone issuance is not held back.
+                    if batch.len() >= MAX_BATCH || yields == MAX_YIELDS {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    yields += 1;
+                    next = rx.try_recv().ok();
+                    if next.is_none() {
+                        break;
                     }
                 }
                 let outcome = store.record_issued(&batch).await.map_err(|e| Failed {
