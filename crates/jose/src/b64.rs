@@ -2,6 +2,8 @@
 //! outside the URL-safe alphabet, and no non-canonical trailing bits (so one byte string has
 //! exactly one encoding and a token cannot be altered without changing its bytes' meaning).
 
+use std::borrow::Cow;
+
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
@@ -33,6 +35,21 @@ pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>> {
         .map_err(|_| err!(Base64Invalid, "not strict unpadded base64url"))
 }
 
+/// Decodes strict unpadded base64url into `buf` when it fits (saving an allocation on hot
+/// paths), else into a new `Vec`.
+pub(crate) fn decode_buf<'a>(text: &str, buf: &'a mut [u8]) -> Result<Cow<'a, [u8]>> {
+    if text.len() / 4 * 3 + 3 <= buf.len() {
+        let len = ENGINE
+            .decode_slice(text, &mut *buf)
+            .map_err(|_| err!(Base64Invalid, "not strict unpadded base64url"))?;
+        return buf
+            .get(..len)
+            .map(Cow::Borrowed)
+            .ok_or_else(|| err!(Base64Invalid, "not strict unpadded base64url"));
+    }
+    decode(text).map(Cow::Owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,13 +59,23 @@ mod tests {
         for len in 0..40 {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
             assert_eq!(decode(encode(&bytes)).unwrap(), bytes);
+            for buf_len in [0, 8, 64] {
+                let mut buf = vec![0u8; buf_len];
+                assert_eq!(&*decode_buf(&encode(&bytes), &mut buf).unwrap(), &bytes[..]);
+            }
         }
     }
 
     #[test]
     fn rejects_padding_whitespace_and_standard_alphabet() {
-        for bad in ["Zm9v=", "Zm8=", "Zm 9v", "Zm9v\n", "a+b/", "Zg==", "\u{0}"] {
+        for bad in [
+            "Zm9v=", "Zm8=", "Zm 9v", "Zm9v\n", "a+b/", "Zg==", "\u{0}", "Zh", "A",
+        ] {
             assert!(decode(bad).is_err(), "{bad:?} must be rejected");
+            assert!(
+                decode_buf(bad, &mut [0u8; 64]).is_err(),
+                "{bad:?} must be rejected"
+            );
         }
     }
 

@@ -5,6 +5,8 @@
 //! another. RFC 7515 §5.2 lets a JWS parser reject such input; we always do, at every depth.
 //! Nesting depth and input size are bounded before anything is allocated per member.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
@@ -122,6 +124,204 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Object(out))
     }
+}
+
+/// Walks one JSON value under exactly the rules of [`parse`] (duplicate member names at every
+/// depth, the same depth limit, finite numbers) without building it, so a caller can read the
+/// few members it needs in the same pass and still refuse everything `parse` refuses.
+pub(crate) struct Skip {
+    pub(crate) depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(SkipVisitor { depth: self.depth })
+    }
+}
+
+/// [`StrictVisitor`]'s checks, with nothing kept.
+pub(crate) struct SkipVisitor {
+    pub(crate) depth: usize,
+}
+
+impl SkipVisitor {
+    /// The seed for a child value; errors where [`StrictVisitor::nested`] does.
+    pub(crate) fn nested<E: serde::de::Error>(&self) -> Result<Skip, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH}")));
+        }
+        Ok(Skip {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(E::custom("number out of range"))
+        }
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        // As in `StrictVisitor`, the depth is checked before each element, the end included.
+        while seq.next_element_seed(self.nested()?)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = Seen::default();
+        while let Some(key) = map.next_key_seed(Key)? {
+            seen.insert::<A::Error>(key)?;
+            map.next_value_seed(self.nested()?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A member name, borrowed from the input unless it had escapes (which must be decoded so
+/// that `"a"` and `"\u0061"` count as the same name).
+pub(crate) struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Member names seen in one object. Objects in tokens are small, so the first names live on
+/// the stack and are compared linearly; a large object moves to a tree, so that a hostile
+/// payload with thousands of members costs n log n, not n².
+pub(crate) struct Seen<'de> {
+    small: [Cow<'de, str>; SMALL],
+    /// A cheap fingerprint of each name in `small`, compared before the names themselves.
+    prints: [u64; SMALL],
+    len: usize,
+    large: Option<BTreeSet<Cow<'de, str>>>,
+}
+
+/// FNV-1a: equal names have equal prints; unequal ones rarely do.
+fn fingerprint(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+const SMALL: usize = 16;
+const EMPTY: Cow<'static, str> = Cow::Borrowed("");
+
+impl Default for Seen<'_> {
+    fn default() -> Self {
+        Self {
+            small: [EMPTY; SMALL],
+            prints: [0; SMALL],
+            len: 0,
+            large: None,
+        }
+    }
+}
+
+impl<'de> Seen<'de> {
+    /// Records `key`, failing with `parse`'s message if it was already there.
+    pub(crate) fn insert<E: serde::de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
+        let duplicate = |key: &str| E::custom(format_args!("duplicate member name {key:?}"));
+        if let Some(large) = &mut self.large {
+            if large.contains(&key) {
+                return Err(duplicate(&key));
+            }
+            large.insert(key);
+            return Ok(());
+        }
+        let print = fingerprint(&key);
+        let same = |(p, k): (&u64, &Cow<'de, str>)| *p == print && *k == key;
+        if self.prints.iter().zip(&self.small).take(self.len).any(same) {
+            return Err(duplicate(&key));
+        }
+        if let (Some(slot), Some(p)) = (self.small.get_mut(self.len), self.prints.get_mut(self.len))
+        {
+            *slot = key;
+            *p = print;
+            self.len += 1;
+        } else {
+            let mut large: BTreeSet<Cow<'de, str>> =
+                self.small.iter_mut().map(std::mem::take).collect();
+            large.insert(key);
+            self.large = Some(large);
+        }
+        Ok(())
+    }
+}
+
+/// Called where text that a validating pass accepted is read again (a lazily built map, a
+/// recorded span) and does not read back as validated. That is a bug, and no answer is safe:
+/// "absent" would skip an absence-based check (a `cnf` that binds the token to a key, a `jti`
+/// to look up for revocation), "present" would satisfy a required one, an empty map would drop
+/// claims. So the caller gets no answer at all: the panic ends the request that holds the
+/// token (fail closed, and loud), in release builds as in debug ones.
+#[cold]
+#[inline(never)]
+#[track_caller]
+#[allow(clippy::panic)]
+pub(crate) fn reread_failed(what: &str) -> ! {
+    panic!("{what}: validated JSON did not read back as validated")
+}
+
+/// Where `part` (a string slice borrowed from `whole`) lies in `whole`, so that a parse result
+/// can point into text it does not borrow.
+pub(crate) fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    // In bounds and on char boundaries, or no span: a slice from elsewhere never gets one.
+    whole.get(start..end).map(|_| (start, end))
 }
 
 /// Reads an optional string member; present with another type is an error, not "absent".

@@ -122,7 +122,7 @@ pub fn decrypt<'k>(
     let encrypted_key = b64::decode(ek)?;
     let (iv, ct, tag) = (b64::decode(iv)?, b64::decode(ct)?, b64::decode(tag)?);
     let cek = keymgmt::recover(&header, key, &encrypted_key, options.max_p2c)?;
-    let plaintext = open(&header, &cek, &iv, h.as_bytes(), &ct, &tag, options)?;
+    let plaintext = open(&header, key, &cek, &iv, h.as_bytes(), &ct, &tag, options)?;
     Ok(Decrypted { header, plaintext })
 }
 

@@ -99,10 +99,12 @@ pub(crate) fn encrypt(
     Ok((buf, tag))
 }
 
-/// Decrypts and authenticates. Any failure is [`decryption_failed`].
+/// Decrypts and authenticates. Any failure is [`decryption_failed`]. `gcm`, when given, is
+/// `cek` already made into an AES-GCM key (a `dir` key keeps one).
 pub(crate) fn decrypt(
     enc: Enc,
     cek: &[u8],
+    gcm: Option<&LessSafeKey>,
     iv: &[u8],
     aad: &[u8],
     ciphertext: &[u8],
@@ -112,7 +114,15 @@ pub(crate) fn decrypt(
         return Err(decryption_failed());
     }
     if let Some(alg) = gcm_alg(enc) {
-        let key = LessSafeKey::new(UnboundKey::new(alg, cek).map_err(|_| decryption_failed())?);
+        let built;
+        let key = match gcm.filter(|k| k.algorithm() == alg) {
+            Some(k) => k,
+            None => {
+                built =
+                    LessSafeKey::new(UnboundKey::new(alg, cek).map_err(|_| decryption_failed())?);
+                &built
+            }
+        };
         let nonce = Nonce::try_assume_unique_for_key(iv).map_err(|_| decryption_failed())?;
         let mut buf = Vec::with_capacity(ciphertext.len() + tag.len());
         buf.extend_from_slice(ciphertext);
@@ -140,4 +150,60 @@ pub(crate) fn decrypt(
     let len = plain.len();
     buf.truncate(len);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn gcm(alg: &'static aead::Algorithm, key: &[u8]) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(alg, key).unwrap())
+    }
+
+    /// A kept AES-GCM key is used only when it is for the token's `enc`; otherwise the key
+    /// comes from the CEK, as without one.
+    #[test]
+    fn a_kept_gcm_key_serves_only_its_own_algorithm() {
+        let cek: Vec<u8> = (0u8..32).collect();
+        let (iv, aad, plaintext) = ([7u8; 12], b"aad", b"the plaintext");
+        let (ct, tag) = encrypt(Enc::A256GCM, &cek, &iv, aad, plaintext).unwrap();
+        let open =
+            |kept: Option<&LessSafeKey>| decrypt(Enc::A256GCM, &cek, kept, &iv, aad, &ct, &tag);
+        assert_eq!(open(None).unwrap(), plaintext);
+        assert_eq!(
+            open(Some(&gcm(&aead::AES_256_GCM, &cek))).unwrap(),
+            plaintext
+        );
+        // A key for another algorithm (even from the same bytes) is not used.
+        assert_eq!(
+            open(Some(&gcm(&aead::AES_128_GCM, &cek[..16]))).unwrap(),
+            plaintext
+        );
+        assert_eq!(
+            open(Some(&gcm(&aead::AES_192_GCM, &cek[..24]))).unwrap(),
+            plaintext
+        );
+        // One for the right algorithm is: the caller must pass only the CEK's own (`dir`).
+        let other: Vec<u8> = (100u8..132).collect();
+        assert_eq!(
+            open(Some(&gcm(&aead::AES_256_GCM, &other))).unwrap_err(),
+            decryption_failed()
+        );
+        // With a CEK of the wrong length for `enc`, no kept key rescues it.
+        assert_eq!(
+            decrypt(
+                Enc::A256GCM,
+                &cek[..16],
+                Some(&gcm(&aead::AES_256_GCM, &cek)),
+                &iv,
+                aad,
+                &ct,
+                &tag
+            )
+            .unwrap_err(),
+            decryption_failed()
+        );
+    }
 }

@@ -260,6 +260,7 @@ pub fn decrypt<'k>(
             let cek = keymgmt::recover(&header, key, &encrypted_key, options.max_p2c)?;
             let plaintext = open(
                 &header,
+                key,
                 &cek,
                 &iv,
                 full_aad.as_bytes(),

@@ -492,23 +492,287 @@ fn recipient_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<
         _ => None,
     }
     .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
-    agree(private, crv, &epk_map_point(epk, crv)?)
+    let point = epk_map_point(epk, crv)?;
+    agree(private, crv, &point).map_err(|e| {
+        if crv == Curve::X25519 {
+            // A low-order X25519 point: the secret would be all zeros.
+            e
+        } else {
+            // On a prime-order curve agreement fails only for a point aws-lc refuses: off
+            // the curve, or the identity.
+            err!(JweInvalid, "\"epk\" is not a point on {}", crv.name())
+        }
+    })
 }
 
 /// The sender's ephemeral public key, checked to be a public key on the recipient's curve
-/// (invalid-curve attacks) before any derivation.
+/// (invalid-curve attacks) before any derivation. Only the point is read; aws-lc's agreement
+/// then refuses points off the curve, so no signature-verification key is built to check it.
 fn epk_map_point(map: &Map<String, Value>, crv: Curve) -> Result<Vec<u8>> {
+    let invalid = |why: &str| err!(JweInvalid, "\"epk\": {why}");
     if map.contains_key("d") {
         return Err(err!(JweInvalid, "\"epk\" must be a public key"));
     }
-    // Parsing validates the point: on its curve, not the identity.
-    let epk = Jwk::from_map(map).map_err(|e| err!(JweInvalid, "\"epk\": {}", e.reason()))?;
-    if epk.material.curve() != Some(crv) {
+    let text = |name: &str| match map.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(err!(JweInvalid, "\"epk\": {name:?} must be a string")),
+    };
+    // The members every JWK must get right, as `Jwk::from_map` would check them.
+    for name in ["kid", "use"] {
+        text(name)?;
+    }
+    if let Some(alg) = text("alg")? {
+        if !crate::alg::is_registered(alg) {
+            return Err(invalid("unknown \"alg\""));
+        }
+        if alg
+            .parse::<crate::Algorithm>()
+            .is_ok_and(|a| a.curve() != Some(crv))
+        {
+            return Err(invalid("\"alg\" does not fit the key"));
+        }
+    }
+    match map.get("key_ops") {
+        None => {}
+        Some(Value::Array(ops)) => {
+            for (i, op) in ops.iter().enumerate() {
+                let op = op
+                    .as_str()
+                    .ok_or_else(|| invalid("\"key_ops\" must hold strings"))?;
+                if ops.iter().take(i).any(|o| o.as_str() == Some(op)) {
+                    return Err(invalid("\"key_ops\" repeats a value"));
+                }
+            }
+        }
+        Some(_) => return Err(invalid("\"key_ops\" must be an array")),
+    }
+    let kty = if crv == Curve::X25519 { "OKP" } else { "EC" };
+    if text("kty")? != Some(kty) || text("crv")? != Some(crv.name()) {
         return Err(err!(
             JweInvalid,
             "\"epk\" is not on the recipient's curve {}",
             crv.name()
         ));
     }
-    public_point(&epk.material)
+    let len = crv.field_len();
+    let coordinate = |name: &str| -> Result<Vec<u8>> {
+        let bytes = b64::decode(text(name)?.ok_or_else(|| invalid("missing coordinate"))?)
+            .map_err(|_| invalid("not strict base64url"))?;
+        if bytes.len() != len {
+            return Err(invalid("coordinate of the wrong length"));
+        }
+        Ok(bytes)
+    };
+    let x = coordinate("x")?;
+    if crv == Curve::X25519 {
+        return Ok(x);
+    }
+    let y = coordinate("y")?;
+    let mut point = Vec::with_capacity(1 + 2 * len);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Ok(point)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::error::ErrorCode;
+
+    /// `epk_map_point` before it read only the point: the whole `epk` through `Jwk::from_map`.
+    fn old_point(map: &Map<String, Value>, crv: Curve) -> Result<Vec<u8>> {
+        if map.contains_key("d") {
+            return Err(err!(JweInvalid, "\"epk\" must be a public key"));
+        }
+        let epk = Jwk::from_map(map).map_err(|e| err!(JweInvalid, "\"epk\": {}", e.reason()))?;
+        if epk.material.curve() != Some(crv) {
+            return Err(err!(JweInvalid, "\"epk\" is not on the recipient's curve"));
+        }
+        public_point(&epk.material)
+    }
+
+    /// `recipient_agreement` before the change.
+    fn old_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<Vec<u8>>> {
+        let crv = recipient_curve(key)?;
+        let private = match &key.material {
+            KeyMaterial::Ec(k) => k.agreement_private()?,
+            KeyMaterial::X25519(k) => k.agreement_private()?,
+            _ => None,
+        }
+        .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
+        agree(private, crv, &old_point(epk, crv)?)
+    }
+
+    fn key(crv: Curve) -> Jwk {
+        Jwk::generate_for_encryption(KeyManagement::ECDH_ES, None, Some(crv), None, None).unwrap()
+    }
+
+    /// A sender's ephemeral public key as a sender writes it: `kty`, `crv` and the point.
+    fn epk(crv: Curve) -> Map<String, Value> {
+        key(crv)
+            .to_public()
+            .unwrap()
+            .to_map()
+            .into_iter()
+            .filter(|(k, _)| ["kty", "crv", "x", "y"].contains(&k.as_str()))
+            .collect()
+    }
+
+    fn with(mut map: Map<String, Value>, name: &str, value: Value) -> Map<String, Value> {
+        map.insert(name.into(), value);
+        map
+    }
+
+    fn without(mut map: Map<String, Value>, name: &str) -> Map<String, Value> {
+        map.remove(name);
+        map
+    }
+
+    /// A coordinate re-encoded after `change`.
+    fn coordinate(map: &Map<String, Value>, name: &str, change: impl Fn(&mut Vec<u8>)) -> Value {
+        let mut bytes = b64::decode(map[name].as_str().unwrap()).unwrap();
+        change(&mut bytes);
+        b64::encode(&bytes).into()
+    }
+
+    /// The outcome now and before, which must be the same: the shared secret, or the code.
+    fn outcome(
+        recipient: &Jwk,
+        epk: &Map<String, Value>,
+    ) -> std::result::Result<Vec<u8>, ErrorCode> {
+        let new = recipient_agreement(recipient, epk).map(|z| z.to_vec());
+        let old = old_agreement(recipient, epk).map(|z| z.to_vec());
+        assert_eq!(
+            new.as_ref().map_err(crate::Error::code),
+            old.as_ref().map_err(crate::Error::code),
+            "{}",
+            Value::Object(epk.clone())
+        );
+        new.map_err(|e| e.code())
+    }
+
+    #[test]
+    fn epk_rules_are_as_before() {
+        use ErrorCode::JweInvalid;
+        for crv in [Curve::P256, Curve::P384, Curve::P521, Curve::X25519] {
+            let recipient = key(crv);
+            let good = epk(crv);
+            let ec = crv != Curve::X25519;
+            assert!(outcome(&recipient, &good).is_ok(), "{crv:?}");
+            // Members a sender may add, well formed.
+            for (name, value) in [
+                ("kid", json!("e")),
+                ("use", json!("enc")),
+                ("key_ops", json!(["deriveKey", "deriveBits"])),
+                ("alg", json!("ECDH-ES")),
+                ("x5t", json!("whatever")),
+            ] {
+                assert!(outcome(&recipient, &with(good.clone(), name, value)).is_ok());
+            }
+            let wrong_alg = if ec {
+                if crv == Curve::P256 {
+                    "ES384"
+                } else {
+                    "ES256"
+                }
+            } else {
+                "EdDSA"
+            };
+            let other_curve = if crv == Curve::P256 {
+                Curve::P384
+            } else {
+                Curve::P256
+            };
+            let mut refused = vec![
+                // The epk's `alg`: a signature algorithm of another curve, or unknown.
+                with(good.clone(), "alg", json!(wrong_alg)),
+                with(good.clone(), "alg", json!("HS256")),
+                with(good.clone(), "alg", json!("ECDH-XX")),
+                with(good.clone(), "alg", json!(1)),
+                // `key_ops`: not an array, not strings, repeated.
+                with(good.clone(), "key_ops", json!("deriveKey")),
+                with(good.clone(), "key_ops", json!([1])),
+                with(good.clone(), "key_ops", json!(["deriveKey", "deriveKey"])),
+                // `kid` and `use` must be strings.
+                with(good.clone(), "kid", json!(5)),
+                with(good.clone(), "kid", json!(null)),
+                with(good.clone(), "use", json!(["enc"])),
+                // Another curve or key type than the recipient's.
+                epk(other_curve),
+                with(good.clone(), "crv", json!(other_curve.name())),
+                with(good.clone(), "kty", json!(if ec { "OKP" } else { "EC" })),
+                with(good.clone(), "kty", json!("oct")),
+                without(good.clone(), "kty"),
+                without(good.clone(), "crv"),
+                // Coordinates: missing, short, long, not base64url.
+                without(good.clone(), "x"),
+                with(
+                    good.clone(),
+                    "x",
+                    coordinate(&good, "x", |b| {
+                        b.pop();
+                    }),
+                ),
+                with(
+                    good.clone(),
+                    "x",
+                    coordinate(&good, "x", |b| b.insert(0, 0)),
+                ),
+                with(good.clone(), "x", json!("not base64!")),
+                // A private key.
+                with(good.clone(), "d", json!("AAAA")),
+                with(good.clone(), "d", json!(5)),
+            ];
+            if ec {
+                refused.extend([
+                    without(good.clone(), "y"),
+                    with(
+                        good.clone(),
+                        "y",
+                        coordinate(&good, "y", |b| {
+                            b.pop();
+                        }),
+                    ),
+                    with(good.clone(), "y", coordinate(&good, "y", |b| b.push(0))),
+                    // Off the curve.
+                    with(
+                        good.clone(),
+                        "y",
+                        coordinate(&good, "y", |b| {
+                            let last = b.last_mut().unwrap();
+                            *last ^= 1;
+                        }),
+                    ),
+                    // (0, 0) is not a point either.
+                    with(
+                        with(good.clone(), "x", coordinate(&good, "x", |b| b.fill(0))),
+                        "y",
+                        coordinate(&good, "y", |b| b.fill(0)),
+                    ),
+                ]);
+            }
+            for bad in &refused {
+                let got = outcome(&recipient, bad);
+                assert_eq!(
+                    got.err(),
+                    Some(JweInvalid),
+                    "{crv:?} {}",
+                    Value::Object(bad.clone())
+                );
+            }
+        }
+        // A low-order X25519 point: the agreement itself refuses it, as before.
+        let recipient = key(Curve::X25519);
+        let zero = with(epk(Curve::X25519), "x", b64::encode([0u8; 32]).into());
+        assert_eq!(
+            outcome(&recipient, &zero).err(),
+            Some(ErrorCode::DecryptionFailed)
+        );
+    }
 }

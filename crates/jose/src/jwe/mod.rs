@@ -325,8 +325,10 @@ pub struct Decrypted {
 }
 
 /// Decrypts the content once the CEK is known; inflates when `zip` says so.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn open(
     header: &Header,
+    key: &Jwk,
     cek: &[u8],
     iv: &[u8],
     aad: &[u8],
@@ -334,7 +336,12 @@ pub(crate) fn open(
     tag: &[u8],
     options: &DecryptOptions,
 ) -> Result<Vec<u8>> {
-    let plaintext = content::decrypt(header.enc(), cek, iv, aad, ciphertext, tag)?;
+    // With `dir` the key is the CEK, and keeps its AES-GCM key schedule.
+    let gcm = match (&key.material, header.alg()) {
+        (crate::jwk::KeyMaterial::Oct(k), KeyManagement::Dir) => k.gcm_key(),
+        _ => None,
+    };
+    let plaintext = content::decrypt(header.enc(), cek, gcm, iv, aad, ciphertext, tag)?;
     if header.zip() {
         zip::inflate(&plaintext, options.max_inflated)
     } else {
@@ -372,4 +379,155 @@ pub(crate) fn prepare(
         plaintext.to_vec()
     };
     Ok(Sealing { cek, iv, plaintext })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::ErrorCode;
+
+    fn oct(len: usize, seed: u8, alg: Option<&str>) -> Jwk {
+        let k: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect();
+        let mut map = Map::new();
+        map.insert("kty".into(), "oct".into());
+        map.insert("k".into(), crate::b64::encode(k).into());
+        if let Some(a) = alg {
+            map.insert("alg".into(), a.into());
+        }
+        Jwk::from_map(&map).unwrap()
+    }
+
+    fn seal(key: &Jwk, enc: ContentEncryption, plaintext: &[u8]) -> String {
+        compact::encrypt(
+            plaintext,
+            key,
+            KeyManagement::Dir,
+            enc,
+            &EncryptParams::default(),
+        )
+        .unwrap()
+    }
+
+    fn open(key: &Jwk, token: &str) -> std::result::Result<Vec<u8>, ErrorCode> {
+        compact::decrypt(token, key, &DecryptOptions::new([KeyManagement::Dir]))
+            .map(|d| d.plaintext)
+            .map_err(|e| e.code())
+    }
+
+    /// Flips one bit of the ciphertext segment.
+    fn tamper(token: &str) -> String {
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut ct = crate::b64::decode(&parts[3]).unwrap();
+        ct[0] ^= 1;
+        parts[3] = crate::b64::encode(ct);
+        parts.join(".")
+    }
+
+    /// One `dir` key, its AES-GCM key schedule kept after the first use, opens every token
+    /// made with it, and only those, before and after a failure.
+    #[test]
+    fn a_dir_key_opens_many_tokens() {
+        for enc in [
+            ContentEncryption::A128GCM,
+            ContentEncryption::A192GCM,
+            ContentEncryption::A256GCM,
+        ] {
+            for alg in [None, Some("dir"), Some(enc.name())] {
+                let key = oct(enc.key_len(), 1, alg);
+                let sender = oct(enc.key_len(), 1, None);
+                let plaintexts: Vec<Vec<u8>> =
+                    (0..5u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+                let tokens: Vec<String> =
+                    plaintexts.iter().map(|p| seal(&sender, enc, p)).collect();
+                for round in 0..2 {
+                    for (token, plaintext) in tokens.iter().zip(&plaintexts) {
+                        assert_eq!(open(&key, token).as_ref(), Ok(plaintext), "{enc} {round}");
+                        assert_eq!(open(&key, &tamper(token)), Err(ErrorCode::DecryptionFailed));
+                    }
+                }
+                // Another key of the same size, also with a kept schedule, opens none of them.
+                let other = oct(enc.key_len(), 2, alg);
+                assert!(open(&other, &seal(&other, enc, b"x")).is_ok());
+                for token in &tokens {
+                    assert_eq!(open(&other, token), Err(ErrorCode::DecryptionFailed));
+                    assert!(open(&key, token).is_ok());
+                }
+            }
+        }
+    }
+
+    /// A `dir` key used with another `enc` than its own is refused as before the kept key
+    /// schedule, whether or not that schedule was made already; a key whose `alg` does not
+    /// fix `enc` serves every `enc` of its size.
+    #[test]
+    fn a_dir_key_and_another_enc() {
+        let a128 = ContentEncryption::A128GCM;
+        let a256 = ContentEncryption::A256GCM;
+        let cbc = ContentEncryption::A128CBC_HS256;
+        for alg in [Some("A128GCM"), Some("dir"), None] {
+            let key = oct(16, 3, alg);
+            let mine = seal(&key, a128, b"mine");
+            let big = oct(32, 3, None);
+            let theirs = seal(&big, a256, b"theirs");
+            // Before and after the key has opened a token of its own.
+            assert_eq!(
+                open(&key, &theirs),
+                Err(ErrorCode::AlgNotAllowed),
+                "{alg:?}"
+            );
+            assert_eq!(open(&key, &mine).unwrap(), b"mine");
+            assert_eq!(
+                open(&key, &theirs),
+                Err(ErrorCode::AlgNotAllowed),
+                "{alg:?}"
+            );
+            // The same 16 bytes claimed as A256GCM (a header naming another `enc`): refused.
+            let relabelled = relabel(&mine, "A256GCM");
+            assert_eq!(open(&key, &relabelled), Err(ErrorCode::AlgNotAllowed));
+        }
+        // A 32-byte key without an `enc` of its own: A256GCM and A128CBC-HS256, in any order,
+        // and its kept AES-256-GCM schedule is never used for the other.
+        for alg in [None, Some("dir")] {
+            for gcm_first in [true, false] {
+                let key = oct(32, 4, alg);
+                let gcm = seal(&key, a256, b"gcm");
+                let cbc_token = seal(&key, cbc, b"cbc");
+                let order = if gcm_first {
+                    [&gcm, &cbc_token]
+                } else {
+                    [&cbc_token, &gcm]
+                };
+                for _ in 0..2 {
+                    for token in order {
+                        let want: &[u8] = if token == &gcm { b"gcm" } else { b"cbc" };
+                        assert_eq!(open(&key, token).unwrap(), want);
+                    }
+                }
+                // A128GCM needs 16 bytes: refused as before.
+                let small = seal(&oct(16, 4, None), a128, b"small");
+                assert_eq!(open(&key, &small), Err(ErrorCode::AlgNotAllowed));
+            }
+        }
+        // A key pinned to A256GCM refuses A128CBC-HS256 though its size would fit.
+        let pinned = oct(32, 5, Some("A256GCM"));
+        let cbc_token = seal(&oct(32, 5, None), cbc, b"cbc");
+        assert_eq!(open(&pinned, &seal(&pinned, a256, b"p")).unwrap(), b"p");
+        assert_eq!(open(&pinned, &cbc_token), Err(ErrorCode::AlgNotAllowed));
+    }
+
+    /// The token with its header's `enc` replaced (so the tag no longer matches, if the
+    /// recipient ever got that far).
+    fn relabel(token: &str, enc: &str) -> String {
+        let (header, rest) = token.split_once('.').unwrap();
+        let mut map = crate::json::parse_object(&crate::b64::decode(header).unwrap(), "h").unwrap();
+        map.insert("enc".into(), enc.into());
+        format!(
+            "{}.{rest}",
+            crate::b64::encode(Value::Object(map).to_string())
+        )
+    }
 }

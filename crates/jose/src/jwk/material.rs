@@ -3,7 +3,6 @@
 
 use std::sync::OnceLock;
 
-use aws_lc_rs::agreement;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{
@@ -11,6 +10,7 @@ use aws_lc_rs::rsa::{
     PrivateDecryptingKey, PublicEncryptingKey, PublicKeyComponents,
 };
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ParsedPublicKey};
+use aws_lc_rs::{aead, agreement};
 use aws_lc_rs::{constant_time, hmac};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
@@ -189,6 +189,8 @@ pub(crate) struct OctKey {
     pub(crate) k: Zeroizing<Vec<u8>>,
     /// HMAC key schedules per hash, computed on first use.
     hmac: [OnceLock<hmac::Key>; 3],
+    /// The AES-GCM key schedule when this key is a `dir` CEK, computed on first use.
+    gcm: OnceLock<aead::LessSafeKey>,
 }
 
 /// Computes a signature; the key was checked against the algorithm first.
@@ -585,7 +587,23 @@ impl OctKey {
         Ok(Self {
             k,
             hmac: Default::default(),
+            gcm: OnceLock::new(),
         })
+    }
+
+    /// This key as an AES-GCM key of its own size (for `dir`), kept after first use.
+    pub(crate) fn gcm_key(&self) -> Option<&aead::LessSafeKey> {
+        if let Some(key) = self.gcm.get() {
+            return Some(key);
+        }
+        let alg = match self.k.len() {
+            16 => &aead::AES_128_GCM,
+            24 => &aead::AES_192_GCM,
+            32 => &aead::AES_256_GCM,
+            _ => return None,
+        };
+        let key = aead::LessSafeKey::new(aead::UnboundKey::new(alg, &self.k).ok()?);
+        Some(self.gcm.get_or_init(|| key))
     }
 
     fn hmac_key(&self, alg: Algorithm) -> Result<&hmac::Key> {

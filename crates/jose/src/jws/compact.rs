@@ -1,13 +1,13 @@
 //! JWS compact serialization (RFC 7515 §7.1): `BASE64URL(header).BASE64URL(payload).BASE64URL(sig)`.
 
 use super::{
-    prepare_header, select_key, signing_input, Header, HeaderParams, Keys, VerifyOptions,
-    MAX_HEADER_LEN,
+    prepare_header, select_key, signing_input, Algorithms, Header, HeaderParams, Keys,
+    VerifyOptions, MAX_HEADER_LEN,
 };
 use crate::alg::Algorithm;
+use crate::b64;
 use crate::error::{err, Result};
 use crate::jwk::Jwk;
-use crate::{b64, json};
 
 /// A verified JWS: its header and payload.
 #[derive(Debug, Clone)]
@@ -55,6 +55,20 @@ fn sign_inner(
             "an unencoded compact payload must not contain '.' (RFC 7797 §5.2)"
         ));
     }
+    if header.b64() && !detached {
+        // The usual case: the signing input is the token's first two segments, built in
+        // the output buffer itself.
+        let mut out = String::with_capacity(
+            protected.len() + 2 + payload.len().div_ceil(3) * 4 + SIG_B64_RESERVE,
+        );
+        out.push_str(&protected);
+        out.push('.');
+        b64::encode_into(payload, &mut out);
+        let sig = signer.sign(out.as_bytes())?;
+        out.push('.');
+        b64::encode_into(&sig, &mut out);
+        return Ok(out);
+    }
     let input = signing_input(&protected, payload, header.b64());
     let sig = signer.sign(&input)?;
     let mut out = String::with_capacity(input.len() + 1 + sig.len().div_ceil(3) * 4);
@@ -72,6 +86,10 @@ fn sign_inner(
     b64::encode_into(&sig, &mut out);
     Ok(out)
 }
+
+/// Room reserved for an encoded signature so appending it rarely reallocates (an HMAC or
+/// ECDSA signature fits; an RSA one may grow the buffer once).
+pub(crate) const SIG_B64_RESERVE: usize = 176;
 
 /// The three segments of a compact JWS, split and size-checked but not yet decoded.
 pub(crate) struct Parts<'a> {
@@ -129,7 +147,7 @@ pub fn verify<'k>(
     keys: impl Into<Keys<'k>>,
     options: &VerifyOptions,
 ) -> Result<Verified> {
-    verify_inner(token, None, keys.into(), options, true)
+    verify_inner(token, None, keys.into(), &Policy::of(options), true)
 }
 
 /// Verifies a compact JWS whose payload segment is empty against the detached `payload`.
@@ -139,21 +157,46 @@ pub fn verify_detached<'k>(
     keys: impl Into<Keys<'k>>,
     options: &VerifyOptions,
 ) -> Result<Verified> {
-    verify_inner(token, Some(payload), keys.into(), options, true)
+    verify_inner(
+        token,
+        Some(payload),
+        keys.into(),
+        &Policy::of(options),
+        true,
+    )
+}
+
+/// The parts of [`VerifyOptions`] a compact verification reads, borrowed so that callers
+/// holding them elsewhere (a JWT `Validation`) need not build options per token.
+pub(crate) struct Policy<'a> {
+    pub(crate) algorithms: &'a Algorithms,
+    pub(crate) crit: &'a [String],
+    pub(crate) max_len: usize,
+}
+
+impl<'a> Policy<'a> {
+    fn of(options: &'a VerifyOptions) -> Self {
+        Self {
+            algorithms: &options.algorithms,
+            crit: &options.crit,
+            max_len: options.max_len,
+        }
+    }
 }
 
 pub(crate) fn verify_inner(
     token: &str,
     detached: Option<&[u8]>,
     keys: Keys<'_>,
-    options: &VerifyOptions,
+    policy: &Policy<'_>,
     allow_b64: bool,
 ) -> Result<Verified> {
-    let parts = split(token, options.max_len)?;
-    let protected = json::parse_object(&b64::decode(parts.header)?, "JWS header")?;
-    let header = Header::parse(protected, Default::default(), &options.crit, allow_b64)?;
-    let key = select_key(keys, &header, options)?;
-    let sig = b64::decode(parts.signature)?;
+    let parts = split(token, policy.max_len)?;
+    let header = Header::parse_compact(b64::decode(parts.header)?, policy.crit, allow_b64)?;
+    let key = select_key(keys, &header, policy.algorithms)?;
+    // Large enough for RSA-8192 signatures.
+    let mut sig_buf = [0u8; 1040];
+    let sig = b64::decode_buf(parts.signature, &mut sig_buf)?;
 
     let payload = match detached {
         Some(p) => {

@@ -220,7 +220,7 @@ fn verify_inner(
     let mut verified = Vec::new();
     let mut first_error: Option<Error> = None;
     for entry in entries {
-        let outcome = select_key(keys, &entry.header, options).and_then(|key| {
+        let outcome = select_key(keys, &entry.header, &options.algorithms).and_then(|key| {
             let sig = b64::decode(entry.signature)?;
             let input = signing_input(entry.protected_b64, &payload, b64_mode);
             key.material.verify(entry.header.alg(), &input, &sig)

@@ -10,6 +10,8 @@
 pub mod compact;
 pub mod json;
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
@@ -103,9 +105,27 @@ impl<'a> From<&'a JwkSet> for Keys<'a> {
 pub struct Header {
     alg: Algorithm,
     b64: bool,
-    protected: Map<String, Value>,
+    protected: Protected,
     unprotected: Map<String, Value>,
 }
+
+/// The protected members.
+#[derive(Debug, Clone)]
+enum Protected {
+    Map(Map<String, Value>),
+    /// The usual compact header, nothing but plain-string `alg`, `kid`, `typ` and `cty`: kept
+    /// as text, with the map built only if asked for. Any other header takes the `Map` path.
+    Simple {
+        json: String,
+        /// Where the values of the [`SIMPLE`] members lie in `json`, in that order.
+        spans: Spans,
+        /// Built from `spans` (not parsed again), so it holds exactly what was validated.
+        map: OnceLock<Map<String, Value>>,
+    },
+}
+
+/// The members a [`Protected::Simple`] header may have, `alg` first.
+const SIMPLE: [&str; 4] = ["alg", "kid", "typ", "cty"];
 
 impl Header {
     /// The signature algorithm.
@@ -115,12 +135,21 @@ impl Header {
 
     /// Any member, protected or not.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.protected
+        self.protected()
             .get(name)
             .or_else(|| self.unprotected.get(name))
     }
 
     fn get_str(&self, name: &str) -> Option<&str> {
+        if let Protected::Simple { json, spans, .. } = &self.protected {
+            // A simple header has no members but these (and no unprotected ones), so any
+            // other name is absent here as it is in the map.
+            let span = SIMPLE
+                .iter()
+                .zip(spans)
+                .find_map(|(n, span)| (*n == name).then_some(*span))??;
+            return Some(simple_value(json, span));
+        }
         self.get(name).and_then(Value::as_str)
     }
 
@@ -146,12 +175,72 @@ impl Header {
 
     /// The integrity-protected members.
     pub fn protected(&self) -> &Map<String, Value> {
-        &self.protected
+        match &self.protected {
+            Protected::Map(map) => map,
+            // What `simple` validated is exactly these members with these unescaped string
+            // values, so the map is built from them rather than by a second parse that could
+            // disagree (members in text order, as a parse would insert them).
+            Protected::Simple { json, spans, map } => map.get_or_init(|| {
+                let mut members: Vec<(&str, (usize, usize))> = SIMPLE
+                    .iter()
+                    .zip(spans)
+                    .filter_map(|(n, span)| Some((*n, (*span)?)))
+                    .collect();
+                members.sort_unstable_by_key(|(_, (start, _))| *start);
+                members
+                    .into_iter()
+                    .map(|(n, span)| (n.to_owned(), Value::from(simple_value(json, span))))
+                    .collect()
+            }),
+        }
+    }
+
+    /// Whether this header took the fast path (tests only).
+    #[cfg(test)]
+    pub(crate) fn is_simple(&self) -> bool {
+        matches!(self.protected, Protected::Simple { .. })
     }
 
     /// The unprotected members (empty in the compact serialization).
     pub fn unprotected(&self) -> &Map<String, Value> {
         &self.unprotected
+    }
+
+    /// Validates a compact JWS's decoded protected header (no unprotected members).
+    pub(crate) fn parse_compact(
+        json: Vec<u8>,
+        understood: &[String],
+        allow_b64: bool,
+    ) -> Result<Self> {
+        let json = match String::from_utf8(json) {
+            Ok(text) => match Self::simple(text) {
+                Ok(header) => return Ok(header),
+                Err(text) => text.into_bytes(),
+            },
+            Err(e) => e.into_bytes(),
+        };
+        let protected = crate::json::parse_object(&json, "JWS header")?;
+        Self::parse(protected, Map::new(), understood, allow_b64)
+    }
+
+    /// The fast path for the usual header. Anything unusual (other members, escapes,
+    /// duplicates, a refused `alg`) gives the text back to go through [`Self::parse`], which
+    /// alone decides how to report it; `crit` and `b64` are never simple, so their rules
+    /// stay in one place.
+    fn simple(json: String) -> Result<Self, String> {
+        let Some((spans, Some(alg))) = simple_members(&json) else {
+            return Err(json);
+        };
+        Ok(Self {
+            alg,
+            b64: true,
+            protected: Protected::Simple {
+                json,
+                spans,
+                map: OnceLock::new(),
+            },
+            unprotected: Map::new(),
+        })
     }
 
     /// Validates a header per RFC 7515 §4-5 and RFC 7797 §3, §6.
@@ -206,9 +295,69 @@ impl Header {
         Ok(Self {
             alg,
             b64,
-            protected,
+            protected: Protected::Map(protected),
             unprotected,
         })
+    }
+}
+
+/// Where each [`SIMPLE`] member's value lies in the header text.
+type Spans = [Option<(usize, usize)>; 4];
+
+/// A simple header member's value. Its span was checked against `json` by
+/// [`crate::json::span`] when recorded and `json` never changes, so one that does not
+/// resolve is a bug; answering "absent" could drop a `kid` or `typ` the signer set, so it
+/// stops instead (see [`crate::json::reread_failed`]).
+fn simple_value(json: &str, (start, end): (usize, usize)) -> &str {
+    match json.get(start..end) {
+        Some(s) => s,
+        None => crate::json::reread_failed("JWS header"),
+    }
+}
+
+/// The spans of [`SIMPLE`] members in `json` and the parsed `alg`, if `json` is simple.
+fn simple_members(json: &str) -> Option<(Spans, Option<Algorithm>)> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let found = serde::Deserializer::deserialize_map(&mut de, SimpleVisitor).ok()?;
+    de.end().ok()?;
+    let mut spans = [None; 4];
+    for (slot, value) in spans.iter_mut().zip(found) {
+        if let Some(v) = value {
+            *slot = Some(crate::json::span(json, v)?);
+        }
+    }
+    let alg = found
+        .first()
+        .copied()
+        .flatten()
+        .and_then(|a| a.parse().ok());
+    Some((spans, alg))
+}
+
+/// Reads a header object whose members are all in [`SIMPLE`], once each, as strings without
+/// escapes; fails (without a useful message: the caller falls back) on anything else.
+struct SimpleVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SimpleVisitor {
+    type Value = [Option<&'de str>; 4];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a simple header")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut found = [None; 4];
+        while let Some(key) = map.next_key::<&'de str>()? {
+            let slot = SIMPLE
+                .iter()
+                .position(|n| *n == key)
+                .and_then(|i| found.get_mut(i))
+                .filter(|slot| slot.is_none())
+                .ok_or_else(|| A::Error::custom("not simple"))?;
+            *slot = Some(map.next_value::<&'de str>()?);
+        }
+        Ok(found)
     }
 }
 
@@ -216,10 +365,10 @@ impl Header {
 pub(crate) fn select_key<'k>(
     keys: Keys<'k>,
     header: &Header,
-    options: &VerifyOptions,
+    algorithms: &Algorithms,
 ) -> Result<&'k Jwk> {
     let alg = header.alg();
-    if let Algorithms::Only(list) = &options.algorithms {
+    if let Algorithms::Only(list) = algorithms {
         if !list.contains(&alg) {
             return Err(err!(AlgNotAllowed, "{alg} is not an allowed algorithm"));
         }
@@ -245,7 +394,7 @@ pub(crate) fn select_key<'k>(
                 _ => e,
             })?,
     };
-    if options.algorithms == Algorithms::FromKey {
+    if *algorithms == Algorithms::FromKey {
         match key.signing_algorithm() {
             Some(own) if own == alg => {}
             Some(own) => return Err(err!(AlgNotAllowed, "the key is for {own}, the token uses {alg}")),
@@ -267,16 +416,17 @@ pub(crate) fn signing_input(protected_b64: &str, payload: &[u8], b64: bool) -> V
     } else {
         payload.len()
     };
+    if b64 {
+        let mut input = String::with_capacity(protected_b64.len() + 1 + payload_len);
+        input.push_str(protected_b64);
+        input.push('.');
+        crate::b64::encode_into(payload, &mut input);
+        return input.into_bytes();
+    }
     let mut input = Vec::with_capacity(protected_b64.len() + 1 + payload_len);
     input.extend_from_slice(protected_b64.as_bytes());
     input.push(b'.');
-    if b64 {
-        let mut s = String::with_capacity(payload_len);
-        crate::b64::encode_into(payload, &mut s);
-        input.extend_from_slice(s.as_bytes());
-    } else {
-        input.extend_from_slice(payload);
-    }
+    input.extend_from_slice(payload);
     input
 }
 
@@ -313,12 +463,256 @@ pub(crate) fn prepare_header(
     }
     // Names the signer put in `crit` are by definition understood by the signer.
     let understood = crate::crit::declared(&protected);
-    let encoded = crate::b64::encode(Value::Object(protected.clone()).to_string());
     let header = Header::parse(
         protected,
         params.unprotected.clone(),
         &understood,
         allow_b64,
     )?;
-    Ok((header, encoded))
+    let json = serde_json::to_vec(header.protected())
+        .map_err(|e| err!(InvalidOptions, "the header cannot be serialized: {e}"))?;
+    Ok((header, crate::b64::encode(json)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    /// The fast path must yield what the `Map` path yields, and refuse what it refuses.
+    #[test]
+    fn simple_headers_match_the_full_parse() {
+        for text in [
+            r#"{"alg":"HS256"}"#,
+            r#"{"alg":"ES256","kid":"k1","typ":"at+jwt","cty":"JWT"}"#,
+            r#" { "typ" : "JWT" , "alg" : "RS256" } "#,
+            // Not simple: escapes, other members, duplicates, refused or missing alg.
+            r#"{"alg":"HS256","kid":"a\"b"}"#,
+            r#"{"alg":"HS256","x5t":"abc"}"#,
+            r#"{"alg":"HS256","alg":"none"}"#,
+            r#"{"alg":"HS256","\u0061lg":"HS384"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"kid":"k"}"#,
+            r#"{"alg":"HS256","kid":5}"#,
+            r#"{"alg":"HS256"} x"#,
+            r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+            r#"["alg"]"#,
+        ] {
+            let fast = Header::parse_compact(text.as_bytes().to_vec(), &[], false);
+            let full = crate::json::parse_object(text.as_bytes(), "JWS header")
+                .and_then(|m| Header::parse(m, Map::new(), &[], false));
+            match (fast, full) {
+                (Ok(f), Ok(s)) => {
+                    assert_eq!(f.alg(), s.alg(), "{text}");
+                    assert_eq!(f.b64(), s.b64(), "{text}");
+                    assert_eq!(f.kid(), s.kid(), "{text}");
+                    assert_eq!(f.typ(), s.typ(), "{text}");
+                    assert_eq!(f.cty(), s.cty(), "{text}");
+                    assert_eq!(f.protected(), s.protected(), "{text}");
+                    assert_eq!(f.get("kid"), s.get("kid"), "{text}");
+                }
+                (Err(f), Err(s)) => assert_eq!(f, s, "{text}"),
+                (f, s) => panic!("{text}: fast {:?}, full {:?}", f.is_ok(), s.is_ok()),
+            }
+        }
+    }
+
+    /// The fast path's result and the full parse's, for the same text.
+    fn both(
+        text: &str,
+        understood: &[String],
+        allow_b64: bool,
+    ) -> (Result<Header>, Result<Header>) {
+        let fast = Header::parse_compact(text.as_bytes().to_vec(), understood, allow_b64);
+        let full = crate::json::parse_object(text.as_bytes(), "JWS header")
+            .and_then(|m| Header::parse(m, Map::new(), understood, allow_b64));
+        (fast, full)
+    }
+
+    /// Every accessor, for member names in and out of the simple set.
+    fn assert_same(f: &Header, s: &Header, text: &str) {
+        assert_eq!(f.alg(), s.alg(), "{text}");
+        assert_eq!(f.b64(), s.b64(), "{text}");
+        assert_eq!(f.protected(), s.protected(), "{text}");
+        assert_eq!(f.unprotected(), s.unprotected(), "{text}");
+        for name in [
+            "alg", "kid", "typ", "cty", "crit", "b64", "x5t", "jwk", "", "ALG", "kid ", "x",
+        ] {
+            assert_eq!(f.get_str(name), s.get_str(name), "{text} {name}");
+            assert_eq!(
+                f.get_str(name),
+                f.get(name).and_then(Value::as_str),
+                "{text} {name}"
+            );
+            assert_eq!(f.get(name), s.get(name), "{text} {name}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_is_taken_for_the_usual_header() {
+        let text = r#"{"alg":"HS256","kid":"k","typ":"at+jwt"}"#;
+        let (fast, full) = both(text, &[], false);
+        let (fast, full) = (fast.unwrap(), full.unwrap());
+        assert!(fast.is_simple(), "{text} must take the fast path");
+        assert!(!full.is_simple());
+        assert_eq!(fast.get_str("alg"), Some("HS256"));
+        assert_eq!(fast.kid(), Some("k"));
+        assert_eq!(fast.typ(), Some("at+jwt"));
+        assert_eq!(fast.cty(), None);
+        assert_same(&fast, &full, text);
+        // The map keeps the members in text order, as a parse does.
+        let text = r#"{"typ":"JWT","cty":"c","alg":"ES256","kid":"k1"}"#;
+        let (fast, full) = both(text, &[], false);
+        let (fast, full) = (fast.unwrap(), full.unwrap());
+        assert!(fast.is_simple());
+        assert_same(&fast, &full, text);
+        assert_eq!(
+            serde_json::to_string(fast.protected()).unwrap(),
+            serde_json::to_string(full.protected()).unwrap()
+        );
+        assert_eq!(
+            Header::parse_compact(b"{\"alg\":\"HS256\"}".to_vec(), &[], false)
+                .unwrap()
+                .get_str("alg"),
+            Some("HS256")
+        );
+    }
+
+    /// Whatever the fast path does not take goes to `Header::parse`, which accepts or refuses
+    /// it exactly as it would have without the fast path.
+    #[test]
+    fn unusual_headers_take_the_full_parse() {
+        use crate::ErrorCode::{CritInvalid, JsonInvalid, JwsInvalid};
+        let exp = ["exp".to_owned()];
+        let none: &[String] = &[];
+        /// The header, the `crit` names understood, whether `b64` is allowed, and the
+        /// expected outcome: `Ok(())` or the error code.
+        type Case<'a> = (
+            &'a str,
+            &'a [String],
+            bool,
+            std::result::Result<(), crate::ErrorCode>,
+        );
+        let cases: [Case<'_>; 16] = [
+            (
+                r#"{"alg":"HS256","kid":"k","kid":"k"}"#,
+                none,
+                false,
+                Err(JsonInvalid),
+            ),
+            (
+                r#"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#,
+                none,
+                false,
+                Err(JsonInvalid),
+            ),
+            (
+                r#"{"alg":"HS256","alg":"HS256"}"#,
+                none,
+                false,
+                Err(JsonInvalid),
+            ),
+            (r#"{"alg":"HS256","typ":1}"#, none, false, Err(JwsInvalid)),
+            (
+                r#"{"alg":"HS256","cty":null}"#,
+                none,
+                false,
+                Err(JwsInvalid),
+            ),
+            (
+                r#"{"alg":"HS256","kid":["k"]}"#,
+                none,
+                false,
+                Err(JwsInvalid),
+            ),
+            ("{}", none, false, Err(JwsInvalid)),
+            (
+                r#"{"alg":"HS256","typ":"at\u002bjwt"}"#,
+                none,
+                false,
+                Ok(()),
+            ),
+            (r#"{"\u0061lg":"HS256"}"#, none, false, Ok(())),
+            (
+                r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+                none,
+                false,
+                Err(CritInvalid),
+            ),
+            (
+                r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+                &exp,
+                false,
+                Ok(()),
+            ),
+            (
+                r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+                none,
+                true,
+                Ok(()),
+            ),
+            (
+                r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+                none,
+                false,
+                Err(CritInvalid),
+            ),
+            (
+                r#"{"alg":"HS256","b64":false}"#,
+                none,
+                true,
+                Err(CritInvalid),
+            ),
+            (r#"{"alg":"HS256","foo":"bar"}"#, none, false, Ok(())),
+            (
+                r#"{"alg":"HS256","kid":"k","typ":"JWT","x5t":"abc"}"#,
+                none,
+                false,
+                Ok(()),
+            ),
+        ];
+        for (text, understood, allow_b64, expected) in cases {
+            let (fast, full) = both(text, understood, allow_b64);
+            match (fast, full) {
+                (Ok(f), Ok(s)) => {
+                    assert_eq!(expected, Ok(()), "{text} accepted");
+                    assert!(!f.is_simple(), "{text} must not take the fast path");
+                    assert_same(&f, &s, text);
+                }
+                (Err(f), Err(s)) => {
+                    assert_eq!(Err(f.code()), expected, "{text}: {f}");
+                    assert_eq!(f, s, "{text}");
+                }
+                (f, s) => panic!("{text}: fast {:?}, full {:?}", f.is_ok(), s.is_ok()),
+            }
+        }
+        // The escaped forms read as their unescaped values.
+        let h = both(r#"{"alg":"HS256","typ":"at\u002bjwt"}"#, none, false)
+            .0
+            .unwrap();
+        assert_eq!(h.typ(), Some("at+jwt"));
+        let h = both(r#"{"\u0061lg":"HS384"}"#, none, false).0.unwrap();
+        assert_eq!(h.alg(), Algorithm::HS384);
+        assert_eq!(h.get_str("alg"), Some("HS384"));
+        let h = both(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, none, true)
+            .0
+            .unwrap();
+        assert!(!h.b64());
+    }
+
+    /// A simple header's recorded spans that do not resolve (a bug) give no answer rather than
+    /// an absent `kid` or `typ`.
+    #[test]
+    #[should_panic(expected = "did not read back as validated")]
+    fn a_simple_span_that_does_not_resolve_is_no_answer() {
+        let mut h =
+            Header::parse_compact(br#"{"alg":"HS256","typ":"at+jwt"}"#.to_vec(), &[], false)
+                .unwrap();
+        assert!(h.is_simple());
+        if let Protected::Simple { json, .. } = &mut h.protected {
+            json.truncate(10);
+        }
+        let _ = h.typ();
+    }
 }

@@ -16,7 +16,7 @@ use crate::alg::Algorithm;
 use crate::error::{err, ErrorCode, Result};
 use crate::jwe;
 use crate::jwk::Jwk;
-use crate::jws::{self, Header, HeaderParams, Keys};
+use crate::jws::{self, Header, Keys};
 use crate::{b64, json};
 
 /// A verified token.
@@ -36,37 +36,52 @@ pub fn sign(
     typ: Option<&str>,
 ) -> Result<String> {
     Claims::check(claims)?;
-    let mut params = HeaderParams::default();
-    if let Some(t) = typ {
-        params.protected.insert("typ".into(), t.into());
+    let signer = key.signer(alg)?;
+    // The header holds only `alg`, `kid` (from the key) and `typ`, all strings, so it is
+    // written directly: it has nothing that `jws::Header::parse` could refuse.
+    let mut header = Vec::with_capacity(96);
+    header.extend_from_slice(b"{\"alg\":");
+    let mut member = |name: &[u8], value: &str| -> Result<()> {
+        header.extend_from_slice(name);
+        serde_json::to_writer(&mut header, value)
+            .map_err(|e| err!(InvalidOptions, "the header cannot be serialized: {e}"))
+    };
+    member(b"", alg.name())?;
+    if let Some(kid) = key.kid() {
+        member(b",\"kid\":", kid)?;
     }
+    if let Some(t) = typ {
+        member(b",\"typ\":", t)?;
+    }
+    header.push(b'}');
     let payload = serde_json::to_vec(claims)
         .map_err(|e| err!(JwtInvalid, "the claims cannot be serialized: {e}"))?;
-    jws::compact::sign(&payload, key, alg, &params)
+    let mut out = String::with_capacity(
+        (header.len() + payload.len()).div_ceil(3) * 4 + 4 + jws::compact::SIG_B64_RESERVE,
+    );
+    b64::encode_into(&header, &mut out);
+    out.push('.');
+    b64::encode_into(&payload, &mut out);
+    let sig = signer.sign(out.as_bytes())?;
+    out.push('.');
+    b64::encode_into(&sig, &mut out);
+    Ok(out)
 }
 
 /// Verifies a JWT: structure, signature, then claims.
 pub fn verify<'k>(token: &str, keys: impl Into<Keys<'k>>, validation: &Validation) -> Result<Jwt> {
-    let options = validation.verify_options()?;
+    let policy = validation.policy()?;
     let verified =
-        jws::compact::verify_inner(token, None, keys.into(), &options, false).map_err(|e| {
+        jws::compact::verify_inner(token, None, keys.into(), &policy, false).map_err(|e| {
             if e.code() == ErrorCode::JwsInvalid {
                 err!(JwtInvalid, "{}", e.reason())
             } else {
                 e
             }
         })?;
-    let claims = Claims::from_map(match json::parse(&verified.payload) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(err!(JwtInvalid, "the JWT payload is not a JSON object")),
-        Err(e) => {
-            return Err(err!(
-                JwtInvalid,
-                "the JWT payload is not JSON: {}",
-                e.reason()
-            ))
-        }
-    })?;
+    let text = String::from_utf8(verified.payload)
+        .map_err(|_| err!(JwtInvalid, "the JWT payload is not JSON: not UTF-8"))?;
+    let claims = Claims::parse(text)?;
     validation.check(&verified.header, &claims)?;
     Ok(Jwt {
         header: verified.header,

@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::claims::Claims;
 use crate::alg::Algorithm;
 use crate::error::{err, Result};
-use crate::jws::{Algorithms, Header, VerifyOptions};
+use crate::jws::compact::Policy;
+use crate::jws::{Algorithms, Header};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expect {
@@ -169,8 +170,9 @@ impl Validation {
         self
     }
 
-    pub(crate) fn verify_options(&self) -> Result<VerifyOptions> {
-        let Some(algorithms) = self.algorithms.clone() else {
+    /// The verification policy, borrowed: nothing is cloned per token.
+    pub(crate) fn policy(&self) -> Result<Policy<'_>> {
+        let Some(algorithms) = &self.algorithms else {
             return Err(err!(
                 InvalidOptions,
                 "no algorithms stated: list them or call algorithms_from_key"
@@ -188,11 +190,11 @@ impl Validation {
                 "no audience stated: set one or call waive_audience"
             ));
         }
-        let mut options = VerifyOptions::new([]);
-        options.algorithms = algorithms;
-        options.crit = self.crit.clone();
-        options.max_len = self.max_len;
-        Ok(options)
+        Ok(Policy {
+            algorithms,
+            crit: &self.crit,
+            max_len: self.max_len,
+        })
     }
 
     fn now(&self) -> i64 {
@@ -219,10 +221,11 @@ impl Validation {
             }
         }
         if let Expect::OneOf(audiences) = &self.audience {
-            if claims.aud().is_empty() {
+            let mut aud = claims.aud_iter().peekable();
+            if aud.peek().is_none() {
                 return Err(err!(JwtClaimInvalid, "missing \"aud\""));
             }
-            if !claims.aud().iter().any(|a| audiences.contains(a)) {
+            if !aud.any(|a| audiences.iter().any(|want| want == a)) {
                 return Err(err!(
                     JwtClaimInvalid,
                     "\"aud\" does not include an accepted audience"
@@ -235,7 +238,7 @@ impl Validation {
             }
         }
         for name in &self.required {
-            if claims.get(name).is_none() {
+            if !claims.contains(name) {
                 return Err(err!(JwtClaimInvalid, "missing required claim {name:?}"));
             }
         }
