@@ -42,9 +42,7 @@ pub fn encrypt(
     let wrapped = keymgmt::protect(alg, enc, key, &sealing.cek, &apu, &apv, &fixed)?;
     protected.extend(km_params);
     protected.extend(wrapped.params);
-    // Validate what we produce with the same rules the recipient will apply.
     let understood = crate::crit::declared(&protected);
-    Header::parse(protected.clone(), Map::new(), Map::new(), &understood)?;
     let protected_b64 = match fixed.protected_b64 {
         Some(given) => {
             if json::parse_object(&b64::decode(&given)?, "injected header")? != protected {
@@ -55,11 +53,22 @@ pub fn encrypt(
             }
             given
         }
-        None => b64::encode(Value::Object(protected).to_string()),
+        None => b64::encode(
+            serde_json::to_vec(&protected)
+                .map_err(|e| err!(InvalidOptions, "the header cannot be serialized: {e}"))?,
+        ),
+    };
+    // Validate what we produce with the same rules the recipient will apply.
+    Header::parse(protected, Map::new(), Map::new(), &understood)?;
+    // With `dir` the key is the CEK, and keeps its AES-GCM key schedule.
+    let gcm = match (&key.material, alg) {
+        (crate::jwk::KeyMaterial::Oct(k), KeyManagement::Dir) => k.gcm_key(),
+        _ => None,
     };
     let (ciphertext, tag) = content::encrypt(
         enc,
         &sealing.cek,
+        gcm,
         &sealing.iv,
         protected_b64.as_bytes(),
         &sealing.plaintext,

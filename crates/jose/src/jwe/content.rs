@@ -60,10 +60,12 @@ fn cbc_tag(
         .ok_or_else(|| err!(Crypto, "short HMAC"))
 }
 
-/// Encrypts; returns (ciphertext, tag).
+/// Encrypts; returns (ciphertext, tag). `gcm`, when given, is `cek` already made into an
+/// AES-GCM key (a `dir` key keeps one).
 pub(crate) fn encrypt(
     enc: Enc,
     cek: &[u8],
+    gcm: Option<&LessSafeKey>,
     iv: &[u8],
     aad: &[u8],
     plaintext: &[u8],
@@ -72,9 +74,16 @@ pub(crate) fn encrypt(
         return Err(err!(Crypto, "CEK or IV of the wrong length for {enc}"));
     }
     if let Some(alg) = gcm_alg(enc) {
-        let key = LessSafeKey::new(
-            UnboundKey::new(alg, cek).map_err(crypto_err!("content encryption failed"))?,
-        );
+        let built;
+        let key = match gcm.filter(|k| k.algorithm() == alg) {
+            Some(k) => k,
+            None => {
+                built = LessSafeKey::new(
+                    UnboundKey::new(alg, cek).map_err(crypto_err!("content encryption failed"))?,
+                );
+                &built
+            }
+        };
         let nonce = Nonce::try_assume_unique_for_key(iv)
             .map_err(crypto_err!("content encryption failed"))?;
         let mut buf = plaintext.to_vec();
@@ -168,7 +177,7 @@ mod tests {
     fn a_kept_gcm_key_serves_only_its_own_algorithm() {
         let cek: Vec<u8> = (0u8..32).collect();
         let (iv, aad, plaintext) = ([7u8; 12], b"aad", b"the plaintext");
-        let (ct, tag) = encrypt(Enc::A256GCM, &cek, &iv, aad, plaintext).unwrap();
+        let (ct, tag) = encrypt(Enc::A256GCM, &cek, None, &iv, aad, plaintext).unwrap();
         let open =
             |kept: Option<&LessSafeKey>| decrypt(Enc::A256GCM, &cek, kept, &iv, aad, &ct, &tag);
         assert_eq!(open(None).unwrap(), plaintext);

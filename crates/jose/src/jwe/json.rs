@@ -110,6 +110,7 @@ pub fn encrypt(
     let (ciphertext, tag) = content::encrypt(
         enc,
         &sealing.cek,
+        None,
         &sealing.iv,
         full_aad.as_bytes(),
         &sealing.plaintext,
