@@ -47,35 +47,38 @@ type AuditRow = (
     Option<String>,
 );
 
-/// Binds an [`AuditEvent`] to the parameters of [`EVENT_INSERT`].
-macro_rules! bind_event {
-    ($query:expr, $event:expr) => {
-        $query
-            .bind($event.time)
-            .bind(&$event.event)
-            .bind($event.client_id.as_deref())
-            .bind($event.subject.as_deref())
-            .bind($event.jti.as_deref())
-            .bind($event.audience.as_deref())
-            .bind(&$event.outcome)
-            .bind($event.reason.as_deref())
-            .bind($event.request_id.as_deref())
-    };
+/// `INSERT INTO audit_events … VALUES …` with one row per `&AuditEvent` of `$rows`, for the
+/// database of the `with_pool!` arm it is used in: the one place the columns are listed.
+macro_rules! insert_events {
+    ($rows:expr) => {{
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (time, event, client_id, subject, jti, audience, \
+             outcome, reason, request_id) ",
+        );
+        q.push_values($rows, |mut row, e| {
+            row.push_bind(e.time)
+                .push_bind(&e.event)
+                .push_bind(e.client_id.as_deref())
+                .push_bind(e.subject.as_deref())
+                .push_bind(e.jti.as_deref())
+                .push_bind(e.audience.as_deref())
+                .push_bind(&e.outcome)
+                .push_bind(e.reason.as_deref())
+                .push_bind(e.request_id.as_deref());
+        });
+        q
+    }};
 }
-
-pub(crate) const EVENT_INSERT_HEAD: &str = "INSERT INTO audit_events (time, event, client_id, \
-     subject, jti, audience, outcome, reason, request_id) ";
-
-pub(crate) const EVENT_INSERT: &str = "INSERT INTO audit_events (time, event, client_id, \
-     subject, jti, audience, outcome, reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) use insert_events;
 
 impl Store {
     /// Appends an event; returns its id.
     pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64> {
-        let sql = format!("{EVENT_INSERT} RETURNING id");
-        let (id,): (i64,) = with_pool!(self, pool => bind_event!(sqlx::query_as(&sql), event)
-        .fetch_one(pool)
-        .await?);
+        let (id,): (i64,) = with_pool!(self, pool => {
+            let mut q = insert_events!([event]);
+            q.push(" RETURNING id");
+            q.build_query_as().fetch_one(pool).await?
+        });
         Ok(id)
     }
 

@@ -46,25 +46,27 @@ type TokenRow = (
     Option<i64>,
 );
 
-/// Binds an [`IssuedToken`] to the parameters of [`TOKEN_INSERT`].
-macro_rules! bind_token {
-    ($query:expr, $token:expr) => {
-        $query
-            .bind(&$token.jti)
-            .bind(&$token.client_id)
-            .bind(&$token.subject)
-            .bind(&$token.audience)
-            .bind(&$token.scope)
-            .bind($token.issued_at)
-            .bind($token.expires_at)
-            .bind($token.revoked_at)
-    };
+/// `INSERT INTO tokens … VALUES …` with one row per `&IssuedToken` of `$rows`, for the
+/// database of the `with_pool!` arm it is used in: the one place the columns are listed.
+macro_rules! insert_tokens {
+    ($rows:expr) => {{
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO tokens (jti, client_id, subject, audience, scope, issued_at, \
+             expires_at, revoked_at) ",
+        );
+        q.push_values($rows, |mut row, t| {
+            row.push_bind(&t.jti)
+                .push_bind(&t.client_id)
+                .push_bind(&t.subject)
+                .push_bind(&t.audience)
+                .push_bind(&t.scope)
+                .push_bind(t.issued_at)
+                .push_bind(t.expires_at)
+                .push_bind(t.revoked_at);
+        });
+        q
+    }};
 }
-
-const TOKEN_INSERT_HEAD: &str = "INSERT INTO tokens (jti, client_id, subject, audience, scope, \
-     issued_at, expires_at, revoked_at) ";
-const TOKEN_INSERT: &str = "INSERT INTO tokens (jti, client_id, subject, audience, scope, \
-     issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// Rows per multi-row insert in [`Store::record_issued`]: 9 parameters each stays well under
 /// SQLite's 32766 and PostgreSQL's 65535 bound parameters per statement.
@@ -85,17 +87,7 @@ impl Store {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for chunk in batch.chunks(MAX_BATCH_ROWS) {
-                let mut tokens = sqlx::QueryBuilder::new(TOKEN_INSERT_HEAD);
-                tokens.push_values(chunk, |mut row, (t, _)| {
-                    row.push_bind(&t.jti)
-                        .push_bind(&t.client_id)
-                        .push_bind(&t.subject)
-                        .push_bind(&t.audience)
-                        .push_bind(&t.scope)
-                        .push_bind(t.issued_at)
-                        .push_bind(t.expires_at)
-                        .push_bind(t.revoked_at);
-                });
+                let mut tokens = insert_tokens!(chunk.iter().map(|(t, _)| t));
                 // Batch sizes vary: not prepared and cached, or they would evict the
                 // statements that are.
                 tokens
@@ -104,18 +96,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
-                let mut events = sqlx::QueryBuilder::new(crate::audit::EVENT_INSERT_HEAD);
-                events.push_values(chunk, |mut row, (_, e)| {
-                    row.push_bind(e.time)
-                        .push_bind(&e.event)
-                        .push_bind(e.client_id.as_deref())
-                        .push_bind(e.subject.as_deref())
-                        .push_bind(e.jti.as_deref())
-                        .push_bind(e.audience.as_deref())
-                        .push_bind(&e.outcome)
-                        .push_bind(e.reason.as_deref())
-                        .push_bind(e.request_id.as_deref());
-                });
+                let mut events = crate::audit::insert_events!(chunk.iter().map(|(_, e)| e));
                 events.build().persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -125,7 +106,8 @@ impl Store {
 
     /// Records an issued token. [`StoreError::Conflict`] if the jti was recorded before.
     pub async fn record_token(&self, token: &IssuedToken) -> Result<()> {
-        with_pool!(self, pool => bind_token!(sqlx::query(TOKEN_INSERT), token)
+        with_pool!(self, pool => insert_tokens!([token])
+        .build()
         .execute(pool)
         .await
         .map(|_| ()))
