@@ -159,12 +159,7 @@ impl Upstreams {
         let mut headers = Some(headers);
         let mut body = Some(body);
         let mut last = UpstreamError::Failed("no upstream".into());
-        let order = match self.targets.as_slice() {
-            // One target: no order to work out, no allocation.
-            [only] => vec![only],
-            _ => self.order(),
-        };
-        for target in order {
+        for target in self.order() {
             let uri = target.uri(&path_and_query)?;
             let mut req = Request::new(body.take().unwrap_or_else(empty));
             *req.method_mut() = method.clone();

@@ -4,9 +4,9 @@
 //! Lines are appended to a buffer and written by a background thread, many per write: a
 //! gateway under load would otherwise make one `write` system call per request, and a request
 //! would wait whenever stderr (a pipe to a log shipper) is slow. A line waits at most about
-//! [`GATHER`] before it is written. If the buffer reaches
-//! [`MAX_PENDING`] because stderr does not keep up, further lines are dropped and counted,
-//! and the count is reported in the next line written; requests never block on logging.
+//! [`GATHER`] before it is written. If the buffer reaches [`MAX_PENDING`] because stderr does
+//! not keep up, further lines are dropped and counted, and a warning line with the count ends
+//! the next batch written; requests never block on logging.
 //! [`flush`] writes what is pending (at shutdown).
 
 use std::io::Write as _;

@@ -120,16 +120,22 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// A client-supplied id is kept when it is 1–128 characters of `[A-Za-z0-9._:-]` (safe in
-/// logs and headers); anything else is replaced by 128 random bits.
-fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
-    let text = value?.to_str().ok()?;
-    let ok = !text.is_empty()
-        && text.len() <= 128
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    ok.then(|| text.to_owned())
+/// The request's id: the client's `X-Request-Id` when it is 1–128 characters of
+/// `[A-Za-z0-9._:-]` (safe in logs and headers), a new one ([`new_request_id`]) otherwise.
+fn request_id_of(headers: &axum::http::HeaderMap) -> String {
+    let given = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok());
+    match given {
+        Some(text)
+            if !text.is_empty()
+                && text.len() <= 128
+                && text.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+                }) =>
+        {
+            text.to_owned()
+        }
+        _ => new_request_id(),
+    }
 }
 
 /// A per-process random prefix and a counter run through a keyed bijection: unique within
@@ -168,7 +174,7 @@ fn mix(mut x: u64) -> u64 {
 
 async fn request_id(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = sane_request_id(req.headers().get(&REQUEST_ID)).unwrap_or_else(new_request_id);
+    let id = request_id_of(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -196,11 +202,7 @@ pub async fn gateway_request(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Response {
     let started = Instant::now();
-    let ctx = ::gateway::Context {
-        request_id: sane_request_id(req.headers().get(&REQUEST_ID)).unwrap_or_else(new_request_id),
-        peer: conn.peer.map(|p| p.ip()),
-        tls: conn.tls,
-    };
+    let ctx = conn.context(request_id_of(req.headers()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     // Hold this gateway for the whole request: a reload swaps in a new one for later requests.

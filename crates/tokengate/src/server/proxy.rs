@@ -19,6 +19,17 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+impl ConnInfo {
+    /// What the gateway needs to know of a request on this connection.
+    pub(super) fn context(self, request_id: String) -> gateway::Context {
+        gateway::Context {
+            request_id,
+            peer: self.peer.map(|p| p.ip()),
+            tls: self.tls,
+        }
+    }
+}
+
 pub(super) async fn proxy(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
@@ -29,11 +40,7 @@ pub(super) async fn proxy(
         .get::<ConnInfo>()
         .copied()
         .unwrap_or_default();
-    let ctx = gateway::Context {
-        request_id: id.0,
-        peer: conn.peer.map(|p| p.ip()),
-        tls: conn.tls,
-    };
+    let ctx = conn.context(id.0);
     // Hold this gateway for the whole request: a reload swaps in a new one for later requests.
     let gateway = app.gateway();
     gateway.handle(req, &ctx).await.map(axum::body::Body::new)
