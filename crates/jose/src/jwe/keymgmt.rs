@@ -17,10 +17,10 @@ use zeroize::Zeroizing;
 use super::alg::{ContentEncryption, KeyManagement, Mode};
 use super::header::Header;
 use super::Fixed;
-use crate::b64;
 use crate::error::{crypto_err, err, Result};
 use crate::jwk::material::{ecdh_algorithm, split_point, Curve, KeyMaterial};
 use crate::jwk::Jwk;
+use crate::{b64, json};
 
 /// PBES2 iteration count used when encrypting.
 pub(crate) const PBES2_ENCRYPT_COUNT: u32 = 100_000;
@@ -513,39 +513,15 @@ fn epk_map_point(map: &Map<String, Value>, crv: Curve) -> Result<Vec<u8>> {
     if map.contains_key("d") {
         return Err(err!(JweInvalid, "\"epk\" must be a public key"));
     }
-    let text = |name: &str| match map.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(err!(JweInvalid, "\"epk\": {name:?} must be a string")),
-    };
-    // The members every JWK must get right, as `Jwk::from_map` would check them.
-    for name in ["kid", "use"] {
-        text(name)?;
-    }
-    if let Some(alg) = text("alg")? {
-        if !crate::alg::is_registered(alg) {
-            return Err(invalid("unknown \"alg\""));
-        }
-        if alg
-            .parse::<crate::Algorithm>()
-            .is_ok_and(|a| a.curve() != Some(crv))
-        {
-            return Err(invalid("\"alg\" does not fit the key"));
-        }
-    }
-    match map.get("key_ops") {
-        None => {}
-        Some(Value::Array(ops)) => {
-            for (i, op) in ops.iter().enumerate() {
-                let op = op
-                    .as_str()
-                    .ok_or_else(|| invalid("\"key_ops\" must hold strings"))?;
-                if ops.iter().take(i).any(|o| o.as_str() == Some(op)) {
-                    return Err(invalid("\"key_ops\" repeats a value"));
-                }
-            }
-        }
-        Some(_) => return Err(invalid("\"key_ops\" must be an array")),
+    let text = |name: &str| json::opt_str(map, name, "JWK").map_err(|e| invalid(e.reason()));
+    // The members every JWK must get right, held to the same rules as any JWK.
+    let common = crate::jwk::Common::from_map(map).map_err(|e| invalid(e.reason()))?;
+    if common
+        .alg
+        .and_then(|a| a.parse::<crate::Algorithm>().ok())
+        .is_some_and(|a| a.curve() != Some(crv))
+    {
+        return Err(invalid("\"alg\" does not fit the key"));
     }
     let kty = if crv == Curve::X25519 { "OKP" } else { "EC" };
     if text("kty")? != Some(kty) || text("crv")? != Some(crv.name()) {

@@ -79,34 +79,15 @@ impl Jwk {
             json::opt_str(map, "kty", "JWK")?.ok_or_else(|| err!(JwkInvalid, "missing \"kty\""))?;
         let material = KeyMaterial::from_map(kty, map)?;
 
-        let kid = json::opt_str(map, "kid", "JWK")?.map(str::to_owned);
-        let alg = json::opt_str(map, "alg", "JWK")?.map(str::to_owned);
-        let key_use = json::opt_str(map, "use", "JWK")?.map(str::to_owned);
-        let key_ops = match map.get("key_ops") {
-            None => None,
-            Some(Value::Array(items)) => {
-                let mut ops = Vec::with_capacity(items.len());
-                for item in items {
-                    let op = item
-                        .as_str()
-                        .ok_or_else(|| err!(JwkInvalid, "\"key_ops\" must hold strings"))?;
-                    if ops.iter().any(|o| o == op) {
-                        return Err(err!(JwkInvalid, "\"key_ops\" repeats {op:?}"));
-                    }
-                    ops.push(op.to_owned());
-                }
-                Some(ops)
-            }
-            Some(_) => return Err(err!(JwkInvalid, "\"key_ops\" must be an array")),
-        };
-        if let Some(a) = &alg {
-            if !alg::is_registered(a) {
-                return Err(err!(JwkInvalid, "unknown algorithm {a:?} in \"alg\""));
-            }
-            // A signing alg must fit the key type (ES256 on a P-384 key is a broken key).
-            if let Ok(sig_alg) = a.parse::<Algorithm>() {
-                material.fits(sig_alg)?;
-            }
+        let Common {
+            kid,
+            alg,
+            key_use,
+            key_ops,
+        } = Common::from_map(map)?;
+        // A signing alg must fit the key type (ES256 on a P-384 key is a broken key).
+        if let Some(sig_alg) = alg.as_deref().and_then(|a| a.parse::<Algorithm>().ok()) {
+            material.fits(sig_alg)?;
         }
         let other = map
             .iter()
@@ -412,6 +393,52 @@ pub(crate) fn family_name(f: Family) -> &'static str {
         Family::Rsa => "RSA",
         Family::Ecdsa => "EC",
         Family::EdDsa => "OKP Ed25519",
+    }
+}
+
+/// The members any JWK may have besides its key material (RFC 7517 §4), checked: strings
+/// where strings are due, a registered `alg`, `key_ops` an array of distinct strings. Also
+/// what an `epk` header is held to (`jwe::keymgmt`), which has no use for the rest of a `Jwk`.
+pub(crate) struct Common {
+    pub(crate) kid: Option<String>,
+    pub(crate) alg: Option<String>,
+    pub(crate) key_use: Option<String>,
+    pub(crate) key_ops: Option<Vec<String>>,
+}
+
+impl Common {
+    pub(crate) fn from_map(map: &Map<String, Value>) -> Result<Self> {
+        let kid = json::opt_str(map, "kid", "JWK")?.map(str::to_owned);
+        let alg = json::opt_str(map, "alg", "JWK")?.map(str::to_owned);
+        let key_use = json::opt_str(map, "use", "JWK")?.map(str::to_owned);
+        let key_ops = match map.get("key_ops") {
+            None => None,
+            Some(Value::Array(items)) => {
+                let mut ops = Vec::with_capacity(items.len());
+                for item in items {
+                    let op = item
+                        .as_str()
+                        .ok_or_else(|| err!(JwkInvalid, "\"key_ops\" must hold strings"))?;
+                    if ops.iter().any(|o| o == op) {
+                        return Err(err!(JwkInvalid, "\"key_ops\" repeats {op:?}"));
+                    }
+                    ops.push(op.to_owned());
+                }
+                Some(ops)
+            }
+            Some(_) => return Err(err!(JwkInvalid, "\"key_ops\" must be an array")),
+        };
+        if let Some(a) = &alg {
+            if !alg::is_registered(a) {
+                return Err(err!(JwkInvalid, "unknown algorithm {a:?} in \"alg\""));
+            }
+        }
+        Ok(Self {
+            kid,
+            alg,
+            key_use,
+            key_ops,
+        })
     }
 }
 

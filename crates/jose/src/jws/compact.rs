@@ -7,7 +7,7 @@ use super::{
 use crate::alg::Algorithm;
 use crate::b64;
 use crate::error::{err, Result};
-use crate::jwk::Jwk;
+use crate::jwk::{Jwk, Signer};
 
 /// A verified JWS: its header and payload.
 #[derive(Debug, Clone)]
@@ -56,18 +56,7 @@ fn sign_inner(
         ));
     }
     if header.b64() && !detached {
-        // The usual case: the signing input is the token's first two segments, built in
-        // the output buffer itself.
-        let mut out = String::with_capacity(
-            protected.len() + 2 + payload.len().div_ceil(3) * 4 + SIG_B64_RESERVE,
-        );
-        out.push_str(&protected);
-        out.push('.');
-        b64::encode_into(payload, &mut out);
-        let sig = signer.sign(out.as_bytes())?;
-        out.push('.');
-        b64::encode_into(&sig, &mut out);
-        return Ok(out);
+        return sign_encoded(&signer, &protected, payload);
     }
     let input = signing_input(&protected, payload, header.b64());
     let sig = signer.sign(&input)?;
@@ -89,7 +78,26 @@ fn sign_inner(
 
 /// Room reserved for an encoded signature so appending it rarely reallocates (an HMAC or
 /// ECDSA signature fits; an RSA one may grow the buffer once).
-pub(crate) const SIG_B64_RESERVE: usize = 176;
+const SIG_B64_RESERVE: usize = 176;
+
+/// `protected_b64.BASE64URL(payload).BASE64URL(signature)`: the usual compact JWS, whose
+/// signing input (its first two segments) is built in the output buffer itself.
+pub(crate) fn sign_encoded(
+    signer: &Signer<'_>,
+    protected_b64: &str,
+    payload: &[u8],
+) -> Result<String> {
+    let mut out = String::with_capacity(
+        protected_b64.len() + 2 + payload.len().div_ceil(3) * 4 + SIG_B64_RESERVE,
+    );
+    out.push_str(protected_b64);
+    out.push('.');
+    b64::encode_into(payload, &mut out);
+    let sig = signer.sign(out.as_bytes())?;
+    out.push('.');
+    b64::encode_into(&sig, &mut out);
+    Ok(out)
+}
 
 /// The three segments of a compact JWS, split and size-checked but not yet decoded.
 pub(crate) struct Parts<'a> {

@@ -23,13 +23,8 @@ use crate::json::{self, Key, Seen, SkipVisitor};
 pub struct Claims {
     /// The claims JSON as verified (empty when built from a map).
     json: String,
-    iss: Option<Text>,
-    sub: Option<Text>,
-    jti: Option<Text>,
-    aud: Aud,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
+    /// The registered claims; their strings may point into `json`.
+    reg: Registered,
     /// All claims, parsed from `json` on first request.
     map: OnceLock<Map<String, Value>>,
     /// `aud` as owned strings, made on first request.
@@ -116,13 +111,15 @@ impl Claims {
         };
         Ok(Self {
             json: String::new(),
-            iss: text("iss"),
-            sub: text("sub"),
-            jti: text("jti"),
-            aud,
-            exp: numeric_date(&map, "exp")?,
-            nbf: numeric_date(&map, "nbf")?,
-            iat: numeric_date(&map, "iat")?,
+            reg: Registered {
+                iss: text("iss"),
+                sub: text("sub"),
+                jti: text("jti"),
+                aud,
+                exp: numeric_date(&map, "exp")?,
+                nbf: numeric_date(&map, "nbf")?,
+                iat: numeric_date(&map, "iat")?,
+            },
             map: OnceLock::from(map),
             aud_list: OnceLock::new(),
         })
@@ -131,7 +128,7 @@ impl Claims {
     /// Parses a JWT payload: strict JSON, an object, registered claims well typed. Errors
     /// as `jwt::verify` reports them: `JwtInvalid` for the JSON, `JwtClaimInvalid` for types.
     pub(crate) fn parse(json: String) -> Result<Self> {
-        let slots = {
+        let reg = {
             let mut de = serde_json::Deserializer::from_str(&json);
             let top = Top
                 .deserialize(&mut de)
@@ -153,13 +150,7 @@ impl Claims {
             "the one-pass claims parser accepted what json::parse refuses"
         );
         Ok(Self {
-            iss: slots.iss,
-            sub: slots.sub,
-            jti: slots.jti,
-            aud: slots.aud,
-            exp: slots.exp,
-            nbf: slots.nbf,
-            iat: slots.iat,
+            reg,
             json,
             map: OnceLock::new(),
             aud_list: OnceLock::new(),
@@ -185,7 +176,7 @@ impl Claims {
     }
 
     fn aud_texts(&self) -> &[Text] {
-        match &self.aud {
+        match &self.reg.aud {
             Aud::Absent => &[],
             Aud::One(t) => std::slice::from_ref(t),
             Aud::Many(v) => v,
@@ -200,13 +191,13 @@ impl Claims {
     /// Whether the claim is present; registered claims are answered without the full map.
     pub(crate) fn contains(&self, name: &str) -> bool {
         match name {
-            "iss" => self.iss.is_some(),
-            "sub" => self.sub.is_some(),
-            "jti" => self.jti.is_some(),
-            "aud" => !matches!(self.aud, Aud::Absent),
-            "exp" => self.exp.is_some(),
-            "nbf" => self.nbf.is_some(),
-            "iat" => self.iat.is_some(),
+            "iss" => self.reg.iss.is_some(),
+            "sub" => self.reg.sub.is_some(),
+            "jti" => self.reg.jti.is_some(),
+            "aud" => !matches!(self.reg.aud, Aud::Absent),
+            "exp" => self.reg.exp.is_some(),
+            "nbf" => self.reg.nbf.is_some(),
+            "iat" => self.reg.iat.is_some(),
             _ => self.as_map().contains_key(name),
         }
     }
@@ -231,17 +222,17 @@ impl Claims {
 
     /// `iss`.
     pub fn iss(&self) -> Option<&str> {
-        self.text(&self.iss)
+        self.text(&self.reg.iss)
     }
 
     /// `sub`.
     pub fn sub(&self) -> Option<&str> {
-        self.text(&self.sub)
+        self.text(&self.reg.sub)
     }
 
     /// `jti`.
     pub fn jti(&self) -> Option<&str> {
-        self.text(&self.jti)
+        self.text(&self.reg.jti)
     }
 
     /// `aud`, as a list whether it was a string or an array.
@@ -252,17 +243,17 @@ impl Claims {
 
     /// `exp` in whole seconds since the epoch.
     pub fn exp(&self) -> Option<i64> {
-        self.exp
+        self.reg.exp
     }
 
     /// `nbf` in whole seconds since the epoch.
     pub fn nbf(&self) -> Option<i64> {
-        self.nbf
+        self.reg.nbf
     }
 
     /// `iat` in whole seconds since the epoch.
     pub fn iat(&self) -> Option<i64> {
-        self.iat
+        self.reg.iat
     }
 }
 
@@ -300,6 +291,7 @@ enum Found<'de> {
 
 type Slots<'de> = [Option<Found<'de>>; 7];
 
+#[derive(Debug, Clone)]
 struct Registered {
     iss: Option<Text>,
     sub: Option<Text>,

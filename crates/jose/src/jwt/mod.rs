@@ -56,16 +56,7 @@ pub fn sign(
     header.push(b'}');
     let payload = serde_json::to_vec(claims)
         .map_err(|e| err!(JwtInvalid, "the claims cannot be serialized: {e}"))?;
-    let mut out = String::with_capacity(
-        (header.len() + payload.len()).div_ceil(3) * 4 + 4 + jws::compact::SIG_B64_RESERVE,
-    );
-    b64::encode_into(&header, &mut out);
-    out.push('.');
-    b64::encode_into(&payload, &mut out);
-    let sig = signer.sign(out.as_bytes())?;
-    out.push('.');
-    b64::encode_into(&sig, &mut out);
-    Ok(out)
+    jws::compact::sign_encoded(&signer, &b64::encode(header), &payload)
 }
 
 /// Verifies a JWT: structure, signature, then claims.
