@@ -698,7 +698,8 @@ async fn upstream_failures_balancing_and_limits() {
         posts.push(
             send(&f.client, "POST", &f.url("/retry/x"), &[], "body")
                 .await
-                .status,
+                .status
+                .as_u16(),
         );
     }
     assert!(

@@ -81,6 +81,19 @@ impl Reply {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
+    /// The `WWW-Authenticate` challenge, asserting the status.
+    pub fn challenge(&self, status: u16) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.header("www-authenticate")
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// The OAuth error code, asserting the status too.
     pub fn error(&self, status: u16) -> String {
         assert_eq!(
