@@ -242,11 +242,24 @@ impl Store {
             .pragma("temp_store", "memory")
             .busy_timeout(options.busy_timeout);
         create_parent_dirs(connect.get_filename())?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.unwrap_or(4))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
+        // Switching a fresh database to WAL takes an exclusive lock that SQLite's busy timeout
+        // does not wait for, so a node starting beside another can be told "database is
+        // locked" at once: it tries again, within the same busy timeout.
+        let deadline = std::time::Instant::now() + options.busy_timeout;
+        let pool = loop {
+            let attempt = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.unwrap_or(4))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.clone())
+                .await;
+            match attempt {
+                Ok(pool) => break pool,
+                Err(e) if is_sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         migrate_sqlite(&pool).await?;
         Ok(Store::Sqlite(pool))
     }
@@ -305,6 +318,17 @@ impl Store {
 /// once would both try to create the tables; the immediate transaction takes SQLite's write
 /// lock first, making the second wait (busy timeout) and then find everything applied. It
 /// also makes the whole set of migrations all-or-nothing.
+/// SQLITE_BUSY, plain or extended ("database is locked").
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 5),
+        _ => false,
+    }
+}
+
 async fn migrate_sqlite(pool: &SqlitePool) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     // `run_direct` rather than `run`: `run`'s `Acquire` bound on a borrowed connection makes
