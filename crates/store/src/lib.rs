@@ -63,8 +63,9 @@
 //!
 //! # Durability and availability
 //!
-//! SQLite runs in WAL mode with `synchronous = FULL` (a commit that returned survives power
-//! loss), foreign keys on and a busy timeout; the parent directories of the file are created.
+//! SQLite runs in WAL mode with `synchronous = FULL` by default (a commit that returned
+//! survives power loss; [`SqliteDurability::Normal`] is the opt-out), foreign keys on and a
+//! busy timeout; the parent directories of the file are created.
 //! Any failure to reach or use the database (connection refused, pool timeout, file not
 //! openable, disk full, database shut down) is [`StoreError::Unavailable`], which an HTTP
 //! front end turns into 503.
@@ -100,7 +101,7 @@ pub use clients::{is_scope_token, AuthMethod, Client};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};
 pub use keys::{KeyRecord, KeyState, KeyUse, NewKey};
-pub use tokens::{IssuedToken, Revocation};
+pub use tokens::{IssuedToken, Revocation, Writer};
 
 /// Result type of the crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -152,6 +153,23 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a lock held by another connection or process. Default: 5 s.
     pub busy_timeout: Duration,
+    /// When a SQLite commit is on disk. Default: [`SqliteDurability::Full`]. Ignored for
+    /// PostgreSQL, whose server decides (`synchronous_commit`).
+    pub sqlite_durability: SqliteDurability,
+}
+
+/// When a SQLite commit counts as done (the `synchronous` pragma, in WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// `synchronous = FULL`: every commit is synced to disk before it returns, so what was
+    /// committed survives a power loss or an operating-system crash. One fsync per commit.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: commits are synced at WAL checkpoints only. A committed
+    /// transaction survives a crash of tokengate itself, but the last ones before a power loss
+    /// or an operating-system crash can be lost (the database stays consistent). For operators
+    /// who accept that in exchange for issuance throughput.
+    Normal,
 }
 
 impl Default for StoreOptions {
@@ -160,6 +178,7 @@ impl Default for StoreOptions {
             max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
+            sqlite_durability: SqliteDurability::Full,
         }
     }
 }
@@ -180,6 +199,12 @@ impl StoreOptions {
     /// Sets [`StoreOptions::busy_timeout`].
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets [`StoreOptions::sqlite_durability`].
+    pub fn sqlite_durability(mut self, durability: SqliteDurability) -> Self {
+        self.sqlite_durability = durability;
         self
     }
 }
@@ -235,7 +260,10 @@ impl Store {
         };
         let connect = connect
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match options.sqlite_durability {
+                SqliteDurability::Full => SqliteSynchronous::Full,
+                SqliteDurability::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             // Statement journals of multi-row inserts in memory, not temporary files created
             // and deleted for every batch of issued tokens.

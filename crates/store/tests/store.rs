@@ -708,6 +708,39 @@ on_both_backends!(
     closed_store_is_unavailable,
 );
 
+/// `synchronous = NORMAL` is an explicit choice; the default stays FULL.
+#[tokio::test]
+async fn sqlite_durability_is_the_chosen_one() {
+    use store::{SqliteDurability, Store, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, durability, expected) in [
+        ("full.db", SqliteDurability::Full, 2),
+        ("normal.db", SqliteDurability::Normal, 1),
+    ] {
+        let path = dir.path().join(name);
+        let options = StoreOptions::default().sqlite_durability(durability);
+        let store = Store::open_with(path.to_str().unwrap(), &options)
+            .await
+            .unwrap();
+        let Store::Sqlite(pool) = &store else {
+            panic!("a file path opens SQLite")
+        };
+        // Every connection of the pool, not only the first, carries the setting.
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut conn = pool.acquire().await.unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, expected, "{durability:?}");
+            conns.push(conn);
+        }
+        drop(conns);
+        store.close().await;
+    }
+}
+
 /// Failures to reach a database, which need no running server.
 mod unavailable {
     use std::time::Duration;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oauth::{Audience, DpopSettings, EncryptTo, Policy, Service, Settings, TrustedIssuer};
-use store::{MasterKey, Store, StoreError};
+use store::{MasterKey, SqliteDurability, Store, StoreError, StoreOptions};
 
 mod gateway;
 
@@ -85,7 +85,12 @@ pub async fn open_store(
 ) -> Result<(Store, MasterKey, Option<String>), CliError> {
     let (master, note) = master_key(config, flags)?;
     let url = flags.database_url(config);
-    let store = Store::open(&url)
+    let durability = config
+        .server
+        .sqlite_synchronous
+        .as_ref()
+        .map_or(SqliteDurability::Full, |s| s.get_ref().durability());
+    let store = Store::open_with(&url, &StoreOptions::default().sqlite_durability(durability))
         .await
         .map_err(|e| store_error("opening the database", &e))?;
     store

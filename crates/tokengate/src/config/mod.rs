@@ -79,6 +79,9 @@ pub struct Server {
     pub data_dir: Option<Spanned<PathBuf>>,
     /// PostgreSQL instead of SQLite (`postgres://…`).
     pub database_url: Option<Spanned<DatabaseUrl>>,
+    /// When an embedded SQLite commit is on disk: `"full"` (default, survives power loss) or
+    /// `"normal"` (survives a crash of tokengate, not of the machine).
+    pub sqlite_synchronous: Option<Spanned<SqliteSynchronous>>,
     /// File holding the master key (base64 of 32 bytes); `TOKENGATE_MASTER_KEY` overrides it.
     pub master_key_file: Option<PathBuf>,
     /// Bearer token of the admin API; `TOKENGATE_ADMIN_TOKEN` overrides it. Without either,
@@ -93,6 +96,7 @@ impl Default for Server {
             tls: None,
             data_dir: None,
             database_url: None,
+            sqlite_synchronous: None,
             master_key_file: None,
             admin_token: None,
         }
@@ -111,6 +115,27 @@ pub struct Tls {
     pub cert: PathBuf,
     /// Private key, PEM.
     pub key: PathBuf,
+}
+
+/// `server.sqlite_synchronous`: SQLite's `synchronous` pragma, of the two settings that keep
+/// a WAL database consistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit synced before it returns.
+    Full,
+    /// Synced at checkpoints; the last commits can be lost on power loss.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The store's setting.
+    pub fn durability(self) -> store::SqliteDurability {
+        match self {
+            SqliteSynchronous::Full => store::SqliteDurability::Full,
+            SqliteSynchronous::Normal => store::SqliteDurability::Normal,
+        }
+    }
 }
 
 /// A `postgres://` or `postgresql://` URL.
@@ -388,7 +413,16 @@ impl Config {
                 let dir = dir
                     .as_ref()
                     .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |d| d.get_ref().clone());
-                json!({"backend": "sqlite", "data_dir": dir})
+                let synchronous = self
+                    .server
+                    .sqlite_synchronous
+                    .as_ref()
+                    .map_or(SqliteSynchronous::Full, |s| *s.get_ref());
+                let synchronous = match synchronous {
+                    SqliteSynchronous::Full => "full",
+                    SqliteSynchronous::Normal => "normal",
+                };
+                json!({"backend": "sqlite", "data_dir": dir, "sqlite_synchronous": synchronous})
             }
         };
         let ts = &self.token_service;
@@ -440,6 +474,15 @@ impl Config {
             return Err((
                 url.span(),
                 "server: set data_dir or database_url, not both".into(),
+            ));
+        }
+        if let (Some(sync), Some(_)) = (&self.server.sqlite_synchronous, &self.server.database_url)
+        {
+            return Err((
+                sync.span(),
+                "server: sqlite_synchronous applies to the embedded SQLite database only; \
+                 PostgreSQL's durability is set on the server (synchronous_commit)"
+                    .into(),
             ));
         }
         if let Some(issuer) = &self.token_service.issuer {

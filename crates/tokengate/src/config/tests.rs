@@ -93,6 +93,16 @@ fn cross_field_rules_point_at_the_field() {
     let e = err("[server]\ndatabase_url = \"mysql://h/db\"\n");
     assert!(e.message.contains("postgres://"), "{e}");
 
+    let e = err("[server]\ndatabase_url = \"postgres://h/db\"\nsqlite_synchronous = \"normal\"\n");
+    assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+    assert!(e.message.contains("synchronous_commit"), "{e}");
+    let e = err("[server]\nsqlite_synchronous = \"off\"\n");
+    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+    assert!(
+        e.message.contains("full") && e.message.contains("normal"),
+        "{e}"
+    );
+
     let e = err("[token_service]\nissuer = \"http://auth.example\"\n");
     assert_eq!(e.position.map(|p| p.0), Some(2));
     assert!(e.message.contains("https"), "{e}");
@@ -133,8 +143,10 @@ fn effective_settings_fill_defaults_and_hide_the_password() {
     let d = Config::parse("", "t").unwrap().effective();
     assert_eq!(
         d["storage"],
-        serde_json::json!({"backend": "sqlite", "data_dir": "./tokengate-data"})
+        serde_json::json!({"backend": "sqlite", "data_dir": "./tokengate-data", "sqlite_synchronous": "full"})
     );
+    let n = Config::parse("[server]\nsqlite_synchronous = \"normal\"\n", "t").unwrap();
+    assert_eq!(n.effective()["storage"]["sqlite_synchronous"], "normal");
     assert_eq!(d["issuer"], "http://127.0.0.1:8080/");
 }
 
