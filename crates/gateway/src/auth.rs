@@ -76,24 +76,33 @@ pub struct Verified {
 
 impl Verified {
     fn new(issuer: &str, claims: Claims) -> Verified {
-        let scopes = match (claims.get("scope"), claims.get("scp")) {
-            (Some(Value::String(s)), _) => s
+        // `scope`, `client_id` and whether `cnf` is there come from the verification pass;
+        // the full claims map is built only for tokens that need it (`scp`, `cnf`).
+        let scopes = match claims.scope() {
+            Some(s) => s
                 .split(' ')
                 .filter(|s| !s.is_empty())
                 .map(String::from)
                 .collect(),
-            (_, Some(Value::Array(a))) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-            _ => Vec::new(),
+            None if claims.contains("scp") => match claims.get("scp") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect(),
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
         };
-        let jkt = claims
-            .get("cnf")
-            .and_then(|c| c.get("jkt"))
-            .and_then(Value::as_str)
-            .map(String::from);
+        let jkt = if claims.contains("cnf") {
+            claims
+                .get("cnf")
+                .and_then(|c| c.get("jkt"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        } else {
+            None
+        };
         Verified {
             issuer: issuer.to_owned(),
             expires_at: claims.exp().unwrap_or(i64::MIN),
@@ -335,15 +344,13 @@ pub async fn verify(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified,
 }
 
 async fn verify_signed(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified, Denial> {
-    let (_, unverified) = jwt::decode_unverified(token).map_err(|e| rejected(&e))?;
-    let iss = unverified
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    // A token whose claims are malformed (a non-string `iss` among them) is refused here with
+    // the reason verification would give.
+    let iss = jwt::unverified_issuer(token).map_err(|e| rejected(&e))?;
     let issuer = auth
         .issuers
         .iter()
-        .find(|i| i.issuer == iss)
+        .find(|i| Some(i.issuer.as_str()) == iss.as_deref())
         .ok_or_else(|| {
             Denial::invalid(
                 "ERR_GATEWAY_UNTRUSTED_ISSUER",
@@ -492,11 +499,7 @@ impl Authenticator {
                 "the token is not for this resource",
             ));
         }
-        if let Some(missing) = auth
-            .required_claims
-            .iter()
-            .find(|c| v.claims.get(c).is_none())
-        {
+        if let Some(missing) = auth.required_claims.iter().find(|c| !v.claims.contains(c)) {
             return Err(Denial::invalid(
                 "ERR_GATEWAY_MISSING_CLAIM",
                 format!("the token lacks the {missing} claim"),
@@ -504,7 +507,7 @@ impl Authenticator {
         }
         if matches!(issuer.keys, KeySource::Own(_)) {
             let jti = v.claims.jti().unwrap_or_default();
-            let client = v.claims.get("client_id").and_then(Value::as_str);
+            let client = v.claims.client_id();
             if self
                 .revocations
                 .is_revoked(jti, client, v.claims.sub(), v.issued_at)

@@ -292,11 +292,7 @@ impl Gateway {
             };
             match self.auth.authenticate(auth, facts).await {
                 Ok((v, key)) => {
-                    info.client_id = v
-                        .claims
-                        .get("client_id")
-                        .and_then(Value::as_str)
-                        .map(String::from);
+                    info.client_id = v.claims.client_id().map(String::from);
                     info.sub = v.claims.sub().map(String::from);
                     info.token_hash = Some(hex_prefix(&key));
                     verified = Some(v);

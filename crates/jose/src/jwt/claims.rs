@@ -119,6 +119,9 @@ impl Claims {
                 exp: numeric_date(&map, "exp")?,
                 nbf: numeric_date(&map, "nbf")?,
                 iat: numeric_date(&map, "iat")?,
+                client_id: text("client_id"),
+                scope: text("scope"),
+                present: ["client_id", "scope", "cnf"].map(|n| map.contains_key(n)),
             },
             map: OnceLock::from(map),
             aud_list: OnceLock::new(),
@@ -188,8 +191,9 @@ impl Claims {
         self.aud_texts().iter().map(|t| self.resolve(t))
     }
 
-    /// Whether the claim is present; registered claims are answered without the full map.
-    pub(crate) fn contains(&self, name: &str) -> bool {
+    /// Whether the claim is present; registered claims, `client_id`, `scope` and `cnf` are
+    /// answered without the full map.
+    pub fn contains(&self, name: &str) -> bool {
         match name {
             "iss" => self.reg.iss.is_some(),
             "sub" => self.reg.sub.is_some(),
@@ -198,6 +202,9 @@ impl Claims {
             "exp" => self.reg.exp.is_some(),
             "nbf" => self.reg.nbf.is_some(),
             "iat" => self.reg.iat.is_some(),
+            "client_id" => self.reg.present[0],
+            "scope" => self.reg.present[1],
+            "cnf" => self.reg.present[2],
             _ => self.as_map().contains_key(name),
         }
     }
@@ -255,6 +262,16 @@ impl Claims {
     pub fn iat(&self) -> Option<i64> {
         self.reg.iat
     }
+
+    /// `client_id` (RFC 8693 §4.3), when it is a string.
+    pub fn client_id(&self) -> Option<&str> {
+        self.text(&self.reg.client_id)
+    }
+
+    /// `scope` (RFC 8693 §4.2), when it is a string.
+    pub fn scope(&self) -> Option<&str> {
+        self.text(&self.reg.scope)
+    }
 }
 
 fn aud_error() -> crate::Error {
@@ -275,6 +292,11 @@ fn registered_index(name: &str) -> Option<usize> {
         "exp" => 4,
         "nbf" => 5,
         "iat" => 6,
+        // Not type-checked: read (`client_id`, `scope` when strings) or noted (`cnf`) for
+        // callers such as an RFC 9068 resource server, so they need no map of the claims.
+        "client_id" => 7,
+        "scope" => 8,
+        "cnf" => 9,
         _ => return None,
     })
 }
@@ -289,7 +311,7 @@ enum Found<'de> {
     Other,
 }
 
-type Slots<'de> = [Option<Found<'de>>; 7];
+type Slots<'de> = [Option<Found<'de>>; 10];
 
 #[derive(Debug, Clone)]
 struct Registered {
@@ -300,11 +322,17 @@ struct Registered {
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
+    /// `client_id` and `scope` (RFC 8693 §4.3, §4.2) when they are strings.
+    client_id: Option<Text>,
+    scope: Option<Text>,
+    /// Whether `client_id`, `scope` and `cnf` are present, whatever their type.
+    present: [bool; 3],
 }
 
 impl Registered {
     fn from_slots(json: &str, slots: Slots<'_>) -> Result<Self> {
-        let [iss, sub, jti, aud, exp, nbf, iat] = slots;
+        let [iss, sub, jti, aud, exp, nbf, iat, client_id, scope, cnf] = slots;
+        let present = [client_id.is_some(), scope.is_some(), cnf.is_some()];
         let text = |s: Cow<'_, str>| match s {
             Cow::Borrowed(b) => match json::span(json, b) {
                 Some((a, z)) => Text::Span(a, z),
@@ -326,6 +354,10 @@ impl Registered {
                 "{name:?} must be a NumericDate (a JSON number)"
             )),
         };
+        let lenient = |found: Option<Found<'_>>| match found {
+            Some(Found::Str(s)) => Some(text(s)),
+            _ => None,
+        };
         let iss = string(iss, "iss")?;
         let sub = string(sub, "sub")?;
         let jti = string(jti, "jti")?;
@@ -343,6 +375,9 @@ impl Registered {
             exp: date(exp, "exp")?,
             nbf: date(nbf, "nbf")?,
             iat: date(iat, "iat")?,
+            client_id: lenient(client_id),
+            scope: lenient(scope),
+            present,
         })
     }
 }

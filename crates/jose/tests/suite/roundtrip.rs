@@ -450,3 +450,53 @@ mod jwe_round_trips {
         );
     }
 }
+
+/// `jwt::unverified_issuer` reads `iss` as `jwt::verify` reads it, and refuses what verify
+/// refuses for the claims, with the same code.
+#[test]
+fn unverified_issuer_agrees_with_verify() {
+    let k = key(Algorithm::HS256);
+    let v = verifier(Algorithm::HS256);
+    // Signed as raw JWS payloads: jwt::sign would refuse the malformed claims.
+    let sign = |claims: serde_json::Value| {
+        jws::compact::sign(
+            claims.to_string().as_bytes(),
+            k,
+            Algorithm::HS256,
+            &HeaderParams::default(),
+        )
+        .unwrap()
+    };
+    let validation = || {
+        Validation::new()
+            .algorithms([Algorithm::HS256])
+            .waive_issuer()
+            .waive_audience()
+            .allow_missing_exp()
+    };
+    let token = sign(serde_json::json!({"iss": "https://a.example", "sub": "s"}));
+    assert_eq!(
+        jwt::unverified_issuer(&token).unwrap().as_deref(),
+        Some("https://a.example")
+    );
+    assert_eq!(
+        jwt::verify(&token, &v, &validation()).unwrap().claims.iss(),
+        Some("https://a.example")
+    );
+    let token = sign(serde_json::json!({"sub": "s"}));
+    assert_eq!(jwt::unverified_issuer(&token).unwrap(), None);
+    for bad in [
+        serde_json::json!({"iss": 7}),
+        serde_json::json!({"iss": ["https://a.example"]}),
+        serde_json::json!({"exp": "soon"}),
+    ] {
+        let token = sign(bad.clone());
+        let peeked = jwt::unverified_issuer(&token).unwrap_err().code();
+        let verified = jwt::verify(&token, &v, &validation()).unwrap_err().code();
+        assert_eq!(peeked, verified, "{bad}");
+    }
+    // Not a JWS at all: JWT errors, never a panic.
+    for bad in ["", "a.b", "a.b.c.d.e", "e30.%%%.sig", "e30.WzFd.sig"] {
+        assert!(jwt::unverified_issuer(bad).is_err(), "{bad}");
+    }
+}

@@ -162,6 +162,18 @@ async fn token_rules_and_challenges() {
             "{c}"
         );
     }
+    // Signed by the right key, but `iss` is not a string: refused as malformed claims (the
+    // reason verification gives), not as an untrusted issuer.
+    let bad_iss = signed(
+        f.service.ring().active_signing(),
+        &json!({"iss": 7, "sub": "u", "aud": API, "exp": now + 60, "scope": "read"}),
+        &[("typ", "at+jwt".into())],
+    );
+    let c = call(bad_iss).await.challenge(401);
+    assert!(
+        c.contains("error=\"invalid_token\"") && c.contains("iss"),
+        "{c}"
+    );
     // Expired (beyond the 30 s leeway): simulate with a token whose exp is long past.
     let _ = expired;
     let old = {

@@ -32,8 +32,26 @@ fn agrees(text: &str) -> Result<Claims, ErrorCode> {
                 (s.exp(), s.nbf(), s.iat()),
                 "{text}"
             );
+            assert_eq!(
+                f.client_id(),
+                s.get("client_id").and_then(Value::as_str),
+                "{text}"
+            );
+            assert_eq!(f.scope(), s.get("scope").and_then(Value::as_str), "{text}");
+            assert_eq!(f.client_id(), s.client_id(), "{text}");
+            assert_eq!(f.scope(), s.scope(), "{text}");
             for name in [
-                "iss", "sub", "jti", "aud", "exp", "nbf", "iat", "x", "scope",
+                "iss",
+                "sub",
+                "jti",
+                "aud",
+                "exp",
+                "nbf",
+                "iat",
+                "x",
+                "scope",
+                "client_id",
+                "cnf",
             ] {
                 assert_eq!(
                     f.contains(name),
@@ -366,4 +384,29 @@ fn a_span_that_does_not_resolve_is_no_answer() {
     let mut c = Claims::parse(r#"{"jti":"a-long-token-id"}"#.into()).unwrap();
     c.json.truncate(4);
     let _ = c.jti();
+}
+
+/// `client_id`, `scope` and `cnf` are read in the same pass, never type-checked: a string is
+/// returned, any other value only makes the claim present.
+#[test]
+fn client_id_scope_and_cnf_without_the_map() {
+    let c = accepted(r#"{"client_id":"c\u0031","scope":"read write","cnf":{"jkt":"t"}}"#);
+    assert_eq!(c.client_id(), Some("c1"));
+    assert_eq!(c.scope(), Some("read write"));
+    let c = accepted(r#"{"client_id":7,"scope":["read"],"cnf":null}"#);
+    assert_eq!((c.client_id(), c.scope()), (None, None));
+    let c = Claims::parse(r#"{"client_id":{},"scope":1,"cnf":"x"}"#.into()).unwrap();
+    assert!(c.contains("client_id") && c.contains("scope") && c.contains("cnf"));
+    // Answered without building the map.
+    assert!(c.map.get().is_none());
+    let c = accepted(r#"{"sub":"s"}"#);
+    assert!(!c.contains("client_id") && !c.contains("scope") && !c.contains("cnf"));
+    // Duplicates and depth are still refused for them, as for any member.
+    for bad in [
+        r#"{"scope":"a","scope":"b"}"#,
+        r#"{"client_id":"a","client_\u0069d":"b"}"#,
+        r#"{"cnf":{"jkt":"a","jkt":"b"}}"#,
+    ] {
+        assert!(agrees(bad).is_err(), "{bad}");
+    }
 }
