@@ -112,6 +112,7 @@ impl Store {
         }
         self.writer().await?.record_issued(batch).await
     }
+
     /// Records an issued token. [`StoreError::Conflict`] if the jti was recorded before.
     pub async fn record_token(&self, token: &IssuedToken) -> Result<()> {
         with_pool!(self, pool => insert_tokens!([token])
