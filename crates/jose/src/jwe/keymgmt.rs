@@ -484,7 +484,8 @@ pub(crate) fn shared_secret(key: &Jwk, epk: &Map<String, Value>) -> Result<Vec<u
 }
 
 /// The recipient's side of ECDH-ES: its private key, the sender's `epk` validated, Z.
-fn recipient_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<Vec<u8>>> {
+/// The recipient's curve and private agreement key.
+fn recipient_private(key: &Jwk) -> Result<(Curve, &agreement::PrivateKey)> {
     let crv = recipient_curve(key)?;
     let private = match &key.material {
         KeyMaterial::Ec(k) => k.agreement_private()?,
@@ -492,6 +493,11 @@ fn recipient_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<
         _ => None,
     }
     .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
+    Ok((crv, private))
+}
+
+fn recipient_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<Vec<u8>>> {
+    let (crv, private) = recipient_private(key)?;
     let point = epk_map_point(epk, crv)?;
     agree(private, crv, &point).map_err(|e| {
         if crv == Curve::X25519 {
@@ -575,13 +581,7 @@ mod tests {
 
     /// `recipient_agreement` before the change.
     fn old_agreement(key: &Jwk, epk: &Map<String, Value>) -> Result<Zeroizing<Vec<u8>>> {
-        let crv = recipient_curve(key)?;
-        let private = match &key.material {
-            KeyMaterial::Ec(k) => k.agreement_private()?,
-            KeyMaterial::X25519(k) => k.agreement_private()?,
-            _ => None,
-        }
-        .ok_or_else(|| err!(KeyUnsuitable, "decryption needs a private key"))?;
+        let (crv, private) = recipient_private(key)?;
         agree(private, crv, &old_point(epk, crv)?)
     }
 

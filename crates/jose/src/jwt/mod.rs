@@ -59,17 +59,20 @@ pub fn sign(
     jws::compact::sign_encoded(&signer, &b64::encode(header), &payload)
 }
 
+/// A malformed JWS is, here, a malformed JWT: the caller asked for a JWT.
+fn jws_to_jwt(e: crate::Error) -> crate::Error {
+    if e.code() == ErrorCode::JwsInvalid {
+        err!(JwtInvalid, "{}", e.reason())
+    } else {
+        e
+    }
+}
+
 /// Verifies a JWT: structure, signature, then claims.
 pub fn verify<'k>(token: &str, keys: impl Into<Keys<'k>>, validation: &Validation) -> Result<Jwt> {
     let policy = validation.policy()?;
     let verified =
-        jws::compact::verify_inner(token, None, keys.into(), &policy, false).map_err(|e| {
-            if e.code() == ErrorCode::JwsInvalid {
-                err!(JwtInvalid, "{}", e.reason())
-            } else {
-                e
-            }
-        })?;
+        jws::compact::verify_inner(token, None, keys.into(), &policy, false).map_err(jws_to_jwt)?;
     let text = String::from_utf8(verified.payload)
         .map_err(|_| err!(JwtInvalid, "the JWT payload is not JSON: not UTF-8"))?;
     let claims = Claims::parse(text)?;
@@ -138,13 +141,7 @@ pub fn decrypt_and_verify<'d, 'v>(
 /// token this refuses, `verify` would refuse too, for the same reason; and no map of the
 /// claims is built.
 pub fn unverified_issuer(token: &str) -> Result<Option<String>> {
-    let parts = jws::compact::split(token, jws::DEFAULT_MAX_LEN).map_err(|e| {
-        if e.code() == ErrorCode::JwsInvalid {
-            err!(JwtInvalid, "{}", e.reason())
-        } else {
-            e
-        }
-    })?;
+    let parts = jws::compact::split(token, jws::DEFAULT_MAX_LEN).map_err(jws_to_jwt)?;
     let text = String::from_utf8(b64::decode(parts.payload)?)
         .map_err(|_| err!(JwtInvalid, "the JWT payload is not JSON: not UTF-8"))?;
     Ok(Claims::parse(text)?.iss().map(String::from))

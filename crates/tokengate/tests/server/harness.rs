@@ -77,18 +77,23 @@ impl Reply {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    /// The `WWW-Authenticate` challenge, asserting the status.
-    pub fn challenge(&self, status: u16) -> String {
+    /// Asserts the status, showing the body when it differs.
+    fn expect_status(&self, status: u16) {
         assert_eq!(
             self.status.as_u16(),
             status,
             "{}",
             String::from_utf8_lossy(&self.body)
         );
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The `WWW-Authenticate` challenge, asserting the status.
+    pub fn challenge(&self, status: u16) -> String {
+        self.expect_status(status);
         self.header("www-authenticate")
             .unwrap_or_default()
             .to_owned()
@@ -96,24 +101,14 @@ impl Reply {
 
     /// The OAuth error code, asserting the status too.
     pub fn error(&self, status: u16) -> String {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
+        self.expect_status(status);
         let body = self.json();
         assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
         body["error"].as_str().unwrap().to_owned()
     }
 
     pub fn ok(&self) -> Value {
-        assert_eq!(
-            self.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
+        self.expect_status(StatusCode::OK.as_u16());
         self.json()
     }
 }
