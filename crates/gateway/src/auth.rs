@@ -76,7 +76,7 @@ pub struct Verified {
 
 impl Verified {
     fn new(issuer: &str, claims: Claims) -> Verified {
-        // `scope`, `client_id` and whether `cnf` is there come from the verification pass;
+        // `scope` comes from the verification pass, and an absent `cnf` is known there too:
         // the full claims map is built only for tokens that need it (`scp`, `cnf`).
         let scopes = match claims.scope() {
             Some(s) => s
@@ -84,7 +84,7 @@ impl Verified {
                 .filter(|s| !s.is_empty())
                 .map(String::from)
                 .collect(),
-            None if claims.contains("scp") => match claims.get("scp") {
+            None => match claims.get("scp") {
                 Some(Value::Array(a)) => a
                     .iter()
                     .filter_map(Value::as_str)
@@ -92,17 +92,12 @@ impl Verified {
                     .collect(),
                 _ => Vec::new(),
             },
-            None => Vec::new(),
         };
-        let jkt = if claims.contains("cnf") {
-            claims
-                .get("cnf")
-                .and_then(|c| c.get("jkt"))
-                .and_then(Value::as_str)
-                .map(String::from)
-        } else {
-            None
-        };
+        let jkt = claims
+            .get("cnf")
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str)
+            .map(String::from);
         Verified {
             issuer: issuer.to_owned(),
             expires_at: claims.exp().unwrap_or(i64::MIN),

@@ -68,7 +68,7 @@ macro_rules! insert_tokens {
     }};
 }
 
-/// Rows per multi-row insert in [`Store::record_issued`]: 9 parameters each stays well under
+/// Rows per multi-row insert in [`Writer::record_issued`]: 9 parameters each stays well under
 /// SQLite's 32766 and PostgreSQL's 65535 bound parameters per statement.
 const MAX_BATCH_ROWS: usize = 1024;
 

@@ -222,8 +222,12 @@ impl Claims {
         )
     }
 
-    /// Any claim.
+    /// Any claim. An absent registered claim, `client_id`, `scope` or `cnf` is answered
+    /// without building the full map.
     pub fn get(&self, name: &str) -> Option<&Value> {
+        if !self.contains(name) {
+            return None;
+        }
         self.as_map().get(name)
     }
 

@@ -397,8 +397,12 @@ fn client_id_scope_and_cnf_without_the_map() {
     assert_eq!((c.client_id(), c.scope()), (None, None));
     let c = Claims::parse(r#"{"client_id":{},"scope":1,"cnf":"x"}"#.into()).unwrap();
     assert!(c.contains("client_id") && c.contains("scope") && c.contains("cnf"));
-    // Answered without building the map.
+    // Answered without building the map, as is `get` of any of them that is absent.
     assert!(c.map.get().is_none());
+    let s = Claims::parse(r#"{"sub":"s","x":1}"#.into()).unwrap();
+    assert!(s.get("cnf").is_none() && s.get("client_id").is_none() && s.get("iss").is_none());
+    assert!(s.map.get().is_none());
+    assert_eq!(s.get("x"), Some(&json!(1)));
     let c = accepted(r#"{"sub":"s"}"#);
     assert!(!c.contains("client_id") && !c.contains("scope") && !c.contains("cnf"));
     // Duplicates and depth are still refused for them, as for any member.
