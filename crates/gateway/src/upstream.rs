@@ -2,7 +2,7 @@
 //! connect and response timeouts, and retries only for idempotent requests without a body
 //! that failed before anything was sent (a connect error).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +76,8 @@ pub struct Upstreams {
     /// Time allowed for the response head.
     pub response_timeout: Duration,
     health: Option<HealthCheck>,
+    /// Health-check rounds completed (every target probed once per round).
+    health_rounds: AtomicU64,
 }
 
 impl Upstreams {
@@ -119,7 +121,23 @@ impl Upstreams {
             client,
             response_timeout,
             health,
+            health_rounds: AtomicU64::new(0),
         })
+    }
+
+    /// Whether the target with `base` (`scheme://authority[/path]`) is in rotation; `None`
+    /// for no such target.
+    pub fn is_healthy(&self, base: &str) -> Option<bool> {
+        self.targets
+            .iter()
+            .find(|t| t.base == base)
+            .map(|t| t.healthy.load(Ordering::Relaxed))
+    }
+
+    /// Health-check rounds completed so far: a state seen by a round that started after a
+    /// change is the state the change caused.
+    pub fn health_rounds(&self) -> u64 {
+        self.health_rounds.load(Ordering::Relaxed)
     }
 
     /// The targets in the order to try, fixed once per request (a failure marks a target
@@ -207,6 +225,7 @@ impl Upstreams {
                         .is_ok();
                     target.healthy.store(ok, Ordering::Relaxed);
                 }
+                me.health_rounds.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(check.interval).await;
             }
         }))

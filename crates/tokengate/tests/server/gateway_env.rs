@@ -22,6 +22,8 @@ use tokengate::boot::{build_gateway, GatewayParts};
 use tokengate::config::Config;
 use tokengate::server::App;
 
+use store::testing::Ctx;
+
 use crate::harness::{settings, ADMIN, ISSUER};
 
 pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
@@ -68,12 +70,22 @@ pub async fn send(
 pub struct UpstreamState {
     pub healthy: AtomicBool,
     pub hits: AtomicU64,
+    /// Requests per path.
+    pub paths: Mutex<HashMap<String, u64>>,
     pub release_sse: tokio::sync::Notify,
+}
+
+impl UpstreamState {
+    /// How many requests reached `path`.
+    pub fn hits_on(&self, path: &str) -> u64 {
+        self.paths.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
 }
 
 async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request) -> Response {
     state.hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
+    *state.paths.lock().unwrap().entry(path.clone()).or_default() += 1;
     match path.as_str() {
         "/health" => {
             return if state.healthy.load(Ordering::SeqCst) {
@@ -84,7 +96,19 @@ async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request)
             .into_response();
         }
         "/slow" => {
+            // Longer than the test route's timeout: the gateway gives up first.
             tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        "/hop" => {
+            // Hop-by-hop fields an upstream may send, which must not reach the client.
+            return Response::builder()
+                .header("connection", "x-up-private")
+                .header("x-up-private", "1")
+                .header("keep-alive", "timeout=5")
+                .header("proxy-authenticate", "Basic realm=\"up\"")
+                .header("x-up-public", "1")
+                .body(Body::from("hop"))
+                .unwrap();
         }
         "/sse" => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -188,6 +212,8 @@ pub struct RemoteIssuer {
     pub keys: Arc<Mutex<Vec<Value>>>,
     pub fetches: Arc<AtomicU64>,
     pub up: Arc<AtomicBool>,
+    /// JWKS answers wait while a writer holds this (counted as fetches when they arrive).
+    pub gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl RemoteIssuer {
@@ -204,15 +230,22 @@ pub async fn remote_issuer(keys: &[&Jwk]) -> RemoteIssuer {
     let keys = Arc::new(Mutex::new(published));
     let fetches = Arc::new(AtomicU64::new(0));
     let up = Arc::new(AtomicBool::new(true));
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let issuer = format!("http://{addr}");
-    let (k, f, u) = (Arc::clone(&keys), Arc::clone(&fetches), Arc::clone(&up));
+    let (k, f, u, g) = (
+        Arc::clone(&keys),
+        Arc::clone(&fetches),
+        Arc::clone(&up),
+        Arc::clone(&gate),
+    );
     let app = axum::Router::new().fallback(move |req: Request| {
-        let (k, f, u, issuer) = (
+        let (k, f, u, g, issuer) = (
             Arc::clone(&k),
             Arc::clone(&f),
             Arc::clone(&u),
+            Arc::clone(&g),
             issuer.clone(),
         );
         async move {
@@ -222,6 +255,7 @@ pub async fn remote_issuer(keys: &[&Jwk]) -> RemoteIssuer {
             match req.uri().path() {
                 "/jwks" => {
                     f.fetch_add(1, Ordering::SeqCst);
+                    let _open = g.read().await;
                     let doc = json!({"keys": *k.lock().unwrap()});
                     (
                         [
@@ -248,6 +282,7 @@ pub async fn remote_issuer(keys: &[&Jwk]) -> RemoteIssuer {
         keys,
         fetches,
         up,
+        gate,
     }
 }
 
@@ -308,17 +343,14 @@ impl Front {
     }
 }
 
-/// Starts a front with `routes` (TOML for `[[routes]]`/`[[issuers]]`), the harness's
-/// audiences, and reload from `config_file` when given.
-pub async fn front(routes: &str) -> Front {
+/// Starts a front with `routes` (TOML for `[[routes]]`/`[[issuers]]`) over the test's
+/// database, with the harness's audiences; reload reads the routes file again.
+pub async fn front(ctx: &Ctx, routes: &str) -> Front {
     tokengate::log::quiet();
     let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(&dir.path().join("t.db").display().to_string())
-        .await
-        .unwrap();
     let service = Arc::new(
         Service::start(
-            store,
+            ctx.open().await,
             store::MasterKey::from_bytes([9; 32]),
             settings(),
             store::unix_now(),
@@ -359,6 +391,78 @@ pub async fn front(routes: &str) -> Front {
         client: client(),
         _dir: dir,
     }
+}
+
+/// Waits for `condition` to hold, checking every 10 ms, and fails with `what` after 20 s.
+pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Front {
+    /// The stable code (`ERR_…`) the gateway refused `reply`'s request with, read from the
+    /// request's `gateway.denied` audit event (recorded asynchronously, so waited for).
+    pub async fn denial_code(&self, reply: &Reply) -> String {
+        let body = reply.json();
+        let request_id = body["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a denial names its request: {body}"))
+            .to_owned();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.service.store().audit_events(0, 10_000).await.unwrap();
+            let found = events.iter().find(|e| {
+                e.event.event == "gateway.denied"
+                    && e.event.request_id.as_deref() == Some(request_id.as_str())
+            });
+            if let Some(e) = found {
+                let reason = e.event.reason.clone().unwrap_or_default();
+                return reason
+                    .split_once(" (route ")
+                    .map_or(reason.clone(), |(code, _)| code.to_owned());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no gateway.denied audit event for request {request_id} ({body})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asserts that `reply` is a refusal with `status` for the reason `code`; returns the
+    /// `WWW-Authenticate` challenge.
+    pub async fn refused(&self, reply: &Reply, status: u16, code: &str) -> String {
+        let challenge = reply.challenge(status);
+        assert_eq!(self.denial_code(reply).await, code, "{challenge}");
+        challenge
+    }
+
+    /// A route's upstreams, by route name.
+    pub fn upstreams(&self, route: &str) -> Arc<gateway::upstream::Upstreams> {
+        let gw = self.app.gateway();
+        let r = gw
+            .routes()
+            .iter()
+            .find(|r| r.name == route)
+            .unwrap_or_else(|| panic!("no route {route}"));
+        Arc::clone(&r.upstreams)
+    }
+}
+
+/// An address this test owns on which nothing listens: a socket bound to it but never put
+/// in the listening state, so connecting is refused and no one else can take the port while
+/// the returned socket lives.
+pub fn refused_address() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 /// A signing key with a kid, and a token it signs.

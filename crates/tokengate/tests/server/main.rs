@@ -12,6 +12,7 @@
 mod admin;
 mod gateway;
 mod gateway_env;
+mod gateway_tokens;
 mod harness;
 mod introspection;
 mod process;
@@ -67,5 +68,24 @@ mod backends {
         admin_auth_and_openapi,
         admin_clients,
         admin_keys_revocations_and_audit,
+    );
+    on_both_backends!(gateway:
+        routing_rewriting_and_forwarded_identity,
+        token_rules_and_challenges,
+        encrypted_tokens_cache_and_revocation,
+        forward_original_and_internal_tokens,
+        dpop_bound_tokens,
+        third_party_issuers_static_remote_and_discovered,
+        mcp_protected_resource,
+        upstream_failures_balancing_and_limits,
+        streaming_and_upgrades_pass_through,
+        hostile_input,
+        reload_and_key_rotation_under_load,
+        h2_upstreams_and_tls_listener,
+        forwarded_headers_hop_by_hop_and_hosts,
+    );
+    on_both_backends!(gateway_tokens:
+        partner_claims_scp_and_decryption_keys,
+        cached_tokens_never_outlive_exp,
     );
 }
