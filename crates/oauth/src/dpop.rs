@@ -227,6 +227,14 @@ mod tests {
         .unwrap()
     }
 
+    /// The reason `check` refuses `proof` for, which must be [`ProofError::Invalid`].
+    fn refusal(proof: &str, expect: &Expect<'_>) -> String {
+        match check(proof, expect) {
+            Err(ProofError::Invalid(reason)) => reason,
+            other => panic!("expected ProofError::Invalid, got {other:?}"),
+        }
+    }
+
     fn expect(now: i64) -> Expect<'static> {
         Expect {
             method: "POST",
@@ -246,17 +254,32 @@ mod tests {
         assert_eq!(p.jkt, key.thumbprint());
         assert_eq!(p.jti, "j1");
 
-        assert!(check(&proof(&key, good.clone(), "JWT"), &expect(1010)).is_err());
-        assert!(check(&proof(&key, good.clone(), "dpop+jwt"), &expect(1100)).is_err());
+        assert_eq!(
+            refusal(&proof(&key, good.clone(), "JWT"), &expect(1010)),
+            "typ must be dpop+jwt"
+        );
+        assert_eq!(
+            refusal(&proof(&key, good.clone(), "dpop+jwt"), &expect(1100)),
+            "iat is outside the accepted window"
+        );
         let mut e = expect(1000);
         e.method = "GET";
-        assert!(check(&proof(&key, good.clone(), "dpop+jwt"), &e).is_err());
+        assert_eq!(
+            refusal(&proof(&key, good.clone(), "dpop+jwt"), &e),
+            "htm does not match the request method"
+        );
         let mut e = expect(1000);
         e.url = "https://as.example/other";
-        assert!(check(&proof(&key, good.clone(), "dpop+jwt"), &e).is_err());
+        assert_eq!(
+            refusal(&proof(&key, good.clone(), "dpop+jwt"), &e),
+            "htu does not match the request URL"
+        );
         let mut e = expect(1000);
         e.access_token = Some("tok");
-        assert!(check(&proof(&key, good, "dpop+jwt"), &e).is_err());
+        assert_eq!(
+            refusal(&proof(&key, good, "dpop+jwt"), &e),
+            "ath does not match the access token"
+        );
     }
 
     #[test]
@@ -269,9 +292,21 @@ mod tests {
         let mut e = expect(1000);
         e.access_token = Some("tok");
         e.nonces = Some(&nonces);
-        assert!(check(&proof(&key, claims.clone(), "dpop+jwt"), &e).is_ok());
+        let p = check(&proof(&key, claims.clone(), "dpop+jwt"), &e).unwrap();
+        assert_eq!(
+            (p.jkt, p.jti, p.iat),
+            (key.thumbprint(), "j".to_owned(), 1000)
+        );
         e.access_token = Some("other");
-        assert!(check(&proof(&key, claims.clone(), "dpop+jwt"), &e).is_err());
+        assert_eq!(
+            refusal(&proof(&key, claims.clone(), "dpop+jwt"), &e),
+            "ath does not match the access token"
+        );
+        e.access_token = None;
+        assert_eq!(
+            refusal(&proof(&key, claims.clone(), "dpop+jwt"), &e),
+            "ath is present but no access token is"
+        );
         let mut e = expect(1000);
         e.access_token = Some("tok");
         let later = Nonces::new(&[7; 32], 300);

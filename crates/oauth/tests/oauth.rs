@@ -8,9 +8,9 @@
 
 use jose::jwe::DecryptOptions;
 use jose::jwt::Validation;
-use jose::{Algorithm, Jwk};
+use jose::{Algorithm, ErrorCode, Jwk};
 use oauth::{mint, record, EncryptTo, Error, Grant, KeyRing, Policy};
-use store::{KeyState, KeyUse, MasterKey, Store};
+use store::{KeyState, KeyUse, MasterKey, Store, StoreError};
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://issuer.example";
@@ -62,6 +62,13 @@ fn kid(jwk: &Jwk) -> String {
 
 fn published(ring: &KeyRing) -> Vec<String> {
     ring.jwks().keys().iter().map(kid).collect()
+}
+
+/// The JOSE error of a refusal, which must be one: a refusal for another reason fails.
+fn jose_refusal<T: std::fmt::Debug>(res: jose::Result<T>, code: ErrorCode) -> jose::Error {
+    let err = res.unwrap_err();
+    assert_eq!(err.code(), code, "{err:?}");
+    err
 }
 
 #[tokio::test]
@@ -170,7 +177,10 @@ async fn minted_token_verifies_with_every_rfc9068_claim_and_is_recorded() {
     let second = mint(&ring, &grant, NOW).unwrap();
     assert_ne!(second.jti, minted.jti);
     // Expired at exp.
-    assert!(jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW + 601)).is_err());
+    jose_refusal(
+        jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW + 601)),
+        ErrorCode::JwtExpired,
+    );
 
     record(&store, &minted, &grant).await.unwrap();
     let stored = store.token(&minted.jti).await.unwrap().unwrap();
@@ -182,8 +192,15 @@ async fn minted_token_verifies_with_every_rfc9068_claim_and_is_recorded() {
     assert_eq!(stored.issued_at, NOW);
     assert_eq!(stored.expires_at, NOW + 600);
     assert_eq!(stored.revoked_at, None);
-    // Recording the same jti twice is refused.
-    assert!(record(&store, &minted, &grant).await.is_err());
+    // Recording the same jti twice is refused, as a conflict on the jti.
+    let err = record(&store, &minted, &grant).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Store(StoreError::Conflict("a token with this jti exists"))
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -198,17 +215,25 @@ async fn empty_scope_is_omitted_and_bad_grants_are_refused() {
     let jwt = jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW)).unwrap();
     assert!(jwt.claims.get("scope").is_none());
 
-    for grant in [
-        Grant::new("", "c", "c", AUD),
-        Grant::new(ISS, "c", "c", ""),
-        Grant::new(ISS, "c", "c", AUD).lifetime(0),
-        Grant::new(ISS, "c", "c", AUD).lifetime(3601),
-        Grant::new(ISS, "c", "c", AUD).scope(["a b"]),
-        Grant::new(ISS, "c", "c", AUD).scope([""]),
-        Grant::new(ISS, "c", "c", AUD).scope(["q\"uote"]),
+    let lifetime = "lifetime must be between 1 second and the policy's max_token_lifetime";
+    let scope = "a scope token is empty or has a bad character";
+    for (grant, reason) in [
+        (Grant::new("", "c", "c", AUD), "empty issuer"),
+        (Grant::new(ISS, "c", "c", ""), "empty audience"),
+        (Grant::new(ISS, "c", "", AUD), "empty subject"),
+        (Grant::new(ISS, "", "c", AUD), "empty client_id"),
+        (Grant::new(ISS, "c", "c", AUD).lifetime(0), lifetime),
+        (Grant::new(ISS, "c", "c", AUD).lifetime(3601), lifetime),
+        (Grant::new(ISS, "c", "c", AUD).scope(["a b"]), scope),
+        (Grant::new(ISS, "c", "c", AUD).scope([""]), scope),
+        (Grant::new(ISS, "c", "c", AUD).scope(["q\"uote"]), scope),
     ] {
         let err = mint(&ring, &grant, NOW).unwrap_err();
         assert_eq!(err.code(), "ERR_OAUTH_INVALID_GRANT", "{grant:?}");
+        assert!(
+            matches!(err, Error::InvalidGrant(r) if r == reason),
+            "{grant:?}: {err:?}, expected {reason:?}"
+        );
     }
 }
 
@@ -241,8 +266,12 @@ async fn encrypted_token_decrypts_with_the_ring_key() {
     .unwrap();
     assert_eq!(jwt.claims.jti(), Some(minted.jti.as_str()));
     assert_eq!(jwt.claims.get("scope").unwrap(), "read");
-    // Not readable as a plain JWS.
-    assert!(jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW)).is_err());
+    // Not readable as a plain JWS: refused as the JWE it is.
+    let err = jose_refusal(
+        jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW)),
+        ErrorCode::JwtInvalid,
+    );
+    assert!(err.reason().contains("a JWE (five segments)"), "{err:?}");
 
     // To an audience's own key (RSA-OAEP-256 from its `alg`).
     let audience_key = Jwk::generate_for_encryption(
@@ -266,15 +295,22 @@ async fn encrypted_token_decrypts_with_the_ring_key() {
     )
     .unwrap();
     assert_eq!(jwt.claims.sub(), Some("user-9"));
-    // The ring's own key cannot open it.
-    assert!(jose::jwt::decrypt_and_verify(
-        &minted.token,
-        ring.encryption_key(),
-        &DecryptOptions::from_key(),
-        ring.jwks(),
-        &validation(NOW),
-    )
-    .is_err());
+    // The ring's own key cannot open it: an EC key does not do RSA-OAEP-256.
+    let err = jose_refusal(
+        jose::jwt::decrypt_and_verify(
+            &minted.token,
+            ring.encryption_key(),
+            &DecryptOptions::from_key(),
+            ring.jwks(),
+            &validation(NOW),
+        ),
+        ErrorCode::AlgNotAllowed,
+    );
+    assert!(
+        err.reason()
+            .starts_with("RSA-OAEP-256 does not fit the key"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! The store's behaviour, run as the same test functions against both backends.
 //!
-//! SQLite runs always, in a temporary directory. PostgreSQL runs when
-//! `TOKENGATE_TEST_POSTGRES_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/test`); if it
-//! is set but the server cannot be reached, the tests fail. Each PostgreSQL test works in a
-//! schema of its own (`t_<random>`, selected through the connection's `search_path`) that is
-//! dropped at the end, so tests running in parallel, and runs sharing one database, never
-//! see each other's rows.
+//! SQLite runs always, in a temporary directory. PostgreSQL runs against the server named by
+//! `TOKENGATE_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`; `scripts/test`
+//! sets it); the PostgreSQL tests fail, never skip, when it is not set or the server cannot be
+//! reached. Each PostgreSQL test works in a schema of its own (`t_<random>`, selected through
+//! the connection's `search_path`) that is dropped at the end, so tests running in parallel,
+//! and runs sharing one database, never see each other's rows.
 // Helpers outside `#[test]` functions assert by panicking too (as in the jose suite).
 #![allow(
     clippy::unwrap_used,
@@ -24,6 +24,8 @@ mod cases {
     use store::testing::Ctx;
 
     const PEPPER: &[u8] = b"test pepper";
+    /// The conflict a token whose jti is recorded already meets.
+    const JTI_TAKEN: &str = "a token with this jti exists";
 
     fn new_key(master: &MasterKey, kid: &str, created_at: i64) -> NewKey {
         let mut key = NewKey::seal(
@@ -138,7 +140,10 @@ mod cases {
             .await
             .unwrap();
         let dup = store.insert_key(&new_key(&master, "k1", 300)).await;
-        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert!(
+            matches!(dup, Err(StoreError::Conflict("a key with this kid exists"))),
+            "{dup:?}"
+        );
 
         let keys = store.list_keys().await.unwrap();
         let kids: Vec<_> = keys.iter().map(|k| k.kid.as_str()).collect();
@@ -156,6 +161,7 @@ mod cases {
         assert_eq!((k1.retired_at, k1.remove_after), (None, None));
 
         // Forward moves succeed once; staying or going back is a conflict.
+        const LATER: &str = "the key is already in this state or a later one";
         store
             .set_key_state("k1", KeyState::Active, 160)
             .await
@@ -163,7 +169,7 @@ mod cases {
         for (state, at) in [(KeyState::Active, 161), (KeyState::Pending, 162)] {
             let res = store.set_key_state("k1", state, at).await;
             assert!(
-                matches!(res, Err(StoreError::Conflict(_))),
+                matches!(res, Err(StoreError::Conflict(LATER))),
                 "{state}: {res:?}"
             );
         }
@@ -218,10 +224,10 @@ mod cases {
             store.set_key_state("nope", KeyState::Active, 1).await,
             store.set_remove_after("nope", 1).await,
         ] {
-            assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
+            assert!(matches!(res, Err(StoreError::NotFound("key"))), "{res:?}");
         }
 
-        // Concurrent activation of one key: exactly one node wins.
+        // Concurrent activation of one key: exactly one node wins, the other is told why.
         store
             .insert_key(&new_key(&master, "k3", 300))
             .await
@@ -230,11 +236,22 @@ mod cases {
             store.set_key_state("k3", KeyState::Active, 400),
             store.set_key_state("k3", KeyState::Active, 400),
         );
-        assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
+        assert!(
+            matches!(
+                (&a, &b),
+                (Ok(()), Err(StoreError::Conflict(LATER)))
+                    | (Err(StoreError::Conflict(LATER)), Ok(()))
+            ),
+            "{a:?} {b:?}"
+        );
 
         // The store refuses a public JWK that is not JSON.
         let bad = NewKey::seal(&master, "k4", KeyUse::Enc, "ECDH-ES", "not json", b"{}");
-        assert!(matches!(bad, Err(StoreError::Invalid(_))));
+        assert!(
+            matches!(bad, Err(StoreError::Invalid("public JWK is not JSON"))),
+            "{:?}",
+            bad.err()
+        );
     }
 
     pub async fn private_keys_encrypted_under_master_key(ctx: Ctx) {
@@ -322,25 +339,39 @@ mod cases {
         );
 
         let dup = store.create_client(&c1).await;
-        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert!(
+            matches!(
+                dup,
+                Err(StoreError::Conflict("a client with this client_id exists"))
+            ),
+            "{dup:?}"
+        );
         let mut bad = client("c2");
         bad.scopes = vec!["two words".into()];
-        assert!(matches!(
-            store.create_client(&bad).await,
-            Err(StoreError::Invalid(_))
-        ));
+        let res = store.create_client(&bad).await;
+        assert!(
+            matches!(
+                res,
+                Err(StoreError::Invalid("scope is not an RFC 6749 scope token"))
+            ),
+            "{res:?}"
+        );
         bad.scopes = vec![];
         bad.jwks = Some("{".into());
-        assert!(matches!(
-            store.create_client(&bad).await,
-            Err(StoreError::Invalid(_))
-        ));
+        let res = store.create_client(&bad).await;
+        assert!(
+            matches!(res, Err(StoreError::Invalid("client jwks is not JSON"))),
+            "{res:?}"
+        );
         bad.jwks = None;
         bad.client_id = String::new();
-        assert!(matches!(
-            store.create_client(&bad).await,
-            Err(StoreError::Invalid(_))
-        ));
+        let res = store.create_client(&bad).await;
+        assert!(
+            matches!(res, Err(StoreError::Invalid("empty client_id"))),
+            "{res:?}"
+        );
+        // None of them was stored.
+        assert_eq!(store.list_clients().await.unwrap().len(), 2);
 
         // Secret check against the stored hash.
         let stored = store
@@ -383,7 +414,10 @@ mod cases {
             store.set_client_disabled("c1", true).await,
             store.set_client_secret_hash("c1", None).await,
         ] {
-            assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
+            assert!(
+                matches!(res, Err(StoreError::NotFound("client"))),
+                "{res:?}"
+            );
         }
         assert_eq!(store.list_clients().await.unwrap(), [c0]);
     }
@@ -412,7 +446,7 @@ mod cases {
             (token("b1", "c1", "alice", 10_000), event("b1")),
         ];
         let err = store.record_issued(&bad).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict(JTI_TAKEN)), "{err:?}");
         assert!(store.token("b4").await.unwrap().is_none());
         assert_eq!(store.audit_events(0, 100).await.unwrap().len(), 3);
         // More rows than one multi-row statement takes: split, still one transaction.
@@ -439,7 +473,7 @@ mod cases {
             .collect();
         dup_after_chunk.extend(late_dup);
         let err = store.record_issued(&dup_after_chunk).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict(JTI_TAKEN)), "{err:?}");
         assert!(store.token("late0").await.unwrap().is_none());
         assert_eq!(store.audit_events(0, 5000).await.unwrap().len(), 1503);
     }
@@ -457,7 +491,10 @@ mod cases {
             store.record_token(&t).await.unwrap();
         }
         let dup = store.record_token(&token("t1", "c9", "x", exp)).await;
-        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert!(
+            matches!(dup, Err(StoreError::Conflict(JTI_TAKEN))),
+            "{dup:?}"
+        );
         assert_eq!(
             store.token("t1").await.unwrap(),
             Some(token("t1", "c1", "alice", exp))
@@ -629,7 +666,10 @@ mod cases {
         let store = ctx.open().await;
         assert!(!store.verify_master_key(&master).await.unwrap());
         let key = store.key("k1").await.unwrap().unwrap();
-        assert!(key.private_jwk(&master).is_ok());
+        assert_eq!(
+            key.private_jwk(&master).unwrap().as_slice(),
+            br#"{"kty":"EC","kid":"k1","d":"secret-d-k1"}"#
+        );
         assert_eq!(store.client("c1").await.unwrap(), Some(client("c1")));
         assert_eq!(
             store.token("t1").await.unwrap().unwrap().revoked_at,
@@ -669,6 +709,17 @@ mod cases {
             let err = res.unwrap_err();
             assert!(err.is_unavailable(), "{err:?}");
             assert_eq!(err.code(), "ERR_STORE_UNAVAILABLE");
+            // Unavailable because the pool is closed, not for some other reason.
+            let StoreError::Unavailable(source) = &err else {
+                unreachable!()
+            };
+            assert!(
+                matches!(
+                    source.downcast_ref::<sqlx::Error>(),
+                    Some(sqlx::Error::PoolClosed)
+                ),
+                "{err:?}"
+            );
         }
     }
 }
@@ -743,24 +794,73 @@ async fn sqlite_durability_is_the_chosen_one() {
 
 /// Failures to reach a database, which need no running server.
 mod unavailable {
+    use std::net::SocketAddr;
     use std::time::Duration;
 
     use store::{Store, StoreError, StoreOptions};
 
-    #[tokio::test]
-    async fn postgres_on_a_closed_port() {
-        // A port that was free a moment ago: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/test");
+    /// Opens PostgreSQL at `addr`, which the calling test owns, with a password in the URL:
+    /// the store is unavailable for the reason `expected` accepts (the driver error kept as
+    /// the source), and the password shows nowhere in the error.
+    async fn assert_postgres_unavailable(addr: SocketAddr, expected: fn(&sqlx::Error) -> bool) {
+        let url = format!("postgres://postgres:hunter2@{addr}/test");
         let options = StoreOptions::default().acquire_timeout(Duration::from_millis(500));
         let err = Store::open_with(&url, &options).await.unwrap_err();
-        assert!(err.is_unavailable(), "{err:?}");
+        assert_eq!(err.code(), "ERR_STORE_UNAVAILABLE", "{err:?}");
+        let StoreError::Unavailable(source) = &err else {
+            panic!("not Unavailable: {err:?}")
+        };
+        let driver = source.downcast_ref::<sqlx::Error>();
+        assert!(
+            driver.is_some_and(expected),
+            "unavailable for another reason: {err:?}"
+        );
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("hunter2"), "password in error: {shown}");
+    }
+
+    // The address of each PostgreSQL case below stays bound by the test until it ends: a port
+    // found free and let go could be taken by another process before the store connects.
+
+    #[tokio::test]
+    async fn postgres_on_a_port_that_refuses() {
+        // A socket bound to the port but not listening: connections are refused, and nothing
+        // else can bind the port meanwhile. The driver retries a refused connection until its
+        // acquire timeout, then gives up.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        assert_postgres_unavailable(addr, |e| matches!(e, sqlx::Error::PoolTimedOut)).await;
+        drop(socket);
+    }
+
+    #[tokio::test]
+    async fn postgres_that_never_answers() {
+        // Listening but never accepting: the kernel completes the TCP handshake, then the
+        // driver waits for a server that never speaks, until its acquire timeout.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_postgres_unavailable(addr, |e| matches!(e, sqlx::Error::PoolTimedOut)).await;
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn postgres_that_hangs_up() {
+        // Accepts every connection and closes it before a byte of PostgreSQL's protocol: the
+        // driver's handshake reads end of stream.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            loop {
+                let (conn, _) = listener.accept().await.unwrap();
+                drop(conn);
+            }
+        });
+        assert_postgres_unavailable(addr, |e| {
+            matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+        })
+        .await;
+        server.abort();
     }
 
     #[tokio::test]
@@ -782,30 +882,131 @@ mod unavailable {
         assert!(err.is_unavailable(), "{err:?}");
     }
 
+    /// Set, for the child process of [`sqlite_in_a_read_only_directory`], to the directory to
+    /// check.
+    #[cfg(unix)]
+    const READ_ONLY_DIR_ENV: &str = "TOKENGATE_TEST_READ_ONLY_DIR";
+
+    /// The user and group id the check runs as where this process ignores permissions
+    /// (`nobody` and `nogroup` on most systems; the ids need no account).
+    #[cfg(unix)]
+    const UNPRIVILEGED: u32 = 65534;
+
+    /// A SQLite database in a directory the process may read but not write: unavailable.
+    ///
+    /// Root ignores a directory's mode (CAP_DAC_OVERRIDE), and CI runs as root, so there a
+    /// mode of 0500 alone does not make the directory unwritable. The other ways to make a
+    /// directory unwritable for root (a read-only mount, `chattr +i`) need privileges that a
+    /// container usually lacks, and paths under /proc or /sys fail for reasons of their own,
+    /// not as a read-only directory does. So when this process can write into the directory
+    /// anyway, the check runs in a child process that has no such privilege: this same test
+    /// binary, running only this test, as uid and gid 65534 (`Command::uid`, which drops
+    /// root's capabilities), to whom the directory belongs. Either way the check runs and
+    /// asserts; it is never skipped.
     #[cfg(unix)]
     #[tokio::test]
     async fn sqlite_in_a_read_only_directory() {
         use std::os::unix::fs::PermissionsExt;
+        if let Some(ro) = std::env::var_os(READ_ONLY_DIR_ENV) {
+            // The child process: its parent prepared the directory.
+            assert_read_only_dir_unavailable(std::path::Path::new(&ro)).await;
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let ro = dir.path().join("ro");
         std::fs::create_dir(&ro).unwrap();
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
-        if std::fs::write(ro.join("probe"), "x").is_ok() {
-            eprintln!("running as a user that ignores permissions (root): not applicable");
-            return;
+        let probe = ro.join("probe");
+        if std::fs::write(&probe, "x").is_err() {
+            assert_read_only_dir_unavailable(&ro).await;
+        } else {
+            std::fs::remove_file(&probe).unwrap();
+            check_as_unprivileged_user(dir.path(), &ro);
         }
+        // So that the temporary directory can be removed by a user who is not root.
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    /// The check itself, in a directory this process can list but not write.
+    #[cfg(unix)]
+    async fn assert_read_only_dir_unavailable(ro: &std::path::Path) {
+        // First that the premise holds, or the check would prove nothing: the directory can be
+        // reached and listed, and not written.
+        std::fs::read_dir(ro).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", ro.display()));
+        let probe = std::fs::write(ro.join("probe"), "x")
+            .err()
+            .unwrap_or_else(|| panic!("{} can be written", ro.display()));
+        assert_eq!(
+            probe.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "{probe}"
+        );
         let err = Store::open(ro.join("store.db").to_str().unwrap())
             .await
             .unwrap_err();
         assert!(err.is_unavailable(), "{err:?}");
-        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // And for that reason: SQLite cannot create the database file (SQLITE_CANTOPEN, 14,
+        // the primary result code in the low byte of an extended one).
+        let StoreError::Unavailable(source) = &err else {
+            unreachable!()
+        };
+        let code = match source.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => db.code().and_then(|c| c.parse::<i64>().ok()),
+            _ => None,
+        };
+        assert_eq!(code.map(|c| c & 0xff), Some(14), "{err:?}");
+    }
+
+    /// Runs this test again, alone, in a child process as [`UNPRIVILEGED`], on `ro` (made its
+    /// own, inside `parent`, which it may pass through), and asserts that the child ran it and
+    /// passed.
+    #[cfg(unix)]
+    fn check_as_unprivileged_user(parent: &std::path::Path, ro: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::chown(ro, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "unavailable::sqlite_in_a_read_only_directory",
+                "--test-threads=1",
+            ])
+            .env(READ_ONLY_DIR_ENV, ro)
+            .current_dir(parent)
+            .uid(UNPRIVILEGED)
+            .gid(UNPRIVILEGED)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} as uid {UNPRIVILEGED} (it and its directories must be \
+                     readable and executable for that user): {e}",
+                    exe.display()
+                )
+            });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // `--exact` with a name that no longer matches runs nothing, successfully: that must
+        // fail too.
+        assert!(
+            out.status.success() && stdout.contains("test result: ok. 1 passed"),
+            "the check as uid {UNPRIVILEGED} did not pass ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[tokio::test]
     async fn unknown_url_scheme_is_a_config_error() {
         for url in ["mysql://localhost/x", ""] {
             let err = Store::open(url).await.unwrap_err();
-            assert!(matches!(err, StoreError::Config(..)), "{url}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Config("expected postgres://…, sqlite://… or a file path", None)
+                ),
+                "{url}: {err:?}"
+            );
         }
     }
 
