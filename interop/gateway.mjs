@@ -13,7 +13,8 @@
 // configuration). DIR also holds oidc-client.json ({client_id, client_secret}, the client
 // registered at OIDC_ISSUER).
 // Prints one line per check (`ok - name` / `FAIL - name: reason`), then `N passed, M failed`.
-// Exit status: 0 all passed, 1 a check failed, 2 bad arguments.
+// Exit status: 0 all passed, 1 a check failed or the number of checks is not the one
+// interop/expected.json pins for "gateway" (see checks.mjs), 2 bad arguments.
 
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -288,4 +289,4 @@ const checks = [
   }],
 ];
 
-await runChecks(checks);
+await runChecks('gateway', checks);

@@ -8,7 +8,8 @@
 # Everything lives in a temporary directory (configuration, SQLite data, keys, client
 # credentials, server output) that is removed on exit; the three servers are stopped on exit.
 # The tokengate binary is $TOKENGATE_BIN (default: target/debug/tokengate under the repo root).
-# Exit status: that of gateway.mjs (0 all passed, 1 a check failed), 2 the harness failed.
+# Exit status: that of gateway.mjs (0 all passed, 1 a check failed or the pinned number of
+# checks did not run; also 1 if it exits 0 without its summary line), 2 the harness failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,7 +65,7 @@ start tokengate tokengate "$bin" serve --config "$config" --listen 127.0.0.1:0
 gateway=$url
 
 status=0
-node interop/gateway.mjs check "$gateway" "$oidc_issuer" "$upstream" "$tmp" || status=$?
+run_checks node interop/gateway.mjs check "$gateway" "$oidc_issuer" "$upstream" "$tmp" || status=$?
 if ((status != 0)); then
   echo "gateway: tokengate log (tail):" >&2
   tail -n 40 "$tmp/tokengate.log" >&2

@@ -2,7 +2,8 @@
 # $label set (the prefix of the harness's own messages, and of the temporary directory's name).
 # It sets $bin (the tokengate binary: $TOKENGATE_BIN, default target/debug/tokengate, made
 # absolute) and $tmp (a temporary directory), and on exit stops every server `start` started
-# and removes $tmp. A missing binary exits 2.
+# and removes $tmp. A missing binary exits 2. `run_checks` runs the check script and also fails
+# it when it exits 0 without a clean summary line.
 
 bin=${TOKENGATE_BIN:-target/debug/tokengate}
 if [[ ! -x $bin ]]; then
@@ -74,4 +75,22 @@ start() {
   fi
   cat "$tmp/$name.out" "$tmp/$name.log" >&2
   exit 2
+}
+
+# run_checks CMD...: runs a check script (oauth.mjs, gateway.mjs), its output shown as it
+# comes, and returns its exit status; but a script that exits 0 without its last line being
+# the summary of a clean run, `N passed, 0 failed` with N > 0 (it stopped before reporting, or
+# reported nothing), returns 1.
+run_checks() {
+  local status=0 last
+  "$@" | tee "$tmp/checks.out" || status=$?
+  if ((status == 0)); then
+    last=$(tail -n 1 "$tmp/checks.out")
+    if [[ ! $last =~ ^[1-9][0-9]*\ passed,\ 0\ failed$ ]]; then
+      echo "$label: $1 ${2:-} exited 0, but its last line is not \"N passed, 0 failed\":" \
+        "${last:-(no output)}" >&2
+      status=1
+    fi
+  fi
+  return "$status"
 }

@@ -7,7 +7,8 @@
 // interop/oauth_run.sh: {"basic": {client_id, client_secret}, "post": {...},
 // "pkjwt": {client_id}, "pkjwt_key": private JWK}, clients registered for the audiences below.
 // Prints one line per check (`ok - name` / `FAIL - name: reason`), then `N passed, M failed`.
-// Exit status: 0 all passed, 1 a check failed, 2 bad arguments.
+// Exit status: 0 all passed, 1 a check failed or the number of checks is not the one
+// interop/expected.json pins for "oauth" (see checks.mjs), 2 bad arguments.
 
 import { readFileSync } from 'node:fs';
 import * as client from 'openid-client';
@@ -354,4 +355,4 @@ const checks = [
   }],
 ];
 
-await runChecks(checks);
+await runChecks('oauth', checks);

@@ -5,7 +5,8 @@
 # Everything lives in a temporary directory (configuration, SQLite data, keys, client
 # credentials, server log) that is removed on exit; the server is stopped on exit.
 # The tokengate binary is $TOKENGATE_BIN (default: target/debug/tokengate under the repo root).
-# Exit status: that of oauth.mjs (0 all passed, 1 a check failed), 2 the harness failed.
+# Exit status: that of oauth.mjs (0 all passed, 1 a check failed or the pinned number of checks
+# did not run; also 1 if it exits 0 without its summary line), 2 the harness failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,7 @@ start server tokengate "$bin" serve --config "$config" --listen 127.0.0.1:0
 issuer=$url
 
 status=0
-node interop/oauth.mjs "$issuer" "$tmp/clients.json" || status=$?
+run_checks node interop/oauth.mjs "$issuer" "$tmp/clients.json" || status=$?
 if ((status != 0)); then
   echo "oauth: server log (tail):" >&2
   tail -n 40 "$tmp/server.log" >&2

@@ -10,7 +10,10 @@ tokengate; or directly with the venv's python once they are installed:
 The tokengate binary is $TOKENGATE_BIN (default: target/debug/tokengate under the repo root).
 Every row of the table is a real check; a case a peer cannot run (its library lacks the
 algorithm or the operation) is left out of the matrix and named in a note, never counted.
-Exit status: 0 all passed, 1 a check failed, 2 the harness itself could not start.
+How many checks each peer runs and how many it leaves out, and why, is pinned in
+interop/expected.json: a plan that differs fails the run (see load_pinned).
+Exit status: 0 all passed, 1 a check failed, no check ran or the totals differ from
+interop/expected.json, 2 the harness itself could not start (or the file is unreadable).
 
 How the matrix is built: `case_templates` lists what is checked against each peer (a Case per
 row and column of the table); KINDS says, per kind of token (JWT, JWS, JWE, nested JWT), how
@@ -186,6 +189,8 @@ class Peer:
                                    timeout=OP_TIMEOUT, check=False, cwd=ROOT)
             except subprocess.TimeoutExpired:
                 return Proc(-1, b"", f"timed out after {OP_TIMEOUT}s")
+            except OSError as e:  # e.g. no `node` on PATH
+                return Proc(-1, b"", f"cannot start {self.command[0]}: {e}")
             return Proc(p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
         with self.lock:
             return self.request(argv, stdin)
@@ -943,6 +948,9 @@ class Runner:
             return Result(case, True, detail, time.monotonic() - start)
         except Failure as e:
             return Result(case, False, str(e), time.monotonic() - start)
+        except Exception as e:  # a bug in the harness or a peer's protocol: a failure too
+            return Result(case, False, f"harness error: {type(e).__name__}: {e}",
+                          time.monotonic() - start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1001,6 +1009,129 @@ def plan(peers: dict[str, Peer], algs: list[str], encs: list[str],
             else:
                 p.excluded.setdefault((name, reason), []).append(case)
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# Pinned totals
+#
+# interop/expected.json pins, per peer, how many checks of each family the full matrix runs
+# and how many it excludes for each reason (per family), each with a "why". A run whose plan
+# differs fails, so that a peer's caps losing an algorithm (its checks would become
+# exclusions), a new exclusion reason or a template that stops making cases is a failure until
+# the file is updated, with the reason, in the same change. The OAuth and gateway checks'
+# totals are in the same file (checks.mjs reads them).
+
+EXPECTED_FILE = HERE / "expected.json"
+EXPECTED_NAME = "interop/expected.json"
+FAMILIES = ("JWS", "JWK", "JWE", "JWE keys", "nested JWT")
+
+
+@dataclass
+class Totals:
+    checks: dict[str, int] = field(default_factory=dict)               # family -> checks run
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # reason -> family -> n
+
+
+def load_pinned(path: Path = EXPECTED_FILE) -> dict[str, Totals]:
+    """The pinned totals of the matrix per peer; raises ValueError saying what is wrong with
+    the file (every number needs a non-empty "why" next to it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {EXPECTED_NAME}: {e}") from e
+
+    def counts(value: object, where: str) -> dict[str, int]:
+        if not isinstance(value, dict) or not all(
+                f in FAMILIES and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                for f, n in value.items()):
+            raise ValueError(f"{EXPECTED_NAME}: {where} must map families "
+                             f"({', '.join(FAMILIES)}) to numbers of checks")
+        return {f: n for f, n in value.items() if n}
+
+    def why(entry: dict, where: str) -> None:
+        if not isinstance(entry.get("why"), str) or not entry["why"].strip():
+            raise ValueError(f"{EXPECTED_NAME}: {where} has no \"why\"")
+
+    matrix = data.get("matrix") if isinstance(data, dict) else None
+    if not isinstance(matrix, dict) or not matrix:
+        raise ValueError(f"{EXPECTED_NAME} has no \"matrix\" object of peers")
+    pinned: dict[str, Totals] = {}
+    for peer, entry in matrix.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{EXPECTED_NAME}: matrix.{peer} is not an object")
+        why(entry, f"matrix.{peer}")
+        totals = Totals(counts(entry.get("checks"), f"matrix.{peer}.checks"))
+        excluded = entry.get("excluded", [])
+        if not isinstance(excluded, list):
+            raise ValueError(f"{EXPECTED_NAME}: matrix.{peer}.excluded is not a list")
+        for i, x in enumerate(excluded):
+            where = f"matrix.{peer}.excluded[{i}]"
+            if not isinstance(x, dict) or not isinstance(x.get("reason"), str):
+                raise ValueError(f"{EXPECTED_NAME}: {where} has no \"reason\"")
+            why(x, where)
+            if x["reason"] in totals.excluded:
+                raise ValueError(f"{EXPECTED_NAME}: {where} repeats the reason {x['reason']!r}")
+            totals.excluded[x["reason"]] = counts(x.get("checks"), f"{where}.checks")
+        pinned[peer] = totals
+    return pinned
+
+
+def plan_totals(the_plan: Plan, peers: list[str]) -> dict[str, Totals]:
+    out = {name: Totals() for name in peers}
+    for c in the_plan.cases:
+        out[c.peer].checks[c.family] = out[c.peer].checks.get(c.family, 0) + 1
+    for (name, reason), cases in the_plan.excluded.items():
+        by_family = out[name].excluded.setdefault(reason, {})
+        for c in cases:
+            by_family[c.family] = by_family.get(c.family, 0) + 1
+    return out
+
+
+def by_family(counts: dict[str, int]) -> str:
+    return ", ".join(f"{f} {n}" for f, n in counts.items() if n) or "none"
+
+
+def pin_differences(pinned: dict[str, Totals], actual: dict[str, Totals], every_peer: bool,
+                    families: list[str] | None) -> list[str]:
+    """How the plan's totals (`actual`) differ from the pinned ones, one line per difference.
+    Only the families in `families` (lower case; None: all) are compared, and pinned peers
+    missing from `actual` only if `every_peer`."""
+
+    def selected(counts: dict[str, int]) -> dict[str, int]:
+        return {f: n for f, n in counts.items() if n and (not families or f.lower() in families)}
+
+    out: list[str] = []
+    names = list(actual) + [n for n in pinned if n not in actual and every_peer]
+    for name in names:
+        if name not in pinned:
+            a = actual[name]
+            out.append(f"{name}: a peer {EXPECTED_NAME} does not pin ({sum(a.checks.values())} "
+                       f"checks, {sum(sum(x.values()) for x in a.excluded.values())} excluded)")
+            continue
+        if name not in actual:
+            out.append(f"{name}: pinned, but not a peer of this run (interop/run.py "
+                       f"PEER_COMMANDS)")
+            continue
+        p, a = pinned[name], actual[name]
+        pc, ac = selected(p.checks), selected(a.checks)
+        for f in [f for f in FAMILIES if f in pc or f in ac] + sorted(
+                (set(pc) | set(ac)) - set(FAMILIES)):
+            if pc.get(f, 0) != ac.get(f, 0):
+                d = ac.get(f, 0) - pc.get(f, 0)
+                out.append(f"{name}, {f}: {ac.get(f, 0)} checks, pinned {pc.get(f, 0)} ({d:+d})")
+        for reason in list(p.excluded) + [r for r in a.excluded if r not in p.excluded]:
+            px, ax = selected(p.excluded.get(reason, {})), selected(a.excluded.get(reason, {}))
+            if px == ax:
+                continue
+            if not px:
+                out.append(f"{name}: {sum(ax.values())} checks excluded for a reason "
+                           f"{EXPECTED_NAME} does not pin ({by_family(ax)}): {reason}")
+            elif not ax:
+                out.append(f"{name}: the pinned exclusion ({by_family(px)}) no longer "
+                           f"happens: {reason}")
+            else:
+                out.append(f"{name}: excluded {by_family(ax)}, pinned {by_family(px)}: {reason}")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1114,7 +1245,9 @@ def run_all(runner: Runner, cases: list[Case], jobs: int) -> list[Result]:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for f in [pool.submit(work, u) for u in order]:
                 f.result()
-    return [r for r in results if r is not None]
+    # Every planned case has a result: one the harness skipped is a failure, not dropped.
+    return [r if r is not None else Result(cases[i], False, "the harness never ran it")
+            for i, r in enumerate(results)]
 
 
 def main() -> int:
@@ -1137,6 +1270,15 @@ def main() -> int:
     algs = [a for a in ALGS if not args.alg or a in args.alg]
     encs = [e for e in JWE_ENCS if not args.enc or e in args.enc]
 
+    # The pinned totals are compared for the whole matrix, or for the peers and families
+    # --peer and --family select; --alg and --enc cut through the pinned families, so they
+    # are not compared then.
+    try:
+        pinned = load_pinned()
+    except ValueError as e:
+        print(f"interop: {e}", file=sys.stderr)
+        return 2
+
     binary = Path(os.environ.get("TOKENGATE_BIN", ROOT / "target" / "debug" / "tokengate"))
     if not binary.is_absolute():
         binary = ROOT / binary
@@ -1157,7 +1299,14 @@ def main() -> int:
             if p.status != 0:
                 print(f"interop: peer {peer.name} does not start ({p.brief()})", file=sys.stderr)
                 return 2
-            peer.caps = json.loads(p.stdout)
+            try:
+                peer.caps = json.loads(p.stdout)
+            except ValueError:
+                peer.caps = None
+            if not isinstance(peer.caps, dict):
+                print(f"interop: peer {peer.name} answered caps with {p.text()[:200]!r}, not "
+                      f"a JSON object", file=sys.stderr)
+                return 2
             peer.start()
         the_plan = plan(peers, algs, encs, args.family)
         results = run_all(Runner(tg, peers, work), the_plan.cases, args.jobs)
@@ -1186,14 +1335,41 @@ def main() -> int:
             print(f"  FAIL {c.peer} {col} {c.title} [{c.direction()}]:\n       {r.detail}")
         print("  " + (f"keys, PEM files and tokens kept in {work}" if args.keep
                       else "(rerun with --keep to keep the files these commands name)"))
+
+    # The pinned totals (see load_pinned).
+    problems = []
+    if args.alg or args.enc:
+        print(f"\nPinned totals: not compared, --alg and --enc select part of the families "
+              f"{EXPECTED_NAME} pins")
+    else:
+        scope = [*(["the peers selected"] if args.peer else []),
+                 *(["the families selected"] if args.family else [])]
+        actual = plan_totals(the_plan, list(peers))
+        differences = pin_differences(pinned, actual, not args.peer, args.family)
+        if differences:
+            print(f"\nPinned totals: this run's matrix differs from {EXPECTED_NAME}"
+                  + (f" (compared for {' and '.join(scope)})" if scope else "") + ":")
+            for d in differences:
+                print(f"  - {d}")
+            print(f"  If the change is intended, update {EXPECTED_NAME} in the same change: the "
+                  f"new numbers, and why in the entry's \"why\" (interop/README.md, \"Pinned "
+                  f"totals\").")
+            problems.append(f"the totals differ from {EXPECTED_NAME}")
+        else:
+            print(f"\nPinned totals: as in {EXPECTED_NAME}"
+                  + (f" (compared for {' and '.join(scope)})" if scope else "") + ": "
+                  + "; ".join(f"{n} {sum(t.checks.values())} checks, "
+                              f"{sum(sum(x.values()) for x in t.excluded.values())} excluded"
+                              for n, t in actual.items()))
+    if not results:
+        problems.append("no checks ran")
+        print("interop: no checks ran", file=sys.stderr)
+
     passed = len(results) - len(failed)
     print(f"\n{passed} passed, {len(failed)} failed, {len(results)} checks, "
           f"{sum(len(v) for v in the_plan.excluded.values())} excluded, "
-          f"{time.monotonic() - started:.1f}s")
-    if not results:
-        print("interop: no checks ran", file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+          f"{time.monotonic() - started:.1f}s" + "".join(f"; {p}" for p in problems))
+    return 1 if failed or problems else 0
 
 
 if __name__ == "__main__":
