@@ -103,8 +103,8 @@ fn rsa_public_key_as_hmac_secret() {
             );
         }
     }
-    // And the PEM text can never become a symmetric key.
-    assert!(Jwk::from_json(pem.as_bytes()).is_err());
+    // And the PEM text can never become a symmetric key: it is not JSON.
+    assert_eq!(code(Jwk::from_json(pem.as_bytes())), ErrorCode::JsonInvalid);
 }
 
 fn base64_std_decode(s: &str) -> Vec<u8> {

@@ -421,11 +421,20 @@ fn allow_lists_and_wrong_token_kinds() {
         code(jwe::compact::decrypt(&jws, &k, &DecryptOptions::from_key())),
         ErrorCode::JweInvalid
     );
-    // Garbage of every shape.
-    for bad in ["", "....", "a.b.c.d.e", "{}", &".".repeat(1 << 20)] {
-        assert!(
-            jwe::compact::decrypt(bad, &k, &DecryptOptions::from_key()).is_err(),
-            "{bad:.20}"
+    // Garbage of every shape, each refused for what is wrong with it first.
+    let dots = ".".repeat(1 << 20);
+    for (bad, expected) in [
+        ("", ErrorCode::JweInvalid),             // not five segments
+        ("....", ErrorCode::JsonInvalid),        // an empty header is not JSON
+        ("a.b.c.d.e", ErrorCode::Base64Invalid), // "a" is not base64url
+        ("{}", ErrorCode::JweInvalid),           // JSON where compact is expected
+        (dots.as_str(), ErrorCode::TooLarge),    // over the size limit, before parsing
+    ] {
+        assert_eq!(
+            code(jwe::compact::decrypt(bad, &k, &DecryptOptions::from_key())),
+            expected,
+            "{:.20}",
+            bad
         );
     }
     // A symmetric key without alg decides nothing.
