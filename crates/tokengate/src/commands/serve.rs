@@ -150,15 +150,20 @@ async fn run(
 
     tokio::spawn(maintain(Arc::clone(&service)));
     tokio::spawn(refresh_revocations(Arc::clone(&service)));
+    // Signal handlers exist before the "listening" line, so a signal sent on seeing it is
+    // handled rather than taking the default action (termination).
+    let shutdown = shutdown_signal();
     #[cfg(unix)]
-    tokio::spawn(reload_on_hangup(Arc::clone(&app)));
+    if let Ok(hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(reload_on_hangup(hangup, Arc::clone(&app)));
+    }
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "tokengate listening on {scheme}://{addr}");
         let _ = out.flush();
     }
     crate::log::event("info", &format!("listening on {addr}, issuer {issuer}"));
-    crate::server::listener::serve(listener, app, tls, shutdown()).await;
+    crate::server::listener::serve(listener, app, tls, shutdown).await;
     crate::log::event("info", "stopped");
     Ok(())
 }
@@ -181,11 +186,7 @@ async fn refresh_revocations(service: Arc<Service>) {
 
 /// SIGHUP reloads the configuration (as `POST /admin/reload` does).
 #[cfg(unix)]
-async fn reload_on_hangup(app: Arc<App>) {
-    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        return;
-    };
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, app: Arc<App>) {
     while hangup.recv().await.is_some() {
         match app.reload() {
             Ok(n) => crate::log::event(
@@ -215,26 +216,34 @@ async fn maintain(service: Arc<Service>) {
     }
 }
 
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Ctrl-C and (on Unix) SIGTERM, listened for from the moment this is called, not from its
+/// first poll: a SIGTERM that arrives right after the "listening" line must shut down
+/// gracefully, not kill the process (an unhandled SIGTERM's default action).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        async move {
+            match streams {
+                (Ok(mut interrupt), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

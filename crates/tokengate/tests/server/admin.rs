@@ -62,44 +62,183 @@ async fn admin_call(app: &TestApp, method: &str, path: &str, body: Option<Value>
     app.send(req.body(body).unwrap()).await
 }
 
+/// Path, method, status, and the refusal's (error, description).
+type Operation = (
+    &'static str,
+    &'static str,
+    u16,
+    Option<(&'static str, &'static str)>,
+);
+
+/// The operations of the OpenAPI document (path, method) and the status each answers here
+/// when called with the admin token (`{client_id}` an unknown client, bodies as given), with
+/// the error code and description of the refusals.
+const OPERATIONS: [Operation; 13] = [
+    ("/admin/openapi.json", "get", 200, None),
+    ("/admin/clients", "get", 200, None),
+    ("/admin/clients", "post", 201, None),
+    (
+        "/admin/clients/{client_id}",
+        "get",
+        404,
+        Some(("not_found", "client not found")),
+    ),
+    (
+        "/admin/clients/{client_id}",
+        "delete",
+        404,
+        Some(("not_found", "client not found")),
+    ),
+    (
+        "/admin/clients/{client_id}/disable",
+        "post",
+        404,
+        Some(("not_found", "client not found")),
+    ),
+    (
+        "/admin/clients/{client_id}/enable",
+        "post",
+        404,
+        Some(("not_found", "client not found")),
+    ),
+    (
+        "/admin/clients/{client_id}/rotate-secret",
+        "post",
+        404,
+        Some(("not_found", "client not found")),
+    ),
+    ("/admin/keys", "get", 200, None),
+    ("/admin/keys/rotate", "post", 201, None),
+    ("/admin/revocations", "post", 200, None),
+    ("/admin/audit", "get", 200, None),
+    // Without --config there is nothing to reload from.
+    (
+        "/admin/reload",
+        "post",
+        409,
+        Some((
+            "invalid_config",
+            "nothing to reload: the server was started without --config",
+        )),
+    ),
+];
+
+/// The request body each operation is called with.
+fn operation_body(path: &str, method: &str) -> Option<Value> {
+    match (path, method) {
+        ("/admin/clients", "post") => Some(json!({"name": "probe"})),
+        ("/admin/revocations", "post") => Some(json!({"jti": "no-such-token"})),
+        _ => None,
+    }
+}
+
 pub async fn admin_auth_and_openapi(ctx: Ctx) {
     let app = app(&ctx).await;
+    let challenge = Some("Bearer realm=\"tokengate-admin\"");
     let reply = app.get("/admin/clients", &[]).await;
-    assert_eq!(reply.error(401), "unauthorized");
-    assert_eq!(
-        reply.header("www-authenticate"),
-        Some("Bearer realm=\"tokengate-admin\"")
+    reply.refused(
+        401,
+        "unauthorized",
+        "a valid admin bearer token is required",
     );
+    assert_eq!(reply.header("www-authenticate"), challenge);
     let reply = app
         .get("/admin/clients", &[("authorization", "Bearer wrong")])
         .await;
-    assert_eq!(reply.error(401), "unauthorized");
+    reply.refused(
+        401,
+        "unauthorized",
+        "a valid admin bearer token is required",
+    );
+    assert_eq!(reply.header("www-authenticate"), challenge);
     let doc = app.get("/admin/openapi.json", &[]).await.ok();
     assert_eq!(doc["openapi"], "3.1.0");
-    // Every documented path answers (not 404) with the token.
-    for path in doc["paths"].as_object().unwrap().keys() {
-        let path = path.replace("{client_id}", "nobody");
-        let reply = admin_call(&app, "GET", &path, None).await;
-        let routed =
-            reply.status != 404 || reply.json()["error_description"] != "no route for this request";
-        assert!(routed, "{path}: {}", String::from_utf8_lossy(&reply.body));
+
+    // Every operation the document declares, and no other, answers the status expected here,
+    // which is one the document declares for it.
+    let paths = doc["paths"].as_object().unwrap();
+    let mut declared: Vec<(String, String, Vec<u16>)> = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let statuses = op["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path} declares no responses"))
+                .keys()
+                .map(|s| s.parse().unwrap())
+                .collect();
+            declared.push((path.clone(), method.clone(), statuses));
+        }
     }
+    let expected = &OPERATIONS;
+    assert_eq!(paths.len(), 11, "paths declared: {:?}", paths.keys());
+    assert_eq!(declared.len(), OPERATIONS.len());
+    let mut names: Vec<(&str, &str)> = declared
+        .iter()
+        .map(|(p, m, _)| (p.as_str(), m.as_str()))
+        .collect();
+    let mut expected_names: Vec<(&str, &str)> = expected.iter().map(|o| (o.0, o.1)).collect();
+    names.sort_unstable();
+    expected_names.sort_unstable();
+    assert_eq!(names, expected_names, "the document's operations");
+    for (path, method, statuses) in &declared {
+        let &(_, _, status, refusal) = expected
+            .iter()
+            .find(|o| o.0 == path && o.1 == method)
+            .unwrap();
+        assert!(
+            statuses.contains(&status),
+            "{method} {path}: {status} is not among the declared {statuses:?}"
+        );
+        let uri = path.replace("{client_id}", "nobody");
+        let body = operation_body(path, method);
+        let reply = admin_call(&app, &method.to_uppercase(), &uri, body.clone()).await;
+        match refusal {
+            Some((error, why)) => reply.refused(status, error, why),
+            None => assert_eq!(
+                reply.status,
+                status,
+                "{method} {uri}: {}",
+                String::from_utf8_lossy(&reply.body)
+            ),
+        }
+        // Only the document itself is public; every other operation declares and answers 401
+        // without the token.
+        let req = axum::http::Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(&uri)
+            .header("content-type", "application/json")
+            .body(body.map_or(axum::body::Body::empty(), |b| {
+                axum::body::Body::from(b.to_string())
+            }))
+            .unwrap();
+        let anonymous = app.send(req).await;
+        if path == "/admin/openapi.json" {
+            assert_eq!(anonymous.status, 200);
+        } else {
+            assert!(statuses.contains(&401), "{method} {path} declares no 401");
+            anonymous.refused(
+                401,
+                "unauthorized",
+                "a valid admin bearer token is required",
+            );
+        }
+    }
+
     // Without an admin token the API does not exist.
     drop(app);
     let off = app_with(&ctx, settings(), None).await;
-    assert_eq!(
-        off.get("/admin/openapi.json", &[]).await.error(404),
-        "not_found"
-    );
-    assert_eq!(
-        off.get(
-            "/admin/clients",
-            &[("authorization", &format!("Bearer {ADMIN}"))]
-        )
+    off.get("/admin/openapi.json", &[])
         .await
-        .error(404),
-        "not_found"
-    );
+        .refused(404, "not_found", "the admin API is off");
+    off.get(
+        "/admin/clients",
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    )
+    .await
+    .refused(404, "not_found", "the admin API is off");
 }
 
 pub async fn admin_clients(ctx: Ctx) {
@@ -130,9 +269,10 @@ pub async fn admin_clients(ctx: Ctx) {
         .await
         .ok();
     assert_eq!(disabled["disabled"], true);
+    let reply = app.token(&id, &secret, "").await;
     assert_eq!(
-        app.token(&id, &secret, "").await.error(401),
-        "invalid_client"
+        app.refusal_reason(&reply, 401, "invalid_client").await,
+        "invalid_client: the client is disabled"
     );
     admin_call(&app, "POST", &format!("/admin/clients/{id}/enable"), None)
         .await
@@ -146,37 +286,47 @@ pub async fn admin_clients(ctx: Ctx) {
     .await
     .ok();
     let new_secret = rotated["client_secret"].as_str().unwrap();
+    let reply = app.token(&id, &secret, "").await;
     assert_eq!(
-        app.token(&id, &secret, "").await.error(401),
-        "invalid_client"
+        app.refusal_reason(&reply, 401, "invalid_client").await,
+        "invalid_client: client authentication failed",
+        "the old secret"
     );
     app.token(&id, new_secret, "").await.ok();
 
     let reply = admin_call(&app, "DELETE", &format!("/admin/clients/{id}"), None).await;
     assert_eq!(reply.status, 204);
-    assert_eq!(
-        admin_call(&app, "GET", &format!("/admin/clients/{id}"), None)
-            .await
-            .error(404),
-        "not_found"
-    );
-    assert_eq!(
-        admin_call(&app, "DELETE", &format!("/admin/clients/{id}"), None)
-            .await
-            .error(404),
-        "not_found"
-    );
+    admin_call(&app, "GET", &format!("/admin/clients/{id}"), None)
+        .await
+        .refused(404, "not_found", "client not found");
+    admin_call(&app, "DELETE", &format!("/admin/clients/{id}"), None)
+        .await
+        .refused(404, "not_found", "client not found");
 
-    // Bad bodies.
-    for body in [
-        json!({"name": "x", "colour": "red"}),
-        json!({"name": ""}),
-        json!({"name": "x", "auth_method": "none"}),
-        json!({"name": "x", "auth_method": "private_key_jwt"}),
-        json!({"name": "x", "scopes": ["bad scope"]}),
+    // Bad bodies, each refused for what is wrong with it.
+    for (body, why) in [
+        (
+            json!({"name": "x", "colour": "red"}),
+            "invalid JSON body: unknown field `colour`",
+        ),
+        (json!({"name": ""}), "the name is empty"),
+        (
+            json!({"name": "x", "auth_method": "none"}),
+            "auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
+        ),
+        (
+            json!({"name": "x", "auth_method": "private_key_jwt"}),
+            "private_key_jwt needs a jwks",
+        ),
+        (
+            json!({"name": "x", "scopes": ["bad scope"]}),
+            "scope is not an RFC 6749 scope token",
+        ),
     ] {
         let reply = admin_call(&app, "POST", "/admin/clients", Some(body.clone())).await;
-        assert_eq!(reply.error(400), "invalid_request", "{body}");
+        let (error, description) = reply.refusal(400);
+        assert_eq!(error, "invalid_request", "{body}");
+        assert!(description.starts_with(why), "{body}: {description}");
     }
     let req = axum::http::Request::builder()
         .method("POST")
@@ -184,7 +334,41 @@ pub async fn admin_clients(ctx: Ctx) {
         .header("authorization", format!("Bearer {ADMIN}"))
         .body(axum::body::Body::from("{not json"))
         .unwrap();
-    assert_eq!(app.send(req).await.error(400), "invalid_request");
+    let (error, description) = app.send(req).await.refusal(400);
+    assert_eq!(error, "invalid_request");
+    assert!(
+        description.starts_with("invalid JSON body: "),
+        "{description}"
+    );
+    // A private_key_jwt client has no secret to rotate.
+    let key = jose::Jwk::generate(jose::Algorithm::ES256, None, None).unwrap();
+    let jwks = json!({"keys": [Value::Object(key.to_public().unwrap().to_map())]});
+    let reply = admin_call(
+        &app,
+        "POST",
+        "/admin/clients",
+        Some(json!({"name": "pk", "auth_method": "private_key_jwt", "jwks": jwks})),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let pk = reply.json()["client_id"].as_str().unwrap().to_owned();
+    admin_call(
+        &app,
+        "POST",
+        &format!("/admin/clients/{pk}/rotate-secret"),
+        None,
+    )
+    .await
+    .refused(
+        409,
+        "conflict",
+        "the client authenticates with private_key_jwt and has no secret",
+    );
     let events = app.service.store().audit_events(0, 1000).await.unwrap();
     for name in [
         "client.created",
@@ -225,17 +409,14 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
     assert_eq!(new["state"], "pending");
     assert_eq!(new["use"], "enc");
     assert!(new["public_jwk"].get("d").is_none());
-    assert_eq!(
-        admin_call(
-            &app,
-            "POST",
-            "/admin/keys/rotate",
-            Some(json!({"use": "x"}))
-        )
-        .await
-        .error(400),
-        "invalid_request"
-    );
+    admin_call(
+        &app,
+        "POST",
+        "/admin/keys/rotate",
+        Some(json!({"use": "x"})),
+    )
+    .await
+    .refused(400, "invalid_request", "use must be sig or enc");
     // An empty body rotates the signing key.
     assert_eq!(
         admin_call(&app, "POST", "/admin/keys/rotate", None)
@@ -303,12 +484,13 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
         json!({"jti": "a", "subject": "b"}),
         json!({"jti": ""}),
     ] {
-        assert_eq!(
-            admin_call(&app, "POST", "/admin/revocations", Some(body))
-                .await
-                .error(400),
-            "invalid_request"
-        );
+        admin_call(&app, "POST", "/admin/revocations", Some(body))
+            .await
+            .refused(
+                400,
+                "invalid_request",
+                "give exactly one of jti, client_id or subject",
+            );
     }
 
     let all = admin_call(&app, "GET", "/admin/audit?limit=1000", None)
@@ -332,16 +514,10 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
         .map(|e| e["id"].as_i64().unwrap())
         .collect();
     assert_eq!(page, ids[1..3]);
-    assert_eq!(
-        admin_call(&app, "GET", "/admin/audit?limit=0", None)
-            .await
-            .error(400),
-        "invalid_request"
-    );
-    assert_eq!(
-        admin_call(&app, "GET", "/admin/audit?after=x", None)
-            .await
-            .error(400),
-        "invalid_request"
-    );
+    admin_call(&app, "GET", "/admin/audit?limit=0", None)
+        .await
+        .refused(400, "invalid_request", "limit must be between 1 and 1000");
+    admin_call(&app, "GET", "/admin/audit?after=x", None)
+        .await
+        .refused(400, "invalid_request", "after and limit must be integers");
 }

@@ -177,10 +177,9 @@ pub async fn token_rules_and_challenges(ctx: Ctx) {
         c.contains("error=\"invalid_token\"") && c.contains("iss"),
         "{c}"
     );
-    // Our own signature, typ and audience, but an issuer the route does not trust.
-    let stranger = {
+    // Signed by our active key as an at+jwt, with the given claims.
+    let ours = |claims: serde_json::Value| {
         let ring = f.service.ring();
-        let claims = json!({"iss": "https://elsewhere.example", "sub": "u", "aud": API, "exp": now + 60, "scope": "read"});
         jwt::sign(
             claims.as_object().unwrap(),
             ring.active_signing(),
@@ -189,19 +188,17 @@ pub async fn token_rules_and_challenges(ctx: Ctx) {
         )
         .unwrap()
     };
+    // Our own signature, typ and audience, but an issuer the route does not trust.
+    let stranger = ours(
+        json!({"iss": "https://elsewhere.example", "sub": "u", "aud": API, "exp": now + 60, "scope": "read"}),
+    );
     f.refused(&call(stranger).await, 401, "ERR_GATEWAY_UNTRUSTED_ISSUER")
         .await;
     // Expiry: within the route's 30 s leeway a token is still accepted; beyond it, refused.
     let with_exp = |exp: i64| {
-        let ring = f.service.ring();
-        let claims = json!({"iss": ISSUER, "sub": "u", "aud": API, "exp": exp, "iat": exp - 180, "scope": "read"});
-        jwt::sign(
-            claims.as_object().unwrap(),
-            ring.active_signing(),
-            ring.signing_alg(),
-            Some("at+jwt"),
+        ours(
+            json!({"iss": ISSUER, "sub": "u", "aud": API, "exp": exp, "iat": exp - 180, "scope": "read"}),
         )
-        .unwrap()
     };
     assert_eq!(
         call(with_exp(now - 5)).await.status,
@@ -903,7 +900,7 @@ pub async fn hostile_input(ctx: Ctx) {
         let _ = writer.write_all(request.as_bytes()).await;
         writer
     });
-    let mut reply = vec![0u8; 64];
+    let mut reply = [0u8; 64];
     let mut n = 0;
     while n < 12 {
         let read = tokio::time::timeout(Duration::from_secs(20), reader.read(&mut reply[n..]))

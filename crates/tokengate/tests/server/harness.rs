@@ -249,3 +249,72 @@ pub fn form_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// How long a test waits for something that happens in the background (a queued audit row).
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Reply {
+    /// The OAuth error code and its description, asserting the status and the request id.
+    pub fn refusal(&self, status: u16) -> (String, String) {
+        let error = self.error(status);
+        let description = self.json()["error_description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error_description: {}", self.json()))
+            .to_owned();
+        (error, description)
+    }
+
+    /// Asserts a refusal: its status, OAuth error and description.
+    pub fn refused(&self, status: u16, error: &str, description: &str) {
+        let (e, d) = self.refusal(status);
+        assert_eq!((e.as_str(), d.as_str()), (error, description));
+    }
+
+    /// The request id the body names (and the `X-Request-Id` header repeats).
+    pub fn request_id(&self) -> String {
+        let id = self.json()["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no request_id: {}", self.json()))
+            .to_owned();
+        assert_eq!(self.header("x-request-id"), Some(id.as_str()));
+        id
+    }
+}
+
+impl TestApp {
+    /// The one audit event of request `request_id`, waited for up to [`WAIT`] (denials are
+    /// written through a queue); fails naming the events seen.
+    pub async fn audited(&self, request_id: &str) -> store::AuditEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let events = self.service.store().audit_events(0, 1000).await.unwrap();
+            let mine: Vec<_> = events
+                .iter()
+                .filter(|e| e.event.request_id.as_deref() == Some(request_id))
+                .collect();
+            match mine.as_slice() {
+                [one] => return one.event.clone(),
+                [] if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                _ => panic!(
+                    "expected one audit event of request {request_id} within {WAIT:?}, found {}: \
+                     {events:#?}",
+                    mine.len()
+                ),
+            }
+        }
+    }
+
+    /// The audit reason of a refused request: its status, OAuth error and the event's reason
+    /// (which, unlike the response, says why client authentication failed).
+    pub async fn refusal_reason(&self, reply: &Reply, status: u16, error: &str) -> String {
+        assert_eq!(reply.error(status), error);
+        let event = self.audited(&reply.request_id()).await;
+        assert_eq!(event.outcome, "failure", "{event:?}");
+        event
+            .reason
+            .clone()
+            .unwrap_or_else(|| panic!("a refusal audited without a reason: {event:?}"))
+    }
+}

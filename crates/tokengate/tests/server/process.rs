@@ -1,15 +1,40 @@
-//! The binary: `serve` across restarts, the master key check, `dev`, and the `client` and
-//! `key` commands, each a real process on a real socket (port 0) over SQLite.
+//! The binary: `serve` across restarts, the master key check, `dev` and the curl lines it
+//! prints, SIGHUP and SIGTERM, PostgreSQL, what the logs hold, and the `client` and `key`
+//! commands. Each server is a real process that binds the port itself (`--listen
+//! 127.0.0.1:0`) and says on stdout which one; over SQLite unless said otherwise.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const MASTER: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 const OTHER_MASTER: &str = "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICA=";
+
+/// The longest a test waits for a process or for something it does: a stall fails the test,
+/// with what was seen, instead of hanging the suite.
+const WAIT: Duration = Duration::from_secs(60);
+/// How often a condition being waited for is checked again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Checks `check` until it answers `Ok`, for at most [`WAIT`]; fails with `what` and the last
+/// answer.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("gave up after {WAIT:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
 
 fn tokengate(dir: &Path, master: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokengate"));
@@ -36,11 +61,29 @@ fn ok_json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A running server; killed on drop.
+/// Runs a command that must fail with exit status 2 and the CLI error `code`; its stderr and
+/// stdout.
+fn refused(dir: &Path, master: Option<&str>, args: &[&str], code: &str) -> (String, String) {
+    let out = run(dir, master, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("error[{code}]: ")),
+        "{args:?}: expected {code}: {stderr}"
+    );
+    (stderr, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A running server; killed on drop (unless it was stopped).
 struct Server {
     child: Child,
     addr: String,
+    /// What it printed on stdout up to and including its "listening" line.
     stdout: String,
+    /// Lines it printed on stdout after that.
+    later: Receiver<String>,
+    /// Its stderr (the log), in a file.
+    log: PathBuf,
 }
 
 impl Drop for Server {
@@ -50,45 +93,157 @@ impl Drop for Server {
     }
 }
 
-/// Starts `tokengate <args> --listen 127.0.0.1:0` and waits for its "listening" line.
-// The returned guard kills and waits on the child when dropped.
+impl Server {
+    /// Its log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Everything it printed on stdout so far.
+    fn printed(&mut self) -> String {
+        while let Ok(line) = self.later.try_recv() {
+            self.stdout.push_str(&line);
+        }
+        self.stdout.clone()
+    }
+
+    #[cfg(unix)]
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{name}");
+    }
+
+    /// Waits for the process to exit.
+    fn exit_status(&mut self) -> ExitStatus {
+        let child = &mut self.child;
+        wait_for("the server to exit", || {
+            child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "still running".to_owned())
+        })
+    }
+
+    /// Stops it with SIGTERM and asserts it exits 0; its whole log, flushed at exit.
+    #[cfg(unix)]
+    fn stop(&mut self) -> String {
+        self.signal("TERM");
+        let status = self.exit_status();
+        let log = self.log();
+        assert_eq!(status.code(), Some(0), "{status}: {log}");
+        log
+    }
+}
+
+/// Starts `tokengate <args> --listen 127.0.0.1:0` and waits (at most [`WAIT`]) for the line
+/// saying where it listens.
+// The returned guard kills and waits on the child when dropped; so do the failure paths.
 #[allow(clippy::zombie_processes)]
 fn start(dir: &Path, master: Option<&str>, args: &[&str]) -> Server {
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let log = dir.join("server.log");
     let mut child = tokengate(dir, master)
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(log)
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut stdout = String::new();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, later) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if lines.send(line).is_err() => break,
+                Ok(_) => {}
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut printed = String::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            let _ = child.wait();
-            panic!(
-                "the server exited before listening: {stdout}{}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            );
-        }
-        stdout.push_str(&line);
-        if let Some(addr) = line.trim().strip_prefix("tokengate listening on http://") {
-            let addr = addr.to_owned();
-            return Server {
-                child,
-                addr,
-                stdout,
-            };
-        }
+        let failure = match later.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                printed.push_str(&line);
+                if let Some(addr) = line.trim().strip_prefix("tokengate listening on http://") {
+                    return Server {
+                        addr: addr.to_owned(),
+                        child,
+                        stdout: printed,
+                        later,
+                        log,
+                    };
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => format!("did not say it listens within {WAIT:?}"),
+            Err(RecvTimeoutError::Disconnected) => "closed its stdout before listening".to_owned(),
+        };
+        let _ = child.kill();
+        let status = child.wait();
+        panic!(
+            "tokengate {args:?} {failure} ({status:?}).\nstdout:\n{printed}\nstderr:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 }
 
-/// One HTTP/1.1 request; returns status and body.
-fn http(addr: &str, path: &str, auth: Option<&str>, form: Option<&str>) -> (u16, String) {
+/// An HTTP response.
+struct Response {
+    status: u16,
+    /// The status line and headers.
+    head: String,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    }
+
+    fn json(&self) -> Value {
+        json(&self.body)
+    }
+
+    /// Asserts a refusal: the status, and the `error` of the JSON body.
+    fn refused(&self, status: u16, error: &str) {
+        assert_eq!(self.status, status, "{}{}", self.head, self.body);
+        assert_eq!(self.json()["error"], error, "{}", self.body);
+    }
+}
+
+/// Decodes a chunked body.
+fn unchunk(mut raw: &str) -> String {
+    let mut body = String::new();
+    loop {
+        let (size, rest) = raw.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.push_str(&rest[..size]);
+        raw = &rest[size + 2..];
+    }
+}
+
+/// One HTTP/1.1 request on a connection of its own.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
-    let method = if form.is_some() { "POST" } else { "GET" };
+    stream.set_read_timeout(Some(WAIT)).unwrap();
     let body = form.unwrap_or("");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -97,20 +252,39 @@ fn http(addr: &str, path: &str, auth: Option<&str>, form: Option<&str>) -> (u16,
     if form.is_some() {
         req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
     }
-    if let Some(a) = auth {
-        req.push_str(&format!("Authorization: {a}\r\n"));
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str("\r\n");
     req.push_str(body);
     stream.write_all(req.as_bytes()).unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("{method} {path}: no complete response: {e}: {response}"));
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response: {response:?}"));
+    let mut response = Response {
+        status: head.get(9..12).and_then(|s| s.parse().ok()).unwrap(),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    };
+    if response
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        response.body = unchunk(&response.body);
+    }
+    response
+}
+
+/// One request (a GET, or a POST of a form); status and body.
+fn http(addr: &str, path: &str, auth: Option<&str>, form: Option<&str>) -> (u16, String) {
+    let method = if form.is_some() { "POST" } else { "GET" };
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    let response = request(addr, method, path, &headers, form);
+    (response.status, response.body)
 }
 
 fn json(text: &str) -> Value {
@@ -118,11 +292,16 @@ fn json(text: &str) -> Value {
 }
 
 fn get_token(addr: &str, auth: &str) -> String {
+    token_for(addr, auth, "resource=https%3A%2F%2Fapi.example")
+}
+
+/// A client_credentials token for `form`.
+fn token_for(addr: &str, auth: &str, form: &str) -> String {
     let (status, body) = http(
         addr,
         "/oauth2/token",
         Some(auth),
-        Some("grant_type=client_credentials&resource=https%3A%2F%2Fapi.example"),
+        Some(&format!("grant_type=client_credentials&{form}")),
     );
     assert_eq!(status, 200, "{body}");
     json(&body)["access_token"].as_str().unwrap().to_owned()
@@ -140,13 +319,89 @@ fn active(addr: &str, auth: &str, token: &str) -> bool {
 }
 
 fn kids(addr: &str) -> Vec<String> {
-    let (_, body) = http(addr, "/oauth2/jwks", None, None);
+    let (status, body) = http(addr, "/oauth2/jwks", None, None);
+    assert_eq!(status, 200, "{body}");
     json(&body)["keys"]
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The JSON lines of a log.
+fn log_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// The access-log line of the request `request_id`.
+fn access_line(log: &str, request_id: &str) -> Value {
+    let mut found = log_lines(log)
+        .into_iter()
+        .filter(|l| l["request_id"] == request_id);
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no access-log line for request {request_id}: {log}"));
+    assert!(found.next().is_none(), "two lines for {request_id}: {log}");
+    line
+}
+
+/// An upstream on a listener the test bound (and keeps, on its thread, for the test's life).
+/// Each request's head is handed over, with its connection when the test is to answer it.
+struct Upstream {
+    addr: String,
+    requests: Receiver<(String, Option<TcpStream>)>,
+}
+
+impl Upstream {
+    /// `hold`: hand each connection to the test to answer; else answer 200 `ok` at once.
+    fn start(hold: bool) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, requests) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                stream.set_read_timeout(Some(WAIT)).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).is_ok() {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let stream = if hold {
+                    Some(stream)
+                } else {
+                    answer(stream, "ok");
+                    None
+                };
+                if tx.send((head, stream)).is_err() {
+                    break;
+                }
+            }
+        });
+        Upstream { addr, requests }
+    }
+
+    /// The next request to reach it.
+    fn next(&self) -> (String, Option<TcpStream>) {
+        self.requests
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("no request reached the upstream within {WAIT:?}: {e}"))
+    }
+}
+
+/// Answers an upstream request 200 with `body`, and closes the connection.
+fn answer(mut stream: TcpStream, body: &str) {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).unwrap();
 }
 
 #[test]
@@ -208,26 +463,21 @@ fn restart_keeps_tokens_and_keys_and_a_wrong_master_key_refuses_to_start() {
         )
     };
     let before = snapshot();
-    let out = run(
-        d,
-        Some(OTHER_MASTER),
-        &["serve", "--config", "t.toml", "--listen", "127.0.0.1:0"],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let args = ["serve", "--config", "t.toml", "--listen", "127.0.0.1:0"];
+    let (stderr, stdout) = refused(d, Some(OTHER_MASTER), &args, "ERR_STORE_WRONG_MASTER_KEY");
     assert!(
         stderr.contains("master key") && stderr.contains("Nothing was changed"),
         "{stderr}"
     );
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    assert!(!stdout.contains("listening"), "{stdout}");
     assert!(snapshot() == before, "keys and clients are untouched");
-    let out = run(
+    let (stderr, _) = refused(
         d,
         Some("not base64!"),
         &["client", "list", "--data-dir", "data"],
+        "ERR_STORE_MASTER_KEY_FORMAT",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TOKENGATE_MASTER_KEY"));
+    assert!(stderr.contains("TOKENGATE_MASTER_KEY"), "{stderr}");
 
     let server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
     assert!(
@@ -257,8 +507,15 @@ fn dev_creates_a_key_file_and_a_working_demo_client() {
     ] {
         assert!(out.contains(expected), "{expected}: {out}");
     }
-    let log = std::fs::read_to_string(d.join("server.log")).unwrap();
-    assert!(log.contains("created the master key file"), "{log}");
+    // Logged before the listening line, but written by the log's own thread: waited for.
+    wait_for("the note that the master key file was created", || {
+        let log = server.log();
+        if log.contains("created the master key file") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -272,8 +529,8 @@ fn dev_creates_a_key_file_and_a_working_demo_client() {
     let token = get_token(&server.addr, &auth);
     assert!(active(&server.addr, &auth, &token));
     // The demo route: 401 without a token, 403 without the write scope, 200 with it.
-    let (status, _) = http(&server.addr, "/api/transactions", None, Some("{}"));
-    assert_eq!(status, 401);
+    request(&server.addr, "POST", "/api/transactions", &[], Some("{}"))
+        .refused(401, "missing_token");
     let (status, body) = http(
         &server.addr,
         "/oauth2/token",
@@ -282,13 +539,14 @@ fn dev_creates_a_key_file_and_a_working_demo_client() {
     );
     assert_eq!(status, 200, "{body}");
     let read = json(&body)["access_token"].as_str().unwrap().to_owned();
-    let (status, _) = http(
+    request(
         &server.addr,
+        "POST",
         "/api/transactions",
-        Some(&format!("Bearer {read}")),
+        &[("Authorization", &format!("Bearer {read}"))],
         Some("{}"),
-    );
-    assert_eq!(status, 403);
+    )
+    .refused(403, "insufficient_scope");
     let (status, body) = http(
         &server.addr,
         "/oauth2/token",
@@ -317,75 +575,151 @@ fn sighup_reloads_routes_and_refuses_a_broken_configuration() {
     };
     std::fs::write(d.join("g.toml"), config("/one/")).unwrap();
     let server = start(d, Some(MASTER), &["serve", "--config", "g.toml"]);
-    let status = |path: &str| http(&server.addr, path, None, None).0;
-    assert_eq!(status("/one/x"), 502, "routed to a dead upstream");
-    assert_eq!(status("/two/x"), 404);
-    let hup = || {
-        let ok = Command::new("kill")
-            .args(["-HUP", &server.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
+    let get = |path: &str| request(&server.addr, "GET", path, &[], None);
+    get("/one/x").refused(502, "bad_gateway");
+    get("/two/x").refused(404, "not_found");
     std::fs::write(d.join("g.toml"), config("/two/")).unwrap();
-    hup();
-    let mut reloaded = false;
-    for _ in 0..100 {
-        if status("/two/x") == 502 {
-            reloaded = true;
-            break;
+    server.signal("HUP");
+    wait_for("the new route to serve after SIGHUP", || {
+        let r = get("/two/x");
+        if r.status == 502 {
+            Ok(r)
+        } else {
+            Err(format!("{} {}", r.status, r.body))
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(reloaded, "the new route serves after SIGHUP");
-    assert_eq!(status("/one/x"), 404);
+    })
+    .refused(502, "bad_gateway");
+    get("/one/x").refused(404, "not_found");
     // A broken file: refused, the running configuration stays.
     std::fs::write(d.join("g.toml"), "[[routes]]\nname = 1\n").unwrap();
-    hup();
-    let mut logged = false;
-    for _ in 0..100 {
-        if std::fs::read_to_string(d.join("server.log"))
-            .unwrap_or_default()
-            .contains("reload refused")
-        {
-            logged = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(logged, "the refusal is logged");
-    assert_eq!(status("/two/x"), 502);
-    assert_eq!(status("/oauth2/jwks"), 200);
+    server.signal("HUP");
+    let refusal = wait_for("the refusal to be logged", || {
+        log_lines(&server.log())
+            .into_iter()
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("reload refused"))
+            })
+            .ok_or_else(|| server.log())
+    });
+    assert_eq!(refusal["level"], "warn", "{refusal}");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(message.contains("g.toml"), "names the file: {message}");
+    get("/two/x").refused(502, "bad_gateway");
+    assert_eq!(get("/oauth2/jwks").status, 200);
 
     // The access log: one JSON line per request, gateway traffic (which bypasses the router)
-    // and token-service requests alike.
-    let line_for = |path: &str, status: u64| {
-        for _ in 0..100 {
-            let log = std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
-            let found = log
-                .lines()
+    // and token-service requests alike. The request the test timed itself: the latency the
+    // server logs lies within the time the test saw the request take (not a timing
+    // assertion: it cannot fail however slow the machine is, only if the field is wrong).
+    let before = store::unix_now();
+    let sent = Instant::now();
+    request(
+        &server.addr,
+        "GET",
+        "/two/x",
+        &[("X-Request-Id", "upstream-down")],
+        None,
+    )
+    .refused(502, "bad_gateway");
+    let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
+    let after = store::unix_now();
+    request(
+        &server.addr,
+        "GET",
+        "/one/x",
+        &[("X-Request-Id", "unrouted")],
+        None,
+    )
+    .refused(404, "not_found");
+    assert_eq!(
+        request(
+            &server.addr,
+            "GET",
+            "/oauth2/jwks",
+            &[("X-Request-Id", "jwks")],
+            None
+        )
+        .status,
+        200
+    );
+    let line_of = |id: &str| {
+        wait_for(&format!("the access-log line of {id}"), || {
+            let log = server.log();
+            log.lines()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|l| l["path"] == path && l["status"] == status);
-            if let Some(line) = found {
-                return line;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("no access-log line for {path} {status}");
+                .find(|l| l["request_id"] == id)
+                .ok_or(log)
+        })
     };
-    let upstream_down = line_for("/two/x", 502);
+    let upstream_down = line_of("upstream-down");
+    let mut fields: Vec<&str> = upstream_down
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "client_id",
+            "denial",
+            "detail",
+            "latency_ms",
+            "method",
+            "path",
+            "request_id",
+            "route",
+            "status",
+            "sub",
+            "time",
+            "token_hash",
+            "upstream"
+        ],
+        "{upstream_down}"
+    );
     assert_eq!(upstream_down["method"], "GET");
+    assert_eq!(upstream_down["path"], "/two/x");
+    assert_eq!(upstream_down["status"], 502);
     assert_eq!(upstream_down["route"], "r");
     assert_eq!(upstream_down["denial"], "ERR_GATEWAY_UPSTREAM");
-    assert!(upstream_down["detail"]
-        .as_str()
-        .unwrap()
-        .contains("127.0.0.1:9"));
-    assert!(upstream_down["latency_ms"].as_f64().unwrap() >= 0.0);
-    assert!(!upstream_down["request_id"].as_str().unwrap().is_empty());
-    let unrouted = line_for("/one/x", 404);
+    // The target that failed is named in the detail (`upstream` names the one that answered).
+    assert_eq!(upstream_down["upstream"], Value::Null);
+    let detail = upstream_down["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("upstream failed: ") && detail.contains("127.0.0.1:9"),
+        "{detail}"
+    );
+    for anonymous in ["client_id", "sub", "token_hash"] {
+        assert_eq!(
+            upstream_down[anonymous],
+            Value::Null,
+            "no token, no {anonymous}"
+        );
+    }
+    let time = upstream_down["time"].as_i64().unwrap();
+    assert!(
+        (before..=after).contains(&time),
+        "{time} not in {before}..={after}"
+    );
+    let latency = upstream_down["latency_ms"].as_f64().unwrap();
+    assert!(
+        latency.is_finite() && latency > 0.0 && latency <= round_trip_ms,
+        "latency_ms {latency} outside (0, {round_trip_ms}]"
+    );
+    let unrouted = line_of("unrouted");
+    assert_eq!(unrouted["status"], 404);
     assert_eq!(unrouted["route"], Value::Null);
-    let jwks = line_for("/oauth2/jwks", 200);
+    assert_eq!(
+        unrouted["denial"],
+        Value::Null,
+        "no check refused it: {unrouted}"
+    );
+    let jwks = line_of("jwks");
+    assert_eq!(jwks["status"], 200);
+    assert_eq!(jwks["path"], "/oauth2/jwks");
     assert!(jwks.get("route").is_none(), "not a gateway request: {jwks}");
 }
 
@@ -435,22 +769,28 @@ fn client_and_key_commands() {
     );
     let rotated = ok_json(d, &with(&["client", "rotate-secret", id]));
     assert_ne!(rotated["client_secret"], basic["client_secret"]);
-    let out = run(
+    let (stderr, _) = refused(
         d,
         Some(MASTER),
         &with(&["client", "rotate-secret", pk["client_id"].as_str().unwrap()]),
+        "ERR_CLIENT_CONFLICT",
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("has no secret"), "{stderr}");
     ok_json(d, &with(&["client", "delete", id]));
-    let out = run(d, Some(MASTER), &with(&["client", "show", id]));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
-    let out = run(
+    let (stderr, _) = refused(
+        d,
+        Some(MASTER),
+        &with(&["client", "show", id]),
+        "ERR_CLIENT_NOT_FOUND",
+    );
+    assert!(stderr.contains("not found"), "{stderr}");
+    let (stderr, _) = refused(
         d,
         Some(MASTER),
         &with(&["client", "create", "--name", "x", "--auth-method", "magic"]),
+        "ERR_USAGE",
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--auth-method must be "), "{stderr}");
 
     let keys = ok_json(d, &with(&["key", "list"]));
     assert_eq!(keys.as_array().unwrap().len(), 2);
@@ -474,20 +814,639 @@ fn bad_configuration_is_refused_before_binding() {
         "[server]\nlisten = \"127.0.0.1:0\"\ncolour = \"red\"\n",
     )
     .unwrap();
-    let out = run(d, Some(MASTER), &["serve", "--config", "bad.toml"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, _) = refused(
+        d,
+        Some(MASTER),
+        &["serve", "--config", "bad.toml"],
+        "ERR_CONFIG",
+    );
     assert!(stderr.contains("bad.toml:3:1"), "{stderr}");
     std::fs::write(
         d.join("tls.toml"),
         "[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n",
     )
     .unwrap();
-    let out = run(
+    let (stderr, _) = refused(
         d,
         Some(MASTER),
         &["serve", "--config", "tls.toml", "--listen", "127.0.0.1:0"],
+        "ERR_TLS",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+    assert!(
+        stderr.contains("c.pem"),
+        "names the file it cannot read: {stderr}"
+    );
+}
+
+/// The variable a printed line assigns (`NAME=$(curl …)`), if it is an assignment.
+fn assigned(line: &str) -> Option<&str> {
+    let (name, value) = line.split_once('=')?;
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase()) && value.starts_with("$("))
+        .then_some(name)
+}
+
+/// Runs `script` (printed lines, as a reader would paste them) with `sh` in `dir`, the
+/// variables earlier lines set in its environment. curl reads `.curlrc` in `$CURL_HOME`,
+/// where the test has it also write the status of each request to stderr, so the lines run
+/// as printed. Returns stdout, and the status of the one request the script makes.
+fn run_lines(dir: &Path, script: &str, vars: &[(String, String)]) -> (String, u16) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("CURL_HOME", dir)
+        // Straight to the server, whatever proxy the environment names.
+        .env("no_proxy", "127.0.0.1")
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap_or_else(|e| panic!("running sh: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
+    let statuses: Vec<u16> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("curl-status "))
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let [status] = statuses[..] else {
+        panic!("{script}: expected one request, saw {statuses:?}: {stderr}")
+    };
+    (stdout, status)
+}
+
+/// What `curl -i` printed, as a response.
+fn included(text: &str) -> Response {
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head: {text}"));
+    Response {
+        status: head.get(9..12).and_then(|s| s.parse().ok()).unwrap(),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn dev_prints_curl_lines_that_do_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join(".curlrc"),
+        "write-out = \"%{stderr}curl-status %{http_code}\\n\"\n",
+    )
+    .unwrap();
+    let mut server = start(d, None, &["dev", "--data-dir", "data"]);
+    let printed = server.printed();
+    let issuer = format!("http://{}", server.addr);
+    let client_id = printed
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("client_id="))
+        .unwrap_or_else(|| panic!("no client_id: {printed}"))
+        .to_owned();
+    let lines: Vec<&str> = printed
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("curl "))
+        .collect();
+    assert_eq!(lines.len(), 14, "{printed}");
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut promised = Vec::new();
+    // Request ids of the refusals, to find their access-log lines.
+    let mut refusals = Vec::new();
+    for line in lines {
+        assert!(line.contains(&format!("{issuer}/")), "{line}");
+        if let Some(var) = assigned(line) {
+            let (value, status) = run_lines(d, &format!("{line}\nprintf %s \"${var}\""), &vars);
+            assert_eq!(status, 200, "{line}");
+            let parts = if var == "ENC" { 5 } else { 3 };
+            assert_eq!(value.split('.').count(), parts, "{var}={value}");
+            vars.push((var.to_owned(), value));
+            continue;
+        }
+        assert!(line.starts_with("curl "), "{line}");
+        let promise = line.rsplit_once(" # ").map(|(_, p)| p.trim());
+        let expected: u16 = promise.map_or(200, |p| p[..3].parse().unwrap());
+        let (stdout, status) = run_lines(d, line, &vars);
+        assert_eq!(status, expected, "{line}\n{stdout}");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with(&issuer))
+            .unwrap();
+        let path = &url[issuer.len()..];
+        let upstream = |stdout: &str, scopes: &str| {
+            let seen = json(stdout);
+            assert_eq!(seen["upstream"], "tokengate dev demo", "{seen}");
+            assert_eq!(seen["headers"]["x-user-id"], client_id.as_str(), "{seen}");
+            assert_eq!(seen["headers"]["x-scopes"], scopes, "{seen}");
+            assert_eq!(seen["saw_client_token"], false, "{seen}");
+            seen
+        };
+        match (promise, path) {
+            (Some("401: no token"), "/api/transactions") => {
+                let r = included(&stdout);
+                r.refused(401, "missing_token");
+                assert_eq!(
+                    r.header("www-authenticate"),
+                    Some("Bearer realm=\"tokengate\"")
+                );
+                refusals.push((r, "ERR_GATEWAY_NO_TOKEN"));
+            }
+            (Some("200: the upstream sees the caller"), "/api/transactions") => {
+                let seen = upstream(&stdout, "transactions:write");
+                assert_eq!(seen["headers"]["x-client-id"], client_id.as_str());
+                assert_eq!(seen["body"], "{\"amount\":5}");
+            }
+            (Some("403: insufficient_scope"), "/api/transactions") => {
+                let r = included(&stdout);
+                r.refused(403, "insufficient_scope");
+                let challenge = r.header("www-authenticate").unwrap();
+                assert!(
+                    challenge.contains("error=\"insufficient_scope\"")
+                        && challenge.contains("scope=\"transactions:write\""),
+                    "{challenge}"
+                );
+                refusals.push((r, "ERR_GATEWAY_INSUFFICIENT_SCOPE"));
+            }
+            (Some("200: an encrypted (JWE) token"), "/secure/balance") => {
+                upstream(&stdout, "transactions:read");
+            }
+            (Some("401: revoked"), "/api/transactions") => {
+                let r = included(&stdout);
+                r.refused(401, "invalid_token");
+                let challenge = r.header("www-authenticate").unwrap();
+                assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+                refusals.push((r, "ERR_GATEWAY_REVOKED"));
+            }
+            (None, "/oauth2/introspect") => {
+                let seen = json(&stdout);
+                assert_eq!(seen["active"], true, "{seen}");
+                assert_eq!(seen["client_id"], client_id.as_str());
+                assert_eq!(seen["scope"], "transactions:write");
+            }
+            (None, "/oauth2/revoke") => assert_eq!(stdout, ""),
+            (None, "/.well-known/oauth-authorization-server") => {
+                assert_eq!(json(&stdout)["issuer"], issuer.as_str());
+            }
+            (None, "/oauth2/jwks") => {
+                assert!(!json(&stdout)["keys"].as_array().unwrap().is_empty());
+            }
+            (None, "/admin/audit") => {
+                let events = json(&stdout)["events"].as_array().unwrap().clone();
+                assert!(
+                    events
+                        .iter()
+                        .any(|e| e["event"] == "token.revoked" && e["outcome"] == "success"),
+                    "the revocation the line before made: {events:?}"
+                );
+            }
+            (None, "/metrics") => {
+                assert!(
+                    stdout.contains("\ntokengate_log_lines_dropped_total 0\n"),
+                    "{stdout}"
+                );
+            }
+            _ => panic!("a printed line this test does not know what to expect of: {line}"),
+        }
+        if let Some(p) = promise {
+            promised.push(p.to_owned());
+        }
+    }
+    assert_eq!(promised.len(), 5, "{promised:?}");
+    // Each refusal's stable code is in the access log.
+    let log = server.stop();
+    for (response, code) in refusals {
+        let id = response.header("x-request-id").unwrap();
+        let line = access_line(&log, id);
+        assert_eq!(line["denial"], code, "{line}");
+        assert_eq!(line["status"], response.status, "{line}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let upstream = Upstream::start(true);
+    std::fs::write(
+        d.join("t.toml"),
+        format!(
+            "[server]\ndata_dir = \"data\"\n[[routes]]\nname = \"slow\"\npath_prefix = \"/slow/\"\nupstreams = [\"http://{}\"]\nauth = \"none\"\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
+    assert_eq!(http(&server.addr, "/oauth2/jwks", None, None).0, 200);
+    let addr = server.addr.clone();
+    let client = std::thread::spawn(move || {
+        request(
+            &addr,
+            "GET",
+            "/slow/x",
+            &[("X-Request-Id", "in-flight")],
+            None,
+        )
+    });
+    // The request has reached the upstream: it is in flight.
+    let (head, held) = upstream.next();
+    assert!(head.starts_with("GET /slow/x HTTP/1.1\r\n"), "{head}");
+    server.signal("TERM");
+    // The server stops accepting (its listener is closed) but keeps running.
+    wait_for(
+        "the listener to close after SIGTERM",
+        || match TcpStream::connect(&server.addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+            Err(e) => Err(e.to_string()),
+            Ok(_) => Err("still accepting connections".to_owned()),
+        },
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server exited with a request in flight: {}",
+        server.log()
+    );
+    // The upstream answers now; the client gets that answer.
+    answer(held.unwrap(), "drained");
+    let response = client.join().unwrap();
+    assert_eq!(response.status, 200, "{}{}", response.head, response.body);
+    assert_eq!(response.body, "drained");
+    let status = server.exit_status();
+    let log = server.log();
+    assert_eq!(status.code(), Some(0), "{status}: {log}");
+    let line = access_line(&log, "in-flight");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["denial"], Value::Null, "{line}");
+    let last = log_lines(&log).pop().unwrap();
+    assert_eq!(last["message"], "stopped", "{log}");
+}
+
+/// The signal handlers exist before the "listening" line: a SIGTERM sent on seeing it stops
+/// the server cleanly instead of killing it (the default action of an unhandled SIGTERM).
+#[cfg(unix)]
+#[test]
+fn sigterm_right_after_the_listening_line_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), "[server]\ndata_dir = \"data\"\n").unwrap();
+    let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
+    server.signal("TERM");
+    let status = server.exit_status();
+    let log = server.log();
+    assert_eq!(status.code(), Some(0), "{status}: {log}");
+    let last = log_lines(&log).pop().unwrap();
+    assert_eq!(last["message"], "stopped", "{log}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_postgresql_database_url() {
+    assert!(
+        std::env::var(store::testing::POSTGRES_ENV).is_ok(),
+        "this test runs the binary against PostgreSQL: set {} to a server where it may create \
+         and drop a schema, e.g. {}=postgres://postgres@127.0.0.1:5432/test",
+        store::testing::POSTGRES_ENV,
+        store::testing::POSTGRES_ENV
+    );
+    // A schema of its own (t_<random>, chosen with `?options=-c search_path=…`), dropped at
+    // the end.
+    store::testing::run_postgres(|ctx| async move {
+        let url = ctx.url.clone();
+        assert!(url.contains("options=-c%20search_path%3Dt_"), "{url}");
+        let (client_id, jti) = tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let creds = ok_json(
+                d,
+                &[
+                    "client",
+                    "create",
+                    "--database-url",
+                    &url,
+                    "--name",
+                    "svc",
+                    "--scope",
+                    "read",
+                    "--audience",
+                    "https://api.example",
+                ],
+            );
+            let id = creds["client_id"].as_str().unwrap().to_owned();
+            let auth = crate::harness::basic(&id, creds["client_secret"].as_str().unwrap());
+            let mut server = start(d, Some(MASTER), &["serve", "--database-url", &url]);
+            let token = get_token(&server.addr, &auth);
+            assert!(active(&server.addr, &auth, &token));
+            // A resource server's check: the JWKS it serves verifies the token.
+            let (status, jwks) = http(&server.addr, "/oauth2/jwks", None, None);
+            assert_eq!(status, 200, "{jwks}");
+            let jwks = jose::JwkSet::from_json(jwks.as_bytes()).unwrap();
+            let validation = jose::jwt::Validation::new()
+                .algorithms([jose::Algorithm::ES256])
+                .issuer(format!("http://{}", server.addr))
+                .audience("https://api.example")
+                .typ("at+jwt");
+            let claims = jose::jwt::verify(&token, &jwks, &validation)
+                .unwrap()
+                .claims;
+            assert_eq!(claims.get("client_id").unwrap(), id.as_str());
+            assert_eq!(claims.get("scope").unwrap(), "read");
+            let jti = claims.jti().unwrap().to_owned();
+            // Stopped cleanly, so no connection of it is left when the schema is dropped.
+            server.stop();
+            let entries: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(entries, ["server.log"], "no SQLite database beside it");
+            (id, jti)
+        })
+        .await
+        .unwrap();
+        // The token was recorded in that schema.
+        let store = ctx.open().await;
+        assert_eq!(store.backend(), store::Backend::Postgres);
+        let row = store
+            .token(&jti)
+            .await
+            .unwrap()
+            .expect("the issued token's row");
+        assert_eq!(row.client_id, client_id);
+        assert!(row.revoked_at.is_none());
+        store.close().await;
+    })
+    .await;
+}
+
+/// A request of [`the_logs_never_hold_a_token`]: its request id, path and Authorization, and
+/// the status, error and denial code it gets.
+type Case = (
+    &'static str,
+    String,
+    Option<String>,
+    u16,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+#[cfg(unix)]
+#[test]
+fn the_logs_never_hold_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let upstream = Upstream::start(false);
+    std::fs::write(
+        d.join("t.toml"),
+        format!(
+            "[server]\ndata_dir = \"data\"\n\
+             [[audiences]]\nid = \"https://api.example\"\nscopes = [\"read\", \"write\"]\n\
+             [[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{}\"]\n\
+             [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n\
+             required_scopes = [\"write\"]\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let creds = ok_json(
+        d,
+        &[
+            "client",
+            "create",
+            "--config",
+            "t.toml",
+            "--name",
+            "svc",
+            "--scope",
+            "read write",
+            "--audience",
+            "https://api.example",
+        ],
+    );
+    let id = creds["client_id"].as_str().unwrap();
+    let auth = crate::harness::basic(id, creds["client_secret"].as_str().unwrap());
+    let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
+    let addr = server.addr.clone();
+    let write = token_for(&addr, &auth, "scope=write");
+    let read = token_for(&addr, &auth, "scope=read");
+    let revoked = token_for(&addr, &auth, "scope=write");
+    let (status, body) = http(
+        &addr,
+        "/oauth2/revoke",
+        Some(&auth),
+        Some(&format!("token={revoked}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The valid token with its signature altered.
+    let (signed, signature) = write.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let cases: Vec<Case> = vec![
+        (
+            "valid",
+            "/api/x".into(),
+            Some(bearer(&write)),
+            200,
+            None,
+            None,
+        ),
+        (
+            "no-scope",
+            "/api/x".into(),
+            Some(bearer(&read)),
+            403,
+            Some("insufficient_scope"),
+            Some("ERR_GATEWAY_INSUFFICIENT_SCOPE"),
+        ),
+        (
+            "revoked",
+            "/api/x".into(),
+            Some(bearer(&revoked)),
+            401,
+            Some("invalid_token"),
+            Some("ERR_GATEWAY_REVOKED"),
+        ),
+        (
+            "forged",
+            "/api/x".into(),
+            Some(bearer(&forged)),
+            401,
+            Some("invalid_token"),
+            Some("ERR_JWS_SIGNATURE_INVALID"),
+        ),
+        (
+            "garbage",
+            "/api/x".into(),
+            Some(bearer("not-a-token")),
+            401,
+            Some("invalid_token"),
+            Some("ERR_JWT_INVALID"),
+        ),
+        (
+            "dpop-without-proof",
+            "/api/x".into(),
+            Some(format!("DPoP {write}")),
+            401,
+            Some("invalid_dpop_proof"),
+            Some("ERR_GATEWAY_DPOP"),
+        ),
+        // In the query string: not a way to present a token here, and the access log never
+        // records the query.
+        (
+            "in-query",
+            format!("/api/x?access_token={write}"),
+            None,
+            401,
+            Some("missing_token"),
+            Some("ERR_GATEWAY_NO_TOKEN"),
+        ),
+        (
+            "unrouted",
+            "/nowhere".into(),
+            Some(bearer(&write)),
+            404,
+            Some("not_found"),
+            None,
+        ),
+    ];
+    for (rid, path, authorization, status, error, _) in &cases {
+        let mut headers = vec![("X-Request-Id", *rid)];
+        if let Some(a) = authorization {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let response = request(&addr, "GET", path, &headers, None);
+        match error {
+            Some(e) => response.refused(*status, e),
+            None => assert_eq!(response.status, *status, "{rid}: {}", response.body),
+        }
+    }
+    // The one request let through reached the upstream without the client's token.
+    let (head, _) = upstream.next();
+    assert!(head.starts_with("GET /api/x HTTP/1.1\r\n"), "{head}");
+    assert!(!head.contains(&write), "{head}");
+    // Introspection, and the token endpoint's answers, hold tokens too.
+    assert!(active(&addr, &auth, &write));
+
+    let log = server.stop();
+    let printed = server.printed();
+    for (rid, path, _, status, _, denial) in &cases {
+        let line = access_line(&log, rid);
+        assert_eq!(line["status"], *status, "{line}");
+        assert_eq!(
+            line["path"],
+            path.split('?').next().unwrap(),
+            "the path without the query: {line}"
+        );
+        assert_eq!(
+            line["denial"],
+            denial.map_or(Value::Null, Value::from),
+            "{line}"
+        );
+    }
+    // What the access log records of the token let through: who, and a hash prefix.
+    let valid = access_line(&log, "valid");
+    assert_eq!(valid["client_id"], id);
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, write.as_bytes());
+    let prefix: String = hash.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(valid["token_hash"], prefix.as_str());
+    for token in [&write, &read, &revoked, &forged] {
+        let (_, payload_and_signature) = token.split_once('.').unwrap();
+        let (payload, signature) = payload_and_signature.split_once('.').unwrap();
+        for (what, text) in [("stderr", &log), ("stdout", &printed)] {
+            for (part, secret) in [
+                ("token", token.as_str()),
+                ("payload", payload),
+                ("signature", signature),
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "the {part} of {token} is in {what}: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// Two nodes on one PostgreSQL database: a token revoked at one is refused by the other's
+/// gateway, which had already accepted (and cached) it, with no restart: the other node reads
+/// revocations from the database every second. (How fast is measured, not asserted here.)
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_at_one_node_is_refused_at_the_other() {
+    store::testing::run_postgres(|ctx| async move {
+        let url = ctx.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let upstream = Upstream::start(false);
+            let config = format!(
+                "[token_service]\nissuer = \"https://as.example\"\n\
+                 [[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{}\"]\n\
+                 [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n",
+                upstream.addr
+            );
+            let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            for dir in [&one, &two] {
+                std::fs::write(dir.path().join("t.toml"), &config).unwrap();
+            }
+            let creds = ok_json(
+                one.path(),
+                &[
+                    "client",
+                    "create",
+                    "--database-url",
+                    &url,
+                    "--name",
+                    "svc",
+                    "--scope",
+                    "read",
+                    "--audience",
+                    "https://api.example",
+                ],
+            );
+            let id = creds["client_id"].as_str().unwrap();
+            let auth = crate::harness::basic(id, creds["client_secret"].as_str().unwrap());
+            let args = ["serve", "--config", "t.toml", "--database-url", &url];
+            let mut a = start(one.path(), Some(MASTER), &args);
+            let mut b = start(two.path(), Some(MASTER), &args);
+            let token = get_token(&a.addr, &auth);
+            let bearer = format!("Bearer {token}");
+            let at_b = |request_id: &str| {
+                request(
+                    &b.addr,
+                    "GET",
+                    "/api/x",
+                    &[("Authorization", &bearer), ("X-Request-Id", request_id)],
+                    None,
+                )
+            };
+            let r = at_b("before");
+            assert_eq!(r.status, 200, "{}{}", r.head, r.body);
+            let (status, body) = http(
+                &a.addr,
+                "/oauth2/revoke",
+                Some(&auth),
+                Some(&format!("token={token}")),
+            );
+            assert_eq!(status, 200, "{body}");
+            let mut attempt = 0;
+            let refused = wait_for("node b to refuse the token revoked at node a", || {
+                attempt += 1;
+                let id = format!("after-{attempt}");
+                let r = at_b(&id);
+                match r.status {
+                    401 => Ok(id),
+                    200 => Err("still accepted".to_owned()),
+                    other => panic!("unexpected {other}: {}{}", r.head, r.body),
+                }
+            });
+            let log = b.stop();
+            let line = access_line(&log, &refused);
+            assert_eq!(line["denial"], "ERR_GATEWAY_REVOKED", "{line}");
+            a.stop();
+        })
+        .await
+        .unwrap();
+    })
+    .await;
 }

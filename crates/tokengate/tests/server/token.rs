@@ -9,8 +9,41 @@ use store::testing::Ctx;
 use store::AuthMethod;
 
 use crate::harness::{
-    app, app_with, basic, dpop_proof, form_encode, settings, signed, API, ISSUER, SECRET_API,
+    app, app_with, basic, dpop_proof, form_encode, settings, signed, TestApp, API, ISSUER,
+    SECRET_API,
 };
+
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// The claims of an encrypted token of ours: decrypted with the service's key, verified with
+/// its JWKS for `audience`.
+fn decrypted(app: &TestApp, token: &str, audience: &str) -> jose::jwt::Claims {
+    assert_eq!(token.split('.').count(), 5, "a nested JWE: {token}");
+    let ring = app.service.ring();
+    jose::jwt::decrypt_and_verify(
+        token,
+        ring.decryption_keys(),
+        &jose::jwe::DecryptOptions::from_key(),
+        ring.jwks(),
+        &jose::jwt::Validation::new()
+            .algorithms_from_key()
+            .issuer(ISSUER)
+            .audience(audience)
+            .typ("at+jwt"),
+    )
+    .unwrap()
+    .claims
+}
+
+/// A token-exchange form for `subject`, asking for `resource`.
+fn exchange_form(subject: &str, resource: &str) -> String {
+    format!(
+        "grant_type={}&subject_token={subject}&subject_token_type={}&resource={}",
+        form_encode(oauth::TOKEN_EXCHANGE),
+        form_encode(ACCESS_TOKEN_TYPE),
+        form_encode(resource)
+    )
+}
 
 pub async fn client_credentials_issues_an_rfc9068_token(ctx: Ctx) {
     let app = app(&ctx).await;
@@ -70,10 +103,13 @@ pub async fn secret_post_and_method_mismatch(ctx: Ctx) {
         .await;
     let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
     app.post("/oauth2/token", &form, &[]).await.ok();
-    // Registered for post, presented with Basic.
+    // Registered for post, presented with Basic: the client is told only that
+    // authentication failed, the audit trail says why.
+    let reply = app.token(&id, &secret, "").await;
+    reply.refused(401, "invalid_client", "client authentication failed");
     assert_eq!(
-        app.token(&id, &secret, "").await.error(401),
-        "invalid_client"
+        app.refusal_reason(&reply, 401, "invalid_client").await,
+        "invalid_client: the client is registered for another authentication method"
     );
     // Basic and post at once.
     let reply = app
@@ -83,7 +119,11 @@ pub async fn secret_post_and_method_mismatch(ctx: Ctx) {
             &[("authorization", &basic(&id, &secret))],
         )
         .await;
-    assert_eq!(reply.error(400), "invalid_request");
+    reply.refused(
+        400,
+        "invalid_request",
+        "more than one client authentication method is used",
+    );
 }
 
 pub async fn private_key_jwt(ctx: Ctx) {
@@ -133,20 +173,34 @@ pub async fn private_key_jwt(ctx: Ctx) {
     )
     .await
     .ok();
-    // Replay, wrong audience, expired, and a key the client did not register.
+    // Replay, wrong audience, expired, and a key the client did not register: the client
+    // hears "client authentication failed" each time; the audit trail names the check.
     let cases = [
-        first,
-        assertion("a3", "https://elsewhere.example", now + 60),
-        assertion("a4", &token_url, now - 3600),
-        signed(
-            &Jwk::generate(Algorithm::ES256, None, Some("k1".into())).unwrap(),
-            &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 60, "jti": "a5"}),
-            &[],
+        (first, "the client assertion was used before"),
+        (
+            assertion("a3", "https://elsewhere.example", now + 60),
+            "the client assertion is invalid: \"aud\" does not include an accepted audience",
+        ),
+        (
+            assertion("a4", &token_url, now - 3600),
+            "the client assertion is invalid: the token expired",
+        ),
+        (
+            signed(
+                &Jwk::generate(Algorithm::ES256, None, Some("k1".into())).unwrap(),
+                &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 60, "jti": "a5"}),
+                &[],
+            ),
+            "the client assertion is invalid: signature verification failed",
         ),
     ];
-    for case in cases {
+    for (case, why) in cases {
         let reply = app.post("/oauth2/token", &form(&case), &[]).await;
-        assert_eq!(reply.error(401), "invalid_client");
+        reply.refused(401, "invalid_client", "client authentication failed");
+        assert_eq!(
+            app.refusal_reason(&reply, 401, "invalid_client").await,
+            format!("invalid_client: {why}")
+        );
     }
     // A wrong assertion type.
     let reply = app
@@ -159,7 +213,11 @@ pub async fn private_key_jwt(ctx: Ctx) {
             &[],
         )
         .await;
-    assert_eq!(reply.error(400), "invalid_request");
+    reply.refused(
+        400,
+        "invalid_request",
+        "client_assertion_type must be the JWT bearer type",
+    );
 }
 
 pub async fn invalid_client(ctx: Ctx) {
@@ -167,19 +225,33 @@ pub async fn invalid_client(ctx: Ctx) {
     let (id, secret) = app
         .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
         .await;
+    // The client is told nothing more than "client authentication failed"; the audit trail
+    // says why.
+    let refused = |reply: crate::harness::Reply, why: &'static str| {
+        let app = &app;
+        async move {
+            reply.refused(401, "invalid_client", "client authentication failed");
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Basic realm=\"tokengate\"")
+            );
+            let event = app.audited(&reply.request_id()).await;
+            assert_eq!(event.event, "token.denied");
+            assert_eq!(event.reason.as_deref(), Some(why));
+        }
+    };
     for (who, pass) in [("nobody", "x"), (id.as_str(), "wrong"), (id.as_str(), "")] {
-        let reply = app.token(who, pass, "").await;
-        assert_eq!(reply.error(401), "invalid_client");
-        assert_eq!(
-            reply.header("www-authenticate"),
-            Some("Basic realm=\"tokengate\"")
-        );
+        refused(
+            app.token(who, pass, "").await,
+            "invalid_client: client authentication failed",
+        )
+        .await;
     }
     // No credentials at all.
     let reply = app
         .post("/oauth2/token", "grant_type=client_credentials", &[])
         .await;
-    assert_eq!(reply.error(401), "invalid_client");
+    refused(reply, "invalid_client: client authentication is required").await;
     // Malformed Basic credentials.
     let reply = app
         .post(
@@ -188,34 +260,17 @@ pub async fn invalid_client(ctx: Ctx) {
             &[("authorization", "Basic !!!")],
         )
         .await;
-    assert_eq!(reply.error(401), "invalid_client");
+    refused(reply, "invalid_client: malformed Basic credentials").await;
     // A disabled client.
     app.service
         .set_client_disabled(&id, true, 0, None)
         .await
         .unwrap();
-    assert_eq!(
-        app.token(&id, &secret, "").await.error(401),
-        "invalid_client"
-    );
-    // The client is told nothing more than "client authentication failed"; the audit trail
-    // (written through a queue, so polled here) says why.
-    let mut found = false;
-    for _ in 0..100 {
-        let denied = app.service.store().audit_events(0, 100).await.unwrap();
-        found = denied.iter().any(|e| {
-            e.event.event == "token.denied"
-                && e.event
-                    .reason
-                    .as_deref()
-                    .is_some_and(|r| r.contains("disabled"))
-        });
-        if found {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(found, "a token.denied event naming the cause");
+    refused(
+        app.token(&id, &secret, "").await,
+        "invalid_client: the client is disabled",
+    )
+    .await;
 }
 
 pub async fn exchange_is_limited_to_holders_and_lifetimes(ctx: Ctx) {
@@ -226,45 +281,70 @@ pub async fn exchange_is_limited_to_holders_and_lifetimes(ctx: Ctx) {
     let (stranger, stranger_secret) = app
         .client(&["read"], &[SECRET_API], AuthMethod::ClientSecretBasic)
         .await;
-    let short = app.token(&owner, &owner_secret, "scope=read").await.ok();
-    let token = short["access_token"].as_str().unwrap().to_owned();
-    let form = format!(
-        "grant_type={}&subject_token={token}&subject_token_type={}&resource={}",
-        form_encode(oauth::TOKEN_EXCHANGE),
-        form_encode("urn:ietf:params:oauth:token-type:access_token"),
-        form_encode(SECRET_API)
-    );
-    // A client that neither holds the token nor serves its audience cannot launder it.
-    let reply = app.token(&stranger, &stranger_secret, &form).await;
-    assert_eq!(reply.error(400), "invalid_grant");
-    // The holder can; the new token does not outlive the subject token.
     let (both, both_secret) = app
         .client(&["read"], &[API, SECRET_API], AuthMethod::ClientSecretBasic)
         .await;
-    let _ = (both, both_secret);
-    let own = app
+    let subject = app.token(&owner, &owner_secret, "scope=read").await.ok();
+    let token = subject["access_token"].as_str().unwrap().to_owned();
+    // A client that neither holds the token nor serves its audience cannot launder it.
+    app.token(
+        &stranger,
+        &stranger_secret,
+        &exchange_form(&token, SECRET_API),
+    )
+    .await
+    .refused(
+        400,
+        "invalid_grant",
+        "the subject token was neither issued to this client nor for its audience",
+    );
+    // A client registered for the token's audience (the resource server that received it)
+    // may exchange it, here for its other audience: the subject and the scope carry over,
+    // the new token names the exchanging client.
+    let body = app
+        .token(&both, &both_secret, &exchange_form(&token, SECRET_API))
+        .await
+        .ok();
+    assert_eq!(body["issued_token_type"], ACCESS_TOKEN_TYPE);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "read");
+    assert_eq!(
+        body["expires_in"], 120,
+        "the audience's lifetime, shorter than what the subject token has left"
+    );
+    let exchanged = decrypted(&app, body["access_token"].as_str().unwrap(), SECRET_API);
+    assert_eq!(exchanged.sub(), Some(owner.as_str()));
+    assert_eq!(exchanged.get("client_id").unwrap(), both.as_str());
+    assert_eq!(exchanged.get("scope").unwrap(), "read");
+
+    // The new token does not outlive the subject token. A token for the secret audience
+    // lives 120 s; exchanged for the API (whose tokens live 300 s) the new one ends when the
+    // subject token does, not 300 s after it was made.
+    let short = app
         .token(
-            &owner,
-            &owner_secret,
-            &form.replace(&form_encode(SECRET_API), &form_encode(API)),
+            &both,
+            &both_secret,
+            &format!("resource={}", form_encode(SECRET_API)),
         )
         .await
         .ok();
-    let subject_exp = jose::jwt::decode_unverified(&token).unwrap().1["exp"]
-        .as_i64()
-        .unwrap();
-    let new_exp = jose::jwt::decode_unverified(own["access_token"].as_str().unwrap())
-        .unwrap()
-        .1["exp"]
-        .as_i64()
-        .unwrap();
-    assert!(new_exp <= subject_exp, "{new_exp} > {subject_exp}");
+    assert_eq!(short["expires_in"], 120);
+    let short_token = short["access_token"].as_str().unwrap();
+    let short_exp = decrypted(&app, short_token, SECRET_API).exp().unwrap();
+    let own = app
+        .token(&both, &both_secret, &exchange_form(short_token, API))
+        .await
+        .ok();
+    let claims = app.verify(own["access_token"].as_str().unwrap(), API).await;
+    let (iat, exp) = (claims.iat().unwrap(), claims.exp().unwrap());
+    assert_eq!(exp, short_exp, "capped at the subject token's exp");
+    assert!(exp - iat <= 120, "not the API's 300 s: {}", exp - iat);
+    assert_eq!(own["expires_in"], exp - iat);
+    assert_eq!(claims.sub(), Some(both.as_str()));
+
     // Error descriptions say nothing about why client authentication failed.
     let reply = app.token(&owner, "wrong", "").await;
-    assert_eq!(
-        reply.json()["error_description"],
-        "client authentication failed"
-    );
+    reply.refused(401, "invalid_client", "client authentication failed");
 }
 
 pub async fn malformed_requests(ctx: Ctx) {
@@ -273,37 +353,45 @@ pub async fn malformed_requests(ctx: Ctx) {
         .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
         .await;
     let auth = basic(&id, &secret);
-    let cases: Vec<(Option<&str>, String)> = vec![
+    let form = Some("application/x-www-form-urlencoded");
+    let not_form = "the body must be application/x-www-form-urlencoded";
+    let cases: Vec<(Option<&str>, String, &str)> = vec![
         (
             Some("application/json"),
             r#"{"grant_type":"client_credentials"}"#.into(),
+            not_form,
         ),
-        (None, "grant_type=client_credentials".into()),
+        (None, "grant_type=client_credentials".into(), not_form),
         (
-            Some("application/x-www-form-urlencoded"),
+            form,
             "grant_type=client_credentials&grant_type=client_credentials".into(),
+            "the parameter grant_type is repeated",
         ),
         (
-            Some("application/x-www-form-urlencoded"),
+            form,
             "grant_type=client_credentials&scope=%zz".into(),
+            "a bad percent-escape in the body",
         ),
         (
-            Some("application/x-www-form-urlencoded"),
+            form,
             "grant_type=client_credentials&scope=%ff".into(),
+            "the body is not UTF-8",
         ),
         (
-            Some("application/x-www-form-urlencoded"),
+            form,
             format!(
                 "grant_type=client_credentials&pad={}",
                 "a".repeat(70 * 1024)
             ),
+            "the body is too large",
         ),
         (
-            Some("application/x-www-form-urlencoded"),
+            form,
             "scope=read".into(),
+            "the parameter grant_type is missing",
         ),
     ];
-    for (content_type, body) in cases {
+    for (content_type, body, why) in cases {
         let mut req = axum::http::Request::builder()
             .method("POST")
             .uri("/oauth2/token")
@@ -315,8 +403,8 @@ pub async fn malformed_requests(ctx: Ctx) {
             .send(req.body(axum::body::Body::from(body.clone())).unwrap())
             .await;
         assert_eq!(
-            reply.error(400),
-            "invalid_request",
+            reply.refusal(400),
+            ("invalid_request".to_owned(), why.to_owned()),
             "{}",
             &body[..body.len().min(80)]
         );
@@ -324,17 +412,37 @@ pub async fn malformed_requests(ctx: Ctx) {
     let reply = app
         .token(&id, &secret, "grant_type=password&username=a&password=b")
         .await;
-    assert_eq!(reply.error(400), "unsupported_grant_type");
-    // Wrong method: 405; unknown path: 404 JSON with a request id.
-    assert_eq!(app.get("/oauth2/token", &[]).await.status, 405);
+    reply.refused(
+        400,
+        "unsupported_grant_type",
+        "grant_type password is not supported",
+    );
+    // Wrong method: 405 naming the method allowed; unknown path: 404 JSON with a request id.
+    let reply = app.get("/oauth2/token", &[]).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST"));
     let reply = app.get("/nowhere", &[("x-request-id", "trace-42")]).await;
-    assert_eq!(reply.error(404), "not_found");
-    assert_eq!(reply.header("x-request-id"), Some("trace-42"));
-    // A hostile request id is replaced, not echoed.
+    reply.refused(404, "not_found", "no route for this request");
+    assert_eq!(reply.request_id(), "trace-42");
+    // A hostile request id is replaced by a generated one (base64url of 128 bits), not
+    // echoed.
     let reply = app
         .get("/nowhere", &[("x-request-id", "a b<script>")])
         .await;
-    assert_ne!(reply.header("x-request-id"), Some("a b<script>"));
+    reply.refused(404, "not_found", "no route for this request");
+    let generated = reply.request_id();
+    assert_eq!(generated.len(), 22, "{generated}");
+    assert!(
+        generated
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{generated}"
+    );
+    let again = app
+        .get("/nowhere", &[("x-request-id", "a b<script>")])
+        .await
+        .request_id();
+    assert_ne!(again, generated, "a fresh id per request");
 }
 
 pub async fn scope_and_target(ctx: Ctx) {
@@ -347,39 +455,41 @@ pub async fn scope_and_target(ctx: Ctx) {
         )
         .await;
     let api = form_encode(API);
-    let err = |reply: crate::harness::Reply| reply.error(400);
-    assert_eq!(
-        err(app
-            .token(&id, &secret, &format!("resource={api}&scope=admin"))
-            .await),
-        "invalid_scope"
-    );
-    // write is the client's, but the secret audience does not accept it.
     let secret_api = form_encode(SECRET_API);
-    assert_eq!(
-        err(app
-            .token(&id, &secret, &format!("resource={secret_api}&scope=write"))
-            .await),
-        "invalid_scope"
-    );
-    assert_eq!(
-        err(app
-            .token(&id, &secret, "resource=https%3A%2F%2Funknown.example")
-            .await),
-        "invalid_target"
-    );
-    // Two audiences registered: the resource must be named; one per token.
-    assert_eq!(err(app.token(&id, &secret, "").await), "invalid_target");
-    assert_eq!(
-        err(app
-            .token(
-                &id,
-                &secret,
-                &format!("resource={api}&resource={secret_api}")
-            )
-            .await),
-        "invalid_target"
-    );
+    let cases = [
+        (
+            format!("resource={api}&scope=admin"),
+            "invalid_scope",
+            "the scope admin is not allowed",
+        ),
+        // write is the client's, but the secret audience does not accept it.
+        (
+            format!("resource={secret_api}&scope=write"),
+            "invalid_scope",
+            "the scope write is not allowed",
+        ),
+        (
+            "resource=https%3A%2F%2Funknown.example".to_owned(),
+            "invalid_target",
+            "the client may not get tokens for https://unknown.example",
+        ),
+        // Two audiences registered: the resource must be named; one per token.
+        (
+            String::new(),
+            "invalid_target",
+            "name the resource the token is for",
+        ),
+        (
+            format!("resource={api}&resource={secret_api}"),
+            "invalid_target",
+            "a token is for one resource; ask once per resource",
+        ),
+    ];
+    for (form, error, why) in cases {
+        app.token(&id, &secret, &form)
+            .await
+            .refused(400, error, why);
+    }
     // `audience` (RFC 8693 style) works like resource; the same value twice is one.
     app.token(&id, &secret, &format!("audience={api}&resource={api}"))
         .await
@@ -388,12 +498,25 @@ pub async fn scope_and_target(ctx: Ctx) {
     let (other, other_secret) = app
         .client(&["read"], &[SECRET_API], AuthMethod::ClientSecretBasic)
         .await;
-    assert_eq!(
-        err(app
-            .token(&other, &other_secret, &format!("resource={api}"))
-            .await),
-        "invalid_target"
-    );
+    app.token(&other, &other_secret, &format!("resource={api}"))
+        .await
+        .refused(
+            400,
+            "invalid_target",
+            "the client may not get tokens for https://api.example",
+        );
+    // A client registered for no audience in particular may ask for any declared one, and
+    // for no other.
+    let (any, any_secret) = app
+        .client(&["read"], &[], AuthMethod::ClientSecretBasic)
+        .await;
+    app.token(&any, &any_secret, "resource=https%3A%2F%2Funknown.example")
+        .await
+        .refused(
+            400,
+            "invalid_target",
+            "unknown resource https://unknown.example",
+        );
 }
 
 pub async fn encrypted_audience(ctx: Ctx) {
@@ -407,20 +530,8 @@ pub async fn encrypted_audience(ctx: Ctx) {
     assert_eq!(body["expires_in"], 120);
     // The payload is not readable without the service's key, and it decrypts with it.
     assert!(jose::jwt::decode_unverified(token).is_err());
-    let ring = app.service.ring();
-    let jwt = jose::jwt::decrypt_and_verify(
-        token,
-        ring.decryption_keys(),
-        &jose::jwe::DecryptOptions::from_key(),
-        ring.jwks(),
-        &jose::jwt::Validation::new()
-            .algorithms_from_key()
-            .issuer(ISSUER)
-            .audience(SECRET_API)
-            .typ("at+jwt"),
-    )
-    .unwrap();
-    assert_eq!(jwt.claims.get("scope").unwrap(), "read");
+    let claims = decrypted(&app, token, SECRET_API);
+    assert_eq!(claims.get("scope").unwrap(), "read");
 }
 
 pub async fn token_exchange(ctx: Ctx) {
@@ -465,10 +576,9 @@ pub async fn token_exchange(ctx: Ctx) {
         .await;
     assert_eq!(claims.sub(), Some(user_client.as_str()));
     assert_eq!(claims.get("client_id").unwrap(), svc.as_str());
-    let reply = app
-        .token(&svc, &svc_secret, &exchange(&subject, "&scope=write"))
-        .await;
-    assert_eq!(reply.error(400), "invalid_scope");
+    app.token(&svc, &svc_secret, &exchange(&subject, "&scope=write"))
+        .await
+        .refused(400, "invalid_scope", "the scope write is not allowed");
 
     // A trusted partner's token, addressed to us.
     let now = store::unix_now();
@@ -490,47 +600,63 @@ pub async fn token_exchange(ctx: Ctx) {
             .sub(),
         Some("alice")
     );
-    // Untrusted issuer, wrong audience, wrong key, garbage, revoked: invalid_grant.
+    // Untrusted issuer, wrong audience, wrong key, garbage, revoked: invalid_grant, each
+    // saying which check refused.
     let stranger = Jwk::generate(Algorithm::ES256, None, Some("p1".into())).unwrap();
-    for bad in [
-        partner_token("https://evil.example", ISSUER, &partner),
-        partner_token("https://partner.example", "https://other.example", &partner),
-        partner_token("https://partner.example", ISSUER, &stranger),
-        "not-a-token".to_owned(),
+    for (bad, why) in [
+        (
+            partner_token("https://evil.example", ISSUER, &partner),
+            "the subject token is not from a trusted issuer",
+        ),
+        (
+            partner_token("https://partner.example", "https://other.example", &partner),
+            "the subject token is invalid: \"aud\" does not include an accepted audience",
+        ),
+        (
+            partner_token("https://partner.example", ISSUER, &stranger),
+            "the subject token is invalid: signature verification failed",
+        ),
+        (
+            "not-a-token".to_owned(),
+            "the subject token is not a JWT we can verify",
+        ),
     ] {
-        assert_eq!(
-            app.token(&svc, &svc_secret, &exchange(&bad, ""))
-                .await
-                .error(400),
-            "invalid_grant"
-        );
+        app.token(&svc, &svc_secret, &exchange(&bad, ""))
+            .await
+            .refused(400, "invalid_grant", why);
     }
     let revoke = format!("token={subject}");
-    app.post(
-        "/oauth2/revoke",
-        &revoke,
-        &[("authorization", &basic(&user_client, &user_secret))],
-    )
-    .await;
+    let reply = app
+        .post(
+            "/oauth2/revoke",
+            &revoke,
+            &[("authorization", &basic(&user_client, &user_secret))],
+        )
+        .await;
     assert_eq!(
-        app.token(&svc, &svc_secret, &exchange(&subject, ""))
-            .await
-            .error(400),
-        "invalid_grant"
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
     );
+    app.token(&svc, &svc_secret, &exchange(&subject, ""))
+        .await
+        .refused(400, "invalid_grant", "the subject token is revoked");
     // Missing pieces and delegation are invalid_request.
     let missing = format!(
         "grant_type={}&subject_token={good}",
         form_encode(oauth::TOKEN_EXCHANGE)
     );
-    assert_eq!(
-        app.token(&svc, &svc_secret, &missing).await.error(400),
-        "invalid_request"
+    app.token(&svc, &svc_secret, &missing).await.refused(
+        400,
+        "invalid_request",
+        "the parameter subject_token_type is missing",
     );
     let actor = exchange(&good, &format!("&actor_token={good}"));
-    assert_eq!(
-        app.token(&svc, &svc_secret, &actor).await.error(400),
-        "invalid_request"
+    app.token(&svc, &svc_secret, &actor).await.refused(
+        400,
+        "invalid_request",
+        "actor tokens (delegation) are not supported",
     );
 }
 
@@ -573,17 +699,16 @@ pub async fn dpop_binding(ctx: Ctx) {
         &json!({"jti": "p3", "htm": "POST", "htu": format!("{ISSUER}/oauth2/token"), "iat": store::unix_now()}),
         &[("typ", "dpop+jwt".into())],
     );
-    for headers in [
-        vec![("authorization", auth.as_str()), ("dpop", proof.as_str())],
-        vec![
-            ("authorization", auth.as_str()),
-            ("dpop", other_url.as_str()),
-        ],
-        vec![("authorization", auth.as_str()), ("dpop", no_jwk.as_str())],
-        vec![("authorization", auth.as_str()), ("dpop", "garbage")],
+    for (dpop, why) in [
+        (proof.as_str(), "the DPoP proof was used before"),
+        (other_url.as_str(), "htu does not match the request URL"),
+        (no_jwk.as_str(), "the header has no jwk"),
+        ("garbage", "a compact JWS has three segments, this has 1"),
     ] {
-        let reply = app.post("/oauth2/token", form, &headers).await;
-        assert_eq!(reply.error(400), "invalid_dpop_proof");
+        let headers = [("authorization", auth.as_str()), ("dpop", dpop)];
+        app.post("/oauth2/token", form, &headers)
+            .await
+            .refused(400, "invalid_dpop_proof", why);
     }
     let mut req = axum::http::Request::builder()
         .method("POST")
@@ -596,7 +721,7 @@ pub async fn dpop_binding(ctx: Ctx) {
     let reply = app
         .send(req.body(axum::body::Body::from(form)).unwrap())
         .await;
-    assert_eq!(reply.error(400), "invalid_dpop_proof");
+    reply.refused(400, "invalid_dpop_proof", "more than one DPoP header");
 }
 
 pub async fn dpop_nonce(ctx: Ctx) {
@@ -619,7 +744,11 @@ pub async fn dpop_nonce(ctx: Ctx) {
             ],
         )
         .await;
-    assert_eq!(reply.error(400), "use_dpop_nonce");
+    reply.refused(
+        400,
+        "use_dpop_nonce",
+        "the DPoP proof must carry the server's nonce",
+    );
     let nonce = reply.header("dpop-nonce").unwrap().to_owned();
     let reply = app
         .post(
@@ -643,7 +772,15 @@ pub async fn dpop_nonce(ctx: Ctx) {
             ],
         )
         .await;
-    assert_eq!(reply.error(400), "use_dpop_nonce");
+    reply.refused(
+        400,
+        "use_dpop_nonce",
+        "the DPoP proof must carry the server's nonce",
+    );
+    assert!(
+        reply.header("dpop-nonce").is_some_and(|n| n != "stale"),
+        "a fresh nonce to retry with"
+    );
 }
 
 pub async fn database_unavailable(ctx: Ctx) {
@@ -659,10 +796,13 @@ pub async fn database_unavailable(ctx: Ctx) {
         .expect("the store closes while the token service is running");
     let reply = app.token(&id, &secret, "").await;
     assert_eq!(
-        reply.error(503),
-        "temporarily_unavailable",
+        reply.refusal(503),
+        (
+            "temporarily_unavailable".to_owned(),
+            "the database is unavailable; retry later".to_owned()
+        ),
         "{}",
         ctx.backend()
     );
-    assert!(reply.header("x-request-id").is_some());
+    reply.request_id();
 }
