@@ -335,30 +335,55 @@ pub fn opt_str<'a>(map: &'a Map<String, Value>, name: &str, what: &str) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::error::ErrorCode;
+
+    /// `parse` refuses `input` as invalid JSON, for a reason starting with `reason` (serde's
+    /// messages end with a line and column).
+    fn refused(input: &[u8], reason: &str) {
+        let e = parse(input).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::JsonInvalid, "{e}");
+        assert!(e.reason().starts_with(reason), "{e}");
+    }
 
     #[test]
     fn rejects_duplicate_members_at_any_depth() {
-        assert!(parse(br#"{"alg":"HS256","alg":"none"}"#).is_err());
-        assert!(parse(br#"{"a":{"b":1,"b":2}}"#).is_err());
-        assert!(parse(br#"[{"x":1,"x":1}]"#).is_err());
-        assert!(parse(br#"{"a":1,"b":{"a":2}}"#).is_ok());
+        refused(
+            br#"{"alg":"HS256","alg":"none"}"#,
+            r#"duplicate member name "alg""#,
+        );
+        refused(br#"{"a":{"b":1,"b":2}}"#, r#"duplicate member name "b""#);
+        refused(br#"[{"x":1,"x":1}]"#, r#"duplicate member name "x""#);
+        assert_eq!(
+            parse(br#"{"a":1,"b":{"a":2}}"#).unwrap(),
+            json!({"a":1,"b":{"a":2}})
+        );
     }
 
     #[test]
     fn bounds_depth() {
+        let nesting = format!("nesting deeper than {MAX_DEPTH}");
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        assert!(parse(deep.as_bytes()).is_err());
+        refused(deep.as_bytes(), &nesting);
         let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
-        assert!(parse(ok.as_bytes()).is_ok());
+        let expected: Value = serde_json::from_str(&ok).unwrap();
+        assert_eq!(parse(ok.as_bytes()).unwrap(), expected);
         let very_deep = "[".repeat(100_000);
-        assert!(parse(very_deep.as_bytes()).is_err());
+        refused(very_deep.as_bytes(), &nesting);
     }
 
     #[test]
     fn rejects_trailing_data_and_non_objects() {
-        assert!(parse(br#"{"a":1} x"#).is_err());
-        assert!(parse_object(b"[1]", "header").is_err());
-        assert!(parse(b"").is_err());
+        assert_eq!(
+            parse(br#"{"a":1} x"#).unwrap_err(),
+            err!(JsonInvalid, "trailing characters after the JSON value")
+        );
+        assert_eq!(
+            parse_object(b"[1]", "header").unwrap_err(),
+            err!(JsonInvalid, "header is not a JSON object")
+        );
+        refused(b"", "EOF while parsing a value");
     }
 }

@@ -119,20 +119,38 @@ mod tests {
 
     #[test]
     fn refuses_repeats_bad_escapes_and_non_utf8() {
-        assert!(Params::parse(b"a=1&a=2", &[]).is_err());
+        assert_eq!(
+            Params::parse(b"a=1&a=2", &[]).unwrap_err(),
+            invalid_request("the parameter a is repeated")
+        );
         let p = Params::parse(b"resource=1&resource=2", &["resource"]).unwrap();
         assert_eq!(p.all("resource"), ["1", "2"]);
-        assert!(Params::parse(b"a=%zz", &[]).is_err());
-        assert!(Params::parse(b"a=%4", &[]).is_err());
-        assert!(Params::parse(b"a=%ff", &[]).is_err());
+        let bad_escape = invalid_request("a bad percent-escape in the body");
+        assert_eq!(Params::parse(b"a=%zz", &[]).unwrap_err(), bad_escape);
+        assert_eq!(Params::parse(b"a=%4", &[]).unwrap_err(), bad_escape);
+        assert_eq!(
+            Params::parse(b"a=%ff", &[]).unwrap_err(),
+            invalid_request("the body is not UTF-8")
+        );
     }
 
     #[test]
     fn checks_the_content_type() {
         let form = Some("application/x-www-form-urlencoded; charset=UTF-8");
-        assert!(Params::from_request(form, Some(b"a=1"), &[]).is_ok());
-        assert!(Params::from_request(Some("application/json"), Some(b"a=1"), &[]).is_err());
-        assert!(Params::from_request(None, Some(b"a=1"), &[]).is_err());
-        assert!(Params::from_request(form, None, &[]).is_err());
+        let p = Params::from_request(form, Some(b"a=1"), &[]).unwrap();
+        assert_eq!(p.get("a"), Some("1"));
+        let not_a_form = invalid_request("the body must be application/x-www-form-urlencoded");
+        assert_eq!(
+            Params::from_request(Some("application/json"), Some(b"a=1"), &[]).unwrap_err(),
+            not_a_form
+        );
+        assert_eq!(
+            Params::from_request(None, Some(b"a=1"), &[]).unwrap_err(),
+            not_a_form
+        );
+        assert_eq!(
+            Params::from_request(form, None, &[]).unwrap_err(),
+            invalid_request("the body is too large")
+        );
     }
 }

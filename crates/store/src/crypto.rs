@@ -259,10 +259,19 @@ mod tests {
             MasterKey::from_base64(&STANDARD.encode([7u8; 31])),
             Err(StoreError::MasterKeyFormat)
         ));
-        assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 33])).is_err());
+        assert!(matches!(
+            MasterKey::from_base64(&STANDARD.encode([7u8; 33])),
+            Err(StoreError::MasterKeyFormat)
+        ));
         let url_safe = base64::engine::general_purpose::URL_SAFE.encode([0xfbu8; 32]);
-        assert!(MasterKey::from_base64(&url_safe).is_err());
-        assert!(MasterKey::from_base64("not base64 at all!").is_err());
+        assert!(matches!(
+            MasterKey::from_base64(&url_safe),
+            Err(StoreError::MasterKeyFormat)
+        ));
+        assert!(matches!(
+            MasterKey::from_base64("not base64 at all!"),
+            Err(StoreError::MasterKeyFormat)
+        ));
         assert_eq!(format!("{key:?}"), "MasterKey(..)");
     }
 
@@ -285,16 +294,20 @@ mod tests {
         ));
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(key.open_private_key("k1", &tampered).is_err());
+        // AES-GCM cannot tell a modified ciphertext from a wrong key.
+        assert!(matches!(
+            key.open_private_key("k1", &tampered),
+            Err(StoreError::WrongMasterKey)
+        ));
         assert!(matches!(
             key.open_private_key("k1", &sealed[..10]),
-            Err(StoreError::Corrupt(..))
+            Err(StoreError::Corrupt("ciphertext too short", None))
         ));
         let mut v2 = sealed;
         v2[0] = 2;
         assert!(matches!(
             key.open_private_key("k1", &v2),
-            Err(StoreError::Corrupt(..))
+            Err(StoreError::Corrupt("unknown ciphertext format", None))
         ));
         // Two seals of the same plaintext differ (random nonce).
         assert_ne!(
@@ -308,7 +321,11 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let check = key.check_value().unwrap();
         key.verify_check_value(&check).unwrap();
-        assert!(key.open_private_key("", &check).is_err());
+        // The AAD differs, so the tag does not verify.
+        assert!(matches!(
+            key.open_private_key("", &check),
+            Err(StoreError::WrongMasterKey)
+        ));
     }
 
     #[test]

@@ -501,7 +501,10 @@ mod tests {
             parse_claim("o={\"a\":[1]}").unwrap().1,
             serde_json::json!({"a":[1]})
         );
-        assert!(parse_claim("=1").is_err());
-        assert!(parse_claim("novalue").is_err());
+        assert_eq!(parse_claim("=1").unwrap_err(), "the claim name is empty");
+        assert_eq!(
+            parse_claim("novalue").unwrap_err(),
+            r#"expected NAME=JSON, got "novalue""#
+        );
     }
 }

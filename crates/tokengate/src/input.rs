@@ -320,7 +320,21 @@ mod tests {
             "1 s",
             "99999999999999999999d",
         ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
+            assert_eq!(
+                parse_duration(bad).unwrap_err(),
+                format!(
+                    "invalid duration {bad:?}: expected an integer followed by s, m, h or d (30s, 5m, 1h, 2d)"
+                ),
+                "{bad:?} must be rejected"
+            );
+        }
+        // Integers that fit a u64 but overflow a NumericDate.
+        for big in ["9999999999999999999d", "9223372036854775808"] {
+            assert_eq!(
+                parse_duration(big).unwrap_err(),
+                format!("duration {big:?} is too large"),
+                "{big:?} must be rejected"
+            );
         }
     }
 
@@ -329,12 +343,14 @@ mod tests {
         assert!(is_stdin(None));
         assert!(is_stdin(Some(Path::new("-"))));
         assert!(!is_stdin(Some(Path::new("k.json"))));
-        assert!(at_most_one_stdin(&[("a", true), ("b", false)]).is_ok());
+        assert_eq!(at_most_one_stdin(&[("a", true), ("b", false)]), Ok(()));
+        let err = at_most_one_stdin(&[("a", true), ("b", true)]).unwrap_err();
         assert_eq!(
-            at_most_one_stdin(&[("a", true), ("b", true)])
-                .unwrap_err()
-                .exit,
-            2
+            err,
+            CliError::usage(
+                "only one input can come from stdin, but a, b all would; give the others as files"
+            )
         );
+        assert_eq!(err.exit, 2);
     }
 }

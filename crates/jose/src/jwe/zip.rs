@@ -49,6 +49,9 @@ mod tests {
             inflate(&packed, 9_999).unwrap_err().code(),
             crate::ErrorCode::TooLarge
         );
-        assert!(inflate(b"not deflate at all \xff\xff", 100).is_err());
+        assert_eq!(
+            inflate(b"not deflate at all \xff\xff", 100).unwrap_err(),
+            err!(JweInvalid, "the compressed plaintext is not valid DEFLATE")
+        );
     }
 }

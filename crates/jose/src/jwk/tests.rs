@@ -161,10 +161,22 @@ fn alg_member_must_be_registered() {
             .code(),
         ErrorCode::KeyUnsuitable
     );
-    assert!(Jwk::from_json(br#"{"kty":"oct","k":""}"#).is_err());
-    assert!(Jwk::from_json(br#"{"kty":"oct","k":"AA=="}"#).is_err());
-    assert!(Jwk::from_json(br#"{"k":"AAAA"}"#).is_err());
-    assert!(Jwk::from_json(br#"{"kty":"oct","k":"AAAA","kid":7}"#).is_err());
+    assert_eq!(
+        Jwk::from_json(br#"{"kty":"oct","k":""}"#).unwrap_err(),
+        err!(JwkInvalid, "symmetric key \"k\" is empty")
+    );
+    assert_eq!(
+        Jwk::from_json(br#"{"kty":"oct","k":"AA=="}"#).unwrap_err(),
+        err!(JwkInvalid, "\"k\" is not strict base64url")
+    );
+    assert_eq!(
+        Jwk::from_json(br#"{"k":"AAAA"}"#).unwrap_err(),
+        err!(JwkInvalid, "missing \"kty\"")
+    );
+    assert_eq!(
+        Jwk::from_json(br#"{"kty":"oct","k":"AAAA","kid":7}"#).unwrap_err(),
+        err!(JsonInvalid, "JWK member \"kid\" must be a string")
+    );
 }
 
 #[test]
@@ -180,7 +192,7 @@ fn encryption_keys_and_alg_names() {
     // A generated dir key is bound to its content encryption.
     let dir = Jwk::generate_for_encryption(Km::Dir, Some(Enc::A256GCM), None, None, None).unwrap();
     assert_eq!(dir.alg(), Some("A256GCM"));
-    assert!(dir.check_encryption(Km::Dir, Enc::A256GCM, true).is_ok());
+    assert_eq!(dir.check_encryption(Km::Dir, Enc::A256GCM, true), Ok(()));
     assert_eq!(
         dir.check_encryption(Km::Dir, Enc::A128CBC_HS256, true)
             .unwrap_err()
