@@ -137,7 +137,7 @@ impl Upstreams {
     /// Health-check rounds completed so far: a state seen by a round that started after a
     /// change is the state the change caused.
     pub fn health_rounds(&self) -> u64 {
-        self.health_rounds.load(Ordering::Relaxed)
+        self.health_rounds.load(Ordering::Acquire)
     }
 
     /// The targets in the order to try, fixed once per request (a failure marks a target
@@ -225,7 +225,8 @@ impl Upstreams {
                         .is_ok();
                     target.healthy.store(ok, Ordering::Relaxed);
                 }
-                me.health_rounds.fetch_add(1, Ordering::Relaxed);
+                // Release: whoever sees the count sees this round's health states.
+                me.health_rounds.fetch_add(1, Ordering::Release);
                 tokio::time::sleep(check.interval).await;
             }
         }))

@@ -965,9 +965,21 @@ mod unavailable {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)).unwrap();
-        std::os::unix::fs::chown(ro, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new(&exe)
+        std::os::unix::fs::chown(ro, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap_or_else(|e| {
+            panic!(
+                "cannot give {} to uid {UNPRIVILEGED} (this test, run as root, re-runs itself                  as that user, who must exist in this user namespace): {e}",
+                ro.display()
+            )
+        });
+        // A copy of this test binary inside `parent`, so the child needs no access to the
+        // directories of the build (a clone under a private home directory, say).
+        let exe = parent.join("store-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Its output goes to files opened here, which the child writes through the inherited
+        // descriptors.
+        let (out_path, err_path) = (parent.join("out.txt"), parent.join("err.txt"));
+        let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
                 "unavailable::sqlite_in_a_read_only_directory",
@@ -975,16 +987,29 @@ mod unavailable {
             ])
             .env(READ_ONLY_DIR_ENV, ro)
             .current_dir(parent)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
             .uid(UNPRIVILEGED)
             .gid(UNPRIVILEGED)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {} as uid {UNPRIVILEGED} (it and its directories must be \
-                     readable and executable for that user): {e}",
-                    exe.display()
-                )
-            });
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} as uid {UNPRIVILEGED}: {e}", exe.display()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the check as uid {UNPRIVILEGED} did not end within 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let out = std::process::Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        };
         let stdout = String::from_utf8_lossy(&out.stdout);
         // `--exact` with a name that no longer matches runs nothing, successfully: that must
         // fail too.

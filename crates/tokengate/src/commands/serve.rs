@@ -223,27 +223,36 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let streams = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        );
+        // Each stream separately: one that cannot be made must not take the other with it.
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        let mut term = signal(SignalKind::terminate()).ok();
         async move {
-            match streams {
-                (Ok(mut interrupt), Ok(mut term)) => {
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+            if interrupt.is_none() && term.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                () = received(&mut interrupt) => {}
+                () = received(&mut term) => {}
             }
         }
     }
     #[cfg(not(unix))]
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Completes when `signal` is delivered; never for a stream that could not be made (or whose
+/// driver is gone), so the other one decides.
+#[cfg(unix)]
+async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    let delivered = match signal {
+        Some(s) => s.recv().await.is_some(),
+        None => false,
+    };
+    if !delivered {
+        std::future::pending::<()>().await;
     }
 }
 

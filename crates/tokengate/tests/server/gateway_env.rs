@@ -96,8 +96,8 @@ async fn upstream_handler(state: Arc<UpstreamState>, name: String, req: Request)
             .into_response();
         }
         "/slow" => {
-            // Longer than the test route's timeout: the gateway gives up first.
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // Never answers: the gateway's route timeout ends the request.
+            std::future::pending::<()>().await;
         }
         "/hop" => {
             // Hop-by-hop fields an upstream may send, which must not reach the client.
@@ -416,7 +416,12 @@ impl Front {
             .to_owned();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let events = self.service.store().audit_events(0, 10_000).await.unwrap();
+            let events = self
+                .service
+                .store()
+                .audit_events(0, u32::MAX)
+                .await
+                .unwrap();
             let found = events.iter().find(|e| {
                 e.event.event == "gateway.denied"
                     && e.event.request_id.as_deref() == Some(request_id.as_str())

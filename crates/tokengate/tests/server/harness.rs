@@ -287,7 +287,12 @@ impl TestApp {
     pub async fn audited(&self, request_id: &str) -> store::AuditEvent {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let events = self.service.store().audit_events(0, 1000).await.unwrap();
+            let events = self
+                .service
+                .store()
+                .audit_events(0, u32::MAX)
+                .await
+                .unwrap();
             let mine: Vec<_> = events
                 .iter()
                 .filter(|e| e.event.request_id.as_deref() == Some(request_id))

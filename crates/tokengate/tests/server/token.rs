@@ -226,7 +226,8 @@ pub async fn invalid_client(ctx: Ctx) {
         .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
         .await;
     // The client is told nothing more than "client authentication failed"; the audit trail
-    // says why.
+    // says why where the check has more to say (an unknown client and a wrong secret are
+    // recorded alike).
     let refused = |reply: crate::harness::Reply, why: &'static str| {
         let app = &app;
         async move {
