@@ -22,16 +22,81 @@ pub struct HealthCheck {
     pub interval: Duration,
 }
 
-/// One target.
+/// An upstream's base URL, parsed once (from the configuration): `http://` or `https://`, a
+/// host, an optional base path, no query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl {
+    /// `scheme://authority` and the base path (no trailing slash), as given.
+    base: String,
+    /// `base` taken apart, so that a request's URI is assembled without parsing.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    base_path: String,
+}
+
+/// Why an upstream URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("upstream {url:?}: {why}")]
+pub struct InvalidTargetUrl {
+    /// The URL as given.
+    pub url: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+impl TargetUrl {
+    /// Parses an upstream base URL.
+    pub fn parse(url: &str) -> Result<TargetUrl, InvalidTargetUrl> {
+        let invalid = |why| InvalidTargetUrl {
+            url: url.to_owned(),
+            why,
+        };
+        let parsed = url::Url::parse(url).map_err(|_| invalid("not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(invalid("must be an http:// or https:// URL with a host"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(invalid("must have no query or fragment"));
+        }
+        let base = url.trim_end_matches('/').to_owned();
+        let uri: Uri = base.parse().map_err(|_| invalid("not a URI"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(invalid("must be an absolute URL"));
+        };
+        Ok(TargetUrl {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            base,
+        })
+    }
+
+    /// `scheme://authority[/base path]`.
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+}
+
+/// One target: its URL's parts (flat, as the request path reads them) and its health.
 #[derive(Debug)]
-pub struct Target {
-    /// `scheme://authority` and an optional base path (no trailing slash).
-    pub base: String,
-    /// `base` taken apart once, so that a request's URI is assembled without parsing.
+struct Target {
+    base: String,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
     healthy: AtomicBool,
+}
+
+impl From<TargetUrl> for Target {
+    fn from(url: TargetUrl) -> Target {
+        Target {
+            base: url.base,
+            scheme: url.scheme,
+            authority: url.authority,
+            base_path: url.base_path,
+            healthy: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Target {
@@ -81,41 +146,18 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Targets given as absolute `http://` or `https://` URLs (a path is a base path).
+    /// A route's targets (a path in a URL is a base path); `None` without any.
     pub fn new(
-        urls: &[String],
+        urls: Vec<TargetUrl>,
         client: HttpClient,
         response_timeout: Duration,
         health: Option<HealthCheck>,
-    ) -> Result<Upstreams, String> {
-        let mut targets = Vec::new();
-        for url in urls {
-            let parsed = url::Url::parse(url).map_err(|e| format!("upstream {url}: {e}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                return Err(format!(
-                    "upstream {url}: must be an http:// or https:// URL"
-                ));
-            }
-            if parsed.query().is_some() || parsed.fragment().is_some() {
-                return Err(format!("upstream {url}: no query or fragment"));
-            }
-            let base = url.trim_end_matches('/').to_owned();
-            let uri: Uri = base.parse().map_err(|e| format!("upstream {url}: {e}"))?;
-            let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-                return Err(format!("upstream {url}: must be an absolute URL"));
-            };
-            targets.push(Target {
-                scheme: scheme.clone(),
-                authority: authority.clone(),
-                base_path: uri.path().trim_end_matches('/').to_owned(),
-                base,
-                healthy: AtomicBool::new(true),
-            });
+    ) -> Option<Upstreams> {
+        if urls.is_empty() {
+            return None;
         }
-        if targets.is_empty() {
-            return Err("a route needs at least one upstream".into());
-        }
-        Ok(Upstreams {
+        let targets = urls.into_iter().map(Target::from).collect();
+        Some(Upstreams {
             targets,
             next: AtomicUsize::new(0),
             client,
@@ -239,4 +281,38 @@ pub fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_url_is_taken_apart_once() {
+        let url = TargetUrl::parse("https://api.internal:8443/base/").unwrap();
+        assert_eq!(url.as_str(), "https://api.internal:8443/base");
+        let target = Target::from(url);
+        let uri = target.uri(&PathAndQuery::from_static("/v1/x?q=1")).unwrap();
+        assert_eq!(uri.to_string(), "https://api.internal:8443/base/v1/x?q=1");
+        let bare = TargetUrl::parse("http://10.0.0.5").unwrap();
+        assert_eq!(bare.as_str(), "http://10.0.0.5");
+        assert_eq!(bare.base_path, "");
+    }
+
+    #[test]
+    fn refused_target_urls_say_why() {
+        for (url, why) in [
+            ("ftp://h", "must be an http:// or https:// URL with a host"),
+            ("http://h/?q", "must have no query or fragment"),
+            ("not a url", "not a URL"),
+        ] {
+            assert_eq!(
+                TargetUrl::parse(url),
+                Err(InvalidTargetUrl {
+                    url: url.to_owned(),
+                    why
+                })
+            );
+        }
+    }
 }

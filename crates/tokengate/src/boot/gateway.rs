@@ -12,10 +12,10 @@ use gateway::keys::{Issuer, KeySource, RemoteJwks, RemoteOptions, RemoteSource};
 use gateway::route::{HeaderRewrite, Mcp, PathMatch, Route};
 use gateway::upstream::{HealthCheck, Upstreams};
 use gateway::{Gateway, Shared};
-use http::{HeaderName, HeaderValue};
 use oauth::Service;
 
 use crate::config::routes::{self, Auth};
+use crate::config::values;
 use crate::config::Config;
 use crate::error::{CliError, EXIT_USAGE};
 
@@ -133,18 +133,16 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
     Gateway::new(built, parts.shared(config.token_service.dpop_window.0)).map_err(fail)
 }
 
-fn rewrite(rules: &routes::HeaderRules) -> Result<HeaderRewrite, String> {
-    let mut out = HeaderRewrite::default();
-    for (k, v) in &rules.set {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
-        let value = HeaderValue::from_str(v).map_err(|e| e.to_string())?;
-        out.set.push((name, value));
+fn rewrite(rules: &routes::HeaderRules) -> HeaderRewrite {
+    HeaderRewrite {
+        set: rules
+            .set
+            .0
+            .iter()
+            .map(|(name, value)| (name.0.clone(), value.0.clone()))
+            .collect(),
+        remove: rules.remove.iter().map(|name| name.0.clone()).collect(),
     }
-    for k in &rules.remove {
-        out.remove
-            .push(HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
 }
 
 fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
@@ -156,12 +154,14 @@ fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
         path: h.path.clone(),
         interval: Duration::from_secs(h.interval.0.max(1)),
     });
+    let targets = r.upstreams.get_ref().iter().map(|u| u.0.clone()).collect();
     let upstreams = Upstreams::new(
-        r.upstreams.get_ref(),
+        targets,
         client,
         Duration::from_secs(r.timeout.0.max(1)),
         health,
-    )?;
+    )
+    .ok_or("a route needs at least one upstream")?;
     let mcp = match &r.mcp {
         Some(m) => {
             let resource = m.resource.get_ref().clone();
@@ -194,23 +194,21 @@ fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
                 .map(|a| a.get_ref().clone())
                 .or_else(|| mcp.as_ref().map(|m| m.resource.clone()))
                 .ok_or("auth.audience is required")?;
-            let mut forward_claims = Vec::new();
-            for (claim, header) in &rules.forward_claims {
-                forward_claims.push((
-                    claim.clone(),
-                    HeaderName::from_bytes(header.as_bytes()).map_err(|e| e.to_string())?,
-                ));
-            }
+            let forward_claims = rules
+                .forward_claims
+                .iter()
+                .map(|(claim, header)| (claim.clone(), header.0.clone()))
+                .collect();
             Some(RouteAuth {
                 issuers: chosen,
                 audience,
                 required_scopes: rules.required_scopes.clone(),
                 required_claims: rules.required_claims.clone(),
                 forward_claims,
-                forward_token: match rules.forward_token.as_ref().map(|f| f.get_ref().as_str()) {
-                    Some("original") => ForwardToken::Original,
-                    Some("internal") => ForwardToken::Internal,
-                    _ => ForwardToken::None,
+                forward_token: match rules.forward_token {
+                    values::ForwardToken::None => ForwardToken::None,
+                    values::ForwardToken::Original => ForwardToken::Original,
+                    values::ForwardToken::Internal => ForwardToken::Internal,
                 },
                 token_cache: rules.token_cache,
                 leeway: rules.leeway.0,
@@ -225,17 +223,11 @@ fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
         } else {
             PathMatch::Prefix(path.get_ref().clone())
         },
-        methods: r.methods.as_ref().map(|m| {
-            m.iter()
-                .filter_map(|s| {
-                    http::Method::from_bytes(s.get_ref().to_ascii_uppercase().as_bytes()).ok()
-                })
-                .collect()
-        }),
+        methods: r.method_list(),
         strip_prefix: r.strip_prefix.clone(),
         add_prefix: r.add_prefix.clone(),
-        request_headers: rewrite(&r.request_headers)?,
-        response_headers: rewrite(&r.response_headers)?,
+        request_headers: rewrite(&r.request_headers),
+        response_headers: rewrite(&r.response_headers),
         auth,
         mcp,
         upstreams: Arc::new(upstreams),

@@ -455,7 +455,7 @@ impl Config {
                 "path": r.path.as_ref().map(|p| p.get_ref()),
                 "path_prefix": r.path_prefix.as_ref().map(|p| p.get_ref()),
                 "host": r.host,
-                "upstreams": r.upstreams.get_ref(),
+                "upstreams": r.upstreams.get_ref().iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
                 "public": matches!(r.auth.get_ref(), routes::Auth::None),
             })).collect::<Vec<_>>(),
             "audiences": self.audiences.iter().map(|a| json!({
@@ -601,3 +601,4 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests;
 
 pub mod routes;
+pub mod values;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use super::values::{ForwardToken, HeaderName, HeaderSet, Method, Upstream};
 use super::{Config, Duration};
 
 /// Paths served by the token service; a route may not shadow them.
@@ -28,9 +29,9 @@ pub struct Route {
     /// Serve only this `Host` (without port).
     pub host: Option<String>,
     /// Serve only these methods.
-    pub methods: Option<Vec<Spanned<String>>>,
+    pub methods: Option<Vec<Spanned<Method>>>,
     /// Upstream base URLs (round robin).
-    pub upstreams: Spanned<Vec<String>>,
+    pub upstreams: Spanned<Vec<Upstream>>,
     /// Removed from the front of the path before forwarding.
     pub strip_prefix: Option<String>,
     /// Added to the front of the path before forwarding.
@@ -77,10 +78,10 @@ fn default_max_body() -> u64 {
 pub struct HeaderRules {
     /// Headers to set.
     #[serde(default)]
-    pub set: BTreeMap<String, String>,
+    pub set: HeaderSet,
     /// Headers to remove.
     #[serde(default)]
-    pub remove: Vec<String>,
+    pub remove: Vec<HeaderName>,
 }
 
 /// `[routes.health_check]`.
@@ -131,10 +132,10 @@ pub struct AuthRules {
     pub required_claims: Vec<String>,
     /// Claim → upstream header.
     #[serde(default)]
-    pub forward_claims: BTreeMap<String, String>,
+    pub forward_claims: BTreeMap<String, HeaderName>,
     /// `none` (default), `original` or `internal`.
     #[serde(default)]
-    pub forward_token: Option<Spanned<String>>,
+    pub forward_token: ForwardToken,
     /// The verified-token cache (default on).
     #[serde(default = "yes")]
     pub token_cache: bool,
@@ -186,10 +187,11 @@ impl Route {
         }
     }
 
-    fn methods_upper(&self) -> Option<Vec<String>> {
+    /// The methods it serves; `None` for any.
+    pub fn method_list(&self) -> Option<Vec<http::Method>> {
         self.methods
             .as_ref()
-            .map(|m| m.iter().map(|s| s.get_ref().to_ascii_uppercase()).collect())
+            .map(|m| m.iter().map(|s| s.get_ref().0.clone()).collect())
     }
 }
 
@@ -234,48 +236,11 @@ pub fn validate(config: &Config) -> Result<(), Failure> {
                 ),
             ));
         }
-        for m in route.methods.iter().flatten() {
-            if http::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).is_err() {
-                return Err((
-                    m.span(),
-                    format!("routes {name:?}: {:?} is not an HTTP method", m.get_ref()),
-                ));
-            }
-        }
         if route.upstreams.get_ref().is_empty() {
             return Err((
                 route.upstreams.span(),
                 format!("routes {name:?}: at least one upstream"),
             ));
-        }
-        for u in route.upstreams.get_ref() {
-            let ok = Url::parse(u).is_ok_and(|url| {
-                matches!(url.scheme(), "http" | "https")
-                    && url.host_str().is_some()
-                    && url.query().is_none()
-            });
-            if !ok {
-                return Err((route.upstreams.span(), format!("routes {name:?}: upstream {u:?} must be an http:// or https:// URL without query")));
-            }
-        }
-        for (rules, which) in [
-            (&route.request_headers, "request_headers"),
-            (&route.response_headers, "response_headers"),
-        ] {
-            for (k, v) in &rules.set {
-                if http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                    || http::HeaderValue::from_str(v).is_err()
-                {
-                    return Err(at(format!(
-                        "{which}.set: {k:?} = {v:?} is not a valid header"
-                    )));
-                }
-            }
-            for k in &rules.remove {
-                if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                    return Err(at(format!("{which}.remove: {k:?} is not a header name")));
-                }
-            }
         }
         if let Some(hc) = &route.health_check {
             if !hc.path.starts_with('/') || hc.interval.0 == 0 {
@@ -302,7 +267,7 @@ pub fn validate(config: &Config) -> Result<(), Failure> {
             let same_matcher = matches!((other.matcher(), route.matcher()), (Some((a, ea)), Some((b, eb))) if ea == eb && a.get_ref() == b.get_ref());
             let hosts = other.host.as_deref().map(str::to_ascii_lowercase)
                 == route.host.as_deref().map(str::to_ascii_lowercase);
-            let methods_meet = match (other.methods_upper(), route.methods_upper()) {
+            let methods_meet = match (other.method_list(), route.method_list()) {
                 (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
                 _ => true,
             };
@@ -361,22 +326,6 @@ fn validate_auth(config: &Config, route: &Route) -> Result<(), Failure> {
             ))
         }
         _ => {}
-    }
-    if let Some(f) = &rules.forward_token {
-        if !matches!(f.get_ref().as_str(), "none" | "original" | "internal") {
-            return Err((
-                f.span(),
-                format!("routes {name:?}: forward_token must be none, original or internal"),
-            ));
-        }
-    }
-    for header in rules.forward_claims.values() {
-        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-            return Err((
-                route.auth.span(),
-                format!("routes {name:?}: forward_claims: {header:?} is not a header name"),
-            ));
-        }
     }
     Ok(())
 }

@@ -233,6 +233,12 @@ fn routes_parse_and_their_rules_are_checked() {
         (format!("[[routes]]\nname = \"o\"\npath = \"/x\"\npath_prefix = \"/x\"\nupstreams = [\"http://h\"]\n{auth}"), "exactly one of path", 2),
         (format!("[[routes]]\nname = \"o\"\npath = \"/x\"\nupstreams = [\"ftp://h\"]\n{auth}"), "http:// or https://", 4),
         (format!("{ROUTE}methods = [\"GE T\"]\n{auth}"), "not an HTTP method", 5),
+        // Header names and values are parsed with the file, each refused where it stands.
+        (format!("{ROUTE}request_headers = {{ set = {{ \"x env\" = \"1\" }} }}\n{auth}"), "\"x env\" is not a header name", 5),
+        (format!("{ROUTE}request_headers = {{ set = {{ x-a = \"\\u0007\" }} }}\n{auth}"), "is not a valid header value", 5),
+        (format!("{ROUTE}request_headers = {{ set = {{ x-a = \"1\", X-A = \"2\" }} }}\n{auth}"), "\"x-a\" is set twice", 5),
+        (format!("{ROUTE}response_headers = {{ remove = [\"a b\"] }}\n{auth}"), "\"a b\" is not a header name", 5),
+        (format!("{ROUTE}{auth}forward_claims = {{ sub = \"x user\" }}\n"), "\"x user\" is not a header name", 8),
         (format!("{ROUTE}[routes.mcp]\nresource = \"https://h/mcp\"\n{auth}"), "must equal mcp.resource", 9),
     ];
     for (text, expected, line) in cases {

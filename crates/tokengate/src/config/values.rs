@@ -1,0 +1,206 @@
+//! Typed values of the configuration that are parsed while the TOML is read, so that a bad
+//! one is refused with its file, line and column, and the gateway is built from values that
+//! cannot be wrong: nothing is parsed a second time at boot, and nothing is dropped there.
+
+use serde::de::{Deserializer, Error as _};
+use serde::Deserialize;
+
+/// An HTTP method (`methods = ["get", "POST"]`; any case, stored upper-case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Method(pub http::Method);
+
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        http::Method::from_bytes(text.to_ascii_uppercase().as_bytes())
+            .map(Method)
+            .map_err(|_| D::Error::custom(format!("{text:?} is not an HTTP method")))
+    }
+}
+
+/// A header name (`request_headers.remove`, the keys of `request_headers.set`,
+/// `forward_claims` values), lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderName(pub http::HeaderName);
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        http::HeaderName::from_bytes(text.as_bytes())
+            .map(HeaderName)
+            .map_err(|_| D::Error::custom(format!("{text:?} is not a header name")))
+    }
+}
+
+/// A header value (the values of `request_headers.set`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderValue(pub http::HeaderValue);
+
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        http::HeaderValue::from_str(&text)
+            .map(HeaderValue)
+            .map_err(|_| D::Error::custom(format!("{text:?} is not a valid header value")))
+    }
+}
+
+/// `request_headers.set` / `response_headers.set`: header name → value (names unique, so the
+/// order does not matter). A
+/// name given twice (in any case) is refused rather than one spelling silently winning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderSet(pub Vec<(HeaderName, HeaderValue)>);
+
+impl<'de> Deserialize<'de> for HeaderSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SetVisitor;
+        impl<'de> serde::de::Visitor<'de> for SetVisitor {
+            type Value = HeaderSet;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of header names and values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeaderSet, A::Error> {
+                let mut set: Vec<(HeaderName, HeaderValue)> = Vec::new();
+                while let Some((name, value)) = map.next_entry::<HeaderName, HeaderValue>()? {
+                    if set.iter().any(|(n, _)| *n == name) {
+                        return Err(A::Error::custom(format!(
+                            "{:?} is set twice",
+                            name.0.as_str()
+                        )));
+                    }
+                    set.push((name, value));
+                }
+                Ok(HeaderSet(set))
+            }
+        }
+        d.deserialize_map(SetVisitor)
+    }
+}
+
+/// An upstream base URL (`upstreams = ["http://10.0.0.5:8080/base"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream(pub gateway::upstream::TargetUrl);
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        gateway::upstream::TargetUrl::parse(&text)
+            .map(Upstream)
+            .map_err(D::Error::custom)
+    }
+}
+
+/// `forward_token`: what the upstream gets in `Authorization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardToken {
+    /// Nothing: the upstream trusts the forwarded claim headers.
+    #[default]
+    None,
+    /// The client's own token.
+    Original,
+    /// A short-lived token minted by the gateway.
+    Internal,
+}
+
+impl<'de> Deserialize<'de> for ForwardToken {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "none" => Ok(ForwardToken::None),
+            "original" => Ok(ForwardToken::Original),
+            "internal" => Ok(ForwardToken::Internal),
+            other => Err(D::Error::custom(format!(
+                "forward_token = {other:?}: must be none, original or internal"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Doc<T> {
+        v: T,
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(value: &str) -> Result<T, String> {
+        toml::from_str::<Doc<T>>(&format!("v = {value}"))
+            .map(|d| d.v)
+            .map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn methods_any_case_and_refused_ones() {
+        assert_eq!(parse::<Method>("\"get\""), Ok(Method(http::Method::GET)));
+        assert_eq!(
+            parse::<Method>("\"PURGE\"").map(|m| m.0.as_str().to_owned()),
+            Ok("PURGE".to_owned())
+        );
+        assert_eq!(
+            parse::<Method>("\"GE T\""),
+            Err("\"GE T\" is not an HTTP method".to_owned())
+        );
+    }
+
+    #[test]
+    fn headers_names_and_values() {
+        assert_eq!(
+            parse::<HeaderName>("\"X-Env\"").map(|h| h.0.as_str().to_owned()),
+            Ok("x-env".to_owned())
+        );
+        assert_eq!(
+            parse::<HeaderName>("\"x env\""),
+            Err("\"x env\" is not a header name".to_owned())
+        );
+        assert_eq!(
+            parse::<HeaderValue>("\"a\\nb\""),
+            Err("\"a\\nb\" is not a valid header value".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_header_set_twice_is_refused() {
+        let set = parse::<HeaderSet>("{ x-a = \"1\", X-B = \"2\" }").unwrap();
+        let mut names: Vec<&str> = set.0.iter().map(|(n, _)| n.0.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["x-a", "x-b"]);
+        assert_eq!(
+            parse::<HeaderSet>("{ x-a = \"1\", X-A = \"2\" }"),
+            Err("\"x-a\" is set twice".to_owned())
+        );
+    }
+
+    #[test]
+    fn upstream_urls() {
+        let u = parse::<Upstream>("\"http://127.0.0.1:9000/base/\"").unwrap();
+        assert_eq!(u.0.as_str(), "http://127.0.0.1:9000/base");
+        for (bad, why) in [
+            ("ftp://h", "must be an http:// or https:// URL with a host"),
+            ("http://h/?q=1", "must have no query or fragment"),
+            ("http://h/#f", "must have no query or fragment"),
+            ("h:9000", "must be an http:// or https:// URL with a host"),
+            ("", "not a URL"),
+        ] {
+            assert_eq!(
+                parse::<Upstream>(&format!("{bad:?}")),
+                Err(format!("upstream {bad:?}: {why}")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_token_is_one_of_three() {
+        assert_eq!(parse("\"none\""), Ok(ForwardToken::None));
+        assert_eq!(parse("\"original\""), Ok(ForwardToken::Original));
+        assert_eq!(parse("\"internal\""), Ok(ForwardToken::Internal));
+        assert_eq!(
+            parse::<ForwardToken>("\"all\""),
+            Err("forward_token = \"all\": must be none, original or internal".to_owned())
+        );
+    }
+}
