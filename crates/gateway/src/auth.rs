@@ -142,6 +142,9 @@ pub enum Denial {
         /// For the client.
         description: String,
     },
+    /// A DPoP-bound token without a good proof, or a DPoP proof for a token that is not bound
+    /// (401, `invalid_dpop_proof` when presented with the DPoP scheme; RFC 9449 §7.1).
+    InvalidDpop(String),
     /// A required scope is missing (403 `insufficient_scope`).
     InsufficientScope {
         /// The scopes the route requires.
@@ -165,6 +168,7 @@ impl Denial {
             Denial::MissingToken => "ERR_GATEWAY_NO_TOKEN",
             Denial::InvalidRequest(_) => "ERR_GATEWAY_BAD_CREDENTIALS",
             Denial::InvalidToken { code, .. } => code,
+            Denial::InvalidDpop(_) => "ERR_GATEWAY_DPOP",
             Denial::InsufficientScope { .. } => "ERR_GATEWAY_INSUFFICIENT_SCOPE",
             Denial::KeysUnavailable(_) => "ERR_GATEWAY_KEYS_UNAVAILABLE",
         }
@@ -538,7 +542,7 @@ impl Authenticator {
         token: &str,
         facts: RequestFacts<'_>,
     ) -> Result<(), Denial> {
-        let fail = |why: String| Denial::invalid("ERR_GATEWAY_DPOP", why);
+        let fail = Denial::InvalidDpop;
         match (&v.jkt, scheme) {
             (None, Scheme::Bearer) => Ok(()),
             (None, Scheme::Dpop) => Err(fail("the token is not DPoP-bound".into())),

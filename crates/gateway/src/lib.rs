@@ -14,12 +14,13 @@
 //! 5. the response, with the route's header changes; [`AccessInfo`] for the access log,
 //!    [`metrics`], and an audit event for each denial (through a [`store::AuditQueue`]).
 //!
-//! Errors become HTTP in one place ([`Gateway::denial`] and friends): RFC 6750 challenges,
+//! Errors are one type, [`ProxyError`], and become HTTP in one place: RFC 6750 challenges,
 //! 403 `insufficient_scope`, 404/405, 413, 502/504, as small JSON bodies with the request id.
 
 pub mod auth;
 pub mod cache;
 pub mod client;
+mod error;
 pub mod keys;
 pub mod metrics;
 pub mod route;
@@ -42,6 +43,8 @@ use crate::client::{BoxError, OutBody};
 use crate::metrics::Metrics;
 use crate::route::{Matched, Route, RouteTable};
 use crate::upstream::{is_idempotent, UpstreamError};
+
+pub use crate::error::{Origin, ProxyError};
 
 /// The response body type.
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -220,7 +223,10 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let mut info = AccessInfo::default();
-        let mut response = self.pipeline(req, ctx, &mut info).await;
+        let mut response = match self.pipeline(req, ctx, &mut info).await {
+            Ok(response) => response,
+            Err(failure) => self.refuse(&failure, ctx, &mut info),
+        };
         self.metrics.request(
             info.route.as_deref().unwrap_or("-"),
             response.status().as_u16(),
@@ -229,12 +235,12 @@ impl Gateway {
         response
     }
 
-    async fn pipeline<B>(
-        &self,
+    async fn pipeline<'g, B>(
+        &'g self,
         req: Request<B>,
         ctx: &Context,
         info: &mut AccessInfo,
-    ) -> Response<ResponseBody>
+    ) -> Result<Response<ResponseBody>, Failure<'g>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -247,38 +253,26 @@ impl Gateway {
         let path = parts.uri.path().to_owned();
 
         if let Some(why) = non_canonical_path(&path) {
-            return error(StatusCode::BAD_REQUEST, "invalid_request", why, ctx);
+            return Err(Failure::new(ProxyError::NonCanonicalPath(why)));
         }
         if parts.method == Method::GET {
             if let Some((_, doc)) = self.mcp.iter().find(|(p, _)| *p == path) {
-                return json_response(StatusCode::OK, doc);
+                return Ok(json_response(StatusCode::OK, doc));
             }
         }
         let route = match self.routes.find(host.as_deref(), &path, &parts.method) {
             Matched::Route(r) => r,
             Matched::MethodNotAllowed(allowed) => {
-                let mut r = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "this route does not serve the method",
-                    ctx,
-                );
-                let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-                    r.headers_mut().insert(header::ALLOW, v);
-                }
-                return r;
+                return Err(Failure::new(ProxyError::MethodNotAllowed(allowed)));
             }
-            Matched::None => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no route for this request",
-                    ctx,
-                )
-            }
+            Matched::None => return Err(Failure::new(ProxyError::NoRoute)),
         };
         info.route = Some(route.name.clone());
+        let on_route = |error| Failure {
+            error,
+            route: Some(route),
+            dpop_scheme: false,
+        };
 
         let mut verified: Option<Arc<Verified>> = None;
         if let Some(auth) = &route.auth {
@@ -298,23 +292,16 @@ impl Gateway {
                     verified = Some(v);
                 }
                 Err(denial) => {
-                    info.denial = Some(denial.code());
-                    if let Denial::KeysUnavailable(why) = &denial {
-                        info.detail = Some(why.clone());
-                    }
-                    self.audit_denial(&denial, route, auth, ctx);
-                    return self.denial(&denial, route, ctx, &parts.headers);
+                    return Err(Failure {
+                        dpop_scheme: uses_dpop_scheme(&parts.headers),
+                        ..on_route(ProxyError::Denied(denial))
+                    });
                 }
             }
         }
 
         if content_length(&parts.headers).is_some_and(|n| n > route.max_body) {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-                ctx,
-            );
+            return Err(on_route(ProxyError::BodyTooLarge));
         }
 
         // Rewrite.
@@ -331,18 +318,8 @@ impl Gateway {
             new_path.push('?');
             new_path.push_str(q);
         }
-        let path_and_query = match http::uri::PathAndQuery::from_maybe_shared(Bytes::from(new_path))
-        {
-            Ok(p) => p,
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "the path cannot be forwarded",
-                    ctx,
-                )
-            }
-        };
+        let path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(new_path))
+            .map_err(|_| on_route(ProxyError::UnforwardablePath))?;
         // A request is re-sent only when its body is known to be empty (an h2 request can have a
         // body without Content-Length).
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
@@ -351,9 +328,8 @@ impl Gateway {
         forwarded_headers(&mut parts.headers, authority.as_deref(), ctx);
         route.request_headers.apply(&mut parts.headers);
         if let (Some(auth), Some(v)) = (&route.auth, &verified) {
-            if let Err(e) = self.forward_identity(auth, v, &mut parts.headers) {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e, ctx);
-            }
+            self.forward_identity(auth, v, &mut parts.headers)
+                .map_err(on_route)?;
         }
         if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
             parts
@@ -365,48 +341,32 @@ impl Gateway {
             .map_err(BoxError::from)
             .boxed_unsync();
 
-        match route
+        let (mut response, target) = route
             .upstreams
             .forward(parts, path_and_query, body, retryable)
             .await
-        {
-            Ok((mut response, target)) => {
-                info.upstream = Some(target);
-                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client_side) = on_upgrade {
-                        let upstream_side = hyper::upgrade::on(&mut response);
-                        tokio::spawn(tunnel(client_side, upstream_side));
-                    }
-                }
-                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                let (mut head, body) = response.into_parts();
-                strip_hop_by_hop(&mut head.headers, switching);
-                route.response_headers.apply(&mut head.headers);
-                Response::from_parts(head, body.map_err(BoxError::from).boxed_unsync())
-            }
-            Err(UpstreamError::Timeout) => error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway_timeout",
-                "the upstream did not answer in time",
-                ctx,
-            ),
-            Err(UpstreamError::BodyTooLarge) => error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-                ctx,
-            ),
-            Err(UpstreamError::Failed(why)) => {
-                info.denial = Some("ERR_GATEWAY_UPSTREAM");
-                info.detail = Some(format!("upstream failed: {why}"));
-                error(
-                    StatusCode::BAD_GATEWAY,
-                    "bad_gateway",
-                    "the upstream is unavailable",
-                    ctx,
-                )
+            .map_err(|e| {
+                on_route(match e {
+                    UpstreamError::Timeout => ProxyError::UpstreamTimeout,
+                    UpstreamError::BodyTooLarge => ProxyError::BodyTooLarge,
+                    UpstreamError::Failed(why) => ProxyError::UpstreamFailed(why),
+                })
+            })?;
+        info.upstream = Some(target);
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_side) = on_upgrade {
+                let upstream_side = hyper::upgrade::on(&mut response);
+                tokio::spawn(tunnel(client_side, upstream_side));
             }
         }
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers, switching);
+        route.response_headers.apply(&mut head.headers);
+        Ok(Response::from_parts(
+            head,
+            body.map_err(BoxError::from).boxed_unsync(),
+        ))
     }
 
     /// Replaces the client's credential by what the route forwards.
@@ -415,7 +375,7 @@ impl Gateway {
         auth: &RouteAuth,
         v: &Verified,
         headers: &mut HeaderMap,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         // Also `X_User_Id` and other spellings that CGI-style upstreams read as the same
         // header.
         let spoofed: Vec<HeaderName> = headers
@@ -460,15 +420,19 @@ impl Gateway {
                             .service
                             .internal_token(v.claims.as_map(), &auth.audience, now, v.expires_at)
                             .map_err(|e| {
-                                format!("minting the internal token failed ({})", e.code())
+                                ProxyError::Internal(format!(
+                                    "minting the internal token failed ({})",
+                                    e.code()
+                                ))
                             })?;
                         *slot = Some((auth.audience.clone(), t.clone(), exp));
                         t
                     }
                 }
             };
-            let value =
-                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ProxyError::Internal("the internal token is not a header value".to_owned())
+            })?;
             headers.insert(header::AUTHORIZATION, value);
         }
         Ok(())
@@ -490,80 +454,111 @@ impl Gateway {
         });
     }
 
-    /// The one place a [`Denial`] becomes a response (RFC 6750 §3, RFC 9449 §7.1, RFC 9728 §5.1).
-    fn denial(
+    /// The one place a failure becomes a response: its status and JSON body with the request
+    /// id, the RFC 6750 challenge for a refused credential (RFC 9449 §7.1 for DPoP, RFC 9728
+    /// §5.1 `resource_metadata` on MCP routes), `Allow` for 405; and its access-log fields and
+    /// audit event.
+    fn refuse(
         &self,
-        denial: &Denial,
-        route: &Route,
+        failure: &Failure<'_>,
         ctx: &Context,
-        headers: &HeaderMap,
+        info: &mut AccessInfo,
     ) -> Response<ResponseBody> {
-        let dpop = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.len() > 5 && v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop "))
-            });
-        // RFC 9449 §7.1: DPoP failures get a DPoP challenge, `invalid_dpop_proof` when the
-        // proof itself was at fault.
-        let dpop_failure = denial.code() == "ERR_GATEWAY_DPOP";
-        let mut challenge = if dpop || dpop_failure {
-            let algs: Vec<&str> = oauth::dpop::ALGORITHMS.iter().map(|a| a.name()).collect();
-            format!("DPoP realm=\"{REALM}\", algs=\"{}\"", algs.join(" "))
-        } else {
-            format!("Bearer realm=\"{REALM}\"")
-        };
-        let (status, code, description) = match denial {
-            Denial::MissingToken => (
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
-                "an access token is required".to_owned(),
-            ),
-            Denial::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d.clone()),
-            Denial::InvalidToken { description, .. } => (
-                StatusCode::UNAUTHORIZED,
-                if dpop_failure && dpop {
-                    "invalid_dpop_proof"
-                } else {
-                    "invalid_token"
-                },
-                description.clone(),
-            ),
-            Denial::InsufficientScope { .. } => (
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                "the token lacks a required scope".to_owned(),
-            ),
-            Denial::KeysUnavailable(_) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "the token cannot be checked right now",
-                    ctx,
-                );
+        let err = &failure.error;
+        info.denial = err.log_code();
+        info.detail = err.detail();
+        let mut response = error(err.status(), failure.error_code(), &err.description(), ctx);
+        match err {
+            ProxyError::MethodNotAllowed(allowed) => {
+                let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, v);
+                }
             }
-        };
-        if *denial != Denial::MissingToken {
-            challenge.push_str(&format!(
-                ", error=\"{code}\", error_description=\"{}\"",
-                quotable(&description)
-            ));
-        }
-        if let Denial::InsufficientScope { scope } = denial {
-            challenge.push_str(&format!(", scope=\"{}\"", quotable(scope)));
-        }
-        if let Some(m) = &route.mcp {
-            challenge.push_str(&format!(
-                ", resource_metadata=\"{}\"",
-                quotable(&m.metadata_url)
-            ));
-        }
-        let mut response = error(status, code, &description, ctx);
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            ProxyError::Denied(denial) => {
+                if let Some(route) = failure.route {
+                    if let Some(auth) = &route.auth {
+                        self.audit_denial(denial, route, auth, ctx);
+                    }
+                }
+                if let Some(challenge) = challenge(denial, failure, err) {
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// A failure and what its response needs besides the error: the route it happened on (for
+/// the MCP challenge and the audit event), and whether the client used the DPoP scheme.
+struct Failure<'g> {
+    error: ProxyError,
+    route: Option<&'g Route>,
+    dpop_scheme: bool,
+}
+
+impl Failure<'_> {
+    fn new(error: ProxyError) -> Self {
+        Failure {
+            error,
+            route: None,
+            dpop_scheme: false,
+        }
+    }
+
+    /// The `error` code: the error's own, except that a DPoP proof at fault, presented with
+    /// the DPoP scheme, is `invalid_dpop_proof` (RFC 9449 §7.1).
+    fn error_code(&self) -> &'static str {
+        match &self.error {
+            ProxyError::Denied(Denial::InvalidDpop(_)) if self.dpop_scheme => "invalid_dpop_proof",
+            other => other.error_code(),
+        }
+    }
+}
+
+/// Whether the request presents its token with the `DPoP` scheme.
+fn uses_dpop_scheme(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 5 && v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop ")))
+}
+
+/// The `WWW-Authenticate` challenge for a refused credential; none when the keys could not be
+/// fetched (a 503 is no challenge).
+fn challenge(denial: &Denial, failure: &Failure<'_>, err: &ProxyError) -> Option<String> {
+    let dpop_failure = matches!(denial, Denial::InvalidDpop(_));
+    let mut challenge = if failure.dpop_scheme || dpop_failure {
+        let algs: Vec<&str> = oauth::dpop::ALGORITHMS.iter().map(|a| a.name()).collect();
+        format!("DPoP realm=\"{REALM}\", algs=\"{}\"", algs.join(" "))
+    } else {
+        format!("Bearer realm=\"{REALM}\"")
+    };
+    let code = match denial {
+        Denial::KeysUnavailable(_) => return None,
+        Denial::MissingToken => None,
+        _ => Some(failure.error_code()),
+    };
+    if let Some(code) = code {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{}\"",
+            quotable(&err.description())
+        ));
+    }
+    if let Denial::InsufficientScope { scope } = denial {
+        challenge.push_str(&format!(", scope=\"{}\"", quotable(scope)));
+    }
+    if let Some(m) = failure.route.and_then(|r| r.mcp.as_ref()) {
+        challenge.push_str(&format!(
+            ", resource_metadata=\"{}\"",
+            quotable(&m.metadata_url)
+        ));
+    }
+    Some(challenge)
 }
 
 /// The first 4 bytes of a token's hash in hex, for the access log.

@@ -232,9 +232,7 @@ impl Upstreams {
             match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
                 Ok(Ok(response)) => return Ok((response, target.base.clone())),
                 Ok(Err(e)) => {
-                    let too_large = std::error::Error::source(&e)
-                        .is_some_and(|s| s.to_string().contains("length limit exceeded"));
-                    if too_large {
+                    if body_over_limit(&e) {
                         return Err(UpstreamError::BodyTooLarge);
                     }
                     let connect = e.is_connect();
@@ -273,6 +271,19 @@ impl Upstreams {
             }
         }))
     }
+}
+
+/// Whether sending failed because the request body passed the route's limit (the
+/// [`http_body_util::Limited`] wrapper's error, somewhere in the client error's chain).
+fn body_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Idempotent methods (RFC 9110 §9.2.2), the only ones retried.
