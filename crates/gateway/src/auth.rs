@@ -518,19 +518,7 @@ impl Authenticator {
                 ));
             }
         }
-        self.check_dpop(v, scheme, token, facts)?;
-        let missing: Vec<&str> = auth
-            .required_scopes
-            .iter()
-            .filter(|s| !v.scopes.contains(s))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Denial::InsufficientScope {
-                scope: auth.required_scopes.join(" "),
-            });
-        }
-        Ok(())
+        self.check_dpop(v, scheme, token, facts)
     }
 
     /// RFC 9449 §7: a bound token needs the `DPoP` scheme and a proof by its key for this

@@ -151,6 +151,17 @@ impl ProxyError {
     }
 }
 
+impl From<crate::upstream::UpstreamError> for ProxyError {
+    fn from(e: crate::upstream::UpstreamError) -> ProxyError {
+        use crate::upstream::UpstreamError;
+        match e {
+            UpstreamError::Timeout => ProxyError::UpstreamTimeout,
+            UpstreamError::BodyTooLarge => ProxyError::BodyTooLarge,
+            UpstreamError::Failed(why) => ProxyError::UpstreamFailed(why),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

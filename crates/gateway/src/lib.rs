@@ -1,28 +1,30 @@
 //! tokengate's gateway: the request pipeline in front of upstream services.
 //!
-//! One request goes through these phases, in this order (each a module; the one-line reason
-//! is why it sits where it does):
+//! One request goes through these phases, in this order, over one [`Context`] and the
+//! request's facts (`Gateway::pipeline` reads as this list):
 //!
-//! 1. [`route`]: match host, path and method, so every later step knows the route's rules.
-//! 2. [`auth`]: the token, from the verified-token [`cache`] or verified (decrypted first when
-//!    it is a JWE) against the route's [`keys`]; then audience, time, revocation, DPoP and
-//!    scope, cheapest first; a refusal stops here, before any upstream work.
-//! 3. rewrite: path prefix, headers, hop-by-hop headers, the client's credential replaced by
-//!    forwarded claims or an internal token, so upstreams get a verified identity only.
-//! 4. [`upstream`]: round robin over healthy targets, timeouts, safe retries; bodies streamed
-//!    both ways (server-sent events arrive as produced; WebSocket upgrades are tunnelled).
-//! 5. the response, with the route's header changes; [`AccessInfo`] for the access log,
-//!    [`metrics`], and an audit event for each denial (through a [`store::AuditQueue`]).
+//! | phase | where | why there |
+//! |---|---|---|
+//! | route | [`route`] | every later phase follows the route's rules; a path in another spelling could reach a laxer route |
+//! | authenticate | [`auth`] (with [`cache`], [`keys`]) | before any work for the request; cheapest checks first |
+//! | authorize | [`authorize`] | only a verified token's claims are worth checking |
+//! | (rate limit, response cache) | next issues | keyed on a verified identity, before the upstream they spare |
+//! | rewrite | `rewrite` | the upstream sees a verified identity and the gateway's forwarding headers only |
+//! | forward | [`upstream`] | a healthy target, retried only when that is safe; bodies streamed both ways |
+//! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response |
 //!
-//! Errors are one type, [`ProxyError`], and become HTTP in one place: RFC 6750 challenges,
-//! 403 `insufficient_scope`, 404/405, 413, 502/504, as small JSON bodies with the request id.
+//! [`AccessInfo`] goes to the access log, [`metrics`] count every request, and each denial is
+//! audited (through a [`store::AuditQueue`]).
 
 pub mod auth;
+pub mod authorize;
 pub mod cache;
 pub mod client;
 mod error;
 pub mod keys;
 pub mod metrics;
+mod respond;
+mod rewrite;
 pub mod route;
 pub mod upstream;
 
@@ -30,19 +32,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use oauth::Service;
 use serde_json::{json, Value};
-use store::AuditEvent;
 
-use crate::auth::{Authenticator, Denial, ForwardToken, RequestFacts, RouteAuth, Verified};
+use crate::auth::{Authenticator, Denial, RequestFacts, Verified};
 use crate::cache::TokenCache;
 use crate::client::{BoxError, OutBody};
 use crate::metrics::Metrics;
+use crate::respond::{json_response, Failure};
 use crate::route::{Matched, Route, RouteTable};
-use crate::upstream::{is_idempotent, UpstreamError};
+use crate::upstream::is_idempotent;
 
 pub use crate::error::{Origin, ProxyError};
 
@@ -235,6 +236,7 @@ impl Gateway {
         response
     }
 
+    /// The phases, in order; each says why it sits where it does.
     async fn pipeline<'g, B>(
         &'g self,
         req: Request<B>,
@@ -246,26 +248,12 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = req.into_parts();
-        let authority = authority(&parts);
-        let host = authority
-            .as_deref()
-            .map(|a| strip_port(a).to_ascii_lowercase());
-        let path = parts.uri.path().to_owned();
-
-        if let Some(why) = non_canonical_path(&path) {
-            return Err(Failure::new(ProxyError::NonCanonicalPath(why)));
-        }
-        if parts.method == Method::GET {
-            if let Some((_, doc)) = self.mcp.iter().find(|(p, _)| *p == path) {
-                return Ok(json_response(StatusCode::OK, doc));
-            }
-        }
-        let route = match self.routes.find(host.as_deref(), &path, &parts.method) {
-            Matched::Route(r) => r,
-            Matched::MethodNotAllowed(allowed) => {
-                return Err(Failure::new(ProxyError::MethodNotAllowed(allowed)));
-            }
-            Matched::None => return Err(Failure::new(ProxyError::NoRoute)),
+        let facts = Facts::of(&parts);
+        // Route first: every later phase follows the route's rules, and a path in another
+        // spelling could otherwise reach a laxer route than the upstream will serve.
+        let route = match self.route(&parts, &facts)? {
+            Routed::Route(route) => route,
+            Routed::Answered(response) => return Ok(response),
         };
         info.route = Some(route.name.clone());
         let on_route = |error| Failure {
@@ -273,494 +261,134 @@ impl Gateway {
             route: Some(route),
             dpop_scheme: false,
         };
-
-        let mut verified: Option<Arc<Verified>> = None;
-        if let Some(auth) = &route.auth {
-            let facts = RequestFacts {
-                method: parts.method.as_str(),
-                tls: ctx.tls,
-                authority: authority.as_deref(),
-                path: &path,
-                headers: &parts.headers,
-                now: store::unix_now(),
-            };
-            match self.auth.authenticate(auth, facts).await {
-                Ok((v, key)) => {
-                    info.client_id = v.claims.client_id().map(String::from);
-                    info.sub = v.claims.sub().map(String::from);
-                    info.token_hash = Some(hex_prefix(&key));
-                    verified = Some(v);
-                }
-                Err(denial) => {
-                    return Err(Failure {
-                        dpop_scheme: uses_dpop_scheme(&parts.headers),
-                        ..on_route(ProxyError::Denied(denial))
-                    });
-                }
-            }
-        }
-
-        if content_length(&parts.headers).is_some_and(|n| n > route.max_body) {
-            return Err(on_route(ProxyError::BodyTooLarge));
-        }
-
-        // Rewrite.
-        // Only WebSocket is tunnelled: an `h2c` upgrade would open a connection whose later
-        // requests never pass through the route's checks.
-        let upgrade = parts.method == Method::GET && is_websocket(&parts.headers);
-        let on_upgrade = if upgrade {
-            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
-        } else {
-            None
-        };
-        let mut new_path = route.upstream_path(&path);
-        if let Some(q) = parts.uri.query() {
-            new_path.push('?');
-            new_path.push_str(q);
-        }
-        let path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(new_path))
-            .map_err(|_| on_route(ProxyError::UnforwardablePath))?;
-        // A request is re-sent only when its body is known to be empty (an h2 request can have a
-        // body without Content-Length).
+        // Authenticate, then authorize: before any work for the request, cheapest checks
+        // first, and only a verified token's claims are worth authorizing.
+        let verified = self
+            .authenticate(route, &parts, &facts, ctx, info)
+            .await
+            .map_err(|denial| Failure {
+                dpop_scheme: respond::uses_dpop_scheme(&parts.headers),
+                ..on_route(ProxyError::Denied(denial))
+            })?;
+        // (The rate-limit and response-cache phases will sit here: after authorization, so
+        // they key on a verified identity; before the upstream, which they spare.)
+        // Rewrite: the upstream sees a verified identity and the gateway's forwarding
+        // headers only.
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
-        strip_hop_by_hop(&mut parts.headers, upgrade);
-        parts.headers.remove(header::HOST);
-        forwarded_headers(&mut parts.headers, authority.as_deref(), ctx);
-        route.request_headers.apply(&mut parts.headers);
-        if let (Some(auth), Some(v)) = (&route.auth, &verified) {
-            self.forward_identity(auth, v, &mut parts.headers)
-                .map_err(on_route)?;
-        }
-        if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-request-id"), id);
-        }
+        let out = rewrite::upstream_request(
+            &self.service,
+            route,
+            verified.as_deref(),
+            &mut parts,
+            facts.authority.as_deref(),
+            &facts.path,
+            ctx,
+        )
+        .map_err(on_route)?;
+        let on_upgrade = out
+            .upgrade
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+        // Forward: to a healthy target, retried only when that is safe.
         let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
         let body: OutBody = Limited::new(body, limit)
             .map_err(BoxError::from)
             .boxed_unsync();
-
-        let (mut response, target) = route
+        let (response, target) = route
             .upstreams
-            .forward(parts, path_and_query, body, retryable)
+            .forward(parts, out.path_and_query, body, retryable)
             .await
-            .map_err(|e| {
-                on_route(match e {
-                    UpstreamError::Timeout => ProxyError::UpstreamTimeout,
-                    UpstreamError::BodyTooLarge => ProxyError::BodyTooLarge,
-                    UpstreamError::Failed(why) => ProxyError::UpstreamFailed(why),
-                })
-            })?;
+            .map_err(|e| on_route(ProxyError::from(e)))?;
         info.upstream = Some(target);
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_side) = on_upgrade {
-                let upstream_side = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_side, upstream_side));
+        // Respond: the upstream's answer, without its hop-by-hop fields.
+        Ok(respond::upstream_response(route, response, on_upgrade))
+    }
+
+    /// The route phase: a canonical path, the MCP metadata documents, then host, path and
+    /// method against the route table.
+    fn route(
+        &self,
+        parts: &http::request::Parts,
+        facts: &Facts,
+    ) -> Result<Routed<'_>, Failure<'_>> {
+        if let Some(why) = route::non_canonical_path(&facts.path) {
+            return Err(Failure::new(ProxyError::NonCanonicalPath(why)));
+        }
+        if parts.method == Method::GET {
+            if let Some((_, doc)) = self.mcp.iter().find(|(p, _)| *p == facts.path) {
+                return Ok(Routed::Answered(json_response(StatusCode::OK, doc)));
             }
         }
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let (mut head, body) = response.into_parts();
-        strip_hop_by_hop(&mut head.headers, switching);
-        route.response_headers.apply(&mut head.headers);
-        Ok(Response::from_parts(
-            head,
-            body.map_err(BoxError::from).boxed_unsync(),
-        ))
-    }
-
-    /// Replaces the client's credential by what the route forwards.
-    fn forward_identity(
-        &self,
-        auth: &RouteAuth,
-        v: &Verified,
-        headers: &mut HeaderMap,
-    ) -> Result<(), ProxyError> {
-        // Also `X_User_Id` and other spellings that CGI-style upstreams read as the same
-        // header.
-        let spoofed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| {
-                let normal = k.as_str().replace('_', "-");
-                auth.forward_claims
-                    .iter()
-                    .any(|(_, name)| name.as_str() == normal)
-            })
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(name);
-        }
-        if auth.forward_token != ForwardToken::Original {
-            headers.remove(header::AUTHORIZATION);
-            headers.remove(HeaderName::from_static("dpop"));
-        }
-        for (claim, name) in &auth.forward_claims {
-            if let Some(value) = v
-                .claim_text(claim)
-                .and_then(|t| HeaderValue::from_str(&t).ok())
-            {
-                headers.insert(name.clone(), value);
+        match self
+            .routes
+            .find(facts.host.as_deref(), &facts.path, &parts.method)
+        {
+            Matched::Route(r) => Ok(Routed::Route(r)),
+            Matched::MethodNotAllowed(allowed) => {
+                Err(Failure::new(ProxyError::MethodNotAllowed(allowed)))
             }
+            Matched::None => Err(Failure::new(ProxyError::NoRoute)),
         }
-        if auth.forward_token == ForwardToken::Internal {
-            let now = store::unix_now();
-            let token = {
-                let mut slot = v.internal.lock().unwrap_or_else(|e| e.into_inner());
-                match &*slot {
-                    // Reused while it has most of its life left, for the same audience only.
-                    Some((aud, t, exp))
-                        if *aud == auth.audience
-                            && *exp - now > oauth::INTERNAL_TOKEN_LIFETIME / 2 =>
-                    {
-                        t.clone()
-                    }
-                    _ => {
-                        let (t, exp) = self
-                            .service
-                            .internal_token(v.claims.as_map(), &auth.audience, now, v.expires_at)
-                            .map_err(|e| {
-                                ProxyError::Internal(format!(
-                                    "minting the internal token failed ({})",
-                                    e.code()
-                                ))
-                            })?;
-                        *slot = Some((auth.audience.clone(), t.clone(), exp));
-                        t
-                    }
-                }
-            };
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ProxyError::Internal("the internal token is not a header value".to_owned())
-            })?;
-            headers.insert(header::AUTHORIZATION, value);
-        }
-        Ok(())
     }
 
-    fn audit_denial(&self, denial: &Denial, route: &Route, auth: &RouteAuth, ctx: &Context) {
-        if *denial == Denial::MissingToken {
-            // Not a token event: every browser probe would fill the trail.
-            return;
-        }
-        self.audit.record(AuditEvent {
-            time: store::unix_now(),
-            event: "gateway.denied".into(),
-            audience: Some(auth.audience.clone()),
-            outcome: "failure".into(),
-            reason: Some(format!("{} (route {})", denial.code(), route.name)),
-            request_id: Some(ctx.request_id.clone()),
-            ..AuditEvent::default()
-        });
-    }
-
-    /// The one place a failure becomes a response: its status and JSON body with the request
-    /// id, the RFC 6750 challenge for a refused credential (RFC 9449 §7.1 for DPoP, RFC 9728
-    /// §5.1 `resource_metadata` on MCP routes), `Allow` for 405; and its access-log fields and
-    /// audit event.
-    fn refuse(
+    /// The authenticate and authorize phases, for a route with token rules; the verified
+    /// token (its claims, for the rewrite), and what the access log records of it.
+    async fn authenticate(
         &self,
-        failure: &Failure<'_>,
+        route: &Route,
+        parts: &http::request::Parts,
+        facts: &Facts,
         ctx: &Context,
         info: &mut AccessInfo,
-    ) -> Response<ResponseBody> {
-        let err = &failure.error;
-        info.denial = err.log_code();
-        info.detail = err.detail();
-        let mut response = error(err.status(), failure.error_code(), &err.description(), ctx);
-        match err {
-            ProxyError::MethodNotAllowed(allowed) => {
-                let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-                    response.headers_mut().insert(header::ALLOW, v);
-                }
-            }
-            ProxyError::Denied(denial) => {
-                if let Some(route) = failure.route {
-                    if let Some(auth) = &route.auth {
-                        self.audit_denial(denial, route, auth, ctx);
-                    }
-                }
-                if let Some(challenge) = challenge(denial, failure, err) {
-                    if let Ok(v) = HeaderValue::from_str(&challenge) {
-                        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                    }
-                }
-            }
-            _ => {}
+    ) -> Result<Option<Arc<Verified>>, Denial> {
+        let Some(auth) = &route.auth else {
+            return Ok(None);
+        };
+        let request = RequestFacts {
+            method: parts.method.as_str(),
+            tls: ctx.tls,
+            authority: facts.authority.as_deref(),
+            path: &facts.path,
+            headers: &parts.headers,
+            now: store::unix_now(),
+        };
+        let (verified, key) = self.auth.authenticate(auth, request).await?;
+        info.client_id = verified.claims.client_id().map(String::from);
+        info.sub = verified.claims.sub().map(String::from);
+        info.token_hash = Some(respond::hex_prefix(&key));
+        authorize::authorize(auth, &verified)?;
+        Ok(Some(verified))
+    }
+}
+
+/// What the route phase found.
+enum Routed<'g> {
+    /// The route to follow.
+    Route(&'g Route),
+    /// Answered by the gateway itself (an MCP protected-resource metadata document).
+    Answered(Response<ResponseBody>),
+}
+
+/// The request's facts every phase reads, taken from it once.
+struct Facts {
+    /// The authority the client addressed (`Host`, or the URI's for HTTP/2).
+    authority: Option<String>,
+    /// That authority's host, lowercase, without port.
+    host: Option<String>,
+    /// The path, as sent.
+    path: String,
+}
+
+impl Facts {
+    fn of(parts: &http::request::Parts) -> Facts {
+        let authority = route::authority(parts);
+        let host = authority
+            .as_deref()
+            .map(|a| route::strip_port(a).to_ascii_lowercase());
+        Facts {
+            authority,
+            host,
+            path: parts.uri.path().to_owned(),
         }
-        response
-    }
-}
-
-/// A failure and what its response needs besides the error: the route it happened on (for
-/// the MCP challenge and the audit event), and whether the client used the DPoP scheme.
-struct Failure<'g> {
-    error: ProxyError,
-    route: Option<&'g Route>,
-    dpop_scheme: bool,
-}
-
-impl Failure<'_> {
-    fn new(error: ProxyError) -> Self {
-        Failure {
-            error,
-            route: None,
-            dpop_scheme: false,
-        }
-    }
-
-    /// The `error` code: the error's own, except that a DPoP proof at fault, presented with
-    /// the DPoP scheme, is `invalid_dpop_proof` (RFC 9449 §7.1).
-    fn error_code(&self) -> &'static str {
-        match &self.error {
-            ProxyError::Denied(Denial::InvalidDpop(_)) if self.dpop_scheme => "invalid_dpop_proof",
-            other => other.error_code(),
-        }
-    }
-}
-
-/// Whether the request presents its token with the `DPoP` scheme.
-fn uses_dpop_scheme(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 5 && v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop ")))
-}
-
-/// The `WWW-Authenticate` challenge for a refused credential; none when the keys could not be
-/// fetched (a 503 is no challenge).
-fn challenge(denial: &Denial, failure: &Failure<'_>, err: &ProxyError) -> Option<String> {
-    let dpop_failure = matches!(denial, Denial::InvalidDpop(_));
-    let mut challenge = if failure.dpop_scheme || dpop_failure {
-        let algs: Vec<&str> = oauth::dpop::ALGORITHMS.iter().map(|a| a.name()).collect();
-        format!("DPoP realm=\"{REALM}\", algs=\"{}\"", algs.join(" "))
-    } else {
-        format!("Bearer realm=\"{REALM}\"")
-    };
-    let code = match denial {
-        Denial::KeysUnavailable(_) => return None,
-        Denial::MissingToken => None,
-        _ => Some(failure.error_code()),
-    };
-    if let Some(code) = code {
-        challenge.push_str(&format!(
-            ", error=\"{code}\", error_description=\"{}\"",
-            quotable(&err.description())
-        ));
-    }
-    if let Denial::InsufficientScope { scope } = denial {
-        challenge.push_str(&format!(", scope=\"{}\"", quotable(scope)));
-    }
-    if let Some(m) = failure.route.and_then(|r| r.mcp.as_ref()) {
-        challenge.push_str(&format!(
-            ", resource_metadata=\"{}\"",
-            quotable(&m.metadata_url)
-        ));
-    }
-    Some(challenge)
-}
-
-/// The first 4 bytes of a token's hash in hex, for the access log.
-fn hex_prefix(key: &[u8]) -> String {
-    let mut out = String::with_capacity(8);
-    for b in key.iter().take(4) {
-        for nibble in [b >> 4, b & 15] {
-            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-        }
-    }
-    out
-}
-
-/// Text safe inside a quoted challenge parameter (RFC 6750 §3: no `"` or `\`, printable).
-fn quotable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
-                '\''
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
-    let mut r = Response::new(full(body.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn full(text: String) -> ResponseBody {
-    Full::new(Bytes::from(text))
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A small JSON error with the request id.
-fn error(
-    status: StatusCode,
-    code: &str,
-    description: &str,
-    ctx: &Context,
-) -> Response<ResponseBody> {
-    json_response(
-        status,
-        &json!({ "error": code, "error_description": description, "request_id": ctx.request_id }),
-    )
-}
-
-/// Why a path is not in the one spelling routes are matched on, if it is not. Routes match
-/// the raw path, and upstreams often decode or collapse it: `/public/../admin`, `//admin`,
-/// `/%61dmin` or `/x/..;/admin` would match one route here and mean another upstream. So a
-/// path must be canonical: no `.`/`..` segments (plain or escaped), no empty segments, no
-/// `;` (matrix parameters), no backslash, and percent-escapes only for characters that need
-/// them (never an unreserved character, `/` or `\\`), each well formed.
-fn non_canonical_path(path: &str) -> Option<&'static str> {
-    if path.contains('\\') || path.contains(';') {
-        return Some("the path has a backslash or a semicolon");
-    }
-    if path.contains("//") {
-        return Some("the path has an empty segment");
-    }
-    let bytes = path.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
-                return Some("the path has a malformed percent-escape");
-            };
-            let unreserved =
-                value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
-            if unreserved || value == b'/' || value == b'\\' {
-                return Some("the path escapes a character that needs no escaping");
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    if path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
-        return Some("the path has dot segments");
-    }
-    None
-}
-
-/// The authority the client addressed: `Host`, or the URI's (HTTP/2).
-fn authority(parts: &http::request::Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(String::from)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
-}
-
-fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .split_once(']')
-            .map_or(authority, |(h, _)| h.trim_start_matches('['));
-    }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-fn is_websocket(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names; keeps
-/// `Connection: upgrade` and `Upgrade` for a protocol switch.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-    ] {
-        headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
-}
-
-/// `X-Forwarded-For` (appended), `-Proto` and `-Host`.
-fn forwarded_headers(headers: &mut HeaderMap, authority: Option<&str>, ctx: &Context) {
-    // The client's own `Forwarded` would contradict the X-Forwarded-* set here.
-    headers.remove(header::FORWARDED);
-    if let Some(ip) = ctx.peer {
-        let prior = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(|p| format!("{p}, {ip}"))
-            .unwrap_or_else(|| ip.to_string());
-        if let Ok(v) = HeaderValue::from_str(&prior) {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-        }
-    }
-    let proto = if ctx.tls { "https" } else { "http" };
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
-    if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
-    }
-}
-
-/// Copies bytes both ways between the client's and the upstream's upgraded connections.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
-        let mut c = hyper_util::rt::TokioIo::new(c);
-        let mut u = hyper_util::rt::TokioIo::new(u);
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
     }
 }

@@ -190,3 +190,68 @@ impl RouteTable {
         }
     }
 }
+
+/// Why a path is not in the one spelling routes are matched on, if it is not. Routes match
+/// the raw path, and upstreams often decode or collapse it: `/public/../admin`, `//admin`,
+/// `/%61dmin` or `/x/..;/admin` would match one route here and mean another upstream. So a
+/// path must be canonical: no `.`/`..` segments (plain or escaped), no empty segments, no
+/// `;` (matrix parameters), no backslash, and percent-escapes only for characters that need
+/// them (never an unreserved character, `/` or `\\`), each well formed.
+pub(crate) fn non_canonical_path(path: &str) -> Option<&'static str> {
+    if path.contains('\\') || path.contains(';') {
+        return Some("the path has a backslash or a semicolon");
+    }
+    if path.contains("//") {
+        return Some("the path has an empty segment");
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                return Some("the path has a malformed percent-escape");
+            };
+            let unreserved =
+                value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
+            if unreserved || value == b'/' || value == b'\\' {
+                return Some("the path escapes a character that needs no escaping");
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Some("the path has dot segments");
+    }
+    None
+}
+
+/// The authority the client addressed: `Host`, or the URI's (HTTP/2).
+pub(crate) fn authority(parts: &http::request::Parts) -> Option<String> {
+    parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(String::from)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+}
+
+pub(crate) fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| h.trim_start_matches('['));
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+#[cfg(test)]
+#[path = "route_tests.rs"]
+mod tests;

@@ -1,0 +1,227 @@
+//! The respond phase: the upstream's response on its way back (hop-by-hop fields dropped, the
+//! route's header changes, an accepted WebSocket upgrade tunnelled), and the one place a
+//! [`ProxyError`] becomes the gateway's own response.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use store::AuditEvent;
+
+use crate::auth::{Denial, RouteAuth};
+use crate::client::BoxError;
+use crate::rewrite::strip_hop_by_hop;
+use crate::route::Route;
+use crate::{AccessInfo, Context, Gateway, ProxyError, ResponseBody, REALM};
+
+/// The upstream's response for the client: hop-by-hop fields dropped (kept for a protocol
+/// switch), the route's header changes, and a WebSocket upgrade tunnelled both ways.
+pub(crate) fn upstream_response(
+    route: &Route,
+    mut response: Response<Incoming>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ResponseBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        if let Some(client_side) = on_upgrade {
+            let upstream_side = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_side, upstream_side));
+        }
+    }
+    let (mut head, body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers, switching);
+    route.response_headers.apply(&mut head.headers);
+    Response::from_parts(head, body.map_err(BoxError::from).boxed_unsync())
+}
+
+impl Gateway {
+    fn audit_denial(&self, denial: &Denial, route: &Route, auth: &RouteAuth, ctx: &Context) {
+        if *denial == Denial::MissingToken {
+            // Not a token event: every browser probe would fill the trail.
+            return;
+        }
+        self.audit.record(AuditEvent {
+            time: store::unix_now(),
+            event: "gateway.denied".into(),
+            audience: Some(auth.audience.clone()),
+            outcome: "failure".into(),
+            reason: Some(format!("{} (route {})", denial.code(), route.name)),
+            request_id: Some(ctx.request_id.clone()),
+            ..AuditEvent::default()
+        });
+    }
+
+    /// The one place a failure becomes a response: its status and JSON body with the request
+    /// id, the RFC 6750 challenge for a refused credential (RFC 9449 §7.1 for DPoP, RFC 9728
+    /// §5.1 `resource_metadata` on MCP routes), `Allow` for 405; and its access-log fields and
+    /// audit event.
+    pub(crate) fn refuse(
+        &self,
+        failure: &Failure<'_>,
+        ctx: &Context,
+        info: &mut AccessInfo,
+    ) -> Response<ResponseBody> {
+        let err = &failure.error;
+        info.denial = err.log_code();
+        info.detail = err.detail();
+        let mut response = error(err.status(), failure.error_code(), &err.description(), ctx);
+        match err {
+            ProxyError::MethodNotAllowed(allowed) => {
+                let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            ProxyError::Denied(denial) => {
+                if let Some(route) = failure.route {
+                    if let Some(auth) = &route.auth {
+                        self.audit_denial(denial, route, auth, ctx);
+                    }
+                }
+                if let Some(challenge) = challenge(denial, failure, err) {
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A failure and what its response needs besides the error: the route it happened on (for
+/// the MCP challenge and the audit event), and whether the client used the DPoP scheme.
+pub(crate) struct Failure<'g> {
+    pub(crate) error: ProxyError,
+    pub(crate) route: Option<&'g Route>,
+    pub(crate) dpop_scheme: bool,
+}
+
+impl Failure<'_> {
+    pub(crate) fn new(error: ProxyError) -> Self {
+        Failure {
+            error,
+            route: None,
+            dpop_scheme: false,
+        }
+    }
+
+    /// The `error` code: the error's own, except that a DPoP proof at fault, presented with
+    /// the DPoP scheme, is `invalid_dpop_proof` (RFC 9449 §7.1).
+    fn error_code(&self) -> &'static str {
+        match &self.error {
+            ProxyError::Denied(Denial::InvalidDpop(_)) if self.dpop_scheme => "invalid_dpop_proof",
+            other => other.error_code(),
+        }
+    }
+}
+
+/// Whether the request presents its token with the `DPoP` scheme.
+pub(crate) fn uses_dpop_scheme(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 5 && v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop ")))
+}
+
+/// The `WWW-Authenticate` challenge for a refused credential; none when the keys could not be
+/// fetched (a 503 is no challenge).
+fn challenge(denial: &Denial, failure: &Failure<'_>, err: &ProxyError) -> Option<String> {
+    let dpop_failure = matches!(denial, Denial::InvalidDpop(_));
+    let mut challenge = if failure.dpop_scheme || dpop_failure {
+        let algs: Vec<&str> = oauth::dpop::ALGORITHMS.iter().map(|a| a.name()).collect();
+        format!("DPoP realm=\"{REALM}\", algs=\"{}\"", algs.join(" "))
+    } else {
+        format!("Bearer realm=\"{REALM}\"")
+    };
+    let code = match denial {
+        Denial::KeysUnavailable(_) => return None,
+        Denial::MissingToken => None,
+        _ => Some(failure.error_code()),
+    };
+    if let Some(code) = code {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{}\"",
+            quotable(&err.description())
+        ));
+    }
+    if let Denial::InsufficientScope { scope } = denial {
+        challenge.push_str(&format!(", scope=\"{}\"", quotable(scope)));
+    }
+    if let Some(m) = failure.route.and_then(|r| r.mcp.as_ref()) {
+        challenge.push_str(&format!(
+            ", resource_metadata=\"{}\"",
+            quotable(&m.metadata_url)
+        ));
+    }
+    Some(challenge)
+}
+
+/// The first 4 bytes of a token's hash in hex, for the access log.
+pub(crate) fn hex_prefix(key: &[u8]) -> String {
+    let mut out = String::with_capacity(8);
+    for b in key.iter().take(4) {
+        for nibble in [b >> 4, b & 15] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+    out
+}
+
+/// Text safe inside a quoted challenge parameter (RFC 6750 §3: no `"` or `\`, printable).
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
+                '\''
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn full(text: String) -> ResponseBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A small JSON error with the request id.
+fn error(
+    status: StatusCode,
+    code: &str,
+    description: &str,
+    ctx: &Context,
+) -> Response<ResponseBody> {
+    json_response(
+        status,
+        &json!({ "error": code, "error_description": description, "request_id": ctx.request_id }),
+    )
+}
+
+/// Copies bytes both ways between the client's and the upstream's upgraded connections.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
+        let mut c = hyper_util::rt::TokioIo::new(c);
+        let mut u = hyper_util::rt::TokioIo::new(u);
+        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+    }
+}
+
+#[cfg(test)]
+#[path = "respond_tests.rs"]
+mod tests;

@@ -1,0 +1,111 @@
+//! The rewrite phase's header rules without sockets.
+
+use http::header::{HeaderMap, HeaderValue};
+
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn names(h: &HeaderMap) -> Vec<&str> {
+    let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    n.sort_unstable();
+    n
+}
+
+#[test]
+fn hop_by_hop_fields_and_those_connection_names_go() {
+    let mut h = headers(&[
+        ("connection", "x-private, Keep-Alive"),
+        ("connection", "x-other"),
+        ("x-private", "1"),
+        ("x-other", "1"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("trailer", "x"),
+        ("proxy-authorization", "Basic x"),
+        ("proxy-connection", "keep-alive"),
+        ("upgrade", "h2c"),
+        ("x-public", "1"),
+    ]);
+    strip_hop_by_hop(&mut h, false);
+    assert_eq!(names(&h), ["x-public"]);
+}
+
+#[test]
+fn a_protocol_switch_keeps_upgrade_only() {
+    let mut h = headers(&[
+        ("connection", "Upgrade, x-private"),
+        ("upgrade", "websocket"),
+        ("x-private", "1"),
+    ]);
+    assert!(is_websocket(&h));
+    strip_hop_by_hop(&mut h, true);
+    assert_eq!(names(&h), ["connection", "upgrade"]);
+    assert_eq!(h["connection"], "upgrade");
+    assert_eq!(h["upgrade"], "websocket");
+}
+
+#[test]
+fn only_websocket_counts_as_an_upgrade() {
+    assert!(is_websocket(&headers(&[
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", " WebSocket "),
+    ])));
+    assert!(!is_websocket(&headers(&[
+        ("connection", "upgrade"),
+        ("upgrade", "h2c"),
+    ])));
+    assert!(!is_websocket(&headers(&[("upgrade", "websocket")])));
+}
+
+#[test]
+fn forwarded_headers_are_the_gateways_own() {
+    let ctx = Context {
+        request_id: "r".into(),
+        peer: Some("192.0.2.7".parse().unwrap()),
+        tls: true,
+    };
+    let mut h = headers(&[
+        ("x-forwarded-for", "203.0.113.1"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "for=203.0.113.1"),
+    ]);
+    forwarded_headers(&mut h, Some("api.example:8443"), &ctx);
+    assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "api.example:8443");
+    assert!(!h.contains_key("forwarded"));
+    // No prior value, no peer address, no authority.
+    let mut h = HeaderMap::new();
+    forwarded_headers(
+        &mut h,
+        None,
+        &Context {
+            peer: None,
+            tls: false,
+            ..ctx
+        },
+    );
+    assert_eq!(names(&h), ["x-forwarded-proto"]);
+    assert_eq!(h["x-forwarded-proto"], "http");
+}
+
+#[test]
+fn a_declared_length_is_read_strictly() {
+    assert_eq!(
+        content_length(&headers(&[("content-length", "42")])),
+        Some(42)
+    );
+    assert_eq!(content_length(&headers(&[("content-length", "4x")])), None);
+    assert_eq!(content_length(&HeaderMap::new()), None);
+}
