@@ -205,15 +205,32 @@ pub async fn gateway_request(
     let ctx = conn.context(request_id_of(req.headers()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let response = enter_gateway(app, &ctx, req).await;
+    finish(response, &ctx.request_id, &method, &path, started)
+}
+
+/// The one way into the gateway, from the listener's fast path ([`gateway_request`]) and from
+/// the router's fallback alike: the gateway current at the start serves the whole request,
+/// and a HEAD response loses its body.
+pub(crate) async fn enter_gateway<B>(
+    app: &App,
+    ctx: &::gateway::Context,
+    req: hyper::Request<B>,
+) -> Response
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<::gateway::client::BoxError>,
+{
+    let head = req.method() == axum::http::Method::HEAD;
     // Hold this gateway for the whole request: a reload swaps in a new one for later requests.
     let gateway = app.gateway();
-    let mut response = gateway.handle(req, &ctx).await.map(axum::body::Body::new);
-    if method == axum::http::Method::HEAD {
+    let mut response = gateway.handle(req, ctx).await.map(axum::body::Body::new);
+    if head {
         // hyper drops a HEAD response's body on HTTP/1.1 but sends it on h2, where it is a
-        // protocol error; the router did this for gateway traffic before it bypassed it.
+        // protocol error.
         *response.body_mut() = axum::body::Body::empty();
     }
-    finish(response, &ctx.request_id, &method, &path, started)
+    response
 }
 
 /// Puts the request id on the response and writes the access-log line.

@@ -41,9 +41,7 @@ pub(super) async fn proxy(
         .copied()
         .unwrap_or_default();
     let ctx = conn.context(id.0);
-    // Hold this gateway for the whole request: a reload swaps in a new one for later requests.
-    let gateway = app.gateway();
-    gateway.handle(req, &ctx).await.map(axum::body::Body::new)
+    super::enter_gateway(&app, &ctx, req).await
 }
 
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
