@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::own::OwnIssuer;
 use jose::{Algorithm, JwkSet};
-use oauth::Service;
 use serde_json::Value;
 
 use crate::client::{get_small, HttpClient};
@@ -253,7 +253,7 @@ pub async fn discover(
 pub enum KeySource {
     /// The built-in token service ("self"): its published keys, and its private encryption
     /// keys for nested tokens.
-    Own(Arc<Service>),
+    Own(Arc<dyn OwnIssuer>),
     /// A fixed set.
     Static(Arc<JwkSet>),
     /// A remote set.

@@ -23,6 +23,7 @@ pub mod client;
 mod error;
 pub mod keys;
 pub mod metrics;
+pub mod own;
 mod respond;
 mod rewrite;
 pub mod route;
@@ -34,13 +35,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
-use oauth::Service;
 use serde_json::{json, Value};
 
 use crate::auth::{Authenticator, Denial, RequestFacts, Verified};
 use crate::cache::TokenCache;
 use crate::client::{BoxError, OutBody};
 use crate::metrics::Metrics;
+use crate::own::OwnIssuer;
 use crate::respond::{json_response, Failure};
 use crate::route::{Matched, Route, RouteTable};
 use crate::upstream::is_idempotent;
@@ -90,7 +91,7 @@ const REALM: &str = "tokengate";
 pub struct Gateway {
     routes: RouteTable,
     auth: Authenticator,
-    service: Arc<Service>,
+    own: Arc<dyn OwnIssuer>,
     audit: store::AuditQueue,
     metrics: Arc<Metrics>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -116,8 +117,8 @@ impl Drop for Gateway {
 /// What a gateway is built from, besides its routes.
 #[derive(Debug, Clone)]
 pub struct Shared {
-    /// The built-in token service (issuer "self", internal tokens, revocations).
-    pub service: Arc<Service>,
+    /// The built-in issuer ("self"): its keys, revocations and internal tokens.
+    pub own: Arc<dyn OwnIssuer>,
     /// The verified-token cache (a new one per configuration: issuers may have changed).
     pub cache: Arc<TokenCache>,
     /// Where denials are audited.
@@ -139,7 +140,7 @@ impl Gateway {
             .iter()
             .filter_map(|r| r.upstreams.spawn_health_checks())
             .collect();
-        let issuer = shared.service.settings().issuer.clone();
+        let issuer = shared.own.issuer().to_owned();
         let mcp = table
             .routes()
             .iter()
@@ -179,11 +180,11 @@ impl Gateway {
             routes: RouteTable::default(),
             auth: Authenticator {
                 cache: shared.cache,
-                revocations: Arc::clone(shared.service.revocations()),
+                revocations: Arc::clone(shared.own.revocations()),
                 replay: shared.replay,
                 dpop_window: shared.dpop_window,
             },
-            service: shared.service,
+            own: shared.own,
             audit: shared.audit,
             metrics: shared.metrics,
             tasks: Vec::new(),
@@ -276,7 +277,7 @@ impl Gateway {
         // headers only.
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
         let out = rewrite::upstream_request(
-            &self.service,
+            self.own.as_ref(),
             route,
             verified.as_deref(),
             &mut parts,

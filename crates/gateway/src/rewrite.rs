@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::Method;
-use oauth::Service;
 
 use crate::auth::{ForwardToken, RouteAuth, Verified};
+use crate::own::OwnIssuer;
 use crate::route::Route;
 use crate::{Context, ProxyError};
 
@@ -24,7 +24,7 @@ pub(crate) struct UpstreamRequest {
 /// Rewrites `parts` for the route's upstream: refuses a body the route does not take, then
 /// path, hop-by-hop fields, forwarded headers, header changes, identity, request id.
 pub(crate) fn upstream_request(
-    service: &Service,
+    own: &dyn OwnIssuer,
     route: &Route,
     verified: Option<&Verified>,
     parts: &mut http::request::Parts,
@@ -50,7 +50,7 @@ pub(crate) fn upstream_request(
     forwarded_headers(&mut parts.headers, authority, ctx);
     route.request_headers.apply(&mut parts.headers);
     if let (Some(auth), Some(v)) = (&route.auth, verified) {
-        forward_identity(service, auth, v, &mut parts.headers)?;
+        forward_identity(own, auth, v, &mut parts.headers)?;
     }
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         parts
@@ -146,7 +146,7 @@ fn forwarded_headers(headers: &mut HeaderMap, authority: Option<&str>, ctx: &Con
 
 /// Replaces the client's credential by what the route forwards.
 fn forward_identity(
-    service: &Service,
+    own: &dyn OwnIssuer,
     auth: &RouteAuth,
     v: &Verified,
     headers: &mut HeaderMap,
@@ -190,7 +190,7 @@ fn forward_identity(
                     t.clone()
                 }
                 _ => {
-                    let (t, exp) = service
+                    let (t, exp) = own
                         .internal_token(v.claims.as_map(), &auth.audience, now, v.expires_at)
                         .map_err(|e| {
                             ProxyError::Internal(format!(

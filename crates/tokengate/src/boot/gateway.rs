@@ -53,7 +53,7 @@ impl GatewayParts {
     /// What a new gateway shares, with a fresh token cache.
     pub fn shared(&self, dpop_window: u64) -> Shared {
         Shared {
-            service: Arc::clone(&self.service),
+            own: Arc::clone(&self.service) as Arc<dyn gateway::own::OwnIssuer>,
             cache: Arc::new(TokenCache::new(TOKEN_CACHE_ENTRIES)),
             audit: self.audit.clone(),
             metrics: Arc::clone(&self.metrics),
@@ -74,7 +74,7 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
     let mut issuers: Vec<Arc<Issuer>> = vec![Arc::new(Issuer {
         name: "self".into(),
         issuer: parts.service.settings().issuer.clone(),
-        keys: KeySource::Own(Arc::clone(&parts.service)),
+        keys: KeySource::Own(Arc::clone(&parts.service) as Arc<dyn gateway::own::OwnIssuer>),
         algorithms: Vec::new(),
         typ: Some(oauth::AT_JWT.into()),
         decrypt: None,
