@@ -19,15 +19,14 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, OutBody>;
 
 /// A client with a connect timeout; `h2_only` speaks HTTP/2 with prior knowledge (h2c) to
 /// plain-HTTP upstreams and negotiates by ALPN over TLS otherwise.
-pub fn new_client(connect_timeout: Duration, h2_only: bool) -> Result<HttpClient, String> {
+pub fn new_client(connect_timeout: Duration, h2_only: bool) -> Result<HttpClient, TrustStoreError> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| format!("loading the system's trusted CA certificates: {e}"))?
+        .with_provider_and_native_roots(provider)?
         .https_or_http()
         .enable_http1()
         .enable_http2();
@@ -49,6 +48,65 @@ pub fn empty() -> OutBody {
         .boxed_unsync()
 }
 
+/// Why a small document (JWKS, metadata, health check) could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL cannot be requested.
+    #[error("{url}: not a URL that can be requested")]
+    BadUrl {
+        /// The URL.
+        url: String,
+    },
+    /// No answer: connection refused, reset, TLS failure, protocol error.
+    #[error("{url}: {detail}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// What the client said.
+        detail: String,
+    },
+    /// An answer other than 200.
+    #[error("{url}: HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status it answered.
+        status: http::StatusCode,
+    },
+    /// The body was larger than allowed, or broke off.
+    #[error("{url}: the body is over {max} bytes or broke off")]
+    Body {
+        /// The URL.
+        url: String,
+        /// The limit.
+        max: usize,
+    },
+    /// No complete answer in time.
+    #[error("{url}: timed out after {timeout:?}")]
+    TimedOut {
+        /// The URL.
+        url: String,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// The document is not what was asked for (not JSON, not a JWK Set, another issuer's
+    /// metadata, no `jwks_uri`).
+    #[error("{url}: {detail}")]
+    BadDocument {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The system's trusted CA certificates could not be loaded, so no client for `https://`
+/// can be made.
+#[derive(Debug, thiserror::Error)]
+#[error("loading the system's trusted CA certificates: {0}")]
+pub struct TrustStoreError(#[from] std::io::Error);
+
 /// GETs `url` and returns the body, at most `max` bytes, within `timeout`. For small JSON
 /// documents (JWKS, metadata): anything but 200 is an error.
 pub async fn get_small(
@@ -56,29 +114,44 @@ pub async fn get_small(
     url: &str,
     timeout: Duration,
     max: usize,
-) -> Result<(Bytes, http::HeaderMap), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+) -> Result<(Bytes, http::HeaderMap), FetchError> {
+    let bad_url = || FetchError::BadUrl {
+        url: url.to_owned(),
+    };
+    let uri: http::Uri = url.parse().map_err(|_| bad_url())?;
     let req = http::Request::get(uri)
         .header(http::header::ACCEPT, "application/json")
         .body(empty())
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| bad_url())?;
     let fetch = async {
         let response = client
             .request(req)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| FetchError::Unreachable {
+                url: url.to_owned(),
+                detail: e.to_string(),
+            })?;
         if response.status() != http::StatusCode::OK {
-            return Err(format!("{url}: HTTP {}", response.status()));
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status: response.status(),
+            });
         }
         let headers = response.headers().clone();
         let body = Limited::new(response.into_body(), max)
             .collect()
             .await
-            .map_err(|e| format!("{url}: {e}"))?
+            .map_err(|_| FetchError::Body {
+                url: url.to_owned(),
+                max,
+            })?
             .to_bytes();
         Ok((body, headers))
     };
     tokio::time::timeout(timeout, fetch)
         .await
-        .map_err(|_| format!("{url}: timed out after {timeout:?}"))?
+        .map_err(|_| FetchError::TimedOut {
+            url: url.to_owned(),
+            timeout,
+        })?
 }

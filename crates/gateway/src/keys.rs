@@ -10,7 +10,7 @@ use crate::own::OwnIssuer;
 use jose::{Algorithm, JwkSet};
 use serde_json::Value;
 
-use crate::client::{get_small, HttpClient};
+use crate::client::{get_small, FetchError, HttpClient};
 
 /// Bounds on how long a fetched key set is used before it is fetched again.
 const MIN_MAX_AGE: Duration = Duration::from_secs(30);
@@ -90,7 +90,7 @@ impl RemoteJwks {
 
     /// The keys: cached while fresh, else fetched; on a failed fetch the previous keys are
     /// kept (stale beats none) and the error is returned only when there are none.
-    pub async fn keys(&self) -> Result<Arc<JwkSet>, String> {
+    pub async fn keys(&self) -> Result<Arc<JwkSet>, FetchError> {
         {
             let c = self.cached();
             if let (Some(keys), Some(exp)) = (&c.keys, c.expires) {
@@ -104,7 +104,7 @@ impl RemoteJwks {
 
     /// A refetch because a token named a kid the cached set lacks: at most one per cooldown;
     /// within it, the cached keys are returned unchanged.
-    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<JwkSet>, String> {
+    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<JwkSet>, FetchError> {
         self.fetch(true).await
     }
 
@@ -113,7 +113,7 @@ impl RemoteJwks {
         self.cached().fetched_count
     }
 
-    async fn fetch(&self, unknown_kid: bool) -> Result<Arc<JwkSet>, String> {
+    async fn fetch(&self, unknown_kid: bool) -> Result<Arc<JwkSet>, FetchError> {
         let started = Instant::now();
         let _one = self.inflight.lock().await;
         {
@@ -158,7 +158,7 @@ impl RemoteJwks {
         }
     }
 
-    async fn jwks_uri(&self) -> Result<String, String> {
+    async fn jwks_uri(&self) -> Result<String, FetchError> {
         match &self.source {
             RemoteSource::Jwks(url) => Ok(url.clone()),
             RemoteSource::Discovery(issuer) => {
@@ -172,11 +172,14 @@ impl RemoteJwks {
         }
     }
 
-    async fn download(&self) -> Result<(JwkSet, Duration), String> {
+    async fn download(&self) -> Result<(JwkSet, Duration), FetchError> {
         let url = self.jwks_uri().await?;
         let (body, headers) =
             get_small(&self.client, &url, self.options.timeout, MAX_DOCUMENT).await?;
-        let keys = JwkSet::from_json(&body).map_err(|e| format!("{url}: {}", e.reason()))?;
+        let keys = JwkSet::from_json(&body).map_err(|e| FetchError::BadDocument {
+            url: url.clone(),
+            detail: e.reason().to_owned(),
+        })?;
         // Clamped: `no-cache` or `max-age=0` would turn every token check into a fetch, and a
         // huge value would pin keys the issuer has removed.
         let max_age = headers
@@ -214,38 +217,48 @@ pub async fn discover(
     client: &HttpClient,
     issuer: &str,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, FetchError> {
     let base = issuer.trim_end_matches('/');
     let (origin, path) = match url::Url::parse(base) {
         Ok(u) => (
             u.origin().ascii_serialization(),
             u.path().trim_end_matches('/').to_owned(),
         ),
-        Err(e) => return Err(format!("issuer {issuer}: {e}")),
+        Err(_) => {
+            return Err(FetchError::BadUrl {
+                url: issuer.to_owned(),
+            })
+        }
     };
     let candidates = [
         format!("{origin}/.well-known/oauth-authorization-server{path}"),
         format!("{base}/.well-known/openid-configuration"),
     ];
-    let mut last = String::new();
+    let mut last = None;
     for url in candidates {
         match get_small(client, &url, timeout, MAX_DOCUMENT).await {
             Ok((body, _)) => {
+                let bad = |detail: &str| FetchError::BadDocument {
+                    url: url.clone(),
+                    detail: detail.to_owned(),
+                };
                 let doc: Value =
-                    serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+                    serde_json::from_slice(&body).map_err(|_| bad("the metadata is not JSON"))?;
                 if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-                    return Err(format!("{url}: the metadata names another issuer"));
+                    return Err(bad("the metadata names another issuer"));
                 }
                 return doc
                     .get("jwks_uri")
                     .and_then(Value::as_str)
                     .map(String::from)
-                    .ok_or_else(|| format!("{url}: no jwks_uri"));
+                    .ok_or_else(|| bad("no jwks_uri"));
             }
-            Err(e) => last = e,
+            Err(e) => last = Some(e),
         }
     }
-    Err(last)
+    Err(last.unwrap_or(FetchError::BadUrl {
+        url: issuer.to_owned(),
+    }))
 }
 
 /// Where an issuer's keys come from.

@@ -133,7 +133,7 @@ pub struct Shared {
 
 impl Gateway {
     /// Builds the gateway and starts the routes' health checks. Refuses overlapping routes.
-    pub fn new(routes: Vec<Route>, shared: Shared) -> Result<Gateway, String> {
+    pub fn new(routes: Vec<Route>, shared: Shared) -> Result<Gateway, route::OverlappingRoutes> {
         let table = RouteTable::new(routes)?;
         let tasks = table
             .routes()

@@ -138,6 +138,11 @@ pub enum Matched<'a> {
     None,
 }
 
+/// Two routes serve the same host, path and a shared method.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("routes {0:?} and {1:?} overlap: same host, path and methods")]
+pub struct OverlappingRoutes(pub String, pub String);
+
 /// The routes, most specific first.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -147,7 +152,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table; refuses two routes that serve the same host, path and a shared method
     /// (naming both).
-    pub fn new(mut routes: Vec<Route>) -> Result<RouteTable, String> {
+    pub fn new(mut routes: Vec<Route>) -> Result<RouteTable, OverlappingRoutes> {
         for (i, a) in routes.iter().enumerate() {
             for b in routes.iter().skip(i + 1) {
                 let methods_meet = match (&a.methods, &b.methods) {
@@ -155,10 +160,7 @@ impl RouteTable {
                     _ => true,
                 };
                 if a.host == b.host && a.path == b.path && methods_meet {
-                    return Err(format!(
-                        "routes {:?} and {:?} overlap: same host, path and methods",
-                        a.name, b.name
-                    ));
+                    return Err(OverlappingRoutes(a.name.clone(), b.name.clone()));
                 }
             }
         }

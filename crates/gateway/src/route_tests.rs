@@ -104,7 +104,11 @@ async fn overlapping_routes_are_refused() {
         route("b", None, PathMatch::Prefix("/x/".into()), None),
     ])
     .unwrap_err();
-    assert!(err.contains("\"a\" and \"b\" overlap"), "{err}");
+    assert_eq!(err, OverlappingRoutes("a".into(), "b".into()));
+    assert_eq!(
+        err.to_string(),
+        "routes \"a\" and \"b\" overlap: same host, path and methods"
+    );
 }
 
 #[tokio::test]

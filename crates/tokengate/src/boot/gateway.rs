@@ -70,7 +70,8 @@ fn fail(message: String) -> CliError {
 /// Builds the gateway for `config`. Key files are read now; remote key sets are fetched on
 /// first use.
 pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, CliError> {
-    let fetch_client = new_client(Duration::from_secs(5), false).map_err(fail)?;
+    let fetch_client =
+        new_client(Duration::from_secs(5), false).map_err(|e| fail(e.to_string()))?;
     let mut issuers: Vec<Arc<Issuer>> = vec![Arc::new(Issuer {
         name: "self".into(),
         issuer: parts.service.settings().issuer.clone(),
@@ -130,7 +131,8 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
             route(r, &issuers).map_err(|e| fail(format!("routes {:?}: {e}", r.name.get_ref())))?,
         );
     }
-    Gateway::new(built, parts.shared(config.token_service.dpop_window.0)).map_err(fail)
+    Gateway::new(built, parts.shared(config.token_service.dpop_window.0))
+        .map_err(|e| fail(e.to_string()))
 }
 
 fn rewrite(rules: &routes::HeaderRules) -> HeaderRewrite {
@@ -149,7 +151,8 @@ fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
     let (path, exact) = r
         .matcher()
         .ok_or("give exactly one of path and path_prefix")?;
-    let client = new_client(Duration::from_secs(r.connect_timeout.0.max(1)), r.h2)?;
+    let client = new_client(Duration::from_secs(r.connect_timeout.0.max(1)), r.h2)
+        .map_err(|e| e.to_string())?;
     let health = r.health_check.as_ref().map(|h| HealthCheck {
         path: h.path.clone(),
         interval: Duration::from_secs(h.interval.0.max(1)),
