@@ -1,13 +1,15 @@
 //! The verified-token cache: a token seen before skips signature checks and decryption (an
 //! RSA or ECDH operation per request for encrypted tokens). Keyed by the SHA-256 of the token,
-//! so the cache holds no tokens; bounded; an entry never outlives its token; revocation is
-//! checked on every hit, and a revoked entry is dropped.
+//! so the cache holds no tokens; bounded (moka's TinyLFU keeps the entries that are used);
+//! an entry never outlives its token; revocation is checked on every hit, and a revoked
+//! entry is dropped.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
+use moka::sync::Cache;
 
 use crate::auth::Verified;
 
@@ -21,51 +23,53 @@ pub fn hash(token: &str) -> TokenHash {
     out
 }
 
-/// Shards cut lock contention between cores.
-const SHARDS: usize = 16;
+/// Each entry lives until its token's `exp` (unix seconds, read when it is stored).
+struct UntilExp;
+
+impl moka::Expiry<TokenHash, Arc<Verified>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        value: &Arc<Verified>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let left = value.expires_at.saturating_sub(store::unix_now());
+        Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
+    }
+}
 
 /// A bounded map from token hash to verified token.
-#[derive(Debug)]
 pub struct TokenCache {
-    shards: Vec<Mutex<HashMap<TokenHash, Arc<Verified>>>>,
-    per_shard: usize,
+    entries: Cache<TokenHash, Arc<Verified>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenCache {
-    /// A cache of at most about `capacity` entries.
+    /// A cache of at most `capacity` entries.
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            entries: Cache::builder()
+                .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
+                .expire_after(UntilExp)
+                .build(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn shard(
-        &self,
-        key: &TokenHash,
-    ) -> Option<std::sync::MutexGuard<'_, HashMap<TokenHash, Arc<Verified>>>> {
-        let i = usize::from(key[0]) % SHARDS;
-        self.shards
-            .get(i)
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// The entry for a token, if cached and not expired at `now`.
+    /// The entry for a token, if cached and not expired at `now` (the expiry above works in
+    /// whole seconds from the time of storing; this is the exact check).
     pub fn get(&self, key: &TokenHash, now: i64) -> Option<Arc<Verified>> {
-        let mut shard = self.shard(key)?;
-        let found = match shard.get(key) {
-            Some(v) if v.expires_at > now => Some(Arc::clone(v)),
-            Some(_) => {
-                shard.remove(key);
-                None
-            }
-            None => None,
-        };
-        drop(shard);
+        let found = self.entries.get(key).filter(|v| v.expires_at > now);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -75,29 +79,16 @@ impl TokenCache {
         found
     }
 
-    /// Stores an entry; when the shard is full, expired entries go first, then arbitrary ones.
+    /// Stores an entry (one already expired at `now` is not stored).
     pub fn insert(&self, key: TokenHash, value: Arc<Verified>, now: i64) {
-        let Some(mut shard) = self.shard(&key) else {
-            return;
-        };
-        if shard.len() >= self.per_shard {
-            shard.retain(|_, v| v.expires_at > now);
+        if value.expires_at > now {
+            self.entries.insert(key, value);
         }
-        if shard.len() >= self.per_shard {
-            let victims: Vec<TokenHash> =
-                shard.keys().take(self.per_shard / 8 + 1).copied().collect();
-            for k in victims {
-                shard.remove(&k);
-            }
-        }
-        shard.insert(key, value);
     }
 
     /// Drops an entry (a revoked token).
     pub fn remove(&self, key: &TokenHash) {
-        if let Some(mut shard) = self.shard(key) {
-            shard.remove(key);
-        }
+        self.entries.invalidate(key);
     }
 
     /// (hits, misses) so far.
@@ -108,12 +99,9 @@ impl TokenCache {
         )
     }
 
-    /// Number of entries.
+    /// Number of entries (approximate: moka counts after its pending maintenance).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX)
     }
 
     /// Whether it is empty.
