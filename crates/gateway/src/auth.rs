@@ -1,6 +1,6 @@
 //! Authentication of a request: the token from `Authorization`, the verified-token cache,
 //! decryption and signature checks against the route's issuers, then the route's own rules
-//! (audience, time, revocation, DPoP, scope). Every refusal is a [`Denial`] with a stable
+//! (audience, time, claims, revocation, DPoP; scopes are the authorize phase's). Every refusal is a [`Denial`] with a stable
 //! code for logs and audit, and an RFC 6750 description for the client.
 
 use std::collections::HashMap;

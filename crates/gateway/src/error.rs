@@ -97,10 +97,16 @@ impl ProxyError {
         }
     }
 
-    /// What the client is told (`error_description`): never an operator's detail.
+    /// What the client is told (`error_description`): never an operator's detail. Every
+    /// variant is listed, so a new one must say what the client sees.
     pub fn description(&self) -> String {
         match self {
             ProxyError::NonCanonicalPath(why) => (*why).to_owned(),
+            ProxyError::UnforwardablePath => "the path cannot be forwarded".to_owned(),
+            ProxyError::NoRoute => "no route for this request".to_owned(),
+            ProxyError::MethodNotAllowed(_) => "this route does not serve the method".to_owned(),
+            ProxyError::BodyTooLarge => "the request body is too large".to_owned(),
+            ProxyError::UpstreamTimeout => "the upstream did not answer in time".to_owned(),
             ProxyError::Denied(d) => match d {
                 Denial::MissingToken => "an access token is required".to_owned(),
                 Denial::InvalidRequest(why) | Denial::InvalidDpop(why) => why.clone(),
@@ -110,7 +116,6 @@ impl ProxyError {
             },
             ProxyError::UpstreamFailed(_) => "the upstream is unavailable".to_owned(),
             ProxyError::Internal(_) => "the request could not be completed".to_owned(),
-            other => other.to_string(),
         }
     }
 
@@ -121,7 +126,11 @@ impl ProxyError {
             ProxyError::UpstreamFailed(_) => Some("ERR_GATEWAY_UPSTREAM"),
             ProxyError::UpstreamTimeout => Some("ERR_GATEWAY_UPSTREAM_TIMEOUT"),
             ProxyError::Internal(_) => Some("ERR_GATEWAY_INTERNAL"),
-            _ => None,
+            ProxyError::NonCanonicalPath(_)
+            | ProxyError::UnforwardablePath
+            | ProxyError::NoRoute
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::BodyTooLarge => None,
         }
     }
 
@@ -131,7 +140,13 @@ impl ProxyError {
             ProxyError::Denied(Denial::KeysUnavailable(why)) => Some(why.clone()),
             ProxyError::UpstreamFailed(why) => Some(format!("upstream failed: {why}")),
             ProxyError::Internal(why) => Some(why.clone()),
-            _ => None,
+            ProxyError::Denied(_)
+            | ProxyError::NonCanonicalPath(_)
+            | ProxyError::UnforwardablePath
+            | ProxyError::NoRoute
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::UpstreamTimeout => None,
         }
     }
 
@@ -143,6 +158,7 @@ impl ProxyError {
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::BodyTooLarge => Origin::Client,
+            // The issuer's key server, which the gateway fetches from as from an upstream.
             ProxyError::Denied(Denial::KeysUnavailable(_)) => Origin::Upstream,
             ProxyError::Denied(_) => Origin::Token,
             ProxyError::UpstreamTimeout | ProxyError::UpstreamFailed(_) => Origin::Upstream,
@@ -156,7 +172,6 @@ impl From<crate::upstream::UpstreamError> for ProxyError {
         use crate::upstream::UpstreamError;
         match e {
             UpstreamError::Timeout => ProxyError::UpstreamTimeout,
-            UpstreamError::BodyTooLarge => ProxyError::BodyTooLarge,
             UpstreamError::Failed(why) => ProxyError::UpstreamFailed(why),
         }
     }
@@ -166,9 +181,9 @@ impl From<crate::upstream::UpstreamError> for ProxyError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_variant_has_its_status_code_and_origin() {
-        let cases = [
+    /// Every variant, with its status, `error` and origin.
+    fn cases() -> Vec<(ProxyError, u16, &'static str, Origin)> {
+        vec![
             (
                 ProxyError::NonCanonicalPath("the path has dot segments"),
                 400,
@@ -242,11 +257,19 @@ mod tests {
                 "server_error",
                 Origin::Internal,
             ),
-        ];
-        for (err, status, code, origin) in cases {
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_its_status_code_and_origin() {
+        for (err, status, code, origin) in cases() {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(err.error_code(), code, "{err:?}");
             assert_eq!(err.origin(), origin, "{err:?}");
+            // What the client is shown never carries the operator's detail.
+            if let Some(detail) = err.detail() {
+                assert!(!err.description().contains(&detail), "{err:?}");
+            }
         }
     }
 

@@ -13,8 +13,9 @@
 //! | forward | [`upstream`] | a healthy target, retried only when that is safe; bodies streamed both ways |
 //! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response |
 //!
-//! [`AccessInfo`] goes to the access log, [`metrics`] count every request, and each denial is
-//! audited (through a [`store::AuditQueue`]).
+//! [`AccessInfo`] goes to the access log, [`metrics`] count every request, and each refused
+//! token is audited (through a [`store::AuditQueue`]; a request without a token is not a token
+//! event and is not).
 
 pub mod auth;
 pub mod authorize;
@@ -30,11 +31,12 @@ pub mod route;
 pub mod upstream;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::{json, Value};
 
 use crate::auth::{Authenticator, Denial, RequestFacts, Verified};
@@ -291,15 +293,20 @@ impl Gateway {
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
             .flatten();
         // Forward: to a healthy target, retried only when that is safe.
-        let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
-        let body: OutBody = Limited::new(body, limit)
-            .map_err(BoxError::from)
-            .boxed_unsync();
+        let (body, over_limit) = limited(body, route.max_body);
         let (response, target) = route
             .upstreams
             .forward(parts, out.path_and_query, body, retryable)
             .await
-            .map_err(|e| on_route(ProxyError::from(e)))?;
+            .map_err(|e| {
+                // However the client reports it (HTTP/1 passes the body's error on, h2 only
+                // resets the stream), a body stopped at the limit is the client's 413.
+                on_route(if over_limit.load(Ordering::Relaxed) {
+                    ProxyError::BodyTooLarge
+                } else {
+                    ProxyError::from(e)
+                })
+            })?;
         info.upstream = Some(target);
         // Respond: the upstream's answer, without its hop-by-hop fields.
         Ok(respond::upstream_response(route, response, on_upgrade))
@@ -360,6 +367,26 @@ impl Gateway {
         authorize::authorize(auth, &verified)?;
         Ok(Some(verified))
     }
+}
+
+/// The request body as sent upstream: cut at `max` bytes, with a flag set when it was.
+fn limited<B>(body: B, max: u64) -> (OutBody, Arc<AtomicBool>)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&over);
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let body = Limited::new(body, limit)
+        .map_err(move |e: BoxError| {
+            if e.is::<LengthLimitError>() {
+                flag.store(true, Ordering::Relaxed);
+            }
+            e
+        })
+        .boxed_unsync();
+    (body, over)
 }
 
 /// What the route phase found.

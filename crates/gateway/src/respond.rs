@@ -80,7 +80,7 @@ impl Gateway {
                         self.audit_denial(denial, route, auth, ctx);
                     }
                 }
-                if let Some(challenge) = challenge(denial, failure, err) {
+                if let Some(challenge) = challenge(denial, failure) {
                     if let Ok(v) = HeaderValue::from_str(&challenge) {
                         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                     }
@@ -129,7 +129,8 @@ pub(crate) fn uses_dpop_scheme(headers: &HeaderMap) -> bool {
 
 /// The `WWW-Authenticate` challenge for a refused credential; none when the keys could not be
 /// fetched (a 503 is no challenge).
-fn challenge(denial: &Denial, failure: &Failure<'_>, err: &ProxyError) -> Option<String> {
+fn challenge(denial: &Denial, failure: &Failure<'_>) -> Option<String> {
+    let err = &failure.error;
     let dpop_failure = matches!(denial, Denial::InvalidDpop(_));
     let mut challenge = if failure.dpop_scheme || dpop_failure {
         let algs: Vec<&str> = oauth::dpop::ALGORITHMS.iter().map(|a| a.name()).collect();

@@ -15,7 +15,7 @@ fn challenge_of(f: &Failure<'_>) -> Option<String> {
     let ProxyError::Denied(denial) = &f.error else {
         unreachable!()
     };
-    challenge(denial, f, &f.error)
+    challenge(denial, f)
 }
 
 #[test]

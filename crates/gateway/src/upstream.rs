@@ -58,11 +58,19 @@ impl TargetUrl {
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(invalid("must have no query or fragment"));
         }
+        // Credentials in the URL are not sent (hyper ignores them) but would be logged.
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid("must have no user name or password"));
+        }
         let base = url.trim_end_matches('/').to_owned();
         let uri: Uri = base.parse().map_err(|_| invalid("not a URI"))?;
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(invalid("must be an absolute URL"));
         };
+        // The base path is sent as written (the URL parser above would have resolved these).
+        if uri.path().split('/').any(|s| s == "." || s == "..") {
+            return Err(invalid("must have no dot segments in its path"));
+        }
         Ok(TargetUrl {
             scheme: scheme.clone(),
             authority: authority.clone(),
@@ -126,8 +134,6 @@ impl Target {
 pub enum UpstreamError {
     /// No response head within the timeout (504).
     Timeout,
-    /// The request body exceeded the route's limit (413).
-    BodyTooLarge,
     /// Connection refused, reset, protocol error (502).
     Failed(String),
 }
@@ -232,9 +238,6 @@ impl Upstreams {
             match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
                 Ok(Ok(response)) => return Ok((response, target.base.clone())),
                 Ok(Err(e)) => {
-                    if body_over_limit(&e) {
-                        return Err(UpstreamError::BodyTooLarge);
-                    }
                     let connect = e.is_connect();
                     if connect && self.health.is_some() {
                         target.healthy.store(false, Ordering::Relaxed);
@@ -273,19 +276,6 @@ impl Upstreams {
     }
 }
 
-/// Whether sending failed because the request body passed the route's limit (the
-/// [`http_body_util::Limited`] wrapper's error, somewhere in the client error's chain).
-fn body_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(err) = cause {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
-}
-
 /// Idempotent methods (RFC 9110 §9.2.2), the only ones retried.
 pub fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -316,6 +306,9 @@ mod tests {
             ("ftp://h", "must be an http:// or https:// URL with a host"),
             ("http://h/?q", "must have no query or fragment"),
             ("not a url", "not a URL"),
+            ("http://user:pw@h/", "must have no user name or password"),
+            ("http://user@h/", "must have no user name or password"),
+            ("http://h/a/../b", "must have no dot segments in its path"),
         ] {
             assert_eq!(
                 TargetUrl::parse(url),

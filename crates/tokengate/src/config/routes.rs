@@ -261,6 +261,7 @@ pub fn validate(config: &Config) -> Result<(), Failure> {
                 ));
             }
         }
+        validate_headers(route)?;
         validate_auth(config, route)?;
         // Overlap: same host and matcher with a method in common.
         for other in config.routes.iter().take(i) {
@@ -278,6 +279,64 @@ pub fn validate(config: &Config) -> Result<(), Failure> {
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// Fields that frame a message or belong to one connection: a route may not set them, nor
+/// forward a claim in them (RFC 9110 §7.6.1; the gateway manages them itself).
+const FRAMING: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Methods and headers: nothing a route says may be silently ineffective or break framing.
+fn validate_headers(route: &Route) -> Result<(), Failure> {
+    let name = route.name.get_ref();
+    let at = |message: String| (route.name.span(), format!("routes {name:?}: {message}"));
+    if route.methods.as_ref().is_some_and(Vec::is_empty) {
+        return Err(at(
+            "methods is empty, so the route serves nothing: leave it out to serve every method"
+                .into(),
+        ));
+    }
+    let set = route
+        .request_headers
+        .set
+        .0
+        .iter()
+        .chain(&route.response_headers.set.0)
+        .map(|(h, _)| h.0.as_str());
+    let claims: Vec<&str> = match route.auth.get_ref() {
+        Auth::Rules(rules) => rules
+            .forward_claims
+            .values()
+            .map(|h| h.0.as_str())
+            .collect(),
+        Auth::None => Vec::new(),
+    };
+    if let Some(h) = set
+        .chain(claims.iter().copied())
+        .find(|h| FRAMING.contains(h))
+    {
+        return Err(at(format!(
+            "{h:?} frames the message or belongs to the connection; a route may not set it"
+        )));
+    }
+    if let Some((_, h)) = claims
+        .iter()
+        .enumerate()
+        .find(|(i, h)| claims.iter().skip(i + 1).any(|o| o == *h))
+    {
+        return Err(at(format!(
+            "forward_claims names the header {h:?} for two claims"
+        )));
     }
     Ok(())
 }

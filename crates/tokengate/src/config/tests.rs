@@ -239,6 +239,12 @@ fn routes_parse_and_their_rules_are_checked() {
         (format!("{ROUTE}request_headers = {{ set = {{ x-a = \"1\", X-A = \"2\" }} }}\n{auth}"), "\"x-a\" is set twice", 5),
         (format!("{ROUTE}response_headers = {{ remove = [\"a b\"] }}\n{auth}"), "\"a b\" is not a header name", 5),
         (format!("{ROUTE}{auth}forward_claims = {{ sub = \"x user\" }}\n"), "\"x user\" is not a header name", 8),
+        // Nothing a route says may be silently ineffective or break framing.
+        (format!("{ROUTE}methods = []\n{auth}"), "methods is empty", 2),
+        (format!("{ROUTE}request_headers = {{ set = {{ Content-Length = \"1\" }} }}\n{auth}"), "\"content-length\" frames the message", 2),
+        (format!("{ROUTE}response_headers = {{ set = {{ connection = \"close\" }} }}\n{auth}"), "\"connection\" frames the message", 2),
+        (format!("{ROUTE}{auth}forward_claims = {{ sub = \"transfer-encoding\" }}\n"), "\"transfer-encoding\" frames the message", 2),
+        (format!("{ROUTE}{auth}forward_claims = {{ sub = \"x-user\", email = \"X-User\" }}\n"), "\"x-user\" for two claims", 2),
         (format!("{ROUTE}[routes.mcp]\nresource = \"https://h/mcp\"\n{auth}"), "must equal mcp.resource", 9),
     ];
     for (text, expected, line) in cases {

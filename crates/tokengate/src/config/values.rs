@@ -45,9 +45,9 @@ impl<'de> Deserialize<'de> for HeaderValue {
     }
 }
 
-/// `request_headers.set` / `response_headers.set`: header name → value (names unique, so the
-/// order does not matter). A
-/// name given twice (in any case) is refused rather than one spelling silently winning.
+/// `request_headers.set` / `response_headers.set`: header name → value. A name given twice
+/// (in any case) is refused rather than one spelling silently winning, so the order does not
+/// matter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderSet(pub Vec<(HeaderName, HeaderValue)>);
 

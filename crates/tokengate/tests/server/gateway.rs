@@ -695,6 +695,12 @@ pub async fn upstream_failures_balancing_and_limits(ctx: Ctx) {
             "auth = \"none\"\nmax_body = 100\n",
         ),
         route(
+            "small-h2",
+            "/small-h2/",
+            &[a],
+            "auth = \"none\"\nmax_body = 100\nh2 = true\n",
+        ),
+        route(
             "hc",
             "/hc/",
             &[a, b],
@@ -777,27 +783,30 @@ pub async fn upstream_failures_balancing_and_limits(ctx: Ctx) {
         200
     );
     // A body without Content-Length (chunked) is stopped at the limit while it streams to
-    // the upstream: 413 as well.
-    let mut stream = tokio::net::TcpStream::connect(f.addr).await.unwrap();
-    let chunk = "x".repeat(200);
-    stream
-        .write_all(
-            format!(
-                "POST /small/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
-                 Connection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
-                chunk.len()
+    // the upstream: 413 as well, whether the upstream is spoken to over HTTP/1.1 (the body's
+    // error comes back) or h2 (the stream is reset).
+    for path in ["/small/x", "/small-h2/x"] {
+        let mut stream = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+        let chunk = "x".repeat(200);
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                     Connection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+                    chunk.len()
+                )
+                .as_bytes(),
             )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer))
-        .await
-        .expect("an answer to the chunked body")
-        .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("payload_too_large"), "{answer}");
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer))
+            .await
+            .expect("an answer to the chunked body")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains("payload_too_large"), "{path}: {answer}");
+    }
 
     // Health checks take an unhealthy target out of rotation: once a round that started
     // after the change has completed, only a is used.

@@ -414,30 +414,12 @@ impl Front {
             .as_str()
             .unwrap_or_else(|| panic!("a denial names its request: {body}"))
             .to_owned();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let events = self
-                .service
-                .store()
-                .audit_events(0, u32::MAX)
-                .await
-                .unwrap();
-            let found = events.iter().find(|e| {
-                e.event.event == "gateway.denied"
-                    && e.event.request_id.as_deref() == Some(request_id.as_str())
-            });
-            if let Some(e) = found {
-                let reason = e.event.reason.clone().unwrap_or_default();
-                return reason
-                    .split_once(" (route ")
-                    .map_or(reason.clone(), |(code, _)| code.to_owned());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no gateway.denied audit event for request {request_id} ({body})"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let event = crate::harness::audited(self.service.store(), &request_id).await;
+        assert_eq!(event.event, "gateway.denied", "{event:?} ({body})");
+        let reason = event.reason.unwrap_or_default();
+        reason
+            .split_once(" (route ")
+            .map_or(reason.clone(), |(code, _)| code.to_owned())
     }
 
     /// Asserts that `reply` is a refusal with `status` for the reason `code`; returns the

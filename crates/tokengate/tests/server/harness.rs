@@ -281,34 +281,34 @@ impl Reply {
     }
 }
 
-impl TestApp {
-    /// The one audit event of request `request_id`, waited for up to [`WAIT`] (denials are
-    /// written through a queue); fails naming the events seen.
-    pub async fn audited(&self, request_id: &str) -> store::AuditEvent {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let events = self
-                .service
-                .store()
-                .audit_events(0, u32::MAX)
-                .await
-                .unwrap();
-            let mine: Vec<_> = events
-                .iter()
-                .filter(|e| e.event.request_id.as_deref() == Some(request_id))
-                .collect();
-            match mine.as_slice() {
-                [one] => return one.event.clone(),
-                [] if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                _ => panic!(
-                    "expected one audit event of request {request_id} within {WAIT:?}, found {}: \
-                     {events:#?}",
-                    mine.len()
-                ),
+/// The one audit event of request `request_id`, waited for up to [`WAIT`] (denials are
+/// written through a queue); fails naming the events seen.
+pub async fn audited(store: &store::Store, request_id: &str) -> store::AuditEvent {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let events = store.audit_events(0, u32::MAX).await.unwrap();
+        let mine: Vec<_> = events
+            .iter()
+            .filter(|e| e.event.request_id.as_deref() == Some(request_id))
+            .collect();
+        match mine.as_slice() {
+            [one] => return one.event.clone(),
+            [] if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
+            _ => panic!(
+                "expected one audit event of request {request_id} within {WAIT:?}, found {}: \
+                 {events:#?}",
+                mine.len()
+            ),
         }
+    }
+}
+
+impl TestApp {
+    /// The one audit event of request `request_id` (see [`audited`]).
+    pub async fn audited(&self, request_id: &str) -> store::AuditEvent {
+        audited(self.service.store(), request_id).await
     }
 
     /// The audit reason of a refused request: its status, OAuth error and the event's reason

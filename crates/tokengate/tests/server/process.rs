@@ -51,6 +51,26 @@ fn run(dir: &Path, master: Option<&str>, args: &[&str]) -> Output {
     tokengate(dir, master).args(args).output().unwrap()
 }
 
+/// Creates a `client_secret_basic` client named `svc` for `https://api.example` with
+/// `scope`, in the store `source` names (`["--config", "t.toml"]` or `["--database-url",
+/// url]`); its id and its Basic credentials.
+fn svc_client(dir: &Path, source: &[&str], scope: &str) -> (String, String) {
+    let mut args = vec!["client", "create"];
+    args.extend_from_slice(source);
+    args.extend([
+        "--name",
+        "svc",
+        "--scope",
+        scope,
+        "--audience",
+        "https://api.example",
+    ]);
+    let creds = ok_json(dir, &args);
+    let id = creds["client_id"].as_str().unwrap().to_owned();
+    let auth = crate::harness::basic(&id, creds["client_secret"].as_str().unwrap());
+    (id, auth)
+}
+
 fn ok_json(dir: &Path, args: &[&str]) -> Value {
     let out = run(dir, Some(MASTER), args);
     assert!(
@@ -437,25 +457,7 @@ fn restart_keeps_tokens_and_keys_and_a_wrong_master_key_refuses_to_start() {
         "[server]\ndata_dir = \"data\"\n[token_service]\nissuer = \"http://127.0.0.1:8080\"\n",
     )
     .unwrap();
-    let creds = ok_json(
-        d,
-        &[
-            "client",
-            "create",
-            "--config",
-            "t.toml",
-            "--name",
-            "svc",
-            "--scope",
-            "read",
-            "--audience",
-            "https://api.example",
-        ],
-    );
-    let auth = crate::harness::basic(
-        creds["client_id"].as_str().unwrap(),
-        creds["client_secret"].as_str().unwrap(),
-    );
+    let (_, auth) = svc_client(d, &["--config", "t.toml"], "read");
 
     let server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
     let token = get_token(&server.addr, &auth);
@@ -1150,23 +1152,7 @@ async fn serve_with_a_postgresql_database_url() {
         let (client_id, jti) = tokio::task::spawn_blocking(move || {
             let dir = tempfile::tempdir().unwrap();
             let d = dir.path();
-            let creds = ok_json(
-                d,
-                &[
-                    "client",
-                    "create",
-                    "--database-url",
-                    &url,
-                    "--name",
-                    "svc",
-                    "--scope",
-                    "read",
-                    "--audience",
-                    "https://api.example",
-                ],
-            );
-            let id = creds["client_id"].as_str().unwrap().to_owned();
-            let auth = crate::harness::basic(&id, creds["client_secret"].as_str().unwrap());
+            let (id, auth) = svc_client(d, &["--database-url", &url], "read");
             let mut server = start(d, Some(MASTER), &["serve", "--database-url", &url]);
             let token = get_token(&server.addr, &auth);
             assert!(active(&server.addr, &auth, &token));
@@ -1240,23 +1226,8 @@ fn the_logs_never_hold_a_token() {
         ),
     )
     .unwrap();
-    let creds = ok_json(
-        d,
-        &[
-            "client",
-            "create",
-            "--config",
-            "t.toml",
-            "--name",
-            "svc",
-            "--scope",
-            "read write",
-            "--audience",
-            "https://api.example",
-        ],
-    );
-    let id = creds["client_id"].as_str().unwrap();
-    let auth = crate::harness::basic(id, creds["client_secret"].as_str().unwrap());
+    let (id, auth) = svc_client(d, &["--config", "t.toml"], "read write");
+    let id = id.as_str();
     let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
     let addr = server.addr.clone();
     let write = token_for(&addr, &auth, "scope=write");
@@ -1423,23 +1394,7 @@ async fn a_token_revoked_at_one_node_is_refused_at_the_other() {
             for dir in [&one, &two] {
                 std::fs::write(dir.path().join("t.toml"), &config).unwrap();
             }
-            let creds = ok_json(
-                one.path(),
-                &[
-                    "client",
-                    "create",
-                    "--database-url",
-                    &url,
-                    "--name",
-                    "svc",
-                    "--scope",
-                    "read",
-                    "--audience",
-                    "https://api.example",
-                ],
-            );
-            let id = creds["client_id"].as_str().unwrap();
-            let auth = crate::harness::basic(id, creds["client_secret"].as_str().unwrap());
+            let (_, auth) = svc_client(one.path(), &["--database-url", &url], "read");
             let args = ["serve", "--config", "t.toml", "--database-url", &url];
             let mut a = start(one.path(), Some(MASTER), &args);
             let mut b = start(two.path(), Some(MASTER), &args);
