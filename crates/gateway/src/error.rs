@@ -101,12 +101,14 @@ impl ProxyError {
     /// variant is listed, so a new one must say what the client sees.
     pub fn description(&self) -> String {
         match self {
-            ProxyError::NonCanonicalPath(why) => (*why).to_owned(),
-            ProxyError::UnforwardablePath => "the path cannot be forwarded".to_owned(),
-            ProxyError::NoRoute => "no route for this request".to_owned(),
-            ProxyError::MethodNotAllowed(_) => "this route does not serve the method".to_owned(),
-            ProxyError::BodyTooLarge => "the request body is too large".to_owned(),
-            ProxyError::UpstreamTimeout => "the upstream did not answer in time".to_owned(),
+            // These say nothing but what the client sent or met: their message is the
+            // description.
+            ProxyError::NonCanonicalPath(_)
+            | ProxyError::UnforwardablePath
+            | ProxyError::NoRoute
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::UpstreamTimeout => self.to_string(),
             ProxyError::Denied(d) => match d {
                 Denial::MissingToken => "an access token is required".to_owned(),
                 Denial::InvalidRequest(why) | Denial::InvalidDpop(why) => why.clone(),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::auth::{ForwardToken, RouteAuth};
+use gateway::auth::RouteAuth;
 use gateway::cache::TokenCache;
 use gateway::client::new_client;
 use gateway::keys::{Issuer, KeySource, RemoteJwks, RemoteOptions, RemoteSource};
@@ -15,7 +15,6 @@ use gateway::{Gateway, Shared};
 use oauth::Service;
 
 use crate::config::routes::{self, Auth};
-use crate::config::values;
 use crate::config::Config;
 use crate::error::{CliError, EXIT_USAGE};
 
@@ -208,11 +207,7 @@ fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
                 required_scopes: rules.required_scopes.clone(),
                 required_claims: rules.required_claims.clone(),
                 forward_claims,
-                forward_token: match rules.forward_token {
-                    values::ForwardToken::None => ForwardToken::None,
-                    values::ForwardToken::Original => ForwardToken::Original,
-                    values::ForwardToken::Internal => ForwardToken::Internal,
-                },
+                forward_token: rules.forward_token.0,
                 token_cache: rules.token_cache,
                 leeway: rules.leeway.0,
             })

@@ -93,24 +93,23 @@ impl<'de> Deserialize<'de> for Upstream {
     }
 }
 
-/// `forward_token`: what the upstream gets in `Authorization`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ForwardToken {
-    /// Nothing: the upstream trusts the forwarded claim headers.
-    #[default]
-    None,
-    /// The client's own token.
-    Original,
-    /// A short-lived token minted by the gateway.
-    Internal,
+/// `forward_token`: what the upstream gets in `Authorization` (`none` by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardToken(pub gateway::auth::ForwardToken);
+
+impl Default for ForwardToken {
+    fn default() -> Self {
+        ForwardToken(gateway::auth::ForwardToken::None)
+    }
 }
 
 impl<'de> Deserialize<'de> for ForwardToken {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use gateway::auth::ForwardToken as Forward;
         match String::deserialize(d)?.as_str() {
-            "none" => Ok(ForwardToken::None),
-            "original" => Ok(ForwardToken::Original),
-            "internal" => Ok(ForwardToken::Internal),
+            "none" => Ok(ForwardToken(Forward::None)),
+            "original" => Ok(ForwardToken(Forward::Original)),
+            "internal" => Ok(ForwardToken(Forward::Internal)),
             other => Err(D::Error::custom(format!(
                 "forward_token = {other:?}: must be none, original or internal"
             ))),
@@ -195,9 +194,11 @@ mod tests {
 
     #[test]
     fn forward_token_is_one_of_three() {
-        assert_eq!(parse("\"none\""), Ok(ForwardToken::None));
-        assert_eq!(parse("\"original\""), Ok(ForwardToken::Original));
-        assert_eq!(parse("\"internal\""), Ok(ForwardToken::Internal));
+        use gateway::auth::ForwardToken as Forward;
+        assert_eq!(parse("\"none\""), Ok(ForwardToken(Forward::None)));
+        assert_eq!(parse("\"original\""), Ok(ForwardToken(Forward::Original)));
+        assert_eq!(parse("\"internal\""), Ok(ForwardToken(Forward::Internal)));
+        assert_eq!(ForwardToken::default(), ForwardToken(Forward::None));
         assert_eq!(
             parse::<ForwardToken>("\"all\""),
             Err("forward_token = \"all\": must be none, original or internal".to_owned())
