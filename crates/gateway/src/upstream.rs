@@ -83,31 +83,7 @@ impl TargetUrl {
     pub fn as_str(&self) -> &str {
         &self.base
     }
-}
 
-/// One target: its URL's parts (flat, as the request path reads them) and its health.
-#[derive(Debug)]
-struct Target {
-    base: String,
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
-    base_path: String,
-    healthy: AtomicBool,
-}
-
-impl From<TargetUrl> for Target {
-    fn from(url: TargetUrl) -> Target {
-        Target {
-            base: url.base,
-            scheme: url.scheme,
-            authority: url.authority,
-            base_path: url.base_path,
-            healthy: AtomicBool::new(true),
-        }
-    }
-}
-
-impl Target {
     /// The absolute URI of `path_and_query` on this target.
     fn uri(&self, path_and_query: &PathAndQuery) -> Result<Uri, UpstreamError> {
         let pq = if self.base_path.is_empty() {
@@ -127,6 +103,13 @@ impl Target {
             .build()
             .map_err(|e| UpstreamError::Failed(format!("upstream URI: {e}")))
     }
+}
+
+/// One target: its URL and its health.
+#[derive(Debug)]
+struct Target {
+    url: TargetUrl,
+    healthy: AtomicBool,
 }
 
 /// Why forwarding failed.
@@ -162,7 +145,13 @@ impl Upstreams {
         if urls.is_empty() {
             return None;
         }
-        let targets = urls.into_iter().map(Target::from).collect();
+        let targets = urls
+            .into_iter()
+            .map(|url| Target {
+                url,
+                healthy: AtomicBool::new(true),
+            })
+            .collect();
         Some(Upstreams {
             targets,
             next: AtomicUsize::new(0),
@@ -178,7 +167,7 @@ impl Upstreams {
     pub fn is_healthy(&self, base: &str) -> Option<bool> {
         self.targets
             .iter()
-            .find(|t| t.base == base)
+            .find(|t| t.url.base == base)
             .map(|t| t.healthy.load(Ordering::Relaxed))
     }
 
@@ -226,7 +215,7 @@ impl Upstreams {
         let mut body = Some(body);
         let mut last = UpstreamError::Failed("no upstream".into());
         for target in self.order() {
-            let uri = target.uri(&path_and_query)?;
+            let uri = target.url.uri(&path_and_query)?;
             let mut req = Request::new(body.take().unwrap_or_else(empty));
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
@@ -236,13 +225,13 @@ impl Upstreams {
             };
             *req.version_mut() = http::Version::HTTP_11;
             match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-                Ok(Ok(response)) => return Ok((response, target.base.clone())),
+                Ok(Ok(response)) => return Ok((response, target.url.base.clone())),
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
                     if connect && self.health.is_some() {
                         target.healthy.store(false, Ordering::Relaxed);
                     }
-                    last = UpstreamError::Failed(format!("{}: {e}", target.base));
+                    last = UpstreamError::Failed(format!("{}: {e}", target.url.base));
                     if !(may_retry && connect) {
                         return Err(last);
                     }
@@ -262,7 +251,7 @@ impl Upstreams {
             let timeout = check.interval.min(Duration::from_secs(5));
             loop {
                 for target in &me.targets {
-                    let url = format!("{}{}", target.base, check.path);
+                    let url = format!("{}{}", target.url.base, check.path);
                     let ok = get_small(&me.client, &url, timeout, 64 * 1024)
                         .await
                         .is_ok();
@@ -292,8 +281,7 @@ mod tests {
     fn a_target_url_is_taken_apart_once() {
         let url = TargetUrl::parse("https://api.internal:8443/base/").unwrap();
         assert_eq!(url.as_str(), "https://api.internal:8443/base");
-        let target = Target::from(url);
-        let uri = target.uri(&PathAndQuery::from_static("/v1/x?q=1")).unwrap();
+        let uri = url.uri(&PathAndQuery::from_static("/v1/x?q=1")).unwrap();
         assert_eq!(uri.to_string(), "https://api.internal:8443/base/v1/x?q=1");
         let bare = TargetUrl::parse("http://10.0.0.5").unwrap();
         assert_eq!(bare.as_str(), "http://10.0.0.5");
