@@ -457,14 +457,26 @@ pub fn partner_key(kid: &str) -> Jwk {
     Jwk::generate(Algorithm::ES256, None, Some(kid.into())).unwrap()
 }
 
-pub fn partner_token(key: &Jwk, iss: &str, claims: Value) -> String {
+/// A partner's access-token claims: the defaults with `changes` set over them, a `null`
+/// there removing the claim.
+pub fn partner_claims(iss: &str, changes: &Value) -> Value {
     let mut c = json!({"iss": iss, "sub": "alice", "aud": crate::harness::API, "exp": store::unix_now() + 300, "iat": store::unix_now(), "scope": "read write"});
-    for (k, v) in claims.as_object().unwrap() {
-        c[k] = v.clone();
+    let map = c.as_object_mut().unwrap();
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            map.insert(k.clone(), v.clone());
+        }
     }
+    c
+}
+
+/// A partner's access token (`typ` at+jwt, the key's `kid`) with [`partner_claims`].
+pub fn partner_token(key: &Jwk, iss: &str, changes: Value) -> String {
     crate::harness::signed(
         key,
-        &c,
+        &partner_claims(iss, &changes),
         &[("typ", "at+jwt".into()), ("kid", key.kid().unwrap().into())],
     )
 }

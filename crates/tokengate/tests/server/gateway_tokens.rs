@@ -9,7 +9,9 @@ use oauth::Grant;
 use serde_json::{json, Value};
 use store::testing::Ctx;
 
-use crate::gateway_env::{front, jwks_file, partner_key, upstream, wait_for};
+use crate::gateway_env::{
+    front, jwks_file, partner_claims, partner_key, partner_token, upstream, wait_for,
+};
 use crate::harness::{API, ISSUER};
 
 const PARTNER: &str = "https://partner.example";
@@ -25,37 +27,24 @@ fn encryption_key(kid: &str) -> Jwk {
     .unwrap()
 }
 
-/// A partner's claims: the defaults with `claims` set over them, and a `null` there
-/// removing the claim.
-fn claims(changes: Value) -> Value {
-    let mut c = json!({"iss": PARTNER, "sub": "alice", "aud": API, "exp": store::unix_now() + 300, "client_id": "partner-app", "scope": "read"});
-    let map = c.as_object_mut().unwrap();
-    for (k, v) in changes.as_object().unwrap() {
-        if v.is_null() {
-            map.remove(k);
-        } else {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    c
+/// The changes to a partner token's default claims, with this test's own defaults
+/// (`client_id`, and the one scope the route requires) unless the changes say otherwise.
+fn with_defaults(mut changes: Value) -> Value {
+    let c = changes.as_object_mut().unwrap();
+    c.entry("client_id").or_insert("partner-app".into());
+    c.entry("scope").or_insert("read".into());
+    changes
 }
 
 /// A partner token signed by `sign` with the changes to the default claims.
 fn signed_by(sign: &Jwk, changes: Value) -> String {
-    crate::harness::signed(
-        sign,
-        &claims(changes),
-        &[
-            ("typ", "at+jwt".into()),
-            ("kid", sign.kid().unwrap().into()),
-        ],
-    )
+    partner_token(sign, PARTNER, with_defaults(changes))
 }
 
 /// A partner token (signed by `sign`) with the changes to the default claims, encrypted to
 /// `to`.
 fn nested(sign: &Jwk, to: &Jwk, changes: Value) -> String {
-    let c = claims(changes);
+    let c = partner_claims(PARTNER, &with_defaults(changes));
     jwt::sign_encrypted(
         c.as_object().unwrap(),
         sign,
