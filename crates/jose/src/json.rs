@@ -42,8 +42,9 @@ fn describe(e: &serde_json::Error) -> String {
     e.to_string()
 }
 
-struct StrictSeed {
-    depth: usize,
+/// [`parse`]'s reading of one value at `depth`, for a caller that walks the levels above.
+pub(crate) struct StrictSeed {
+    pub(crate) depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for StrictSeed {
