@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::cache::{self, TokenCache};
 use crate::keys::{Issuer, KeySource};
+use crate::metrics::RouteMetrics;
 
 /// Longest token read from a header; a larger one is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -50,6 +51,9 @@ pub struct RouteAuth {
     pub token_cache: bool,
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway: u64,
+    /// Where this route's token checks are counted: set by [`crate::Gateway::new`] from the
+    /// shared metrics (whatever a builder puts here is replaced); `None` counts nothing.
+    pub metrics: Option<RouteMetrics>,
 }
 
 /// A verified token: what the cache holds and the rest of the pipeline reads.
@@ -432,8 +436,21 @@ pub struct RequestFacts<'a> {
 }
 
 impl Authenticator {
-    /// Authenticates a request for a route with token rules.
+    /// Authenticates a request for a route with token rules, and counts the outcome (valid, or
+    /// the refusal's stable code) on the route's metrics.
     pub async fn authenticate(
+        &self,
+        auth: &RouteAuth,
+        facts: RequestFacts<'_>,
+    ) -> Result<(Arc<Verified>, cache::TokenHash), Denial> {
+        let outcome = self.verify_request(auth, facts).await;
+        if let Some(metrics) = &auth.metrics {
+            metrics.verified(outcome.as_ref().map(|_| ()).map_err(Denial::code));
+        }
+        outcome
+    }
+
+    async fn verify_request(
         &self,
         auth: &RouteAuth,
         facts: RequestFacts<'_>,

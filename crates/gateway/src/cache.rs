@@ -4,7 +4,6 @@
 //! an entry never outlives its token; revocation is checked on every hit, and a revoked
 //! entry is dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use aws_lc_rs::digest;
 use moka::sync::Cache;
 
 use crate::auth::Verified;
+use crate::metrics::CacheCounters;
 
 /// The cache key: SHA-256 of the token.
 pub type TokenHash = [u8; 32];
@@ -41,8 +41,8 @@ impl moka::Expiry<TokenHash, Arc<Verified>> for UntilExp {
 /// A bounded map from token hash to verified token.
 pub struct TokenCache {
     entries: Cache<TokenHash, Arc<Verified>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Kept in the metrics registry, so the count goes on across the caches of reloads.
+    counters: CacheCounters,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -54,15 +54,14 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` entries.
-    pub fn new(capacity: usize) -> TokenCache {
+    /// A cache of at most `capacity` entries, counting hits and misses in `counters`.
+    pub fn new(capacity: usize, counters: CacheCounters) -> TokenCache {
         TokenCache {
             entries: Cache::builder()
                 .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
                 .expire_after(UntilExp)
                 .build(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            counters,
         }
     }
 
@@ -70,12 +69,11 @@ impl TokenCache {
     /// whole seconds from the time of storing; this is the exact check).
     pub fn get(&self, key: &TokenHash, now: i64) -> Option<Arc<Verified>> {
         let found = self.entries.get(key).filter(|v| v.expires_at > now);
-        let counter = if found.is_some() {
-            &self.hits
+        if found.is_some() {
+            self.counters.hit();
         } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.counters.miss();
+        }
         found
     }
 
@@ -91,12 +89,9 @@ impl TokenCache {
         self.entries.invalidate(key);
     }
 
-    /// (hits, misses) so far.
+    /// (hits, misses) so far, of this cache and those it replaced on reloads.
     pub fn counters(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        self.counters.values()
     }
 
     /// Number of entries (approximate: moka counts after its pending maintenance).

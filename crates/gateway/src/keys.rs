@@ -3,6 +3,7 @@
 //! `Cache-Control` max-age, with one single-flight refetch for an unknown `kid` followed by a
 //! cooldown, and the last good keys kept when the endpoint fails.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use jose::{Algorithm, JwkSet};
 use serde_json::Value;
 
 use crate::client::{get_small, FetchError, HttpClient};
+use crate::metrics::JwksFetches;
 
 /// Bounds on how long a fetched key set is used before it is fetched again.
 const MIN_MAX_AGE: Duration = Duration::from_secs(30);
@@ -70,6 +72,9 @@ pub struct RemoteJwks {
     cached: Mutex<Cached>,
     /// One fetch at a time: concurrent callers wait and reuse its result.
     inflight: tokio::sync::Mutex<()>,
+    /// Fetches started and failed (for metrics; the set outlives reloads that keep it).
+    attempts: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl RemoteJwks {
@@ -81,6 +86,8 @@ impl RemoteJwks {
             options,
             cached: Mutex::new(Cached::default()),
             inflight: tokio::sync::Mutex::new(()),
+            attempts: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -113,6 +120,15 @@ impl RemoteJwks {
         self.cached().fetched_count
     }
 
+    /// Fetches started and those that failed, labelled with `issuer`.
+    pub fn fetches(&self, issuer: &str) -> JwksFetches {
+        JwksFetches {
+            issuer: issuer.to_owned(),
+            fetches: self.attempts.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
     async fn fetch(&self, unknown_kid: bool) -> Result<Arc<JwkSet>, FetchError> {
         let started = Instant::now();
         let _one = self.inflight.lock().await;
@@ -134,7 +150,12 @@ impl RemoteJwks {
             }
             c.last_fetch = Some(Instant::now());
         }
-        match self.download().await {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let downloaded = self.download().await;
+        if downloaded.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        match downloaded {
             Ok((keys, max_age)) => {
                 let keys = Arc::new(keys);
                 let mut c = self.cached();
@@ -288,4 +309,18 @@ pub struct Issuer {
     pub typ: Option<String>,
     /// Private keys to decrypt this issuer's encrypted tokens (ours for "self").
     pub decrypt: Option<Arc<JwkSet>>,
+}
+
+/// The fetch counts of the remote key sets among `issuers`, one per issuer name (an issuer
+/// trusted by several routes is listed once), by name.
+pub fn remote_fetches<'a>(issuers: impl IntoIterator<Item = &'a Issuer>) -> Vec<JwksFetches> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for issuer in issuers {
+        if let KeySource::Remote(remote) = &issuer.keys {
+            by_name
+                .entry(issuer.name.as_str())
+                .or_insert_with(|| remote.fetches(&issuer.name));
+        }
+    }
+    by_name.into_values().collect()
 }

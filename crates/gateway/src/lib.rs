@@ -28,21 +28,24 @@ pub mod own;
 mod respond;
 mod rewrite;
 pub mod route;
+pub mod trace;
 pub mod upstream;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 
 use crate::auth::{Authenticator, Denial, RequestFacts, Verified};
 use crate::cache::TokenCache;
 use crate::client::{BoxError, OutBody};
-use crate::metrics::Metrics;
+use crate::metrics::{ByRoute, Metrics};
 use crate::own::OwnIssuer;
 use crate::respond::{json_response, Failure};
 use crate::route::{Matched, Route, RouteTable};
@@ -62,6 +65,10 @@ pub struct Context {
     pub peer: Option<IpAddr>,
     /// Whether the connection is TLS (for `X-Forwarded-Proto` and DPoP `htu`).
     pub tls: bool,
+    /// This node's place in the request's trace (sent upstream as `traceparent`).
+    pub trace: trace::TraceContext,
+    /// Whether that trace is the client's (its `tracestate` is then forwarded too).
+    pub trace_continued: bool,
 }
 
 /// What the access log records about a gateway request (a response extension). Never a
@@ -96,6 +103,8 @@ pub struct Gateway {
     own: Arc<dyn OwnIssuer>,
     audit: store::AuditQueue,
     metrics: Arc<Metrics>,
+    /// Each route's metric handles, resolved when the gateway is built.
+    by_route: ByRoute,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     mcp: Vec<(String, Value)>,
 }
@@ -125,7 +134,7 @@ pub struct Shared {
     pub cache: Arc<TokenCache>,
     /// Where denials are audited.
     pub audit: store::AuditQueue,
-    /// Counters (kept across reloads).
+    /// The metrics registry (one per process, kept across reloads).
     pub metrics: Arc<Metrics>,
     /// DPoP `iat` window, seconds.
     pub dpop_window: u64,
@@ -135,7 +144,13 @@ pub struct Shared {
 
 impl Gateway {
     /// Builds the gateway and starts the routes' health checks. Refuses overlapping routes.
-    pub fn new(routes: Vec<Route>, shared: Shared) -> Result<Gateway, route::OverlappingRoutes> {
+    pub fn new(
+        mut routes: Vec<Route>,
+        shared: Shared,
+    ) -> Result<Gateway, route::OverlappingRoutes> {
+        // Once per gateway, so that a request only adds to its route's series.
+        let mut by_route = ByRoute::new(&shared.metrics);
+        by_route.attach(&shared.metrics, &mut routes);
         let table = RouteTable::new(routes)?;
         let tasks = table
             .routes()
@@ -171,6 +186,7 @@ impl Gateway {
             .collect();
         let mut gateway = Gateway::empty(shared);
         gateway.routes = table;
+        gateway.by_route = by_route;
         gateway.tasks = tasks;
         gateway.mcp = mcp;
         Ok(gateway)
@@ -188,6 +204,7 @@ impl Gateway {
             },
             own: shared.own,
             audit: shared.audit,
+            by_route: ByRoute::new(&shared.metrics),
             metrics: shared.metrics,
             tasks: Vec::new(),
             mcp: Vec::new(),
@@ -199,20 +216,19 @@ impl Gateway {
         self.routes.routes()
     }
 
-    /// Prometheus text for `/metrics`.
-    pub fn metrics_text(&self) -> String {
-        let (hits, misses) = self.auth.cache.counters();
-        let entries = u64::try_from(self.auth.cache.len()).unwrap_or(u64::MAX);
-        self.metrics.render(&[
-            ("tokengate_token_cache_hits_total", "counter", hits),
-            ("tokengate_token_cache_misses_total", "counter", misses),
-            ("tokengate_token_cache_entries", "gauge", entries),
-            (
-                "tokengate_audit_events_dropped_total",
-                "counter",
-                self.audit.dropped(),
-            ),
-        ])
+    /// The metrics for `/metrics`, as OpenMetrics text ([`metrics::CONTENT_TYPE`]): the
+    /// kept series and what this gateway's cache, audit queue and key sets say now.
+    pub fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        let issuers = self
+            .routes()
+            .iter()
+            .filter_map(|r| r.auth.as_ref())
+            .flat_map(|a| a.issuers.iter().map(|i| &**i));
+        self.metrics.encode(&metrics::Scrape {
+            token_cache_entries: u64::try_from(self.auth.cache.len()).unwrap_or(u64::MAX),
+            audit_events_dropped: self.audit.dropped(),
+            jwks: keys::remote_fetches(issuers),
+        })
     }
 
     /// The verified-token cache.
@@ -226,15 +242,16 @@ impl Gateway {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight();
         let mut info = AccessInfo::default();
         let mut response = match self.pipeline(req, ctx, &mut info).await {
             Ok(response) => response,
             Err(failure) => self.refuse(&failure, ctx, &mut info),
         };
-        self.metrics.request(
-            info.route.as_deref().unwrap_or("-"),
-            response.status().as_u16(),
-        );
+        self.by_route
+            .get(info.route.as_deref())
+            .responded(response.status(), started.elapsed());
         response.extensions_mut().insert(info);
         response
     }
@@ -254,7 +271,7 @@ impl Gateway {
         let facts = Facts::of(&parts);
         // Route first: every later phase follows the route's rules, and a path in another
         // spelling could otherwise reach a laxer route than the upstream will serve.
-        let route = match self.route(&parts, &facts)? {
+        let route = match phase(Phase::Route).in_scope(|| self.route(&parts, &facts))? {
             Routed::Route(route) => route,
             Routed::Answered(response) => return Ok(response),
         };
@@ -268,6 +285,7 @@ impl Gateway {
         // first, and only a verified token's claims are worth authorizing.
         let verified = self
             .authenticate(route, &parts, &facts, ctx, info)
+            .instrument(phase(Phase::Authenticate))
             .await
             .map_err(|denial| Failure {
                 dpop_scheme: respond::uses_dpop_scheme(&parts.headers),
@@ -278,16 +296,19 @@ impl Gateway {
         // Rewrite: the upstream sees a verified identity and the gateway's forwarding
         // headers only.
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
-        let out = rewrite::upstream_request(
-            self.own.as_ref(),
-            route,
-            verified.as_deref(),
-            &mut parts,
-            facts.authority.as_deref(),
-            &facts.path,
-            ctx,
-        )
-        .map_err(on_route)?;
+        let out = phase(Phase::Rewrite)
+            .in_scope(|| {
+                rewrite::upstream_request(
+                    self.own.as_ref(),
+                    route,
+                    verified.as_deref(),
+                    &mut parts,
+                    facts.authority.as_deref(),
+                    &facts.path,
+                    ctx,
+                )
+            })
+            .map_err(on_route)?;
         let on_upgrade = out
             .upgrade
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
@@ -297,6 +318,7 @@ impl Gateway {
         let (response, target) = route
             .upstreams
             .forward(parts, out.path_and_query, body, retryable)
+            .instrument(phase(Phase::Forward))
             .await
             .map_err(|e| {
                 // However the client reports it (HTTP/1 passes the body's error on, h2 only
@@ -309,7 +331,8 @@ impl Gateway {
             })?;
         info.upstream = Some(target);
         // Respond: the upstream's answer, without its hop-by-hop fields.
-        Ok(respond::upstream_response(route, response, on_upgrade))
+        Ok(phase(Phase::Respond)
+            .in_scope(|| respond::upstream_response(route, response, on_upgrade)))
     }
 
     /// The route phase: a canonical path, the MCP metadata documents, then host, path and
@@ -364,8 +387,32 @@ impl Gateway {
         info.client_id = verified.claims.client_id().map(String::from);
         info.sub = verified.claims.sub().map(String::from);
         info.token_hash = Some(respond::hex_prefix(&key));
-        authorize::authorize(auth, &verified)?;
+        phase(Phase::Authorize).in_scope(|| authorize::authorize(auth, &verified))?;
         Ok(Some(verified))
+    }
+}
+
+/// The phases, for their spans.
+#[derive(Clone, Copy)]
+enum Phase {
+    Route,
+    Authenticate,
+    Authorize,
+    Rewrite,
+    Forward,
+    Respond,
+}
+
+/// A phase's span, inside the request's: exported when tracing is on, otherwise disabled
+/// (then one relaxed load per span). One macro call per name: a span's name is static.
+fn phase(phase: Phase) -> tracing::Span {
+    match phase {
+        Phase::Route => tracing::info_span!(target: trace::TARGET, "route"),
+        Phase::Authenticate => tracing::info_span!(target: trace::TARGET, "authenticate"),
+        Phase::Authorize => tracing::info_span!(target: trace::TARGET, "authorize"),
+        Phase::Rewrite => tracing::info_span!(target: trace::TARGET, "rewrite"),
+        Phase::Forward => tracing::info_span!(target: trace::TARGET, "forward"),
+        Phase::Respond => tracing::info_span!(target: trace::TARGET, "respond"),
     }
 }
 

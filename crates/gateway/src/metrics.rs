@@ -1,48 +1,448 @@
-//! Counters, rendered in the Prometheus text format at `/metrics`.
+//! The gateway's metrics on `prometheus-client`: one registry, made once per process and
+//! kept across configuration reloads, encoded as OpenMetrics text for `/metrics`.
+//! docs/operations.md lists every series with its labels.
+//!
+//! No lock is shared by all requests. A route's handles ([`RouteMetrics`]) are resolved when
+//! the gateway is built: its token rules and upstreams hold them, and the gateway keeps them
+//! in a map by route name that never changes after (the request's last step knows its route
+//! by name), so a request does atomic adds on its own series. The first request with a new status (or the first refusal with a new reason) takes
+//! the family's lock once to create its series; after that a status's counter is an atomic
+//! load and an add. A refused token's reason is looked up in its family (a shared read lock)
+//! on each refusal: refusals are the slow path already (audit event, JSON body), and their
+//! reasons are too many to resolve ahead. A histogram keeps its buckets under its own mutex
+//! (prometheus-client's design), held for a bucket search: one per route and status class,
+//! never one for all requests.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-/// Request counts per route and status.
+use http::StatusCode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::route::Route;
+
+/// The media type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Bucket bounds of the latency histograms, seconds: a refusal takes well under a
+/// millisecond and a cached token adds microseconds, so the low end is fine; upstream
+/// timeouts are seconds to tens of seconds.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Status classes, by the status's first digit (`StatusCode` is 100 to 999).
+const CLASSES: [&str; 9] = [
+    "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx",
+];
+
+/// The route label of requests that no route took (404, 405, a refused path, an MCP
+/// metadata document).
+pub const UNROUTED: &str = "-";
+
+/// Statuses whose counters a route keeps at hand (100 to 599); any other goes through its
+/// family.
+const SLOTS: std::ops::Range<u16> = 100..600;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    route: Arc<str>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    route: Arc<str>,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    route: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabel {
+    issuer: String,
+}
+
+/// The per-route families (each `Arc`-backed: clones share their series).
+#[derive(Clone, Debug)]
+struct Families {
+    requests: Family<StatusLabels, Counter>,
+    durations: HistogramFamily<ClassLabels>,
+    upstream: HistogramFamily<RouteLabel>,
+    verifications: Family<OutcomeLabels, Counter>,
+}
+
+/// The verified-token cache's hit and miss counters.
+#[derive(Clone, Debug, Default)]
+pub struct CacheCounters {
+    hits: Counter,
+    misses: Counter,
+}
+
+impl CacheCounters {
+    /// Counts a token found in the cache.
+    pub fn hit(&self) {
+        self.hits.inc();
+    }
+
+    /// Counts a token that had to be verified.
+    pub fn miss(&self) {
+        self.misses.inc();
+    }
+
+    /// (hits, misses) so far.
+    pub fn values(&self) -> (u64, u64) {
+        (self.hits.get(), self.misses.get())
+    }
+}
+
+/// What only the gateway in service knows, read when `/metrics` is asked for.
 #[derive(Debug, Default)]
+pub struct Scrape {
+    /// Entries of its verified-token cache.
+    pub token_cache_entries: u64,
+    /// Audit events dropped so far (the audit queue outlives reloads).
+    pub audit_events_dropped: u64,
+    /// Its remote key sets' fetch counts.
+    pub jwks: Vec<JwksFetches>,
+}
+
+/// Fetches of one issuer's remote key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFetches {
+    /// The issuer's name in the configuration.
+    pub issuer: String,
+    /// Fetches started (discovery and key set together).
+    pub fetches: u64,
+    /// Those that failed.
+    pub failures: u64,
+}
+
+/// The registry and the series it holds. One per process: the gateway built on a reload
+/// gets the same one, so counts go on.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<HashMap<String, HashMap<u16, u64>>>,
+    registry: Registry,
+    families: Families,
+    in_flight: Gauge,
+    cache: CacheCounters,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
-    /// Counts one response.
-    pub fn request(&self, route: &str, status: u16) {
-        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        // No allocation once a route has been seen.
-        match map.get_mut(route) {
-            Some(by_status) => *by_status.entry(status).or_default() += 1,
-            None => {
-                map.insert(route.to_owned(), HashMap::from([(status, 1)]));
-            }
+    /// The gateway's series, registered.
+    pub fn new() -> Metrics {
+        let families = Families {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+            upstream: Family::new_with_constructor(latency_histogram),
+            verifications: Family::default(),
+        };
+        let in_flight = Gauge::default();
+        let cache = CacheCounters::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "tokengate_gateway_requests",
+            "Gateway responses, by route (\"-\" when none matched) and status",
+            families.requests.clone(),
+        );
+        registry.register_with_unit(
+            "tokengate_gateway_request_duration",
+            "Time from receiving a gateway request to its response head, by route and status class",
+            Unit::Seconds,
+            families.durations.clone(),
+        );
+        registry.register_with_unit(
+            "tokengate_gateway_upstream_duration",
+            "Time from sending a request upstream to the upstream's response head, by route",
+            Unit::Seconds,
+            families.upstream.clone(),
+        );
+        registry.register(
+            "tokengate_gateway_requests_in_flight",
+            "Gateway requests received whose response head is not ready yet",
+            in_flight.clone(),
+        );
+        registry.register(
+            "tokengate_gateway_token_verifications",
+            "Tokens checked by the authenticate phase, by route and outcome: valid, or the refusal's stable code",
+            families.verifications.clone(),
+        );
+        registry.register(
+            "tokengate_token_cache_hits",
+            "Tokens found in the verified-token cache",
+            cache.hits.clone(),
+        );
+        registry.register(
+            "tokengate_token_cache_misses",
+            "Tokens not in the verified-token cache, verified in full",
+            cache.misses.clone(),
+        );
+        Metrics {
+            registry,
+            families,
+            in_flight,
+            cache,
         }
     }
 
-    /// The exposition text, with the extra gauges and counters given.
-    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
-        let mut out = String::new();
-        out.push_str("# TYPE tokengate_gateway_requests_total counter\n");
-        let sorted: BTreeMap<(String, u16), u64> = {
-            let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            map.iter()
-                .flat_map(|(r, s)| s.iter().map(move |(st, n)| ((r.clone(), *st), *n)))
-                .collect()
-        };
-        for ((route, status), n) in &sorted {
-            let route = route.replace(['\\', '"', '\n'], "_");
-            let _ = writeln!(
-                out,
-                "tokengate_gateway_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+    /// Adds a counter kept outside the gateway (the binary's log writer), read at each scrape.
+    /// `name` without `_total` and `help` without its final period, as for the registry's
+    /// own: the encoder appends both.
+    pub fn register_counter_fn(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        read: fn() -> u64,
+    ) {
+        self.registry
+            .register_collector(Box::new(CounterFn { name, help, read }));
+    }
+
+    /// The handles of the route `name` (its series are made on first use, so a configuration
+    /// that is refused leaves none behind).
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics(Arc::new(RouteHandles {
+            route: Arc::from(name),
+            families: self.families.clone(),
+            statuses: SLOTS.map(|_| OnceLock::new()).collect(),
+            classes: Default::default(),
+            upstream: OnceLock::new(),
+            valid: OnceLock::new(),
+        }))
+    }
+
+    /// The verified-token cache's counters (shared by the caches of successive reloads).
+    pub fn token_cache(&self) -> CacheCounters {
+        self.cache.clone()
+    }
+
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    /// The OpenMetrics text: the kept series, then what only the gateway in service knows.
+    pub fn encode(&self, now: &Scrape) -> Result<String, std::fmt::Error> {
+        let mut current = Registry::default();
+        current.register(
+            "tokengate_token_cache_entries",
+            "Entries in the verified-token cache",
+            ConstGauge::new(i64::try_from(now.token_cache_entries).unwrap_or(i64::MAX)),
+        );
+        current.register(
+            "tokengate_audit_events_dropped",
+            "Audit events dropped because the audit queue was full",
+            ConstCounter::new(now.audit_events_dropped),
+        );
+        let fetches = Family::<IssuerLabel, Counter>::default();
+        let failures = Family::<IssuerLabel, Counter>::default();
+        for jwks in &now.jwks {
+            let label = IssuerLabel {
+                issuer: jwks.issuer.clone(),
+            };
+            fetches.get_or_create(&label).inc_by(jwks.fetches);
+            failures.get_or_create(&label).inc_by(jwks.failures);
         }
-        for (name, kind, value) in extra {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
-        }
-        out
+        current.register(
+            "tokengate_jwks_fetches",
+            "Fetches of an issuer's remote key set (discovery included), by issuer",
+            fetches,
+        );
+        current.register(
+            "tokengate_jwks_fetch_failures",
+            "Fetches of an issuer's remote key set that failed, by issuer",
+            failures,
+        );
+        let mut out = String::with_capacity(16 * 1024);
+        encode_registry(&mut out, &self.registry)?;
+        encode_registry(&mut out, &current)?;
+        encode_eof(&mut out)?;
+        Ok(out)
     }
 }
+
+/// A request in flight: counted until dropped (also when the client goes away mid-request
+/// and the request's future is dropped).
+#[derive(Debug)]
+pub struct InFlight<'m>(&'m Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A counter read from a function at each scrape.
+#[derive(Debug)]
+struct CounterFn {
+    name: &'static str,
+    help: &'static str,
+    read: fn() -> u64,
+}
+
+impl Collector for CounterFn {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new((self.read)());
+        // The registry ends each registered metric's help with a period; so does this.
+        let help = format!("{}.", self.help);
+        let metric = encoder.encode_descriptor(self.name, &help, None, counter.metric_type())?;
+        counter.encode(metric)
+    }
+}
+
+/// One route's series, resolved once per gateway; cheap to clone (one `Arc`).
+#[derive(Clone, Debug)]
+pub struct RouteMetrics(Arc<RouteHandles>);
+
+#[derive(Debug)]
+struct RouteHandles {
+    route: Arc<str>,
+    families: Families,
+    /// A counter per status in [`SLOTS`], taken from the family on first use.
+    statuses: Box<[OnceLock<Counter>]>,
+    /// A duration histogram per status class, taken from the family on first use.
+    classes: [OnceLock<Histogram>; 9],
+    upstream: OnceLock<Histogram>,
+    valid: OnceLock<Counter>,
+}
+
+impl RouteMetrics {
+    /// The route's name, as its series are labelled.
+    pub fn route(&self) -> &str {
+        &self.0.route
+    }
+
+    /// Counts a response and how long its head took.
+    pub fn responded(&self, status: StatusCode, took: Duration) {
+        let h = &*self.0;
+        let code = status.as_u16();
+        let labels = || StatusLabels {
+            route: Arc::clone(&h.route),
+            status: code,
+        };
+        let slot = code
+            .checked_sub(SLOTS.start)
+            .and_then(|i| h.statuses.get(usize::from(i)));
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| h.families.requests.get_or_create_owned(&labels()))
+                .inc(),
+            None => h.families.requests.get_or_create(&labels()).inc(),
+        };
+        let class = usize::from(code / 100).saturating_sub(1);
+        if let (Some(slot), Some(&name)) = (h.classes.get(class), CLASSES.get(class)) {
+            let histogram = slot.get_or_init(|| {
+                h.families.durations.get_or_create_owned(&ClassLabels {
+                    route: Arc::clone(&h.route),
+                    status_class: name,
+                })
+            });
+            histogram.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Records the time an upstream took to send its response head.
+    pub fn upstream_answered(&self, took: Duration) {
+        let h = &*self.0;
+        h.upstream
+            .get_or_init(|| {
+                h.families.upstream.get_or_create_owned(&RouteLabel {
+                    route: Arc::clone(&h.route),
+                })
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a token check: `Ok` for a valid token, else the refusal's stable code.
+    pub fn verified(&self, outcome: Result<(), &'static str>) {
+        let h = &*self.0;
+        let labels = |outcome| OutcomeLabels {
+            route: Arc::clone(&h.route),
+            outcome,
+        };
+        match outcome {
+            Ok(()) => h
+                .valid
+                .get_or_init(|| {
+                    h.families
+                        .verifications
+                        .get_or_create_owned(&labels("valid"))
+                })
+                .inc(),
+            Err(code) => h.families.verifications.get_or_create(&labels(code)).inc(),
+        };
+    }
+}
+
+/// A gateway's route handles by route name, and those of requests no route took: the last
+/// step of a request knows its route by name only.
+#[derive(Debug)]
+pub(crate) struct ByRoute {
+    routes: HashMap<String, RouteMetrics>,
+    unrouted: RouteMetrics,
+}
+
+impl ByRoute {
+    /// Handles for requests no route takes, and no routes yet.
+    pub(crate) fn new(metrics: &Metrics) -> ByRoute {
+        ByRoute {
+            routes: HashMap::new(),
+            unrouted: metrics.route(UNROUTED),
+        }
+    }
+
+    /// Resolves each route's handles once, for the gateway being built: its token checks and
+    /// its upstreams get theirs, and the request's last step finds them here.
+    pub(crate) fn attach(&mut self, metrics: &Metrics, routes: &mut [Route]) {
+        for route in routes {
+            let handles = metrics.route(&route.name);
+            if let Some(auth) = &mut route.auth {
+                auth.metrics = Some(handles.clone());
+            }
+            route.upstreams.count_in(handles.clone());
+            self.routes.insert(route.name.clone(), handles);
+        }
+    }
+
+    /// The handles of the route named `route`, or those of unrouted requests. A lookup in a
+    /// map that never changes after the gateway is built: no lock.
+    pub(crate) fn get(&self, route: Option<&str>) -> &RouteMetrics {
+        route
+            .and_then(|name| self.routes.get(name))
+            .unwrap_or(&self.unrouted)
+    }
+}
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

@@ -22,7 +22,8 @@ pub(crate) struct UpstreamRequest {
 }
 
 /// Rewrites `parts` for the route's upstream: refuses a body the route does not take, then
-/// path, hop-by-hop fields, forwarded headers, header changes, identity, request id.
+/// path, hop-by-hop fields, forwarded headers, header changes, identity, request id, trace
+/// context.
 pub(crate) fn upstream_request(
     own: &dyn OwnIssuer,
     route: &Route,
@@ -57,6 +58,8 @@ pub(crate) fn upstream_request(
             .headers
             .insert(HeaderName::from_static("x-request-id"), id);
     }
+    // Last, so no header rule can replace it: the upstream's spans join this request's trace.
+    crate::trace::set_upstream_fields(&mut parts.headers, &ctx.trace, ctx.trace_continued);
     Ok(UpstreamRequest {
         path_and_query,
         upgrade,

@@ -73,6 +73,12 @@ fn forwarded_headers_are_the_gateways_own() {
         request_id: "r".into(),
         peer: Some("192.0.2.7".parse().unwrap()),
         tls: true,
+        trace: crate::trace::TraceContext {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            flags: 1,
+        },
+        trace_continued: false,
     };
     let mut h = headers(&[
         ("x-forwarded-for", "203.0.113.1"),

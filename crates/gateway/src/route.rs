@@ -78,7 +78,45 @@ pub struct Route {
     pub max_body: u64,
 }
 
+/// What decides which requests a route serves. The configuration checks its routes with it
+/// before anything runtime exists, and the table again when it is built, so both refuse the
+/// same overlaps.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteKey<'a> {
+    /// The `Host` served; `None` for any.
+    pub host: Option<&'a str>,
+    /// The path matcher.
+    pub path: &'a PathMatch,
+    /// The methods served; `None` for any.
+    pub methods: Option<&'a [Method]>,
+}
+
+impl RouteKey<'_> {
+    /// Same host (hosts match case-insensitively), same matcher and a method in common: the
+    /// two would serve the same requests, and order must not decide which.
+    pub fn overlaps(&self, other: &RouteKey<'_>) -> bool {
+        let hosts = match (self.host, other.host) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let methods_meet = match (self.methods, other.methods) {
+            (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+            _ => true,
+        };
+        hosts && self.path == other.path && methods_meet
+    }
+}
+
 impl Route {
+    /// What decides which requests it serves.
+    pub fn key(&self) -> RouteKey<'_> {
+        RouteKey {
+            host: self.host.as_deref(),
+            path: &self.path,
+            methods: self.methods.as_deref(),
+        }
+    }
+
     fn matches_path(&self, path: &str) -> bool {
         match &self.path {
             // `/admin/` is the same resource as `/admin` to many upstreams.
@@ -154,14 +192,12 @@ impl RouteTable {
     /// (naming both).
     pub fn new(mut routes: Vec<Route>) -> Result<RouteTable, OverlappingRoutes> {
         for (i, a) in routes.iter().enumerate() {
-            for b in routes.iter().skip(i + 1) {
-                let methods_meet = match (&a.methods, &b.methods) {
-                    (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
-                    _ => true,
-                };
-                if a.host == b.host && a.path == b.path && methods_meet {
-                    return Err(OverlappingRoutes(a.name.clone(), b.name.clone()));
-                }
+            if let Some(b) = routes
+                .iter()
+                .skip(i + 1)
+                .find(|b| a.key().overlaps(&b.key()))
+            {
+                return Err(OverlappingRoutes(a.name.clone(), b.name.clone()));
             }
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.rank()));
@@ -199,7 +235,7 @@ impl RouteTable {
 /// path must be canonical: no `.`/`..` segments (plain or escaped), no empty segments, no
 /// `;` (matrix parameters), no backslash, and percent-escapes only for characters that need
 /// them (never an unreserved character, `/` or `\\`), each well formed.
-pub(crate) fn non_canonical_path(path: &str) -> Option<&'static str> {
+pub fn non_canonical_path(path: &str) -> Option<&'static str> {
     if path.contains('\\') || path.contains(';') {
         return Some("the path has a backslash or a semicolon");
     }

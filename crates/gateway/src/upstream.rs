@@ -3,8 +3,8 @@
 //! that failed before anything was sent (a connect error).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -12,6 +12,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::client::{empty, get_small, HttpClient, OutBody};
+use crate::metrics::RouteMetrics;
 
 /// Active health checking of a route's targets.
 #[derive(Debug, Clone)]
@@ -132,6 +133,8 @@ pub struct Upstreams {
     health: Option<HealthCheck>,
     /// Health-check rounds completed (every target probed once per round).
     health_rounds: AtomicU64,
+    /// The route's metrics, given by the gateway that serves it ([`Upstreams::count_in`]).
+    metrics: OnceLock<RouteMetrics>,
 }
 
 impl Upstreams {
@@ -159,7 +162,14 @@ impl Upstreams {
             response_timeout,
             health,
             health_rounds: AtomicU64::new(0),
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Records upstream latency in `metrics` from now on. Set by the gateway built with these
+    /// upstreams (a route's own, never another's); a second call changes nothing.
+    pub(crate) fn count_in(&self, metrics: RouteMetrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Whether the target with `base` (`scheme://authority[/path]`) is in rotation; `None`
@@ -224,8 +234,16 @@ impl Upstreams {
                 _ => headers.take().unwrap_or_default(),
             };
             *req.version_mut() = http::Version::HTTP_11;
+            let sent = Instant::now();
             match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-                Ok(Ok(response)) => return Ok((response, target.url.base.clone())),
+                Ok(Ok(response)) => {
+                    // Only an attempt that got a response head has a latency; failed ones
+                    // show as the 502 or 504 they end in.
+                    if let Some(metrics) = self.metrics.get() {
+                        metrics.upstream_answered(sent.elapsed());
+                    }
+                    return Ok((response, target.url.base.clone()));
+                }
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
                     if connect && self.health.is_some() {

@@ -1,140 +1,167 @@
-//! Logs: one JSON object per line on stderr, so they can be shipped as they are. Nothing
-//! secret (tokens, secrets, keys) is ever passed here.
+//! Logs and traces, on `tracing`: events become one JSON object per line on stderr
+//! (`tracing-subscriber`'s JSON format, so they can be shipped as they are), and, when
+//! `[telemetry] otlp_endpoint` is set, the request and phase spans are exported over
+//! OTLP/HTTP (`tracing-opentelemetry`). Nothing secret (tokens, secrets, keys) is ever
+//! recorded. docs/operations.md lists the fields.
 //!
-//! Lines are appended to a buffer and written by a background thread, many per write: a
-//! gateway under load would otherwise make one `write` system call per request, and a request
-//! would wait whenever stderr (a pipe to a log shipper) is slow. A line waits at most about
-//! [`GATHER`] before it is written. If the buffer reaches [`MAX_PENDING`] because stderr does
-//! not keep up, further lines are dropped and counted, and a warning line with the count ends
-//! the next batch written; requests never block on logging.
-//! [`flush`] writes what is pending (at shutdown).
+//! Lines go through `tracing-appender`'s non-blocking writer: a request formats its line and
+//! hands it to a writer thread, which writes whatever has gathered with one system call (a
+//! buffered stderr, flushed each time the queue runs dry). When stderr does not keep up and
+//! [`QUEUED_LINES`] are waiting, further lines are dropped and counted ([`dropped`], and the
+//! `tokengate_log_lines_dropped_total` metric); requests never wait for the log.
 
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::io::BufWriter;
+use std::sync::{Mutex, OnceLock};
 
-use serde::Serialize;
-use serde_json::json;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 
-static QUIET: AtomicBool = AtomicBool::new(false);
+use crate::config::Telemetry;
 
-/// How long the writer lets lines gather before writing them: the most a line waits.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+/// The target of the request and phase spans: traced, never logged.
+pub const TRACE_TARGET: &str = gateway::trace::TARGET;
+/// The target of access-log events.
+pub const ACCESS_TARGET: &str = "tokengate::access";
 
-/// Bytes of log lines waiting for the writer, at most.
-const MAX_PENDING: usize = 8 << 20;
+/// Lines waiting for the writer thread, at most (about 10 MB of access lines).
+const QUEUED_LINES: usize = 32 * 1024;
 
-struct Pending {
-    buf: Vec<u8>,
-    dropped: u64,
+/// Counts the lines the writer dropped; set once logging starts.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// What must outlive the serving: the log writer's thread and the span exporter. Dropping it
+/// writes the lines still queued and exports the spans still batched.
+pub struct Guard {
+    writer: Mutex<Option<WorkerGuard>>,
+    tracer: Option<SdkTracerProvider>,
 }
 
-struct Writer {
-    pending: Mutex<Pending>,
-    ready: Condvar,
-    /// Serialises the actual writes, so a [`flush`] and the thread never interleave lines.
-    out: Mutex<()>,
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.tracer.take() {
+            // A collector that is down must not stop the process from exiting: the export
+            // error is all there is to say, and there is no log left to say it in.
+            let _ = provider.shutdown();
+        }
+        drop(self.writer.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
 }
 
-static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Why logging or tracing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The OTLP exporter could not be built (its HTTP client).
+    #[error("telemetry.otlp_endpoint: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+}
 
-fn writer() -> &'static Writer {
-    static WRITER: OnceLock<&'static Writer> = OnceLock::new();
-    WRITER.get_or_init(|| {
-        let w: &'static Writer = Box::leak(Box::new(Writer {
-            pending: Mutex::new(Pending {
-                buf: Vec::with_capacity(64 * 1024),
-                dropped: 0,
-            }),
-            ready: Condvar::new(),
-            out: Mutex::new(()),
-        }));
-        // Without the thread, lines are written by `flush` only (at shutdown): still correct.
-        let _ = std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || loop {
-                {
-                    let mut p = w.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    while p.buf.is_empty() {
-                        p = w.ready.wait(p).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-                // Let lines gather: waking this thread for every line would cost a pair of
-                // context switches per request, more than the write it saves.
-                std::thread::sleep(GATHER);
-                write_pending(w);
-            });
-        w
+/// Starts logging (and tracing, when configured) for this process. Call it outside the async
+/// runtime: the OTLP exporter's blocking HTTP client runs its own. A second call (tests that
+/// start several servers in one process) keeps the first subscriber.
+pub fn init(telemetry: &Telemetry) -> Result<Guard, InitError> {
+    let (writer, worker) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let _ = DROPPED.set(writer.error_counter());
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(log_filter());
+    let tracer = match &telemetry.otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(endpoint.get_ref().as_str(), telemetry)?),
+        None => None,
+    };
+    let spans = tracer.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("tokengate"))
+            .with_filter(Targets::new().with_target(TRACE_TARGET, LevelFilter::INFO))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
+    Ok(Guard {
+        writer: Mutex::new(Some(worker)),
+        tracer,
     })
 }
 
-/// Takes what is pending and writes it. Taking under the output lock keeps batches in order.
-fn write_pending(w: &Writer) {
-    let _serial = w.out.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut batch, dropped) = {
-        let mut p = w.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let capacity = p.buf.capacity();
-        let batch = std::mem::replace(&mut p.buf, Vec::with_capacity(capacity.min(1 << 20)));
-        (batch, std::mem::take(&mut p.dropped))
-    };
-    if dropped > 0 {
-        // Said after the lines that made it, so the gap shows where it happened.
-        let note = json!({
-            "time": store::unix_now(),
-            "level": "warn",
-            "message": format!("{dropped} log lines dropped: stderr did not keep up"),
-        });
-        if serde_json::to_writer(&mut batch, &note).is_ok() {
-            batch.push(b'\n');
-        }
-    }
-    if !batch.is_empty() {
-        // A closed stderr is not an error worth dying for.
-        let _ = std::io::stderr().lock().write_all(&batch);
+/// Ours at `info`, other crates' at `warn` (hyper, sqlx and the like are chatty below it);
+/// spans are for tracing only.
+fn log_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("tokengate", LevelFilter::INFO)
+        .with_target("gateway", LevelFilter::INFO)
+        .with_target("oauth", LevelFilter::INFO)
+        .with_target("store", LevelFilter::INFO)
+        .with_target(TRACE_TARGET, LevelFilter::OFF)
+}
+
+/// Spans batched and exported over OTLP/HTTP with protobuf bodies (the collector's port 4318),
+/// sampled at `sample_ratio` unless the client's `traceparent` already decided.
+fn tracer_provider(endpoint: &str, telemetry: &Telemetry) -> Result<SdkTracerProvider, InitError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(traces_url(endpoint))
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(telemetry.service_name.clone())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            telemetry.sample_ratio,
+        ))))
+        .with_resource(resource)
+        .build())
+}
+
+/// The traces URL for a collector's base URL: `/v1/traces` appended, as the OTLP
+/// specification does for `OTEL_EXPORTER_OTLP_ENDPOINT`, unless the path already names it.
+fn traces_url(endpoint: &str) -> String {
+    if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+        endpoint.to_owned()
+    } else {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
     }
 }
 
-/// Turns logging off for this process (tests that drive many requests).
-pub fn quiet() {
-    QUIET.store(true, Ordering::Relaxed);
-}
-
-/// Queues one log line: `value` serialised as one JSON object.
-pub fn line(value: &impl Serialize) {
-    if QUIET.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut text = Vec::with_capacity(256);
-    if serde_json::to_writer(&mut text, value).is_err() {
-        return;
-    }
-    text.push(b'\n');
-    let w = writer();
-    let mut p = w.pending.lock().unwrap_or_else(|e| e.into_inner());
-    if p.buf.len() + text.len() > MAX_PENDING {
-        p.dropped += 1;
-        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let wake = p.buf.is_empty();
-    p.buf.extend_from_slice(&text);
-    drop(p);
-    if wake {
-        w.ready.notify_one();
-    }
-}
-
-/// Writes every queued line now.
-pub fn flush() {
-    write_pending(writer());
-}
-
-/// Lines dropped since the process started because stderr did not keep up.
+/// Lines dropped since logging started because stderr did not keep up.
 pub fn dropped() -> u64 {
-    DROPPED_TOTAL.load(Ordering::Relaxed)
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
-/// A log event with a level and a message.
-pub fn event(level: &str, message: &str) {
-    line(&json!({ "time": store::unix_now(), "level": level, "message": message }));
+#[cfg(test)]
+mod tests {
+    use super::traces_url;
+
+    #[test]
+    fn the_traces_path_is_added_once() {
+        assert_eq!(
+            traces_url("http://collector:4318"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://collector:4318/"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://otel.example/v1/traces"),
+            "https://otel.example/v1/traces"
+        );
+    }
 }

@@ -17,9 +17,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::report_clap_error(&e),
     };
-    let outcome = commands::run(cli);
-    tokengate::log::flush();
-    match outcome {
+    match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // eprintln! would panic if stderr is closed; the exit status still tells.

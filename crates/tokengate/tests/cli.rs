@@ -1670,6 +1670,106 @@ fn config_check_prints_effective_settings_or_the_located_error() {
     dir.fail("config check missing.toml", 2, "ERR_CONFIG");
 }
 
+/// `config check` runs the conversion `serve` builds the gateway from: what a start or a
+/// reload would refuse, it refuses, at the value's file, line and column.
+#[test]
+fn config_check_refuses_what_the_gateway_would_with_its_place() {
+    let dir = Dir::new("config-routes");
+    let up = "upstreams = [\"http://127.0.0.1:9000\"]\n";
+    let rules = "[routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n";
+    let route = |name: &str, extra: &str| {
+        format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"/api/\"\n{up}{extra}")
+    };
+    let cases = [
+        (
+            format!("{}{}", route("a", rules), route("b", rules)),
+            "f.toml:9:8: routes \"a\" and \"b\" overlap: same host, path and methods",
+        ),
+        (
+            route("a", "[routes.auth]\nissuers = [\"partner\"]\naudience = \"x\"\n"),
+            "f.toml:6:12: routes \"a\": unknown issuer \"partner\" (declare it in [[issuers]], or use \"self\")",
+        ),
+        (
+            route("a", "[routes.auth]\nissuers = [\"self\"]\n"),
+            "f.toml:5:1: routes \"a\": auth.audience is required",
+        ),
+        (
+            format!("[[routes]]\nname = \"a\"\npath = \"/x\"\nupstreams = []\n{rules}"),
+            "f.toml:4:13: routes \"a\": at least one upstream",
+        ),
+        (
+            format!("[[routes]]\nname = \"a\"\npath = \"/x\"\npath_prefix = \"/x\"\n{up}{rules}"),
+            "f.toml:2:8: routes \"a\": give exactly one of path and path_prefix",
+        ),
+        (
+            route("a", "[routes.mcp]\nresource = \"mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"),
+            "f.toml:6:12: routes \"a\": mcp.resource must be an http(s) URL without fragment",
+        ),
+        (
+            route("a", &format!("timeout = 0\n{rules}")),
+            "f.toml:5:11: routes \"a\": timeout must be at least 1s",
+        ),
+    ];
+    for (text, expected) in cases {
+        dir.write("f.toml", &text);
+        let err = dir.fail("config check f.toml", 2, "ERR_CONFIG");
+        assert_eq!(
+            err.stderr.trim_end(),
+            format!("error[ERR_CONFIG]: {expected}"),
+            "{text}"
+        );
+    }
+
+    // Key files the issuers name are read, and reported with their path and place.
+    let issuer = |file: &str| {
+        format!("[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_file = \"{file}\"\nalgorithms = [\"ES256\"]\n")
+    };
+    dir.write("keys.toml", issuer("nope.json"));
+    let err = dir.fail("config check keys.toml", 2, "ERR_CONFIG");
+    assert!(
+        err.stderr.starts_with(
+            "error[ERR_CONFIG]: keys.toml:4:13: issuers \"p\": jwks_file: reading nope.json: "
+        ),
+        "{}",
+        err.stderr
+    );
+    dir.write("bad.json", "{\"kty\":\"EC\"}");
+    dir.write("keys.toml", issuer("bad.json"));
+    let err = dir.fail("config check keys.toml", 2, "ERR_CONFIG");
+    assert!(
+        err.stderr
+            .starts_with("error[ERR_CONFIG]: keys.toml:4:13: issuers \"p\": jwks_file: bad.json: "),
+        "{}",
+        err.stderr
+    );
+
+    // A good file: the routes are shown as the gateway gets them.
+    dir.generate("ES256", "p.json");
+    dir.public("p.json", "p.pub.json");
+    let ok = format!(
+        "{}[[routes]]\nname = \"mcp\"\nhost = \"MCP.example\"\npath_prefix = \"/mcp\"\n{up}\
+         [routes.mcp]\nresource = \"https://mcp.example/mcp\"\n[routes.auth]\nissuers = [\"p\", \"self\"]\n",
+        issuer("p.pub.json")
+    );
+    dir.write("ok.toml", ok);
+    let shown = dir.ok("config check ok.toml").object();
+    assert_eq!(
+        shown["routes"],
+        json!([{
+            "name": "mcp",
+            "path": null,
+            "path_prefix": "/mcp",
+            "host": "mcp.example",
+            "methods": null,
+            "upstreams": ["http://127.0.0.1:9000"],
+            "public": false,
+            "issuers": ["p", "self"],
+            "audience": "https://mcp.example/mcp",
+            "resource_metadata": "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+        }])
+    );
+}
+
 #[test]
 fn jwe_encrypt_takes_a_pbes2_count() {
     let dir = Dir::new("p2c");

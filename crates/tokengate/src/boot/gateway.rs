@@ -1,5 +1,6 @@
-//! Building the gateway from `[[routes]]` and `[[issuers]]`: issuers with their key sources,
-//! routes with their upstream clients. Used at start and on every reload.
+//! Building the gateway from the configuration's checked route table (`config::table`):
+//! issuers get their key sources, routes their upstream clients. Used at start and on every
+//! reload; nothing here judges a route's shape.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,15 +8,15 @@ use std::time::Duration;
 
 use gateway::auth::RouteAuth;
 use gateway::cache::TokenCache;
-use gateway::client::new_client;
+use gateway::client::{new_client, HttpClient};
 use gateway::keys::{Issuer, KeySource, RemoteJwks, RemoteOptions, RemoteSource};
-use gateway::route::{HeaderRewrite, Mcp, PathMatch, Route};
-use gateway::upstream::{HealthCheck, Upstreams};
+use gateway::route::Route;
+use gateway::upstream::Upstreams;
 use gateway::{Gateway, Shared};
 use oauth::Service;
 
-use crate::config::routes::{self, Auth};
-use crate::config::Config;
+use crate::config::table::{AuthSpec, IssuerRef, KeySpec, RouteSpec};
+use crate::config::{Config, ConfigError};
 use crate::error::{CliError, EXIT_USAGE};
 
 /// Entries of the verified-token cache.
@@ -28,7 +29,7 @@ pub struct GatewayParts {
     pub service: Arc<Service>,
     /// Denial audit queue.
     pub audit: store::AuditQueue,
-    /// Counters.
+    /// The metrics registry: one per process, so counts go on across reloads.
     pub metrics: Arc<gateway::metrics::Metrics>,
     /// DPoP proofs seen.
     pub replay: Arc<gateway::auth::ReplayCache>,
@@ -38,11 +39,18 @@ pub struct GatewayParts {
 }
 
 impl GatewayParts {
-    /// Parts over a service: a new audit writer (inside the runtime) and new counters.
+    /// Parts over a service: a new audit writer (inside the runtime) and new metrics.
     pub fn new(service: Arc<Service>) -> GatewayParts {
+        let mut metrics = gateway::metrics::Metrics::new();
+        // The log writer counts what it drops; the registry reads it at each scrape.
+        metrics.register_counter_fn(
+            "tokengate_log_lines_dropped",
+            "Log lines dropped because the log writer did not keep up",
+            crate::log::dropped,
+        );
         GatewayParts {
             audit: store::AuditQueue::spawn(service.store().clone()),
-            metrics: Arc::default(),
+            metrics: Arc::new(metrics),
             replay: Arc::default(),
             remotes: Arc::default(),
             service,
@@ -53,7 +61,10 @@ impl GatewayParts {
     pub fn shared(&self, dpop_window: u64) -> Shared {
         Shared {
             own: Arc::clone(&self.service) as Arc<dyn gateway::own::OwnIssuer>,
-            cache: Arc::new(TokenCache::new(TOKEN_CACHE_ENTRIES)),
+            cache: Arc::new(TokenCache::new(
+                TOKEN_CACHE_ENTRIES,
+                self.metrics.token_cache(),
+            )),
             audit: self.audit.clone(),
             metrics: Arc::clone(&self.metrics),
             dpop_window,
@@ -62,173 +73,158 @@ impl GatewayParts {
     }
 }
 
-fn fail(message: String) -> CliError {
-    CliError::new("ERR_GATEWAY_CONFIG", message, EXIT_USAGE)
+/// A failure to make what exists only at runtime: the configuration's shape was checked
+/// when it was parsed (`config::table`), so what remains are files and the trust store.
+fn config_error(e: ConfigError) -> CliError {
+    CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE)
 }
 
-/// Builds the gateway for `config`. Key files are read now; remote key sets are fetched on
-/// first use.
+fn trust_store(e: impl std::fmt::Display) -> CliError {
+    CliError::new(
+        "ERR_TLS",
+        format!("the trust store for upstream connections: {e}"),
+        EXIT_USAGE,
+    )
+}
+
+/// Builds the gateway for `config`: attaches HTTP clients, key sources and health checks to
+/// the checked route table. Key files are read now; remote key sets are fetched on first use.
 pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, CliError> {
-    let fetch_client =
-        new_client(Duration::from_secs(5), false).map_err(|e| fail(e.to_string()))?;
-    let mut issuers: Vec<Arc<Issuer>> = vec![Arc::new(Issuer {
-        name: "self".into(),
-        issuer: parts.service.settings().issuer.clone(),
-        keys: KeySource::Own(Arc::clone(&parts.service) as Arc<dyn gateway::own::OwnIssuer>),
-        algorithms: Vec::new(),
-        typ: Some(oauth::AT_JWT.into()),
-        decrypt: None,
-    })];
+    let table = config.table();
     let mut remotes = parts.remotes.lock().unwrap_or_else(|e| e.into_inner());
-    let mut kept: HashMap<String, Arc<RemoteJwks>> = HashMap::new();
-    let mut remote = |source: RemoteSource, options: RemoteOptions| {
-        let id = format!("{source:?} {options:?}");
-        let set = remotes
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(RemoteJwks::new(source, fetch_client.clone(), options)));
-        kept.insert(id, Arc::clone(&set));
-        KeySource::Remote(set)
+    let mut issuers = Issuers {
+        own: Arc::new(Issuer {
+            name: "self".into(),
+            issuer: parts.service.settings().issuer.clone(),
+            keys: KeySource::Own(Arc::clone(&parts.service) as Arc<dyn gateway::own::OwnIssuer>),
+            algorithms: Vec::new(),
+            typ: Some(oauth::AT_JWT.into()),
+            decrypt: None,
+        }),
+        fetch_client: new_client(Duration::from_secs(5), false).map_err(trust_store)?,
+        previous: &remotes,
+        kept: HashMap::new(),
+        built: HashMap::new(),
     };
-    for i in &config.issuers {
-        let options = RemoteOptions {
-            default_max_age: Duration::from_secs(i.cache_max_age.0),
-            cooldown: Duration::from_secs(i.refetch_cooldown.0),
-            timeout: Duration::from_secs(i.fetch_timeout.0.max(1)),
-        };
-        let keys = match (&i.jwks_file, &i.jwks_url, i.discovery) {
-            (Some(path), _, _) => {
-                KeySource::Static(Arc::new(crate::input::load_key_set(path.get_ref())?))
-            }
-            (None, Some(url), _) => remote(RemoteSource::Jwks(url.get_ref().to_string()), options),
-            (None, None, _) => remote(RemoteSource::Discovery(i.issuer.get_ref().clone()), options),
-        };
-        let decrypt = match &i.decrypt_keys_file {
-            Some(path) => Some(Arc::new(crate::input::load_key_set(path)?)),
+    let mut routes = Vec::with_capacity(table.routes.len());
+    for spec in &table.routes {
+        let auth = match &spec.auth {
+            Some(rules) => Some(issuers.route_auth(rules)?),
             None => None,
         };
-        issuers.push(Arc::new(Issuer {
-            name: i.name.get_ref().clone(),
-            issuer: i.issuer.get_ref().clone(),
-            keys,
-            algorithms: i.algorithm_list(),
-            typ: match i.typ.as_deref() {
-                None => Some(oauth::AT_JWT.into()),
-                Some("") => None,
-                Some(t) => Some(t.to_owned()),
-            },
-            decrypt,
-        }));
+        routes.push(route(spec, auth)?);
     }
-
     // Only the sets this configuration uses are kept for the next reload.
+    let Issuers { kept, .. } = issuers;
     *remotes = kept;
     drop(remotes);
-    let mut built = Vec::new();
-    for r in &config.routes {
-        built.push(
-            route(r, &issuers).map_err(|e| fail(format!("routes {:?}: {e}", r.name.get_ref())))?,
-        );
-    }
-    Gateway::new(built, parts.shared(config.token_service.dpop_window.0))
-        .map_err(|e| fail(e.to_string()))
+    // The table refuses what `config::table` refused already, with the same check.
+    Gateway::new(routes, parts.shared(config.token_service.dpop_window.0))
+        .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
 }
 
-fn rewrite(rules: &routes::HeaderRules) -> HeaderRewrite {
-    HeaderRewrite {
-        set: rules
-            .set
-            .0
-            .iter()
-            .map(|(name, value)| (name.0.clone(), value.0.clone()))
-            .collect(),
-        remove: rules.remove.iter().map(|name| name.0.clone()).collect(),
-    }
+/// The issuers of one build. Each declared issuer is made on first use by a route and shared
+/// by every route that names it; remote key sets come from the previous build when their
+/// source and timing are unchanged, so a reload keeps their last good keys.
+struct Issuers<'a> {
+    own: Arc<Issuer>,
+    fetch_client: HttpClient,
+    previous: &'a HashMap<String, Arc<RemoteJwks>>,
+    kept: HashMap<String, Arc<RemoteJwks>>,
+    built: HashMap<String, Arc<Issuer>>,
 }
 
-fn route(r: &routes::Route, issuers: &[Arc<Issuer>]) -> Result<Route, String> {
-    let (path, exact) = r
-        .matcher()
-        .ok_or("give exactly one of path and path_prefix")?;
-    let client = new_client(Duration::from_secs(r.connect_timeout.0.max(1)), r.h2)
-        .map_err(|e| e.to_string())?;
-    let health = r.health_check.as_ref().map(|h| HealthCheck {
-        path: h.path.clone(),
-        interval: Duration::from_secs(h.interval.0.max(1)),
-    });
-    let targets = r.upstreams.get_ref().iter().map(|u| u.0.clone()).collect();
-    let upstreams = Upstreams::new(
-        targets,
-        client,
-        Duration::from_secs(r.timeout.0.max(1)),
-        health,
-    )
-    .ok_or("a route needs at least one upstream")?;
-    let mcp = match &r.mcp {
-        Some(m) => {
-            let resource = m.resource.get_ref().clone();
-            let url = url::Url::parse(&resource).map_err(|e| e.to_string())?;
-            let suffix = url.path().trim_end_matches('/');
-            let metadata_path = format!("/.well-known/oauth-protected-resource{suffix}");
-            let metadata_url = format!("{}{metadata_path}", url.origin().ascii_serialization());
-            Some(Mcp {
-                resource,
-                metadata_path,
-                metadata_url,
-            })
+impl Issuers<'_> {
+    fn get(&mut self, wanted: &IssuerRef) -> Result<Arc<Issuer>, CliError> {
+        let spec = match wanted {
+            IssuerRef::Own => return Ok(Arc::clone(&self.own)),
+            IssuerRef::Declared(spec) => spec,
+        };
+        if let Some(issuer) = self.built.get(&spec.name) {
+            return Ok(Arc::clone(issuer));
         }
-        None => None,
-    };
-    let auth = match r.auth.get_ref() {
-        Auth::None => None,
-        Auth::Rules(rules) => {
-            let mut chosen = Vec::new();
-            for name in &rules.issuers {
-                let issuer = issuers
-                    .iter()
-                    .find(|i| i.name == *name.get_ref())
-                    .ok_or_else(|| format!("unknown issuer {:?}", name.get_ref()))?;
-                chosen.push(Arc::clone(issuer));
+        let keys = match &spec.keys {
+            KeySpec::File(file) => KeySource::Static(file.load().map_err(config_error)?),
+            KeySpec::Url(url) => self.remote(RemoteSource::Jwks(url.to_string()), spec.remote),
+            KeySpec::Discovery => {
+                self.remote(RemoteSource::Discovery(spec.issuer.clone()), spec.remote)
             }
-            let audience = rules
-                .audience
-                .as_ref()
-                .map(|a| a.get_ref().clone())
-                .or_else(|| mcp.as_ref().map(|m| m.resource.clone()))
-                .ok_or("auth.audience is required")?;
-            let forward_claims = rules
-                .forward_claims
-                .iter()
-                .map(|(claim, header)| (claim.clone(), header.0.clone()))
-                .collect();
-            Some(RouteAuth {
-                issuers: chosen,
-                audience,
-                required_scopes: rules.required_scopes.clone(),
-                required_claims: rules.required_claims.clone(),
-                forward_claims,
-                forward_token: rules.forward_token.0,
-                token_cache: rules.token_cache,
-                leeway: rules.leeway.0,
-            })
+        };
+        let decrypt = match &spec.decrypt_keys {
+            Some(file) => Some(file.load().map_err(config_error)?),
+            None => None,
+        };
+        let issuer = Arc::new(Issuer {
+            name: spec.name.clone(),
+            issuer: spec.issuer.clone(),
+            keys,
+            algorithms: spec.algorithms.clone(),
+            typ: spec.typ.clone(),
+            decrypt,
+        });
+        self.built.insert(spec.name.clone(), Arc::clone(&issuer));
+        Ok(issuer)
+    }
+
+    fn remote(&mut self, source: RemoteSource, options: RemoteOptions) -> KeySource {
+        let id = format!("{source:?} {options:?}");
+        let set = match self.previous.get(&id) {
+            Some(set) => Arc::clone(set),
+            None => Arc::new(RemoteJwks::new(source, self.fetch_client.clone(), options)),
+        };
+        self.kept.insert(id, Arc::clone(&set));
+        KeySource::Remote(set)
+    }
+
+    fn route_auth(&mut self, rules: &AuthSpec) -> Result<RouteAuth, CliError> {
+        let mut issuers = Vec::with_capacity(rules.issuers.len());
+        for wanted in &rules.issuers {
+            issuers.push(self.get(wanted)?);
         }
-    };
+        Ok(RouteAuth {
+            issuers,
+            audience: rules.audience.clone(),
+            required_scopes: rules.required_scopes.clone(),
+            required_claims: rules.required_claims.clone(),
+            forward_claims: rules.forward_claims.clone(),
+            forward_token: rules.forward_token,
+            token_cache: rules.token_cache,
+            leeway: rules.leeway,
+            // Resolved by `Gateway::new`, with the route's other metric handles.
+            metrics: None,
+        })
+    }
+}
+
+/// A route: the checked spec with its upstream client and health checks.
+fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
+    let client = new_client(spec.connect_timeout, spec.h2).map_err(trust_store)?;
+    let upstreams = Upstreams::new(
+        spec.upstreams.clone(),
+        client,
+        spec.timeout,
+        spec.health_check.clone(),
+    )
+    // The table holds at least one upstream per route; this says so if that ever changed.
+    .ok_or_else(|| {
+        CliError::new(
+            "ERR_CONFIG",
+            format!("routes {:?}: at least one upstream", spec.name),
+            EXIT_USAGE,
+        )
+    })?;
     Ok(Route {
-        name: r.name.get_ref().clone(),
-        host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        path: if exact {
-            PathMatch::Exact(path.get_ref().clone())
-        } else {
-            PathMatch::Prefix(path.get_ref().clone())
-        },
-        methods: r.method_list(),
-        strip_prefix: r.strip_prefix.clone(),
-        add_prefix: r.add_prefix.clone(),
-        request_headers: rewrite(&r.request_headers),
-        response_headers: rewrite(&r.response_headers),
+        name: spec.name.clone(),
+        host: spec.host.clone(),
+        path: spec.path.clone(),
+        methods: spec.methods.clone(),
+        strip_prefix: spec.strip_prefix.clone(),
+        add_prefix: spec.add_prefix.clone(),
+        request_headers: spec.request_headers.clone(),
+        response_headers: spec.response_headers.clone(),
         auth,
-        mcp,
+        mcp: spec.mcp.clone(),
         upstreams: Arc::new(upstreams),
-        max_body: r.max_body,
+        max_body: spec.max_body,
     })
 }

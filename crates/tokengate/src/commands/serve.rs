@@ -63,6 +63,7 @@ forward_claims = {{ sub = "x-user-id", scope = "x-scopes" }}
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (config, flags) = storage(&args.storage)?;
     let listen = args.listen.unwrap_or(config.server.listen);
+    let _logs = start_logging(&config)?;
     block_on(run(
         config,
         flags,
@@ -73,23 +74,41 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
 }
 
 pub fn dev(args: DevArgs) -> Result<(), CliError> {
+    // A configuration file is read before the runtime starts: logging and tracing start
+    // outside it (the span exporter's HTTP client runs its own).
+    let given = match &args.storage.config {
+        Some(path) => Some((storage(&args.storage)?, path.clone())),
+        None => None,
+    };
+    let _logs = match &given {
+        Some(((config, _), _)) => start_logging(config)?,
+        None => start_logging(&Config::parse("", "(defaults)").map_err(config_error)?)?,
+    };
     block_on(async move {
-        let (config, flags, path) = match &args.storage.config {
-            Some(path) => {
-                let (config, flags) = storage(&args.storage)?;
-                (config, flags, Some(path.clone()))
-            }
+        let (config, flags, path) = match given {
+            Some(((config, flags), path)) => (config, flags, Some(path)),
             None => {
                 let (_, flags) = storage(&args.storage)?;
                 let upstream = crate::demo::start().await?;
                 let config = Config::parse(&dev_config(upstream), "(dev defaults)")
-                    .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))?;
+                    .map_err(config_error)?;
                 (config, flags, None)
             }
         };
         let listen = args.listen.unwrap_or(config.server.listen);
         run(config, flags, listen, true, path).await
     })
+}
+
+fn config_error(e: crate::config::ConfigError) -> CliError {
+    CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE)
+}
+
+/// Logs (and traces, when configured) until the returned guard is dropped, which writes
+/// what is still queued.
+fn start_logging(config: &Config) -> Result<crate::log::Guard, CliError> {
+    crate::log::init(&config.telemetry)
+        .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
 }
 
 fn io_error(what: &str) -> impl Fn(std::io::Error) -> CliError + '_ {
@@ -113,7 +132,7 @@ async fn run(
     // The master key is checked against the database before the port is bound.
     let (store, master, note) = boot::open_store(&config, &flags).await?;
     if let Some(note) = note {
-        crate::log::event("notice", &note);
+        tracing::info!("{note}");
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -162,9 +181,9 @@ async fn run(
         let _ = writeln!(out, "tokengate listening on {scheme}://{addr}");
         let _ = out.flush();
     }
-    crate::log::event("info", &format!("listening on {addr}, issuer {issuer}"));
+    tracing::info!("listening on {addr}, issuer {issuer}");
     crate::server::listener::serve(listener, app, tls, shutdown).await;
-    crate::log::event("info", "stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -176,10 +195,7 @@ async fn refresh_revocations(service: Arc<Service>) {
     loop {
         tick.tick().await;
         if let Err(e) = service.refresh_revocations(store::unix_now()).await {
-            crate::log::event(
-                "error",
-                &format!("revocation refresh failed ({}): {e}", e.code()),
-            );
+            tracing::error!("revocation refresh failed ({}): {e}", e.code());
         }
     }
 }
@@ -189,14 +205,8 @@ async fn refresh_revocations(service: Arc<Service>) {
 async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, app: Arc<App>) {
     while hangup.recv().await.is_some() {
         match app.reload() {
-            Ok(n) => crate::log::event(
-                "info",
-                &format!("configuration reloaded on SIGHUP ({n} routes)"),
-            ),
-            Err(e) => crate::log::event(
-                "warn",
-                &format!("reload refused, the old configuration keeps serving: {e}"),
-            ),
+            Ok(n) => tracing::info!("configuration reloaded on SIGHUP ({n} routes)"),
+            Err(e) => tracing::warn!("reload refused, the old configuration keeps serving: {e}"),
         }
     }
 }
@@ -208,10 +218,7 @@ async fn maintain(service: Arc<Service>) {
     loop {
         tick.tick().await;
         if let Err(e) = service.maintain(store::unix_now()).await {
-            crate::log::event(
-                "error",
-                &format!("key lifecycle step failed ({}): {e}", e.code()),
-            );
+            tracing::error!("key lifecycle step failed ({}): {e}", e.code());
         }
     }
 }

@@ -2,10 +2,9 @@
 //! every error names the file, line, column and the offending field, before anything binds a
 //! port. Unknown fields are errors, never ignored: a typo must not silently disable a check.
 //!
-//! Covered so far: `[server]`, `[token_service]`, `[[audiences]]` and `[[issuers]]` (with
-//! `jwks_file`), the parts the token service reads. `[[routes]]` and remote key sets arrive
-//! with the gateway; until then they are rejected as unknown fields, which is the honest
-//! answer.
+//! `[[issuers]]` and `[[routes]]` are converted here, once, into the gateway's typed route
+//! table (`table.rs`): `config check`, `serve` and a reload accept and refuse the same files,
+//! and boot only attaches what exists at runtime.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +18,8 @@ use url::Url;
 
 use jose::jwe::{ContentEncryption, KeyManagement};
 use jose::Algorithm;
+
+pub use telemetry::Telemetry;
 
 /// Where the embedded SQLite database and key file live unless configured otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./tokengate-data";
@@ -64,6 +65,12 @@ pub struct Config {
     /// Gateway routes.
     #[serde(default)]
     pub routes: Vec<routes::Route>,
+    /// Trace export.
+    #[serde(default)]
+    pub telemetry: Telemetry,
+    /// `issuers` and `routes` converted for the gateway (by `parse`, never by serde).
+    #[serde(skip)]
+    table: table::Table,
 }
 
 /// `[server]`.
@@ -295,13 +302,13 @@ pub struct Issuer {
     #[serde(default)]
     pub discovery: bool,
     /// The algorithms its tokens may use.
-    pub algorithms: Vec<Spanned<String>>,
+    pub algorithms: Vec<Spanned<values::JwsAlgorithm>>,
     /// The `aud` its tokens must carry to be exchanged here (default: our issuer).
     pub exchange_audience: Option<String>,
     /// Required JWT `typ` (default `at+jwt`, RFC 9068); `""` checks none.
     pub typ: Option<String>,
     /// Private keys (JWK, JWK Set or PEM) that decrypt this issuer's encrypted tokens.
-    pub decrypt_keys_file: Option<PathBuf>,
+    pub decrypt_keys_file: Option<Spanned<PathBuf>>,
     /// JWKS cache lifetime when the response names none (default 10m).
     #[serde(default = "default_jwks_max_age")]
     pub cache_max_age: Duration,
@@ -309,25 +316,18 @@ pub struct Issuer {
     #[serde(default = "default_cooldown")]
     pub refetch_cooldown: Duration,
     /// Timeout of one JWKS or metadata fetch (default 5s).
-    #[serde(default = "default_fetch_timeout")]
-    pub fetch_timeout: Duration,
+    pub fetch_timeout: Option<Spanned<Duration>>,
 }
 
 impl Issuer {
-    /// The algorithms, parsed (validation has refused any that do not parse).
+    /// The algorithms (each was parsed with the file).
     pub fn algorithm_list(&self) -> Vec<Algorithm> {
-        self.algorithms
-            .iter()
-            .filter_map(|a| a.get_ref().parse().ok())
-            .collect()
+        self.algorithms.iter().map(|a| a.get_ref().0).collect()
     }
 }
 
 fn default_cooldown() -> Duration {
     Duration(30)
-}
-fn default_fetch_timeout() -> Duration {
-    Duration(5)
 }
 
 /// `[[audiences]]`: a resource server.
@@ -361,19 +361,23 @@ impl Config {
         Self::parse(&text, &file)
     }
 
-    /// Parses and validates configuration text; `file` names it in errors.
+    /// Parses and validates configuration text; `file` names it in errors. Converts
+    /// `[[issuers]]` and `[[routes]]` into the gateway's table; reads no file.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let located = |span: Option<Range<usize>>, message: String| ConfigError {
-            file: file.to_owned(),
-            position: span.map(|s| line_col(text, s.start)),
-            message,
-        };
-        let config: Config =
-            toml::from_str(text).map_err(|e| located(e.span(), e.message().to_owned()))?;
+        let source = Source { text, file };
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| source.error(e.span(), e.message().to_owned()))?;
         config
             .validate()
-            .map_err(|(span, message)| located(Some(span), message))?;
+            .map_err(|(span, message)| source.error(Some(span), message))?;
+        config.table = table::build(&config, &source)
+            .map_err(|(span, message)| source.error(Some(span), message))?;
         Ok(config)
+    }
+
+    /// The gateway's issuers and routes, typed and checked.
+    pub fn table(&self) -> &table::Table {
+        &self.table
     }
 
     /// The issuer identifier: configured, or `http://` and the listen address.
@@ -447,17 +451,10 @@ impl Config {
                 "jwks_file": i.jwks_file.as_ref().map(|f| f.get_ref()),
                 "jwks_url": i.jwks_url.as_ref().map(|u| u.get_ref().as_str()),
                 "discovery": i.discovery,
-                "algorithms": i.algorithms.iter().map(|a| a.get_ref()).collect::<Vec<_>>(),
+                "algorithms": i.algorithm_list().iter().map(|a| a.name()).collect::<Vec<_>>(),
                 "exchange_audience": i.exchange_audience,
             })).collect::<Vec<_>>(),
-            "routes": self.routes.iter().map(|r| json!({
-                "name": r.name.get_ref(),
-                "path": r.path.as_ref().map(|p| p.get_ref()),
-                "path_prefix": r.path_prefix.as_ref().map(|p| p.get_ref()),
-                "host": r.host,
-                "upstreams": r.upstreams.get_ref().iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
-                "public": matches!(r.auth.get_ref(), routes::Auth::None),
-            })).collect::<Vec<_>>(),
+            "routes": self.table.effective_routes(),
             "audiences": self.audiences.iter().map(|a| json!({
                 "id": a.id.get_ref(),
                 "scopes": a.scopes.iter().map(|s| s.get_ref()).collect::<Vec<_>>(),
@@ -465,11 +462,16 @@ impl Config {
                 "encrypt_to": a.encrypt_to.as_ref().map(|p| p.get_ref()),
                 "token_lifetime_seconds": a.token_lifetime.unwrap_or(ts.token_lifetime).0,
             })).collect::<Vec<_>>(),
+            "telemetry": {
+                "otlp_endpoint": self.telemetry.otlp_endpoint.as_ref().map(|u| u.get_ref().as_str()),
+                "service_name": self.telemetry.service_name,
+                "sample_ratio": self.telemetry.sample_ratio,
+            },
         })
     }
 
     /// Cross-field rules, each reported at the field that breaks it.
-    fn validate(&self) -> Result<(), (Range<usize>, String)> {
+    fn validate(&self) -> Result<(), Failure> {
         if let (Some(_), Some(url)) = (&self.server.data_dir, &self.server.database_url) {
             return Err((
                 url.span(),
@@ -530,53 +532,6 @@ impl Config {
                 ));
             }
         }
-        for (i, iss) in self.issuers.iter().enumerate() {
-            let name = iss.name.get_ref();
-            if name == "self"
-                || self
-                    .issuers
-                    .iter()
-                    .take(i)
-                    .any(|o| o.name.get_ref() == name)
-            {
-                return Err((
-                    iss.name.span(),
-                    format!("issuers.name {name:?} is reserved or declared twice"),
-                ));
-            }
-            let sources = usize::from(iss.jwks_file.is_some())
-                + usize::from(iss.jwks_url.is_some())
-                + usize::from(iss.discovery);
-            if sources != 1 {
-                return Err((
-                    iss.name.span(),
-                    format!("issuers {name:?}: give exactly one of jwks_file, jwks_url or discovery = true"),
-                ));
-            }
-            if let Some(url) = &iss.jwks_url {
-                if !matches!(url.get_ref().scheme(), "https" | "http") {
-                    return Err((url.span(), "issuers.jwks_url must be an http(s) URL".into()));
-                }
-            }
-            if iss.algorithms.is_empty() {
-                return Err((
-                    iss.name.span(),
-                    "issuers.algorithms must list at least one".into(),
-                ));
-            }
-            for alg in &iss.algorithms {
-                if alg.get_ref().parse::<Algorithm>().is_err() {
-                    return Err((
-                        alg.span(),
-                        format!(
-                            "issuers.algorithms: {:?} is not a JWS algorithm",
-                            alg.get_ref()
-                        ),
-                    ));
-                }
-            }
-        }
-        routes::validate(self)?;
         if let Some(token) = &self.server.admin_token {
             if token.get_ref().len() < 32 {
                 return Err((
@@ -588,6 +543,26 @@ impl Config {
         Ok(())
     }
 }
+
+/// The text being parsed, to locate what is wrong in it.
+struct Source<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Source<'_> {
+    /// An error at `span` (a byte range of the text), or at no place.
+    fn error(&self, span: Option<Range<usize>>, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            position: span.map(|s| line_col(self.text, s.start)),
+            message,
+        }
+    }
+}
+
+/// A rule broken at a byte range of the text.
+type Failure = (Range<usize>, String);
 
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -601,4 +576,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests;
 
 pub mod routes;
+pub mod table;
+mod telemetry;
 pub mod values;

@@ -184,8 +184,10 @@ algorithms = ["ES256", "RS256"]
     assert!(e.message.contains("admin_token"));
     let partner =
         "[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_file = \"p.json\"\n";
-    let e = err(&format!("{partner}algorithms = [\"none\"]\n"));
-    assert_eq!(e.position, Some((5, 15)));
+    // An algorithm is typed as the file is read: reported at its array, naming the value.
+    let e = err(&format!("{partner}algorithms = [\"ES256\", \"none\"]\n"));
+    assert_eq!(e.position, Some((5, 14)));
+    assert_eq!(e.message, "\"none\" is not a JWS algorithm");
     let e = err(&format!("{partner}algorithms = []\n"));
     assert!(e.message.contains("at least one"), "{e}");
     let e = err(&format!(
@@ -228,7 +230,7 @@ fn routes_parse_and_their_rules_are_checked() {
         (format!("{ROUTE}[routes.auth]\nissuers = [\"self\"]\n"), "audience is required", 5),
         (format!("{ROUTE}{auth}forward_token = \"all\"\n"), "forward_token", 8),
         (format!("{ROUTE}{auth}{ROUTE}{auth}"), "declared twice", 9),
-        (format!("{ROUTE}{auth}{}{auth}", ROUTE.replace("\"a\"", "\"b\"")), "overlaps route", 9),
+        (format!("{ROUTE}{auth}{}{auth}", ROUTE.replace("\"a\"", "\"b\"")), "routes \"a\" and \"b\" overlap: same host, path and methods", 9),
         (format!("[[routes]]\nname = \"o\"\npath_prefix = \"/oauth2/\"\nupstreams = [\"http://h\"]\n{auth}"), "served by the token service", 3),
         (format!("[[routes]]\nname = \"o\"\npath = \"/x\"\npath_prefix = \"/x\"\nupstreams = [\"http://h\"]\n{auth}"), "exactly one of path", 2),
         (format!("[[routes]]\nname = \"o\"\npath = \"/x\"\nupstreams = [\"ftp://h\"]\n{auth}"), "http:// or https://", 4),
@@ -257,4 +259,316 @@ fn routes_parse_and_their_rules_are_checked() {
     let post = format!("[[routes]]\nname = \"p\"\npath_prefix = \"/api/\"\nmethods = [\"post\"]\nupstreams = [\"http://h\"]\n{auth}");
     let host = format!("[[routes]]\nname = \"h\"\nhost = \"a.example\"\npath_prefix = \"/api/\"\nupstreams = [\"http://h\"]\n{auth}");
     Config::parse(&format!("{get}{post}{host}"), "t.toml").unwrap();
+}
+
+/// Where and what: the position and message of the error `text` is refused with.
+fn refused(text: &str) -> ((usize, usize), String) {
+    let e = err(text);
+    (e.position.unwrap(), e.message)
+}
+
+const UP: &str = "upstreams = [\"http://h\"]\n";
+const SELF_AUTH: &str = "[routes.auth]\nissuers = [\"self\"]\naudience = \"https://api\"\n";
+
+#[test]
+fn what_boot_refused_is_refused_with_its_place() {
+    // Each of these once passed parsing and failed only when the gateway was built.
+    let cases: Vec<(String, (usize, usize), &str)> = vec![
+        (
+            format!("[[routes]]\nname = \"a\"\npath = \"/x\"\npath_prefix = \"/x\"\n{UP}auth = \"none\"\n"),
+            (2, 8),
+            "routes \"a\": give exactly one of path and path_prefix",
+        ),
+        (
+            format!("[[routes]]\nname = \"a\"\n{UP}auth = \"none\"\n"),
+            (2, 8),
+            "routes \"a\": give exactly one of path and path_prefix",
+        ),
+        (
+            format!("[[routes]]\nname = \"m\"\npath_prefix = \"/mcp\"\n{UP}[routes.mcp]\nresource = \"urn:example:mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"),
+            (6, 12),
+            "routes \"m\": mcp.resource must be an http(s) URL without fragment",
+        ),
+        (
+            format!("[[routes]]\nname = \"m\"\npath_prefix = \"/mcp\"\n{UP}[routes.mcp]\nresource = \"https://h/mcp#x\"\n[routes.auth]\nissuers = [\"self\"]\n"),
+            (6, 12),
+            "routes \"m\": mcp.resource must be an http(s) URL without fragment",
+        ),
+        (
+            format!("{ROUTE}[routes.auth]\nissuers = [\"self\", \"partner\"]\naudience = \"https://api\"\n"),
+            (6, 20),
+            "routes \"a\": unknown issuer \"partner\" (declare it in [[issuers]], or use \"self\")",
+        ),
+        (
+            format!("{ROUTE}[routes.auth]\nissuers = [\"self\"]\n"),
+            (5, 1),
+            "routes \"a\": auth.audience is required",
+        ),
+        (
+            format!("[[routes]]\nname = \"a\"\npath = \"/x\"\nupstreams = []\n{SELF_AUTH}"),
+            (4, 13),
+            "routes \"a\": at least one upstream",
+        ),
+        // Hosts match without regard to case, so these two serve the same requests.
+        (
+            format!("[[routes]]\nname = \"a\"\nhost = \"API.example\"\npath = \"/x\"\n{UP}{SELF_AUTH}\
+                     [[routes]]\nname = \"b\"\nhost = \"api.example\"\npath = \"/x\"\nmethods = [\"get\"]\n{UP}{SELF_AUTH}"),
+            (10, 8),
+            "routes \"a\" and \"b\" overlap: same host, path and methods",
+        ),
+    ];
+    for (text, at, message) in cases {
+        assert_eq!(refused(&text), (at, message.to_owned()), "{text}");
+    }
+}
+
+#[test]
+fn values_that_could_never_work_are_refused_not_adjusted() {
+    let route = |extra: &str| format!("{ROUTE}{extra}{SELF_AUTH}");
+    let partner = "[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_url = \"https://p.example/jwks\"\nalgorithms = [\"ES256\"]\n";
+    let cases: Vec<(String, (usize, usize), &str)> = vec![
+        (
+            route("host = \"api.example:8443\"\n"),
+            (5, 8),
+            "routes \"a\": host \"api.example:8443\" must be a DNS name or IPv4 address without port (an internationalised name in its xn-- form)",
+        ),
+        (
+            route("host = \"*.example\"\n"),
+            (5, 8),
+            "routes \"a\": host \"*.example\" must be a DNS name or IPv4 address without port (an internationalised name in its xn-- form)",
+        ),
+        (
+            route("strip_prefix = \"/v2\"\n"),
+            (5, 16),
+            "routes \"a\": strip_prefix \"/v2\" must start with / and apply to the route's path",
+        ),
+        (
+            route("add_prefix = \"v1\"\n"),
+            (5, 14),
+            "routes \"a\": add_prefix \"v1\": it must start with /",
+        ),
+        (
+            route("add_prefix = \"/v1?x=1\"\n"),
+            (5, 14),
+            "routes \"a\": add_prefix \"/v1?x=1\": a path has no query or fragment",
+        ),
+        (route("timeout = 0\n"), (5, 11), "routes \"a\": timeout must be at least 1s"),
+        (
+            route("connect_timeout = \"0s\"\n"),
+            (5, 19),
+            "routes \"a\": connect_timeout must be at least 1s",
+        ),
+        (
+            route("health_check = { path = \"/health\", interval = 0 }\n"),
+            (5, 47),
+            "routes \"a\": health_check.interval must be at least 1s",
+        ),
+        (
+            route("health_check = { path = \"health\" }\n"),
+            (5, 25),
+            "routes \"a\": health_check.path must start with /",
+        ),
+        (
+            format!("[[routes]]\nname = \"a\"\npath_prefix = \"/api/../admin/\"\n{UP}{SELF_AUTH}"),
+            (3, 15),
+            "routes \"a\": \"/api/../admin/\" would never match: the path has dot segments",
+        ),
+        (
+            format!("[[routes]]\nname = \"a\"\npath = \"/a b\"\n{UP}{SELF_AUTH}"),
+            (3, 8),
+            "routes \"a\": \"/a b\" would never match: it has characters a request path cannot have",
+        ),
+        (
+            format!("{ROUTE}[routes.auth]\nissuers = [\"self\", \"self\"]\naudience = \"https://api\"\n"),
+            (6, 20),
+            "routes \"a\": auth.issuers names \"self\" twice",
+        ),
+        (
+            format!("{ROUTE}[routes.auth]\nissuers = [\"self\"]\naudience = \"\"\n"),
+            (7, 12),
+            "routes \"a\": auth.audience is empty",
+        ),
+        (
+            format!("{ROUTE}{SELF_AUTH}required_scopes = [\"read\", \"a b\"]\n"),
+            (8, 28),
+            "routes \"a\": required_scopes: \"a b\" is not a valid scope token",
+        ),
+        (
+            format!("{ROUTE}{SELF_AUTH}required_claims = [\"\"]\n"),
+            (8, 20),
+            "routes \"a\": required_claims: \"\" is not a claim name",
+        ),
+        (
+            format!("{partner}fetch_timeout = 0\n"),
+            (6, 17),
+            "issuers \"p\": fetch_timeout must be at least 1s",
+        ),
+        (
+            "[[issuers]]\nname = \"p\"\nissuer = \"partner\"\ndiscovery = true\nalgorithms = [\"ES256\"]\n".to_owned(),
+            (3, 10),
+            "issuers \"p\": discovery needs an issuer that is an http(s) URL (its metadata is fetched from it)",
+        ),
+        (
+            "[[issuers]]\nname = \"p\"\nissuer = \"https://p\"\njwks_file = \"-\"\nalgorithms = [\"ES256\"]\n".to_owned(),
+            (4, 13),
+            "issuers \"p\": jwks_file must name a file (\"-\" would be stdin)",
+        ),
+        // Two MCP routes whose resources share a metadata path would share one document.
+        (
+            format!("[[routes]]\nname = \"m1\"\npath_prefix = \"/one/\"\n{UP}[routes.mcp]\nresource = \"https://a.example/mcp\"\n[routes.auth]\nissuers = [\"self\"]\n\
+                     [[routes]]\nname = \"m2\"\npath_prefix = \"/two/\"\n{UP}[routes.mcp]\nresource = \"https://b.example/mcp/\"\n[routes.auth]\nissuers = [\"self\"]\n"),
+            (14, 12),
+            "routes \"m2\": mcp.resource has the metadata path /.well-known/oauth-protected-resource/mcp of route \"m1\" already",
+        ),
+    ];
+    for (text, at, message) in cases {
+        assert_eq!(refused(&text), (at, message.to_owned()), "{text}");
+    }
+}
+
+#[test]
+fn the_table_is_what_the_gateway_is_built_from() {
+    use gateway::route::PathMatch;
+    use table::{IssuerRef, KeySpec};
+    let c = Config::parse(
+        "[[issuers]]\nname = \"partner\"\nissuer = \"https://partner.example\"\njwks_url = \"https://partner.example/jwks\"\nalgorithms = [\"ES256\", \"PS256\"]\ntyp = \"\"\nfetch_timeout = \"2s\"\n\
+         [[routes]]\nname = \"mcp\"\nhost = \"MCP.Example\"\npath_prefix = \"/mcp\"\nmethods = [\"get\", \"POST\"]\nupstreams = [\"http://127.0.0.1:9001/base/\"]\n\
+         strip_prefix = \"/mcp\"\nadd_prefix = \"/v1\"\ntimeout = \"1m\"\nrequest_headers = { set = { X-Env = \"test\" }, remove = [\"x-debug\"] }\n\
+         [routes.mcp]\nresource = \"https://mcp.example/mcp/\"\n\
+         [routes.auth]\nissuers = [\"partner\", \"self\"]\nrequired_scopes = [\"tools:call\"]\nforward_claims = { sub = \"X-User\" }\nforward_token = \"internal\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let table = c.table();
+    let partner = &table.issuers[0];
+    assert_eq!(partner.name, "partner");
+    assert!(
+        matches!(&partner.keys, KeySpec::Url(u) if u.as_str() == "https://partner.example/jwks")
+    );
+    assert_eq!(partner.algorithms, [Algorithm::ES256, Algorithm::PS256]);
+    assert_eq!(partner.typ, None, "typ = \"\" checks none");
+    assert_eq!(partner.remote.timeout, std::time::Duration::from_secs(2));
+    assert_eq!(partner.remote.cooldown, std::time::Duration::from_secs(30));
+
+    let [r] = &table.routes[..] else {
+        panic!("one route")
+    };
+    assert_eq!(r.host.as_deref(), Some("mcp.example"));
+    assert_eq!(r.path, PathMatch::Prefix("/mcp".into()));
+    assert_eq!(r.methods, Some(vec![http::Method::GET, http::Method::POST]));
+    assert_eq!(r.strip_prefix.as_deref(), Some("/mcp"));
+    assert_eq!(r.add_prefix.as_deref(), Some("/v1"));
+    assert_eq!(r.upstreams[0].as_str(), "http://127.0.0.1:9001/base");
+    assert_eq!(r.timeout, std::time::Duration::from_secs(60));
+    assert_eq!(r.connect_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(r.max_body, 10 * 1024 * 1024);
+    assert_eq!(r.request_headers.set[0].0.as_str(), "x-env");
+    assert_eq!(r.request_headers.remove[0].as_str(), "x-debug");
+    let mcp = r.mcp.as_ref().unwrap();
+    assert_eq!(
+        mcp.metadata_path,
+        "/.well-known/oauth-protected-resource/mcp"
+    );
+    assert_eq!(
+        mcp.metadata_url,
+        "https://mcp.example/.well-known/oauth-protected-resource/mcp"
+    );
+    let auth = r.auth.as_ref().unwrap();
+    // The audience defaults to the MCP resource, exactly as written.
+    assert_eq!(auth.audience, "https://mcp.example/mcp/");
+    let names: Vec<&str> = auth.issuers.iter().map(IssuerRef::name).collect();
+    assert_eq!(names, ["partner", "self"]);
+    assert!(
+        matches!(&auth.issuers[0], IssuerRef::Declared(p) if std::sync::Arc::ptr_eq(p, partner))
+    );
+    assert_eq!(auth.required_scopes, ["tools:call"]);
+    assert_eq!(auth.forward_claims[0].0, "sub");
+    assert_eq!(auth.forward_claims[0].1.as_str(), "x-user");
+    assert_eq!(auth.forward_token, gateway::auth::ForwardToken::Internal);
+    assert_eq!(auth.leeway, 30);
+    assert!(auth.token_cache);
+
+    let shown = &c.effective()["routes"][0];
+    assert_eq!(shown["host"], "mcp.example");
+    assert_eq!(shown["audience"], "https://mcp.example/mcp/");
+    assert_eq!(shown["issuers"], serde_json::json!(["partner", "self"]));
+    assert_eq!(shown["methods"], serde_json::json!(["GET", "POST"]));
+    assert_eq!(shown["public"], false);
+}
+
+#[test]
+fn key_files_are_read_with_the_place_that_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("partner.jwk");
+    // RFC 7517 appendix A.1's public EC key.
+    std::fs::write(
+        &good,
+        r#"{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","kid":"1"}"#,
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.json");
+    let config = |decrypt: &std::path::Path| {
+        let text = format!(
+            "[[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\njwks_file = {:?}\nalgorithms = [\"ES256\"]\ndecrypt_keys_file = {:?}\n",
+            good.display().to_string(),
+            decrypt.display().to_string()
+        );
+        Config::parse(&text, "t.toml").unwrap()
+    };
+    // Parsing reads no file; loading does, and names the file and where it is named.
+    let c = config(&missing);
+    let e = c.table().load_key_files().unwrap_err();
+    assert_eq!(e.file, "t.toml");
+    assert_eq!(e.position, Some((6, 21)));
+    assert!(
+        e.message.starts_with(&format!(
+            "issuers \"p\": decrypt_keys_file: reading {}: ",
+            missing.display()
+        )),
+        "{e}"
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"kty\":\"EC\"}").unwrap();
+    let e = config(&bad).table().load_key_files().unwrap_err();
+    assert_eq!(e.position, Some((6, 21)));
+    assert!(
+        e.message.starts_with(&format!(
+            "issuers \"p\": decrypt_keys_file: {}: ",
+            bad.display()
+        )),
+        "{e}"
+    );
+    let c = config(&good);
+    c.table().load_key_files().unwrap();
+    let table::KeySpec::File(file) = &c.table().issuers[0].keys else {
+        panic!("a key file")
+    };
+    assert_eq!(file.load().unwrap().keys().len(), 1);
+}
+
+#[test]
+fn telemetry_is_off_by_default_and_checked_when_on() {
+    let defaults = Config::parse("", "t.toml").unwrap();
+    assert!(defaults.telemetry.otlp_endpoint.is_none());
+    assert_eq!(defaults.telemetry.service_name, "tokengate");
+    assert_eq!(defaults.telemetry.sample_ratio, 1.0);
+    let on = Config::parse(
+        "[telemetry]\notlp_endpoint = \"http://collector:4318\"\nsample_ratio = 0.25\n",
+        "t.toml",
+    )
+    .unwrap();
+    let shown = on.effective();
+    assert_eq!(
+        shown["telemetry"]["otlp_endpoint"],
+        "http://collector:4318/"
+    );
+    assert_eq!(shown["telemetry"]["sample_ratio"], 0.25);
+    let (at, message) = refused("[telemetry]\notlp_endpoint = \"grpc://collector:4317\"\n");
+    assert_eq!(at, (2, 17));
+    assert!(message.contains("http or https"), "{message}");
+    let (at, message) = refused("[telemetry]\nsample_ratio = 1.5\n");
+    assert_eq!(at, (2, 16));
+    assert!(message.contains("between 0.0 and 1.0"), "{message}");
+    let (_, message) = refused("[telemetry]\nendpoint = \"http://x\"\n");
+    assert!(message.contains("unknown field"), "{message}");
 }

@@ -117,6 +117,19 @@ impl<'de> Deserialize<'de> for ForwardToken {
     }
 }
 
+/// A JWS algorithm an issuer's tokens may use (`issuers.algorithms`); `none` cannot be named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwsAlgorithm(pub jose::Algorithm);
+
+impl<'de> Deserialize<'de> for JwsAlgorithm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map(JwsAlgorithm)
+            .map_err(|_| D::Error::custom(format!("{text:?} is not a JWS algorithm")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +200,21 @@ mod tests {
             assert_eq!(
                 parse::<Upstream>(&format!("{bad:?}")),
                 Err(format!("upstream {bad:?}: {why}")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn jws_algorithms_by_exact_name() {
+        assert_eq!(
+            parse::<JwsAlgorithm>("\"ES256\""),
+            Ok(JwsAlgorithm(jose::Algorithm::ES256))
+        );
+        for bad in ["none", "es256", "RSA-OAEP"] {
+            assert_eq!(
+                parse::<JwsAlgorithm>(&format!("{bad:?}")),
+                Err(format!("{bad:?} is not a JWS algorithm")),
                 "{bad}"
             );
         }

@@ -1,8 +1,18 @@
 //! The admin API under `/admin/`: clients, keys, revocations and the audit trail, behind a
 //! bearer admin token; its OpenAPI document at `/admin/openapi.json`. Off (404) unless an
 //! admin token is configured.
+//!
+//! Every operation is a handler with a `#[utoipa::path]` attribute, and the router is built
+//! only from `routes!` of those handlers ([`public`], [`protected`]): each route the router
+//! serves is an operation of the document, with the document's method and path, and the
+//! reverse. Add routes here the same way, never with a bare `.route(…)`.
 
-use std::sync::Arc;
+mod openapi;
+mod views;
+
+pub(crate) use views::{client_view, key_view};
+
+use std::sync::{Arc, LazyLock};
 
 use aws_lc_rs::constant_time;
 use axum::body::{Body, Bytes};
@@ -10,37 +20,62 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Router};
 use oauth::{AdminError, NewClient, RevokeBy};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use store::{AuditRecord, AuthMethod, Client, KeyRecord, KeyUse};
+use serde::{Deserialize, Serialize};
+use store::{AuthMethod, KeyUse};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{error_json, json_response, App, RequestId};
+use super::{error_json, App, RequestId};
+use openapi::{BadRequest, Conflict, NotFound, ServerError, Unavailable};
+use views::{
+    AuditEventView, AuditPage, AuditQuery, ClientList, ClientView, CredentialsView, ErrorBody,
+    KeyList, KeyRotation, KeyView, NewClientBody, Reloaded, RevokeBody, Revoked, RotateBody,
+};
 
-const OPENAPI: &str = include_str!("openapi.json");
 /// Admin request bodies are small JSON documents.
 const MAX_BODY: usize = 64 * 1024;
 
+/// The document, serialised once: it is the same for every server in the process.
+static DOCUMENT: LazyLock<Result<Bytes, serde_json::Error>> =
+    LazyLock::new(|| serde_json::to_vec(&openapi::document()).map(Bytes::from));
+
 pub(super) fn routes(app: Arc<App>) -> Router<Arc<App>> {
-    let protected = Router::new()
-        .route("/admin/clients", get(list_clients).post(create_client))
-        .route("/admin/clients/{id}", get(get_client).delete(delete_client))
-        .route("/admin/clients/{id}/disable", post(disable_client))
-        .route("/admin/clients/{id}/enable", post(enable_client))
-        .route("/admin/clients/{id}/rotate-secret", post(rotate_secret))
-        .route("/admin/keys", get(list_keys))
-        .route("/admin/keys/rotate", post(rotate_key))
-        .route("/admin/revocations", post(revoke))
-        .route("/admin/audit", get(audit))
-        .route("/admin/reload", post(reload))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
-    Router::new()
-        .route("/admin/openapi.json", get(openapi))
+    let protected =
+        protected().route_layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
+    let (router, _) = public()
         .merge(protected)
         .route_layer(middleware::from_fn_with_state(app, enabled))
+        .split_for_parts();
+    router
+}
+
+/// The operations anyone may call while the admin API is on; the document's base.
+fn public() -> OpenApiRouter<Arc<App>> {
+    let mut router = OpenApiRouter::with_openapi(openapi::base()).routes(routes!(serve_document));
+    openapi::open_to_anyone(router.get_openapi_mut());
+    router
+}
+
+/// The operations behind the admin token: [`routes`] puts [`authorize`] in front of exactly
+/// these, so their documentation says so here.
+fn protected() -> OpenApiRouter<Arc<App>> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(list_clients, create_client))
+        .routes(routes!(get_client, delete_client))
+        .routes(routes!(disable_client))
+        .routes(routes!(enable_client))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_keys))
+        .routes(routes!(rotate_key))
+        .routes(routes!(revoke))
+        .routes(routes!(audit))
+        .routes(routes!(reload));
+    openapi::require_admin_token(router.get_openapi_mut());
+    router
 }
 
 /// Without an admin token the admin API does not exist.
@@ -99,7 +134,7 @@ async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
 fn admin_error(e: &AdminError, id: &str) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let description = if status.is_server_error() {
-        crate::log::event("error", &format!("request {id}: {e}"));
+        tracing::error!("request {id}: {e}");
         "internal error; see the log for this request id".to_owned()
     } else {
         e.to_string()
@@ -124,92 +159,97 @@ async fn json_body<T: DeserializeOwned>(body: Body, id: &str) -> Result<T, Respo
     serde_json::from_slice(bytes).map_err(|e| bad_request(&format!("invalid JSON body: {e}"), id))
 }
 
-/// A client as the API shows it (never the secret hash).
-pub(crate) fn client_view(c: &Client) -> Value {
-    json!({
-        "client_id": c.client_id,
-        "name": c.name,
-        "auth_method": c.auth_method.as_str(),
-        "scopes": c.scopes,
-        "audiences": c.audiences,
-        "jwks": c.jwks.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
-        "disabled": c.disabled,
-        "created_at": c.created_at,
-    })
+/// A JSON response of one of the documented bodies.
+fn reply<T: Serialize>(status: StatusCode, body: &T, id: &str) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => json_bytes(status, Bytes::from(bytes)),
+        Err(e) => admin_error(&AdminError::Invalid(format!("unserializable: {e}")), id),
+    }
 }
 
-/// A key as the API shows it (never the private half).
-pub(crate) fn key_view(k: &KeyRecord) -> Value {
-    let public: Option<Value> = serde_json::from_str::<Value>(&k.public_jwk)
-        .ok()
-        .filter(|v| v.get("k").is_none() && v.get("kty").and_then(Value::as_str) != Some("oct"));
-    json!({
-        "kid": k.kid,
-        "use": k.key_use.as_str(),
-        "alg": k.alg,
-        "state": k.state.as_str(),
-        "created_at": k.created_at,
-        "activate_at": k.activate_at,
-        "retired_at": k.retired_at,
-        "remove_after": k.remove_after,
-        "public_jwk": public,
-    })
-}
-
-fn audit_view(r: &AuditRecord) -> Value {
-    let e = &r.event;
-    json!({
-        "id": r.id,
-        "time": e.time,
-        "event": e.event,
-        "client_id": e.client_id,
-        "subject": e.subject,
-        "jti": e.jti,
-        "audience": e.audience,
-        "outcome": e.outcome,
-        "reason": e.reason,
-        "request_id": e.request_id,
-    })
-}
-
-async fn openapi() -> Response {
+fn json_bytes(status: StatusCode, bytes: Bytes) -> Response {
     (
+        status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        OPENAPI,
+        bytes,
     )
         .into_response()
 }
 
+/// The client an operation is about.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ClientPath {
+    /// The client's identifier.
+    client_id: String,
+}
+
+/// Return this OpenAPI document.
+///
+/// It needs no admin token, but exists only while the admin API is on.
+#[utoipa::path(
+    get,
+    path = "/admin/openapi.json",
+    operation_id = "getOpenApi",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of the admin API.", body = Object))
+)]
+async fn serve_document(Extension(id): Extension<RequestId>) -> Response {
+    match &*DOCUMENT {
+        Ok(bytes) => json_bytes(StatusCode::OK, bytes.clone()),
+        Err(e) => admin_error(
+            &AdminError::Invalid(format!("the OpenAPI document: {e}")),
+            &id.0,
+        ),
+    }
+}
+
+/// List every client.
+#[utoipa::path(
+    get,
+    path = "/admin/clients",
+    operation_id = "listClients",
+    tag = "clients",
+    responses(
+        (status = 200, description = "Every client, disabled ones included.", body = ClientList),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list_clients(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
 ) -> Response {
     match app.service.store().list_clients().await {
         Ok(clients) => {
-            let list: Vec<Value> = clients.iter().map(client_view).collect();
-            json_response(StatusCode::OK, &json!({ "clients": list }))
+            let clients = clients.iter().map(ClientView::from).collect();
+            reply(StatusCode::OK, &ClientList { clients }, &id.0)
         }
         Err(e) => admin_error(&e.into(), &id.0),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewClientBody {
-    name: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    #[serde(default)]
-    audiences: Vec<String>,
-    #[serde(default)]
-    auth_method: Option<String>,
-    #[serde(default)]
-    jwks: Option<Value>,
-}
-
+/// Register a client and return its credentials.
+///
+/// The server chooses the client_id, so registering cannot conflict with another client. For
+/// `client_secret_basic` and `client_secret_post` it also generates a secret, returned in this
+/// response only.
+#[utoipa::path(
+    post,
+    path = "/admin/clients",
+    operation_id = "createClient",
+    tag = "clients",
+    request_body = NewClientBody,
+    responses(
+        (status = 201, description = "The client is registered.", body = CredentialsView),
+        (status = 400, response = BadRequest),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn create_client(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
@@ -238,34 +278,61 @@ async fn create_client(
         .create_client(new, store::unix_now(), Some(&id.0))
         .await
     {
-        Ok(creds) => match serde_json::to_value(&creds) {
-            Ok(v) => json_response(StatusCode::CREATED, &v),
-            Err(_) => admin_error(&AdminError::Invalid("unserializable".into()), &id.0),
-        },
+        Ok(creds) => reply(StatusCode::CREATED, &CredentialsView::from(&creds), &id.0),
         Err(e) => admin_error(&e, &id.0),
     }
 }
 
+/// Show one client.
+#[utoipa::path(
+    get,
+    path = "/admin/clients/{client_id}",
+    operation_id = "getClient",
+    tag = "clients",
+    params(ClientPath),
+    responses(
+        (status = 200, description = "The client.", body = ClientView),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn get_client(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
-    Path(client_id): Path<String>,
+    Path(path): Path<ClientPath>,
 ) -> Response {
-    match app.service.store().client(&client_id).await {
-        Ok(Some(c)) => json_response(StatusCode::OK, &client_view(&c)),
+    match app.service.store().client(&path.client_id).await {
+        Ok(Some(c)) => reply(StatusCode::OK, &ClientView::from(&c), &id.0),
         Ok(None) => admin_error(&AdminError::NotFound("client"), &id.0),
         Err(e) => admin_error(&e.into(), &id.0),
     }
 }
 
+/// Delete a client.
+///
+/// Tokens issued to it stay valid until they expire or are revoked.
+#[utoipa::path(
+    delete,
+    path = "/admin/clients/{client_id}",
+    operation_id = "deleteClient",
+    tag = "clients",
+    params(ClientPath),
+    responses(
+        (status = 204, description = "The client is deleted; no body."),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn delete_client(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
-    Path(client_id): Path<String>,
+    Path(path): Path<ClientPath>,
 ) -> Response {
     match app
         .service
-        .delete_client(&client_id, store::unix_now(), Some(&id.0))
+        .delete_client(&path.client_id, store::unix_now(), Some(&id.0))
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -279,60 +346,109 @@ async fn set_disabled(app: &App, client_id: &str, disabled: bool, id: &str) -> R
         .set_client_disabled(client_id, disabled, store::unix_now(), Some(id))
         .await
     {
-        Ok(c) => json_response(StatusCode::OK, &client_view(&c)),
+        Ok(c) => reply(StatusCode::OK, &ClientView::from(&c), id),
         Err(e) => admin_error(&e, id),
     }
 }
 
+/// Disable a client.
+///
+/// A disabled client cannot obtain, introspect or revoke tokens until it is enabled again.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{client_id}/disable",
+    operation_id = "disableClient",
+    tag = "clients",
+    params(ClientPath),
+    responses(
+        (status = 200, description = "The client, now disabled.", body = ClientView),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn disable_client(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
-    Path(client_id): Path<String>,
+    Path(path): Path<ClientPath>,
 ) -> Response {
-    set_disabled(&app, &client_id, true, &id.0).await
+    set_disabled(&app, &path.client_id, true, &id.0).await
 }
 
+/// Enable a disabled client again.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{client_id}/enable",
+    operation_id = "enableClient",
+    tag = "clients",
+    params(ClientPath),
+    responses(
+        (status = 200, description = "The client, now enabled.", body = ClientView),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn enable_client(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
-    Path(client_id): Path<String>,
+    Path(path): Path<ClientPath>,
 ) -> Response {
-    set_disabled(&app, &client_id, false, &id.0).await
+    set_disabled(&app, &path.client_id, false, &id.0).await
 }
 
+/// Replace a client's secret with a new one.
+///
+/// The old secret stops working at once. A `private_key_jwt` client has no secret: 409.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{client_id}/rotate-secret",
+    operation_id = "rotateClientSecret",
+    tag = "clients",
+    params(ClientPath),
+    responses(
+        (status = 200, description = "The client's new credentials.", body = CredentialsView),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn rotate_secret(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
-    Path(client_id): Path<String>,
+    Path(path): Path<ClientPath>,
 ) -> Response {
     match app
         .service
-        .rotate_client_secret(&client_id, store::unix_now(), Some(&id.0))
+        .rotate_client_secret(&path.client_id, store::unix_now(), Some(&id.0))
         .await
     {
-        Ok(creds) => match serde_json::to_value(&creds) {
-            Ok(v) => json_response(StatusCode::OK, &v),
-            Err(_) => admin_error(&AdminError::Invalid("unserializable".into()), &id.0),
-        },
+        Ok(creds) => reply(StatusCode::OK, &CredentialsView::from(&creds), &id.0),
         Err(e) => admin_error(&e, &id.0),
     }
 }
 
+/// List every key, in every state of its lifecycle.
+#[utoipa::path(
+    get,
+    path = "/admin/keys",
+    operation_id = "listKeys",
+    tag = "keys",
+    responses(
+        (status = 200, description = "Every key the server knows, removed ones included.", body = KeyList),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list_keys(State(app): State<Arc<App>>, Extension(id): Extension<RequestId>) -> Response {
     match app.service.store().list_keys().await {
         Ok(keys) => {
-            let list: Vec<Value> = keys.iter().map(key_view).collect();
-            json_response(StatusCode::OK, &json!({ "keys": list }))
+            let keys = keys.iter().map(KeyView::from).collect();
+            reply(StatusCode::OK, &KeyList { keys }, &id.0)
         }
         Err(e) => admin_error(&e.into(), &id.0),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotateBody {
-    #[serde(rename = "use", default)]
-    key_use: Option<String>,
 }
 
 /// Parses `sig` or `enc`.
@@ -344,6 +460,24 @@ pub(crate) fn key_use(text: Option<&str>) -> Option<KeyUse> {
     }
 }
 
+/// Start a key rotation: create a pending key that will replace the active one.
+///
+/// The new key is published in the JWKS at once and stays pending for the JWKS max-age, so
+/// that verifiers fetch it before it is used; when it becomes active, the key it replaces (of
+/// the same use) is retired. An empty body rotates the signing key.
+#[utoipa::path(
+    post,
+    path = "/admin/keys/rotate",
+    operation_id = "rotateKey",
+    tag = "keys",
+    request_body(content = RotateBody, description = "An empty body is taken as `{}`."),
+    responses(
+        (status = 201, description = "The pending key is created.", body = KeyRotation),
+        (status = 400, response = BadRequest),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn rotate_key(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
@@ -361,22 +495,32 @@ async fn rotate_key(
         .rotate_key(key_use, store::unix_now(), Some(&id.0))
         .await
     {
-        Ok(k) => json_response(
-            StatusCode::CREATED,
-            &json!({ "kid": k.kid, "use": k.key_use.as_str(), "activate_at": k.activate_at }),
-        ),
+        Ok(k) => {
+            let rotation = KeyRotation {
+                kid: k.kid,
+                key_use: k.key_use.into(),
+                activate_at: k.activate_at,
+            };
+            reply(StatusCode::CREATED, &rotation, &id.0)
+        }
         Err(e) => admin_error(&e, &id.0),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeBody {
-    jti: Option<String>,
-    client_id: Option<String>,
-    subject: Option<String>,
-}
-
+/// Revoke tokens by token id, by client or by subject.
+#[utoipa::path(
+    post,
+    path = "/admin/revocations",
+    operation_id = "revokeTokens",
+    tag = "revocation",
+    request_body = RevokeBody,
+    responses(
+        (status = 200, description = "The revocation is recorded.", body = Revoked),
+        (status = 400, response = BadRequest),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn revoke(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
@@ -397,24 +541,25 @@ async fn revoke(
         .revoke_tokens(by, store::unix_now(), Some(&id.0))
         .await
     {
-        Ok(n) => json_response(StatusCode::OK, &json!({ "revoked": n })),
+        Ok(revoked) => reply(StatusCode::OK, &Revoked { revoked }, &id.0),
         Err(e) => admin_error(&e, &id.0),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    #[serde(default)]
-    after: i64,
-    #[serde(default = "default_limit")]
-    limit: u32,
-}
-
-fn default_limit() -> u32 {
-    100
-}
-
+/// Read the audit trail, in ascending id order.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    operation_id = "listAuditEvents",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of events.", body = AuditPage),
+        (status = 400, response = BadRequest),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn audit(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
@@ -428,27 +573,42 @@ async fn audit(
     }
     match app.service.store().audit_events(q.after, q.limit).await {
         Ok(events) => {
-            let list: Vec<Value> = events.iter().map(audit_view).collect();
-            json_response(StatusCode::OK, &json!({ "events": list }))
+            let events = events.iter().map(AuditEventView::from).collect();
+            reply(StatusCode::OK, &AuditPage { events }, &id.0)
         }
         Err(e) => admin_error(&e.into(), &id.0),
     }
 }
 
+/// Reload the configuration file.
+///
+/// Re-reads the file given to `serve --config` and swaps in its gateway routes and issuers.
+/// A configuration that fails to load, validate or build is refused, and the running one
+/// keeps serving.
+#[utoipa::path(
+    post,
+    path = "/admin/reload",
+    operation_id = "reloadConfiguration",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The new configuration serves.", body = Reloaded),
+        (status = 409, description = "Nothing changed: the configuration does not load, \
+            validate or build, or the server was started without --config (error \
+            invalid_config).", body = ErrorBody),
+    )
+)]
 async fn reload(State(app): State<Arc<App>>, Extension(id): Extension<RequestId>) -> Response {
     match app.reload() {
         Ok(routes) => {
-            crate::log::event("info", &format!("configuration reloaded ({routes} routes)"));
-            json_response(
-                StatusCode::OK,
-                &json!({ "reloaded": true, "routes": routes }),
-            )
+            tracing::info!("configuration reloaded ({routes} routes)");
+            let reloaded = Reloaded {
+                reloaded: true,
+                routes,
+            };
+            reply(StatusCode::OK, &reloaded, &id.0)
         }
         Err(e) => {
-            crate::log::event(
-                "warn",
-                &format!("reload refused, the old configuration keeps serving: {e}"),
-            );
+            tracing::warn!("reload refused, the old configuration keeps serving: {e}");
             error_json(StatusCode::CONFLICT, "invalid_config", &e, &id.0)
         }
     }

@@ -76,7 +76,7 @@ fn oauth_error(e: &ErrorResponse, id: &str) -> Response {
         );
     }
     if status.is_server_error() {
-        crate::log::event("error", &format!("request {id}: {}", e.reason()));
+        tracing::error!("request {id}: {}", e.reason());
     }
     with_nonce(response, e.dpop_nonce.as_deref())
 }

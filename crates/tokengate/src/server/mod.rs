@@ -7,12 +7,14 @@ mod admin;
 mod endpoints;
 pub mod listener;
 mod proxy;
+mod request;
 
 pub(crate) use admin::{client_view, key_use, key_view};
 pub use proxy::ConnInfo;
+pub use request::RequestTrace;
 
 use std::sync::Arc;
-use std::time::Instant;
+use tracing::Instrument as _;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -120,66 +122,12 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// The request's id: the client's `X-Request-Id` when it is 1–128 characters of
-/// `[A-Za-z0-9._:-]` (safe in logs and headers), a new one ([`new_request_id`]) otherwise.
-fn request_id_of(headers: &axum::http::HeaderMap) -> String {
-    let given = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok());
-    match given {
-        Some(text)
-            if !text.is_empty()
-                && text.len() <= 128
-                && text.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
-                }) =>
-        {
-            text.to_owned()
-        }
-        _ => new_request_id(),
-    }
-}
-
-/// A per-process random prefix and a counter run through a keyed bijection: unique within
-/// the process and, with 64 random bits of prefix, across nodes and restarts, without a
-/// random draw per request, and without showing the request count or rate to whoever sees
-/// the ids. The id is for correlation, not security: a failed random generator (zeros) only
-/// makes it less unique across processes.
-fn new_request_id() -> String {
-    static KEYS: std::sync::OnceLock<[u64; 3]> = std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let [prefix, k1, k2] = *KEYS.get_or_init(|| {
-        let mut raw = [0u8; 24];
-        let _ = aws_lc_rs::rand::fill(&mut raw);
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(raw.get(i * 8..i * 8 + 8).unwrap_or(&[0; 8]));
-            u64::from_le_bytes(w)
-        };
-        [word(0), word(1), word(2)]
-    });
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mixed = mix(mix(n ^ k1) ^ k2);
-    let mut raw = [0u8; 16];
-    let (a, b) = raw.split_at_mut(8);
-    a.copy_from_slice(&prefix.to_le_bytes());
-    b.copy_from_slice(&mixed.to_le_bytes());
-    jose::b64::encode(raw)
-}
-
-/// The SplitMix64 finaliser: a bijection on u64 that spreads every input bit.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = request_id_of(req.headers());
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let response = next.run(req).await;
-    finish(response, &id, &method, &path, started)
+    let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
+    req.extensions_mut().insert(RequestId(request.id.clone()));
+    req.extensions_mut().insert(request.clone());
+    let response = next.run(req).instrument(request.span.clone()).await;
+    request.finish(response)
 }
 
 /// Paths of the token service, its metadata, the admin API and the metrics: the router's.
@@ -194,19 +142,19 @@ pub fn is_service_path(path: &str) -> bool {
         .any(|prefix| path.starts_with(prefix))
 }
 
-/// A gateway request, from the listener: the request-id and access-log work of the
-/// [`request_id`] middleware, around [`Gateway::handle`].
+/// A gateway request, from the listener: what the [`request_id`] middleware does for the
+/// router's requests, around [`enter_gateway`].
 pub async fn gateway_request(
     app: &App,
     conn: ConnInfo,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Response {
-    let started = Instant::now();
-    let ctx = conn.context(request_id_of(req.headers()));
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let response = enter_gateway(app, &ctx, req).await;
-    finish(response, &ctx.request_id, &method, &path, started)
+    let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
+    let ctx = request.gateway_context(conn);
+    let response = enter_gateway(app, &ctx, req)
+        .instrument(request.span.clone())
+        .await;
+    request.finish(response)
 }
 
 /// The one way into the gateway, from the listener's fast path ([`gateway_request`]) and from
@@ -231,41 +179,4 @@ where
         *response.body_mut() = axum::body::Body::empty();
     }
     response
-}
-
-/// Puts the request id on the response and writes the access-log line.
-fn finish(
-    mut response: Response,
-    id: &str,
-    method: &axum::http::Method,
-    path: &str,
-    started: Instant,
-) -> Response {
-    if let Ok(value) = HeaderValue::from_str(id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    let info = response.extensions().get::<::gateway::AccessInfo>();
-    crate::log::line(&AccessLine {
-        time: store::unix_now(),
-        request_id: id,
-        method: method.as_str(),
-        path,
-        status: response.status().as_u16(),
-        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        gateway: info,
-    });
-    response
-}
-
-/// One access-log line. Never the query string (it may carry secrets) nor any header value.
-#[derive(serde::Serialize)]
-struct AccessLine<'a> {
-    time: i64,
-    request_id: &'a str,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    latency_ms: f64,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    gateway: Option<&'a ::gateway::AccessInfo>,
 }

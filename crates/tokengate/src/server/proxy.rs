@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use super::{App, RequestId};
+use super::{App, RequestTrace};
 
 /// Facts about the connection, put on each request by the listener.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,20 +19,9 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-impl ConnInfo {
-    /// What the gateway needs to know of a request on this connection.
-    pub(super) fn context(self, request_id: String) -> gateway::Context {
-        gateway::Context {
-            request_id,
-            peer: self.peer.map(|p| p.ip()),
-            tls: self.tls,
-        }
-    }
-}
-
 pub(super) async fn proxy(
     State(app): State<Arc<App>>,
-    Extension(id): Extension<RequestId>,
+    Extension(request): Extension<RequestTrace>,
     req: Request,
 ) -> Response {
     let conn = req
@@ -40,23 +29,22 @@ pub(super) async fn proxy(
         .get::<ConnInfo>()
         .copied()
         .unwrap_or_default();
-    let ctx = conn.context(id.0);
+    let ctx = request.gateway_context(conn);
     super::enter_gateway(&app, &ctx, req).await
 }
 
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        format!(
-            "{}# HELP tokengate_log_lines_dropped_total Log lines dropped because stderr did not keep up.\n\
-             # TYPE tokengate_log_lines_dropped_total counter\n\
-             tokengate_log_lines_dropped_total {}\n",
-            app.gateway().metrics_text(),
-            crate::log::dropped()
-        ),
-    )
-        .into_response()
+    match app.gateway().metrics_text() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(gateway::metrics::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        // Only a metric whose encoding fails gets here (none of ours can): an empty 500 rather
+        // than a document cut short.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }

@@ -151,8 +151,19 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
         "a valid admin bearer token is required",
     );
     assert_eq!(reply.header("www-authenticate"), challenge);
-    let doc = app.get("/admin/openapi.json", &[]).await.ok();
+    let reply = app.get("/admin/openapi.json", &[]).await;
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert!(reply.header("x-request-id").is_some());
+    let doc = reply.ok();
     assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "tokengate admin API");
+    assert_eq!(
+        (
+            &doc["components"]["securitySchemes"]["adminToken"]["type"],
+            &doc["components"]["securitySchemes"]["adminToken"]["scheme"]
+        ),
+        (&json!("http"), &json!("bearer"))
+    );
 
     // Every operation the document declares, and no other, answers the status expected here,
     // which is one the document declares for it.
@@ -215,10 +226,17 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
             }))
             .unwrap();
         let anonymous = app.send(req).await;
+        let security = &paths[path.as_str()][method.as_str()]["security"];
         if path == "/admin/openapi.json" {
             assert_eq!(anonymous.status, 200);
+            assert_eq!(security, &json!([]), "the document needs no token");
         } else {
             assert!(statuses.contains(&401), "{method} {path} declares no 401");
+            assert_eq!(
+                security,
+                &json!([{"adminToken": []}]),
+                "{method} {path} declares the admin token"
+            );
             anonymous.refused(
                 401,
                 "unauthorized",

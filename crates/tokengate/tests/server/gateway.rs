@@ -83,6 +83,41 @@ pub async fn routing_rewriting_and_forwarded_identity(ctx: Ctx) {
         .contains("127.0.0.1"));
     assert_eq!(r.header("x-served-by"), Some("tokengate"));
     assert_eq!(r.header("x-request-id"), Some("req-1"));
+    // W3C trace context: one is always sent upstream, a new sampled trace when the client
+    // sent none (nothing is exported here, so the gateway adds no span of its own)...
+    let started = seen["headers"]["traceparent"].as_str().unwrap().to_owned();
+    let fields: Vec<&str> = started.split('-').collect();
+    assert_eq!(fields.len(), 4, "{started}");
+    assert_eq!((fields[0], fields[3]), ("00", "01"), "{started}");
+    assert!(fields[1].len() == 32 && fields[1] != "0".repeat(32), "{started}");
+    assert!(seen["headers"].get("tracestate").is_none());
+    // ... and the client's, with its vendor state, continued unchanged.
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let with_trace = |traceparent: &'static str| {
+        let bearer = bearer.clone();
+        let f = &f;
+        async move {
+            f.get(
+                "/api/things",
+                &[
+                    ("authorization", bearer.as_str()),
+                    ("traceparent", traceparent),
+                    ("tracestate", "congo=t61rcWkgMzE"),
+                ],
+            )
+            .await
+            .json()
+        }
+    };
+    let seen = with_trace(given).await;
+    assert_eq!(seen["headers"]["traceparent"], given);
+    assert_eq!(seen["headers"]["tracestate"], "congo=t61rcWkgMzE");
+    // An invalid one starts a new trace, and its vendor state is dropped with it.
+    let seen = with_trace("00-00000000000000000000000000000000-00f067aa0ba902b7-01").await;
+    let replaced = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(!replaced.contains("00000000000000000000000000000000"), "{replaced}");
+    assert_ne!(replaced, started, "a new trace per request");
+    assert!(seen["headers"].get("tracestate").is_none());
 
     // The longest prefix wins, with its own rules.
     let r = f.get("/api/admin/x", &[("authorization", &bearer)]).await;

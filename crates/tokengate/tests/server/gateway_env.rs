@@ -346,7 +346,6 @@ impl Front {
 /// Starts a front with `routes` (TOML for `[[routes]]`/`[[issuers]]`) over the test's
 /// database, with the harness's audiences; reload reads the routes file again.
 pub async fn front(ctx: &Ctx, routes: &str) -> Front {
-    tokengate::log::quiet();
     let dir = tempfile::tempdir().unwrap();
     let service = Arc::new(
         Service::start(

@@ -50,7 +50,6 @@ pub async fn app(ctx: &Ctx) -> TestApp {
 }
 
 pub async fn app_with(ctx: &Ctx, settings: Settings, admin: Option<&str>) -> TestApp {
-    tokengate::log::quiet();
     let store = ctx.open().await;
     let service = Service::start(
         store,

@@ -12,10 +12,12 @@
 mod admin;
 mod gateway;
 mod gateway_env;
+mod gateway_metrics;
 mod gateway_tokens;
 mod harness;
 mod introspection;
 mod process;
+mod telemetry;
 mod token;
 
 /// Declares each case of `$module` as two tests, `sqlite` and `postgres`.
@@ -84,6 +86,7 @@ mod backends {
         h2_upstreams_and_tls_listener,
         forwarded_headers_hop_by_hop_and_hosts,
     );
+    on_both_backends!(gateway_metrics: metrics_by_route_status_and_reason);
     on_both_backends!(gateway_tokens:
         partner_claims_scp_and_decryption_keys,
         cached_tokens_never_outlive_exp,

@@ -1,0 +1,224 @@
+//! W3C Trace Context (`traceparent`, `tracestate`): the trace a request belongs to, continued
+//! from the client when it sent a valid `traceparent`, started here otherwise, and always
+//! sent to the upstream, so its spans join the client's trace whether or not this node
+//! exports its own.
+
+use http::{HeaderMap, HeaderValue};
+
+/// The target of the request's and the phases' spans: exported when tracing is on, never
+/// logged.
+pub const TARGET: &str = "tokengate::trace";
+
+/// The `traceparent` request field.
+pub const TRACEPARENT: &str = "traceparent";
+/// The `tracestate` request field, forwarded only beside a valid `traceparent`.
+pub const TRACESTATE: &str = "tracestate";
+
+/// A `traceparent` received from the client: version `00` and valid ids only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming {
+    /// The trace the client's request belongs to.
+    pub trace_id: [u8; 16],
+    /// The client's span (the parent of this node's).
+    pub parent_id: [u8; 8],
+    /// The client's trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl Incoming {
+    /// The request's `traceparent`, if exactly one was sent and it is valid (W3C Trace
+    /// Context level 1, section 3.2: a trace or parent id of all zeros, upper-case hex and
+    /// version `ff` are invalid; a later version is read by its version-00 prefix).
+    pub fn from_headers(headers: &HeaderMap) -> Option<Incoming> {
+        let mut values = headers.get_all(TRACEPARENT).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        parse(value.to_str().ok()?)
+    }
+
+    /// Whether the client sampled its span.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+fn parse(text: &str) -> Option<Incoming> {
+    let mut parts = text.splitn(5, '-');
+    let version = hex_bytes::<1>(parts.next()?)?[0];
+    let trace_id = hex_bytes::<16>(parts.next()?)?;
+    let parent_id = hex_bytes::<8>(parts.next()?)?;
+    let flags = hex_bytes::<1>(parts.next()?)?[0];
+    let rest = parts.next();
+    let well_formed = match version {
+        0 => rest.is_none(),
+        // A future version may append fields after a dash; none other may differ.
+        0xff => false,
+        _ => rest.is_none_or(|_| text.as_bytes().get(55) == Some(&b'-')),
+    };
+    let ids_valid = trace_id != [0; 16] && parent_id != [0; 8];
+    (well_formed && ids_valid).then_some(Incoming {
+        trace_id,
+        parent_id,
+        flags,
+    })
+}
+
+/// `N` bytes from exactly `2N` lower-case hex digits.
+fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = (nibble(*high)? << 4) | nibble(*low)?;
+    }
+    Some(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// This node's place in a trace: the trace id, this node's span id (the parent of the
+/// upstream's), and the flags it passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace: the client's, or a new one.
+    pub trace_id: [u8; 16],
+    /// This node's span for the request.
+    pub span_id: [u8; 8],
+    /// Trace flags sent on (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// The `traceparent` value that names this node's span as the upstream's parent.
+    pub fn traceparent(&self) -> HeaderValue {
+        let mut text = String::with_capacity(55);
+        text.push_str("00-");
+        push_hex(&mut text, &self.trace_id);
+        text.push('-');
+        push_hex(&mut text, &self.span_id);
+        text.push('-');
+        push_hex(&mut text, &[self.flags]);
+        // Only lower-case hex digits and dashes: always a valid field value.
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The trace id as 32 hex digits (for the access log).
+    pub fn trace_id_hex(&self) -> String {
+        let mut text = String::with_capacity(32);
+        push_hex(&mut text, &self.trace_id);
+        text
+    }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        for n in [b >> 4, b & 0xf] {
+            out.push(char::from(
+                DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+}
+
+/// Replaces the client's trace fields with this node's: a `traceparent` naming this node's
+/// span, and the client's `tracestate` only when its `traceparent` was valid (a vendor's
+/// state means nothing without the trace it belongs to).
+pub fn set_upstream_fields(headers: &mut HeaderMap, trace: &TraceContext, continued: bool) {
+    if !continued {
+        headers.remove(TRACESTATE);
+    }
+    headers.insert(TRACEPARENT, trace.traceparent());
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(TRACEPARENT, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn reads_the_specs_example() {
+        let got = Incoming::from_headers(&headers(&[VALID])).unwrap();
+        assert_eq!(got.trace_id[0], 0x4b);
+        assert_eq!(got.trace_id[15], 0x36);
+        assert_eq!(
+            got.parent_id,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
+        assert_eq!(got.flags, 1);
+        assert!(got.sampled());
+    }
+
+    #[test]
+    fn refuses_what_the_spec_calls_invalid() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+        ] {
+            assert_eq!(Incoming::from_headers(&headers(&[bad])), None, "{bad:?}");
+        }
+        // Two values: which one the client meant is unknown.
+        assert_eq!(Incoming::from_headers(&headers(&[VALID, VALID])), None);
+        assert_eq!(Incoming::from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_later_version_is_read_by_its_prefix() {
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next";
+        let got = Incoming::from_headers(&headers(&[later])).unwrap();
+        assert_eq!(got.flags, 1);
+        let glued = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x";
+        assert_eq!(Incoming::from_headers(&headers(&[glued])), None);
+    }
+
+    #[test]
+    fn writes_this_nodes_span_as_the_parent() {
+        let trace = TraceContext {
+            trace_id: Incoming::from_headers(&headers(&[VALID])).unwrap().trace_id,
+            span_id: [0xa1, 0, 0, 0, 0, 0, 0, 0x0f],
+            flags: 0,
+        };
+        assert_eq!(
+            trace.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-a10000000000000f-00"
+        );
+        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let mut map = headers(&[VALID]);
+        map.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
+        set_upstream_fields(&mut map, &trace, true);
+        assert_eq!(map.get_all(TRACEPARENT).iter().count(), 1);
+        assert_eq!(map[TRACEPARENT], trace.traceparent());
+        assert_eq!(map[TRACESTATE], "congo=t61rcWkgMzE");
+        set_upstream_fields(&mut map, &trace, false);
+        assert!(map.get(TRACESTATE).is_none());
+    }
+}

@@ -1,0 +1,441 @@
+//! The admin API's request and response bodies. Each handler serialises (or parses) these
+//! types, and the OpenAPI document's schemas are derived from them, so the two cannot differ.
+//! Types of the `store` and `oauth` crates are not shown as they are: these views choose what
+//! leaves the server (never a secret hash or a private key) and keep `utoipa` out of the
+//! library crates.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use store::{AuditRecord, Client, KeyRecord};
+use utoipa::{IntoParams, ToSchema};
+
+/// How a client authenticates at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = AuthMethod)]
+pub(crate) enum AuthMethodName {
+    /// HTTP Basic with the client secret.
+    ClientSecretBasic,
+    /// The client secret in the form body.
+    ClientSecretPost,
+    /// A JWT assertion signed with one of the client's keys (RFC 7523).
+    PrivateKeyJwt,
+}
+
+impl From<store::AuthMethod> for AuthMethodName {
+    fn from(method: store::AuthMethod) -> Self {
+        match method {
+            store::AuthMethod::ClientSecretBasic => AuthMethodName::ClientSecretBasic,
+            store::AuthMethod::ClientSecretPost => AuthMethodName::ClientSecretPost,
+            store::AuthMethod::PrivateKeyJwt => AuthMethodName::PrivateKeyJwt,
+        }
+    }
+}
+
+/// What a key is for (JWK `use`, RFC 7517 §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = KeyUse)]
+pub(crate) enum KeyUseName {
+    /// Signing access tokens.
+    Sig,
+    /// Encrypting access tokens to an audience.
+    Enc,
+}
+
+impl From<store::KeyUse> for KeyUseName {
+    fn from(key_use: store::KeyUse) -> Self {
+        match key_use {
+            store::KeyUse::Sig => KeyUseName::Sig,
+            store::KeyUse::Enc => KeyUseName::Enc,
+        }
+    }
+}
+
+/// Where a key is in its lifecycle; states only move forward, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = KeyState)]
+pub(crate) enum KeyStateName {
+    /// Published in the JWKS, not yet in use, so that verifiers learn it first.
+    Pending,
+    /// In use for new tokens.
+    Active,
+    /// No longer used; still published until every token it signed has expired.
+    Retired,
+    /// No longer published.
+    Removed,
+}
+
+impl From<store::KeyState> for KeyStateName {
+    fn from(state: store::KeyState) -> Self {
+        match state {
+            store::KeyState::Pending => KeyStateName::Pending,
+            store::KeyState::Active => KeyStateName::Active,
+            store::KeyState::Retired => KeyStateName::Retired,
+            store::KeyState::Removed => KeyStateName::Removed,
+        }
+    }
+}
+
+/// A JSON Web Key Set (RFC 7517 §5) holding public keys only.
+// Only describes a JSON shape for the document: the set itself is kept as JSON and checked by
+// the token service.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub(super) struct JwkSet {
+    /// The keys, each a JWK (RFC 7517 §4).
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<Value>,
+}
+
+/// An OAuth client as the admin API shows it: never its secret nor the secret's hash.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Client)]
+pub(crate) struct ClientView {
+    /// The client's identifier, chosen by the server.
+    client_id: String,
+    /// A human-readable name.
+    name: String,
+    auth_method: AuthMethodName,
+    /// Scopes the client may ask for (RFC 6749 §3.3 scope tokens).
+    scopes: Vec<String>,
+    /// Audiences (RFC 8707 resource indicators) the client may ask for; empty means any
+    /// audience the server declares.
+    audiences: Vec<String>,
+    /// The client's public keys, used with `private_key_jwt`; null otherwise.
+    #[schema(value_type = Option<JwkSet>, required = true)]
+    jwks: Option<Value>,
+    /// A disabled client cannot obtain, introspect or revoke tokens.
+    disabled: bool,
+    /// Registration time, Unix seconds.
+    created_at: i64,
+}
+
+impl From<&Client> for ClientView {
+    fn from(c: &Client) -> Self {
+        ClientView {
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            auth_method: c.auth_method.into(),
+            scopes: c.scopes.clone(),
+            audiences: c.audiences.clone(),
+            jwks: c
+                .jwks
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<Value>(j).ok()),
+            disabled: c.disabled,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A signing or encryption key as the admin API shows it: never its private half.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Key)]
+pub(crate) struct KeyView {
+    /// The key id (JWK `kid`).
+    kid: String,
+    #[serde(rename = "use")]
+    key_use: KeyUseName,
+    /// The JWA algorithm (RFC 7518) the key is for.
+    alg: String,
+    state: KeyStateName,
+    /// Creation time, Unix seconds.
+    created_at: i64,
+    /// When the key becomes (or became) active, Unix seconds.
+    activate_at: i64,
+    /// When the key was retired, Unix seconds.
+    #[schema(required = true)]
+    retired_at: Option<i64>,
+    /// After this time (Unix seconds) every token the key signed has expired, and the key
+    /// leaves the JWKS.
+    #[schema(required = true)]
+    remove_after: Option<i64>,
+    /// The public half as a JWK; null for a symmetric key, which has none to show.
+    #[schema(value_type = Option<Object>, required = true)]
+    public_jwk: Option<Value>,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(k: &KeyRecord) -> Self {
+        // A symmetric key's "public" JWK would be the secret itself.
+        let public = serde_json::from_str::<Value>(&k.public_jwk)
+            .ok()
+            .filter(|v| {
+                v.get("k").is_none() && v.get("kty").and_then(Value::as_str) != Some("oct")
+            });
+        KeyView {
+            kid: k.kid.clone(),
+            key_use: k.key_use.into(),
+            alg: k.alg.clone(),
+            state: k.state.into(),
+            created_at: k.created_at,
+            activate_at: k.activate_at,
+            retired_at: k.retired_at,
+            remove_after: k.remove_after,
+            public_jwk: public,
+        }
+    }
+}
+
+/// One event of the audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEvent)]
+pub(super) struct AuditEventView {
+    /// The event's id: ever increasing, never reused.
+    id: i64,
+    /// When it happened, Unix seconds.
+    time: i64,
+    /// What happened.
+    #[schema(examples("token.issued", "token.revoked", "key.rotated", "client.created"))]
+    event: String,
+    /// The client involved.
+    #[schema(required = true)]
+    client_id: Option<String>,
+    /// The subject involved.
+    #[schema(required = true)]
+    subject: Option<String>,
+    /// The token involved (its `jti`).
+    #[schema(required = true)]
+    jti: Option<String>,
+    /// The audience involved.
+    #[schema(required = true)]
+    audience: Option<String>,
+    /// How it ended: `success` or `failure`.
+    #[schema(examples("success", "failure"))]
+    outcome: String,
+    /// Why it failed: an error code.
+    #[schema(required = true)]
+    reason: Option<String>,
+    /// The request that caused it (the `X-Request-Id` of its response).
+    #[schema(required = true)]
+    request_id: Option<String>,
+}
+
+impl From<&AuditRecord> for AuditEventView {
+    fn from(r: &AuditRecord) -> Self {
+        let e = &r.event;
+        AuditEventView {
+            id: r.id,
+            time: e.time,
+            event: e.event.clone(),
+            client_id: e.client_id.clone(),
+            subject: e.subject.clone(),
+            jti: e.jti.clone(),
+            audience: e.audience.clone(),
+            outcome: e.outcome.clone(),
+            reason: e.reason.clone(),
+            request_id: e.request_id.clone(),
+        }
+    }
+}
+
+/// Every registered client, disabled ones included.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ClientList {
+    pub(super) clients: Vec<ClientView>,
+}
+
+/// Every key the server knows, removed ones included.
+#[derive(Serialize, ToSchema)]
+pub(super) struct KeyList {
+    pub(super) keys: Vec<KeyView>,
+}
+
+/// A page of audit events in ascending id order.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuditPage {
+    pub(super) events: Vec<AuditEventView>,
+}
+
+/// A client's credentials: shown once, in this response only.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Credentials)]
+pub(super) struct CredentialsView<'a> {
+    /// The client's identifier.
+    pub(super) client_id: &'a str,
+    /// Only for `client_secret_basic` and `client_secret_post`: 256 random bits, base64url.
+    /// The server keeps only a keyed hash of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(super) client_secret: Option<&'a str>,
+}
+
+impl<'a> From<&'a oauth::Credentials> for CredentialsView<'a> {
+    fn from(c: &'a oauth::Credentials) -> Self {
+        CredentialsView {
+            client_id: &c.client_id,
+            client_secret: c.client_secret.as_ref().map(|s| s.as_str()),
+        }
+    }
+}
+
+/// The key a rotation created.
+#[derive(Serialize, ToSchema)]
+pub(super) struct KeyRotation {
+    /// The new key's id.
+    pub(super) kid: String,
+    #[serde(rename = "use")]
+    pub(super) key_use: KeyUseName,
+    /// When the new key becomes active, Unix seconds.
+    pub(super) activate_at: i64,
+}
+
+/// The outcome of a revocation.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Revoked {
+    /// How many tokens this request revoked that were not revoked before.
+    pub(super) revoked: u64,
+}
+
+/// The outcome of a reload.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Reloaded {
+    /// Always true: a reload that fails answers 409.
+    pub(super) reloaded: bool,
+    /// How many gateway routes are now served.
+    pub(super) routes: usize,
+}
+
+/// A client to register.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewClient)]
+pub(super) struct NewClientBody {
+    /// A human-readable name.
+    #[schema(min_length = 1)]
+    pub(super) name: String,
+    /// Scopes the client may ask for (RFC 6749 §3.3 scope tokens).
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    /// Audiences (RFC 8707 resource indicators) the client may ask for.
+    #[serde(default)]
+    pub(super) audiences: Vec<String>,
+    /// How the client will authenticate; `client_secret_basic` when absent.
+    // Parsed by the handler, which names the accepted values when it refuses one.
+    #[serde(default)]
+    #[schema(value_type = Option<AuthMethodName>)]
+    pub(super) auth_method: Option<String>,
+    /// Required with `private_key_jwt`, refused with the other methods.
+    #[serde(default)]
+    #[schema(value_type = Option<JwkSet>)]
+    pub(super) jwks: Option<Value>,
+}
+
+/// Which key to rotate.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyRotationRequest)]
+pub(super) struct RotateBody {
+    /// `sig` when absent.
+    // Parsed by the handler, which names the accepted values when it refuses one.
+    #[serde(rename = "use", default)]
+    #[schema(value_type = Option<KeyUseName>)]
+    pub(super) key_use: Option<String>,
+}
+
+/// The tokens to revoke: exactly one of `jti`, `client_id` or `subject`, not empty.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RevocationRequest, min_properties = 1, max_properties = 1)]
+pub(super) struct RevokeBody {
+    /// Revoke the token with this `jti`.
+    #[schema(min_length = 1, nullable = false)]
+    pub(super) jti: Option<String>,
+    /// Revoke every token issued to this client.
+    #[schema(min_length = 1, nullable = false)]
+    pub(super) client_id: Option<String>,
+    /// Revoke every token issued for this subject.
+    #[schema(min_length = 1, nullable = false)]
+    pub(super) subject: Option<String>,
+}
+
+/// A page of the audit trail.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditQuery {
+    /// Only events whose id is greater than this.
+    #[serde(default)]
+    #[param(default = 0)]
+    pub(super) after: i64,
+    /// At most this many events.
+    #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    pub(super) limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+/// The body of every error response.
+// The bodies are written by `server::error_json`; this type describes them for the document,
+// and a test holds the two together.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error)]
+pub(super) struct ErrorBody {
+    /// A stable, machine-readable code.
+    #[schema(examples(
+        "invalid_request",
+        "unauthorized",
+        "not_found",
+        "conflict",
+        "invalid_config",
+        "server_error",
+        "temporarily_unavailable"
+    ))]
+    pub(super) error: String,
+    /// What went wrong, for people.
+    pub(super) error_description: String,
+    /// The `X-Request-Id` of the response, also in the log and the audit trail.
+    pub(super) request_id: String,
+}
+
+/// A client as the API and the CLI show it, as JSON.
+pub(crate) fn client_view(c: &Client) -> Value {
+    to_json(&ClientView::from(c))
+}
+
+/// A key as the API and the CLI show it, as JSON.
+pub(crate) fn key_view(k: &KeyRecord) -> Value {
+    to_json(&KeyView::from(k))
+}
+
+/// These views hold strings, numbers, booleans and JSON values only, which always serialise:
+/// the `Null` fallback is never taken.
+fn to_json<T: Serialize>(view: &T) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The views spell every variant as the store does.
+    #[test]
+    fn enum_names_match_the_store() {
+        use store::{AuthMethod, KeyState, KeyUse};
+        for m in [
+            AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost,
+            AuthMethod::PrivateKeyJwt,
+        ] {
+            assert_eq!(to_json(&AuthMethodName::from(m)), m.as_str());
+        }
+        for u in [KeyUse::Sig, KeyUse::Enc] {
+            assert_eq!(to_json(&KeyUseName::from(u)), u.as_str());
+        }
+        for s in [
+            KeyState::Pending,
+            KeyState::Active,
+            KeyState::Retired,
+            KeyState::Removed,
+        ] {
+            assert_eq!(to_json(&KeyStateName::from(s)), s.as_str());
+        }
+    }
+}
