@@ -79,7 +79,8 @@ pub struct Verified {
 }
 
 impl Verified {
-    fn new(issuer: &str, claims: Claims) -> Verified {
+    /// Claims that cannot be read refuse the token, as verification would.
+    fn new(issuer: &str, claims: Claims) -> Result<Verified, Denial> {
         // `scope` comes from the verification pass, and an absent `cnf` is known there too:
         // the full claims map is built only for tokens that need it (`scp`, `cnf`).
         let scopes = match claims.scope() {
@@ -88,7 +89,7 @@ impl Verified {
                 .filter(|s| !s.is_empty())
                 .map(String::from)
                 .collect(),
-            None => match claims.get("scp") {
+            None => match claims.get("scp").map_err(|e| rejected(&e))? {
                 Some(Value::Array(a)) => a
                     .iter()
                     .filter_map(Value::as_str)
@@ -97,12 +98,11 @@ impl Verified {
                 _ => Vec::new(),
             },
         };
-        let jkt = claims
-            .get("cnf")
-            .and_then(|c| c.get("jkt"))
-            .and_then(Value::as_str)
-            .map(String::from);
-        Verified {
+        let jkt = match claims.get("cnf").map_err(|e| rejected(&e))? {
+            None => None,
+            Some(cnf) => Some(dpop_thumbprint(cnf)?),
+        };
+        Ok(Verified {
             issuer: issuer.to_owned(),
             expires_at: claims.exp().unwrap_or(i64::MIN),
             not_before: claims.nbf(),
@@ -111,13 +111,19 @@ impl Verified {
             jkt,
             claims,
             internal: Mutex::new(None),
-        }
+        })
     }
 
     /// A claim as text: strings as they are, arrays of strings joined by spaces, other
-    /// values as JSON.
-    pub fn claim_text(&self, name: &str) -> Option<String> {
-        match self.claims.get(name)? {
+    /// values as JSON; `None` when absent or null.
+    ///
+    /// # Errors
+    /// A [`Denial`] of the token when its claims cannot be read ([`Claims::get`]).
+    pub fn claim_text(&self, name: &str) -> Result<Option<String>, Denial> {
+        let Some(value) = self.claims.get(name).map_err(|e| rejected(&e))? else {
+            return Ok(None);
+        };
+        Ok(match value {
             Value::String(s) => Some(s.clone()),
             Value::Array(items) => Some(
                 items
@@ -128,7 +134,27 @@ impl Verified {
             ),
             Value::Null => None,
             other => Some(other.to_string()),
-        }
+        })
+    }
+}
+
+/// The key a `cnf` confirmation binds the token to. Only DPoP's `jkt` (RFC 9449 §6) can be
+/// enforced here; a token bound to anything else or to more (an mTLS certificate's
+/// `x5t#S256`, RFC 8705, beside `jkt` or alone, or a malformed `cnf`, `null` included) is
+/// refused: accepting it as a bearer token would drop the binding
+/// its issuer asked for.
+fn dpop_thumbprint(cnf: &Value) -> Result<String, Denial> {
+    let only_jkt = match cnf {
+        // A `jkt` beside another confirmation would drop that one.
+        Value::Object(members) if members.len() == 1 => members.get("jkt"),
+        _ => None,
+    };
+    match only_jkt {
+        Some(Value::String(jkt)) if !jkt.is_empty() => Ok(jkt.clone()),
+        _ => Err(Denial::invalid(
+            "ERR_GATEWAY_UNSUPPORTED_BINDING",
+            "the token is bound (cnf) to a key other than a DPoP key (cnf.jkt), which this gateway cannot check",
+        )),
     }
 }
 
@@ -329,7 +355,8 @@ fn validation(issuer: &Issuer, leeway: u64, now: i64) -> Validation {
     v
 }
 
-fn rejected(e: &jose::Error) -> Denial {
+/// A token refused by `jose`: its stable code, and its reason for the client.
+pub(crate) fn rejected(e: &jose::Error) -> Denial {
     Denial::invalid(e.code().as_str(), e.reason().to_owned())
 }
 
@@ -377,7 +404,7 @@ async fn verify_signed(auth: &RouteAuth, token: &str, now: i64) -> Result<Verifi
         }
         Err(e) => return Err(rejected(&e)),
     };
-    Ok(Verified::new(&issuer.name, claims))
+    Verified::new(&issuer.name, claims)
 }
 
 async fn verify_encrypted(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified, Denial> {
@@ -398,7 +425,7 @@ async fn verify_encrypted(auth: &RouteAuth, token: &str, now: i64) -> Result<Ver
             keys.verify_keys(),
             &v,
         ) {
-            Ok(jwt) => return Ok(Verified::new(&issuer.name, jwt.claims)),
+            Ok(jwt) => return Verified::new(&issuer.name, jwt.claims),
             Err(e) => last = rejected(&e),
         }
     }
@@ -515,11 +542,13 @@ impl Authenticator {
                 "the token is not for this resource",
             ));
         }
-        if let Some(missing) = auth.required_claims.iter().find(|c| !v.claims.contains(c)) {
-            return Err(Denial::invalid(
-                "ERR_GATEWAY_MISSING_CLAIM",
-                format!("the token lacks the {missing} claim"),
-            ));
+        for name in &auth.required_claims {
+            if !v.claims.contains(name).map_err(|e| rejected(&e))? {
+                return Err(Denial::invalid(
+                    "ERR_GATEWAY_MISSING_CLAIM",
+                    format!("the token lacks the {name} claim"),
+                ));
+            }
         }
         if matches!(issuer.keys, KeySource::Own(_)) {
             let jti = v.claims.jti().unwrap_or_default();
@@ -598,6 +627,33 @@ impl Authenticator {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dpop_binding_is_accepted_and_any_other_refuses_the_token() {
+        let jkt = serde_json::json!({ "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" });
+        assert_eq!(
+            dpop_thumbprint(&jkt).unwrap(),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
+        for other in [
+            serde_json::json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" }),
+            serde_json::json!({ "jkt": 5 }),
+            serde_json::json!({ "jkt": "" }),
+            serde_json::json!("jkt"),
+            serde_json::json!({}),
+            serde_json::json!(null),
+            serde_json::json!({ "jkt": "0ZcO", "x5t#S256": "bwcK" }),
+        ] {
+            let refused = dpop_thumbprint(&other).unwrap_err();
+            assert_eq!(refused.code(), "ERR_GATEWAY_UNSUPPORTED_BINDING", "{other}");
         }
     }
 }

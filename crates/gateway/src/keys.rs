@@ -60,7 +60,6 @@ struct Cached {
     last_fetch: Option<Instant>,
     /// When the last refetch for an unknown kid started (the cooldown runs from it).
     last_kid_refetch: Option<Instant>,
-    fetched_count: u64,
 }
 
 /// A remote JWKS.
@@ -115,11 +114,6 @@ impl RemoteJwks {
         self.fetch(true).await
     }
 
-    /// How many fetches succeeded (for tests and metrics).
-    pub fn fetched_count(&self) -> u64 {
-        self.cached().fetched_count
-    }
-
     /// Fetches started and those that failed, labelled with `issuer`.
     pub fn fetches(&self, issuer: &str) -> JwksFetches {
         JwksFetches {
@@ -161,7 +155,6 @@ impl RemoteJwks {
                 let mut c = self.cached();
                 c.keys = Some(Arc::clone(&keys));
                 c.expires = Some(Instant::now() + max_age);
-                c.fetched_count += 1;
                 Ok(keys)
             }
             Err(e) => {

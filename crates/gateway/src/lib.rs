@@ -65,10 +65,9 @@ pub struct Context {
     pub peer: Option<IpAddr>,
     /// Whether the connection is TLS (for `X-Forwarded-Proto` and DPoP `htu`).
     pub tls: bool,
-    /// This node's place in the request's trace (sent upstream as `traceparent`).
+    /// This node's place in the request's trace (sent upstream as `traceparent` and
+    /// `tracestate`).
     pub trace: trace::TraceContext,
-    /// Whether that trace is the client's (its `tracestate` is then forwarded too).
-    pub trace_continued: bool,
 }
 
 /// What the access log records about a gateway request (a response extension). Never a
@@ -283,14 +282,15 @@ impl Gateway {
         };
         // Authenticate, then authorize: before any work for the request, cheapest checks
         // first, and only a verified token's claims are worth authorizing.
-        let verified = self
-            .authenticate(route, &parts, &facts, ctx, info)
-            .instrument(phase(Phase::Authenticate))
-            .await
-            .map_err(|denial| Failure {
-                dpop_scheme: respond::uses_dpop_scheme(&parts.headers),
-                ..on_route(ProxyError::Denied(denial))
-            })?;
+        let verified = in_phase(
+            Phase::Authenticate,
+            self.authenticate(route, &parts, &facts, ctx, info),
+        )
+        .await
+        .map_err(|denial| Failure {
+            dpop_scheme: respond::uses_dpop_scheme(&parts.headers),
+            ..on_route(ProxyError::Denied(denial))
+        })?;
         // (The rate-limit and response-cache phases will sit here: after authorization, so
         // they key on a verified identity; before the upstream, which they spare.)
         // Rewrite: the upstream sees a verified identity and the gateway's forwarding
@@ -315,20 +315,18 @@ impl Gateway {
             .flatten();
         // Forward: to a healthy target, retried only when that is safe.
         let (body, over_limit) = limited(body, route.max_body);
-        let (response, target) = route
+        let forwarded = route
             .upstreams
-            .forward(parts, out.path_and_query, body, retryable)
-            .instrument(phase(Phase::Forward))
-            .await
-            .map_err(|e| {
-                // However the client reports it (HTTP/1 passes the body's error on, h2 only
-                // resets the stream), a body stopped at the limit is the client's 413.
-                on_route(if over_limit.load(Ordering::Relaxed) {
-                    ProxyError::BodyTooLarge
-                } else {
-                    ProxyError::from(e)
-                })
-            })?;
+            .forward(parts, out.path_and_query, body, retryable);
+        let (response, target) = in_phase(Phase::Forward, forwarded).await.map_err(|e| {
+            // However the client reports it (HTTP/1 passes the body's error on, h2 only
+            // resets the stream), a body stopped at the limit is the client's 413.
+            on_route(if over_limit.load(Ordering::Relaxed) {
+                ProxyError::BodyTooLarge
+            } else {
+                ProxyError::from(e)
+            })
+        })?;
         info.upstream = Some(target);
         // Respond: the upstream's answer, without its hop-by-hop fields.
         Ok(phase(Phase::Respond)
@@ -413,6 +411,17 @@ fn phase(phase: Phase) -> tracing::Span {
         Phase::Rewrite => tracing::info_span!(target: trace::TARGET, "rewrite"),
         Phase::Forward => tracing::info_span!(target: trace::TARGET, "forward"),
         Phase::Respond => tracing::info_span!(target: trace::TARGET, "respond"),
+    }
+}
+
+/// Runs an async phase inside its span when spans are recorded; otherwise as it is,
+/// without the wrapper's enter and exit on every poll.
+async fn in_phase<F: std::future::Future>(which: Phase, work: F) -> F::Output {
+    let span = phase(which);
+    if span.is_disabled() {
+        work.await
+    } else {
+        work.instrument(span).await
     }
 }
 

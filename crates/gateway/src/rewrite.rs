@@ -8,7 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::Method;
 
-use crate::auth::{ForwardToken, RouteAuth, Verified};
+use crate::auth::{rejected, ForwardToken, RouteAuth, Verified};
 use crate::own::OwnIssuer;
 use crate::route::Route;
 use crate::{Context, ProxyError};
@@ -59,7 +59,7 @@ pub(crate) fn upstream_request(
             .insert(HeaderName::from_static("x-request-id"), id);
     }
     // Last, so no header rule can replace it: the upstream's spans join this request's trace.
-    crate::trace::set_upstream_fields(&mut parts.headers, &ctx.trace, ctx.trace_continued);
+    crate::trace::set_upstream_fields(&mut parts.headers, &ctx.trace);
     Ok(UpstreamRequest {
         path_and_query,
         upgrade,
@@ -174,10 +174,10 @@ fn forward_identity(
         headers.remove(HeaderName::from_static("dpop"));
     }
     for (claim, name) in &auth.forward_claims {
-        if let Some(value) = v
-            .claim_text(claim)
-            .and_then(|t| HeaderValue::from_str(&t).ok())
-        {
+        // Claims that cannot be read refuse the request: forwarding it without them would
+        // tell the upstream they are absent.
+        let text = v.claim_text(claim).map_err(ProxyError::Denied)?;
+        if let Some(value) = text.and_then(|t| HeaderValue::from_str(&t).ok()) {
             headers.insert(name.clone(), value);
         }
     }
@@ -193,8 +193,12 @@ fn forward_identity(
                     t.clone()
                 }
                 _ => {
+                    let claims = v
+                        .claims
+                        .as_map()
+                        .map_err(|e| ProxyError::Denied(rejected(&e)))?;
                     let (t, exp) = own
-                        .internal_token(v.claims.as_map(), &auth.audience, now, v.expires_at)
+                        .internal_token(claims, &auth.audience, now, v.expires_at)
                         .map_err(|e| {
                             ProxyError::Internal(format!(
                                 "minting the internal token failed ({})",

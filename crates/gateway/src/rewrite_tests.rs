@@ -77,8 +77,8 @@ fn forwarded_headers_are_the_gateways_own() {
             trace_id: [7; 16],
             span_id: [9; 8],
             flags: 1,
+            tracestate: None,
         },
-        trace_continued: false,
     };
     let mut h = headers(&[
         ("x-forwarded-for", "203.0.113.1"),

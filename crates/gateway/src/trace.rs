@@ -14,6 +14,10 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The `tracestate` request field, forwarded only beside a valid `traceparent`.
 pub const TRACESTATE: &str = "tracestate";
 
+/// Most list members and characters of a `tracestate` (W3C Trace Context level 1, 3.3.1).
+const TRACESTATE_MEMBERS: usize = 32;
+const TRACESTATE_LENGTH: usize = 512;
+
 /// A `traceparent` received from the client: version `00` and valid ids only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Incoming {
@@ -87,16 +91,19 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-/// This node's place in a trace: the trace id, this node's span id (the parent of the
-/// upstream's), and the flags it passes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// This node's place in a trace: the trace id, the span id the upstream gets as its parent,
+/// the flags and the vendor state it passes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     /// The trace: the client's, or a new one.
     pub trace_id: [u8; 16],
-    /// This node's span for the request.
+    /// The upstream's parent span.
     pub span_id: [u8; 8],
-    /// Trace flags sent on (bit 0: sampled).
+    /// Trace flags sent on: only bit 0 (sampled) is defined, the others are sent as zero.
     pub flags: u8,
+    /// The client's `tracestate`, when its `traceparent` was continued and the state is
+    /// well formed ([`tracestate`]).
+    pub tracestate: Option<HeaderValue>,
 }
 
 impl TraceContext {
@@ -108,7 +115,7 @@ impl TraceContext {
         text.push('-');
         push_hex(&mut text, &self.span_id);
         text.push('-');
-        push_hex(&mut text, &[self.flags]);
+        push_hex(&mut text, &[self.flags & 1]);
         // Only lower-case hex digits and dashes: always a valid field value.
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -132,14 +139,88 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Replaces the client's trace fields with this node's: a `traceparent` naming this node's
-/// span, and the client's `tracestate` only when its `traceparent` was valid (a vendor's
-/// state means nothing without the trace it belongs to).
-pub fn set_upstream_fields(headers: &mut HeaderMap, trace: &TraceContext, continued: bool) {
-    if !continued {
-        headers.remove(TRACESTATE);
-    }
+/// Replaces the client's trace fields with this node's: a `traceparent` naming the
+/// upstream's parent span, and the client's `tracestate` only as [`TraceContext`] kept it.
+pub fn set_upstream_fields(headers: &mut HeaderMap, trace: &TraceContext) {
     headers.insert(TRACEPARENT, trace.traceparent());
+    match &trace.tracestate {
+        Some(state) => headers.insert(TRACESTATE, state.clone()),
+        None => headers.remove(TRACESTATE),
+    };
+}
+
+/// The request's `tracestate`, its field values joined, if it is a well-formed list of at
+/// most 32 `key=value` members and 512 characters (W3C Trace Context level 1, 3.3); `None`
+/// otherwise: vendors act on these values, so a malformed or oversized one is not passed on.
+pub fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut joined = String::new();
+    for value in headers.get_all(TRACESTATE) {
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(value.to_str().ok()?);
+    }
+    let members: Vec<&str> = joined
+        .split(',')
+        .map(|m| m.trim_matches([' ', '\t']))
+        .filter(|m| !m.is_empty())
+        .collect();
+    let well_formed = !members.is_empty()
+        && members.len() <= TRACESTATE_MEMBERS
+        && members.iter().all(|m| is_list_member(m))
+        // A key twice: which value the vendor meant is unknown (3.3.1.1).
+        && members
+            .iter()
+            .enumerate()
+            .all(|(i, m)| !members.iter().skip(i + 1).any(|o| member_key(o) == member_key(m)));
+    let text = members.join(",");
+    (well_formed && text.len() <= TRACESTATE_LENGTH)
+        .then(|| HeaderValue::from_str(&text).ok())
+        .flatten()
+}
+
+/// `key=value` (W3C Trace Context level 1, 3.3.1.3): a key `simple` (a lower-case letter
+/// first, at most 256) or `tenant@system` (tenant: a lower-case letter or digit first, at
+/// most 241; system: a lower-case letter first, at most 14), of lower-case letters, digits
+/// and `_-*/`; a value of 1 to 256 printable characters other than `,` and `=`.
+fn is_list_member(member: &str) -> bool {
+    let Some((key, value)) = member.split_once('=') else {
+        return false;
+    };
+    let key_ok = match key.split_once('@') {
+        None => is_key_part(key, 256, false),
+        Some((tenant, system)) => is_key_part(tenant, 241, true) && is_key_part(system, 14, false),
+    };
+    let value_ok = (1..=256).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=');
+    key_ok && value_ok
+}
+
+/// A list member's key (what comes before its `=`).
+fn member_key(member: &str) -> Option<&str> {
+    member.split_once('=').map(|(key, _)| key)
+}
+
+fn is_key_part(part: &str, max: usize, digit_first: bool) -> bool {
+    let bytes = part.as_bytes();
+    (1..=max).contains(&bytes.len())
+        && bytes
+            .first()
+            .is_some_and(|c| c.is_ascii_lowercase() || (digit_first && c.is_ascii_digit()))
+        && bytes.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
+        })
+}
+
+/// Whether a trace is recorded at `ratio`, decided by its id alone (as OpenTelemetry's
+/// `TraceIdRatioBased` does), so every node sampling at the same ratio agrees.
+pub fn sampled_at(trace_id: &[u8; 16], ratio: f64) -> bool {
+    let mut low = [0u8; 8];
+    low.copy_from_slice(trace_id.get(8..).unwrap_or(&[0; 8]));
+    let bound = (ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
+    (u64::from_be_bytes(low) >> 1) < bound
 }
 
 #[cfg(test)]
@@ -206,6 +287,7 @@ mod tests {
             trace_id: Incoming::from_headers(&headers(&[VALID])).unwrap().trace_id,
             span_id: [0xa1, 0, 0, 0, 0, 0, 0, 0x0f],
             flags: 0,
+            tracestate: None,
         };
         assert_eq!(
             trace.traceparent(),
@@ -214,11 +296,88 @@ mod tests {
         assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let mut map = headers(&[VALID]);
         map.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
-        set_upstream_fields(&mut map, &trace, true);
+        let kept = TraceContext {
+            tracestate: tracestate(&map),
+            ..trace.clone()
+        };
+        set_upstream_fields(&mut map, &kept);
         assert_eq!(map.get_all(TRACEPARENT).iter().count(), 1);
         assert_eq!(map[TRACEPARENT], trace.traceparent());
         assert_eq!(map[TRACESTATE], "congo=t61rcWkgMzE");
-        set_upstream_fields(&mut map, &trace, false);
+        set_upstream_fields(&mut map, &trace);
         assert!(map.get(TRACESTATE).is_none());
+        // Undefined flag bits are sent as zero.
+        let odd = TraceContext {
+            flags: 0xff,
+            ..trace
+        };
+        assert!(odd.traceparent().to_str().unwrap().ends_with("-01"));
+    }
+
+    fn state(values: &[&str]) -> Option<String> {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(TRACESTATE, HeaderValue::from_str(v).unwrap());
+        }
+        tracestate(&map).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn tracestate_is_passed_on_only_when_well_formed() {
+        assert_eq!(
+            state(&["rojo=00f067aa0ba902b7", " congo=t61rcWkgMzE "]).as_deref(),
+            Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+        );
+        assert_eq!(
+            state(&["tenant@vendor=x,,a-b*c/d=1 2"]).as_deref(),
+            Some("tenant@vendor=x,a-b*c/d=1 2")
+        );
+        let long_tenant = format!("{}@v=1", "t".repeat(242));
+        for bad in [
+            "Upper=1",
+            "novalue",
+            "k=",
+            "k=a,b",
+            "k=v=w",
+            "a@b@c=1",
+            "k=\u{e9}",
+            "",
+            "foo@=1",
+            "t@1v=1",
+            "t@-v=1",
+            "t@vvvvvvvvvvvvvvv=1",
+            &long_tenant,
+            "1abc=x",
+            "foo=1,foo=2",
+        ] {
+            assert_eq!(state(&[bad]), None, "{bad:?}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(state(&[&many.join(",")]), None, "33 members");
+        let long = format!("k={}", "v".repeat(256));
+        assert_eq!(state(&[&long, &long]), None, "over 512 characters");
+        assert_eq!(state(&[]), None);
+        assert_eq!(
+            state(&["foo=1", "foo=2"]),
+            None,
+            "a key twice across fields"
+        );
+        assert_eq!(
+            state(&["1tenant@vendor=x,t@v14charslong_=y"]).as_deref(),
+            Some("1tenant@vendor=x,t@v14charslong_=y")
+        );
+    }
+
+    #[test]
+    fn sampling_by_ratio_follows_the_trace_id() {
+        let mut id = [0u8; 16];
+        assert!(
+            sampled_at(&id, 0.5),
+            "the lowest id is under any positive bound"
+        );
+        assert!(!sampled_at(&id, 0.0));
+        id[8] = 0xff;
+        assert!(!sampled_at(&id, 0.5));
+        assert!(sampled_at(&id, 1.0));
     }
 }

@@ -56,41 +56,17 @@ use jose::{Algorithm, Jwk};
 use josekit::jwe::{JweDecrypter, JweEncrypter, JweHeader};
 use josekit::jws::{JwsHeader, JwsSigner, JwsVerifier};
 use josekit::jwt::{JwtPayload, JwtPayloadValidator};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-const ISS: &str = "https://issuer.tokengate.example";
-const AUD: &str = "https://api.tokengate.example";
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+use fixtures::{claims, AUD, ISS};
 const TYP: &str = "at+jwt";
 
 const TOKENGATE: &str = "tokengate";
 const JSONWEBTOKEN: &str = "jsonwebtoken";
 const JOSEKIT: &str = "josekit";
 const FLOOR: &str = "floor";
-
-/// An RFC 9068 access-token claims set of about 500 bytes of JSON.
-fn claims() -> Map<String, Value> {
-    let value = json!({
-        "iss": ISS,
-        "sub": "5f1c8a2e-3b7d-4e91-a0c4-9d2b6f7e8a13",
-        "aud": AUD,
-        "exp": 4_102_444_800u64,
-        "iat": 1_767_225_600u64,
-        "auth_time": 1_767_225_540u64,
-        "jti": "b3f1e0a2-6c4d-4f8e-9a7b-2d5c8e1f3a90",
-        "client_id": "s6BhdRkqt3-benchmark-client",
-        "scope": "openid profile email orders:read orders:write invoices:read",
-        "acr": "urn:mace:incommon:iap:silver",
-        "amr": ["pwd", "otp"],
-        "groups": ["engineering", "on-call"],
-        "roles": ["reader", "writer"],
-        "email": "jane.doe@example.com",
-        "tenant": "acme-eu-west-1",
-    });
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!(),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers (setup only, never timed unless said so).
@@ -676,7 +652,7 @@ impl SigCase {
 
     fn tg_verify(&self, token: &str) -> Result<Map<String, Value>, String> {
         jose::jwt::verify(token, &self.tg_public, &self.tg_validation)
-            .map(|jwt| jwt.claims.as_map().clone())
+            .and_then(|jwt| jwt.claims.as_map().cloned())
             .map_err(|e| e.to_string())
     }
 
@@ -949,7 +925,7 @@ impl<'a> Nested<'a> {
             &self.sig.tg_public,
             &self.sig.tg_validation,
         )
-        .map(|jwt| jwt.claims.as_map().clone())
+        .and_then(|jwt| jwt.claims.as_map().cloned())
         .map_err(|e| e.to_string())
     }
 

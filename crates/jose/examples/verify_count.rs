@@ -15,10 +15,10 @@ use std::hint::black_box;
 
 use jose::jwt::{self, Validation};
 use jose::{Algorithm, Jwk, JwkSet};
-use serde_json::{json, Map, Value};
 
-const ISS: &str = "https://issuer.tokengate.example";
-const AUD: &str = "https://api.tokengate.example";
+#[path = "../benches/fixtures/mod.rs"]
+mod fixtures;
+use fixtures::{claims, AUD, ISS};
 /// Verification time: after `iat`, before `exp`.
 const NOW: i64 = 1_767_225_700;
 
@@ -41,31 +41,6 @@ const ES256_TOKEN: &str = concat!(
     payload_b64!(),
     ".ySpTDDEKbHli4BSTeUj-Jjv9AaCozWs0RVeHdrx2jawJJ-ccgRzTHOXvmu9djZl3be4GQ30DshQvDpPH6MX3nA"
 );
-
-/// The benchmark's RFC 9068 access-token claims (crates/jose/benches/jose.rs).
-fn claims() -> Map<String, Value> {
-    let value = json!({
-        "iss": ISS,
-        "sub": "5f1c8a2e-3b7d-4e91-a0c4-9d2b6f7e8a13",
-        "aud": AUD,
-        "exp": 4_102_444_800u64,
-        "iat": 1_767_225_600u64,
-        "auth_time": 1_767_225_540u64,
-        "jti": "b3f1e0a2-6c4d-4f8e-9a7b-2d5c8e1f3a90",
-        "client_id": "s6BhdRkqt3-benchmark-client",
-        "scope": "openid profile email orders:read orders:write invoices:read",
-        "acr": "urn:mace:incommon:iap:silver",
-        "amr": ["pwd", "otp"],
-        "groups": ["engineering", "on-call"],
-        "roles": ["reader", "writer"],
-        "email": "jane.doe@example.com",
-        "tenant": "acme-eu-west-1",
-    });
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
 
 fn mint() -> jose::Result<()> {
     let hs = Jwk::generate(Algorithm::HS256, None, Some("hs-1".into()))?;

@@ -142,6 +142,43 @@ impl<'de> DeserializeSeed<'de> for Skip {
     }
 }
 
+/// A top-level JSON value read in one pass under the strict rules: an object's members by
+/// `M` (its `visit_map`), `None` for any other valid value (walked by [`SkipVisitor`]).
+pub(crate) struct TopObject<M>(pub(crate) M);
+
+impl<'de, M: Visitor<'de>> Visitor<'de> for TopObject<M> {
+    type Value = Option<M::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        SkipVisitor { depth: 0 }.visit_f64(v).map(|()| None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        SkipVisitor { depth: 0 }.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map).map(Some)
+    }
+}
+
 /// [`StrictVisitor`]'s checks, with nothing kept.
 pub(crate) struct SkipVisitor {
     pub(crate) depth: usize,
@@ -300,29 +337,6 @@ impl<'de> Seen<'de> {
         }
         Ok(())
     }
-}
-
-/// Called where text that a validating pass accepted is read again (a lazily built map, a
-/// recorded span) and does not read back as validated. That is a bug, and no answer is safe:
-/// "absent" would skip an absence-based check (a `cnf` that binds the token to a key, a `jti`
-/// to look up for revocation), "present" would satisfy a required one, an empty map would drop
-/// claims. So the caller gets no answer at all: the panic ends the request that holds the
-/// token (fail closed, and loud), in release builds as in debug ones.
-#[cold]
-#[inline(never)]
-#[track_caller]
-#[allow(clippy::panic)]
-pub(crate) fn reread_failed(what: &str) -> ! {
-    panic!("{what}: validated JSON did not read back as validated")
-}
-
-/// Where `part` (a string slice borrowed from `whole`) lies in `whole`, so that a parse result
-/// can point into text it does not borrow.
-pub(crate) fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let end = start.checked_add(part.len())?;
-    // In bounds and on char boundaries, or no span: a slice from elsewhere never gets one.
-    whole.get(start..end).map(|_| (start, end))
 }
 
 /// Reads an optional string member; present with another type is an error, not "absent".

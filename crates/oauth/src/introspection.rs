@@ -1,6 +1,6 @@
 //! Introspection (RFC 7662, with RFC 9701 JWT responses) and revocation (RFC 7009).
 
-use jose::jwt;
+use jose::jwt::{self, Claims};
 use serde_json::{Map, Value};
 use store::AuditEvent;
 
@@ -32,6 +32,24 @@ const REPORTED: [&str; 9] = [
     "cnf",
 ];
 
+/// What introspection reports of an active token: the [`REPORTED`] claims it has, and its
+/// `token_type`.
+fn reported(claims: &Claims) -> jose::Result<Map<String, Value>> {
+    let mut answer = Map::new();
+    for name in REPORTED {
+        if let Some(v) = claims.get(name)? {
+            answer.insert(name.into(), v.clone());
+        }
+    }
+    let token_type = if claims.contains("cnf")? {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
+    answer.insert("token_type".into(), token_type.into());
+    Ok(answer)
+}
+
 impl Service {
     /// Introspects a token for an authenticated client. A token is reported active only to
     /// the client it was issued to and to clients registered for its audience (the resource
@@ -60,22 +78,15 @@ impl Service {
             event.jti = claims.jti().map(String::from);
             event.subject = claims.sub().map(String::from);
             event.audience = claims.aud().first().cloned();
-            let entitled = claims.get("client_id").and_then(Value::as_str)
-                == Some(client.client_id.as_str())
+            let entitled = claims.client_id() == Some(client.client_id.as_str())
                 || claims.aud().iter().any(|a| client.audiences.contains(a));
             if entitled && self.active(&claims).await?.is_some() {
-                active = true;
-                for name in REPORTED {
-                    if let Some(v) = claims.get(name) {
-                        answer.insert(name.into(), v.clone());
-                    }
+                // Claims that cannot be read make the token inactive, as a token that fails
+                // verification is: never active with claims missing from the answer.
+                if let Ok(reported) = reported(&claims) {
+                    answer = reported;
+                    active = true;
                 }
-                let token_type = if claims.get("cnf").is_some() {
-                    "DPoP"
-                } else {
-                    "Bearer"
-                };
-                answer.insert("token_type".into(), token_type.into());
             }
         }
         answer.insert("active".into(), active.into());
@@ -125,7 +136,7 @@ impl Service {
         event.jti = claims.jti().map(String::from);
         event.subject = claims.sub().map(String::from);
         event.audience = claims.aud().first().cloned();
-        if claims.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+        if claims.client_id() != Some(client.client_id.as_str()) {
             let error = ErrorResponse::new(
                 ErrorKind::UnauthorizedClient,
                 "the token was issued to another client",
@@ -147,5 +158,42 @@ impl Service {
         event.reason = Some(error.reason());
         self.denials.record(event);
         error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use jose::jwt::Claims;
+    use serde_json::{json, Value};
+
+    use super::reported;
+
+    fn claims(value: Value) -> Claims {
+        let Value::Object(map) = value else {
+            panic!("not an object: {value}");
+        };
+        Claims::from_map(map).unwrap()
+    }
+
+    #[test]
+    fn reports_the_registered_claims_and_the_token_type() {
+        let bound = claims(json!({
+            "sub": "s", "scope": "a b", "aud": ["x", "y"], "exp": 5,
+            "cnf": {"jkt": "t"}, "tenant": "not reported",
+        }));
+        assert_eq!(
+            Value::Object(reported(&bound).unwrap()),
+            json!({
+                "sub": "s", "scope": "a b", "aud": ["x", "y"], "exp": 5,
+                "cnf": {"jkt": "t"}, "token_type": "DPoP",
+            })
+        );
+        let bearer = claims(json!({"client_id": "c", "iss": "i"}));
+        assert_eq!(
+            Value::Object(reported(&bearer).unwrap()),
+            json!({"client_id": "c", "iss": "i", "token_type": "Bearer"})
+        );
     }
 }

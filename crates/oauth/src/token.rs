@@ -302,11 +302,10 @@ impl Service {
             if self.active(&claims).await?.is_none() {
                 return Err(bad("the subject token is revoked"));
             }
-            if claims.get("cnf").is_some() {
+            if claims.contains("cnf").map_err(|e| unreadable(&e))? {
                 return Err(bad("a DPoP-bound token cannot be exchanged"));
             }
-            let holder = claims.get("client_id").and_then(Value::as_str)
-                == Some(client.client_id.as_str())
+            let holder = claims.client_id() == Some(client.client_id.as_str())
                 || claims.aud().iter().any(|a| client.audiences.contains(a));
             if !holder {
                 return Err(bad(
@@ -317,8 +316,7 @@ impl Service {
                 .sub()
                 .ok_or_else(|| bad("the subject token has no sub"))?;
             let scope = claims
-                .get("scope")
-                .and_then(Value::as_str)
+                .scope()
                 .map(|s| s.split(' ').map(String::from).collect())
                 .unwrap_or_default();
             return Ok((subject.to_owned(), Some(scope), claims.exp().unwrap_or(now)));
@@ -348,7 +346,7 @@ impl Service {
         let verified: Claims = jwt::verify(token, &trusted.keys, &validation)
             .map_err(|e| bad(&format!("the subject token is invalid: {}", e.reason())))?
             .claims;
-        if verified.get("cnf").is_some() {
+        if verified.contains("cnf").map_err(|e| unreadable(&e))? {
             return Err(bad("a key-bound (cnf) token cannot be exchanged"));
         }
         let subject = verified
@@ -356,6 +354,14 @@ impl Service {
             .ok_or_else(|| bad("the subject token has no sub"))?;
         Ok((subject.to_owned(), None, verified.exp().unwrap_or(now)))
     }
+}
+
+/// A subject token whose claims cannot be read is refused like an invalid one.
+fn unreadable(e: &jose::Error) -> ErrorResponse {
+    ErrorResponse::new(
+        ErrorKind::InvalidGrant,
+        format!("the subject token is invalid: {}", e.reason()),
+    )
 }
 
 /// The scopes of the token: those asked for (all must be allowed) or, when none are, every

@@ -170,8 +170,8 @@ async fn minted_token_verifies_with_every_rfc9068_claim_and_is_recorded() {
     assert_eq!(c.exp(), Some(NOW + 600));
     assert_eq!(c.iat(), Some(NOW));
     assert_eq!(c.jti(), Some(minted.jti.as_str()));
-    assert_eq!(c.get("client_id").unwrap(), "client-1");
-    assert_eq!(c.get("scope").unwrap(), "read write");
+    assert_eq!(c.get("client_id").unwrap().unwrap(), "client-1");
+    assert_eq!(c.get("scope").unwrap().unwrap(), "read write");
     // 128 random bits in base64url, unique per token.
     assert_eq!(jose::b64::decode(&minted.jti).unwrap().len(), 16);
     let second = mint(&ring, &grant, NOW).unwrap();
@@ -213,7 +213,7 @@ async fn empty_scope_is_omitted_and_bad_grants_are_refused() {
     let minted = mint(&ring, &Grant::new(ISS, "c", "c", AUD), NOW).unwrap();
     assert!(!minted.claims.contains_key("scope"));
     let jwt = jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW)).unwrap();
-    assert!(jwt.claims.get("scope").is_none());
+    assert!(jwt.claims.get("scope").unwrap().is_none());
 
     let lifetime = "lifetime must be between 1 second and the policy's max_token_lifetime";
     let scope = "a scope token is empty or has a bad character";
@@ -265,7 +265,7 @@ async fn encrypted_token_decrypts_with_the_ring_key() {
     )
     .unwrap();
     assert_eq!(jwt.claims.jti(), Some(minted.jti.as_str()));
-    assert_eq!(jwt.claims.get("scope").unwrap(), "read");
+    assert_eq!(jwt.claims.get("scope").unwrap().unwrap(), "read");
     // Not readable as a plain JWS: refused as the JWE it is.
     let err = jose_refusal(
         jose::jwt::verify(&minted.token, ring.jwks(), &validation(NOW)),

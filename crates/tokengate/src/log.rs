@@ -5,19 +5,23 @@
 //! recorded. docs/operations.md lists the fields.
 //!
 //! Lines go through `tracing-appender`'s non-blocking writer: a request formats its line and
-//! hands it to a writer thread, which writes whatever has gathered with one system call (a
-//! buffered stderr, flushed each time the queue runs dry). When stderr does not keep up and
-//! [`QUEUED_LINES`] are waiting, further lines are dropped and counted ([`dropped`], and the
-//! `tokengate_log_lines_dropped_total` metric); requests never wait for the log.
+//! hands it to a writer thread, which writes whatever has gathered with one system call
+//! ([`Gathered`]). When stderr does not keep up and [`QUEUED_LINES`] are waiting, further
+//! lines are dropped and counted ([`dropped`], and the `tokengate_log_lines_dropped_total`
+//! metric); requests never wait for the log.
 
 use std::io::BufWriter;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use std::io::Write as _;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+use tracing_subscriber::fmt::MakeWriter as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
@@ -32,13 +36,88 @@ pub const ACCESS_TARGET: &str = "tokengate::access";
 /// Lines waiting for the writer thread, at most (about 10 MB of access lines).
 const QUEUED_LINES: usize = 32 * 1024;
 
+/// How long the writer thread lets lines gather after each write: the most a line waits.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// stderr as the writer thread sees it: buffered, and resting [`GATHER`] after each flush
+/// (which tracing-appender calls whenever its queue runs dry). Without the rest, a gateway
+/// at a few thousand requests a second would wake the parked writer thread for nearly every
+/// line: a futex wake on the request's thread, then a context switch and a `write` on the
+/// same cores. While it rests, senders only enqueue, and the lines that gathered go out in
+/// one `write`. (Not measured apart from the other changes of docs/benchmarks.md's issue #12
+/// runs; the hand-written writer it replaces did the same.)
+struct Gathered(BufWriter<std::io::Stderr>);
+
+impl std::io::Write for Gathered {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.write(line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let written = self.0.flush();
+        std::thread::sleep(GATHER);
+        written
+    }
+}
+
 /// Counts the lines the writer dropped; set once logging starts.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// The log writer, for the lines written without a `tracing` event ([`access_line`]).
+static WRITER: OnceLock<NonBlocking> = OnceLock::new();
+
+/// Writes one line, `line` serialised as a JSON object, through the same writer as the
+/// `tracing` events; nothing before logging starts (the in-process tests).
+pub fn access_line(line: &impl serde::Serialize) {
+    let Some(writer) = WRITER.get() else { return };
+    let mut text = Vec::with_capacity(384);
+    if serde_json::to_writer(&mut text, line).is_ok() {
+        text.push(b'\n');
+        // A full queue drops the line and counts it (the writer is lossy), like any other.
+        let _ = writer.make_writer().write_all(&text);
+    }
+}
+
+/// Now, serialised as tracing-subscriber writes it on the other lines (RFC 3339, UTC).
+pub struct Timestamp;
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(32);
+        let mut writer = tracing_subscriber::fmt::format::Writer::new(&mut text);
+        // Formatting into a String does not fail; an empty timestamp would only be unusual.
+        let _ = SystemTime.format_time(&mut writer);
+        serializer.serialize_str(&text)
+    }
+}
+
+/// How traces are sampled; set once logging starts (the defaults before).
+static SAMPLING: OnceLock<Sampling> = OnceLock::new();
+
+#[derive(Debug, Clone, Copy)]
+struct Sampling {
+    ratio: f64,
+    trust_client: bool,
+}
+
+/// Whether a trace is sampled: by the client's flag when `[telemetry]
+/// trust_client_sampling` says so and the client sent one, else by `sample_ratio` over the
+/// trace id (the exporter's own rule, so logs, upstreams and exported spans agree).
+pub fn sampled(trace_id: &[u8; 16], client_sampled: Option<bool>) -> bool {
+    let policy = SAMPLING.get().copied().unwrap_or(Sampling {
+        ratio: 1.0,
+        trust_client: false,
+    });
+    match client_sampled {
+        Some(flag) if policy.trust_client => flag,
+        _ => gateway::trace::sampled_at(trace_id, policy.ratio),
+    }
+}
 
 /// What must outlive the serving: the log writer's thread and the span exporter. Dropping it
 /// writes the lines still queued and exports the spans still batched.
 pub struct Guard {
-    writer: Mutex<Option<WorkerGuard>>,
+    writer: Option<WorkerGuard>,
     tracer: Option<SdkTracerProvider>,
 }
 
@@ -49,7 +128,8 @@ impl Drop for Guard {
             // error is all there is to say, and there is no log left to say it in.
             let _ = provider.shutdown();
         }
-        drop(self.writer.lock().unwrap_or_else(|e| e.into_inner()).take());
+        // Waits (up to a second, tracing-appender's bound) for the queued lines.
+        drop(self.writer.take());
     }
 }
 
@@ -69,8 +149,16 @@ pub fn init(telemetry: &Telemetry) -> Result<Guard, InitError> {
         .buffered_lines_limit(QUEUED_LINES)
         .lossy(true)
         .thread_name("log-writer")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        .finish(Gathered(BufWriter::with_capacity(
+            256 * 1024,
+            std::io::stderr(),
+        )));
     let _ = DROPPED.set(writer.error_counter());
+    let _ = WRITER.set(writer.clone());
+    let _ = SAMPLING.set(Sampling {
+        ratio: telemetry.sample_ratio,
+        trust_client: telemetry.trust_client_sampling,
+    });
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -82,17 +170,22 @@ pub fn init(telemetry: &Telemetry) -> Result<Guard, InitError> {
         Some(endpoint) => Some(tracer_provider(endpoint.get_ref().as_str(), telemetry)?),
         None => None,
     };
-    let spans = tracer.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("tokengate"))
-            .with_filter(Targets::new().with_target(TRACE_TARGET, LevelFilter::INFO))
-    });
-    let _ = tracing_subscriber::registry()
-        .with(logs)
-        .with(spans)
-        .try_init();
+    // Two subscribers rather than an `Option` layer: a `None` layer still counts as
+    // interested in every span, and the request and phase spans would then be built (and
+    // entered, and closed) on every request for nothing (docs/benchmarks.md).
+    let registry = tracing_subscriber::registry().with(logs);
+    let _ = match &tracer {
+        Some(provider) => registry
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("tokengate"))
+                    .with_filter(Targets::new().with_target(TRACE_TARGET, LevelFilter::INFO)),
+            )
+            .try_init(),
+        None => registry.try_init(),
+    };
     Ok(Guard {
-        writer: Mutex::new(Some(worker)),
+        writer: Some(worker),
         tracer,
     })
 }
@@ -110,7 +203,10 @@ fn log_filter() -> Targets {
 }
 
 /// Spans batched and exported over OTLP/HTTP with protobuf bodies (the collector's port 4318),
-/// sampled at `sample_ratio` unless the client's `traceparent` already decided.
+/// sampled as [`sampled`] says: by trace id at `sample_ratio`, or, with
+/// `trust_client_sampling`, by the client's flag when it sent one. tokengate is usually the
+/// edge: by default a client can neither make it record every request (a cost lever on the
+/// collector) nor keep its own requests out of the traces.
 fn tracer_provider(endpoint: &str, telemetry: &Telemetry) -> Result<SdkTracerProvider, InitError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -121,9 +217,11 @@ fn tracer_provider(endpoint: &str, telemetry: &Telemetry) -> Result<SdkTracerPro
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            telemetry.sample_ratio,
-        ))))
+        .with_sampler(if telemetry.trust_client_sampling {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(telemetry.sample_ratio)))
+        } else {
+            Sampler::TraceIdRatioBased(telemetry.sample_ratio)
+        })
         .with_resource(resource)
         .build())
 }

@@ -373,43 +373,21 @@ fn read_text(json: &[u8]) -> Result<Read<'_>> {
 fn read_with<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
 ) -> Result<Read<'de>> {
-    let read = serde::Deserializer::deserialize_any(&mut de, TextVisitor)
+    let read = serde::Deserializer::deserialize_any(&mut de, crate::json::TopObject(TextVisitor))
         .map_err(|e| err!(JsonInvalid, "{e}"))?;
     de.end()
         .map_err(|_| err!(JsonInvalid, "trailing characters after the JSON value"))?;
     read.ok_or_else(|| err!(JsonInvalid, "JWS header is not a JSON object"))
 }
 
-/// The top-level value: `Some` for an object, `None` for any other valid JSON.
+/// The header object's members ([`crate::json::TopObject`] reads the rest of the text).
 struct TextVisitor;
 
 impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Option<Read<'de>>;
+    type Value = Read<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        SkipVisitor { depth: 0 }.visit_f64(v).map(|()| None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor { depth: 0 }.visit_seq(seq).map(|()| None)
+        f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -435,7 +413,7 @@ impl<'de> Visitor<'de> for TextVisitor {
                 read.rest.insert(key.into_owned(), value);
             }
         }
-        Ok(Some(read))
+        Ok(read)
     }
 }
 

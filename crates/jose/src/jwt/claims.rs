@@ -3,47 +3,66 @@
 //! Verification reads the registered claims in one pass over the claims text, which at the
 //! same time enforces every rule of [`json::parse`] (duplicate names at any depth, the depth
 //! limit), so a token is refused or accepted at verify time exactly as a full parse would.
-//! The text is kept, and the full `Map` is built only if a caller asks for it.
+//! The text is kept together with the registered claims, whose strings borrow from it (no
+//! copy per claim), and the full `Map` is built only if a caller asks for it.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 
+use self_cell::self_cell;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::{err, Result};
 use crate::json::{self, Key, Seen, SkipVisitor};
 
+self_cell!(
+    /// The claims text and the registered claims read from it. A string claim without
+    /// escapes is a `&str` into the text itself (an escaped one is decoded, so owned): there
+    /// is no offset to resolve later, so reading a claim cannot fail, and no copy is made.
+    struct ClaimsText {
+        owner: String,
+        #[covariant]
+        dependent: Registered,
+    }
+
+    impl {Debug}
+);
+
 /// A JWT claims set whose registered claims have their RFC 7519 §4.1 types.
 ///
 /// A wrongly typed registered claim (`"exp":"123"`, `"aud":5`) is an error, never read as
 /// absent: a validator that skips what it cannot parse is a validator that can be skipped.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Claims {
-    /// The claims JSON as verified (empty when built from a map).
-    json: String,
-    /// The registered claims; their strings may point into `json`.
-    reg: Registered,
-    /// All claims, parsed from `json` on first request.
+    /// The claims JSON as verified (empty when built from a map), with the registered claims.
+    text: ClaimsText,
+    /// All claims, parsed from the text on first request.
     map: OnceLock<Map<String, Value>>,
     /// `aud` as owned strings, made on first request.
     aud_list: OnceLock<Vec<String>>,
 }
 
-/// A string claim: where it lies in the claims text, or its value when it had escapes.
-#[derive(Debug, Clone)]
-enum Text {
-    Span(usize, usize),
-    Owned(Box<str>),
+impl Clone for Claims {
+    /// The copy's registered strings are owned: they cannot borrow from the copied text
+    /// without being located in it again, and clones are rare (verification makes none).
+    fn clone(&self) -> Self {
+        let reg = self.reg().to_owned_static();
+        Self {
+            text: ClaimsText::new(self.text.borrow_owner().clone(), |_| reg),
+            map: self.map.clone(),
+            aud_list: self.aud_list.clone(),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default)]
-enum Aud {
+#[derive(Debug, Default)]
+enum Aud<'a> {
     #[default]
     Absent,
-    One(Text),
-    Many(Vec<Text>),
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
 }
 
 fn numeric_date(map: &Map<String, Value>, name: &str) -> Result<Option<i64>> {
@@ -96,33 +115,34 @@ impl Claims {
         let text = |name: &str| {
             map.get(name)
                 .and_then(Value::as_str)
-                .map(|s| Text::Owned(s.into()))
+                .map(|s| Cow::Owned(s.to_owned()))
         };
         let aud = match map.get("aud") {
-            Some(Value::String(s)) => Aud::One(Text::Owned(s.as_str().into())),
+            Some(Value::String(s)) => Aud::One(Cow::Owned(s.clone())),
             Some(Value::Array(items)) => Aud::Many(
                 items
                     .iter()
                     .filter_map(Value::as_str)
-                    .map(|s| Text::Owned(s.into()))
+                    .map(|s| Cow::Owned(s.to_owned()))
                     .collect(),
             ),
             _ => Aud::Absent,
         };
+        let reg = Registered {
+            iss: text("iss"),
+            sub: text("sub"),
+            jti: text("jti"),
+            aud,
+            exp: numeric_date(&map, "exp")?,
+            nbf: numeric_date(&map, "nbf")?,
+            iat: numeric_date(&map, "iat")?,
+            client_id: text("client_id"),
+            scope: text("scope"),
+            present: ["client_id", "scope", "cnf"].map(|n| map.contains_key(n)),
+        };
         Ok(Self {
-            json: String::new(),
-            reg: Registered {
-                iss: text("iss"),
-                sub: text("sub"),
-                jti: text("jti"),
-                aud,
-                exp: numeric_date(&map, "exp")?,
-                nbf: numeric_date(&map, "nbf")?,
-                iat: numeric_date(&map, "iat")?,
-                client_id: text("client_id"),
-                scope: text("scope"),
-                present: ["client_id", "scope", "cnf"].map(|n| map.contains_key(n)),
-            },
+            // No text: the map is already there, so it is never parsed.
+            text: ClaimsText::new(String::new(), |_| reg),
             map: OnceLock::from(map),
             aud_list: OnceLock::new(),
         })
@@ -131,55 +151,26 @@ impl Claims {
     /// Parses a JWT payload: strict JSON, an object, registered claims well typed. Errors
     /// as `jwt::verify` reports them: `JwtInvalid` for the JSON, `JwtClaimInvalid` for types.
     pub(crate) fn parse(json: String) -> Result<Self> {
-        let reg = {
-            let mut de = serde_json::Deserializer::from_str(&json);
-            let top = Top
-                .deserialize(&mut de)
-                .map_err(|e| err!(JwtInvalid, "the JWT payload is not JSON: {e}"))?;
-            de.end().map_err(|_| {
-                err!(
-                    JwtInvalid,
-                    "the JWT payload is not JSON: trailing characters after the JSON value"
-                )
-            })?;
-            let slots =
-                top.ok_or_else(|| err!(JwtInvalid, "the JWT payload is not a JSON object"))?;
-            Registered::from_slots(&json, slots)?
-        };
+        let text = ClaimsText::try_new(json, |json| Registered::read(json))?;
         // Debug builds check at once what `as_map` relies on later: the full strict parse
-        // accepts what this pass accepted.
+        // accepts what this pass accepted (tests and fuzzing find a divergence here).
         debug_assert!(
-            json::parse_object(json.as_bytes(), "JWT claims").is_ok(),
+            json::parse_object(text.borrow_owner().as_bytes(), "JWT claims").is_ok(),
             "the one-pass claims parser accepted what json::parse refuses"
         );
         Ok(Self {
-            reg,
-            json,
+            text,
             map: OnceLock::new(),
             aud_list: OnceLock::new(),
         })
     }
 
-    /// A recorded string claim. Spans were checked against `json` when recorded and `json`
-    /// never changes, so one that does not resolve is a bug: answering `None` would make the
-    /// claim absent (no `jti` to check for revocation, no `sub`), so it stops instead (see
-    /// [`json::reread_failed`]).
-    fn resolve<'a>(&'a self, t: &'a Text) -> &'a str {
-        match t {
-            Text::Span(a, b) => match self.json.get(*a..*b) {
-                Some(s) => s,
-                None => json::reread_failed("JWT claims"),
-            },
-            Text::Owned(s) => s,
-        }
+    fn reg(&self) -> &Registered<'_> {
+        self.text.borrow_dependent()
     }
 
-    fn text<'a>(&'a self, t: &'a Option<Text>) -> Option<&'a str> {
-        t.as_ref().map(|t| self.resolve(t))
-    }
-
-    fn aud_texts(&self) -> &[Text] {
-        match &self.reg.aud {
+    fn aud_texts(&self) -> &[Cow<'_, str>] {
+        match &self.reg().aud {
             Aud::Absent => &[],
             Aud::One(t) => std::slice::from_ref(t),
             Aud::Many(v) => v,
@@ -188,62 +179,89 @@ impl Claims {
 
     /// Each `aud` value, without copying.
     pub(crate) fn aud_iter(&self) -> impl Iterator<Item = &str> {
-        self.aud_texts().iter().map(|t| self.resolve(t))
+        self.aud_texts().iter().map(|t| &**t)
+    }
+
+    /// Whether the claim is present, when the verification pass recorded it (registered
+    /// claims, `client_id`, `scope`, `cnf`); `None` for any other name.
+    fn recorded(&self, name: &str) -> Option<bool> {
+        let reg = self.reg();
+        Some(match name {
+            "iss" => reg.iss.is_some(),
+            "sub" => reg.sub.is_some(),
+            "jti" => reg.jti.is_some(),
+            "aud" => !matches!(reg.aud, Aud::Absent),
+            "exp" => reg.exp.is_some(),
+            "nbf" => reg.nbf.is_some(),
+            "iat" => reg.iat.is_some(),
+            "client_id" => reg.present[0],
+            "scope" => reg.present[1],
+            "cnf" => reg.present[2],
+            _ => return None,
+        })
     }
 
     /// Whether the claim is present; registered claims, `client_id`, `scope` and `cnf` are
     /// answered without the full map.
-    pub fn contains(&self, name: &str) -> bool {
-        match name {
-            "iss" => self.reg.iss.is_some(),
-            "sub" => self.reg.sub.is_some(),
-            "jti" => self.reg.jti.is_some(),
-            "aud" => !matches!(self.reg.aud, Aud::Absent),
-            "exp" => self.reg.exp.is_some(),
-            "nbf" => self.reg.nbf.is_some(),
-            "iat" => self.reg.iat.is_some(),
-            "client_id" => self.reg.present[0],
-            "scope" => self.reg.present[1],
-            "cnf" => self.reg.present[2],
-            _ => self.as_map().contains_key(name),
+    ///
+    /// # Errors
+    /// As [`Claims::as_map`], for any other name.
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        match self.recorded(name) {
+            Some(present) => Ok(present),
+            None => Ok(self.as_map()?.contains_key(name)),
         }
     }
 
-    /// All claims.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        // `parse` accepted this text under the same rules, so this parse cannot fail. If it
-        // ever did, no map is a safe answer: an empty one would say "absent" for every claim
-        // (a `cnf` binding the token to a key would be skipped), so it stops instead.
-        self.map.get_or_init(
-            || match json::parse_object(self.json.as_bytes(), "JWT claims") {
-                Ok(map) => map,
-                Err(_) => json::reread_failed("JWT claims"),
-            },
-        )
+    /// All claims, parsed from the verified text on first request (building the map during
+    /// verification costs about a fifth more per token, and most callers never ask).
+    ///
+    /// # Errors
+    /// `JwtInvalid` if the text does not parse again as it did when verified. Verification
+    /// read it under the same rules, so that would be a bug; it is an error, never an empty
+    /// or partial map, so that a caller refuses the token rather than read claims as absent
+    /// (a `cnf` binding the token to a key, say).
+    pub fn as_map(&self) -> Result<&Map<String, Value>> {
+        if let Some(map) = self.map.get() {
+            return Ok(map);
+        }
+        let map =
+            json::parse_object(self.text.borrow_owner().as_bytes(), "JWT claims").map_err(|e| {
+                err!(
+                    JwtInvalid,
+                    "the JWT claims do not read back as verified: {}",
+                    e.reason()
+                )
+            })?;
+        // Two threads may both parse; both get the map that was stored first.
+        Ok(self.map.get_or_init(|| map))
     }
 
     /// Any claim. An absent registered claim, `client_id`, `scope` or `cnf` is answered
     /// without building the full map.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        if !self.contains(name) {
-            return None;
+    ///
+    /// # Errors
+    /// As [`Claims::as_map`].
+    pub fn get(&self, name: &str) -> Result<Option<&Value>> {
+        if self.recorded(name) == Some(false) {
+            return Ok(None);
         }
-        self.as_map().get(name)
+        Ok(self.as_map()?.get(name))
     }
 
     /// `iss`.
     pub fn iss(&self) -> Option<&str> {
-        self.text(&self.reg.iss)
+        self.reg().iss.as_deref()
     }
 
     /// `sub`.
     pub fn sub(&self) -> Option<&str> {
-        self.text(&self.reg.sub)
+        self.reg().sub.as_deref()
     }
 
     /// `jti`.
     pub fn jti(&self) -> Option<&str> {
-        self.text(&self.reg.jti)
+        self.reg().jti.as_deref()
     }
 
     /// `aud`, as a list whether it was a string or an array.
@@ -254,27 +272,27 @@ impl Claims {
 
     /// `exp` in whole seconds since the epoch.
     pub fn exp(&self) -> Option<i64> {
-        self.reg.exp
+        self.reg().exp
     }
 
     /// `nbf` in whole seconds since the epoch.
     pub fn nbf(&self) -> Option<i64> {
-        self.reg.nbf
+        self.reg().nbf
     }
 
     /// `iat` in whole seconds since the epoch.
     pub fn iat(&self) -> Option<i64> {
-        self.reg.iat
+        self.reg().iat
     }
 
     /// `client_id` (RFC 8693 §4.3), when it is a string.
     pub fn client_id(&self) -> Option<&str> {
-        self.text(&self.reg.client_id)
+        self.reg().client_id.as_deref()
     }
 
     /// `scope` (RFC 8693 §4.2), when it is a string.
     pub fn scope(&self) -> Option<&str> {
-        self.text(&self.reg.scope)
+        self.reg().scope.as_deref()
     }
 }
 
@@ -317,39 +335,49 @@ enum Found<'de> {
 
 type Slots<'de> = [Option<Found<'de>>; 10];
 
-#[derive(Debug, Clone)]
-struct Registered {
-    iss: Option<Text>,
-    sub: Option<Text>,
-    jti: Option<Text>,
-    aud: Aud,
+/// The registered claims as read; their strings borrow from the claims text (see
+/// [`ClaimsText`]).
+#[derive(Debug)]
+struct Registered<'a> {
+    iss: Option<Cow<'a, str>>,
+    sub: Option<Cow<'a, str>>,
+    jti: Option<Cow<'a, str>>,
+    aud: Aud<'a>,
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
     /// `client_id` and `scope` (RFC 8693 §4.3, §4.2) when they are strings.
-    client_id: Option<Text>,
-    scope: Option<Text>,
+    client_id: Option<Cow<'a, str>>,
+    scope: Option<Cow<'a, str>>,
     /// Whether `client_id`, `scope` and `cnf` are present, whatever their type.
     present: [bool; 3],
 }
 
-impl Registered {
-    fn from_slots(json: &str, slots: Slots<'_>) -> Result<Self> {
+impl<'a> Registered<'a> {
+    /// Reads `json` in one pass: strict JSON, an object, registered claims well typed.
+    fn read(json: &'a str) -> Result<Self> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let top = serde::Deserializer::deserialize_any(&mut de, json::TopObject(Top))
+            .map_err(|e| err!(JwtInvalid, "the JWT payload is not JSON: {e}"))?;
+        de.end().map_err(|_| {
+            err!(
+                JwtInvalid,
+                "the JWT payload is not JSON: trailing characters after the JSON value"
+            )
+        })?;
+        let slots = top.ok_or_else(|| err!(JwtInvalid, "the JWT payload is not a JSON object"))?;
+        Self::from_slots(slots)
+    }
+
+    fn from_slots(slots: Slots<'a>) -> Result<Self> {
         let [iss, sub, jti, aud, exp, nbf, iat, client_id, scope, cnf] = slots;
         let present = [client_id.is_some(), scope.is_some(), cnf.is_some()];
-        let text = |s: Cow<'_, str>| match s {
-            Cow::Borrowed(b) => match json::span(json, b) {
-                Some((a, z)) => Text::Span(a, z),
-                None => Text::Owned(b.into()),
-            },
-            Cow::Owned(o) => Text::Owned(o.into_boxed_str()),
-        };
-        let string = |found: Option<Found<'_>>, name: &str| match found {
+        let string = |found: Option<Found<'a>>, name: &str| match found {
             None => Ok(None),
-            Some(Found::Str(s)) => Ok(Some(text(s))),
+            Some(Found::Str(s)) => Ok(Some(s)),
             Some(_) => Err(err!(JwtClaimInvalid, "{name:?} must be a string")),
         };
-        let date = |found: Option<Found<'_>>, name: &str| match found {
+        let date = |found: Option<Found<'a>>, name: &str| match found {
             None => Ok(None),
             Some(Found::Num(Some(secs))) => Ok(Some(secs)),
             Some(Found::Num(None)) => Err(err!(JwtClaimInvalid, "{name:?} is out of range")),
@@ -358,8 +386,8 @@ impl Registered {
                 "{name:?} must be a NumericDate (a JSON number)"
             )),
         };
-        let lenient = |found: Option<Found<'_>>| match found {
-            Some(Found::Str(s)) => Some(text(s)),
+        let lenient = |found: Option<Found<'a>>| match found {
+            Some(Found::Str(s)) => Some(s),
             _ => None,
         };
         let iss = string(iss, "iss")?;
@@ -367,8 +395,8 @@ impl Registered {
         let jti = string(jti, "jti")?;
         let aud = match aud {
             None => Aud::Absent,
-            Some(Found::Str(s)) => Aud::One(text(s)),
-            Some(Found::List(Some(items))) => Aud::Many(items.into_iter().map(text).collect()),
+            Some(Found::Str(s)) => Aud::One(s),
+            Some(Found::List(Some(items))) => Aud::Many(items),
             Some(_) => return Err(aud_error()),
         };
         Ok(Self {
@@ -384,46 +412,40 @@ impl Registered {
             present,
         })
     }
+
+    /// A copy that borrows nothing.
+    fn to_owned_static(&self) -> Registered<'static> {
+        fn own(s: &str) -> Cow<'static, str> {
+            Cow::Owned(s.to_owned())
+        }
+        let text = |t: &Option<Cow<'_, str>>| t.as_deref().map(own);
+        Registered {
+            iss: text(&self.iss),
+            sub: text(&self.sub),
+            jti: text(&self.jti),
+            aud: match &self.aud {
+                Aud::Absent => Aud::Absent,
+                Aud::One(t) => Aud::One(own(t)),
+                Aud::Many(v) => Aud::Many(v.iter().map(|t| own(t)).collect()),
+            },
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+            client_id: text(&self.client_id),
+            scope: text(&self.scope),
+            present: self.present,
+        }
+    }
 }
 
-/// The top-level value: `Some(slots)` for an object, `None` for any other valid JSON.
+/// The claims object's members ([`json::TopObject`] reads the rest of the text).
 struct Top;
 
-impl<'de> DeserializeSeed<'de> for Top {
-    type Value = Option<Slots<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for Top {
-    type Value = Option<Slots<'de>>;
+    type Value = Slots<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        SkipVisitor { depth: 0 }.visit_f64(v).map(|()| None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor { depth: 0 }.visit_seq(seq).map(|()| None)
+        f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -439,7 +461,7 @@ impl<'de> Visitor<'de> for Top {
                 None => map.next_value_seed(child)?,
             }
         }
-        Ok(Some(slots))
+        Ok(slots)
     }
 }
 

@@ -238,7 +238,7 @@ impl Validation {
             }
         }
         for name in &self.required {
-            if !claims.contains(name) {
+            if !claims.contains(name)? {
                 return Err(err!(JwtClaimInvalid, "missing required claim {name:?}"));
             }
         }

@@ -179,7 +179,7 @@ fn nested_example_decrypts_then_verifies() {
     )
     .unwrap();
     assert_eq!(
-        jwt.claims.get("http://example.com/is_root"),
+        jwt.claims.get("http://example.com/is_root").unwrap(),
         Some(&Value::Bool(true))
     );
     // Its inner JWS alone, where encryption is required, is refused.

@@ -173,7 +173,9 @@ fn verify(args: &JwtVerifyArgs) -> Result<(), CliError> {
         }
         err
     })?;
-    print_json(&Value::Object(verified.claims.as_map().clone()))
+    // Claims that cannot be read refuse the token, with the exit code of any refusal.
+    let claims = verified.claims.as_map().map_err(|e| CliError::verify(&e))?;
+    print_json(&Value::Object(claims.clone()))
 }
 
 fn inspect(args: &JwtInspectArgs) -> Result<(), CliError> {

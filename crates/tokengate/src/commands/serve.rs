@@ -90,8 +90,8 @@ pub fn dev(args: DevArgs) -> Result<(), CliError> {
             None => {
                 let (_, flags) = storage(&args.storage)?;
                 let upstream = crate::demo::start().await?;
-                let config = Config::parse(&dev_config(upstream), "(dev defaults)")
-                    .map_err(config_error)?;
+                let config =
+                    Config::parse(&dev_config(upstream), "(dev defaults)").map_err(config_error)?;
                 (config, flags, None)
             }
         };

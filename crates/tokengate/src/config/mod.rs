@@ -466,6 +466,7 @@ impl Config {
                 "otlp_endpoint": self.telemetry.otlp_endpoint.as_ref().map(|u| u.get_ref().as_str()),
                 "service_name": self.telemetry.service_name,
                 "sample_ratio": self.telemetry.sample_ratio,
+                "trust_client_sampling": self.telemetry.trust_client_sampling,
             },
         })
     }

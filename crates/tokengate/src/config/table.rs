@@ -355,6 +355,12 @@ fn route(r: &Route, issuers: &[Arc<IssuerSpec>]) -> Result<RouteSpec, Failure> {
             format!("routes.name {name:?} is empty or declared twice"),
         ));
     }
+    if name == gateway::metrics::UNROUTED {
+        return Err((
+            r.name.span(),
+            format!("routes.name {name:?} is reserved: it labels unrouted requests in the metrics"),
+        ));
+    }
     let path = path_match(r)?;
     check_headers(r)?;
     if r.upstreams.get_ref().is_empty() {
@@ -487,6 +493,12 @@ fn host(r: &Route) -> Result<Option<String>, Failure> {
         return Ok(None);
     };
     let text = host.get_ref();
+    // An IPv6 address is written without brackets: the request's `[::1]:8080` is compared
+    // as `::1`.
+    if let Ok(v6) = text.parse::<std::net::Ipv6Addr>() {
+        // Compared as text with the request's: in the form clients write (RFC 5952).
+        return Ok(Some(v6.to_string()));
+    }
     let ok = !text.is_empty()
         && text
             .bytes()
@@ -495,8 +507,9 @@ fn host(r: &Route) -> Result<Option<String>, Failure> {
         return Err((
             host.span(),
             format!(
-                "routes {:?}: host {text:?} must be a DNS name or IPv4 address without port \
-                 (an internationalised name in its xn-- form)",
+                "routes {:?}: host {text:?} must be a DNS name, an IPv4 address or an IPv6 \
+                 address without brackets, without port (an internationalised name in its xn-- \
+                 form)",
                 r.name.get_ref()
             ),
         ));
@@ -637,7 +650,12 @@ const FRAMING: [&str; 8] = [
     "upgrade",
 ];
 
-/// Nothing a route sets may break framing, and no header may carry two claims.
+/// Fields the gateway sets on every upstream request after the route's rules: a rule on them
+/// would be silently undone.
+const GATEWAY_SET: [&str; 3] = ["traceparent", "tracestate", "x-request-id"];
+
+/// Nothing a route sets may break framing or be undone by the gateway, and no header may
+/// carry two claims.
 fn check_headers(route: &Route) -> Result<(), Failure> {
     let name = route.name.get_ref();
     let at = |message: String| (route.name.span(), format!("routes {name:?}: {message}"));
@@ -662,6 +680,29 @@ fn check_headers(route: &Route) -> Result<(), Failure> {
     {
         return Err(at(format!(
             "{h:?} frames the message or belongs to the connection; a route may not set it"
+        )));
+    }
+    let mut upstream_bound = route
+        .request_headers
+        .set
+        .0
+        .iter()
+        .map(|(h, _)| h.0.as_str())
+        .chain(route.request_headers.remove.iter().map(|h| h.0.as_str()))
+        .chain(claims.iter().copied())
+        // The response's `X-Request-Id` is set last too.
+        .chain(
+            route
+                .response_headers
+                .set
+                .0
+                .iter()
+                .map(|(h, _)| h.0.as_str())
+                .filter(|h| *h == "x-request-id"),
+        );
+    if let Some(h) = upstream_bound.find(|h| GATEWAY_SET.contains(h)) {
+        return Err(at(format!(
+            "the gateway sets {h:?} itself (on every upstream request, and the request id on every response); a route may not set or remove it"
         )));
     }
     if let Some((_, h)) = claims

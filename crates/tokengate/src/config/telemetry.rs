@@ -17,10 +17,14 @@ pub struct Telemetry {
     /// `service.name` of the exported spans.
     #[serde(default = "default_service_name")]
     pub service_name: String,
-    /// Share of new traces recorded, 0.0 to 1.0; a client's `traceparent` decides for the
-    /// traces it continues (its sampled flag).
+    /// Share of traces recorded, 0.0 to 1.0, decided by trace id; also the sampled flag
+    /// sent upstream when nothing is exported.
     #[serde(default = "one", deserialize_with = "ratio")]
     pub sample_ratio: f64,
+    /// Whether a client's `traceparent` sampled flag decides for the traces it continues
+    /// (for a tokengate behind another traced proxy); by default `sample_ratio` decides.
+    #[serde(default)]
+    pub trust_client_sampling: bool,
 }
 
 impl Default for Telemetry {
@@ -29,6 +33,7 @@ impl Default for Telemetry {
             otlp_endpoint: None,
             service_name: default_service_name(),
             sample_ratio: one(),
+            trust_client_sampling: false,
         }
     }
 }
@@ -43,12 +48,24 @@ fn one() -> f64 {
 
 fn collector_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Url>>, D::Error> {
     let url = Spanned::<Url>::deserialize(d)?;
-    match url.get_ref().scheme() {
-        "http" | "https" => Ok(Some(url)),
-        other => Err(D::Error::custom(format!(
-            "otlp_endpoint must be an http or https URL (OTLP over HTTP), not {other}:"
-        ))),
+    let u = url.get_ref();
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(D::Error::custom(format!(
+            "otlp_endpoint must be an http or https URL (OTLP over HTTP), not {}:",
+            u.scheme()
+        )));
     }
+    // The path gets `/v1/traces`; credentials would be printed by `config check` and logged.
+    if u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+        || u.password().is_some()
+    {
+        return Err(D::Error::custom(
+            "otlp_endpoint takes no query, fragment, user name or password",
+        ));
+    }
+    Ok(Some(url))
 }
 
 fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {

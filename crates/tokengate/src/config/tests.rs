@@ -330,12 +330,12 @@ fn values_that_could_never_work_are_refused_not_adjusted() {
         (
             route("host = \"api.example:8443\"\n"),
             (5, 8),
-            "routes \"a\": host \"api.example:8443\" must be a DNS name or IPv4 address without port (an internationalised name in its xn-- form)",
+            "routes \"a\": host \"api.example:8443\" must be a DNS name, an IPv4 address or an IPv6 address without brackets, without port (an internationalised name in its xn-- form)",
         ),
         (
             route("host = \"*.example\"\n"),
             (5, 8),
-            "routes \"a\": host \"*.example\" must be a DNS name or IPv4 address without port (an internationalised name in its xn-- form)",
+            "routes \"a\": host \"*.example\" must be a DNS name, an IPv4 address or an IPv6 address without brackets, without port (an internationalised name in its xn-- form)",
         ),
         (
             route("strip_prefix = \"/v2\"\n"),
@@ -569,6 +569,52 @@ fn telemetry_is_off_by_default_and_checked_when_on() {
     let (at, message) = refused("[telemetry]\nsample_ratio = 1.5\n");
     assert_eq!(at, (2, 16));
     assert!(message.contains("between 0.0 and 1.0"), "{message}");
+    let (_, message) = refused("[telemetry]\notlp_endpoint = \"http://u:p@collector:4318\"\n");
+    assert!(
+        message.contains("no query, fragment, user name or password"),
+        "{message}"
+    );
+    assert!(!on.telemetry.trust_client_sampling);
     let (_, message) = refused("[telemetry]\nendpoint = \"http://x\"\n");
     assert!(message.contains("unknown field"), "{message}");
+}
+
+#[test]
+fn what_the_gateway_sets_itself_and_the_unrouted_label_are_not_a_routes() {
+    let with = |extra: &str| {
+        format!("[[routes]]\nname = \"r\"\npath_prefix = \"/a/\"\n{UP}auth = \"none\"\n{extra}")
+    };
+    for extra in [
+        "request_headers = { set = { traceparent = \"00-x\" } }\n",
+        "request_headers = { remove = [\"TraceState\"] }\n",
+        "request_headers = { set = { x-request-id = \"fixed\" } }\n",
+        "response_headers = { set = { X-Request-Id = \"fixed\" } }\n",
+    ] {
+        let (_, message) = refused(&with(extra));
+        assert!(
+            message.contains("the gateway sets") && message.contains("itself"),
+            "{extra}: {message}"
+        );
+    }
+    // A response header of the same name is the route's to set.
+    assert!(Config::parse(
+        &with("response_headers = { set = { traceparent = \"x\" } }\n"),
+        "t.toml"
+    )
+    .is_ok());
+    let (at, message) = refused(&format!(
+        "[[routes]]\nname = \"-\"\npath_prefix = \"/a/\"\n{UP}auth = \"none\"\n"
+    ));
+    assert_eq!(at, (2, 8));
+    assert!(message.contains("is reserved"), "{message}");
+    let v6 = Config::parse(
+        &format!("[[routes]]\nname = \"r\"\nhost = \"0:0::1\"\npath_prefix = \"/a/\"\n{UP}auth = \"none\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(v6.effective()["routes"][0]["host"], "::1");
+    let (_, message) = refused(&format!(
+        "[[routes]]\nname = \"r\"\nhost = \"[::1]\"\npath_prefix = \"/a/\"\n{UP}auth = \"none\"\n"
+    ));
+    assert!(message.contains("without brackets"), "{message}");
 }

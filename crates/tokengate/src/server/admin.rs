@@ -163,8 +163,19 @@ async fn json_body<T: DeserializeOwned>(body: Body, id: &str) -> Result<T, Respo
 fn reply<T: Serialize>(status: StatusCode, body: &T, id: &str) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => json_bytes(status, Bytes::from(bytes)),
-        Err(e) => admin_error(&AdminError::Invalid(format!("unserializable: {e}")), id),
+        Err(e) => server_fault(&format!("a response body did not serialise: {e}"), id),
     }
+}
+
+/// A fault of the server's own (never the request's): logged with the request id, 500.
+fn server_fault(what: &str, id: &str) -> Response {
+    tracing::error!("request {id}: {what}");
+    error_json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "internal error; see the log for this request id",
+        id,
+    )
 }
 
 fn json_bytes(status: StatusCode, bytes: Bytes) -> Response {
@@ -200,8 +211,8 @@ struct ClientPath {
 async fn serve_document(Extension(id): Extension<RequestId>) -> Response {
     match &*DOCUMENT {
         Ok(bytes) => json_bytes(StatusCode::OK, bytes.clone()),
-        Err(e) => admin_error(
-            &AdminError::Invalid(format!("the OpenAPI document: {e}")),
+        Err(e) => server_fault(
+            &format!("the OpenAPI document did not serialise: {e}"),
             &id.0,
         ),
     }

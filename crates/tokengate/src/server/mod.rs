@@ -126,7 +126,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
     req.extensions_mut().insert(RequestId(request.id.clone()));
     req.extensions_mut().insert(request.clone());
-    let response = next.run(req).instrument(request.span.clone()).await;
+    let response = in_span(&request.span, next.run(req)).await;
     request.finish(response)
 }
 
@@ -151,10 +151,18 @@ pub async fn gateway_request(
 ) -> Response {
     let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
     let ctx = request.gateway_context(conn);
-    let response = enter_gateway(app, &ctx, req)
-        .instrument(request.span.clone())
-        .await;
+    let response = in_span(&request.span, enter_gateway(app, &ctx, req)).await;
     request.finish(response)
+}
+
+/// Runs `work` inside `span` when the span is recorded; otherwise as it is, without the
+/// wrapper's enter and exit on every poll.
+async fn in_span<F: std::future::Future>(span: &tracing::Span, work: F) -> F::Output {
+    if span.is_disabled() {
+        work.await
+    } else {
+        work.instrument(span.clone()).await
+    }
 }
 
 /// The one way into the gateway, from the listener's fast path ([`gateway_request`]) and from

@@ -20,8 +20,6 @@ pub struct RequestTrace {
     pub id: String,
     /// This node's place in the request's trace, sent to the upstream.
     pub trace: TraceContext,
-    /// Whether the trace was the client's (its `tracestate` is then forwarded).
-    pub continued: bool,
     /// The span the request is handled in (disabled unless traces are exported).
     pub span: tracing::Span,
     method: Method,
@@ -44,17 +42,17 @@ impl RequestTrace {
             http.route = Empty,
             http.response.status_code = Empty,
         );
-        // One draw serves the request id and a new trace's ids: all three are for
-        // correlation only.
-        let fresh = unique_words();
-        let trace = match exported_context(&span, incoming.as_ref()) {
+        let mut trace = match exported_context(&span, incoming.as_ref()) {
             Some(ours) => ours,
-            None => unexported_context(incoming.as_ref(), fresh),
+            None => unexported_context(incoming.as_ref()),
         };
+        // A vendor's state belongs to the client's trace: kept only when that goes on.
+        if incoming.is_some() {
+            trace.tracestate = gateway::trace::tracestate(headers);
+        }
         RequestTrace {
-            id: request_id_of(headers, fresh),
+            id: request_id_of(headers),
             trace,
-            continued: incoming.is_some(),
             span,
             method: method.clone(),
             path: path.to_owned(),
@@ -79,22 +77,25 @@ impl RequestTrace {
         if status >= 500 {
             self.span.record("otel.status_code", "ERROR");
         }
-        tracing::info!(
+        let trace_id = self.trace.trace_id_hex();
+        crate::log::access_line(&AccessLine {
+            timestamp: crate::log::Timestamp,
+            level: "INFO",
             target: ACCESS_TARGET,
-            request_id = self.id.as_str(),
-            trace_id = self.trace.trace_id_hex().as_str(),
-            method = self.method.as_str(),
-            path = self.path.as_str(),
+            request_id: &self.id,
+            trace_id: &trace_id,
+            method: self.method.as_str(),
+            path: &self.path,
             status,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             route,
-            client_id = info.and_then(|i| i.client_id.as_deref()),
-            sub = info.and_then(|i| i.sub.as_deref()),
-            token_hash = info.and_then(|i| i.token_hash.as_deref()),
-            upstream = info.and_then(|i| i.upstream.as_deref()),
-            denial = info.and_then(|i| i.denial),
-            detail = info.and_then(|i| i.detail.as_deref()),
-        );
+            client_id: info.and_then(|i| i.client_id.as_deref()),
+            sub: info.and_then(|i| i.sub.as_deref()),
+            token_hash: info.and_then(|i| i.token_hash.as_deref()),
+            upstream: info.and_then(|i| i.upstream.as_deref()),
+            denial: info.and_then(|i| i.denial),
+            detail: info.and_then(|i| i.detail.as_deref()),
+        });
         response
     }
 
@@ -104,10 +105,41 @@ impl RequestTrace {
             request_id: self.id.clone(),
             peer: conn.peer.map(|p| p.ip()),
             tls: conn.tls,
-            trace: self.trace,
-            trace_continued: self.continued,
+            trace: self.trace.clone(),
         }
     }
+}
+
+/// One access-log line, with the members of the other log lines (tracing-subscriber's JSON:
+/// `timestamp`, `level`, `target` and the fields; a field without a value left out).
+/// Serialised straight to the log writer rather than through a `tracing` event: the JSON
+/// formatter cost the cached gateway path about 4 µs of CPU per request, 7 to 10 % of its
+/// throughput in `bench/gateway` (docs/benchmarks.md).
+#[derive(serde::Serialize)]
+struct AccessLine<'a> {
+    timestamp: crate::log::Timestamp,
+    level: &'static str,
+    target: &'static str,
+    request_id: &'a str,
+    trace_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_hash: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    denial: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 /// When spans are exported: the client's trace continued as the span's parent, and the
@@ -118,11 +150,13 @@ fn exported_context(span: &tracing::Span, incoming: Option<&Incoming>) -> Option
     if span.is_disabled() {
         return None;
     }
+    // The client's sampled flag goes to the sampler, which follows it only when
+    // `trust_client_sampling` is set (crate::log::init).
     if let Some(parent) = incoming {
         let remote = SpanContext::new(
             TraceId::from_bytes(parent.trace_id),
             SpanId::from_bytes(parent.parent_id),
-            TraceFlags::new(parent.flags),
+            TraceFlags::new(parent.flags & 1),
             true,
             TraceState::default(),
         );
@@ -134,32 +168,48 @@ fn exported_context(span: &tracing::Span, incoming: Option<&Incoming>) -> Option
         trace_id: ours.trace_id().to_bytes(),
         span_id: ours.span_id().to_bytes(),
         flags: ours.trace_flags().to_u8(),
+        tracestate: None,
     })
 }
 
 /// When spans are not exported, this node records nothing of the trace: the client's
-/// `traceparent` goes on as it came (the upstream's spans then hang off the client's), and
-/// without one a new trace starts here, marked sampled so that an upstream that samples by
-/// its parent records it as it would a trace of its own.
-fn unexported_context(incoming: Option<&Incoming>, [high, low]: [u64; 2]) -> TraceContext {
-    match incoming {
-        Some(parent) => TraceContext {
-            trace_id: parent.trace_id,
-            span_id: parent.parent_id,
-            flags: parent.flags,
-        },
-        // `low` is unique per request in this process, and so is any bijection of it.
-        None => TraceContext {
-            trace_id: (u128::from(high) << 64 | u128::from(low)).to_be_bytes(),
-            span_id: mix(low).to_be_bytes(),
-            flags: 1,
-        },
+/// `traceparent` goes on with its ids (the upstream's spans then hang off the client's), and
+/// without one a new trace starts here. Either way the sampled flag is what this node's
+/// sampler would decide ([`crate::log::sampled`]), so `sample_ratio` bounds what upstreams
+/// that sample by their parent record, and a client cannot raise it.
+fn unexported_context(incoming: Option<&Incoming>) -> TraceContext {
+    let (trace_id, span_id) = match incoming {
+        Some(parent) => (parent.trace_id, parent.parent_id),
+        None => new_trace_ids(),
+    };
+    TraceContext {
+        trace_id,
+        span_id,
+        flags: u8::from(crate::log::sampled(
+            &trace_id,
+            incoming.map(Incoming::sampled),
+        )),
+        tracestate: None,
     }
 }
 
+/// A new trace id and span id, for correlation only: [`unique_words`] mixed once more, so
+/// they are unique to the request and not the request id's bytes, without a random draw per
+/// request (a DRBG draw per request cost the cached path measurably, docs/benchmarks.md run
+/// 4). Never zero, which W3C Trace Context calls invalid.
+fn new_trace_ids() -> ([u8; 16], [u8; 8]) {
+    let [prefix, mixed] = unique_words();
+    let high = mix(prefix ^ mixed.rotate_left(32)) | 1;
+    let low = mix(mixed ^ 0x9e37_79b9_7f4a_7c15);
+    (
+        (u128::from(high) << 64 | u128::from(low)).to_be_bytes(),
+        (mix(low ^ prefix) | 1).to_be_bytes(),
+    )
+}
+
 /// The request's id: the client's `X-Request-Id` when it is 1–128 characters of
-/// `[A-Za-z0-9._:-]` (safe in logs and headers), a new one from `fresh` otherwise.
-fn request_id_of(headers: &HeaderMap, [prefix, mixed]: [u64; 2]) -> String {
+/// `[A-Za-z0-9._:-]` (safe in logs and headers), a new one otherwise.
+fn request_id_of(headers: &HeaderMap) -> String {
     let given = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok());
     match given {
         Some(text)
@@ -172,6 +222,7 @@ fn request_id_of(headers: &HeaderMap, [prefix, mixed]: [u64; 2]) -> String {
             text.to_owned()
         }
         _ => {
+            let [prefix, mixed] = unique_words();
             let mut raw = [0u8; 16];
             let (a, b) = raw.split_at_mut(8);
             a.copy_from_slice(&prefix.to_le_bytes());
@@ -211,29 +262,40 @@ fn mix(mut x: u64) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_clients_trace_goes_on_unchanged_when_nothing_is_exported() {
-        let mut headers = HeaderMap::new();
-        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        headers.insert("traceparent", HeaderValue::from_static(given));
-        let request = RequestTrace::start(&Method::GET, "/api/x", &headers);
-        assert!(request.continued);
-        assert_eq!(request.trace.traceparent(), given);
+    fn a_clients_trace_goes_on_with_this_nodes_sampling_when_nothing_is_exported() {
+        let trace = |given: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", HeaderValue::from_static(given));
+            headers.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+            RequestTrace::start(&Method::GET, "/api/x", &headers).trace
+        };
+        // The default: every trace sampled, whatever the client's flag said.
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace(sampled).traceparent(), sampled);
+        let unsampled = trace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        assert_eq!(unsampled.traceparent(), sampled);
+        assert_eq!(unsampled.tracestate.unwrap(), "congo=t61rcWkgMzE");
     }
 
     #[test]
-    fn without_one_a_new_sampled_trace_starts() {
+    fn without_one_a_new_random_trace_starts() {
         let one = RequestTrace::start(&Method::GET, "/", &HeaderMap::new());
         let two = RequestTrace::start(&Method::GET, "/", &HeaderMap::new());
-        assert!(!one.continued);
         assert_ne!(one.trace.trace_id, two.trace.trace_id);
+        assert_ne!(
+            one.trace.trace_id[..8],
+            two.trace.trace_id[..8],
+            "mixed, not a counter"
+        );
         assert_ne!(one.trace.trace_id, [0; 16]);
         assert_ne!(one.trace.span_id, [0; 8]);
         assert_eq!(one.trace.flags, 1);
+        assert_eq!(one.trace.tracestate, None);
         assert_ne!(one.id, two.id);
     }
 
@@ -241,9 +303,9 @@ mod tests {
     fn a_sane_request_id_is_kept_and_any_other_replaced() {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123:x.y_z"));
-        assert_eq!(request_id_of(&headers, unique_words()), "abc-123:x.y_z");
+        assert_eq!(request_id_of(&headers), "abc-123:x.y_z");
         headers.insert(REQUEST_ID, HeaderValue::from_static("a b"));
-        let replaced = request_id_of(&headers, unique_words());
+        let replaced = request_id_of(&headers);
         assert_eq!(replaced.len(), 22, "{replaced}");
         assert_ne!(replaced, "a b");
     }

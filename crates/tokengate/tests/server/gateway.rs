@@ -89,7 +89,10 @@ pub async fn routing_rewriting_and_forwarded_identity(ctx: Ctx) {
     let fields: Vec<&str> = started.split('-').collect();
     assert_eq!(fields.len(), 4, "{started}");
     assert_eq!((fields[0], fields[3]), ("00", "01"), "{started}");
-    assert!(fields[1].len() == 32 && fields[1] != "0".repeat(32), "{started}");
+    assert!(
+        fields[1].len() == 32 && fields[1] != "0".repeat(32),
+        "{started}"
+    );
     assert!(seen["headers"].get("tracestate").is_none());
     // ... and the client's, with its vendor state, continued unchanged.
     let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -115,7 +118,10 @@ pub async fn routing_rewriting_and_forwarded_identity(ctx: Ctx) {
     // An invalid one starts a new trace, and its vendor state is dropped with it.
     let seen = with_trace("00-00000000000000000000000000000000-00f067aa0ba902b7-01").await;
     let replaced = seen["headers"]["traceparent"].as_str().unwrap();
-    assert!(!replaced.contains("00000000000000000000000000000000"), "{replaced}");
+    assert!(
+        !replaced.contains("00000000000000000000000000000000"),
+        "{replaced}"
+    );
     assert_ne!(replaced, started, "a new trace per request");
     assert!(seen["headers"].get("tracestate").is_none());
 
@@ -387,7 +393,7 @@ pub async fn forward_original_and_internal_tokens(ctx: Ctx) {
         .audience(API);
     let claims = jwt::verify(&internal, &jwks, &v).unwrap().claims;
     assert_eq!(claims.sub(), Some("user-1"));
-    assert_eq!(claims.get("scope").unwrap(), "read");
+    assert_eq!(claims.get("scope").unwrap().unwrap(), "read");
     assert!(claims.exp().unwrap() - claims.iat().unwrap() <= 60);
     // Reused while fresh.
     let again = f.get("/int/x", &[("authorization", &bearer)]).await.json();

@@ -60,7 +60,7 @@ pub async fn introspect_json_and_jwt(ctx: Ctx) {
         .allow_missing_exp();
     let verified = jwt::verify(&signed, &jwks, &v).unwrap();
     assert_eq!(
-        verified.claims.get("token_introspection").unwrap()["active"],
+        verified.claims.get("token_introspection").unwrap().unwrap()["active"],
         true
     );
 

@@ -371,7 +371,10 @@ fn unix_seconds(timestamp: &str) -> i64 {
             .parse()
             .unwrap_or_else(|e| panic!("{timestamp}: {e}"))
     };
-    assert!(timestamp.ends_with('Z') && &timestamp[10..11] == "T", "{timestamp}");
+    assert!(
+        timestamp.ends_with('Z') && &timestamp[10..11] == "T",
+        "{timestamp}"
+    );
     let (y, m, d) = (field(0..4), field(5..7), field(8..10));
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -1181,8 +1184,8 @@ async fn serve_with_a_postgresql_database_url() {
             let claims = jose::jwt::verify(&token, &jwks, &validation)
                 .unwrap()
                 .claims;
-            assert_eq!(claims.get("client_id").unwrap(), id.as_str());
-            assert_eq!(claims.get("scope").unwrap(), "read");
+            assert_eq!(claims.get("client_id").unwrap().unwrap(), id.as_str());
+            assert_eq!(claims.get("scope").unwrap().unwrap(), "read");
             let jti = claims.jti().unwrap().to_owned();
             // Stopped cleanly, so no connection of it is left when the schema is dropped.
             server.stop();
