@@ -42,6 +42,21 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 
+/// Awaits an async phase inside its span when spans are recorded, and as it is otherwise. A
+/// macro, not a function: the phase's future stays in the pipeline's own state, where a
+/// wrapper would copy it into its own (the forward phase's is the size of an HTTP client
+/// exchange) on every request.
+macro_rules! in_phase {
+    ($which:expr, $work:expr) => {{
+        let span = phase($which);
+        if span.is_disabled() {
+            $work.await
+        } else {
+            $work.instrument(span).await
+        }
+    }};
+}
+
 use crate::auth::{Authenticator, Denial, RequestFacts, Verified};
 use crate::cache::TokenCache;
 use crate::client::{BoxError, OutBody};
@@ -282,11 +297,10 @@ impl Gateway {
         };
         // Authenticate, then authorize: before any work for the request, cheapest checks
         // first, and only a verified token's claims are worth authorizing.
-        let verified = in_phase(
+        let verified = in_phase!(
             Phase::Authenticate,
-            self.authenticate(route, &parts, &facts, ctx, info),
+            self.authenticate(route, &parts, &facts, ctx, info)
         )
-        .await
         .map_err(|denial| Failure {
             dpop_scheme: respond::uses_dpop_scheme(&parts.headers),
             ..on_route(ProxyError::Denied(denial))
@@ -315,10 +329,13 @@ impl Gateway {
             .flatten();
         // Forward: to a healthy target, retried only when that is safe.
         let (body, over_limit) = limited(body, route.max_body);
-        let forwarded = route
-            .upstreams
-            .forward(parts, out.path_and_query, body, retryable);
-        let (response, target) = in_phase(Phase::Forward, forwarded).await.map_err(|e| {
+        let forwarded = in_phase!(
+            Phase::Forward,
+            route
+                .upstreams
+                .forward(parts, out.path_and_query, body, retryable)
+        );
+        let (response, target) = forwarded.map_err(|e| {
             // However the client reports it (HTTP/1 passes the body's error on, h2 only
             // resets the stream), a body stopped at the limit is the client's 413.
             on_route(if over_limit.load(Ordering::Relaxed) {
@@ -411,17 +428,6 @@ fn phase(phase: Phase) -> tracing::Span {
         Phase::Rewrite => tracing::info_span!(target: trace::TARGET, "rewrite"),
         Phase::Forward => tracing::info_span!(target: trace::TARGET, "forward"),
         Phase::Respond => tracing::info_span!(target: trace::TARGET, "respond"),
-    }
-}
-
-/// Runs an async phase inside its span when spans are recorded; otherwise as it is,
-/// without the wrapper's enter and exit on every poll.
-async fn in_phase<F: std::future::Future>(which: Phase, work: F) -> F::Output {
-    let span = phase(which);
-    if span.is_disabled() {
-        work.await
-    } else {
-        work.instrument(span).await
     }
 }
 

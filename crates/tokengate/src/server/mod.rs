@@ -126,7 +126,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
     req.extensions_mut().insert(RequestId(request.id.clone()));
     req.extensions_mut().insert(request.clone());
-    let response = in_span(&request.span, next.run(req)).await;
+    let response = if request.span.is_disabled() {
+        next.run(req).await
+    } else {
+        next.run(req).instrument(request.span.clone()).await
+    };
     request.finish(response)
 }
 
@@ -151,18 +155,16 @@ pub async fn gateway_request(
 ) -> Response {
     let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
     let ctx = request.gateway_context(conn);
-    let response = in_span(&request.span, enter_gateway(app, &ctx, req)).await;
-    request.finish(response)
-}
-
-/// Runs `work` inside `span` when the span is recorded; otherwise as it is, without the
-/// wrapper's enter and exit on every poll.
-async fn in_span<F: std::future::Future>(span: &tracing::Span, work: F) -> F::Output {
-    if span.is_disabled() {
-        work.await
+    // Branches rather than a wrapper function, which would copy the request's whole future
+    // into its own on every request; the span is entered only when it is recorded.
+    let response = if request.span.is_disabled() {
+        enter_gateway(app, &ctx, req).await
     } else {
-        work.instrument(span.clone()).await
-    }
+        enter_gateway(app, &ctx, req)
+            .instrument(request.span.clone())
+            .await
+    };
+    request.finish(response)
 }
 
 /// The one way into the gateway, from the listener's fast path ([`gateway_request`]) and from
