@@ -9,9 +9,10 @@
 //! the family's lock once to create its series; after that a status's counter is an atomic
 //! load and an add. A refused token's reason is looked up in its family (a shared read lock)
 //! on each refusal: refusals are the slow path already (audit event, JSON body), and their
-//! reasons are too many to resolve ahead. A histogram keeps its buckets under its own mutex
-//! (prometheus-client's design), held for a bucket search: one per route and status class,
-//! never one for all requests.
+//! reasons are too many to resolve ahead. The latency histograms are this module's own
+//! [`Latency`]: atomic bucket counters behind prometheus-client's encoder, because
+//! prometheus-client's `Histogram` takes a mutex and walks its buckets as `f64`s on every
+//! observation (docs/architecture.md has the measurement).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -21,22 +22,38 @@ use http::StatusCode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::route::Route;
 
 /// The media type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Bucket bounds of the latency histograms, seconds: a refusal takes well under a
-/// millisecond and a cached token adds microseconds, so the low end is fine; upstream
-/// timeouts are seconds to tens of seconds.
-const LATENCY_BUCKETS: [f64; 15] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// Bucket bounds of the latency histograms, nanoseconds (0.5 ms to 30 s): a refusal takes
+/// well under a millisecond and a cached token adds microseconds, so the low end is fine;
+/// upstream timeouts are seconds to tens of seconds.
+const LATENCY_BOUNDS_NANOS: [u64; 15] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
 ];
 
 /// Status classes, by the status's first digit (`StatusCode` is 100 to 999).
@@ -52,11 +69,7 @@ pub const UNROUTED: &str = "-";
 /// family.
 const SLOTS: std::ops::Range<u16> = 100..600;
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
-}
-
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type HistogramFamily<L> = Family<L, Latency, fn() -> Latency>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
@@ -162,8 +175,8 @@ impl Metrics {
     pub fn new() -> Metrics {
         let families = Families {
             requests: Family::default(),
-            durations: Family::new_with_constructor(latency_histogram),
-            upstream: Family::new_with_constructor(latency_histogram),
+            durations: Family::new_with_constructor(Latency::default),
+            upstream: Family::new_with_constructor(Latency::default),
             verifications: Family::default(),
         };
         let in_flight = Gauge::default();
@@ -320,6 +333,61 @@ impl Collector for CounterFn {
     }
 }
 
+/// A latency histogram with fixed bounds ([`LATENCY_BOUNDS_NANOS`]): one atomic counter per
+/// bucket and an atomic sum of nanoseconds, so an observation is a short search over integers
+/// and two relaxed atomic adds, with no lock. Cheap to clone (one `Arc`); clones share counts.
+///
+/// A scrape reads the counters one by one while requests go on adding, so `_sum` may lag or
+/// lead the buckets by the observations in between; `_count` is the buckets' total, so it
+/// always equals the `+Inf` bucket.
+#[derive(Clone, Debug, Default)]
+pub struct Latency(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Observations per bucket, not cumulative; the last is above every bound (`+Inf`).
+    buckets: [AtomicU64; LATENCY_BOUNDS_NANOS.len() + 1],
+    /// Every observation added, nanoseconds (overflows after 584 years of latency).
+    sum_nanos: AtomicU64,
+}
+
+impl Latency {
+    /// Adds one observation.
+    pub fn observe(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        // A bucket holds values at or under its bound (Prometheus's `le`).
+        let bucket = LATENCY_BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        if let Some(count) = self.0.buckets.get(bucket) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Latency {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for Latency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let bounds = LATENCY_BOUNDS_NANOS
+            .iter()
+            .map(|&nanos| nanos as f64 / 1e9)
+            .chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(&self.0.buckets)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|&(_, n)| n).sum();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// One route's series, resolved once per gateway; cheap to clone (one `Arc`).
 #[derive(Clone, Debug)]
 pub struct RouteMetrics(Arc<RouteHandles>);
@@ -331,8 +399,8 @@ struct RouteHandles {
     /// A counter per status in [`SLOTS`], taken from the family on first use.
     statuses: Box<[OnceLock<Counter>]>,
     /// A duration histogram per status class, taken from the family on first use.
-    classes: [OnceLock<Histogram>; 9],
-    upstream: OnceLock<Histogram>,
+    classes: [OnceLock<Latency>; 9],
+    upstream: OnceLock<Latency>,
     valid: OnceLock<Counter>,
 }
 
@@ -367,7 +435,7 @@ impl RouteMetrics {
                     status_class: name,
                 })
             });
-            histogram.observe(took.as_secs_f64());
+            histogram.observe(took);
         }
     }
 
@@ -380,7 +448,7 @@ impl RouteMetrics {
                     route: Arc::clone(&h.route),
                 })
             })
-            .observe(took.as_secs_f64());
+            .observe(took);
     }
 
     /// Counts a token check: `Ok` for a valid token, else the refusal's stable code.

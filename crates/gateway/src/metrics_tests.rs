@@ -257,3 +257,35 @@ fn unrouted_requests_and_routes_share_one_lookup() {
     assert!(encoded(&metrics)
         .contains("tokengate_gateway_requests_total{route=\"-\",status=\"404\"} 2\n"));
 }
+
+#[test]
+fn a_latency_on_a_bound_counts_in_that_bucket_and_one_past_the_last_in_inf() {
+    let metrics = Metrics::new();
+    let api = metrics.route("api");
+    api.upstream_answered(Duration::from_millis(1)); // exactly the 0.001 bound
+    api.upstream_answered(Duration::from_nanos(1_000_001)); // just past it
+    api.upstream_answered(Duration::from_secs(31)); // past the last bound
+    let text = encoded(&metrics);
+    let bucket = |le: &str| {
+        let prefix = format!(
+            "tokengate_gateway_upstream_duration_seconds_bucket{{le=\"{le}\",route=\"api\"}} "
+        );
+        lines(&text, &prefix)
+            .first()
+            .and_then(|l| l.strip_prefix(&prefix))
+            .map(str::to_owned)
+    };
+    assert_eq!(bucket("0.0005").as_deref(), Some("0"));
+    assert_eq!(bucket("0.001").as_deref(), Some("1"));
+    assert_eq!(bucket("0.0025").as_deref(), Some("2"));
+    assert_eq!(bucket("30.0").as_deref(), Some("2"));
+    assert_eq!(bucket("+Inf").as_deref(), Some("3"));
+    assert!(text.contains("tokengate_gateway_upstream_duration_seconds_count{route=\"api\"} 3\n"));
+    // 0.001 + 0.001000001 + 31 seconds.
+    assert!(
+        text.contains(
+            "tokengate_gateway_upstream_duration_seconds_sum{route=\"api\"} 31.002000001\n"
+        ),
+        "{text}"
+    );
+}

@@ -54,9 +54,7 @@ pub(crate) fn upstream_request(
         forward_identity(own, auth, v, &mut parts.headers)?;
     }
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-request-id"), id);
+        parts.headers.insert(X_REQUEST_ID.clone(), id);
     }
     // Last, so no header rule can replace it: the upstream's spans join this request's trace.
     crate::trace::set_upstream_fields(&mut parts.headers, &ctx.trace);
@@ -90,6 +88,16 @@ fn is_websocket(headers: &HeaderMap) -> bool {
             })
 }
 
+/// Hop-by-hop fields that `http` has no constant for. Names made once: a name given as text
+/// is parsed again on every use.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static DPOP: HeaderName = HeaderName::from_static("dpop");
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names; keeps
 /// `Connection: upgrade` and `Upgrade` for a protocol switch.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -105,13 +113,13 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.remove(name);
     }
     for name in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
     ] {
         headers.remove(name);
     }
@@ -134,16 +142,13 @@ fn forwarded_headers(headers: &mut HeaderMap, authority: Option<&str>, ctx: &Con
             .map(|p| format!("{p}, {ip}"))
             .unwrap_or_else(|| ip.to_string());
         if let Ok(v) = HeaderValue::from_str(&prior) {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+            headers.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
     let proto = if ctx.tls { "https" } else { "http" };
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+        headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }
 
@@ -171,7 +176,7 @@ fn forward_identity(
     }
     if auth.forward_token != ForwardToken::Original {
         headers.remove(header::AUTHORIZATION);
-        headers.remove(HeaderName::from_static("dpop"));
+        headers.remove(&DPOP);
     }
     for (claim, name) in &auth.forward_claims {
         // Claims that cannot be read refuse the request: forwarding it without them would

@@ -3,16 +3,16 @@
 //! sent to the upstream, so its spans join the client's trace whether or not this node
 //! exports its own.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The target of the request's and the phases' spans: exported when tracing is on, never
 /// logged.
 pub const TARGET: &str = "tokengate::trace";
 
 /// The `traceparent` request field.
-pub const TRACEPARENT: &str = "traceparent";
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The `tracestate` request field, forwarded only beside a valid `traceparent`.
-pub const TRACESTATE: &str = "tracestate";
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Most list members and characters of a `tracestate` (W3C Trace Context level 1, 3.3.1).
 const TRACESTATE_MEMBERS: usize = 32;
@@ -34,7 +34,7 @@ impl Incoming {
     /// Context level 1, section 3.2: a trace or parent id of all zeros, upper-case hex and
     /// version `ff` are invalid; a later version is read by its version-00 prefix).
     pub fn from_headers(headers: &HeaderMap) -> Option<Incoming> {
-        let mut values = headers.get_all(TRACEPARENT).iter();
+        let mut values = headers.get_all(&TRACEPARENT).iter();
         let value = values.next()?;
         if values.next().is_some() {
             return None;
@@ -109,43 +109,58 @@ pub struct TraceContext {
 impl TraceContext {
     /// The `traceparent` value that names this node's span as the upstream's parent.
     pub fn traceparent(&self) -> HeaderValue {
-        let mut text = String::with_capacity(55);
-        text.push_str("00-");
-        push_hex(&mut text, &self.trace_id);
-        text.push('-');
-        push_hex(&mut text, &self.span_id);
-        text.push('-');
-        push_hex(&mut text, &[self.flags & 1]);
+        let mut text = Vec::with_capacity(55);
+        text.extend_from_slice(b"00-");
+        text.extend_from_slice(&hex::<16, 32>(&self.trace_id));
+        text.push(b'-');
+        text.extend_from_slice(&hex::<8, 16>(&self.span_id));
+        text.push(b'-');
+        text.extend_from_slice(&hex::<1, 2>(&[self.flags & 1]));
         // Only lower-case hex digits and dashes: always a valid field value.
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// The trace id as 32 hex digits (for the access log).
-    pub fn trace_id_hex(&self) -> String {
-        let mut text = String::with_capacity(32);
-        push_hex(&mut text, &self.trace_id);
-        text
+    pub fn trace_id_hex(&self) -> TraceIdHex {
+        TraceIdHex(hex::<16, 32>(&self.trace_id))
     }
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// A trace id as 32 lower-case hex digits, made without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIdHex([u8; 32]);
+
+impl TraceIdHex {
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// `bytes` as lower-case hex digits (`M` must be twice `N`; a shorter `M` keeps the first
+/// bytes' digits only).
+fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        for n in [b >> 4, b & 0xf] {
-            out.push(char::from(
-                DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'),
-            ));
+    let digit = |n: u8| DIGITS.get(usize::from(n)).copied().unwrap_or(b'0');
+    let mut out = [b'0'; M];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [high, low] = pair {
+            *high = digit(b >> 4);
+            *low = digit(b & 0xf);
         }
     }
+    out
 }
 
 /// Replaces the client's trace fields with this node's: a `traceparent` naming the
 /// upstream's parent span, and the client's `tracestate` only as [`TraceContext`] kept it.
 pub fn set_upstream_fields(headers: &mut HeaderMap, trace: &TraceContext) {
-    headers.insert(TRACEPARENT, trace.traceparent());
+    headers.insert(TRACEPARENT.clone(), trace.traceparent());
     match &trace.tracestate {
-        Some(state) => headers.insert(TRACESTATE, state.clone()),
-        None => headers.remove(TRACESTATE),
+        Some(state) => headers.insert(TRACESTATE.clone(), state.clone()),
+        None => headers.remove(&TRACESTATE),
     };
 }
 
@@ -154,7 +169,7 @@ pub fn set_upstream_fields(headers: &mut HeaderMap, trace: &TraceContext) {
 /// otherwise: vendors act on these values, so a malformed or oversized one is not passed on.
 pub fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
     let mut joined = String::new();
-    for value in headers.get_all(TRACESTATE) {
+    for value in headers.get_all(&TRACESTATE) {
         if !joined.is_empty() {
             joined.push(',');
         }
@@ -233,7 +248,7 @@ mod tests {
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in values {
-            map.append(TRACEPARENT, HeaderValue::from_str(v).unwrap());
+            map.append(TRACEPARENT.clone(), HeaderValue::from_str(v).unwrap());
         }
         map
     }
@@ -293,19 +308,25 @@ mod tests {
             trace.traceparent(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-a10000000000000f-00"
         );
-        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            trace.trace_id_hex().as_str(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         let mut map = headers(&[VALID]);
-        map.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
+        map.insert(
+            TRACESTATE.clone(),
+            HeaderValue::from_static("congo=t61rcWkgMzE"),
+        );
         let kept = TraceContext {
             tracestate: tracestate(&map),
             ..trace.clone()
         };
         set_upstream_fields(&mut map, &kept);
-        assert_eq!(map.get_all(TRACEPARENT).iter().count(), 1);
-        assert_eq!(map[TRACEPARENT], trace.traceparent());
-        assert_eq!(map[TRACESTATE], "congo=t61rcWkgMzE");
+        assert_eq!(map.get_all(&TRACEPARENT).iter().count(), 1);
+        assert_eq!(map[&TRACEPARENT], trace.traceparent());
+        assert_eq!(map[&TRACESTATE], "congo=t61rcWkgMzE");
         set_upstream_fields(&mut map, &trace);
-        assert!(map.get(TRACESTATE).is_none());
+        assert!(map.get(&TRACESTATE).is_none());
         // Undefined flag bits are sent as zero.
         let odd = TraceContext {
             flags: 0xff,
@@ -317,7 +338,7 @@ mod tests {
     fn state(values: &[&str]) -> Option<String> {
         let mut map = HeaderMap::new();
         for v in values {
-            map.append(TRACESTATE, HeaderValue::from_str(v).unwrap());
+            map.append(TRACESTATE.clone(), HeaderValue::from_str(v).unwrap());
         }
         tracestate(&map).map(|v| v.to_str().unwrap().to_owned())
     }

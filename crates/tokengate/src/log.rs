@@ -20,7 +20,6 @@ use std::io::Write as _;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::MakeWriter as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -83,12 +82,59 @@ pub struct Timestamp;
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = String::with_capacity(32);
-        let mut writer = tracing_subscriber::fmt::format::Writer::new(&mut text);
-        // Formatting into a String does not fail; an empty timestamp would only be unusual.
-        let _ = SystemTime.format_time(&mut writer);
-        serializer.serialize_str(&text)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        LAST_SECOND.with_borrow_mut(|(second, text)| {
+            if *second != now.as_secs() || text.is_empty() {
+                *second = now.as_secs();
+                *text = second_prefix(now.as_secs());
+            }
+            let prefix_len = text.len();
+            text.push_str(&micros_suffix(now.subsec_micros()));
+            let written = serializer.serialize_str(text);
+            text.truncate(prefix_len);
+            written
+        })
     }
+}
+
+thread_local! {
+    /// The last second an access line was stamped with on this thread, and its text up to
+    /// the fraction (`2026-12-06T05:00:00.`): formatted once a second, not on every line
+    /// (formatting the whole timestamp through `fmt` was about a tenth of the access line's
+    /// cost; docs/benchmarks.md).
+    static LAST_SECOND: std::cell::RefCell<(u64, String)> =
+        const { std::cell::RefCell::new((0, String::new())) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a Unix time in UTC, as tracing-subscriber writes its own.
+fn second_prefix(unix: u64) -> String {
+    let at = i64::try_from(unix)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// The six digits of the microseconds and the `Z`.
+fn micros_suffix(micros: u32) -> String {
+    let mut digits = String::with_capacity(7);
+    for place in [100_000, 10_000, 1_000, 100, 10, 1] {
+        digits.push(char::from(
+            b'0' + u8::try_from(micros / place % 10).unwrap_or(0),
+        ));
+    }
+    digits.push('Z');
+    digits
 }
 
 /// How traces are sampled; set once logging starts (the defaults before).
@@ -245,7 +291,28 @@ pub fn dropped() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::traces_url;
+    use super::{micros_suffix, second_prefix, traces_url, Timestamp};
+    use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+
+    #[test]
+    fn access_lines_are_stamped_as_the_other_log_lines() {
+        assert_eq!(second_prefix(0), "1970-01-01T00:00:00.");
+        assert_eq!(second_prefix(1_796_515_199), "2026-12-05T23:59:59.");
+        assert_eq!(micros_suffix(42), "000042Z");
+        assert_eq!(micros_suffix(999_999), "999999Z");
+        let ours = serde_json::to_value(Timestamp).unwrap();
+        let ours = ours.as_str().unwrap();
+        let mut theirs = String::new();
+        SystemTime
+            .format_time(&mut tracing_subscriber::fmt::format::Writer::new(
+                &mut theirs,
+            ))
+            .unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{ours} / {theirs}");
+        // Same second (or the next, at a boundary), same shape.
+        assert_eq!(ours.get(..16), theirs.get(..16), "{ours} / {theirs}");
+        assert!(ours.ends_with('Z') && ours.as_bytes().get(19) == Some(&b'.'));
+    }
 
     #[test]
     fn the_traces_path_is_added_once() {

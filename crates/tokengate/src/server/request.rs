@@ -83,7 +83,7 @@ impl RequestTrace {
             level: "INFO",
             target: ACCESS_TARGET,
             request_id: &self.id,
-            trace_id: &trace_id,
+            trace_id: trace_id.as_str(),
             method: self.method.as_str(),
             path: &self.path,
             status,
