@@ -41,6 +41,9 @@ pub enum ProxyError {
     /// The request body is larger than the route allows (413).
     #[error("the request body is too large")]
     BodyTooLarge,
+    /// The client stopped sending its request body (408).
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The upstream sent no response head in time (504).
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
@@ -71,6 +74,7 @@ impl ProxyError {
                 Denial::KeysUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,6 +95,7 @@ impl ProxyError {
                 Denial::KeysUnavailable(_) => "temporarily_unavailable",
             },
             ProxyError::BodyTooLarge => "payload_too_large",
+            ProxyError::BodyTimeout => "request_timeout",
             ProxyError::UpstreamTimeout => "gateway_timeout",
             ProxyError::UpstreamFailed(_) => "bad_gateway",
             ProxyError::Internal(_) => "server_error",
@@ -108,6 +113,7 @@ impl ProxyError {
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout
             | ProxyError::UpstreamTimeout => self.to_string(),
             ProxyError::Denied(d) => match d {
                 Denial::MissingToken => "an access token is required".to_owned(),
@@ -132,7 +138,8 @@ impl ProxyError {
             | ProxyError::UnforwardablePath
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
-            | ProxyError::BodyTooLarge => None,
+            | ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout => None,
         }
     }
 
@@ -148,6 +155,7 @@ impl ProxyError {
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout
             | ProxyError::UpstreamTimeout => None,
         }
     }
@@ -159,7 +167,8 @@ impl ProxyError {
             | ProxyError::UnforwardablePath
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
-            | ProxyError::BodyTooLarge => Origin::Client,
+            | ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout => Origin::Client,
             // The issuer's key server, which the gateway fetches from as from an upstream.
             ProxyError::Denied(Denial::KeysUnavailable(_)) => Origin::Upstream,
             ProxyError::Denied(_) => Origin::Token,
@@ -239,6 +248,12 @@ mod tests {
                 ProxyError::BodyTooLarge,
                 413,
                 "payload_too_large",
+                Origin::Client,
+            ),
+            (
+                ProxyError::BodyTimeout,
+                408,
+                "request_timeout",
                 Origin::Client,
             ),
             (

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod authorize;
 pub mod cache;
 pub mod client;
+pub mod deadline;
 mod error;
 pub mod keys;
 pub mod metrics;
@@ -328,22 +329,15 @@ impl Gateway {
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
             .flatten();
         // Forward: to a healthy target, retried only when that is safe.
-        let (body, over_limit) = limited(body, route.max_body);
+        let (body, fate) = limited(body, route.max_body);
         let forwarded = in_phase!(
             Phase::Forward,
             route
                 .upstreams
                 .forward(parts, out.path_and_query, body, retryable)
         );
-        let (response, target) = forwarded.map_err(|e| {
-            // However the client reports it (HTTP/1 passes the body's error on, h2 only
-            // resets the stream), a body stopped at the limit is the client's 413.
-            on_route(if over_limit.load(Ordering::Relaxed) {
-                ProxyError::BodyTooLarge
-            } else {
-                ProxyError::from(e)
-            })
-        })?;
+        let (response, target) = forwarded
+            .map_err(|e| on_route(fate.client_error().unwrap_or_else(|| ProxyError::from(e))))?;
         info.upstream = Some(target);
         // Respond: the upstream's answer, without its hop-by-hop fields.
         Ok(phase(Phase::Respond)
@@ -431,24 +425,50 @@ fn phase(phase: Phase) -> tracing::Span {
     }
 }
 
-/// The request body as sent upstream: cut at `max` bytes, with a flag set when it was.
-fn limited<B>(body: B, max: u64) -> (OutBody, Arc<AtomicBool>)
+/// What became of a request body on its way upstream, when it did not arrive whole.
+#[derive(Debug, Default)]
+struct BodyFate {
+    /// Cut at the route's `max_body`.
+    over_limit: AtomicBool,
+    /// The client stopped sending it (`[server.timeouts] body` passed between two pieces).
+    stalled: AtomicBool,
+}
+
+impl BodyFate {
+    /// The client's error, if the body is why forwarding failed: however the client reports
+    /// it (HTTP/1 passes the body's error on, h2 only resets the stream), a body stopped at
+    /// the limit is the client's 413, and one that stopped coming its 408.
+    fn client_error(&self) -> Option<ProxyError> {
+        if self.over_limit.load(Ordering::Relaxed) {
+            Some(ProxyError::BodyTooLarge)
+        } else if self.stalled.load(Ordering::Relaxed) {
+            Some(ProxyError::BodyTimeout)
+        } else {
+            None
+        }
+    }
+}
+
+/// The request body as sent upstream: cut at `max` bytes, with its fate recorded.
+fn limited<B>(body: B, max: u64) -> (OutBody, Arc<BodyFate>)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let over = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&over);
+    let fate = Arc::new(BodyFate::default());
+    let seen = Arc::clone(&fate);
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let body = Limited::new(body, limit)
         .map_err(move |e: BoxError| {
             if e.is::<LengthLimitError>() {
-                flag.store(true, Ordering::Relaxed);
+                seen.over_limit.store(true, Ordering::Relaxed);
+            } else if e.is::<deadline::BodyStalled>() {
+                seen.stalled.store(true, Ordering::Relaxed);
             }
             e
         })
         .boxed_unsync();
-    (body, over)
+    (body, fate)
 }
 
 /// What the route phase found.

@@ -182,7 +182,7 @@ async fn run(
         let _ = out.flush();
     }
     tracing::info!("listening on {addr}, issuer {issuer}");
-    crate::server::listener::serve(listener, app, tls, shutdown).await;
+    crate::server::listener::serve(listener, app, tls, config.timeouts(), shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

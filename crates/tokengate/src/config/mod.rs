@@ -20,6 +20,7 @@ use jose::jwe::{ContentEncryption, KeyManagement};
 use jose::Algorithm;
 
 pub use telemetry::Telemetry;
+pub use timeouts::Timeouts;
 
 /// Where the embedded SQLite database and key file live unless configured otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./tokengate-data";
@@ -71,6 +72,9 @@ pub struct Config {
     /// `issuers` and `routes` converted for the gateway (by `parse`, never by serde).
     #[serde(skip)]
     table: table::Table,
+    /// `[server.timeouts]` with its defaults (by `parse`, never by serde).
+    #[serde(skip)]
+    timeouts: Timeouts,
 }
 
 /// `[server]`.
@@ -94,6 +98,9 @@ pub struct Server {
     /// Bearer token of the admin API; `TOKENGATE_ADMIN_TOKEN` overrides it. Without either,
     /// the admin API is off.
     pub admin_token: Option<Spanned<String>>,
+    /// `[server.timeouts]`: deadlines of a client connection's phases.
+    #[serde(default)]
+    pub timeouts: timeouts::TimeoutsConfig,
 }
 
 impl Default for Server {
@@ -106,6 +113,7 @@ impl Default for Server {
             sqlite_synchronous: None,
             master_key_file: None,
             admin_token: None,
+            timeouts: timeouts::TimeoutsConfig::default(),
         }
     }
 }
@@ -370,6 +378,8 @@ impl Config {
         config
             .validate()
             .map_err(|(span, message)| source.error(Some(span), message))?;
+        config.timeouts = timeouts::resolve(&config.server.timeouts)
+            .map_err(|(span, message)| source.error(Some(span), message))?;
         config.table = table::build(&config, &source)
             .map_err(|(span, message)| source.error(Some(span), message))?;
         Ok(config)
@@ -378,6 +388,11 @@ impl Config {
     /// The gateway's issuers and routes, typed and checked.
     pub fn table(&self) -> &table::Table {
         &self.table
+    }
+
+    /// The connection deadlines in force (`[server.timeouts]` and its defaults).
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// The issuer identifier: configured, or `http://` and the listen address.
@@ -579,4 +594,5 @@ mod tests;
 pub mod routes;
 pub mod table;
 mod telemetry;
+mod timeouts;
 pub mod values;

@@ -23,8 +23,7 @@ use url::Url;
 use super::routes::{self, Auth, AuthRules, HeaderRules, Route, RESERVED};
 use super::{Config, ConfigError, Duration, Failure, Issuer, Source};
 
-/// Defaults of the route's timings, in seconds.
-const DEFAULT_TIMEOUT: u64 = 30;
+/// Defaults of the route's timings, in seconds (`timeout`'s is `[server.timeouts] upstream`).
 const DEFAULT_CONNECT_TIMEOUT: u64 = 5;
 const DEFAULT_HEALTH_INTERVAL: u64 = 5;
 const DEFAULT_FETCH_TIMEOUT: u64 = 5;
@@ -226,7 +225,7 @@ pub(super) fn build(config: &Config, source: &Source<'_>) -> Result<Table, Failu
     }
     let mut routes: Vec<RouteSpec> = Vec::with_capacity(config.routes.len());
     for declared in &config.routes {
-        let spec = route(declared, &issuers)?;
+        let spec = route(declared, &issuers, config.timeouts.upstream.as_secs())?;
         unique(declared, &spec, &routes)?;
         routes.push(spec);
     }
@@ -347,7 +346,11 @@ fn seconds(
     }
 }
 
-fn route(r: &Route, issuers: &[Arc<IssuerSpec>]) -> Result<RouteSpec, Failure> {
+fn route(
+    r: &Route,
+    issuers: &[Arc<IssuerSpec>],
+    default_timeout: u64,
+) -> Result<RouteSpec, Failure> {
     let name = r.name.get_ref();
     if name.is_empty() {
         return Err((
@@ -387,7 +390,7 @@ fn route(r: &Route, issuers: &[Arc<IssuerSpec>]) -> Result<RouteSpec, Failure> {
         auth: auth(r, mcp.as_ref(), issuers)?,
         mcp,
         upstreams: r.upstreams.get_ref().iter().map(|u| u.0.clone()).collect(),
-        timeout: timing(r.timeout.as_ref(), DEFAULT_TIMEOUT, "timeout")?,
+        timeout: timing(r.timeout.as_ref(), default_timeout, "timeout")?,
         connect_timeout: timing(
             r.connect_timeout.as_ref(),
             DEFAULT_CONNECT_TIMEOUT,

@@ -618,3 +618,29 @@ fn what_the_gateway_sets_itself_and_the_unrouted_label_are_not_a_routes() {
     ));
     assert!(message.contains("without brackets"), "{message}");
 }
+
+#[test]
+fn server_timeouts_default_are_set_and_zero_is_refused_at_its_place() {
+    let defaults = Config::parse("", "t.toml").unwrap().timeouts();
+    assert_eq!(defaults, Timeouts::default());
+    assert_eq!(defaults.head, std::time::Duration::from_secs(10));
+    let set = Config::parse(
+        "[server.timeouts]\nfirst_byte = \"5s\"\nidle = \"2m\"\nupstream = 7\n[[routes]]\nname = \"a\"\npath_prefix = \"/a/\"\nupstreams = [\"http://127.0.0.1:1\"]\nauth = \"none\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(set.timeouts().first_byte.as_secs(), 5);
+    assert_eq!(set.timeouts().idle.as_secs(), 120);
+    assert_eq!(set.timeouts().body, defaults.body);
+    // `upstream` is the default of each route's `timeout`.
+    assert_eq!(set.table().routes[0].timeout.as_secs(), 7);
+    let e = err("[server.timeouts]\nbody = 0\n");
+    assert_eq!(e.position, Some((2, 8)));
+    assert_eq!(e.message, "server.timeouts.body must be at least 1s");
+    let e = err("[server.timeouts]\nheader = \"5s\"\n");
+    assert!(
+        e.message.contains("unknown field `header`"),
+        "{}",
+        e.message
+    );
+}

@@ -1,6 +1,7 @@
 //! Accepting connections: TCP, optionally TLS (rustls with the aws-lc-rs provider, ALPN h2 and
-//! http/1.1), HTTP/1.1 and h2 with upgrades, a header read timeout against slow clients, and
-//! graceful shutdown (in-flight requests finish, up to a deadline).
+//! http/1.1), HTTP/1.1 and h2 with upgrades, a deadline on every phase of a connection
+//! (`[server.timeouts]`: first byte, TLS handshake, request head, body progress, idleness, h2
+//! pings), and graceful shutdown (in-flight requests finish, up to a deadline).
 
 use std::future::Future;
 use std::path::Path;
@@ -13,10 +14,14 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use super::{App, ConnInfo};
+use gateway::deadline::BodyDeadline;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// Time a client has to send a request's headers (slowloris defence), and a TLS handshake.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+use super::connection::{self, Activity, Closable, Deadlines, Watched};
+use super::{App, ConnInfo};
+use crate::config::Timeouts;
+
 /// Largest request head accepted (431 beyond it).
 const MAX_HEAD: usize = 64 * 1024;
 /// How long shutdown waits for requests in flight.
@@ -45,28 +50,22 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes: token-service, admin and metrics
-/// paths through the router, gateway traffic straight to the gateway.
+/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish (up to [`DRAIN`]): token-service, admin and metrics paths through the router,
+/// gateway traffic straight to the gateway. Every phase of a connection has a deadline
+/// (`timeouts`; docs/configuration.md `[server.timeouts]`).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
 ) {
     let router = super::router(Arc::clone(&app));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEAD);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD as u32);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(protocols(&timeouts));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopping = CancellationToken::new();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -78,52 +77,127 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer: Some(peer),
-            tls: acceptor.is_some(),
+        let accepted = Accepted {
+            info: ConnInfo {
+                peer: Some(peer),
+                tls: acceptor.is_some(),
+            },
+            app: Arc::clone(&app),
+            router: router.clone(),
+            builder: Arc::clone(&builder),
+            timeouts,
+            stopping: stopping.clone(),
         };
-        let router = router.clone();
-        let app = Arc::clone(&app);
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            match acceptor {
+                None => accepted.serve(stream).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    if let Ok(Ok(tls)) = tokio::time::timeout(timeouts.handshake, handshake).await {
+                        accepted.serve(tls).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    stopping.cancel();
+    connections.close();
+    // Connections close gracefully within DRAIN (connection::watch); this bound is for the
+    // tasks themselves.
+    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), connections.wait()).await;
+}
+
+/// HTTP/1.1 and h2, with the deadlines hyper keeps itself: the HTTP/1 request head (which
+/// also bounds how long an HTTP/1 connection waits for its next request) and the h2 pings.
+fn protocols(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.head)
+        .max_buf_size(MAX_HEAD);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(timeouts.h2_ping_interval)
+        .keep_alive_timeout(timeouts.h2_ping_timeout)
+        .max_header_list_size(MAX_HEAD as u32);
+    builder
+}
+
+/// An accepted connection and what serving it takes.
+struct Accepted {
+    info: ConnInfo,
+    app: Arc<App>,
+    router: axum::Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    timeouts: Timeouts,
+    stopping: CancellationToken,
+}
+
+impl Accepted {
+    /// Serves the connection's requests until it ends or a deadline closes it.
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        let Accepted {
+            info,
+            app,
+            router,
+            builder,
+            timeouts,
+            stopping,
+        } = self;
+        let requests = Arc::clone(&activity);
+        let body_timeout = timeouts.body;
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let app = Arc::clone(&app);
             let router = router.clone();
+            let in_flight = requests.request();
+            // Each piece of the body must come within `body` of the one before.
+            let mut req = req.map(|body| BodyDeadline::new(body, body_timeout));
             async move {
-                if super::is_service_path(req.uri().path()) {
+                let response = if super::is_service_path(req.uri().path()) {
                     req.extensions_mut().insert(info);
                     router.oneshot(req.map(axum::body::Body::new)).await
                 } else {
                     Ok(super::gateway_request(&app, info, req).await)
-                }
+                };
+                drop(in_flight);
+                response
             }
         });
-        let builder = Arc::clone(&builder);
-        match &acceptor {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let Ok(Ok(tls)) =
-                        tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await
-                    else {
-                        return;
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-        }
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(Watched::new(stream, Arc::clone(&activity))),
+                service,
+            )
+            .into_owned();
+        let deadlines = Deadlines {
+            first_byte: timeouts.first_byte,
+            idle: timeouts.idle,
+            drain: DRAIN,
+            settle: timeouts.h2_ping_timeout,
+        };
+        connection::watch(conn, &activity, deadlines, stopping.cancelled()).await;
     }
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+impl<I, S, E> Closable for auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }

@@ -4,6 +4,7 @@
 //! ([`oauth::ErrorResponse`] for OAuth endpoints, [`oauth::AdminError`] for the admin API).
 
 mod admin;
+mod connection;
 mod endpoints;
 pub mod listener;
 mod proxy;
@@ -148,11 +149,11 @@ pub fn is_service_path(path: &str) -> bool {
 
 /// A gateway request, from the listener: what the [`request_id`] middleware does for the
 /// router's requests, around [`enter_gateway`].
-pub async fn gateway_request(
-    app: &App,
-    conn: ConnInfo,
-    req: hyper::Request<hyper::body::Incoming>,
-) -> Response {
+pub async fn gateway_request<B>(app: &App, conn: ConnInfo, req: hyper::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<::gateway::client::BoxError>,
+{
     let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
     let ctx = request.gateway_context(conn);
     // Branches rather than a wrapper function, which would copy the request's whole future

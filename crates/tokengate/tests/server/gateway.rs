@@ -1021,7 +1021,7 @@ pub async fn hostile_input(ctx: Ctx) {
     });
     let mut buf = [0u8; 256];
     let answer = tokio::time::timeout(
-        tokengate::server::listener::HEADER_TIMEOUT + Duration::from_secs(20),
+        tokengate::config::Timeouts::default().head + Duration::from_secs(20),
         slow_reader.read(&mut buf),
     )
     .await
@@ -1184,6 +1184,7 @@ pub async fn h2_upstreams_and_tls_listener(ctx: Ctx) {
         listener,
         std::sync::Arc::clone(&f.app),
         Some(tls),
+        tokengate::config::Timeouts::default(),
         std::future::pending(),
     ));
 

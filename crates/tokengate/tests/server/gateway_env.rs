@@ -380,6 +380,7 @@ pub async fn front(ctx: &Ctx, routes: &str) -> Front {
         listener,
         Arc::clone(&app),
         None,
+        tokengate::config::Timeouts::default(),
         std::future::pending(),
     ));
     Front {

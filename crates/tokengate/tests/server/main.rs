@@ -18,6 +18,7 @@ mod harness;
 mod introspection;
 mod process;
 mod telemetry;
+mod timeouts;
 mod token;
 
 /// Declares each case of `$module` as two tests, `sqlite` and `postgres`.
