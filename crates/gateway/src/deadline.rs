@@ -32,6 +32,8 @@ pub struct BodyDeadline<B> {
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether the timer runs for the frame being waited for.
     waiting: bool,
+    /// When the whole body must be in, if it must ([`BodyDeadline::whole_within`]).
+    whole_by: Option<Instant>,
 }
 
 impl<B> BodyDeadline<B> {
@@ -42,7 +44,15 @@ impl<B> BodyDeadline<B> {
             wait,
             timer: None,
             waiting: false,
+            whole_by: None,
         }
+    }
+
+    /// Also requires the whole body within `total` from now: for small bodies, which a
+    /// client could otherwise keep coming a byte at a time, each within `wait`.
+    pub fn whole_within(mut self, total: Duration) -> BodyDeadline<B> {
+        self.whole_by = Instant::now().checked_add(total);
+        self
     }
 }
 
@@ -63,7 +73,17 @@ where
             this.waiting = false;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let deadline = Instant::now() + this.wait;
+        let next = Instant::now().checked_add(this.wait);
+        let deadline = match (next, this.whole_by) {
+            (Some(next), Some(whole)) => next.min(whole),
+            (Some(at), None) | (None, Some(at)) => at,
+            // Further than any clock: no deadline in practice.
+            (None, None) => {
+                return Pin::new(&mut this.body)
+                    .poll_frame(cx)
+                    .map(|f| f.map(|r| r.map_err(Into::into)))
+            }
+        };
         let timer = match &mut this.timer {
             Some(timer) => {
                 if !this.waiting {
@@ -142,6 +162,32 @@ mod tests {
         assert_eq!(second.into_data().unwrap(), "b");
         let _tx = sender.await.unwrap();
         let started = Instant::now();
+        let stalled = body.frame().await.unwrap().unwrap_err();
+        assert!(stalled.is::<BodyStalled>(), "{stalled}");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_body_must_come_whole_within_its_total() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let started = Instant::now();
+        let mut body = BodyDeadline::new(Fed(rx), Duration::from_secs(30))
+            .whole_within(Duration::from_secs(30));
+        // A byte every 20 s: each in time for the per-piece wait, not for the total.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "x");
         let stalled = body.frame().await.unwrap().unwrap_err();
         assert!(stalled.is::<BodyStalled>(), "{stalled}");
         assert_eq!(started.elapsed(), Duration::from_secs(30));

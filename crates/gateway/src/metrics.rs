@@ -347,7 +347,9 @@ pub struct Latency(Arc<LatencyCounts>);
 struct LatencyCounts {
     /// Observations per bucket, not cumulative; the last is above every bound (`+Inf`).
     buckets: [AtomicU64; LATENCY_BOUNDS_NANOS.len() + 1],
-    /// Every observation added, nanoseconds (overflows after 584 years of latency).
+    /// Every observation added, nanoseconds. Wraps after 584 years of latency summed over
+    /// all requests (at 1,000 s of latency a second, after 213 days); Prometheus reads the
+    /// wrap as a counter reset.
     sum_nanos: AtomicU64,
 }
 

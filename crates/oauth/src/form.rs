@@ -29,7 +29,8 @@ impl Params {
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        let body = body.ok_or_else(|| invalid_request("the body is too large"))?;
+        let body =
+            body.ok_or_else(|| invalid_request("the body is too large or did not arrive in time"))?;
         Params::parse(body, repeatable)
     }
 
@@ -150,7 +151,7 @@ mod tests {
         );
         assert_eq!(
             Params::from_request(form, None, &[]).unwrap_err(),
-            invalid_request("the body is too large")
+            invalid_request("the body is too large or did not arrive in time")
         );
     }
 }

@@ -637,6 +637,8 @@ fn server_timeouts_default_are_set_and_zero_is_refused_at_its_place() {
     let e = err("[server.timeouts]\nbody = 0\n");
     assert_eq!(e.position, Some((2, 8)));
     assert_eq!(e.message, "server.timeouts.body must be at least 1s");
+    let e = err("[server.timeouts]\nidle = 9223372036854775807\n");
+    assert_eq!(e.message, "server.timeouts.idle must be at most 7d");
     let e = err("[server.timeouts]\nheader = \"5s\"\n");
     assert!(
         e.message.contains("unknown field `header`"),

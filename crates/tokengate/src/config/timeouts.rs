@@ -55,14 +55,15 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     /// Close to what nginx and HAProxy ship (docs/configuration.md compares them): a client
-    /// gets 10 s to start and to send its head, 30 s between two pieces of its body, and an
+    /// gets 10 s to start and to send its head, 20 s between two pieces of its body (shorter
+    /// than `upstream`, so a stalled upload is the client's 408 before it is a 504), and an
     /// unused connection is closed after 60 s.
     fn default() -> Self {
         Timeouts {
             first_byte: StdDuration::from_secs(10),
             handshake: StdDuration::from_secs(10),
             head: StdDuration::from_secs(10),
-            body: StdDuration::from_secs(30),
+            body: StdDuration::from_secs(20),
             idle: StdDuration::from_secs(60),
             h2_ping_interval: StdDuration::from_secs(20),
             h2_ping_timeout: StdDuration::from_secs(10),
@@ -70,6 +71,10 @@ impl Default for Timeouts {
         }
     }
 }
+
+/// Longest deadline accepted: a week. Longer would be no deadline at all, and a clock value
+/// that far ahead does not fit every timer.
+const LONGEST: u64 = 7 * 24 * 3600;
 
 /// The deadlines of `[server.timeouts]`. Zero is refused: it would close every connection at
 /// once, and raising it to a minimum behind the operator's back would hide the mistake.
@@ -80,6 +85,10 @@ pub(super) fn resolve(written: &TimeoutsConfig) -> Result<Timeouts, Failure> {
         Some(v) if v.get_ref().0 == 0 => Err((
             v.span(),
             format!("server.timeouts.{name} must be at least 1s"),
+        )),
+        Some(v) if v.get_ref().0 > LONGEST => Err((
+            v.span(),
+            format!("server.timeouts.{name} must be at most 7d"),
         )),
         Some(v) => Ok(StdDuration::from_secs(v.get_ref().0)),
     };

@@ -150,7 +150,7 @@ fn bad_request(description: &str, id: &str) -> Response {
 async fn json_body<T: DeserializeOwned>(body: Body, id: &str) -> Result<T, Response> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| bad_request("the body is too large", id))?;
+        .map_err(|_| bad_request("the body is too large or did not arrive in time", id))?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {

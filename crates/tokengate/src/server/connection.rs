@@ -1,7 +1,10 @@
 //! One client connection's deadlines, beside the ones hyper keeps (HTTP/1 head, HTTP/2 ping):
-//! the first byte, and idleness. The socket is wrapped so that every byte read or written
-//! marks the connection active; the service marks the requests in flight; a watchdog beside
-//! the connection closes it when a deadline passes. `[server.timeouts]` sets them.
+//! the first byte, and idleness. The socket is wrapped so that the first byte read is seen;
+//! the service counts the exchanges in flight, each from its request to the end of its
+//! response body ([`Tracked`]); a watchdog beside the connection closes it when a deadline
+//! passes. Idleness is measured from the last exchange, not from the last byte: HTTP/2 pings
+//! (which peers answer by themselves) must not keep an unused connection open.
+//! `[server.timeouts]` sets the deadlines.
 
 use std::future::Future;
 use std::io;
@@ -12,6 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// What the watchdog needs to know of a connection: shared by its socket wrapper, its
@@ -19,11 +24,11 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct Activity {
     opened: Instant,
-    /// Milliseconds from `opened` to the last byte read or written.
+    /// Milliseconds from `opened` to the last exchange's start or end.
     last_ms: AtomicU64,
     /// Whether any byte was read.
     read_any: AtomicBool,
-    /// Requests handed to the service whose response head is not ready.
+    /// Exchanges from their request to the end of their response body.
     in_flight: AtomicUsize,
 }
 
@@ -47,26 +52,27 @@ impl Activity {
         self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 
-    /// Counts a request in flight until the returned guard is dropped.
+    /// Counts an exchange in flight until the returned guard is dropped.
     pub fn request(self: &Arc<Self>) -> InFlight {
+        self.touch();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
 }
 
-/// A request in flight on its connection (see [`Activity::request`]).
+/// An exchange in flight on its connection (see [`Activity::request`]).
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        // The response head is out: the connection has been active until now.
+        // The response is over: the connection has been in use until now.
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A socket that reports its traffic to [`Activity`].
+/// A socket that reports its first byte to [`Activity`].
 #[derive(Debug)]
 pub struct Watched<S> {
     inner: S,
@@ -88,9 +94,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        if buf.filled().len() > before && !self.activity.read_any.load(Ordering::Relaxed) {
             self.activity.read_any.store(true, Ordering::Relaxed);
-            self.activity.touch();
         }
         polled
     }
@@ -102,11 +107,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -114,11 +115,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -131,6 +128,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its exchange in flight until it ends (or is dropped): a
+/// streamed response that goes quiet for a while is still in use.
+#[derive(Debug)]
+pub struct Tracked<B> {
+    body: B,
+    in_flight: Option<InFlight>,
+}
+
+impl<B> Tracked<B> {
+    /// `body`, counted in flight with `in_flight`.
+    pub fn new(body: B, in_flight: InFlight) -> Tracked<B> {
+        Tracked {
+            body,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -169,15 +208,39 @@ pub enum Ended {
     Shutdown,
 }
 
-/// Drives `conn` to its end, closing it when a deadline passes or `shutdown` completes.
-pub async fn watch<C: Closable>(
-    conn: C,
+/// The connection's own task: drives `conn` to its end, closing it gracefully when the
+/// watchdog asks (`close`). The watchdog is a task of its own, so a connection's every wake
+/// polls the connection and one oneshot receiver, not the watchdog's timer and the shared
+/// shutdown signal.
+pub async fn serve_until_closed<C: Closable>(conn: C, close: oneshot::Receiver<()>) {
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        _ = conn.as_mut() => return,
+        asked = close => if asked.is_ok() {
+            conn.as_mut().close_gracefully();
+        },
+    }
+    conn.await;
+}
+
+/// The watchdog of the connection whose task is `conn`: asks it to close (`close`) when it
+/// is idle or the server shuts down (`shutdown`), and ends the task when nothing arrived
+/// within `first_byte` or a close takes longer than allowed. Returns when the task has ended.
+pub async fn watch(
     activity: &Activity,
     deadlines: Deadlines,
     shutdown: impl Future<Output = ()>,
+    close: oneshot::Sender<()>,
+    mut conn: JoinHandle<()>,
 ) -> Ended {
-    tokio::pin!(conn);
     tokio::pin!(shutdown);
+    let mut close = Some(close);
+    let mut ask_to_close = move || {
+        if let Some(close) = close.take() {
+            let _ = close.send(());
+        }
+    };
     let mut closing: Option<(Ended, Instant)> = None;
     loop {
         let check = match closing {
@@ -185,38 +248,54 @@ pub async fn watch<C: Closable>(
             None => next_check(activity, deadlines),
         };
         tokio::select! {
-            _ = conn.as_mut() => return closing.map_or(Ended::Done, |(why, _)| why),
+            _ = &mut conn => return closing.map_or(Ended::Done, |(why, _)| why),
             () = tokio::time::sleep_until(check) => {
-                if let Some((why, _)) = closing {
+                if let Some((why, until)) = closing {
+                    // A request that started while an idle connection was closing (HTTP/2
+                    // takes new streams until its last GOAWAY) gets the shutdown drain.
+                    if why == Ended::Idle && activity.in_flight.load(Ordering::Relaxed) > 0 {
+                        let drained = until.checked_add(deadlines.drain).unwrap_or(until);
+                        closing = Some((Ended::Shutdown, drained));
+                        continue;
+                    }
                     // Requests still running past the drain deadline are cut off.
+                    conn.abort();
                     return why;
                 }
                 if !activity.read_any.load(Ordering::Relaxed) {
                     if activity.opened.elapsed() >= deadlines.first_byte {
+                        conn.abort();
                         return Ended::Silent;
                     }
                 } else if is_idle(activity, deadlines.idle) {
-                    conn.as_mut().close_gracefully();
-                    closing = Some((Ended::Idle, Instant::now() + deadlines.settle));
+                    ask_to_close();
+                    closing = Some((Ended::Idle, later(deadlines.settle)));
                 }
             }
             () = &mut shutdown, if closing.is_none() => {
-                conn.as_mut().close_gracefully();
-                closing = Some((Ended::Shutdown, Instant::now() + deadlines.drain));
+                ask_to_close();
+                closing = Some((Ended::Shutdown, later(deadlines.drain)));
             }
         }
     }
 }
 
+/// `wait` from now (or as far as the clock goes).
+fn later(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait).unwrap_or(now)
+}
+
 /// When the watchdog next looks: the first-byte deadline, the idle deadline, or (a request
 /// in flight) one idle period from now.
 fn next_check(activity: &Activity, deadlines: Deadlines) -> Instant {
+    let after = |at: Instant, wait: Duration| at.checked_add(wait).unwrap_or(at);
     if !activity.read_any.load(Ordering::Relaxed) {
-        activity.opened + deadlines.first_byte
+        after(activity.opened, deadlines.first_byte)
     } else if activity.in_flight.load(Ordering::Relaxed) == 0 {
-        activity.last() + deadlines.idle
+        after(activity.last(), deadlines.idle)
     } else {
-        Instant::now() + deadlines.idle
+        later(deadlines.idle)
     }
 }
 
@@ -257,19 +336,24 @@ mod tests {
         settle: Duration::from_secs(10),
     };
 
+    /// The connection's task and its watchdog, as the listener starts them.
+    fn started(
+        activity: &Arc<Activity>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<Ended> {
+        let (close, closed) = oneshot::channel();
+        let conn = tokio::spawn(serve_until_closed(Open { closed: false }, closed));
+        let activity = Arc::clone(activity);
+        tokio::spawn(async move { watch(&activity, DEADLINES, shutdown, close, conn).await })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_sends_nothing_is_dropped_at_the_first_byte_deadline() {
         let activity = Activity::new();
-        let started = Instant::now();
-        let ended = watch(
-            Open { closed: false },
-            &activity,
-            DEADLINES,
-            std::future::pending(),
-        )
-        .await;
+        let began = Instant::now();
+        let ended = started(&activity, std::future::pending()).await.unwrap();
         assert_eq!(ended, Ended::Silent);
-        assert_eq!(started.elapsed().as_secs(), 10);
+        assert_eq!(began.elapsed().as_secs(), 10);
     }
 
     #[tokio::test(start_paused = true)]
@@ -277,20 +361,14 @@ mod tests {
         let activity = Activity::new();
         activity.read_any.store(true, Ordering::Relaxed);
         let request = activity.request();
-        let watching = watch(
-            Open { closed: false },
-            &activity,
-            DEADLINES,
-            std::future::pending(),
-        );
-        tokio::pin!(watching);
-        // A request in flight for five idle periods: the connection stays.
-        let busy = tokio::time::timeout(Duration::from_secs(300), watching.as_mut()).await;
-        assert!(busy.is_err(), "closed with a request in flight");
+        let mut watching = started(&activity, std::future::pending());
+        // An exchange in flight for five idle periods: the connection stays.
+        let busy = tokio::time::timeout(Duration::from_secs(300), &mut watching).await;
+        assert!(busy.is_err(), "closed with an exchange in flight");
         drop(request);
-        let started = Instant::now();
-        assert_eq!(watching.await, Ended::Idle);
-        assert_eq!(started.elapsed().as_secs(), 60);
+        let began = Instant::now();
+        assert_eq!(watching.await.unwrap(), Ended::Idle);
+        assert_eq!(began.elapsed().as_secs(), 60);
     }
 
     #[tokio::test(start_paused = true)]
@@ -298,13 +376,9 @@ mod tests {
         let activity = Activity::new();
         activity.read_any.store(true, Ordering::Relaxed);
         let _request = activity.request();
-        let ended = watch(
-            Open { closed: false },
-            &activity,
-            DEADLINES,
-            tokio::time::sleep(Duration::from_secs(1)),
-        )
-        .await;
+        let ended = started(&activity, tokio::time::sleep(Duration::from_secs(1)))
+            .await
+            .unwrap();
         assert_eq!(ended, Ended::Shutdown);
     }
 }

@@ -26,7 +26,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
 }
 
 /// Reads the body up to the protocol's limit; `None` when it is larger (the protocol answers
-/// `invalid_request`) or the connection failed mid-body.
+/// `invalid_request`), stopped coming (`[server.timeouts] body`) or the connection failed
+/// mid-body.
 async fn bounded(body: Body) -> Option<Bytes> {
     axum::body::to_bytes(body, oauth::form::MAX_BODY).await.ok()
 }

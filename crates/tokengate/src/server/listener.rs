@@ -18,7 +18,7 @@ use gateway::deadline::BodyDeadline;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{self, Activity, Closable, Deadlines, Watched};
+use super::connection::{self, Activity, Closable, Deadlines, Tracked, Watched};
 use super::{App, ConnInfo};
 use crate::config::Timeouts;
 
@@ -157,18 +157,26 @@ impl Accepted {
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let app = Arc::clone(&app);
             let router = router.clone();
+            // In flight until the response body ends (`Tracked`): idleness starts after it.
             let in_flight = requests.request();
-            // Each piece of the body must come within `body` of the one before.
-            let mut req = req.map(|body| BodyDeadline::new(body, body_timeout));
             async move {
-                let response = if super::is_service_path(req.uri().path()) {
+                let service_path = super::is_service_path(req.uri().path());
+                let response = if service_path {
+                    // The token service's and admin API's bodies are small forms and JSON
+                    // documents: the whole of one must come within `body`, so a client
+                    // cannot keep a request open by sending a byte now and then.
+                    let mut req = req.map(|body| {
+                        BodyDeadline::new(body, body_timeout).whole_within(body_timeout)
+                    });
                     req.extensions_mut().insert(info);
                     router.oneshot(req.map(axum::body::Body::new)).await
                 } else {
+                    // Each piece of a gateway body within `body` of the one before; the
+                    // route's `timeout` bounds the whole exchange.
+                    let req = req.map(|body| BodyDeadline::new(body, body_timeout));
                     Ok(super::gateway_request(&app, info, req).await)
                 };
-                drop(in_flight);
-                response
+                response.map(|r| r.map(|body| Tracked::new(body, in_flight)))
             }
         });
         let conn = builder
@@ -183,7 +191,13 @@ impl Accepted {
             drain: DRAIN,
             settle: timeouts.h2_ping_timeout,
         };
-        connection::watch(conn, &activity, deadlines, stopping.cancelled()).await;
+        let (close, closed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(connection::serve_until_closed(conn, closed));
+        let ended =
+            connection::watch(&activity, deadlines, stopping.cancelled(), close, task).await;
+        if ended != connection::Ended::Done {
+            tracing::debug!(peer = ?info.peer, ?ended, "connection closed by a deadline");
+        }
     }
 }
 

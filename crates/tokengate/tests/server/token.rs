@@ -384,7 +384,7 @@ pub async fn malformed_requests(ctx: Ctx) {
                 "grant_type=client_credentials&pad={}",
                 "a".repeat(70 * 1024)
             ),
-            "the body is too large",
+            "the body is too large or did not arrive in time",
         ),
         (
             form,
