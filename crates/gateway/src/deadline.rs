@@ -77,12 +77,9 @@ where
         let deadline = match (next, this.whole_by) {
             (Some(next), Some(whole)) => next.min(whole),
             (Some(at), None) | (None, Some(at)) => at,
-            // Further than any clock: no deadline in practice.
-            (None, None) => {
-                return Pin::new(&mut this.body)
-                    .poll_frame(cx)
-                    .map(|f| f.map(|r| r.map_err(Into::into)))
-            }
+            // Further than any clock: no deadline in practice (the body, polled above, will
+            // wake the task).
+            (None, None) => return Poll::Pending,
         };
         let timer = match &mut this.timer {
             Some(timer) => {

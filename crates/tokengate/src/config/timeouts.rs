@@ -21,8 +21,8 @@ pub struct TimeoutsConfig {
     pub head: Option<Spanned<Duration>>,
     /// Longest wait for the next piece of a request body.
     pub body: Option<Spanned<Duration>>,
-    /// A connection with no request in flight and nothing read or written is closed after
-    /// this (HTTP/2: GOAWAY, then close).
+    /// A connection with no exchange in progress is closed this long after its last response
+    /// ended, or after it opened (HTTP/2: GOAWAY, then close).
     pub idle: Option<Spanned<Duration>>,
     /// HTTP/2: how often an otherwise quiet connection is pinged.
     pub h2_ping_interval: Option<Spanned<Duration>>,

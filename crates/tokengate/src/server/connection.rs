@@ -30,6 +30,8 @@ pub struct Activity {
     read_any: AtomicBool,
     /// Exchanges from their request to the end of their response body.
     in_flight: AtomicUsize,
+    /// Whether an exchange ever started (before one has, `head` bounds idleness too).
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -40,6 +42,7 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             read_any: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
         })
     }
 
@@ -55,6 +58,7 @@ impl Activity {
     /// Counts an exchange in flight until the returned guard is dropped.
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.touch();
+        self.served.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
@@ -158,7 +162,15 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+        // Released with the last frame, not when hyper asks past it: a client that never
+        // reads (h2 window 0, a full socket) must not keep the exchange in flight, and the
+        // connection out of `idle`'s reach, forever.
+        let ended = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
             self.in_flight = None;
         }
         polled
@@ -178,7 +190,10 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
 pub struct Deadlines {
     /// From accepting to the first byte read.
     pub first_byte: Duration,
-    /// With no request in flight, from the last byte read or written.
+    /// Until the first request: sniffing HTTP/1 or h2 and the h2 handshake are not under
+    /// hyper's head timer, so a client that sends a byte or a bare preface is held to this.
+    pub head: Duration,
+    /// With no exchange in progress, from the end of the last one (or the opening).
     pub idle: Duration,
     /// After a graceful close at shutdown starts, how long requests in flight may take to
     /// finish.
@@ -267,7 +282,7 @@ pub async fn watch(
                         conn.abort();
                         return Ended::Silent;
                     }
-                } else if is_idle(activity, deadlines.idle) {
+                } else if is_idle(activity, idle_limit(activity, deadlines)) {
                     ask_to_close();
                     closing = Some((Ended::Idle, later(deadlines.settle)));
                 }
@@ -293,9 +308,19 @@ fn next_check(activity: &Activity, deadlines: Deadlines) -> Instant {
     if !activity.read_any.load(Ordering::Relaxed) {
         after(activity.opened, deadlines.first_byte)
     } else if activity.in_flight.load(Ordering::Relaxed) == 0 {
-        after(activity.last(), deadlines.idle)
+        after(activity.last(), idle_limit(activity, deadlines))
     } else {
         later(deadlines.idle)
+    }
+}
+
+/// How long the connection may sit unused: `idle`, or the shorter of `idle` and `head`
+/// before its first request.
+fn idle_limit(activity: &Activity, deadlines: Deadlines) -> Duration {
+    if activity.served.load(Ordering::Relaxed) {
+        deadlines.idle
+    } else {
+        deadlines.idle.min(deadlines.head)
     }
 }
 
@@ -331,6 +356,7 @@ mod tests {
 
     const DEADLINES: Deadlines = Deadlines {
         first_byte: Duration::from_secs(10),
+        head: Duration::from_secs(10),
         idle: Duration::from_secs(60),
         drain: Duration::from_secs(30),
         settle: Duration::from_secs(10),
@@ -369,6 +395,33 @@ mod tests {
         let began = Instant::now();
         assert_eq!(watching.await.unwrap(), Ended::Idle);
         assert_eq!(began.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test]
+    async fn a_response_stops_counting_with_its_last_piece_not_when_it_is_read_past() {
+        use http_body_util::BodyExt as _;
+        let activity = Activity::new();
+        let mut body = Tracked::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"token")),
+            activity.request(),
+        );
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 1);
+        // The one piece handed out: a client that never reads it holds nothing.
+        let piece = body.frame().await.unwrap().unwrap();
+        assert_eq!(piece.into_data().unwrap(), "token");
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_that_never_become_a_request_are_held_to_head() {
+        let activity = Activity::new();
+        activity.read_any.store(true, Ordering::Relaxed);
+        let began = Instant::now();
+        assert_eq!(
+            started(&activity, std::future::pending()).await.unwrap(),
+            Ended::Idle
+        );
+        assert_eq!(began.elapsed().as_secs(), 10);
     }
 
     #[tokio::test(start_paused = true)]

@@ -187,6 +187,7 @@ impl Accepted {
             .into_owned();
         let deadlines = Deadlines {
             first_byte: timeouts.first_byte,
+            head: timeouts.head,
             idle: timeouts.idle,
             drain: DRAIN,
             settle: timeouts.h2_ping_timeout,
