@@ -334,7 +334,7 @@ fn key_file(
 
 /// A timeout or interval: zero would fail every request or probe at once, so it is refused
 /// rather than raised to a minimum behind the operator's back.
-fn seconds(
+pub(super) fn seconds(
     value: Option<&Spanned<Duration>>,
     default: u64,
     what: impl FnOnce() -> String,

@@ -80,17 +80,17 @@ const LONGEST: u64 = 7 * 24 * 3600;
 /// once, and raising it to a minimum behind the operator's back would hide the mistake.
 pub(super) fn resolve(written: &TimeoutsConfig) -> Result<Timeouts, Failure> {
     let defaults = Timeouts::default();
-    let pick = |value: &Option<Spanned<Duration>>, default: StdDuration, name: &str| match value {
-        None => Ok(default),
-        Some(v) if v.get_ref().0 == 0 => Err((
-            v.span(),
-            format!("server.timeouts.{name} must be at least 1s"),
-        )),
-        Some(v) if v.get_ref().0 > LONGEST => Err((
-            v.span(),
-            format!("server.timeouts.{name} must be at most 7d"),
-        )),
-        Some(v) => Ok(StdDuration::from_secs(v.get_ref().0)),
+    let pick = |value: &Option<Spanned<Duration>>, default: StdDuration, name: &str| {
+        let picked = super::table::seconds(value.as_ref(), default.as_secs(), || {
+            format!("server.timeouts.{name}")
+        })?;
+        match value {
+            Some(v) if picked.as_secs() > LONGEST => Err((
+                v.span(),
+                format!("server.timeouts.{name} must be at most 7d"),
+            )),
+            _ => Ok(picked),
+        }
     };
     Ok(Timeouts {
         first_byte: pick(&written.first_byte, defaults.first_byte, "first_byte")?,
