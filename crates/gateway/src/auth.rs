@@ -584,7 +584,7 @@ impl Authenticator {
                 "a DPoP-bound token must be presented with the DPoP scheme and a proof".into(),
             )),
             (Some(jkt), Scheme::Dpop) => {
-                let mut proofs = facts.headers.get_all("dpop").iter();
+                let mut proofs = facts.headers.get_all(crate::DPOP).iter();
                 let proof = match (proofs.next(), proofs.next()) {
                     (Some(p), None) => p
                         .to_str()

@@ -69,6 +69,13 @@ use crate::upstream::is_idempotent;
 
 pub use crate::error::{Origin, ProxyError};
 
+/// The request id field: the gateway forwards the request's id in it, and the server puts it
+/// on every response. One name for both, made once.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// The DPoP proof field (RFC 9449): read by the gateway and the token endpoint, never
+/// forwarded upstream.
+pub const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+
 /// The response body type.
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 

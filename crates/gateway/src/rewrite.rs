@@ -54,7 +54,7 @@ pub(crate) fn upstream_request(
         forward_identity(own, auth, v, &mut parts.headers)?;
     }
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-        parts.headers.insert(X_REQUEST_ID.clone(), id);
+        parts.headers.insert(crate::REQUEST_ID, id);
     }
     // Last, so no header rule can replace it: the upstream's spans join this request's trace.
     crate::trace::set_upstream_fields(&mut parts.headers, &ctx.trace);
@@ -92,11 +92,9 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 /// is parsed again on every use.
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names; keeps
 /// `Connection: upgrade` and `Upgrade` for a protocol switch.
@@ -176,7 +174,7 @@ fn forward_identity(
     }
     if auth.forward_token != ForwardToken::Original {
         headers.remove(header::AUTHORIZATION);
-        headers.remove(&DPOP);
+        headers.remove(crate::DPOP);
     }
     for (claim, name) in &auth.forward_claims {
         // Claims that cannot be read refuse the request: forwarding it without them would

@@ -8,11 +8,11 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use gateway::DPOP;
 use oauth::{paths, ErrorResponse, Introspection, Request, INTROSPECTION_JWT};
 
 use super::{json_response, App, RequestId};
 
-const DPOP: HeaderName = HeaderName::from_static("dpop");
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 pub(super) fn routes() -> Router<Arc<App>> {

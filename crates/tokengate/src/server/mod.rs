@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tracing::Instrument as _;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::sync::RwLock;
@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 /// The request id header, taken from the client when it is sane, generated otherwise.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use gateway::REQUEST_ID;
 
 /// Shared state of every handler.
 pub struct App {
