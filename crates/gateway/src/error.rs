@@ -26,6 +26,10 @@ pub enum ProxyError {
     /// The path is not in the one spelling routes match on (400 `invalid_request`).
     #[error("{0}")]
     NonCanonicalPath(&'static str),
+    /// The request's `Host` or `:authority` is missing, repeated, contradictory or malformed
+    /// (400 `invalid_request`).
+    #[error("{0}")]
+    BadHost(&'static str),
     /// The path cannot be sent on (400 `invalid_request`).
     #[error("the path cannot be forwarded")]
     UnforwardablePath,
@@ -60,9 +64,9 @@ impl ProxyError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NonCanonicalPath(_) | ProxyError::UnforwardablePath => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::NonCanonicalPath(_)
+            | ProxyError::BadHost(_)
+            | ProxyError::UnforwardablePath => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Denied(d) => match d {
@@ -84,7 +88,9 @@ impl ProxyError {
     /// The `error` of the JSON body (RFC 6750 §3.1 codes for credentials).
     pub fn error_code(&self) -> &'static str {
         match self {
-            ProxyError::NonCanonicalPath(_) | ProxyError::UnforwardablePath => "invalid_request",
+            ProxyError::NonCanonicalPath(_)
+            | ProxyError::BadHost(_)
+            | ProxyError::UnforwardablePath => "invalid_request",
             ProxyError::NoRoute => "not_found",
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::Denied(d) => match d {
@@ -109,6 +115,7 @@ impl ProxyError {
             // These say nothing but what the client sent or met: their message is the
             // description.
             ProxyError::NonCanonicalPath(_)
+            | ProxyError::BadHost(_)
             | ProxyError::UnforwardablePath
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
@@ -135,6 +142,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => Some("ERR_GATEWAY_UPSTREAM_TIMEOUT"),
             ProxyError::Internal(_) => Some("ERR_GATEWAY_INTERNAL"),
             ProxyError::NonCanonicalPath(_)
+            | ProxyError::BadHost(_)
             | ProxyError::UnforwardablePath
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
@@ -151,6 +159,7 @@ impl ProxyError {
             ProxyError::Internal(why) => Some(why.clone()),
             ProxyError::Denied(_)
             | ProxyError::NonCanonicalPath(_)
+            | ProxyError::BadHost(_)
             | ProxyError::UnforwardablePath
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
@@ -164,6 +173,7 @@ impl ProxyError {
     pub fn origin(&self) -> Origin {
         match self {
             ProxyError::NonCanonicalPath(_)
+            | ProxyError::BadHost(_)
             | ProxyError::UnforwardablePath
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod client;
 pub mod deadline;
 mod error;
+pub mod forwarded;
 pub mod keys;
 pub mod metrics;
 pub mod own;
@@ -129,6 +130,7 @@ pub struct Gateway {
     by_route: ByRoute,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     mcp: Vec<(String, Value)>,
+    trusted_proxies: forwarded::TrustedProxies,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -162,6 +164,8 @@ pub struct Shared {
     pub dpop_window: u64,
     /// DPoP proofs seen (kept across reloads, so a reload does not reopen replays).
     pub replay: Arc<auth::ReplayCache>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: forwarded::TrustedProxies,
 }
 
 impl Gateway {
@@ -230,6 +234,7 @@ impl Gateway {
             metrics: shared.metrics,
             tasks: Vec::new(),
             mcp: Vec::new(),
+            trusted_proxies: shared.trusted_proxies,
         }
     }
 
@@ -290,7 +295,7 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = req.into_parts();
-        let facts = Facts::of(&parts);
+        let facts = Facts::of(&parts).map_err(|why| Failure::new(ProxyError::BadHost(why)))?;
         // Route first: every later phase follows the route's rules, and a path in another
         // spelling could otherwise reach a laxer route than the upstream will serve.
         let route = match phase(Phase::Route).in_scope(|| self.route(&parts, &facts))? {
@@ -325,9 +330,9 @@ impl Gateway {
                     route,
                     verified.as_deref(),
                     &mut parts,
-                    facts.authority.as_deref(),
-                    &facts.path,
+                    &facts,
                     ctx,
+                    self.trusted_proxies.contains(ctx.peer),
                 )
             })
             .map_err(on_route)?;
@@ -487,25 +492,23 @@ enum Routed<'g> {
 }
 
 /// The request's facts every phase reads, taken from it once.
-struct Facts {
-    /// The authority the client addressed (`Host`, or the URI's for HTTP/2).
-    authority: Option<String>,
-    /// That authority's host, lowercase, without port.
-    host: Option<String>,
+pub(crate) struct Facts {
+    /// The authority the client addressed (the target's, or `Host`), checked.
+    pub(crate) authority: Option<String>,
+    /// That authority's host as routes compare it ([`route::route_host`]).
+    pub(crate) host: Option<String>,
     /// The path, as sent.
-    path: String,
+    pub(crate) path: String,
 }
 
 impl Facts {
-    fn of(parts: &http::request::Parts) -> Facts {
-        let authority = route::authority(parts);
-        let host = authority
-            .as_deref()
-            .map(|a| route::strip_port(a).to_ascii_lowercase());
-        Facts {
-            authority,
-            host,
+    /// The facts, or why the request's authority is refused.
+    fn of(parts: &http::request::Parts) -> Result<Facts, &'static str> {
+        let authority = route::request_authority(parts.version, &parts.uri, &parts.headers)?;
+        Ok(Facts {
+            authority: authority.map(String::from),
+            host: authority.map(route::route_host),
             path: parts.uri.path().to_owned(),
-        }
+        })
     }
 }

@@ -1,5 +1,5 @@
 //! The rewrite phase: what the upstream receives. The path with the route's prefixes, no
-//! hop-by-hop fields, the gateway's own `X-Forwarded-*`, the route's header changes, and in
+//! hop-by-hop fields, the gateway's own `X-Forwarded-*` ([`crate::forwarded`]), the route's header changes, and in
 //! place of the client's credential a verified identity (forwarded claims, or an internal
 //! token), so an upstream never has to trust what a client wrote.
 
@@ -9,9 +9,10 @@ use http::uri::PathAndQuery;
 use http::Method;
 
 use crate::auth::{rejected, ForwardToken, RouteAuth, Verified};
+use crate::forwarded::forwarded_headers;
 use crate::own::OwnIssuer;
 use crate::route::Route;
-use crate::{Context, ProxyError};
+use crate::{Context, Facts, ProxyError};
 
 /// The request as the upstream will see it, built by [`upstream_request`].
 pub(crate) struct UpstreamRequest {
@@ -29,9 +30,9 @@ pub(crate) fn upstream_request(
     route: &Route,
     verified: Option<&Verified>,
     parts: &mut http::request::Parts,
-    authority: Option<&str>,
-    path: &str,
+    facts: &Facts,
     ctx: &Context,
+    from_trusted_proxy: bool,
 ) -> Result<UpstreamRequest, ProxyError> {
     if content_length(&parts.headers).is_some_and(|n| n > route.max_body) {
         return Err(ProxyError::BodyTooLarge);
@@ -39,7 +40,7 @@ pub(crate) fn upstream_request(
     // Only WebSocket is tunnelled: an `h2c` upgrade would open a connection whose later
     // requests never pass through the route's checks.
     let upgrade = parts.method == Method::GET && is_websocket(&parts.headers);
-    let mut new_path = route.upstream_path(path);
+    let mut new_path = route.upstream_path(&facts.path);
     if let Some(q) = parts.uri.query() {
         new_path.push('?');
         new_path.push_str(q);
@@ -48,7 +49,12 @@ pub(crate) fn upstream_request(
         .map_err(|_| ProxyError::UnforwardablePath)?;
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(header::HOST);
-    forwarded_headers(&mut parts.headers, authority, ctx);
+    forwarded_headers(
+        &mut parts.headers,
+        facts.authority.as_deref(),
+        ctx,
+        from_trusted_proxy,
+    );
     route.request_headers.apply(&mut parts.headers);
     if let (Some(auth), Some(v)) = (&route.auth, verified) {
         forward_identity(own, auth, v, &mut parts.headers)?;
@@ -92,9 +98,6 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 /// is parsed again on every use.
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names; keeps
 /// `Connection: upgrade` and `Upgrade` for a protocol switch.
@@ -126,27 +129,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         headers.remove(header::CONNECTION);
         headers.remove(header::UPGRADE);
-    }
-}
-
-/// `X-Forwarded-For` (appended), `-Proto` and `-Host`.
-fn forwarded_headers(headers: &mut HeaderMap, authority: Option<&str>, ctx: &Context) {
-    // The client's own `Forwarded` would contradict the X-Forwarded-* set here.
-    headers.remove(header::FORWARDED);
-    if let Some(ip) = ctx.peer {
-        let prior = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(|p| format!("{p}, {ip}"))
-            .unwrap_or_else(|| ip.to_string());
-        if let Ok(v) = HeaderValue::from_str(&prior) {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-    }
-    let proto = if ctx.tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }
 

@@ -68,45 +68,6 @@ fn only_websocket_counts_as_an_upgrade() {
 }
 
 #[test]
-fn forwarded_headers_are_the_gateways_own() {
-    let ctx = Context {
-        request_id: "r".into(),
-        peer: Some("192.0.2.7".parse().unwrap()),
-        tls: true,
-        trace: crate::trace::TraceContext {
-            trace_id: [7; 16],
-            span_id: [9; 8],
-            flags: 1,
-            tracestate: None,
-        },
-    };
-    let mut h = headers(&[
-        ("x-forwarded-for", "203.0.113.1"),
-        ("x-forwarded-proto", "http"),
-        ("x-forwarded-host", "evil.example"),
-        ("forwarded", "for=203.0.113.1"),
-    ]);
-    forwarded_headers(&mut h, Some("api.example:8443"), &ctx);
-    assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
-    assert_eq!(h["x-forwarded-proto"], "https");
-    assert_eq!(h["x-forwarded-host"], "api.example:8443");
-    assert!(!h.contains_key("forwarded"));
-    // No prior value, no peer address, no authority.
-    let mut h = HeaderMap::new();
-    forwarded_headers(
-        &mut h,
-        None,
-        &Context {
-            peer: None,
-            tls: false,
-            ..ctx
-        },
-    );
-    assert_eq!(names(&h), ["x-forwarded-proto"]);
-    assert_eq!(h["x-forwarded-proto"], "http");
-}
-
-#[test]
 fn a_declared_length_is_read_strictly() {
     assert_eq!(
         content_length(&headers(&[("content-length", "42")])),

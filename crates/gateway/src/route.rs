@@ -58,6 +58,9 @@ pub struct Route {
     pub host: Option<String>,
     /// The path it serves.
     pub path: PathMatch,
+    /// Whether the path is matched case-sensitively (the default); `false` for an upstream
+    /// that ignores case (ASP.NET Core, IIS), where `/API/Admin/` is `/api/admin/`.
+    pub case_sensitive: bool,
     /// The methods it serves; `None` for any.
     pub methods: Option<Vec<Method>>,
     /// Removed from the front of the path before forwarding.
@@ -87,13 +90,16 @@ pub struct RouteKey<'a> {
     pub host: Option<&'a str>,
     /// The path matcher.
     pub path: &'a PathMatch,
+    /// Whether the path is matched case-sensitively.
+    pub case_sensitive: bool,
     /// The methods served; `None` for any.
     pub methods: Option<&'a [Method]>,
 }
 
 impl RouteKey<'_> {
-    /// Same host (hosts match case-insensitively), same matcher and a method in common: the
-    /// two would serve the same requests, and order must not decide which.
+    /// Same host (hosts match case-insensitively), same matcher (ignoring case when either
+    /// route does) and a method in common: the two would serve the same requests, and order
+    /// must not decide which.
     pub fn overlaps(&self, other: &RouteKey<'_>) -> bool {
         let hosts = match (self.host, other.host) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
@@ -103,7 +109,16 @@ impl RouteKey<'_> {
             (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
             _ => true,
         };
-        hosts && self.path == other.path && methods_meet
+        let paths = if self.case_sensitive && other.case_sensitive {
+            self.path == other.path
+        } else {
+            match (self.path, other.path) {
+                (PathMatch::Exact(a), PathMatch::Exact(b))
+                | (PathMatch::Prefix(a), PathMatch::Prefix(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            }
+        };
+        hosts && paths && methods_meet
     }
 }
 
@@ -113,16 +128,41 @@ impl Route {
         RouteKey {
             host: self.host.as_deref(),
             path: &self.path,
+            case_sensitive: self.case_sensitive,
             methods: self.methods.as_deref(),
         }
     }
 
     fn matches_path(&self, path: &str) -> bool {
+        let same = |a: &str, b: &str| {
+            if self.case_sensitive {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            }
+        };
         match &self.path {
             // `/admin/` is the same resource as `/admin` to many upstreams.
-            PathMatch::Exact(p) => p == path || path.strip_suffix('/').is_some_and(|x| x == p),
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => {
+                same(p, path) || path.strip_suffix('/').is_some_and(|x| same(x, p))
+            }
+            // And the prefix `/api/` serves `/api` itself, as a directory would.
+            PathMatch::Prefix(p) => {
+                self.strip_matched(path, p).is_some()
+                    || p.strip_suffix('/').is_some_and(|bare| same(bare, path))
+            }
         }
+    }
+
+    /// `path` without `prefix`, when it starts with it (ignoring case if the route does).
+    fn strip_matched<'p>(&self, path: &'p str, prefix: &str) -> Option<&'p str> {
+        if self.case_sensitive {
+            return path.strip_prefix(prefix);
+        }
+        let head = path.get(..prefix.len())?;
+        head.eq_ignore_ascii_case(prefix)
+            .then(|| path.get(prefix.len()..))
+            .flatten()
     }
 
     fn matches_host(&self, host: Option<&str>) -> bool {
@@ -149,8 +189,13 @@ impl Route {
     pub fn upstream_path(&self, path: &str) -> String {
         let mut rest = path;
         if let Some(strip) = &self.strip_prefix {
-            if let Some(r) = rest.strip_prefix(strip.as_str()) {
+            if let Some(r) = self.strip_matched(rest, strip) {
                 rest = r;
+            } else if strip.strip_suffix('/').is_some_and(|bare| {
+                rest == bare || (!self.case_sensitive && rest.eq_ignore_ascii_case(bare))
+            }) {
+                // `/api` on the route `/api/` that strips `/api/`: the upstream's root.
+                rest = "";
             }
         }
         let mut out = String::with_capacity(rest.len() + 16);
@@ -234,7 +279,11 @@ impl RouteTable {
 /// `/%61dmin` or `/x/..;/admin` would match one route here and mean another upstream. So a
 /// path must be canonical: no `.`/`..` segments (plain or escaped), no empty segments, no
 /// `;` (matrix parameters), no backslash, and percent-escapes only for characters that need
-/// them (never an unreserved character, `/` or `\\`), each well formed.
+/// them (never an unreserved character, `/` or `\\`), each well formed. Upstreams that
+/// decode twice, or decode leniently, see more: an escaped `%` before two hex digits
+/// (`%252e`, a `.` after a second decoding), an escaped control character (`%00` ends a
+/// C string) and escapes that do not decode to UTF-8 (`%c0%ae`, an overlong `.`) are refused
+/// too.
 pub fn non_canonical_path(path: &str) -> Option<&'static str> {
     if path.contains('\\') || path.contains(';') {
         return Some("the path has a backslash or a semicolon");
@@ -244,23 +293,25 @@ pub fn non_canonical_path(path: &str) -> Option<&'static str> {
     }
     let bytes = path.as_bytes();
     let mut i = 0;
+    let mut beyond_ascii = false;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+            let Some(value) = escaped_byte(bytes, i) else {
                 return Some("the path has a malformed percent-escape");
             };
-            let unreserved =
-                value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
-            if unreserved || value == b'/' || value == b'\\' {
-                return Some("the path escapes a character that needs no escaping");
+            if let Some(why) = needless_or_hostile_escape(value, bytes, i) {
+                return Some(why);
             }
+            beyond_ascii |= value >= 0x80;
             i += 3;
         } else {
+            beyond_ascii |= b >= 0x80;
             i += 1;
         }
+    }
+    // Decoded only when something beyond ASCII is there: most paths are not copied.
+    if beyond_ascii && std::str::from_utf8(&percent_decoded(bytes)).is_err() {
+        return Some("the path escapes bytes that are not UTF-8 (an overlong or broken sequence)");
     }
     if path
         .split('/')
@@ -271,14 +322,132 @@ pub fn non_canonical_path(path: &str) -> Option<&'static str> {
     None
 }
 
-/// The authority the client addressed: `Host`, or the URI's (HTTP/2).
-pub(crate) fn authority(parts: &http::request::Parts) -> Option<String> {
-    parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(String::from)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+/// The byte the escape at `at` (`%XY`) stands for, if it is well formed.
+fn escaped_byte(bytes: &[u8], at: usize) -> Option<u8> {
+    let hex = bytes.get(at + 1..at + 3)?;
+    u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+/// Why the escape of `value` at `at` is refused, if it is.
+fn needless_or_hostile_escape(value: u8, bytes: &[u8], at: usize) -> Option<&'static str> {
+    let unreserved = value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
+    if unreserved || value == b'/' || value == b'\\' {
+        return Some("the path escapes a character that needs no escaping");
+    }
+    if value.is_ascii_control() {
+        return Some("the path escapes a control character");
+    }
+    let hex_follows = bytes
+        .get(at + 3..at + 5)
+        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+    if value == b'%' && hex_follows {
+        return Some("the path has a double-encoded percent-escape");
+    }
+    None
+}
+
+/// The path with its (well-formed) escapes decoded.
+fn percent_decoded(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, escaped_byte(bytes, i)) {
+            (b'%', Some(value)) => {
+                out.push(value);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The authority the client addressed, checked as RFC 9112 §3.2 and RFC 9113 §8.3.1 ask:
+/// one `Host` at most, required in HTTP/1.1; the request target's authority (absolute form,
+/// or h2's `:authority`) wins over it, and on h2 the two must agree; the value is a host (a
+/// name, an IPv4 address or a bracketed IPv6 one) with an optional port. `None` only for an
+/// HTTP/1.0 request that names no host. Anything else is why the request is refused (400):
+/// the upstream, the route table and `X-Forwarded-Host` would each read a loose value their
+/// own way.
+pub fn request_authority<'r>(
+    version: http::Version,
+    uri: &'r http::Uri,
+    headers: &'r http::HeaderMap,
+) -> Result<Option<&'r str>, &'static str> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("the request has more than one Host");
+    }
+    let host = match host {
+        Some(h) => Some(h.to_str().map_err(|_| "the Host is malformed")?),
+        None => None,
+    };
+    let chosen = match (uri.authority().map(http::uri::Authority::as_str), host) {
+        (Some(target), Some(h))
+            if version >= http::Version::HTTP_2 && !target.eq_ignore_ascii_case(h) =>
+        {
+            return Err("the Host differs from the request's :authority");
+        }
+        (_, None) if version == http::Version::HTTP_11 => {
+            return Err("the request has no Host");
+        }
+        (Some(target), _) => target,
+        (None, Some(h)) => h,
+        (None, None) if version >= http::Version::HTTP_2 => {
+            return Err("the request has no :authority or Host");
+        }
+        (None, None) => return Ok(None),
+    };
+    if !is_authority(chosen) {
+        return Err("the Host is malformed");
+    }
+    Ok(Some(chosen))
+}
+
+/// `host[:port]`: a DNS name or IPv4 address (letters, digits, `-`, `_`, `.`, no empty
+/// label but a final dot), or an IPv6 address in brackets; a port of 1 to 5 digits.
+fn is_authority(text: &str) -> bool {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            _ => match after.strip_prefix(':') {
+                Some(port) => ("v6", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.parse::<u16>().is_ok());
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        });
+    port_ok && name_ok
+}
+
+/// The host routes compare with: without the port or IPv6 brackets, without the final dot
+/// of a fully qualified name (`api.example.` is `api.example`), lowercase.
+pub fn route_host(authority: &str) -> String {
+    let host = strip_port(authority);
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 pub(crate) fn strip_port(authority: &str) -> &str {

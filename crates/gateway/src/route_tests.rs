@@ -17,6 +17,7 @@ fn route(name: &str, host: Option<&str>, path: PathMatch, methods: Option<Vec<Me
         name: name.into(),
         host: host.map(String::from),
         path,
+        case_sensitive: true,
         methods,
         strip_prefix: Some("/api".into()),
         add_prefix: Some("/v1/".into()),
@@ -129,6 +130,10 @@ fn only_the_canonical_spelling_of_a_path_passes() {
         "/x.y/z",
         "/...",
         "/a%2Bb",
+        "/100%25",
+        "/100%25off",
+        "/%25zz",
+        "/%E2%82%AC",
     ] {
         assert_eq!(non_canonical_path(ok), None, "{ok}");
     }
@@ -152,25 +157,252 @@ fn only_the_canonical_spelling_of_a_path_passes() {
         ),
         ("/%zz", "the path has a malformed percent-escape"),
         ("/%4", "the path has a malformed percent-escape"),
+        (
+            "/%252e%252e/x",
+            "the path has a double-encoded percent-escape",
+        ),
+        (
+            "/a%25%32%65",
+            "the path escapes a character that needs no escaping",
+        ),
+        ("/a%00b", "the path escapes a control character"),
+        ("/a%0d%0aX", "the path escapes a control character"),
+        ("/a%7f", "the path escapes a control character"),
+        (
+            "/%c0%ae%c0%ae/x",
+            "the path escapes bytes that are not UTF-8 (an overlong or broken sequence)",
+        ),
+        (
+            "/%e0%80%ae",
+            "the path escapes bytes that are not UTF-8 (an overlong or broken sequence)",
+        ),
+        (
+            "/%ff",
+            "the path escapes bytes that are not UTF-8 (an overlong or broken sequence)",
+        ),
+        (
+            "/caf%C3",
+            "the path escapes bytes that are not UTF-8 (an overlong or broken sequence)",
+        ),
     ] {
         assert_eq!(non_canonical_path(bad), Some(why), "{bad}");
     }
 }
 
 #[test]
-fn hosts_lose_their_port_and_keep_ipv6_brackets_off() {
+fn hosts_lose_their_port_brackets_and_final_dot() {
     assert_eq!(strip_port("api.example:8443"), "api.example");
     assert_eq!(strip_port("api.example"), "api.example");
     assert_eq!(strip_port("[::1]:8080"), "::1");
     assert_eq!(strip_port("[::1]"), "::1");
-    let req = http::Request::get("/x")
-        .header("host", "a.example:1")
-        .body(())
-        .unwrap();
+    assert_eq!(route_host("API.Example.:8443"), "api.example");
+    assert_eq!(route_host("api.example."), "api.example");
+    assert_eq!(route_host("[::1]:1"), "::1");
+}
+
+fn authority_of(
+    version: http::Version,
+    target: &str,
+    hosts: &[&str],
+) -> Result<Option<String>, &'static str> {
+    let mut req = http::Request::get(target).version(version);
+    for h in hosts {
+        req = req.header("host", *h);
+    }
+    let (parts, ()) = req.body(()).unwrap().into_parts();
+    request_authority(parts.version, &parts.uri, &parts.headers).map(|a| a.map(String::from))
+}
+
+#[test]
+fn the_authority_follows_rfc_9112_and_9113() {
+    use http::Version;
+    let ok = |v, t, h: &[&str]| authority_of(v, t, h).unwrap();
     assert_eq!(
-        authority(&req.into_parts().0).as_deref(),
+        ok(Version::HTTP_11, "/x", &["a.example:1"]).as_deref(),
         Some("a.example:1")
     );
-    let h2 = http::Request::get("https://b.example/x").body(()).unwrap();
-    assert_eq!(authority(&h2.into_parts().0).as_deref(), Some("b.example"));
+    // The absolute form's authority wins over Host (RFC 9112 §3.2.2).
+    assert_eq!(
+        ok(Version::HTTP_11, "http://b.example/x", &["a.example"]).as_deref(),
+        Some("b.example")
+    );
+    // h2: `:authority`, and a Host that agrees with it (in any case).
+    assert_eq!(
+        ok(Version::HTTP_2, "https://b.example/x", &[]).as_deref(),
+        Some("b.example")
+    );
+    assert_eq!(
+        ok(Version::HTTP_2, "https://b.example/x", &["B.example"]).as_deref(),
+        Some("b.example")
+    );
+    assert_eq!(
+        ok(Version::HTTP_2, "/x", &["c.example"]).as_deref(),
+        Some("c.example")
+    );
+    // HTTP/1.0 may name no host.
+    assert_eq!(ok(Version::HTTP_10, "/x", &[]), None);
+    for (v, t, h, why) in [
+        (Version::HTTP_11, "/x", &[][..], "the request has no Host"),
+        (
+            Version::HTTP_11,
+            "http://b.example/x",
+            &[][..],
+            "the request has no Host",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["a.example", "a.example"][..],
+            "the request has more than one Host",
+        ),
+        (
+            Version::HTTP_2,
+            "https://b.example/x",
+            &["a.example"][..],
+            "the Host differs from the request's :authority",
+        ),
+        (
+            Version::HTTP_2,
+            "/x",
+            &[][..],
+            "the request has no :authority or Host",
+        ),
+        (Version::HTTP_11, "/x", &[""][..], "the Host is malformed"),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["a b"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["a.example:99999"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["a.example:"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["a..example"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &[".a.example"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["user@a.example"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["[::1"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["[zz::1]"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["[::1]x"][..],
+            "the Host is malformed",
+        ),
+        (
+            Version::HTTP_11,
+            "/x",
+            &["a.example/evil"][..],
+            "the Host is malformed",
+        ),
+    ] {
+        assert_eq!(authority_of(v, t, h), Err(why), "{v:?} {t} {h:?}");
+    }
+    for good in [
+        "a.example.",
+        "[::1]:8080",
+        "[2001:db8::1]",
+        "192.0.2.1:80",
+        "under_score.example",
+    ] {
+        assert!(ok(Version::HTTP_11, "/x", &[good]).is_some(), "{good}");
+    }
+}
+
+fn route_cs(name: &str, path: PathMatch, case_sensitive: bool) -> Route {
+    let mut r = route(name, None, path, None);
+    r.case_sensitive = case_sensitive;
+    r.strip_prefix = None;
+    r.add_prefix = None;
+    r
+}
+
+#[tokio::test]
+async fn a_case_insensitive_route_takes_every_spelling_of_its_path() {
+    let table = RouteTable::new(vec![
+        route_cs("api", PathMatch::Prefix("/api/".into()), true),
+        route_cs("admin", PathMatch::Prefix("/api/admin/".into()), false),
+        route_cs("health", PathMatch::Exact("/Health".into()), false),
+    ])
+    .unwrap();
+    let get = Method::GET;
+    assert_eq!(name(table.find(None, "/api/admin/users", &get)), "admin");
+    assert_eq!(name(table.find(None, "/api/ADMIN/users", &get)), "admin");
+    assert_eq!(name(table.find(None, "/api/Admin", &get)), "admin");
+    assert_eq!(name(table.find(None, "/api/x", &get)), "api");
+    // The case-sensitive route keeps its own spelling.
+    assert_eq!(name(table.find(None, "/API/x", &get)), "404");
+    assert_eq!(name(table.find(None, "/health", &get)), "health");
+    assert_eq!(name(table.find(None, "/HEALTH/", &get)), "health");
+    // Stripping follows the route's case rule.
+    let mut r = route_cs("admin", PathMatch::Prefix("/api/admin/".into()), false);
+    r.strip_prefix = Some("/api/admin".into());
+    assert_eq!(r.upstream_path("/API/Admin/users"), "/users");
+}
+
+#[tokio::test]
+async fn routes_equal_but_for_case_overlap_when_either_ignores_case() {
+    let err = RouteTable::new(vec![
+        route_cs("a", PathMatch::Prefix("/api/".into()), true),
+        route_cs("b", PathMatch::Prefix("/API/".into()), false),
+    ])
+    .unwrap_err();
+    assert_eq!(err, OverlappingRoutes("a".into(), "b".into()));
+    // Both case-sensitive: two different paths.
+    RouteTable::new(vec![
+        route_cs("a", PathMatch::Prefix("/api/".into()), true),
+        route_cs("b", PathMatch::Prefix("/API/".into()), true),
+    ])
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_prefix_serves_its_own_path_without_the_slash() {
+    let table = RouteTable::new(vec![route_cs(
+        "mcp",
+        PathMatch::Prefix("/mcp/".into()),
+        true,
+    )])
+    .unwrap();
+    let get = Method::GET;
+    assert_eq!(name(table.find(None, "/mcp", &get)), "mcp");
+    assert_eq!(name(table.find(None, "/mcp/x", &get)), "mcp");
+    assert_eq!(name(table.find(None, "/mcpx", &get)), "404");
+    let mut r = route_cs("mcp", PathMatch::Prefix("/mcp/".into()), true);
+    r.strip_prefix = Some("/mcp/".into());
+    assert_eq!(r.upstream_path("/mcp"), "/");
+    assert_eq!(r.upstream_path("/mcp/x"), "/x");
 }

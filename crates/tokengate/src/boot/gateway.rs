@@ -58,7 +58,11 @@ impl GatewayParts {
     }
 
     /// What a new gateway shares, with a fresh token cache.
-    pub fn shared(&self, dpop_window: u64) -> Shared {
+    pub fn shared(
+        &self,
+        dpop_window: u64,
+        trusted_proxies: gateway::forwarded::TrustedProxies,
+    ) -> Shared {
         Shared {
             own: Arc::clone(&self.service) as Arc<dyn gateway::own::OwnIssuer>,
             cache: Arc::new(TokenCache::new(
@@ -69,6 +73,7 @@ impl GatewayParts {
             metrics: Arc::clone(&self.metrics),
             dpop_window,
             replay: Arc::clone(&self.replay),
+            trusted_proxies,
         }
     }
 }
@@ -91,6 +96,9 @@ fn trust_store(e: impl std::fmt::Display) -> CliError {
 /// the checked route table. Key files are read now; remote key sets are fetched on first use.
 pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, CliError> {
     let table = config.table();
+    for warning in table.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     let mut remotes = parts.remotes.lock().unwrap_or_else(|e| e.into_inner());
     let mut issuers = Issuers {
         own: Arc::new(Issuer {
@@ -119,8 +127,11 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
     *remotes = kept;
     drop(remotes);
     // The table refuses what `config::table` refused already, with the same check.
-    Gateway::new(routes, parts.shared(config.token_service.dpop_window.0))
-        .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
+    Gateway::new(
+        routes,
+        parts.shared(config.token_service.dpop_window.0, config.trusted_proxies()),
+    )
+    .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
 }
 
 /// The issuers of one build. Each declared issuer is made on first use by a route and shared
@@ -217,6 +228,7 @@ fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
         name: spec.name.clone(),
         host: spec.host.clone(),
         path: spec.path.clone(),
+        case_sensitive: spec.case_sensitive,
         methods: spec.methods.clone(),
         strip_prefix: spec.strip_prefix.clone(),
         add_prefix: spec.add_prefix.clone(),

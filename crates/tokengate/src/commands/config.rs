@@ -13,7 +13,15 @@ pub fn run(cmd: ConfigCommand) -> Result<(), CliError> {
             let refused = |e: ConfigError| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE);
             let config = Config::load(&args.file).map_err(refused)?;
             config.table().load_key_files().map_err(refused)?;
-            print_json(&config.effective())
+            let warnings = config.table().warnings();
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            let mut effective = config.effective();
+            if let Some(fields) = effective.as_object_mut() {
+                fields.insert("warnings".into(), serde_json::json!(warnings));
+            }
+            print_json(&effective)
         }
     }
 }

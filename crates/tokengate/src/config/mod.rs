@@ -101,6 +101,10 @@ pub struct Server {
     /// `[server.timeouts]`: deadlines of a client connection's phases.
     #[serde(default)]
     pub timeouts: timeouts::TimeoutsConfig,
+    /// Peers (load balancers in front) whose `X-Forwarded-*` and `X-Real-IP` are believed;
+    /// from any other peer they are replaced. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<values::IpRange>,
 }
 
 impl Default for Server {
@@ -114,6 +118,7 @@ impl Default for Server {
             master_key_file: None,
             admin_token: None,
             timeouts: timeouts::TimeoutsConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -395,6 +400,13 @@ impl Config {
         self.timeouts
     }
 
+    /// The peers whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> gateway::forwarded::TrustedProxies {
+        gateway::forwarded::TrustedProxies::new(
+            self.server.trusted_proxies.iter().map(|r| r.0).collect(),
+        )
+    }
+
     /// The issuer identifier: configured, or `http://` and the listen address.
     pub fn issuer(&self) -> Result<Url, url::ParseError> {
         match &self.token_service.issuer {
@@ -447,6 +459,7 @@ impl Config {
         let ts = &self.token_service;
         json!({
             "listen": self.server.listen.to_string(),
+            "trusted_proxies": self.server.trusted_proxies.iter().map(|r| r.0.to_string()).collect::<Vec<_>>(),
             "tls": self.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
             "storage": storage,
             "master_key_file": self.server.master_key_file,

@@ -24,6 +24,10 @@ pub struct Route {
     pub path: Option<Spanned<String>>,
     /// Serve paths starting with this prefix (the longest matching prefix wins).
     pub path_prefix: Option<Spanned<String>>,
+    /// Match the path case-sensitively (default true); false for an upstream that ignores
+    /// case, so that `/API/Admin/` reaches the route of `/api/admin/` and not a laxer one.
+    #[serde(default = "yes")]
+    pub case_sensitive: bool,
     /// Serve only this `Host` (without port).
     pub host: Option<Spanned<String>>,
     /// Serve only these methods.

@@ -117,6 +117,8 @@ pub struct RouteSpec {
     pub host: Option<String>,
     /// The path it serves (canonical, not reserved by the token service).
     pub path: PathMatch,
+    /// Whether the path is matched case-sensitively.
+    pub case_sensitive: bool,
     /// The methods it serves (never an empty list); `None` for any.
     pub methods: Option<Vec<http::Method>>,
     /// Removed from the front of the path (it applies to the paths the route serves).
@@ -151,6 +153,7 @@ impl RouteSpec {
         RouteKey {
             host: self.host.as_deref(),
             path: &self.path,
+            case_sensitive: self.case_sensitive,
             methods: self.methods.as_deref(),
         }
     }
@@ -203,6 +206,7 @@ impl Table {
                 "name": r.name,
                 "path": path,
                 "path_prefix": path_prefix,
+                "case_sensitive": r.case_sensitive,
                 "host": r.host,
                 "methods": r.methods.as_ref().map(|m| m.iter().map(http::Method::as_str).collect::<Vec<_>>()),
                 "upstreams": r.upstreams.iter().map(TargetUrl::as_str).collect::<Vec<_>>(),
@@ -216,10 +220,78 @@ impl Table {
     }
 }
 
+impl Table {
+    /// What the routes allow that is legal but risky, for `config check` and the log at
+    /// start and reload. Today: paths whose spelling differs only by case, which an upstream
+    /// that ignores case (ASP.NET Core, IIS) serves as one, so a request in another case
+    /// reaches a laxer route (docs/security.md).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, a) in self.routes.iter().enumerate() {
+            for b in self.routes.iter().take(i) {
+                if let Some(warning) = case_warning(a, b).or_else(|| case_warning(b, a)) {
+                    out.push(warning);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The warning for `inner` next to `outer`, when a change of case would move a request
+/// from `inner` to `outer`: their paths are equal ignoring case, or `inner` (case-sensitive)
+/// lies under `outer`'s prefix and has letters past it.
+fn case_warning(inner: &RouteSpec, outer: &RouteSpec) -> Option<String> {
+    let hosts_meet = match (&inner.host, &outer.host) {
+        (Some(a), Some(b)) => a == b,
+        (_, None) => true,
+        (None, Some(_)) => false,
+    };
+    if !inner.case_sensitive || !hosts_meet {
+        return None;
+    }
+    let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &inner.path;
+    let (PathMatch::Exact(q) | PathMatch::Prefix(q)) = &outer.path;
+    let (a, b) = (&inner.name, &outer.name);
+    if p != q && p.eq_ignore_ascii_case(q) {
+        return Some(format!(
+            "routes {a:?} ({p}) and {b:?} ({q}) differ only by case: an upstream that ignores \
+             case serves both from either; give them one spelling, or set case_sensitive = false"
+        ));
+    }
+    let rest = match &outer.path {
+        PathMatch::Prefix(q) if p.len() > q.len() => p.strip_prefix(q.as_str())?,
+        _ => return None,
+    };
+    rest.bytes().any(|c| c.is_ascii_alphabetic()).then(|| {
+        format!(
+            "route {a:?} ({p}) lies under route {b:?} ({q}) and matches case-sensitively: \
+             {q}{upper} reaches route {b:?}; if the upstream ignores case, set \
+             case_sensitive = false on route {a:?}",
+            upper = rest.to_ascii_uppercase()
+        )
+    })
+}
+
 /// Converts `[[issuers]]` and `[[routes]]`, each rule reported at the value that breaks it.
 pub(super) fn build(config: &Config, source: &Source<'_>) -> Result<Table, Failure> {
     let mut issuers: Vec<Arc<IssuerSpec>> = Vec::with_capacity(config.issuers.len());
+    let own = config.issuer_id().ok();
     for declared in &config.issuers {
+        if own.as_deref() == Some(declared.issuer.get_ref().trim_end_matches('/'))
+            || own.as_deref() == Some(declared.issuer.get_ref())
+        {
+            return Err((
+                declared.issuer.span(),
+                format!(
+                    "issuers {:?}: {:?} is the built-in token service's issuer; routes accept \
+                     its tokens as \"self\" (with its own keys and revocations), never through a \
+                     second declaration",
+                    declared.name.get_ref(),
+                    declared.issuer.get_ref()
+                ),
+            ));
+        }
         let spec = issuer(declared, &issuers, source)?;
         issuers.push(Arc::new(spec));
     }
@@ -253,6 +325,9 @@ fn issuer(
     }
     let keys = match (&i.jwks_file, &i.jwks_url, i.discovery) {
         (Some(file), None, false) => KeySpec::File(key_file(name, "jwks_file", file, source)?),
+        (None, Some(url), false) if url.get_ref().scheme() == "http" && !is_loopback(url.get_ref()) => {
+            return Err((url.span(), format!("issuers {name:?}: jwks_url {} is fetched without TLS, so anyone on the path could swap the keys and mint tokens this gateway accepts; use https (http only on loopback)", url.get_ref())))
+        }
         (None, Some(url), false) if matches!(url.get_ref().scheme(), "https" | "http") => {
             KeySpec::Url(url.get_ref().clone())
         }
@@ -264,6 +339,12 @@ fn issuer(
                 return Err((
                     i.issuer.span(),
                     format!("issuers {name:?}: discovery needs an issuer that is an http(s) URL (its metadata is fetched from it)"),
+                ));
+            }
+            if Url::parse(i.issuer.get_ref()).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u)) {
+                return Err((
+                    i.issuer.span(),
+                    format!("issuers {name:?}: discovery over http would fetch the metadata and keys without TLS, so anyone on the path could swap the keys; use an https issuer (http only on loopback)"),
                 ));
             }
             KeySpec::Discovery
@@ -284,6 +365,12 @@ fn issuer(
         Some(file) => Some(key_file(name, "decrypt_keys_file", file, source)?),
         None => None,
     };
+    if i.refetch_cooldown.0 == 0 && !matches!(keys, KeySpec::File(_)) {
+        return Err((
+            i.name.span(),
+            format!("issuers {name:?}: refetch_cooldown must be at least 1s: without it every token with an unknown kid makes the gateway fetch the key set again, which anyone can do at will"),
+        ));
+    }
     let fetch_timeout = seconds(i.fetch_timeout.as_ref(), DEFAULT_FETCH_TIMEOUT, || {
         format!("issuers {name:?}: fetch_timeout")
     })?;
@@ -304,6 +391,16 @@ fn issuer(
             timeout: fetch_timeout,
         },
     })
+}
+
+/// A URL whose host is this machine: `localhost`, 127.0.0.0/8 or ::1.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 fn is_http_url(text: &str) -> bool {
@@ -382,6 +479,7 @@ fn route(
     Ok(RouteSpec {
         name: name.clone(),
         host: host(r)?,
+        case_sensitive: r.case_sensitive,
         methods: methods(r)?,
         strip_prefix: strip_prefix(r, &path)?,
         add_prefix: add_prefix(r)?,
@@ -461,6 +559,13 @@ fn path_match(r: &Route) -> Result<PathMatch, Failure> {
     // Requests are matched only in canonical form, so any other spelling would never match.
     if let Some(why) = not_a_plain_path(p) {
         return Err(at(format!("{p:?} would never match: {why}")));
+    }
+    // `/api` would serve `/apix` and `/api-internal/` too, which is never what was meant.
+    if !exact && !p.ends_with('/') {
+        return Err(at(format!(
+            "path_prefix {p:?} would also match {p}x and {p}-other/; end it with / \
+             (\"{p}/\" serves {p} itself and everything under it)"
+        )));
     }
     if RESERVED
         .iter()

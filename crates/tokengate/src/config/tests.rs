@@ -212,7 +212,7 @@ fn routes_parse_and_their_rules_are_checked() {
         &format!(
             "{ROUTE}[routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\nforward_claims = {{ sub = \"x-user\" }}\n\n\
              [[routes]]\nname = \"public\"\npath = \"/health\"\nupstreams = [\"http://127.0.0.1:9000\"]\nauth = \"none\"\n\n\
-             [[routes]]\nname = \"mcp\"\npath_prefix = \"/mcp\"\nupstreams = [\"http://127.0.0.1:9001\"]\n[routes.mcp]\nresource = \"https://host.example/mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"
+             [[routes]]\nname = \"mcp\"\npath_prefix = \"/mcp/\"\nupstreams = [\"http://127.0.0.1:9001\"]\n[routes.mcp]\nresource = \"https://host.example/mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"
         ),
         "t.toml",
     )
@@ -285,12 +285,12 @@ fn what_boot_refused_is_refused_with_its_place() {
             "routes \"a\": give exactly one of path and path_prefix",
         ),
         (
-            format!("[[routes]]\nname = \"m\"\npath_prefix = \"/mcp\"\n{UP}[routes.mcp]\nresource = \"urn:example:mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"),
+            format!("[[routes]]\nname = \"m\"\npath_prefix = \"/mcp/\"\n{UP}[routes.mcp]\nresource = \"urn:example:mcp\"\n[routes.auth]\nissuers = [\"self\"]\n"),
             (6, 12),
             "routes \"m\": mcp.resource must be an http(s) URL without fragment",
         ),
         (
-            format!("[[routes]]\nname = \"m\"\npath_prefix = \"/mcp\"\n{UP}[routes.mcp]\nresource = \"https://h/mcp#x\"\n[routes.auth]\nissuers = [\"self\"]\n"),
+            format!("[[routes]]\nname = \"m\"\npath_prefix = \"/mcp/\"\n{UP}[routes.mcp]\nresource = \"https://h/mcp#x\"\n[routes.auth]\nissuers = [\"self\"]\n"),
             (6, 12),
             "routes \"m\": mcp.resource must be an http(s) URL without fragment",
         ),
@@ -432,7 +432,7 @@ fn the_table_is_what_the_gateway_is_built_from() {
     use table::{IssuerRef, KeySpec};
     let c = Config::parse(
         "[[issuers]]\nname = \"partner\"\nissuer = \"https://partner.example\"\njwks_url = \"https://partner.example/jwks\"\nalgorithms = [\"ES256\", \"PS256\"]\ntyp = \"\"\nfetch_timeout = \"2s\"\n\
-         [[routes]]\nname = \"mcp\"\nhost = \"MCP.Example\"\npath_prefix = \"/mcp\"\nmethods = [\"get\", \"POST\"]\nupstreams = [\"http://127.0.0.1:9001/base/\"]\n\
+         [[routes]]\nname = \"mcp\"\nhost = \"MCP.Example\"\npath_prefix = \"/mcp/\"\nmethods = [\"get\", \"POST\"]\nupstreams = [\"http://127.0.0.1:9001/base/\"]\n\
          strip_prefix = \"/mcp\"\nadd_prefix = \"/v1\"\ntimeout = \"1m\"\nrequest_headers = { set = { X-Env = \"test\" }, remove = [\"x-debug\"] }\n\
          [routes.mcp]\nresource = \"https://mcp.example/mcp/\"\n\
          [routes.auth]\nissuers = [\"partner\", \"self\"]\nrequired_scopes = [\"tools:call\"]\nforward_claims = { sub = \"X-User\" }\nforward_token = \"internal\"\n",
@@ -454,7 +454,7 @@ fn the_table_is_what_the_gateway_is_built_from() {
         panic!("one route")
     };
     assert_eq!(r.host.as_deref(), Some("mcp.example"));
-    assert_eq!(r.path, PathMatch::Prefix("/mcp".into()));
+    assert_eq!(r.path, PathMatch::Prefix("/mcp/".into()));
     assert_eq!(r.methods, Some(vec![http::Method::GET, http::Method::POST]));
     assert_eq!(r.strip_prefix.as_deref(), Some("/mcp"));
     assert_eq!(r.add_prefix.as_deref(), Some("/v1"));
@@ -645,4 +645,104 @@ fn server_timeouts_default_are_set_and_zero_is_refused_at_its_place() {
         "{}",
         e.message
     );
+}
+
+#[test]
+fn risky_settings_are_refused_with_the_reason() {
+    let issuer = |extra: &str| {
+        format!("[[issuers]]\nname = \"idp\"\nissuer = \"https://idp.example\"\nalgorithms = [\"ES256\"]\n{extra}")
+    };
+    for (text, why) in [
+        (
+            issuer("jwks_url = \"http://idp.example/jwks\"\n"),
+            "fetched without TLS",
+        ),
+        (
+            "[[issuers]]\nname = \"idp\"\nissuer = \"http://idp.example\"\nalgorithms = [\"ES256\"]\ndiscovery = true\n".to_owned(),
+            "discovery over http",
+        ),
+        (
+            issuer("jwks_url = \"https://idp.example/jwks\"\nrefetch_cooldown = \"0s\"\n"),
+            "refetch_cooldown must be at least 1s",
+        ),
+        (
+            "[token_service]\nissuer = \"https://auth.example\"\n[[issuers]]\nname = \"again\"\nissuer = \"https://auth.example/\"\nalgorithms = [\"ES256\"]\njwks_url = \"https://auth.example/jwks\"\n".to_owned(),
+            "is the built-in token service's issuer",
+        ),
+        (
+            format!("[[routes]]\nname = \"r\"\npath_prefix = \"/api\"\n{UP}auth = \"none\"\n"),
+            "path_prefix \"/api\" would also match /apix",
+        ),
+        (
+            format!("[[routes]]\nname = \"r\"\npath_prefix = \"/a/\"\n{UP}{SELF_AUTH}forward_claims = {{ sub = \"Content-Length\" }}\n"),
+            "frames the message or belongs to the connection",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"10.1.2.3/8\"]\n".to_owned(),
+            "has host bits set below its prefix: write 10.0.0.0/8",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"proxy.example\"]\n".to_owned(),
+            "is not an address range",
+        ),
+    ] {
+        let (_, message) = refused(&text);
+        assert!(message.contains(why), "{text}\n{message}");
+    }
+    // Loopback keys over http stay allowed (a sidecar or a test).
+    for ok in [
+        issuer("jwks_url = \"http://127.0.0.1:9/jwks\"\n"),
+        issuer("jwks_url = \"http://localhost:9/jwks\"\n"),
+        issuer("jwks_url = \"http://[::1]:9/jwks\"\n"),
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"
+            .to_owned(),
+    ] {
+        Config::parse(&ok, "t.toml").unwrap_or_else(|e| panic!("{ok}\n{e}"));
+    }
+    let proxies = Config::parse(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        proxies.effective()["trusted_proxies"],
+        serde_json::json!(["10.0.0.0/8", "192.0.2.7/32"])
+    );
+    assert!(proxies
+        .trusted_proxies()
+        .contains(Some("10.9.9.9".parse().unwrap())));
+}
+
+#[test]
+fn case_rules_are_parsed_and_case_only_differences_are_warned_about() {
+    let text = format!(
+        "[[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\n{UP}auth = \"none\"\n\
+         [[routes]]\nname = \"admin\"\npath_prefix = \"/api/admin/\"\n{UP}auth = \"none\"\n\
+         [[routes]]\nname = \"Reports\"\npath_prefix = \"/Reports/\"\n{UP}auth = \"none\"\n\
+         [[routes]]\nname = \"reports\"\npath_prefix = \"/reports/\"\n{UP}auth = \"none\"\n\
+         [[routes]]\nname = \"v1\"\npath_prefix = \"/api/1/\"\n{UP}auth = \"none\"\n"
+    );
+    let config = Config::parse(&text, "t.toml").unwrap();
+    let warnings = config.table().warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(warnings[0].contains("route \"admin\" (/api/admin/) lies under route \"api\" (/api/)"));
+    assert!(warnings[0].contains("/api/ADMIN/ reaches route \"api\""));
+    assert!(warnings[1].contains(
+        "routes \"reports\" (/reports/) and \"Reports\" (/Reports/) differ only by case"
+    ));
+    // Matching without case silences the first and makes the second an overlap.
+    let quiet = text.replace(
+        "name = \"admin\"\npath_prefix = \"/api/admin/\"\n",
+        "name = \"admin\"\npath_prefix = \"/api/admin/\"\ncase_sensitive = false\n",
+    );
+    let config = Config::parse(&quiet, "t.toml").unwrap();
+    assert_eq!(config.table().warnings().len(), 1);
+    assert!(!config.table().routes[1].case_sensitive);
+    assert_eq!(config.effective()["routes"][1]["case_sensitive"], false);
+    let clash = text.replace(
+        "name = \"reports\"\npath_prefix = \"/reports/\"\n",
+        "name = \"reports\"\npath_prefix = \"/reports/\"\ncase_sensitive = false\n",
+    );
+    let (_, message) = refused(&clash);
+    assert!(message.contains("overlap"), "{message}");
 }

@@ -18,6 +18,33 @@ impl<'de> Deserialize<'de> for Method {
     }
 }
 
+/// An address range (`[server] trusted_proxies`): CIDR (`10.0.0.0/8`, `2001:db8::/32`) or
+/// one address (`192.0.2.10`, a /32 or /128). Host bits set below the prefix are refused:
+/// `10.1.2.3/8` is more likely a typo than a wish to trust all of 10/8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return Ok(IpRange(ipnet::IpNet::from(ip)));
+        }
+        let net = text.parse::<ipnet::IpNet>().map_err(|_| {
+            D::Error::custom(format!(
+                "{text:?} is not an address range (10.0.0.0/8) or an address"
+            ))
+        })?;
+        if net.trunc() != net {
+            return Err(D::Error::custom(format!(
+                "{text:?} has host bits set below its prefix: write {}",
+                net.trunc()
+            )));
+        }
+        Ok(IpRange(net))
+    }
+}
+
 /// A header name (`request_headers.remove`, the keys of `request_headers.set`,
 /// `forward_claims` values), lowercase.
 #[derive(Debug, Clone, PartialEq, Eq)]

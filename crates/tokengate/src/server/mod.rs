@@ -49,7 +49,7 @@ impl App {
     /// it starts the audit writer).
     pub fn new(service: Arc<Service>, admin_token: Option<String>) -> Arc<App> {
         let parts = crate::boot::GatewayParts::new(Arc::clone(&service));
-        let gateway = Gateway::empty(parts.shared(60));
+        let gateway = Gateway::empty(parts.shared(60, Default::default()));
         Self::with_gateway(service, admin_token, gateway, None)
     }
 
@@ -127,6 +127,12 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
     req.extensions_mut().insert(RequestId(request.id.clone()));
     req.extensions_mut().insert(request.clone());
+    // The gateway checks the authority of its own requests; the token service's get the
+    // same check here (RFC 9112 §3.2: a missing, repeated or malformed Host is a 400).
+    if let Err(why) = ::gateway::route::request_authority(req.version(), req.uri(), req.headers()) {
+        let refused = error_json(StatusCode::BAD_REQUEST, "invalid_request", why, &request.id);
+        return request.finish(refused);
+    }
     let response = if request.span.is_disabled() {
         next.run(req).await
     } else {

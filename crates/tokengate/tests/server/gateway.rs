@@ -669,7 +669,7 @@ pub async fn third_party_issuers_static_remote_and_discovered(ctx: Ctx) {
 pub async fn mcp_protected_resource(ctx: Ctx) {
     let (up, _) = upstream("mcp").await;
     let extra = "[routes.mcp]\nresource = \"https://tools.example/mcp\"\n[routes.auth]\nissuers = [\"self\"]\nrequired_scopes = [\"tools\"]\n";
-    let f = front(&ctx, &route("mcp", "/mcp", &[up], extra)).await;
+    let f = front(&ctx, &route("mcp", "/mcp/", &[up], extra)).await;
     let doc = f
         .get("/.well-known/oauth-protected-resource/mcp", &[])
         .await;
@@ -728,7 +728,12 @@ pub async fn upstream_failures_balancing_and_limits(ctx: Ctx) {
         route("rr", "/rr/", &[a, b], "auth = \"none\"\n"),
         route("dead", "/dead/", &[dead], "auth = \"none\"\n"),
         route("retry", "/retry/", &[dead, a], "auth = \"none\"\n"),
-        route("slow", "/slow", &[a], "auth = \"none\"\ntimeout = \"1s\"\n"),
+        route(
+            "slow",
+            "/slow/",
+            &[a],
+            "auth = \"none\"\ntimeout = \"1s\"\n",
+        ),
         route(
             "small",
             "/small/",
@@ -1283,27 +1288,39 @@ pub async fn forwarded_headers_hop_by_hop_and_hosts(ctx: Ctx) {
     ]
     .concat();
     let f = front(&ctx, &config).await;
-    // X-Forwarded-*: For is appended to, Proto and Host are the gateway's own (a client's
-    // spoofed values are replaced), Forwarded is dropped.
-    let r = f
-        .get(
-            "/h/x",
-            &[
-                ("x-forwarded-for", "203.0.113.7"),
-                ("x-forwarded-proto", "https"),
-                ("x-forwarded-host", "evil.example"),
-                ("forwarded", "for=203.0.113.7;proto=https"),
-            ],
-        )
-        .await;
+    // X-Forwarded-*: from a peer that is not a trusted proxy (none is, by default) the
+    // gateway's own: a client's For, Real-IP, Proto and Host are replaced or dropped, and
+    // Forwarded and X-Original-URL never pass (issue #13, finding 8).
+    let spoofed = [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-real-ip", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "for=203.0.113.7;proto=https"),
+        ("x-original-url", "/admin/"),
+    ];
+    let r = f.get("/h/x", &spoofed).await;
     assert_eq!(r.status, 200);
     let seen = r.json();
     assert_eq!(seen["upstream"], "a");
     let h = &seen["headers"];
-    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], f.addr.to_string());
-    assert!(h.get("forwarded").is_none(), "{h}");
+    for gone in ["forwarded", "x-real-ip", "x-original-url"] {
+        assert!(h.get(gone).is_none(), "{gone}: {h}");
+    }
+    // Behind a trusted proxy, its chain is kept and the peer appended.
+    let behind = front(
+        &ctx,
+        &format!("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{config}"),
+    )
+    .await;
+    let h = &behind.get("/h/x", &spoofed).await.json()["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-real-ip"], "203.0.113.7");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert!(h.get("x-original-url").is_none(), "{h}");
     // Hop-by-hop fields (RFC 9110 §7.6.1) and those Connection names stay at the gateway,
     // both ways.
     let r = f
@@ -1346,10 +1363,94 @@ pub async fn forwarded_headers_hop_by_hop_and_hosts(ctx: Ctx) {
     for (host, upstream) in [
         ("api.example", "b"),
         ("API.Example:8443", "b"),
+        ("api.example.", "b"),
         ("other.example", "a"),
     ] {
         let seen = f.get("/h/x", &[("host", host)]).await.json();
         assert_eq!(seen["upstream"], upstream, "{host}");
         assert_eq!(seen["headers"]["x-forwarded-host"], host);
+    }
+    hosts_follow_rfc_9112_and_9113(&f).await;
+}
+
+/// Host handling over raw HTTP/1.1 and h2 (issue #13, finding 7): missing, repeated and
+/// malformed are refused; the request target's authority wins over Host; on h2 a Host
+/// that contradicts `:authority` is refused.
+async fn hosts_follow_rfc_9112_and_9113(f: &crate::gateway_env::Front) {
+    for (head, status, upstream) in [
+        ("GET /h/x HTTP/1.1\r\n", "400", None),
+        (
+            "GET /h/x HTTP/1.1\r\nHost: api.example\r\nHost: other.example\r\n",
+            "400",
+            None,
+        ),
+        (
+            "GET /h/x HTTP/1.1\r\nHost: api.example/../x\r\n",
+            "400",
+            None,
+        ),
+        (
+            "GET /h/x HTTP/1.1\r\nHost: evil@api.example\r\n",
+            "400",
+            None,
+        ),
+        (
+            "GET /oauth2/jwks HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+            "400",
+            None,
+        ),
+        (
+            "GET http://api.example/h/x HTTP/1.1\r\nHost: other.example\r\n",
+            "200",
+            Some("b"),
+        ),
+        ("GET /h/x HTTP/1.0\r\n", "200", Some("a")),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+        stream
+            .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} "))
+                || answer.starts_with(&format!("HTTP/1.0 {status} ")),
+            "{head:?}: {answer}"
+        );
+        if let Some(upstream) = upstream {
+            assert!(
+                answer.contains(&format!("\"upstream\":\"{upstream}\"")),
+                "{head:?}: {answer}"
+            );
+        }
+    }
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(f.addr).await.unwrap());
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for (host, status) in [
+        (None, 200),
+        (Some("API.example"), 200),
+        (Some("other.example"), 400),
+    ] {
+        let mut req = axum::http::Request::get("http://api.example/h/x");
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        let response = h2
+            .send_request(
+                req.body(http_body_util::Empty::<axum::body::Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            status,
+            "h2 :authority api.example, Host {host:?}"
+        );
     }
 }

@@ -113,7 +113,13 @@ impl Reply {
 }
 
 impl TestApp {
-    pub async fn send(&self, req: Request<Body>) -> Reply {
+    /// Sends a request as a client would: with a `Host` (HTTP/1.1 requires one, and the
+    /// server refuses a request without it).
+    pub async fn send(&self, mut req: Request<Body>) -> Reply {
+        if !req.headers().contains_key(header::HOST) {
+            req.headers_mut()
+                .insert(header::HOST, header::HeaderValue::from_static("localhost"));
+        }
         let response = self.router.clone().oneshot(req).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();

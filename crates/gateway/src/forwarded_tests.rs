@@ -1,0 +1,121 @@
+//! Forwarding headers from untrusted and trusted peers.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn names(h: &HeaderMap) -> Vec<&str> {
+    let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    n.sort_unstable();
+    n
+}
+
+fn ctx(peer: Option<&str>, tls: bool) -> Context {
+    Context {
+        request_id: "r".into(),
+        peer: peer.map(|p| p.parse().unwrap()),
+        tls,
+        trace: crate::trace::TraceContext {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            flags: 1,
+            tracestate: None,
+        },
+    }
+}
+
+/// What a client might send to pass for someone else, or to steer a framework's routing.
+fn spoofed() -> HeaderMap {
+    headers(&[
+        ("x-forwarded-for", "203.0.113.1"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-real-ip", "203.0.113.1"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "admin.internal"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-prefix", "/admin"),
+        ("x-original-url", "/admin/users"),
+        ("x-rewrite-url", "/admin/users"),
+        ("forwarded", "for=203.0.113.1"),
+    ])
+}
+
+#[test]
+fn an_untrusted_peer_gets_the_gateways_word_only() {
+    let mut h = spoofed();
+    forwarded_headers(
+        &mut h,
+        Some("api.example:8443"),
+        &ctx(Some("192.0.2.7"), false),
+        false,
+    );
+    assert_eq!(
+        names(&h),
+        ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]
+    );
+    assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "api.example:8443");
+    // No peer address, no authority: only the scheme is known.
+    let mut h = spoofed();
+    forwarded_headers(&mut h, None, &ctx(None, true), false);
+    assert_eq!(names(&h), ["x-forwarded-proto"]);
+    assert_eq!(h["x-forwarded-proto"], "https");
+}
+
+#[test]
+fn a_trusted_proxy_keeps_its_chain_and_the_peer_is_appended() {
+    let mut h = spoofed();
+    forwarded_headers(
+        &mut h,
+        Some("api.example"),
+        &ctx(Some("10.1.2.3"), false),
+        true,
+    );
+    assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.1, 10.1.2.3");
+    assert_eq!(h["x-real-ip"], "203.0.113.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "admin.internal");
+    assert_eq!(h["x-forwarded-port"], "443");
+    // Never these, whoever sends them.
+    for gone in ["forwarded", "x-original-url", "x-rewrite-url"] {
+        assert!(!h.contains_key(gone), "{gone}");
+    }
+    // A trusted proxy that sent none: the gateway's own.
+    let mut h = HeaderMap::new();
+    forwarded_headers(
+        &mut h,
+        Some("a.example"),
+        &ctx(Some("10.1.2.3"), true),
+        true,
+    );
+    assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "a.example");
+}
+
+#[test]
+fn trusted_ranges_match_addresses_and_mapped_ipv4() {
+    let trusted = TrustedProxies::new(vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ]);
+    assert!(trusted.contains(Some("10.200.0.1".parse().unwrap())));
+    assert!(trusted.contains(Some("::ffff:10.0.0.9".parse().unwrap())));
+    assert!(trusted.contains(Some("2001:db8::5".parse().unwrap())));
+    assert!(!trusted.contains(Some("11.0.0.1".parse().unwrap())));
+    assert!(!trusted.contains(Some("::ffff:11.0.0.1".parse().unwrap())));
+    assert!(!trusted.contains(None));
+    assert!(!TrustedProxies::default().contains(Some("10.0.0.1".parse().unwrap())));
+}
