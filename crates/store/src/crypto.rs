@@ -92,14 +92,14 @@ impl MasterKey {
             path: path.to_path_buf(),
             source,
         };
-        match fs::read_to_string(path) {
-            Ok(text) => return Ok((MasterKey::from_base64(&Zeroizing::new(text))?, false)),
+        match fs::File::open(path) {
+            Ok(file) => return Self::read_private(path, file).map(|key| (key, false)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(file_error(err)),
         }
 
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(file_error)?;
+            crate::private::create_dirs(parent).map_err(file_error)?;
         }
         let key = MasterKey::generate()?;
         let mut options = fs::OpenOptions::new();
@@ -113,8 +113,8 @@ impl MasterKey {
             Ok(file) => file,
             // Another process created it between our read and our create: use theirs.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                let text = Zeroizing::new(fs::read_to_string(path).map_err(file_error)?);
-                return Ok((MasterKey::from_base64(&text)?, false));
+                let file = fs::File::open(path).map_err(file_error)?;
+                return Self::read_private(path, file).map(|key| (key, false));
             }
             Err(err) => return Err(file_error(err)),
         };
@@ -123,6 +123,29 @@ impl MasterKey {
             .map_err(file_error)?;
         file.sync_all().map_err(file_error)?;
         Ok((key, true))
+    }
+
+    /// Reads the key from its open file, refusing one that group or others may open.
+    fn read_private(path: &Path, mut file: fs::File) -> Result<MasterKey, StoreError> {
+        let file_error = |source: io::Error| StoreError::MasterKeyFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        if !file.metadata().map_err(file_error)?.is_file() {
+            return Err(file_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        if let Some(mode) = crate::private::open_to_others(&file).map_err(file_error)? {
+            return Err(StoreError::MasterKeyExposed {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let mut text = Zeroizing::new(String::new());
+        io::Read::read_to_string(&mut file, &mut text).map_err(file_error)?;
+        MasterKey::from_base64(&text)
     }
 
     /// A 32-byte key for another purpose, derived from the master key (HMAC-SHA-256 of
@@ -361,6 +384,25 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+        // Open to group or others: refused, with the chmod that fixes it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            let err = MasterKey::load_or_create_file(&path).err().unwrap();
+            assert_eq!(err.code(), "ERR_STORE_MASTER_KEY_EXPOSED");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "master key file {} is open to group or others (mode 644): run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                )
+            );
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            let parent = fs::metadata(path.parent().unwrap()).unwrap().permissions();
+            assert_eq!(parent.mode() & 0o777, 0o700);
         }
         fs::write(&path, "short\n").unwrap();
         assert!(matches!(

@@ -60,6 +60,16 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The master key file may be opened by group or others: refused rather than used, as
+    /// ssh refuses a private key file others can read.
+    #[error("master key file {} is open to group or others (mode {mode:o}): run `chmod 600 {}`", path.display(), path.display())]
+    MasterKeyExposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// The database holds something this code cannot read: an unknown enum value, malformed
     /// JSON, a ciphertext of the wrong shape, a column of an unexpected type.
     #[error("corrupt data in the database: {0}")]
@@ -91,6 +101,7 @@ impl StoreError {
             StoreError::WrongMasterKey => "ERR_STORE_WRONG_MASTER_KEY",
             StoreError::MasterKeyFormat => "ERR_STORE_MASTER_KEY_FORMAT",
             StoreError::MasterKeyFile { .. } => "ERR_STORE_MASTER_KEY_FILE",
+            StoreError::MasterKeyExposed { .. } => "ERR_STORE_MASTER_KEY_EXPOSED",
             StoreError::Corrupt(..) => "ERR_STORE_CORRUPT",
             StoreError::Migration(_) => "ERR_STORE_MIGRATION",
             StoreError::Crypto(_) => "ERR_STORE_CRYPTO",

@@ -83,6 +83,7 @@ mod crypto;
 mod error;
 mod jtis;
 mod keys;
+mod private;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
@@ -366,16 +367,16 @@ async fn migrate_sqlite(pool: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
-/// Creates the directories above a SQLite database file (not for in-memory databases).
+/// Creates the directories above a SQLite database file (0700) and the file itself (0600),
+/// not for in-memory databases.
 fn create_parent_dirs(filename: &Path) -> Result<()> {
     let text = filename.to_string_lossy();
     if text.is_empty() || text.starts_with(':') || text.starts_with("file:") {
         return Ok(());
     }
-    match filename.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(Box::new(e)))
-        }
-        _ => Ok(()),
+    let unavailable = |e: std::io::Error| StoreError::Unavailable(Box::new(e));
+    if let Some(parent) = filename.parent().filter(|p| !p.as_os_str().is_empty()) {
+        private::create_dirs(parent).map_err(unavailable)?;
     }
+    private::create_file(filename).map_err(unavailable)
 }

@@ -526,6 +526,26 @@ fn restart_keeps_tokens_and_keys_and_a_wrong_master_key_refuses_to_start() {
         "ERR_STORE_MASTER_KEY_FORMAT",
     );
     assert!(stderr.contains("TOKENGATE_MASTER_KEY"), "{stderr}");
+    // A master key file that others may read is refused, with the command that fixes it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = d.join("open.key");
+        std::fs::write(&key, format!("{MASTER}\n")).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(
+            d.join("open.toml"),
+            "[server]\ndata_dir = \"data\"\nmaster_key_file = \"open.key\"\n",
+        )
+        .unwrap();
+        let (stderr, _) = refused(
+            d,
+            None,
+            &["client", "list", "--config", "open.toml"],
+            "ERR_STORE_MASTER_KEY_EXPOSED",
+        );
+        assert!(stderr.contains("chmod 600"), "{stderr}");
+    }
 
     let server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
     assert!(
@@ -567,11 +587,11 @@ fn dev_creates_a_key_file_and_a_working_demo_client() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(d.join("data/master.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        // The data directory and everything in it are the owner's alone (#13 finding 10).
+        let mode = |p: &str| std::fs::metadata(d.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("data/master.key"), 0o600);
+        assert_eq!(mode("data"), 0o700);
+        assert_eq!(mode("data/tokengate.db"), 0o600);
     }
     let auth = crate::harness::basic(&id, &secret);
     let token = get_token(&server.addr, &auth);
