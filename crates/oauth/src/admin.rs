@@ -226,7 +226,10 @@ impl Service {
         })
     }
 
-    /// Disables or re-enables a client; returns it as stored after the change.
+    /// Disables or re-enables a client; returns it as stored after the change. Disabling
+    /// also revokes every token the client holds (a disabled client's tokens would otherwise
+    /// stay good at every gateway and in introspection until they expire); re-enabling
+    /// brings none of them back.
     pub async fn set_client_disabled(
         &self,
         client_id: &str,
@@ -234,6 +237,7 @@ impl Service {
         now: i64,
         request_id: Option<&str>,
     ) -> Result<Client, AdminError> {
+        // Disabled first, so that no token is issued to it after the revocation below.
         self.store.set_client_disabled(client_id, disabled).await?;
         self.clients.forget(client_id);
         let name = if disabled {
@@ -243,13 +247,18 @@ impl Service {
         };
         self.audit(&event(name, Some(client_id), now, request_id))
             .await?;
+        if disabled {
+            self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), now, request_id)
+                .await?;
+        }
         self.store
             .client(client_id)
             .await?
             .ok_or(AdminError::NotFound("client"))
     }
 
-    /// Deletes a client. Its tokens stay valid until they expire unless revoked.
+    /// Deletes a client and revokes every token it holds. The token records stay (they are
+    /// how every node learns of the revocation, and what the audit trail refers to).
     pub async fn delete_client(
         &self,
         client_id: &str,
@@ -259,6 +268,8 @@ impl Service {
         self.store.delete_client(client_id).await?;
         self.clients.forget(client_id);
         self.audit(&event("client.deleted", Some(client_id), now, request_id))
+            .await?;
+        self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), now, request_id)
             .await?;
         Ok(())
     }

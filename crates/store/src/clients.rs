@@ -192,8 +192,8 @@ impl Store {
         found(updated, "client")
     }
 
-    /// Deletes a client. Its issued tokens stay (and stay valid until they expire): revoke
-    /// them first with [`Store::revoke_by_client`] if they should stop working.
+    /// Deletes a client. Its issued token records stay; the token service revokes them
+    /// with [`Store::revoke_by_client`] after this.
     /// [`StoreError::NotFound`] if there is no such client.
     pub async fn delete_client(&self, client_id: &str) -> Result<()> {
         let deleted = with_pool!(self, pool => sqlx::query(

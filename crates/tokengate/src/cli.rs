@@ -94,11 +94,12 @@ pub enum ClientCommand {
     List(StorageArgs),
     /// Show one client.
     Show(ClientIdArgs),
-    /// Disable a client: it can no longer get, introspect or revoke tokens.
+    /// Disable a client: it can no longer get, introspect or revoke tokens, and the tokens
+    /// it holds are revoked.
     Disable(ClientIdArgs),
     /// Enable a disabled client.
     Enable(ClientIdArgs),
-    /// Delete a client (its tokens stay valid until they expire unless revoked).
+    /// Delete a client and revoke the tokens it holds.
     Delete(ClientIdArgs),
     /// Replace a client's secret; prints the new one (once).
     RotateSecret(ClientIdArgs),

@@ -322,7 +322,7 @@ async fn get_client(
 
 /// Delete a client.
 ///
-/// Tokens issued to it stay valid until they expire or are revoked.
+/// Every token issued to it is revoked, at every node.
 #[utoipa::path(
     delete,
     path = "/admin/clients/{client_id}",
@@ -364,7 +364,8 @@ async fn set_disabled(app: &App, client_id: &str, disabled: bool, id: &str) -> R
 
 /// Disable a client.
 ///
-/// A disabled client cannot obtain, introspect or revoke tokens until it is enabled again.
+/// A disabled client cannot obtain, introspect or revoke tokens until it is enabled again,
+/// and every token it holds is revoked (enabling it again does not bring them back).
 #[utoipa::path(
     post,
     path = "/admin/clients/{client_id}/disable",

@@ -283,10 +283,37 @@ pub async fn admin_clients(ctx: Ctx) {
     let list = admin_call(&app, "GET", "/admin/clients", None).await.ok();
     assert_eq!(list["clients"].as_array().unwrap().len(), 1);
 
+
+    // A token issued before the client is disabled dies with it (#13 finding 5), as seen by
+    // another client's introspection.
+    let (watcher, watcher_secret) = app
+        .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
+        .await;
+    let active = |token: String| {
+        let (watcher, watcher_secret) = (watcher.clone(), watcher_secret.clone());
+        let app = &app;
+        async move {
+            let reply = app
+                .post(
+                    "/oauth2/introspect",
+                    &format!("token={token}"),
+                    &[("authorization", &basic(&watcher, &watcher_secret))],
+                )
+                .await
+                .ok();
+            reply["active"] == true
+        }
+    };
+    let before = app.token(&id, &secret, "").await.ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(active(before.clone()).await);
     let disabled = admin_call(&app, "POST", &format!("/admin/clients/{id}/disable"), None)
         .await
         .ok();
     assert_eq!(disabled["disabled"], true);
+    assert!(!active(before.clone()).await, "disabling revokes its tokens");
     let reply = app.token(&id, &secret, "").await;
     assert_eq!(
         app.refusal_reason(&reply, 401, "invalid_client").await,
@@ -310,10 +337,16 @@ pub async fn admin_clients(ctx: Ctx) {
         "invalid_client: client authentication failed",
         "the old secret"
     );
-    app.token(&id, new_secret, "").await.ok();
+    let after = app.token(&id, new_secret, "").await.ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(active(after.clone()).await, "re-enabled: new tokens are good");
+    assert!(!active(before).await, "and the old ones stay revoked");
 
     let reply = admin_call(&app, "DELETE", &format!("/admin/clients/{id}"), None).await;
     assert_eq!(reply.status, 204);
+    assert!(!active(after).await, "deleting revokes its tokens");
     admin_call(&app, "GET", &format!("/admin/clients/{id}"), None)
         .await
         .refused(404, "not_found", "client not found");
