@@ -1,7 +1,8 @@
 //! Trusted issuers and where their keys come from: the built-in token service's ring, a
 //! static file, or a remote JWKS (given, or found by discovery) cached per its
 //! `Cache-Control` max-age, with one single-flight refetch for an unknown `kid` followed by a
-//! cooldown, and the last good keys kept when the endpoint fails.
+//! cooldown, the last good keys kept when the endpoint fails, failures backed off, and no
+//! request held longer than the fetch timeout.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,22 +56,32 @@ pub enum RemoteSource {
 struct Cached {
     keys: Option<Arc<JwkSet>>,
     jwks_uri: Option<String>,
+    /// Until when the keys are fresh.
     expires: Option<Instant>,
-    /// When the last fetch of any kind started.
-    last_fetch: Option<Instant>,
+    /// A fetch is running (in its own task).
+    fetching: bool,
     /// When the last refetch for an unknown kid started (the cooldown runs from it).
     last_kid_refetch: Option<Instant>,
+    /// Fetches failed in a row; none starts before `retry_at`.
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// Why the last fetch failed, answered during the backoff when no keys are held.
+    last_error: Option<FetchError>,
 }
 
-/// A remote JWKS.
+/// A remote JWKS. One fetch at a time runs in its own task, bounded by the fetch timeout as
+/// a whole (discovery included); a request never waits longer than that for it, and waits
+/// not at all when keys are held (stale ones are used while they are refreshed). Failures
+/// back off (1 s, doubling, up to the refetch cooldown), so a dead endpoint is asked about
+/// once per backoff, not once per request.
 #[derive(Debug)]
 pub struct RemoteJwks {
     source: RemoteSource,
     client: HttpClient,
     options: RemoteOptions,
     cached: Mutex<Cached>,
-    /// One fetch at a time: concurrent callers wait and reuse its result.
-    inflight: tokio::sync::Mutex<()>,
+    /// Bumped at the end of every fetch; requests waiting for one watch it.
+    done: tokio::sync::watch::Sender<u64>,
     /// Fetches started and failed (for metrics; the set outlives reloads that keep it).
     attempts: AtomicU64,
     failures: AtomicU64,
@@ -84,7 +95,7 @@ impl RemoteJwks {
             client,
             options,
             cached: Mutex::new(Cached::default()),
-            inflight: tokio::sync::Mutex::new(()),
+            done: tokio::sync::watch::Sender::new(0),
             attempts: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
@@ -94,24 +105,51 @@ impl RemoteJwks {
         self.cached.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The keys: cached while fresh, else fetched; on a failed fetch the previous keys are
-    /// kept (stale beats none) and the error is returned only when there are none.
-    pub async fn keys(&self) -> Result<Arc<JwkSet>, FetchError> {
+    /// The keys: cached while fresh; when stale, the held ones at once while a fetch
+    /// refreshes them; with none held, the fetch's result if it comes within the fetch
+    /// timeout. During a backoff with no keys, the last failure at once.
+    pub async fn keys(self: &Arc<Self>) -> Result<Arc<JwkSet>, FetchError> {
+        let mut done = self.done.subscribe();
         {
-            let c = self.cached();
-            if let (Some(keys), Some(exp)) = (&c.keys, c.expires) {
-                if Instant::now() < exp {
-                    return Ok(Arc::clone(keys));
-                }
+            let mut c = self.cached();
+            let now = Instant::now();
+            if let Some(keys) = c
+                .keys
+                .as_ref()
+                .filter(|_| c.expires.is_some_and(|e| now < e))
+            {
+                return Ok(Arc::clone(keys));
+            }
+            self.start_fetch(&mut c, now);
+            if let Some(keys) = &c.keys {
+                return Ok(Arc::clone(keys));
+            }
+            if !c.fetching {
+                return Err(self.failure(&c));
             }
         }
-        self.fetch(false).await
+        self.wait(&mut done).await
     }
 
-    /// A refetch because a token named a kid the cached set lacks: at most one per cooldown;
-    /// within it, the cached keys are returned unchanged.
-    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<JwkSet>, FetchError> {
-        self.fetch(true).await
+    /// A refetch because a token named a kid the cached set lacks: at most one per cooldown
+    /// (within it, or while backing off, the held keys are answered at once), waited for at
+    /// most the fetch timeout.
+    pub async fn refetch_for_unknown_kid(self: &Arc<Self>) -> Result<Arc<JwkSet>, FetchError> {
+        let mut done = self.done.subscribe();
+        {
+            let mut c = self.cached();
+            let now = Instant::now();
+            let cooling = c
+                .last_kid_refetch
+                .is_some_and(|last| now.duration_since(last) < self.options.cooldown);
+            if !cooling && !c.fetching && self.start_fetch(&mut c, now) {
+                c.last_kid_refetch = Some(now);
+            }
+            if !c.fetching {
+                return c.keys.clone().ok_or_else(|| self.failure(&c));
+            }
+        }
+        self.wait(&mut done).await
     }
 
     /// Fetches started and those that failed, labelled with `issuer`.
@@ -123,52 +161,77 @@ impl RemoteJwks {
         }
     }
 
-    async fn fetch(&self, unknown_kid: bool) -> Result<Arc<JwkSet>, FetchError> {
-        let started = Instant::now();
-        let _one = self.inflight.lock().await;
+    /// Starts a fetch in its own task unless one runs or the backoff forbids it; whether it
+    /// started. Its own task, so that a request that stops waiting does not cancel it.
+    fn start_fetch(self: &Arc<Self>, c: &mut Cached, now: Instant) -> bool {
+        if c.fetching || c.retry_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        c.fetching = true;
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.fetch().await });
+        true
+    }
+
+    async fn fetch(&self) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.options.timeout;
+        let downloaded = tokio::time::timeout(timeout, self.download())
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::TimedOut {
+                    url: self.source_url().to_owned(),
+                    timeout,
+                })
+            });
         {
             let mut c = self.cached();
-            // Someone else fetched while we waited: use theirs.
-            if let (Some(keys), Some(last)) = (&c.keys, c.last_fetch) {
-                if last >= started {
-                    return Ok(Arc::clone(keys));
+            let now = Instant::now();
+            c.fetching = false;
+            match downloaded {
+                Ok((keys, max_age)) => {
+                    c.keys = Some(Arc::new(keys));
+                    c.expires = Some(now + max_age);
+                    c.failures = 0;
+                    c.retry_at = None;
+                    c.last_error = None;
+                }
+                Err(e) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    c.failures = c.failures.saturating_add(1);
+                    c.retry_at = Some(now + backoff(c.failures, self.options.cooldown));
+                    c.last_error = Some(e);
                 }
             }
-            if unknown_kid {
-                if let (Some(keys), Some(last)) = (&c.keys, c.last_kid_refetch) {
-                    if started.duration_since(last) < self.options.cooldown {
-                        return Ok(Arc::clone(keys));
-                    }
-                }
-                c.last_kid_refetch = Some(Instant::now());
-            }
-            c.last_fetch = Some(Instant::now());
         }
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        let downloaded = self.download().await;
-        if downloaded.is_err() {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+        self.done.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits for the running fetch, at most the fetch timeout; then whatever keys are held.
+    async fn wait(
+        &self,
+        done: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Arc<JwkSet>, FetchError> {
+        // An error means the sender is gone, which it cannot be while `self` lives.
+        let _ = tokio::time::timeout(self.options.timeout, done.changed()).await;
+        let c = self.cached();
+        c.keys.clone().ok_or_else(|| self.failure(&c))
+    }
+
+    /// Why there are no keys: the last failure, or a fetch that is taking too long.
+    fn failure(&self, c: &Cached) -> FetchError {
+        match (&c.last_error, c.fetching) {
+            (Some(e), false) => e.clone(),
+            _ => FetchError::TimedOut {
+                url: self.source_url().to_owned(),
+                timeout: self.options.timeout,
+            },
         }
-        match downloaded {
-            Ok((keys, max_age)) => {
-                let keys = Arc::new(keys);
-                let mut c = self.cached();
-                c.keys = Some(Arc::clone(&keys));
-                c.expires = Some(Instant::now() + max_age);
-                Ok(keys)
-            }
-            Err(e) => {
-                let mut c = self.cached();
-                match &c.keys {
-                    Some(keys) => {
-                        let keys = Arc::clone(keys);
-                        // Retry after the cooldown, not on every request.
-                        c.expires = Some(Instant::now() + self.options.cooldown);
-                        Ok(keys)
-                    }
-                    None => Err(e),
-                }
-            }
+    }
+
+    fn source_url(&self) -> &str {
+        match &self.source {
+            RemoteSource::Jwks(url) | RemoteSource::Discovery(url) => url,
         }
     }
 
@@ -204,6 +267,13 @@ impl RemoteJwks {
             .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
         Ok((keys, max_age))
     }
+}
+
+/// The wait before the next fetch after `failures` failures in a row: 1 s, doubling, at
+/// most `cap` (the refetch cooldown), never less than 1 s.
+fn backoff(failures: u32, cap: Duration) -> Duration {
+    let doubled = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16));
+    doubled.min(cap).max(Duration::from_secs(1))
 }
 
 /// `max-age=N` from a `Cache-Control` value (`no-cache`/`no-store` count as 0).
@@ -317,3 +387,7 @@ pub fn remote_fetches<'a>(issuers: impl IntoIterator<Item = &'a Issuer>) -> Vec<
     }
     by_name.into_values().collect()
 }
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;

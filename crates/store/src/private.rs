@@ -52,14 +52,15 @@ pub(crate) fn open_to_others(file: &fs::File) -> io::Result<Option<u32>> {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
 
     fn mode(path: &Path) -> u32 {
-        fs::metadata(path).expect("the path exists").permissions().mode() & 0o777
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
     #[test]
@@ -82,6 +83,9 @@ mod tests {
             Some(0o640)
         );
         fs::set_permissions(&file, fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(open_to_others(&fs::File::open(&file).unwrap()).unwrap(), None);
+        assert_eq!(
+            open_to_others(&fs::File::open(&file).unwrap()).unwrap(),
+            None
+        );
     }
 }

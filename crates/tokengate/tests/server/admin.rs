@@ -283,7 +283,6 @@ pub async fn admin_clients(ctx: Ctx) {
     let list = admin_call(&app, "GET", "/admin/clients", None).await.ok();
     assert_eq!(list["clients"].as_array().unwrap().len(), 1);
 
-
     // A token issued before the client is disabled dies with it (#13 finding 5), as seen by
     // another client's introspection.
     let (watcher, watcher_secret) = app
@@ -313,7 +312,10 @@ pub async fn admin_clients(ctx: Ctx) {
         .await
         .ok();
     assert_eq!(disabled["disabled"], true);
-    assert!(!active(before.clone()).await, "disabling revokes its tokens");
+    assert!(
+        !active(before.clone()).await,
+        "disabling revokes its tokens"
+    );
     let reply = app.token(&id, &secret, "").await;
     assert_eq!(
         app.refusal_reason(&reply, 401, "invalid_client").await,
@@ -341,7 +343,10 @@ pub async fn admin_clients(ctx: Ctx) {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(active(after.clone()).await, "re-enabled: new tokens are good");
+    assert!(
+        active(after.clone()).await,
+        "re-enabled: new tokens are good"
+    );
     assert!(!active(before).await, "and the old ones stay revoked");
 
     let reply = admin_call(&app, "DELETE", &format!("/admin/clients/{id}"), None).await;
