@@ -1,6 +1,8 @@
 //! The verified-token cache: a token seen before skips signature checks and decryption (an
 //! RSA or ECDH operation per request for encrypted tokens). Keyed by the SHA-256 of the token,
-//! so the cache holds no tokens; bounded (moka's TinyLFU keeps the entries that are used);
+//! so the cache holds no tokens; bounded by memory (each entry weighed by its claims, so a
+//! flood of large or freshly wrapped tokens cannot grow it past its budget; moka's TinyLFU
+//! keeps the entries that are used);
 //! an entry never outlives its token; revocation is checked on every hit, and a revoked
 //! entry is dropped.
 
@@ -53,16 +55,39 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
+/// What an entry is taken to cost besides its claims text: the key, the `Verified` record,
+/// the cache's own node, and an internal token minted for it later.
+const ENTRY_OVERHEAD: u64 = 1024;
+
+/// An entry's weight in bytes, estimated: its claims text three times (the text, the
+/// registered claims read from it, and the full map parsed when claims are forwarded), its
+/// scopes, and [`ENTRY_OVERHEAD`].
+fn weight(value: &Verified) -> u32 {
+    let text = u64::try_from(value.claims.text_len()).unwrap_or(u64::MAX);
+    let scopes: usize = value.scopes.iter().map(String::len).sum();
+    let bytes = ENTRY_OVERHEAD
+        .saturating_add(text.saturating_mul(3))
+        .saturating_add(u64::try_from(scopes).unwrap_or(u64::MAX));
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 impl TokenCache {
-    /// A cache of at most `capacity` entries, counting hits and misses in `counters`.
-    pub fn new(capacity: usize, counters: CacheCounters) -> TokenCache {
+    /// A cache of at most `max_bytes` (estimated, [`weight`]), counting hits and misses in
+    /// `counters`.
+    pub fn new(max_bytes: u64, counters: CacheCounters) -> TokenCache {
         TokenCache {
             entries: Cache::builder()
-                .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
+                .max_capacity(max_bytes)
+                .weigher(|_key, value: &Arc<Verified>| weight(value))
                 .expire_after(UntilExp)
                 .build(),
             counters,
         }
+    }
+
+    /// The estimated memory of the entries, in bytes (after moka's pending maintenance).
+    pub fn weighed_bytes(&self) -> u64 {
+        self.entries.weighted_size()
     }
 
     /// The entry for a token, if cached and not expired at `now` (the expiry above works in
@@ -102,5 +127,45 @@ impl TokenCache {
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn verified(claims_size: usize, exp: i64) -> Arc<Verified> {
+        let text = serde_json::json!({"exp": exp, "pad": "x".repeat(claims_size)}).to_string();
+        Arc::new(Verified {
+            issuer: "i".into(),
+            claims: jose::jwt::Claims::parse(text).unwrap(),
+            expires_at: exp,
+            not_before: None,
+            issued_at: 0,
+            scopes: vec!["read".into()],
+            jkt: None,
+            internal: Mutex::new(None),
+        })
+    }
+
+    /// A flood of large tokens (or one token wrapped in ever new JWEs) stays within the
+    /// memory budget (issue #13, finding 9).
+    #[test]
+    fn the_cache_is_bounded_by_the_weight_of_its_entries() {
+        let budget = 1 << 20;
+        let cache = TokenCache::new(budget, CacheCounters::default());
+        let now = store::unix_now();
+        for i in 0u32..2_000 {
+            let key = hash(&format!("token {i}"));
+            cache.insert(key, verified(4_000, now + 600), now);
+        }
+        cache.entries.run_pending_tasks();
+        assert!(cache.weighed_bytes() <= budget, "{}", cache.weighed_bytes());
+        assert!(cache.len() < 100, "{} entries of ~13 KB in 1 MB", cache.len());
+        let one = verified(4_000, now + 600);
+        let w = u64::from(weight(&one));
+        assert!((13_000..14_000).contains(&w), "{w}");
     }
 }

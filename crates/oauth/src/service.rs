@@ -22,6 +22,15 @@ use crate::revocations::Revocations;
 /// Lifetime of [`Service::internal_token`]s, seconds.
 pub const INTERNAL_TOKEN_LIFETIME: i64 = 60;
 
+/// How long a token's record is kept after it expired (seconds): a day, far past any
+/// gateway's leeway, so a revocation is never forgotten while some gateway could still
+/// accept the token.
+const KEEP_EXPIRED_TOKENS: i64 = 24 * 3600;
+
+/// Expired token records deleted per maintenance step (every few seconds): a backlog is
+/// worked off in short statements.
+const PURGE_BATCH: u32 = 10_000;
+
 /// Paths of the endpoints, below the issuer URL.
 pub mod paths {
     /// RFC 6749 token endpoint.
@@ -340,8 +349,9 @@ impl Service {
 
     /// One step of the key lifecycle, run periodically by every node: promotes due keys,
     /// removes expired ones, starts a scheduled rotation when the active key is older than
-    /// `rotate_every`, forgets expired single-use jtis, and reloads the ring so changes made
-    /// by other nodes or the CLI take effect here.
+    /// `rotate_every`, forgets expired single-use jtis, deletes the records of tokens expired
+    /// for a day (a batch per step), and reloads the ring so changes made by other nodes or
+    /// the CLI take effect here.
     pub async fn maintain(&self, now: i64) -> Result<()> {
         let before = self.store.list_keys().await?;
         let mut ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
@@ -386,6 +396,9 @@ impl Service {
         }
         self.set_ring(ring);
         self.store.purge_used_jtis(now).await?;
+        self.store
+            .purge_expired(now - KEEP_EXPIRED_TOKENS, PURGE_BATCH)
+            .await?;
         Ok(())
     }
 }

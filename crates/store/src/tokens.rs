@@ -207,16 +207,19 @@ impl Store {
             .collect())
     }
 
-    /// Deletes tokens that expired before `before` (revoked or not: an expired token is
-    /// refused without looking here); returns how many.
-    pub async fn purge_expired(&self, before: i64) -> Result<u64> {
-        Ok(
-            with_pool!(self, pool => sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
-            .bind(before)
-            .execute(pool)
-            .await?
-            .rows_affected()),
+    /// Deletes at most `limit` tokens that expired before `before` (revoked or not: an
+    /// expired token is refused without looking here); returns how many. Bounded so that a
+    /// backlog is worked off over several calls, never in one long lock on the table.
+    pub async fn purge_expired(&self, before: i64, limit: u32) -> Result<u64> {
+        Ok(with_pool!(self, pool => sqlx::query(
+            "DELETE FROM tokens WHERE jti IN \
+             (SELECT jti FROM tokens WHERE expires_at < $1 LIMIT $2)",
         )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(pool)
+        .await?
+        .rows_affected()))
     }
 }
 

@@ -533,13 +533,15 @@ mod cases {
         assert!(store.revoked_since(3001).await.unwrap().is_empty());
 
         assert_eq!(
-            store.purge_expired(500).await.unwrap(),
+            store.purge_expired(500, 100).await.unwrap(),
             0,
             "exclusive bound"
         );
-        assert_eq!(store.purge_expired(501).await.unwrap(), 1);
+        assert_eq!(store.purge_expired(501, 100).await.unwrap(), 1);
         assert_eq!(store.token("old").await.unwrap(), None);
-        assert_eq!(store.purge_expired(exp + 1).await.unwrap(), 4);
+        // At most `limit` at a time.
+        assert_eq!(store.purge_expired(exp + 1, 3).await.unwrap(), 3);
+        assert_eq!(store.purge_expired(exp + 1, 3).await.unwrap(), 1);
         assert!(store.revoked_since(0).await.unwrap().is_empty());
     }
 

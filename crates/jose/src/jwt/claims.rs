@@ -88,6 +88,12 @@ fn whole_seconds(f: f64) -> Option<i64> {
 }
 
 impl Claims {
+    /// The length of the claims text in bytes (what a cache holding the claims weighs them
+    /// by); 0 for claims built with [`Claims::from_map`], which have no text.
+    pub fn text_len(&self) -> usize {
+        self.text.borrow_owner().len()
+    }
+
     /// Type-checks the registered claims of `map` without copying anything (for signing).
     pub(crate) fn check(map: &Map<String, Value>) -> Result<()> {
         for name in ["iss", "sub", "jti"] {
@@ -150,7 +156,9 @@ impl Claims {
 
     /// Parses a JWT payload: strict JSON, an object, registered claims well typed. Errors
     /// as `jwt::verify` reports them: `JwtInvalid` for the JSON, `JwtClaimInvalid` for types.
-    pub(crate) fn parse(json: String) -> Result<Self> {
+    /// Verification calls it on a signature-checked payload; anything else that calls it
+    /// holds claims nobody has vouched for.
+    pub fn parse(json: String) -> Result<Self> {
         let text = ClaimsText::try_new(json, |json| Registered::read(json))?;
         // Debug builds check at once what `as_map` relies on later: the full strict parse
         // accepts what this pass accepted (tests and fuzzing find a divergence here).

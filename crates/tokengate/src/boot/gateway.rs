@@ -19,9 +19,6 @@ use crate::config::table::{AuthSpec, IssuerRef, KeySpec, RouteSpec};
 use crate::config::{Config, ConfigError};
 use crate::error::{CliError, EXIT_USAGE};
 
-/// Entries of the verified-token cache.
-const TOKEN_CACHE_ENTRIES: usize = 100_000;
-
 /// What a gateway shares with the one it replaces on reload.
 #[derive(Debug, Clone)]
 pub struct GatewayParts {
@@ -58,22 +55,51 @@ impl GatewayParts {
     }
 
     /// What a new gateway shares, with a fresh token cache.
-    pub fn shared(
-        &self,
-        dpop_window: u64,
-        trusted_proxies: gateway::forwarded::TrustedProxies,
-    ) -> Shared {
+    pub fn shared(&self, settings: SharedSettings) -> Shared {
         Shared {
             own: Arc::clone(&self.service) as Arc<dyn gateway::own::OwnIssuer>,
             cache: Arc::new(TokenCache::new(
-                TOKEN_CACHE_ENTRIES,
+                settings.token_cache_bytes,
                 self.metrics.token_cache(),
             )),
             audit: self.audit.clone(),
             metrics: Arc::clone(&self.metrics),
-            dpop_window,
+            dpop_window: settings.dpop_window,
             replay: Arc::clone(&self.replay),
-            trusted_proxies,
+            trusted_proxies: settings.trusted_proxies,
+        }
+    }
+}
+
+/// The configuration's part of what gateways share.
+#[derive(Debug, Clone)]
+pub struct SharedSettings {
+    /// DPoP `iat` window, seconds.
+    pub dpop_window: u64,
+    /// `[server] trusted_proxies`.
+    pub trusted_proxies: gateway::forwarded::TrustedProxies,
+    /// `[server] token_cache_memory`, bytes.
+    pub token_cache_bytes: u64,
+}
+
+impl SharedSettings {
+    /// The settings `config` gives.
+    pub fn of(config: &Config) -> SharedSettings {
+        SharedSettings {
+            dpop_window: config.token_service.dpop_window.0,
+            trusted_proxies: config.trusted_proxies(),
+            token_cache_bytes: config.server.token_cache_memory.0,
+        }
+    }
+}
+
+impl Default for SharedSettings {
+    /// The defaults of an empty configuration.
+    fn default() -> SharedSettings {
+        SharedSettings {
+            dpop_window: crate::config::TokenService::default().dpop_window.0,
+            trusted_proxies: gateway::forwarded::TrustedProxies::default(),
+            token_cache_bytes: crate::config::Server::default().token_cache_memory.0,
         }
     }
 }
@@ -127,11 +153,8 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
     *remotes = kept;
     drop(remotes);
     // The table refuses what `config::table` refused already, with the same check.
-    Gateway::new(
-        routes,
-        parts.shared(config.token_service.dpop_window.0, config.trusted_proxies()),
-    )
-    .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
+    Gateway::new(routes, parts.shared(SharedSettings::of(config)))
+        .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
 }
 
 /// The issuers of one build. Each declared issuer is made on first use by a route and shared

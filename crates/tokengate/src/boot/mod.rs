@@ -10,7 +10,7 @@ use store::{MasterKey, SqliteDurability, Store, StoreError, StoreOptions};
 
 mod gateway;
 
-pub use gateway::{build_gateway, GatewayParts};
+pub use gateway::{build_gateway, GatewayParts, SharedSettings};
 
 use crate::config::{Config, DEFAULT_DATA_DIR};
 use crate::error::{display_path, CliError, EXIT_USAGE};

@@ -105,6 +105,13 @@ pub struct Server {
     /// from any other peer they are replaced. Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<values::IpRange>,
+    /// Memory of the verified-token cache, all entries together (default 32 MB).
+    #[serde(default = "default_token_cache_memory")]
+    pub token_cache_memory: values::ByteSize,
+}
+
+fn default_token_cache_memory() -> values::ByteSize {
+    values::ByteSize(32 << 20)
 }
 
 impl Default for Server {
@@ -119,6 +126,7 @@ impl Default for Server {
             admin_token: None,
             timeouts: timeouts::TimeoutsConfig::default(),
             trusted_proxies: Vec::new(),
+            token_cache_memory: default_token_cache_memory(),
         }
     }
 }
@@ -460,6 +468,7 @@ impl Config {
         json!({
             "listen": self.server.listen.to_string(),
             "trusted_proxies": self.server.trusted_proxies.iter().map(|r| r.0.to_string()).collect::<Vec<_>>(),
+            "token_cache_memory_bytes": self.server.token_cache_memory.0,
             "tls": self.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
             "storage": storage,
             "master_key_file": self.server.master_key_file,

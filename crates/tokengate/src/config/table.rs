@@ -27,6 +27,8 @@ use super::{Config, ConfigError, Duration, Failure, Issuer, Source};
 const DEFAULT_CONNECT_TIMEOUT: u64 = 5;
 const DEFAULT_HEALTH_INTERVAL: u64 = 5;
 const DEFAULT_FETCH_TIMEOUT: u64 = 5;
+/// The largest `auth.leeway`, seconds.
+const MAX_LEEWAY: u64 = 600;
 
 /// The gateway's issuers and routes, in file order.
 #[derive(Debug, Clone, Default)]
@@ -860,6 +862,18 @@ fn auth(
         }
         (Some(a), _) => a.get_ref().clone(),
     };
+    // Token records are kept a day after they expire; a leeway near that would accept a
+    // revoked token whose revocation was already forgotten.
+    if rules.leeway.0 > MAX_LEEWAY {
+        return Err((
+            route.auth.span(),
+            format!(
+                "routes {name:?}: auth.leeway must be at most {}m: it is for clock skew, and a \
+                 longer one accepts tokens long expired",
+                MAX_LEEWAY / 60
+            ),
+        ));
+    }
     Ok(Some(AuthSpec {
         issuers: accepted_issuers(route, rules, issuers)?,
         audience,

@@ -685,6 +685,18 @@ fn risky_settings_are_refused_with_the_reason() {
             "[server]\ntrusted_proxies = [\"proxy.example\"]\n".to_owned(),
             "is not an address range",
         ),
+        (
+            format!("[[routes]]\nname = \"r\"\npath_prefix = \"/a/\"\n{UP}{SELF_AUTH}leeway = \"1h\"\n"),
+            "auth.leeway must be at most 10m",
+        ),
+        (
+            "[server]\ntoken_cache_memory = 0\n".to_owned(),
+            "a size must be more than 0",
+        ),
+        (
+            "[server]\ntoken_cache_memory = \"32 lots\"\n".to_owned(),
+            "a size is a number of bytes",
+        ),
     ] {
         let (_, message) = refused(&text);
         assert!(message.contains(why), "{text}\n{message}");
@@ -698,6 +710,15 @@ fn risky_settings_are_refused_with_the_reason() {
             .to_owned(),
     ] {
         Config::parse(&ok, "t.toml").unwrap_or_else(|e| panic!("{ok}\n{e}"));
+    }
+    for (text, bytes) in [
+        ("", 32 << 20),
+        ("[server]\ntoken_cache_memory = \"64MB\"\n", 64 << 20),
+        ("[server]\ntoken_cache_memory = \"512 KiB\"\n", 512 << 10),
+        ("[server]\ntoken_cache_memory = 1000\n", 1000),
+    ] {
+        let config = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(config.server.token_cache_memory.0, bytes, "{text}");
     }
     let proxies = Config::parse(
         "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",

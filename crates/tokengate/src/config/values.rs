@@ -45,6 +45,53 @@ impl<'de> Deserialize<'de> for IpRange {
     }
 }
 
+/// An amount of memory (`token_cache_memory = "32MB"`): bytes as a number, or a number
+/// with `KB`, `MB` or `GB` (powers of 1024, as nginx reads `k` and `m`; `KiB`, `MiB`, `GiB`
+/// too). Never zero: a cache of nothing would be a silent way to turn it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    fn parse(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits.parse().ok()?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "kb" | "kib" | "k" => 10,
+            "mb" | "mib" | "m" => 20,
+            "gb" | "gib" | "g" => 30,
+            _ => return None,
+        };
+        n.checked_mul(1u64 << shift)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        let bytes = match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Some(n),
+            Raw::Text(s) => ByteSize::parse(&s),
+        };
+        match bytes {
+            Some(0) => Err(D::Error::custom("a size must be more than 0")),
+            Some(n) => Ok(ByteSize(n)),
+            None => Err(D::Error::custom(
+                "a size is a number of bytes or a number with KB, MB or GB (\"32MB\")",
+            )),
+        }
+    }
+}
+
 /// A header name (`request_headers.remove`, the keys of `request_headers.set`,
 /// `forward_claims` values), lowercase.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,7 @@ impl App {
     /// it starts the audit writer).
     pub fn new(service: Arc<Service>, admin_token: Option<String>) -> Arc<App> {
         let parts = crate::boot::GatewayParts::new(Arc::clone(&service));
-        let gateway = Gateway::empty(parts.shared(60, Default::default()));
+        let gateway = Gateway::empty(parts.shared(crate::boot::SharedSettings::default()));
         Self::with_gateway(service, admin_token, gateway, None)
     }
 

@@ -337,3 +337,39 @@ pub async fn scheduled_rotation(ctx: Ctx) {
         1
     );
 }
+
+/// The tokens table does not grow forever (#13 finding 9): the lifecycle step deletes the
+/// records of tokens expired for a day, revoked or not, and keeps the others.
+pub async fn expired_token_records_are_purged_after_a_day(ctx: Ctx) {
+    let app = app(&ctx).await;
+    let (id, secret) = app
+        .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
+        .await;
+    let mut jtis = Vec::new();
+    for _ in 0..3 {
+        let token = app.token(&id, &secret, "").await.ok()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let claims = jwt::decode_unverified(&token).unwrap().1;
+        jtis.push((
+            claims["jti"].as_str().unwrap().to_owned(),
+            claims["exp"].as_i64().unwrap(),
+        ));
+    }
+    let store = app.service.store();
+    store
+        .revoke_token(&jtis[0].0, store::unix_now())
+        .await
+        .unwrap();
+    let exp = jtis[0].1;
+    // Expired, but not for a day yet: kept (a gateway with leeway may still be asked).
+    app.service.maintain(exp + 3600).await.unwrap();
+    for (jti, _) in &jtis {
+        assert!(store.token(jti).await.unwrap().is_some(), "{jti} kept");
+    }
+    app.service.maintain(exp + 24 * 3600 + 60).await.unwrap();
+    for (jti, _) in &jtis {
+        assert!(store.token(jti).await.unwrap().is_none(), "{jti} purged");
+    }
+}

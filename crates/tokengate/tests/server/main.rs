@@ -65,6 +65,7 @@ mod backends {
         revoke,
         key_rotation_keeps_old_tokens_valid,
         scheduled_rotation,
+        expired_token_records_are_purged_after_a_day,
     );
     on_both_backends!(admin:
         metadata_and_jwks,
