@@ -163,7 +163,11 @@ mod tests {
         }
         cache.entries.run_pending_tasks();
         assert!(cache.weighed_bytes() <= budget, "{}", cache.weighed_bytes());
-        assert!(cache.len() < 100, "{} entries of ~13 KB in 1 MB", cache.len());
+        assert!(
+            cache.len() < 100,
+            "{} entries of ~13 KB in 1 MB",
+            cache.len()
+        );
         let one = verified(4_000, now + 600);
         let w = u64::from(weight(&one));
         assert!((13_000..14_000).contains(&w), "{w}");

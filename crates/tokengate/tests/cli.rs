@@ -1747,7 +1747,7 @@ fn config_check_refuses_what_the_gateway_would_with_its_place() {
     dir.generate("ES256", "p.json");
     dir.public("p.json", "p.pub.json");
     let ok = format!(
-        "{}[[routes]]\nname = \"mcp\"\nhost = \"MCP.example\"\npath_prefix = \"/mcp\"\n{up}\
+        "{}[[routes]]\nname = \"mcp\"\nhost = \"MCP.example\"\npath_prefix = \"/mcp/\"\n{up}\
          [routes.mcp]\nresource = \"https://mcp.example/mcp\"\n[routes.auth]\nissuers = [\"p\", \"self\"]\n",
         issuer("p.pub.json")
     );
@@ -1758,7 +1758,8 @@ fn config_check_refuses_what_the_gateway_would_with_its_place() {
         json!([{
             "name": "mcp",
             "path": null,
-            "path_prefix": "/mcp",
+            "path_prefix": "/mcp/",
+            "case_sensitive": true,
             "host": "mcp.example",
             "methods": null,
             "upstreams": ["http://127.0.0.1:9000"],
@@ -1768,6 +1769,24 @@ fn config_check_refuses_what_the_gateway_would_with_its_place() {
             "resource_metadata": "https://mcp.example/.well-known/oauth-protected-resource/mcp",
         }])
     );
+    assert_eq!(shown["warnings"], json!([]));
+    // Legal but risky: warned about on stderr and in the output, and still accepted.
+    dir.write(
+        "warn.toml",
+        format!(
+            "[[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\n{up}auth = \"none\"\n\
+             [[routes]]\nname = \"admin\"\npath_prefix = \"/api/admin/\"\n{up}auth = \"none\"\n"
+        ),
+    );
+    let run = dir.ok("config check warn.toml");
+    assert!(
+        run.stderr
+            .starts_with("warning: route \"admin\" (/api/admin/) lies under route \"api\" (/api/)"),
+        "{}",
+        run.stderr
+    );
+    let shown = run.object();
+    assert_eq!(shown["warnings"].as_array().unwrap().len(), 1);
 }
 
 #[test]

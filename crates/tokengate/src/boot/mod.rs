@@ -19,6 +19,8 @@ use crate::error::{display_path, CliError, EXIT_USAGE};
 pub const MASTER_KEY_ENV: &str = "TOKENGATE_MASTER_KEY";
 /// The environment variable holding the admin API token.
 pub const ADMIN_TOKEN_ENV: &str = "TOKENGATE_ADMIN_TOKEN";
+/// The environment variable that sets the `/metrics` bearer token.
+pub const METRICS_TOKEN_ENV: &str = "TOKENGATE_METRICS_TOKEN";
 /// The SQLite file inside the data directory.
 const DATABASE_FILE: &str = "tokengate.db";
 /// The master key file inside the data directory, when no other source is configured.
@@ -233,19 +235,25 @@ pub async fn open_service(config: &Config, flags: &StorageFlags) -> Result<Servi
 
 /// The admin token: `TOKENGATE_ADMIN_TOKEN`, else the configuration's.
 pub fn admin_token(config: &Config) -> Result<Option<String>, CliError> {
-    match std::env::var(ADMIN_TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        // The same floor as the configuration file's: a guessable admin token is a hole.
+    bearer_token(ADMIN_TOKEN_ENV, config.server.admin_token.as_ref())
+}
+
+/// The token `/metrics` requires: `TOKENGATE_METRICS_TOKEN`, else the configuration's.
+pub fn metrics_token(config: &Config) -> Result<Option<String>, CliError> {
+    bearer_token(METRICS_TOKEN_ENV, config.server.metrics_token.as_ref())
+}
+
+/// A bearer token from `env`, else from the configuration file.
+fn bearer_token(
+    env: &str,
+    configured: Option<&toml::Spanned<String>>,
+) -> Result<Option<String>, CliError> {
+    match std::env::var(env).ok().filter(|t| !t.is_empty()) {
+        // The same floor as the configuration file's: a guessable token is a hole.
         Some(t) if t.len() < 32 => Err(CliError::usage(format!(
-            "{ADMIN_TOKEN_ENV} must be at least 32 characters"
+            "{env} must be at least 32 characters"
         ))),
         Some(t) => Ok(Some(t)),
-        None => Ok(config
-            .server
-            .admin_token
-            .as_ref()
-            .map(|t| t.get_ref().clone())),
+        None => Ok(configured.map(|t| t.get_ref().clone())),
     }
 }

@@ -137,6 +137,14 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(io_error("binding the listen address"))?;
+    let admin_listener = match &config.server.admin_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(*at.get_ref())
+                .await
+                .map_err(io_error("binding the admin listen address"))?,
+        ),
+        None => None,
+    };
     let addr = listener
         .local_addr()
         .map_err(io_error("reading the bound address"))?;
@@ -165,10 +173,12 @@ async fn run(
                 boot::build_gateway(&config, &parts).map_err(|e| e.to_string())
             }) as Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>
         });
-    let app = App::with_gateway(Arc::clone(&service), admin_token, gateway, reloader);
+    let app = App::with_gateway(Arc::clone(&service), admin_token, gateway, reloader)
+        .with_metrics_token(boot::metrics_token(&config)?);
 
     tokio::spawn(maintain(Arc::clone(&service)));
     tokio::spawn(refresh_revocations(Arc::clone(&service)));
+    tokio::spawn(audit_admin_failures(Arc::clone(&app)));
     // Signal handlers exist before the "listening" line, so a signal sent on seeing it is
     // handled rather than taking the default action (termination).
     let shutdown = shutdown_signal();
@@ -176,15 +186,120 @@ async fn run(
     if let Ok(hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(reload_on_hangup(hangup, Arc::clone(&app)));
     }
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "tokengate listening on {scheme}://{addr}");
-        let _ = out.flush();
+    let listeners = Listeners {
+        main: listener,
+        admin: admin_listener,
+        tls,
+        timeouts: config.timeouts(),
+    };
+    listeners.serve(app, shutdown, &issuer).await
+}
+
+/// The bound listeners: the main one, and the admin one when `admin_listen` is set.
+struct Listeners {
+    main: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    timeouts: crate::config::Timeouts,
+}
+
+impl Listeners {
+    /// Announces the addresses (the admin one first: the main line is what scripts wait
+    /// for), serves until `shutdown`, then writes the admin failures still counted.
+    async fn serve(
+        self,
+        app: Arc<App>,
+        shutdown: impl std::future::Future<Output = ()>,
+        issuer: &str,
+    ) -> Result<(), CliError> {
+        use crate::server::listener::serve;
+        use crate::server::Surface;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let bound = |l: &tokio::net::TcpListener| {
+            l.local_addr()
+                .map_err(io_error("reading the bound address"))
+        };
+        let addr = bound(&self.main)?;
+        let admin_addr = self.admin.as_ref().map(bound).transpose()?;
+        {
+            let mut out = std::io::stdout().lock();
+            if let Some(admin) = admin_addr {
+                let _ = writeln!(out, "tokengate admin API and metrics on {scheme}://{admin}");
+            }
+            let _ = writeln!(out, "tokengate listening on {scheme}://{addr}");
+            let _ = out.flush();
+        }
+        tracing::info!("listening on {addr}, issuer {issuer}");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (main, admin) = match self.admin {
+            None => (Surface::All, None),
+            Some(listener) => (Surface::Public, Some(listener)),
+        };
+        let admin_served = admin.map(|listener| {
+            tokio::spawn(serve(
+                listener,
+                Arc::clone(&app),
+                self.tls.clone(),
+                self.timeouts,
+                Surface::Admin,
+                stop.clone().cancelled_owned(),
+            ))
+        });
+        let on_shutdown = stop.clone();
+        let shutdown = async move {
+            shutdown.await;
+            on_shutdown.cancel();
+        };
+        serve(
+            self.main,
+            Arc::clone(&app),
+            self.tls,
+            self.timeouts,
+            main,
+            shutdown,
+        )
+        .await;
+        if let Some(served) = admin_served {
+            let _ = served.await;
+        }
+        let _ = app
+            .admin_failures
+            .flush(
+                app.service.store(),
+                store::unix_now(),
+                ADMIN_FAILURES_EVERY.as_secs(),
+            )
+            .await;
+        tracing::info!("stopped");
+        Ok(())
     }
-    tracing::info!("listening on {addr}, issuer {issuer}");
-    crate::server::listener::serve(listener, app, tls, config.timeouts(), shutdown).await;
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// How often failed admin authentications are written to the audit trail.
+const ADMIN_FAILURES_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes the failed admin authentications counted in each interval, one event per source.
+async fn audit_admin_failures(app: Arc<App>) {
+    let mut tick = tokio::time::interval(ADMIN_FAILURES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let written = app
+            .admin_failures
+            .flush(
+                app.service.store(),
+                store::unix_now(),
+                ADMIN_FAILURES_EVERY.as_secs(),
+            )
+            .await;
+        if let Err(e) = written {
+            tracing::error!(
+                "auditing failed admin authentications failed ({}): {e}",
+                e.code()
+            );
+        }
+    }
 }
 
 /// Reads revocations made elsewhere every second, so a token revoked on another node (or by

@@ -98,6 +98,12 @@ pub struct Server {
     /// Bearer token of the admin API; `TOKENGATE_ADMIN_TOKEN` overrides it. Without either,
     /// the admin API is off.
     pub admin_token: Option<Spanned<String>>,
+    /// A second address for the admin API and `/metrics`, which then leave the main
+    /// listener (default: both on the main listener).
+    pub admin_listen: Option<Spanned<SocketAddr>>,
+    /// Bearer token `/metrics` requires (at least 32 characters); `TOKENGATE_METRICS_TOKEN`
+    /// overrides it. Without either, `/metrics` is open.
+    pub metrics_token: Option<Spanned<String>>,
     /// `[server.timeouts]`: deadlines of a client connection's phases.
     #[serde(default)]
     pub timeouts: timeouts::TimeoutsConfig,
@@ -124,6 +130,8 @@ impl Default for Server {
             sqlite_synchronous: None,
             master_key_file: None,
             admin_token: None,
+            admin_listen: None,
+            metrics_token: None,
             timeouts: timeouts::TimeoutsConfig::default(),
             trusted_proxies: Vec::new(),
             token_cache_memory: default_token_cache_memory(),
@@ -481,6 +489,8 @@ impl Config {
             "jwks_max_age_seconds": ts.jwks_max_age.0,
             "dpop_window_seconds": ts.dpop_window.0,
             "dpop_nonce": ts.dpop_nonce,
+            "admin_listen": self.server.admin_listen.as_ref().map(|a| a.get_ref().to_string()),
+            "metrics": if self.server.metrics_token.is_some() { "bearer token from the file" } else { "open unless TOKENGATE_METRICS_TOKEN is set" },
             "admin_api": if self.server.admin_token.is_some() { "on (token from the file)" } else { "on only if TOKENGATE_ADMIN_TOKEN is set" },
             "issuers": self.issuers.iter().map(|i| json!({
                 "name": i.name.get_ref(),
@@ -570,13 +580,27 @@ impl Config {
                 ));
             }
         }
-        if let Some(token) = &self.server.admin_token {
-            if token.get_ref().len() < 32 {
+        for (field, token) in [
+            ("admin_token", &self.server.admin_token),
+            ("metrics_token", &self.server.metrics_token),
+        ] {
+            if let Some(token) = token.as_ref().filter(|t| t.get_ref().len() < 32) {
                 return Err((
                     token.span(),
-                    "server.admin_token must be at least 32 characters".into(),
+                    format!("server.{field} must be at least 32 characters"),
                 ));
             }
+        }
+        if let Some(admin) = self
+            .server
+            .admin_listen
+            .as_ref()
+            .filter(|a| *a.get_ref() == self.server.listen && a.get_ref().port() != 0)
+        {
+            return Err((
+                admin.span(),
+                "server.admin_listen must differ from server.listen".into(),
+            ));
         }
         Ok(())
     }

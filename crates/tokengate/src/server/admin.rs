@@ -7,9 +7,11 @@
 //! serves is an operation of the document, with the document's method and path, and the
 //! reverse. Add routes here the same way, never with a bare `.route(…)`.
 
+mod failures;
 mod openapi;
 mod views;
 
+pub use failures::AuthFailures;
 pub(crate) use views::{client_view, key_view};
 
 use std::sync::{Arc, LazyLock};
@@ -99,24 +101,35 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_default()
 }
 
-/// `Authorization: Bearer <admin token>`, compared in constant time.
-async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
+/// Whether `headers` carry `Authorization: Bearer <expected>`, compared in constant time.
+pub(super) fn bearer_matches(headers: &axum::http::HeaderMap, expected: &str) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let ok = match (&app.admin_token, presented) {
-        (Some(expected), Some(given)) => {
-            constant_time::verify_slices_are_equal(expected.as_bytes(), given.as_bytes()).is_ok()
-        }
-        _ => false,
-    };
+        .is_some_and(|(_, given)| {
+            constant_time::verify_slices_are_equal(expected.as_bytes(), given.trim().as_bytes())
+                .is_ok()
+        })
+}
+
+/// `Authorization: Bearer <admin token>`, compared in constant time; a failure is counted
+/// for the audit trail ([`AuthFailures`]).
+async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let ok = app
+        .admin_token
+        .as_ref()
+        .is_some_and(|expected| bearer_matches(req.headers(), expected));
     if ok {
         return next.run(req).await;
     }
+    let peer = req
+        .extensions()
+        .get::<super::ConnInfo>()
+        .and_then(|c| c.peer)
+        .map(|p| p.ip());
+    app.admin_failures.record(peer);
     let id = request_id(&req);
     let mut response = error_json(
         StatusCode::UNAUTHORIZED,

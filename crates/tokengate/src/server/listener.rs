@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Activity, Closable, Deadlines, Tracked, Watched};
-use super::{App, ConnInfo};
+use super::{App, ConnInfo, Surface};
 use crate::config::Timeouts;
 
 /// Largest request head accepted (431 beyond it).
@@ -50,18 +50,19 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish (up to [`DRAIN`]): token-service, admin and metrics paths through the router,
-/// gateway traffic straight to the gateway. Every phase of a connection has a deadline
+/// Serves `surface` of `app` on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish (up to [`DRAIN`]): token-service, admin and metrics paths
+/// through the router, gateway traffic straight to the gateway. Every phase of a connection has a deadline
 /// (`timeouts`; docs/configuration.md `[server.timeouts]`).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     tls: Option<Arc<rustls::ServerConfig>>,
     timeouts: Timeouts,
+    surface: Surface,
     shutdown: impl Future<Output = ()>,
 ) {
-    let router = super::router(Arc::clone(&app));
+    let router = super::surface_router(Arc::clone(&app), surface);
     let builder = Arc::new(protocols(&timeouts));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let stopping = CancellationToken::new();
@@ -86,6 +87,7 @@ pub async fn serve(
             router: router.clone(),
             builder: Arc::clone(&builder),
             timeouts,
+            surface,
             stopping: stopping.clone(),
         };
         let acceptor = acceptor.clone();
@@ -134,6 +136,7 @@ struct Accepted {
     router: axum::Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     timeouts: Timeouts,
+    surface: Surface,
     stopping: CancellationToken,
 }
 
@@ -150,6 +153,7 @@ impl Accepted {
             router,
             builder,
             timeouts,
+            surface,
             stopping,
         } = self;
         let requests = Arc::clone(&activity);
@@ -160,7 +164,9 @@ impl Accepted {
             // In flight until the response body ends (`Tracked`): idleness starts after it.
             let in_flight = requests.request();
             async move {
-                let service_path = super::is_service_path(req.uri().path());
+                // The admin listener has no gateway: all of it is the router's.
+                let service_path =
+                    surface == Surface::Admin || super::is_service_path(req.uri().path());
                 let response = if service_path {
                     // The token service's and admin API's bodies are small forms and JSON
                     // documents: the whole of one must come within `body`, so a client

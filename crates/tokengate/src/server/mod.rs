@@ -38,6 +38,10 @@ pub struct App {
     pub service: Arc<Service>,
     /// The admin API bearer token; `None` turns the admin API off.
     admin_token: Option<Zeroizing<String>>,
+    /// The bearer token `/metrics` requires; `None` leaves it open.
+    metrics_token: Option<Zeroizing<String>>,
+    /// Failed admin authentications, audited once per interval.
+    pub admin_failures: admin::AuthFailures,
     /// The gateway now serving; replaced whole on reload.
     gateway: RwLock<Arc<Gateway>>,
     /// How to rebuild the gateway (`None`: nothing to reload from).
@@ -63,9 +67,19 @@ impl App {
         Arc::new(App {
             service,
             admin_token: admin_token.map(Zeroizing::new),
+            metrics_token: None,
+            admin_failures: admin::AuthFailures::default(),
             gateway: RwLock::new(Arc::new(gateway)),
             reloader,
         })
+    }
+
+    /// Requires `token` as a bearer token on `/metrics` (before the app is shared).
+    pub fn with_metrics_token(mut self: Arc<App>, token: Option<String>) -> Arc<App> {
+        if let Some(app) = Arc::get_mut(&mut self) {
+            app.metrics_token = token.map(Zeroizing::new);
+        }
+        self
     }
 
     /// The gateway serving now.
@@ -92,17 +106,55 @@ impl App {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything: the token service, the gateway, the admin API and `/metrics` (one
+    /// listener, the default).
+    All,
+    /// The token service and the gateway (the main listener when `admin_listen` is set).
+    Public,
+    /// The admin API and `/metrics` only (`admin_listen`).
+    Admin,
+}
+
 /// Every route, with the request-id and access-log layers around them.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .merge(endpoints::routes())
-        .merge(admin::routes(Arc::clone(&app)))
-        .route("/metrics", axum::routing::get(proxy::metrics))
-        .fallback(proxy::proxy)
+    surface_router(app, Surface::All)
+}
+
+/// The routes of one surface, with the request-id and access-log layers around them. On the
+/// public surface `/admin/` and `/metrics` fall to the gateway, which routes nothing there
+/// (404); on the admin surface everything but them is 404.
+pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
+    let mut router = Router::new();
+    if surface != Surface::Admin {
+        router = router.merge(endpoints::routes());
+    }
+    if surface != Surface::Public {
+        router = router
+            .merge(admin::routes(Arc::clone(&app)))
+            .route("/metrics", axum::routing::get(proxy::metrics));
+    }
+    let router = if surface == Surface::Admin {
+        router.fallback(not_found)
+    } else {
+        router.fallback(proxy::proxy)
+    };
+    router
         .with_state(app)
         // Outermost: every response, including errors and 404s, carries the request id and is
         // logged.
         .layer(middleware::from_fn(request_id))
+}
+
+async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response {
+    error_json(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "the admin listener serves /admin/ and /metrics only",
+        &id.0,
+    )
 }
 
 /// A small JSON error body with the request id.

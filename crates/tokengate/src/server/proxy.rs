@@ -33,7 +33,27 @@ pub(super) async fn proxy(
     super::enter_gateway(&app, &ctx, req).await
 }
 
-pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// `/metrics`, behind `[server] metrics_token` when one is set (compared in constant time).
+pub(super) async fn metrics(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<super::RequestId>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(expected) = &app.metrics_token {
+        if !super::admin::bearer_matches(&headers, expected) {
+            let mut refused = super::error_json(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid metrics bearer token is required",
+                &id.0,
+            );
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tokengate-metrics\""),
+            );
+            return refused;
+        }
+    }
     match app.gateway().metrics_text() {
         Ok(text) => (
             [(

@@ -1190,6 +1190,7 @@ pub async fn h2_upstreams_and_tls_listener(ctx: Ctx) {
         std::sync::Arc::clone(&f.app),
         Some(tls),
         tokengate::config::Timeouts::default(),
+        tokengate::server::Surface::All,
         std::future::pending(),
     ));
 

@@ -381,6 +381,7 @@ pub async fn front(ctx: &Ctx, routes: &str) -> Front {
         Arc::clone(&app),
         None,
         tokengate::config::Timeouts::default(),
+        tokengate::server::Surface::All,
         std::future::pending(),
     ));
     Front {

@@ -1475,3 +1475,86 @@ async fn a_token_revoked_at_one_node_is_refused_at_the_other() {
     })
     .await;
 }
+
+/// `admin_listen` moves the admin API and `/metrics` to their own listener, `metrics_token`
+/// guards `/metrics`, and failed admin authentications reach the audit trail, counted per
+/// source (#13 finding 12).
+#[cfg(unix)]
+#[test]
+fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (admin, metrics) = ("a".repeat(32), "m".repeat(32));
+    std::fs::write(
+        d.join("t.toml"),
+        format!("[server]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{admin}\"\nmetrics_token = \"{metrics}\"\n"),
+    )
+    .unwrap();
+    let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
+    let admin_addr = server
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("tokengate admin API and metrics on http://")
+        })
+        .unwrap_or_else(|| panic!("no admin address: {}", server.stdout))
+        .to_owned();
+    let (admin_auth, metrics_auth) = (format!("Bearer {admin}"), format!("Bearer {metrics}"));
+    let main = &server.addr;
+    // The main listener: the token service, no admin API, no metrics.
+    assert_eq!(http(main, "/oauth2/jwks", None, None).0, 200);
+    assert_eq!(http(main, "/metrics", Some(&metrics_auth), None).0, 404);
+    assert_eq!(http(main, "/admin/clients", Some(&admin_auth), None).0, 404);
+    // The admin listener: both, behind their tokens, and nothing else.
+    assert_eq!(http(&admin_addr, "/oauth2/jwks", None, None).0, 404);
+    let (status, _) = http(&admin_addr, "/metrics", None, None);
+    assert_eq!(status, 401);
+    let (status, text) = http(&admin_addr, "/metrics", Some(&metrics_auth), None);
+    assert_eq!(status, 200);
+    assert!(text.contains("tokengate_"), "{text}");
+    assert_eq!(
+        http(&admin_addr, "/admin/clients", Some(&admin_auth), None).0,
+        200
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            http(&admin_addr, "/admin/clients", Some("Bearer wrong"), None).0,
+            401
+        );
+    }
+    // Counted, and written at the latest when the server stops.
+    server.stop();
+    let server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
+    let admin_addr = server
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("tokengate admin API and metrics on http://")
+        })
+        .unwrap()
+        .to_owned();
+    let (status, body) = http(
+        &admin_addr,
+        "/admin/audit?limit=100",
+        Some(&admin_auth),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let events = json(&body);
+    let failed: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "admin.auth_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{body}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 failed admin authentication(s) from 127.0.0.1"),
+        "{body}"
+    );
+}
