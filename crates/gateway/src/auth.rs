@@ -61,6 +61,8 @@ pub struct RouteAuth {
 pub struct Verified {
     /// The name of the issuer that verified it.
     pub issuer: String,
+    /// Issued by the built-in token service, whose revocations this node knows.
+    pub own: bool,
     /// The claims.
     pub claims: Claims,
     /// `exp`.
@@ -80,7 +82,7 @@ pub struct Verified {
 
 impl Verified {
     /// Claims that cannot be read refuse the token, as verification would.
-    fn new(issuer: &str, claims: Claims) -> Result<Verified, Denial> {
+    fn new(issuer: &Issuer, claims: Claims) -> Result<Verified, Denial> {
         // `scope` comes from the verification pass, and an absent `cnf` is known there too:
         // the full claims map is built only for tokens that need it (`scp`, `cnf`).
         let scopes = match claims.scope() {
@@ -103,7 +105,8 @@ impl Verified {
             Some(cnf) => Some(dpop_thumbprint(cnf)?),
         };
         Ok(Verified {
-            issuer: issuer.to_owned(),
+            issuer: issuer.name.clone(),
+            own: matches!(issuer.keys, KeySource::Own(_)),
             expires_at: claims.exp().unwrap_or(i64::MIN),
             not_before: claims.nbf(),
             issued_at: claims.iat().unwrap_or(0),
@@ -112,6 +115,18 @@ impl Verified {
             claims,
             internal: Mutex::new(None),
         })
+    }
+
+    /// Whether the token is revoked, as far as this node knows: only the built-in
+    /// issuer's tokens can be (other issuers' revocations are theirs).
+    pub fn is_revoked(&self, revocations: &oauth::Revocations) -> bool {
+        self.own
+            && revocations.is_revoked(
+                self.claims.jti().unwrap_or_default(),
+                self.claims.client_id(),
+                self.claims.sub(),
+                self.issued_at,
+            )
     }
 
     /// A claim as text: strings as they are, arrays of strings joined by spaces, other
@@ -404,7 +419,7 @@ async fn verify_signed(auth: &RouteAuth, token: &str, now: i64) -> Result<Verifi
         }
         Err(e) => return Err(rejected(&e)),
     };
-    Verified::new(&issuer.name, claims)
+    Verified::new(issuer, claims)
 }
 
 async fn verify_encrypted(auth: &RouteAuth, token: &str, now: i64) -> Result<Verified, Denial> {
@@ -425,7 +440,7 @@ async fn verify_encrypted(auth: &RouteAuth, token: &str, now: i64) -> Result<Ver
             keys.verify_keys(),
             &v,
         ) {
-            Ok(jwt) => return Verified::new(&issuer.name, jwt.claims),
+            Ok(jwt) => return Verified::new(issuer, jwt.claims),
             Err(e) => last = rejected(&e),
         }
     }
@@ -514,16 +529,14 @@ impl Authenticator {
         facts: RequestFacts<'_>,
     ) -> Result<(), Denial> {
         let now = facts.now;
-        let issuer = auth
-            .issuers
-            .iter()
-            .find(|i| i.name == v.issuer)
-            .ok_or_else(|| {
-                Denial::invalid(
-                    "ERR_GATEWAY_UNTRUSTED_ISSUER",
-                    "the token's issuer is not trusted here",
-                )
-            })?;
+        // The cache is shared by the routes: a token verified for one may come from an
+        // issuer another does not trust.
+        if !auth.issuers.iter().any(|i| i.name == v.issuer) {
+            return Err(Denial::invalid(
+                "ERR_GATEWAY_UNTRUSTED_ISSUER",
+                "the token's issuer is not trusted here",
+            ));
+        }
         let leeway = i64::try_from(auth.leeway).unwrap_or(i64::MAX);
         if v.expires_at.saturating_add(leeway) <= now {
             return Err(Denial::invalid("ERR_JWT_EXPIRED", "the token has expired"));
@@ -550,19 +563,12 @@ impl Authenticator {
                 ));
             }
         }
-        if matches!(issuer.keys, KeySource::Own(_)) {
-            let jti = v.claims.jti().unwrap_or_default();
-            let client = v.claims.client_id();
-            if self
-                .revocations
-                .is_revoked(jti, client, v.claims.sub(), v.issued_at)
-            {
-                self.cache.remove(key);
-                return Err(Denial::invalid(
-                    "ERR_GATEWAY_REVOKED",
-                    "the token has been revoked",
-                ));
-            }
+        if v.is_revoked(&self.revocations) {
+            self.cache.remove(key);
+            return Err(Denial::invalid(
+                "ERR_GATEWAY_REVOKED",
+                "the token has been revoked",
+            ));
         }
         self.check_dpop(v, scheme, token, facts)
     }

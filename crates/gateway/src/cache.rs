@@ -140,6 +140,7 @@ mod tests {
         let text = serde_json::json!({"exp": exp, "pad": "x".repeat(claims_size)}).to_string();
         Arc::new(Verified {
             issuer: "i".into(),
+            own: false,
             claims: jose::jwt::Claims::parse(text).unwrap(),
             expires_at: exp,
             not_before: None,

@@ -31,6 +31,7 @@ mod respond;
 mod rewrite;
 pub mod route;
 pub mod trace;
+pub mod tunnel;
 pub mod upstream;
 
 use std::net::IpAddr;
@@ -339,7 +340,16 @@ impl Gateway {
         let on_upgrade = out
             .upgrade
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-            .flatten();
+            .flatten()
+            .map(|client_side| {
+                let limits = tunnel::TunnelLimits::new(
+                    route.max_tunnel_lifetime,
+                    verified.as_ref(),
+                    &self.auth.revocations,
+                    store::unix_now(),
+                );
+                (client_side, limits)
+            });
         // Forward: to a healthy target, retried only when that is safe.
         let (body, fate) = limited(body, route.max_body);
         let forwarded = in_phase!(

@@ -14,6 +14,7 @@ use crate::auth::{Denial, RouteAuth};
 use crate::client::BoxError;
 use crate::rewrite::strip_hop_by_hop;
 use crate::route::Route;
+use crate::tunnel::{tunnel, TunnelEnd, TunnelLimits};
 use crate::{AccessInfo, Context, Gateway, ProxyError, ResponseBody, REALM};
 
 /// The upstream's response for the client: hop-by-hop fields dropped (kept for a protocol
@@ -21,13 +22,19 @@ use crate::{AccessInfo, Context, Gateway, ProxyError, ResponseBody, REALM};
 pub(crate) fn upstream_response(
     route: &Route,
     mut response: Response<Incoming>,
-    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    on_upgrade: Option<(hyper::upgrade::OnUpgrade, TunnelLimits)>,
 ) -> Response<ResponseBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
-        if let Some(client_side) = on_upgrade {
+        if let Some((client_side, limits)) = on_upgrade {
             let upstream_side = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_side, upstream_side));
+            let route = route.name.clone();
+            tokio::spawn(async move {
+                let end = tunnel(client_side, upstream_side, limits).await;
+                if end != TunnelEnd::Closed {
+                    tracing::info!(route, ?end, "tunnel closed by the gateway");
+                }
+            });
         }
     }
     let (mut head, body) = response.into_parts();
@@ -212,15 +219,6 @@ fn error(
         status,
         &json!({ "error": code, "error_description": description, "request_id": ctx.request_id }),
     )
-}
-
-/// Copies bytes both ways between the client's and the upstream's upgraded connections.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
-        let mut c = hyper_util::rt::TokioIo::new(c);
-        let mut u = hyper_util::rt::TokioIo::new(u);
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,9 @@ pub struct Route {
     pub upstreams: std::sync::Arc<Upstreams>,
     /// Largest request body forwarded, in bytes.
     pub max_body: u64,
+    /// Longest a WebSocket tunnel stays open (it also ends when its token expires or is
+    /// revoked).
+    pub max_tunnel_lifetime: std::time::Duration,
 }
 
 /// What decides which requests a route serves. The configuration checks its routes with it

@@ -29,6 +29,7 @@ fn route(name: &str, host: Option<&str>, path: PathMatch, methods: Option<Vec<Me
             Upstreams::new(vec![target], client, Duration::from_secs(1), None).unwrap(),
         ),
         max_body: 10,
+        max_tunnel_lifetime: Duration::from_secs(60),
     }
 }
 

@@ -952,7 +952,9 @@ mod unavailable {
         let StoreError::Unavailable(source) = &err else {
             unreachable!()
         };
-        let kind = source.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        let kind = source
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
         assert_eq!(kind, Some(std::io::ErrorKind::PermissionDenied), "{err:?}");
     }
 

@@ -261,5 +261,6 @@ fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
         mcp: spec.mcp.clone(),
         upstreams: Arc::new(upstreams),
         max_body: spec.max_body,
+        max_tunnel_lifetime: spec.max_tunnel_lifetime,
     })
 }

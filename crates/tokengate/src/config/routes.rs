@@ -52,6 +52,9 @@ pub struct Route {
     pub timeout: Option<Spanned<Duration>>,
     /// Time to connect to an upstream (default 5s).
     pub connect_timeout: Option<Spanned<Duration>>,
+    /// Longest a WebSocket tunnel stays open (default 2h); it also closes when the token
+    /// that opened it expires or is revoked.
+    pub max_tunnel_lifetime: Option<Spanned<Duration>>,
     /// Speak HTTP/2 to the upstreams (prior knowledge over plain HTTP).
     #[serde(default)]
     pub h2: bool,

@@ -27,6 +27,7 @@ use super::{Config, ConfigError, Duration, Failure, Issuer, Source};
 const DEFAULT_CONNECT_TIMEOUT: u64 = 5;
 const DEFAULT_HEALTH_INTERVAL: u64 = 5;
 const DEFAULT_FETCH_TIMEOUT: u64 = 5;
+const DEFAULT_MAX_TUNNEL_LIFETIME: u64 = 2 * 3600;
 /// The largest `auth.leeway`, seconds.
 const MAX_LEEWAY: u64 = 600;
 
@@ -141,6 +142,8 @@ pub struct RouteSpec {
     pub timeout: StdDuration,
     /// Time to connect to an upstream (at least 1s).
     pub connect_timeout: StdDuration,
+    /// Longest a WebSocket tunnel stays open (at least 1s).
+    pub max_tunnel_lifetime: StdDuration,
     /// HTTP/2 with prior knowledge to the upstreams.
     pub h2: bool,
     /// Largest request body, bytes.
@@ -495,6 +498,11 @@ fn route(
             r.connect_timeout.as_ref(),
             DEFAULT_CONNECT_TIMEOUT,
             "connect_timeout",
+        )?,
+        max_tunnel_lifetime: timing(
+            r.max_tunnel_lifetime.as_ref(),
+            DEFAULT_MAX_TUNNEL_LIFETIME,
+            "max_tunnel_lifetime",
         )?,
         h2: r.h2,
         max_body: r.max_body,

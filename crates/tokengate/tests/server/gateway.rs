@@ -961,6 +961,82 @@ pub async fn streaming_and_upgrades_pass_through(ctx: Ctx) {
     for name in ["upgrade", "http2-settings", "connection"] {
         assert!(seen["headers"].get(name).is_none(), "{name}: {seen}");
     }
+    tunnels_end_with_their_lifetime_or_token(&ctx).await;
+}
+
+/// Opens a WebSocket tunnel through `f` at `path` and checks it echoes.
+async fn open_tunnel(
+    f: &crate::gateway_env::Front,
+    path: &str,
+    bearer: Option<&str>,
+) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    let auth = bearer.map_or(String::new(), |b| format!("Authorization: {b}\r\n"));
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", f.addr).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    stream.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    stream
+}
+
+/// Waits (at most 10 s) for the gateway to close a tunnel.
+async fn closed_by_the_gateway(stream: &mut tokio::net::TcpStream) {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the tunnel is still open: {read:?}"
+    );
+}
+
+/// WebSocket tunnels do not outlive their route's `max_tunnel_lifetime`, nor the
+/// revocation of the token that opened them (issue #13, finding 6).
+async fn tunnels_end_with_their_lifetime_or_token(ctx: &Ctx) {
+    let (up, _) = upstream("a").await;
+    let config = [
+        route(
+            "short",
+            "/short/",
+            &[up],
+            "auth = \"none\"\nstrip_prefix = \"/short\"\nmax_tunnel_lifetime = \"1s\"\n",
+        ),
+        route(
+            "ws",
+            "/ws/",
+            &[up],
+            &format!("strip_prefix = \"/ws\"\n{SELF_AUTH}"),
+        ),
+    ]
+    .concat();
+    let f = front(ctx, &config).await;
+    let mut short = open_tunnel(&f, "/short/upgrade", None).await;
+    closed_by_the_gateway(&mut short).await;
+    let (token, jti) = f.recorded(API, &["read"]).await;
+    let bearer = format!("Bearer {token}");
+    let mut ws = open_tunnel(&f, "/ws/upgrade", Some(&bearer)).await;
+    // Still open a moment later, then revoked: closed within a few seconds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws.write_all(b"pong").await.unwrap();
+    let mut echo = [0u8; 4];
+    ws.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"pong");
+    f.service
+        .revoke_tokens(RevokeBy::Jti(jti), store::unix_now(), None)
+        .await
+        .unwrap();
+    closed_by_the_gateway(&mut ws).await;
 }
 
 pub async fn hostile_input(ctx: Ctx) {
