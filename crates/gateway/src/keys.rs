@@ -262,7 +262,7 @@ impl RemoteJwks {
         let max_age = headers
             .get(http::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
-            .and_then(max_age)
+            .and_then(cache_max_age)
             .unwrap_or(self.options.default_max_age)
             .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
         Ok((keys, max_age))
@@ -277,7 +277,7 @@ fn backoff(failures: u32, cap: Duration) -> Duration {
 }
 
 /// `max-age=N` from a `Cache-Control` value (`no-cache`/`no-store` count as 0).
-fn max_age(value: &str) -> Option<Duration> {
+pub fn cache_max_age(value: &str) -> Option<Duration> {
     let mut age = None;
     for directive in value.split(',').map(str::trim) {
         let lower = directive.to_ascii_lowercase();
@@ -321,28 +321,30 @@ pub async fn discover(
     let mut last = None;
     for url in candidates {
         match get_small(client, &url, timeout, MAX_DOCUMENT).await {
-            Ok((body, _)) => {
-                let bad = |detail: &str| FetchError::BadDocument {
-                    url: url.clone(),
-                    detail: detail.to_owned(),
-                };
-                let doc: Value =
-                    serde_json::from_slice(&body).map_err(|_| bad("the metadata is not JSON"))?;
-                if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-                    return Err(bad("the metadata names another issuer"));
-                }
-                return doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-                    .ok_or_else(|| bad("no jwks_uri"));
-            }
+            Ok((body, _)) => return jwks_uri_of(&body, issuer, &url),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or(FetchError::BadUrl {
         url: issuer.to_owned(),
     }))
+}
+
+/// The `jwks_uri` of `issuer`'s metadata document `body` (fetched from `url`): JSON, an
+/// object naming `issuer` exactly (RFC 8414 §3.3) and a string `jwks_uri`.
+pub fn jwks_uri_of(body: &[u8], issuer: &str, url: &str) -> Result<String, FetchError> {
+    let bad = |detail: &str| FetchError::BadDocument {
+        url: url.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let doc: Value = serde_json::from_slice(body).map_err(|_| bad("the metadata is not JSON"))?;
+    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+        return Err(bad("the metadata names another issuer"));
+    }
+    doc.get("jwks_uri")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| bad("no jwks_uri"))
 }
 
 /// Where an issuer's keys come from.

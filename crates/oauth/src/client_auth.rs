@@ -204,6 +204,20 @@ impl Service {
     }
 }
 
+/// The client id and secret of HTTP Basic credentials (the text after `Basic `): base64 of
+/// `id:secret`, each form-encoded first (RFC 6749 §2.3.1).
+pub fn basic_credentials(creds: &str) -> Result<(String, String), ErrorResponse> {
+    let decoded = STANDARD
+        .decode(creds)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
+    Ok((form::decode(id.as_bytes())?, form::decode(secret.as_bytes())?))
+}
+
 /// Finds the one authentication method the request uses.
 fn presented<'a>(req: &Request<'a>, params: &'a Params) -> Result<Presented<'a>, ErrorResponse> {
     if req.authorization.len() > 1 {
@@ -228,17 +242,7 @@ fn presented<'a>(req: &Request<'a>, params: &'a Params) -> Result<Presented<'a>,
         ));
     }
     if let Some(creds) = basic {
-        let decoded = STANDARD
-            .decode(creds)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
-        let (id, secret) = decoded
-            .split_once(':')
-            .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
-        // RFC 6749 §2.3.1: both are form-encoded before base64.
-        let client_id = form::decode(id.as_bytes())?;
-        let secret = form::decode(secret.as_bytes())?;
+        let (client_id, secret) = basic_credentials(creds)?;
         if params.get("client_id").is_some_and(|n| n != client_id) {
             return Err(invalid_request(
                 "client_id differs from the Basic credentials",
