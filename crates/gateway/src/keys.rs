@@ -133,7 +133,8 @@ impl RemoteJwks {
 
     /// A refetch because a token named a kid the cached set lacks: at most one per cooldown
     /// (within it, or while backing off, the held keys are answered at once), waited for at
-    /// most the fetch timeout.
+    /// most the fetch timeout. (A token whose kid is missing from a set it waited for may
+    /// wait once more, for this refetch: a rotation right after a fetch is how that happens.)
     pub async fn refetch_for_unknown_kid(self: &Arc<Self>) -> Result<Arc<JwkSet>, FetchError> {
         let mut done = self.done.subscribe();
         {
@@ -175,6 +176,12 @@ impl RemoteJwks {
 
     async fn fetch(&self) {
         self.attempts.fetch_add(1, Ordering::Relaxed);
+        // Whatever ends the fetch (done, failed, or the task dropped mid-way), its end is
+        // recorded: a fetch that never cleared `fetching` would stop all later ones.
+        let mut end = FetchEnd {
+            jwks: self,
+            outcome: None,
+        };
         let timeout = self.options.timeout;
         let downloaded = tokio::time::timeout(timeout, self.download())
             .await
@@ -184,11 +191,16 @@ impl RemoteJwks {
                     timeout,
                 })
             });
+        end.outcome = Some(downloaded);
+    }
+
+    /// Records how a fetch ended and wakes the requests waiting for it.
+    fn record(&self, outcome: Result<(JwkSet, Duration), FetchError>) {
         {
             let mut c = self.cached();
             let now = Instant::now();
             c.fetching = false;
-            match downloaded {
+            match outcome {
                 Ok((keys, max_age)) => {
                     c.keys = Some(Arc::new(keys));
                     c.expires = Some(now + max_age);
@@ -269,6 +281,25 @@ impl RemoteJwks {
     }
 }
 
+/// The end of one fetch, recorded when dropped: with its outcome, or as cancelled when the
+/// fetch's task was dropped or panicked before it had one.
+struct FetchEnd<'a> {
+    jwks: &'a RemoteJwks,
+    outcome: Option<Result<(JwkSet, Duration), FetchError>>,
+}
+
+impl Drop for FetchEnd<'_> {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            Err(FetchError::Unreachable {
+                url: self.jwks.source_url().to_owned(),
+                detail: "the fetch was cancelled".to_owned(),
+            })
+        });
+        self.jwks.record(outcome);
+    }
+}
+
 /// The wait before the next fetch after `failures` failures in a row: 1 s, doubling, at
 /// most `cap` (the refetch cooldown), never less than 1 s.
 fn backoff(failures: u32, cap: Duration) -> Duration {
@@ -331,7 +362,8 @@ pub async fn discover(
 }
 
 /// The `jwks_uri` of `issuer`'s metadata document `body` (fetched from `url`): JSON, an
-/// object naming `issuer` exactly (RFC 8414 §3.3) and a string `jwks_uri`.
+/// object naming `issuer` exactly (RFC 8414 §3.3) and an https `jwks_uri` (http only on
+/// loopback).
 pub fn jwks_uri_of(body: &[u8], issuer: &str, url: &str) -> Result<String, FetchError> {
     let bad = |detail: &str| FetchError::BadDocument {
         url: url.to_owned(),
@@ -341,10 +373,25 @@ pub fn jwks_uri_of(body: &[u8], issuer: &str, url: &str) -> Result<String, Fetch
     if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
         return Err(bad("the metadata names another issuer"));
     }
-    doc.get("jwks_uri")
+    let uri = doc
+        .get("jwks_uri")
         .and_then(Value::as_str)
-        .map(String::from)
-        .ok_or_else(|| bad("no jwks_uri"))
+        .ok_or_else(|| bad("no jwks_uri"))?;
+    // As for a configured `jwks_url`: keys fetched without TLS could be anyone's.
+    let fetchable = url::Url::parse(uri).is_ok_and(|u| match u.scheme() {
+        "https" => true,
+        "http" => match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    });
+    if !fetchable {
+        return Err(bad("the jwks_uri is not https (http only on loopback)"));
+    }
+    Ok(uri.to_owned())
 }
 
 /// Where an issuer's keys come from.

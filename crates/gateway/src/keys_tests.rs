@@ -176,3 +176,30 @@ fn backoff_doubles_up_to_the_cooldown() {
     assert_eq!(backoff(u32::MAX, cap), cap);
     assert_eq!(backoff(1, Duration::ZERO), Duration::from_secs(1));
 }
+
+#[test]
+fn metadata_names_the_issuer_and_an_https_key_set() {
+    let doc = |issuer: &str, uri: &str| format!(r#"{{"issuer":"{issuer}","jwks_uri":"{uri}"}}"#);
+    let at = "https://idp.example/.well-known/openid-configuration";
+    let of = |body: String| jwks_uri_of(body.as_bytes(), "https://idp.example", at);
+    assert_eq!(
+        of(doc("https://idp.example", "https://idp.example/jwks")).unwrap(),
+        "https://idp.example/jwks"
+    );
+    assert_eq!(
+        of(doc("https://idp.example", "http://127.0.0.1:9/jwks")).unwrap(),
+        "http://127.0.0.1:9/jwks"
+    );
+    for refused in [
+        doc("https://other.example", "https://idp.example/jwks"),
+        doc("https://idp.example", "http://idp.example/jwks"),
+        doc("https://idp.example", "ftp://idp.example/jwks"),
+        r#"{"issuer":"https://idp.example"}"#.to_owned(),
+        "not json".to_owned(),
+    ] {
+        assert!(
+            matches!(of(refused.clone()), Err(FetchError::BadDocument { .. })),
+            "{refused}"
+        );
+    }
+}

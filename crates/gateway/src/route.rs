@@ -286,7 +286,8 @@ impl RouteTable {
 /// decode twice, or decode leniently, see more: an escaped `%` before two hex digits
 /// (`%252e`, a `.` after a second decoding), an escaped control character (`%00` ends a
 /// C string) and escapes that do not decode to UTF-8 (`%c0%ae`, an overlong `.`) are refused
-/// too.
+/// too, and so are escaped `?` and `#` and characters upstreams fold to ASCII
+/// ([`FOLDED_TO_ASCII`]).
 pub fn non_canonical_path(path: &str) -> Option<&'static str> {
     if path.contains('\\') || path.contains(';') {
         return Some("the path has a backslash or a semicolon");
@@ -313,8 +314,10 @@ pub fn non_canonical_path(path: &str) -> Option<&'static str> {
         }
     }
     // Decoded only when something beyond ASCII is there: most paths are not copied.
-    if beyond_ascii && std::str::from_utf8(&percent_decoded(bytes)).is_err() {
-        return Some("the path escapes bytes that are not UTF-8 (an overlong or broken sequence)");
+    if beyond_ascii {
+        if let Some(why) = non_ascii_trouble(&percent_decoded(bytes)) {
+            return Some(why);
+        }
     }
     if path
         .split('/')
@@ -323,6 +326,25 @@ pub fn non_canonical_path(path: &str) -> Option<&'static str> {
         return Some("the path has dot segments");
     }
     None
+}
+
+/// Characters that upstreams fold to ASCII ones that routes compare: .NET's and IIS's
+/// case-insensitive comparisons take `ı` (dotless i) for `I`, `ſ` (long s) for `S` and the
+/// Kelvin sign for `K`, and IIS's best-fit mapping takes fullwidth `．`, `／` and `＼` for `.`,
+/// `/` and `\`. `/api/adm%C4%B1n/` would miss the route of `/api/admin/` here and be the
+/// admin endpoint there.
+const FOLDED_TO_ASCII: [char; 6] = [
+    '\u{131}', '\u{17f}', '\u{212a}', '\u{ff0e}', '\u{ff0f}', '\u{ff3c}',
+];
+
+/// Why a decoded path beyond ASCII is refused, if it is: not UTF-8, or a character some
+/// upstream folds to ASCII ([`FOLDED_TO_ASCII`]).
+fn non_ascii_trouble(decoded: &[u8]) -> Option<&'static str> {
+    let Ok(text) = std::str::from_utf8(decoded) else {
+        return Some("the path escapes bytes that are not UTF-8 (an overlong or broken sequence)");
+    };
+    text.contains(FOLDED_TO_ASCII)
+        .then_some("the path has a character an upstream may read as an ASCII one")
 }
 
 /// The byte the escape at `at` (`%XY`) stands for, if it is well formed.
@@ -339,6 +361,10 @@ fn needless_or_hostile_escape(value: u8, bytes: &[u8], at: usize) -> Option<&'st
     }
     if value.is_ascii_control() {
         return Some("the path escapes a control character");
+    }
+    // An upstream that decodes the path and parses it again ends it there.
+    if value == b'?' || value == b'#' {
+        return Some("the path escapes a character that would end it (? or #)");
     }
     let hex_follows = bytes
         .get(at + 3..at + 5)
@@ -434,7 +460,11 @@ fn is_authority(text: &str) -> bool {
             None => (text, None),
         }
     };
-    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.parse::<u16>().is_ok());
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
     let name = host.strip_suffix('.').unwrap_or(host);
     let name_ok = !name.is_empty()
         && name.split('.').all(|label| {
@@ -446,10 +476,18 @@ fn is_authority(text: &str) -> bool {
     port_ok && name_ok
 }
 
-/// The host routes compare with: without the port or IPv6 brackets, without the final dot
-/// of a fully qualified name (`api.example.` is `api.example`), lowercase.
+/// The host routes compare with: without the port, without the final dot of a fully
+/// qualified name (`api.example.` is `api.example`), lowercase; an IPv6 address without
+/// brackets, in its canonical text.
 pub fn route_host(authority: &str) -> String {
     let host = strip_port(authority);
+    // `[0:0::1]` and `[::1]` are one address: compared in the form routes are written in
+    // (RFC 5952, as the configuration stores them).
+    if authority.starts_with('[') {
+        if let Ok(v6) = host.parse::<std::net::Ipv6Addr>() {
+            return v6.to_string();
+        }
+    }
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 

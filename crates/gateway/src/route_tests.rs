@@ -185,6 +185,26 @@ fn only_the_canonical_spelling_of_a_path_passes() {
             "/caf%C3",
             "the path escapes bytes that are not UTF-8 (an overlong or broken sequence)",
         ),
+        (
+            "/api/adm%C4%B1n/x",
+            "the path has a character an upstream may read as an ASCII one",
+        ),
+        (
+            "/api/%C5%BFecret",
+            "the path has a character an upstream may read as an ASCII one",
+        ),
+        (
+            "/a%EF%BC%8F..%EF%BC%8Fadmin",
+            "the path has a character an upstream may read as an ASCII one",
+        ),
+        (
+            "/a%3Fadmin=1",
+            "the path escapes a character that would end it (? or #)",
+        ),
+        (
+            "/a%23x",
+            "the path escapes a character that would end it (? or #)",
+        ),
     ] {
         assert_eq!(non_canonical_path(bad), Some(why), "{bad}");
     }
@@ -199,6 +219,8 @@ fn hosts_lose_their_port_brackets_and_final_dot() {
     assert_eq!(route_host("API.Example.:8443"), "api.example");
     assert_eq!(route_host("api.example."), "api.example");
     assert_eq!(route_host("[::1]:1"), "::1");
+    assert_eq!(route_host("[0:0::1]:1"), "::1");
+    assert_eq!(route_host("[2001:DB8::0001]"), "2001:db8::1");
 }
 
 fn authority_of(

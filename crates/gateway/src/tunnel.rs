@@ -29,7 +29,9 @@ pub enum TunnelEnd {
 
 /// What bounds one tunnel: its lifetime, and the token to watch for revocation.
 pub(crate) struct TunnelLimits {
-    lifetime: Duration,
+    /// When it closes at the latest, fixed when the upgrade is asked for (the upstream's
+    /// answer does not extend it).
+    until: tokio::time::Instant,
     watched: Option<(Arc<Verified>, Arc<Revocations>)>,
 }
 
@@ -45,8 +47,9 @@ impl TunnelLimits {
         let token_left = token.map(|v| {
             Duration::from_secs(u64::try_from(v.expires_at.saturating_sub(now)).unwrap_or(0))
         });
+        let lifetime = token_left.map_or(max_lifetime, |left| left.min(max_lifetime));
         TunnelLimits {
-            lifetime: token_left.map_or(max_lifetime, |left| left.min(max_lifetime)),
+            until: tokio::time::Instant::now() + lifetime,
             watched: token
                 .filter(|v| v.own)
                 .map(|v| (Arc::clone(v), Arc::clone(revocations))),
@@ -55,7 +58,7 @@ impl TunnelLimits {
 
     /// Resolves when the tunnel must close, and why.
     async fn reached(&self) -> TunnelEnd {
-        let expiry = tokio::time::sleep(self.lifetime);
+        let expiry = tokio::time::sleep_until(self.until);
         let Some((token, revocations)) = &self.watched else {
             expiry.await;
             return TunnelEnd::Expired;

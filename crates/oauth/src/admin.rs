@@ -258,18 +258,27 @@ impl Service {
     }
 
     /// Deletes a client and revokes every token it holds. The token records stay (they are
-    /// how every node learns of the revocation, and what the audit trail refers to).
+    /// how every node learns of the revocation, and what the audit trail refers to). The
+    /// client is disabled first and deleted only after every node's client cache has let it
+    /// go ([`crate::clients::FRESH_FOR`] and a second), its tokens revoked before and after:
+    /// a token issued meanwhile by a request that authenticated just before is revoked too.
     pub async fn delete_client(
         &self,
         client_id: &str,
         now: i64,
         request_id: Option<&str>,
     ) -> Result<(), AdminError> {
+        self.store.set_client_disabled(client_id, true).await?;
+        self.clients.forget(client_id);
+        self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), now, request_id)
+            .await?;
+        tokio::time::sleep(crate::clients::FRESH_FOR + std::time::Duration::from_secs(1)).await;
+        let late = store::unix_now();
         self.store.delete_client(client_id).await?;
         self.clients.forget(client_id);
-        self.audit(&event("client.deleted", Some(client_id), now, request_id))
+        self.audit(&event("client.deleted", Some(client_id), late, request_id))
             .await?;
-        self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), now, request_id)
+        self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), late, request_id)
             .await?;
         Ok(())
     }

@@ -215,7 +215,10 @@ pub fn basic_credentials(creds: &str) -> Result<(String, String), ErrorResponse>
     let (id, secret) = decoded
         .split_once(':')
         .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
-    Ok((form::decode(id.as_bytes())?, form::decode(secret.as_bytes())?))
+    Ok((
+        form::decode(id.as_bytes())?,
+        form::decode(secret.as_bytes())?,
+    ))
 }
 
 /// Finds the one authentication method the request uses.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use store::{Client, Store};
 
 /// How long a client read from the store is trusted.
-const FRESH_FOR: Duration = Duration::from_secs(1);
+pub(crate) const FRESH_FOR: Duration = Duration::from_secs(1);
 /// Entries kept at most; beyond it the cache is emptied (a flood of unknown ids).
 const MAX_ENTRIES: usize = 10_000;
 

@@ -349,9 +349,10 @@ impl Service {
 
     /// One step of the key lifecycle, run periodically by every node: promotes due keys,
     /// removes expired ones, starts a scheduled rotation when the active key is older than
-    /// `rotate_every`, forgets expired single-use jtis, deletes the records of tokens expired
-    /// for a day (a batch per step), and reloads the ring so changes made by other nodes or
-    /// the CLI take effect here.
+    /// `rotate_every`, forgets expired single-use jtis, revokes tokens recorded for clients
+    /// already disabled (issued by a request that authenticated just before), deletes the
+    /// records of tokens expired for a day (a batch per step), and reloads the ring so
+    /// changes made by other nodes or the CLI take effect here.
     pub async fn maintain(&self, now: i64) -> Result<()> {
         let before = self.store.list_keys().await?;
         let mut ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
@@ -396,6 +397,13 @@ impl Service {
         }
         self.set_ring(ring);
         self.store.purge_used_jtis(now).await?;
+        let late = self.store.revoke_tokens_of_disabled_clients(now).await?;
+        if late > 0 {
+            let mut event = event("token.revoked", "maintenance", now);
+            event.request_id = None;
+            event.reason = Some(format!("client disabled: {late} issued late revoked"));
+            self.audit(&event).await?;
+        }
         self.store
             .purge_expired(now - KEEP_EXPIRED_TOKENS, PURGE_BATCH)
             .await?;

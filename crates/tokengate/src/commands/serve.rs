@@ -173,8 +173,11 @@ async fn run(
                 boot::build_gateway(&config, &parts).map_err(|e| e.to_string())
             }) as Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>
         });
-    let app = App::with_gateway(Arc::clone(&service), admin_token, gateway, reloader)
-        .with_metrics_token(boot::metrics_token(&config)?);
+    let access = crate::server::Access {
+        admin_token,
+        metrics_token: boot::metrics_token(&config)?,
+    };
+    let app = App::with_gateway(Arc::clone(&service), access, gateway, reloader);
 
     tokio::spawn(maintain(Arc::clone(&service)));
     tokio::spawn(refresh_revocations(Arc::clone(&service)));

@@ -520,21 +520,7 @@ impl Config {
 
     /// Cross-field rules, each reported at the field that breaks it.
     fn validate(&self) -> Result<(), Failure> {
-        if let (Some(_), Some(url)) = (&self.server.data_dir, &self.server.database_url) {
-            return Err((
-                url.span(),
-                "server: set data_dir or database_url, not both".into(),
-            ));
-        }
-        if let (Some(sync), Some(_)) = (&self.server.sqlite_synchronous, &self.server.database_url)
-        {
-            return Err((
-                sync.span(),
-                "server: sqlite_synchronous applies to the embedded SQLite database only; \
-                 PostgreSQL's durability is set on the server (synchronous_commit)"
-                    .into(),
-            ));
-        }
+        self.validate_server()?;
         if let Some(issuer) = &self.token_service.issuer {
             let url = issuer.get_ref();
             let loopback = url
@@ -579,6 +565,27 @@ impl Config {
                     "audiences.encrypt_to needs encrypt = true".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[server]`: one storage, SQLite settings only with SQLite, tokens long enough, two
+    /// distinct listeners.
+    fn validate_server(&self) -> Result<(), Failure> {
+        if let (Some(_), Some(url)) = (&self.server.data_dir, &self.server.database_url) {
+            return Err((
+                url.span(),
+                "server: set data_dir or database_url, not both".into(),
+            ));
+        }
+        if let (Some(sync), Some(_)) = (&self.server.sqlite_synchronous, &self.server.database_url)
+        {
+            return Err((
+                sync.span(),
+                "server: sqlite_synchronous applies to the embedded SQLite database only; \
+                 PostgreSQL's durability is set on the server (synchronous_commit)"
+                    .into(),
+            ));
         }
         for (field, token) in [
             ("admin_token", &self.server.admin_token),

@@ -315,7 +315,6 @@ fn issuer(
     source: &Source<'_>,
 ) -> Result<IssuerSpec, Failure> {
     let name = i.name.get_ref();
-    let at = |message: String| (i.name.span(), format!("issuers {name:?}: {message}"));
     if name.is_empty() || name == "self" || earlier.iter().any(|o| o.name == *name) {
         return Err((
             i.name.span(),
@@ -328,38 +327,7 @@ fn issuer(
             format!("issuers {name:?}: issuer is empty"),
         ));
     }
-    let keys = match (&i.jwks_file, &i.jwks_url, i.discovery) {
-        (Some(file), None, false) => KeySpec::File(key_file(name, "jwks_file", file, source)?),
-        (None, Some(url), false) if url.get_ref().scheme() == "http" && !is_loopback(url.get_ref()) => {
-            return Err((url.span(), format!("issuers {name:?}: jwks_url {} is fetched without TLS, so anyone on the path could swap the keys and mint tokens this gateway accepts; use https (http only on loopback)", url.get_ref())))
-        }
-        (None, Some(url), false) if matches!(url.get_ref().scheme(), "https" | "http") => {
-            KeySpec::Url(url.get_ref().clone())
-        }
-        (None, Some(url), false) => {
-            return Err((url.span(), "issuers.jwks_url must be an http(s) URL".into()))
-        }
-        (None, None, true) => {
-            if !is_http_url(i.issuer.get_ref()) {
-                return Err((
-                    i.issuer.span(),
-                    format!("issuers {name:?}: discovery needs an issuer that is an http(s) URL (its metadata is fetched from it)"),
-                ));
-            }
-            if Url::parse(i.issuer.get_ref()).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u)) {
-                return Err((
-                    i.issuer.span(),
-                    format!("issuers {name:?}: discovery over http would fetch the metadata and keys without TLS, so anyone on the path could swap the keys; use an https issuer (http only on loopback)"),
-                ));
-            }
-            KeySpec::Discovery
-        }
-        _ => {
-            return Err(at(
-                "give exactly one of jwks_file, jwks_url or discovery = true".into(),
-            ))
-        }
-    };
+    let keys = key_spec(i, source)?;
     if i.algorithms.is_empty() {
         return Err((
             i.name.span(),
@@ -396,6 +364,52 @@ fn issuer(
             timeout: fetch_timeout,
         },
     })
+}
+
+/// Where an issuer's public keys come from: exactly one of `jwks_file`, `jwks_url` (https, or
+/// http on loopback) and `discovery` (from an https issuer, or http on loopback). Keys
+/// fetched without TLS could be anyone's.
+fn key_spec(i: &Issuer, source: &Source<'_>) -> Result<KeySpec, Failure> {
+    let name = i.name.get_ref();
+    let at = |span: std::ops::Range<usize>, message: &str| {
+        Err((span, format!("issuers {name:?}: {message}")))
+    };
+    match (&i.jwks_file, &i.jwks_url, i.discovery) {
+        (Some(file), None, false) => Ok(KeySpec::File(key_file(name, "jwks_file", file, source)?)),
+        (None, Some(url), false) => match url.get_ref().scheme() {
+            "https" => Ok(KeySpec::Url(url.get_ref().clone())),
+            "http" if is_loopback(url.get_ref()) => Ok(KeySpec::Url(url.get_ref().clone())),
+            "http" => at(
+                url.span(),
+                &format!(
+                    "jwks_url {} is fetched without TLS, so anyone on the path could swap the \
+                     keys and mint tokens this gateway accepts; use https (http only on loopback)",
+                    url.get_ref()
+                ),
+            ),
+            _ => Err((url.span(), "issuers.jwks_url must be an http(s) URL".into())),
+        },
+        (None, None, true) => match Url::parse(i.issuer.get_ref()) {
+            Ok(u) if !is_http_url(u.as_str()) => at(
+                i.issuer.span(),
+                "discovery needs an issuer that is an http(s) URL (its metadata is fetched from it)",
+            ),
+            Err(_) => at(
+                i.issuer.span(),
+                "discovery needs an issuer that is an http(s) URL (its metadata is fetched from it)",
+            ),
+            Ok(u) if u.scheme() == "http" && !is_loopback(&u) => at(
+                i.issuer.span(),
+                "discovery over http would fetch the metadata and keys without TLS, so anyone \
+                 on the path could swap the keys; use an https issuer (http only on loopback)",
+            ),
+            Ok(_) => Ok(KeySpec::Discovery),
+        },
+        _ => at(
+            i.name.span(),
+            "give exactly one of jwks_file, jwks_url or discovery = true",
+        ),
+    }
 }
 
 /// A URL whose host is this machine: `localhost`, 127.0.0.0/8 or ::1.

@@ -686,6 +686,10 @@ fn risky_settings_are_refused_with_the_reason() {
             "is not an address range",
         ),
         (
+            "[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n".to_owned(),
+            "trusts every address",
+        ),
+        (
             format!("[[routes]]\nname = \"r\"\npath_prefix = \"/a/\"\n{UP}{SELF_AUTH}leeway = \"1h\"\n"),
             "auth.leeway must be at most 10m",
         ),

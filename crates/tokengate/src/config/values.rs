@@ -35,6 +35,12 @@ impl<'de> Deserialize<'de> for IpRange {
                 "{text:?} is not an address range (10.0.0.0/8) or an address"
             ))
         })?;
+        if net.prefix_len() == 0 {
+            return Err(D::Error::custom(format!(
+                "{text:?} trusts every address, so any client could write its own \
+                 X-Forwarded-For; list the proxies' addresses"
+            )));
+        }
         if net.trunc() != net {
             return Err(D::Error::custom(format!(
                 "{text:?} has host bits set below its prefix: write {}",

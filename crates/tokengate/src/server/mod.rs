@@ -32,6 +32,15 @@ use zeroize::Zeroizing;
 /// The request id header, taken from the client when it is sane, generated otherwise.
 pub use gateway::REQUEST_ID;
 
+/// The bearer tokens that open the admin API and `/metrics`.
+#[derive(Default)]
+pub struct Access {
+    /// The admin API's; `None` turns the admin API off.
+    pub admin_token: Option<String>,
+    /// `/metrics`'s; `None` leaves it open.
+    pub metrics_token: Option<String>,
+}
+
 /// Shared state of every handler.
 pub struct App {
     /// The token service.
@@ -54,32 +63,28 @@ impl App {
     pub fn new(service: Arc<Service>, admin_token: Option<String>) -> Arc<App> {
         let parts = crate::boot::GatewayParts::new(Arc::clone(&service));
         let gateway = Gateway::empty(parts.shared(crate::boot::SharedSettings::default()));
-        Self::with_gateway(service, admin_token, gateway, None)
+        let access = Access {
+            admin_token,
+            metrics_token: None,
+        };
+        Self::with_gateway(service, access, gateway, None)
     }
 
     /// State with a gateway and, for `serve --config`, a way to rebuild it on reload.
     pub fn with_gateway(
         service: Arc<Service>,
-        admin_token: Option<String>,
+        access: Access,
         gateway: Gateway,
         reloader: Option<Box<dyn Fn() -> Result<Gateway, String> + Send + Sync>>,
     ) -> Arc<App> {
         Arc::new(App {
             service,
-            admin_token: admin_token.map(Zeroizing::new),
-            metrics_token: None,
+            admin_token: access.admin_token.map(Zeroizing::new),
+            metrics_token: access.metrics_token.map(Zeroizing::new),
             admin_failures: admin::AuthFailures::default(),
             gateway: RwLock::new(Arc::new(gateway)),
             reloader,
         })
-    }
-
-    /// Requires `token` as a bearer token on `/metrics` (before the app is shared).
-    pub fn with_metrics_token(mut self: Arc<App>, token: Option<String>) -> Arc<App> {
-        if let Some(app) = Arc::get_mut(&mut self) {
-            app.metrics_token = token.map(Zeroizing::new);
-        }
-        self
     }
 
     /// The gateway serving now.
@@ -124,14 +129,20 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// The routes of one surface, with the request-id and access-log layers around them. On the
-/// public surface `/admin/` and `/metrics` fall to the gateway, which routes nothing there
-/// (404); on the admin surface everything but them is 404.
+/// public surface `/admin/` and `/metrics` are 404 (never the gateway's: a catch-all route
+/// would forward them upstream); on the admin surface everything but them is 404.
 pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     let mut router = Router::new();
     if surface != Surface::Admin {
         router = router.merge(endpoints::routes());
     }
-    if surface != Surface::Public {
+    if surface == Surface::Public {
+        // Not the gateway's either: a catch-all route must not forward them upstream.
+        router = router
+            .route("/metrics", axum::routing::any(elsewhere))
+            .route("/admin", axum::routing::any(elsewhere))
+            .route("/admin/{*rest}", axum::routing::any(elsewhere));
+    } else {
         router = router
             .merge(admin::routes(Arc::clone(&app)))
             .route("/metrics", axum::routing::get(proxy::metrics));
@@ -146,6 +157,16 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
         // Outermost: every response, including errors and 404s, carries the request id and is
         // logged.
         .layer(middleware::from_fn(request_id))
+}
+
+/// `/admin/` and `/metrics` on the main listener when they have a listener of their own.
+async fn elsewhere(axum::Extension(id): axum::Extension<RequestId>) -> Response {
+    error_json(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "served on the admin listener",
+        &id.0,
+    )
 }
 
 async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response {

@@ -370,7 +370,10 @@ pub async fn front(ctx: &Ctx, routes: &str) -> Front {
         });
     let app = App::with_gateway(
         Arc::clone(&service),
-        Some(ADMIN.into()),
+        tokengate::server::Access {
+            admin_token: Some(ADMIN.into()),
+            metrics_token: None,
+        },
         gateway,
         Some(reloader),
     );

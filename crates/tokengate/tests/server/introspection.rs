@@ -373,3 +373,33 @@ pub async fn expired_token_records_are_purged_after_a_day(ctx: Ctx) {
         assert!(store.token(jti).await.unwrap().is_none(), "{jti} purged");
     }
 }
+
+/// A token recorded after its client was disabled (a request that authenticated just before,
+/// on any node) is revoked by the next maintenance step (#13 finding 5).
+pub async fn tokens_recorded_for_a_disabled_client_are_revoked_by_maintenance(ctx: Ctx) {
+    let app = app(&ctx).await;
+    let (id, secret) = app
+        .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
+        .await;
+    let token = app.token(&id, &secret, "").await.ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jti = jwt::decode_unverified(&token).unwrap().1["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = app.service.store();
+    // Disabled behind the token service's back: as if the token were recorded just after.
+    store.set_client_disabled(&id, true).await.unwrap();
+    assert_eq!(store.token(&jti).await.unwrap().unwrap().revoked_at, None);
+    let now = store::unix_now();
+    app.service.maintain(now).await.unwrap();
+    assert_eq!(
+        store.token(&jti).await.unwrap().unwrap().revoked_at,
+        Some(now)
+    );
+    let events = store.audit_events(0, 1000).await.unwrap();
+    assert!(events.iter().any(|e| e.event.event == "token.revoked"
+        && e.event.reason.as_deref() == Some("client disabled: 1 issued late revoked")));
+}

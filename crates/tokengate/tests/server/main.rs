@@ -66,6 +66,7 @@ mod backends {
         key_rotation_keeps_old_tokens_valid,
         scheduled_rotation,
         expired_token_records_are_purged_after_a_day,
+        tokens_recorded_for_a_disabled_client_are_revoked_by_maintenance,
     );
     on_both_backends!(admin:
         metadata_and_jwks,

@@ -1485,9 +1485,12 @@ fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (admin, metrics) = ("a".repeat(32), "m".repeat(32));
+    // A catch-all public route: the admin paths must still not reach it.
+    let upstream = Upstream::start(false);
     std::fs::write(
         d.join("t.toml"),
-        format!("[server]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{admin}\"\nmetrics_token = \"{metrics}\"\n"),
+        format!("[server]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{admin}\"\nmetrics_token = \"{metrics}\"\n\
+                 [[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstreams = [\"http://{}\"]\nauth = \"none\"\n", upstream.addr),
     )
     .unwrap();
     let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);

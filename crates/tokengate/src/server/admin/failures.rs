@@ -26,14 +26,7 @@ impl AuthFailures {
 
     /// Counts one failure from `source`.
     pub fn record(&self, source: Option<IpAddr>) {
-        let mut counts = self.counts();
-        let key = if counts.len() >= MAX_SOURCES && !counts.contains_key(&source) {
-            None
-        } else {
-            source
-        };
-        let n = counts.entry(key).or_default();
-        *n = n.saturating_add(1);
+        add(&mut self.counts(), source, 1);
     }
 
     /// Writes one `admin.auth_failed` event per source counted since the last flush (at
@@ -64,14 +57,25 @@ impl AuthFailures {
             if let Err(e) = store.append_audit(&event).await {
                 let mut counts = self.counts();
                 for (source, count) in std::iter::once((source, count)).chain(rest) {
-                    let n = counts.entry(source).or_default();
-                    *n = n.saturating_add(count);
+                    add(&mut counts, source, count);
                 }
                 return Err(e);
             }
         }
         Ok(())
     }
+}
+
+/// Adds `n` failures from `source`, counted as from an unknown address once
+/// [`MAX_SOURCES`] addresses are counted.
+fn add(counts: &mut HashMap<Option<IpAddr>, u64>, source: Option<IpAddr>, n: u64) {
+    let key = if counts.len() >= MAX_SOURCES && !counts.contains_key(&source) {
+        None
+    } else {
+        source
+    };
+    let count = counts.entry(key).or_default();
+    *count = count.saturating_add(n);
 }
 
 #[cfg(test)]
