@@ -227,9 +227,10 @@ impl Table {
 
 impl Table {
     /// What the routes allow that is legal but risky, for `config check` and the log at
-    /// start and reload. Today: paths whose spelling differs only by case, which an upstream
-    /// that ignores case (ASP.NET Core, IIS) serves as one, so a request in another case
-    /// reaches a laxer route (docs/security.md).
+    /// start and reload: paths whose spelling differs only by case, which an upstream that
+    /// ignores case (ASP.NET Core, IIS) serves as one, so a request in another case reaches a
+    /// laxer route; and a route that serves some methods only under a route that serves more,
+    /// where the other methods go (docs/security.md, finding 2).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (i, a) in self.routes.iter().enumerate() {
@@ -239,8 +240,44 @@ impl Table {
                 }
             }
         }
+        for a in &self.routes {
+            out.extend(self.routes.iter().filter_map(|b| method_warning(a, b)));
+        }
         out
     }
+}
+
+/// The warning for a route that serves some methods only, under another route that serves
+/// more: a request with another method is not refused (405) but goes to the other route,
+/// whose rules may be laxer.
+fn method_warning(narrow: &RouteSpec, wide: &RouteSpec) -> Option<String> {
+    let methods = narrow.methods.as_ref()?;
+    let hosts_meet = wide.host.is_none() || wide.host == narrow.host;
+    let PathMatch::Prefix(q) = &wide.path else {
+        return None;
+    };
+    let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &narrow.path;
+    let covers = std::ptr::eq(narrow, wide) || !hosts_meet || !p.starts_with(q.as_str());
+    if covers {
+        return None;
+    }
+    let others = wide
+        .methods
+        .as_ref()
+        .is_none_or(|w| w.iter().any(|m| !methods.contains(m)));
+    others.then(|| {
+        format!(
+            "route {:?} ({p}) serves {} only: other methods on its paths go to route {:?} ({q}) \
+             and its rules, not to a 405",
+            narrow.name,
+            methods
+                .iter()
+                .map(http::Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            wide.name
+        )
+    })
 }
 
 /// The warning for `inner` next to `outer`, when a change of case would move a request

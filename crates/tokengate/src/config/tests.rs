@@ -755,6 +755,20 @@ fn case_rules_are_parsed_and_case_only_differences_are_warned_about() {
     assert!(warnings[1].contains(
         "routes \"reports\" (/reports/) and \"Reports\" (/Reports/) differ only by case"
     ));
+    // A route limited to some methods under one that serves more: the others go there.
+    let methods = format!(
+        "[[routes]]\nname = \"all\"\npath_prefix = \"/\"\n{UP}auth = \"none\"\n\
+         [[routes]]\nname = \"read\"\npath_prefix = \"/reports/\"\nmethods = [\"GET\"]\n{UP}auth = \"none\"\n"
+    );
+    let warnings = Config::parse(&methods, "t.toml")
+        .unwrap()
+        .table()
+        .warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert_eq!(
+        warnings[1],
+        "route \"read\" (/reports/) serves GET only: other methods on its paths go to route \"all\" (/) and its rules, not to a 405"
+    );
     // Matching without case silences the first and makes the second an overlap.
     let quiet = text.replace(
         "name = \"admin\"\npath_prefix = \"/api/admin/\"\n",
