@@ -1,25 +1,10 @@
 //! Forwarding headers from untrusted and trusted peers.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 
 use super::*;
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
-
-fn names(h: &HeaderMap) -> Vec<&str> {
-    let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
-    n.sort_unstable();
-    n
-}
+use crate::test_headers::{headers, names};
 
 fn ctx(peer: Option<&str>, tls: bool) -> Context {
     Context {

@@ -30,6 +30,8 @@ pub mod own;
 mod respond;
 mod rewrite;
 pub mod route;
+#[cfg(test)]
+mod test_headers;
 pub mod trace;
 pub mod tunnel;
 pub mod upstream;

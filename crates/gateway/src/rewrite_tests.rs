@@ -1,25 +1,8 @@
 //! The rewrite phase's header rules without sockets.
 
-use http::header::{HeaderMap, HeaderValue};
-
 use super::*;
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
-
-fn names(h: &HeaderMap) -> Vec<&str> {
-    let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
-    n.sort_unstable();
-    n
-}
+use crate::test_headers::{headers, names};
 
 #[test]
 fn hop_by_hop_fields_and_those_connection_names_go() {

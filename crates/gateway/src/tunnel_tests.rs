@@ -27,6 +27,25 @@ fn token(expires_at: i64, own: bool) -> Arc<Verified> {
     })
 }
 
+/// A 101 switching to WebSocket.
+fn switching() -> Response<Empty<Bytes>> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .body(Empty::<Bytes>::new())
+        .unwrap()
+}
+
+/// A request to switch to WebSocket.
+fn upgrade_request() -> Request<Empty<Bytes>> {
+    Request::get("/")
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .body(Empty::<Bytes>::new())
+        .unwrap()
+}
+
 /// An upgraded pair: the client's side as the test holds it, and the tunnel's end.
 async fn upgraded_pair(
     limits: TunnelLimits,
@@ -51,14 +70,7 @@ async fn upgraded_pair(
                         }
                     }
                 });
-                Ok::<_, std::convert::Infallible>(
-                    Response::builder()
-                        .status(StatusCode::SWITCHING_PROTOCOLS)
-                        .header("upgrade", "websocket")
-                        .header("connection", "upgrade")
-                        .body(Empty::<Bytes>::new())
-                        .unwrap(),
-                )
+                Ok::<_, std::convert::Infallible>(switching())
             });
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(s), svc)
@@ -79,29 +91,13 @@ async fn upgraded_pair(
                 let io = TokioIo::new(tokio::net::TcpStream::connect(up_addr).await.unwrap());
                 let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
                 tokio::spawn(conn.with_upgrades());
-                let mut response = sender
-                    .send_request(
-                        Request::get("/")
-                            .header("upgrade", "websocket")
-                            .header("connection", "upgrade")
-                            .body(Empty::<Bytes>::new())
-                            .unwrap(),
-                    )
-                    .await
-                    .unwrap();
+                let mut response = sender.send_request(upgrade_request()).await.unwrap();
                 let upstream_side = hyper::upgrade::on(&mut response);
                 let (limits, ended) = limits.lock().unwrap().take().unwrap();
                 tokio::spawn(async move {
                     let _ = ended.send(tunnel(client_side, upstream_side, limits).await);
                 });
-                Ok::<_, std::convert::Infallible>(
-                    Response::builder()
-                        .status(StatusCode::SWITCHING_PROTOCOLS)
-                        .header("upgrade", "websocket")
-                        .header("connection", "upgrade")
-                        .body(Empty::<Bytes>::new())
-                        .unwrap(),
-                )
+                Ok::<_, std::convert::Infallible>(switching())
             }
         });
         let _ = hyper::server::conn::http1::Builder::new()
@@ -112,16 +108,7 @@ async fn upgraded_pair(
     let io = TokioIo::new(tokio::net::TcpStream::connect(gw_addr).await.unwrap());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn.with_upgrades());
-    let response = sender
-        .send_request(
-            Request::get("/")
-                .header("upgrade", "websocket")
-                .header("connection", "upgrade")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = sender.send_request(upgrade_request()).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     let client = TokioIo::new(hyper::upgrade::on(response).await.unwrap());
     let ended = tokio::spawn(async move { ended_rx.await.unwrap() });

@@ -265,14 +265,7 @@ impl Listeners {
         if let Some(served) = admin_served {
             let _ = served.await;
         }
-        let _ = app
-            .admin_failures
-            .flush(
-                app.service.store(),
-                store::unix_now(),
-                ADMIN_FAILURES_EVERY.as_secs(),
-            )
-            .await;
+        write_admin_failures(&app).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -281,6 +274,25 @@ impl Listeners {
 /// How often failed admin authentications are written to the audit trail.
 const ADMIN_FAILURES_EVERY: Duration = Duration::from_secs(60);
 
+/// Writes the failed admin authentications counted since the last time, one event per
+/// source; what cannot be written is kept for the next time, and the failure logged.
+async fn write_admin_failures(app: &App) {
+    let written = app
+        .admin_failures
+        .flush(
+            app.service.store(),
+            store::unix_now(),
+            ADMIN_FAILURES_EVERY.as_secs(),
+        )
+        .await;
+    if let Err(e) = written {
+        tracing::error!(
+            "auditing failed admin authentications failed ({}): {e}",
+            e.code()
+        );
+    }
+}
+
 /// Writes the failed admin authentications counted in each interval, one event per source.
 async fn audit_admin_failures(app: Arc<App>) {
     let mut tick = tokio::time::interval(ADMIN_FAILURES_EVERY);
@@ -288,20 +300,7 @@ async fn audit_admin_failures(app: Arc<App>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let written = app
-            .admin_failures
-            .flush(
-                app.service.store(),
-                store::unix_now(),
-                ADMIN_FAILURES_EVERY.as_secs(),
-            )
-            .await;
-        if let Err(e) = written {
-            tracing::error!(
-                "auditing failed admin authentications failed ({}): {e}",
-                e.code()
-            );
-        }
+        write_admin_failures(&app).await;
     }
 }
 

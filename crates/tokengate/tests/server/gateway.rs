@@ -918,29 +918,7 @@ pub async fn streaming_and_upgrades_pass_through(ctx: Ctx) {
     assert_eq!(rest, "data: second\n\n");
 
     // An upgrade is tunnelled both ways.
-    let mut stream = tokio::net::TcpStream::connect(f.addr).await.unwrap();
-    stream
-        .write_all(format!("GET /s/upgrade HTTP/1.1\r\nHost: {}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", f.addr).as_bytes())
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream.write_all(b"ping").await.unwrap();
-    let mut echo = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&echo, b"ping");
+    open_tunnel(&f, "/s/upgrade", None).await;
     // Other upgrades (h2c) are not tunnelled: the request goes through as a plain one,
     // without the upgrade request.
     let r = send(

@@ -1494,15 +1494,7 @@ fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
     )
     .unwrap();
     let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
-    let admin_addr = server
-        .stdout
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("tokengate admin API and metrics on http://")
-        })
-        .unwrap_or_else(|| panic!("no admin address: {}", server.stdout))
-        .to_owned();
+    let admin_addr = admin_address(&server);
     let (admin_auth, metrics_auth) = (format!("Bearer {admin}"), format!("Bearer {metrics}"));
     let main = &server.addr;
     // The main listener: the token service, no admin API, no metrics.
@@ -1529,15 +1521,7 @@ fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
     // Counted, and written at the latest when the server stops.
     server.stop();
     let server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
-    let admin_addr = server
-        .stdout
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("tokengate admin API and metrics on http://")
-        })
-        .unwrap()
-        .to_owned();
+    let admin_addr = admin_address(&server);
     let (status, body) = http(
         &admin_addr,
         "/admin/audit?limit=100",
@@ -1560,4 +1544,17 @@ fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
             .starts_with("3 failed admin authentication(s) from 127.0.0.1"),
         "{body}"
     );
+}
+
+/// The admin listener's address, as the server printed it before its main one.
+fn admin_address(server: &Server) -> String {
+    server
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("tokengate admin API and metrics on http://")
+        })
+        .unwrap_or_else(|| panic!("no admin address: {}", server.stdout))
+        .to_owned()
 }
