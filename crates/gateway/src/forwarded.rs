@@ -66,7 +66,11 @@ fn spoofable(name: &str, from_trusted_proxy: bool) -> bool {
         | "true-client-ip"
         | "x-cluster-client-ip"
         | "x-http-method-override"
-        | "x-method-override" => true,
+        | "x-method-override"
+        | "x-http-method"
+        | "x-forwarded-uri"
+        | "x-original-uri"
+        | "x-forwarded-path" => true,
         "x-forwarded-for" | "x-forwarded-proto" | "x-real-ip" => !from_trusted_proxy,
         _ => false,
     }

@@ -34,6 +34,8 @@ fn spoofed() -> HeaderMap {
         ("x-rewrite-url", "/admin/users"),
         ("x-http-method-override", "DELETE"),
         ("x-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x-original-uri", "/admin/"),
         ("x-forwarded-ssl", "on"),
         ("true-client-ip", "203.0.113.1"),
         ("forwarded", "for=203.0.113.1"),

@@ -48,8 +48,12 @@ impl TunnelLimits {
             Duration::from_secs(u64::try_from(v.expires_at.saturating_sub(now)).unwrap_or(0))
         });
         let lifetime = token_left.map_or(max_lifetime, |left| left.min(max_lifetime));
+        let now = tokio::time::Instant::now();
         TunnelLimits {
-            until: tokio::time::Instant::now() + lifetime,
+            // A lifetime past what the clock can hold is no limit at all: a year stands in.
+            until: now
+                .checked_add(lifetime)
+                .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600)),
             watched: token
                 .filter(|v| v.own)
                 .map(|v| (Arc::clone(v), Arc::clone(revocations))),

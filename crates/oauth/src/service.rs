@@ -397,7 +397,12 @@ impl Service {
         }
         self.set_ring(ring);
         self.store.purge_used_jtis(now).await?;
-        let late = self.store.revoke_tokens_of_disabled_clients(now).await?;
+        // Stamped now, not at the step's start: gateways poll revocations from a recent
+        // time, and an earlier stamp could fall before it.
+        let late = self
+            .store
+            .revoke_tokens_of_disabled_clients(store::unix_now())
+            .await?;
         if late > 0 {
             let mut event = event("token.revoked", "maintenance", now);
             event.request_id = None;

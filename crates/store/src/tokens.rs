@@ -177,7 +177,8 @@ impl Store {
 
     /// Revokes every unexpired, not-yet-revoked token of a disabled client (one recorded
     /// after its client was disabled, by a request that authenticated before); returns how
-    /// many. Cheap while few clients are disabled: one index look-up per disabled client.
+    /// many. Reads, per disabled client, only its unrevoked tokens (a partial index), so it
+    /// stays cheap once their revocation is done.
     pub async fn revoke_tokens_of_disabled_clients(&self, at: i64) -> Result<u64> {
         Ok(with_pool!(self, pool => sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND expires_at > $1 \

@@ -257,8 +257,14 @@ fn method_warning(narrow: &RouteSpec, wide: &RouteSpec) -> Option<String> {
         return None;
     };
     let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &narrow.path;
-    let covers = std::ptr::eq(narrow, wide) || !hosts_meet || !p.starts_with(q.as_str());
-    if covers {
+    // Strictly under the wide prefix (a route on the same path that serves other methods
+    // splits them; the rest still get a 405), or its bare path; in the wide route's case.
+    let under = p.len() > q.len()
+        && p.get(..q.len()).is_some_and(|head| {
+            head == q || (!wide.case_sensitive && head.eq_ignore_ascii_case(q))
+        });
+    let bare = q.strip_suffix('/') == Some(p.as_str());
+    if std::ptr::eq(narrow, wide) || !hosts_meet || !(under || bare) {
         return None;
     }
     let others = wide
@@ -550,11 +556,7 @@ fn route(
             DEFAULT_CONNECT_TIMEOUT,
             "connect_timeout",
         )?,
-        max_tunnel_lifetime: timing(
-            r.max_tunnel_lifetime.as_ref(),
-            DEFAULT_MAX_TUNNEL_LIFETIME,
-            "max_tunnel_lifetime",
-        )?,
+        max_tunnel_lifetime: tunnel_lifetime(r)?,
         h2: r.h2,
         max_body: r.max_body,
         health_check: match &r.health_check {
@@ -563,6 +565,24 @@ fn route(
         },
         path,
     })
+}
+
+/// `max_tunnel_lifetime`: at least 1s, at most 7 days (a tunnel open longer is not bounded
+/// in any useful sense, and the clock's arithmetic has limits).
+fn tunnel_lifetime(r: &Route) -> Result<StdDuration, Failure> {
+    let name = r.name.get_ref();
+    let lifetime = seconds(
+        r.max_tunnel_lifetime.as_ref(),
+        DEFAULT_MAX_TUNNEL_LIFETIME,
+        || format!("routes {name:?}: max_tunnel_lifetime"),
+    )?;
+    match &r.max_tunnel_lifetime {
+        Some(v) if lifetime > StdDuration::from_secs(7 * 24 * 3600) => Err((
+            v.span(),
+            format!("routes {name:?}: max_tunnel_lifetime must be at most 7d"),
+        )),
+        _ => Ok(lifetime),
+    }
 }
 
 /// What a route may not share with an earlier one: its name, the requests it serves (the
@@ -628,10 +648,7 @@ fn path_match(r: &Route) -> Result<PathMatch, Failure> {
              (\"{p}/\" serves {p} itself and everything under it)"
         )));
     }
-    if RESERVED
-        .iter()
-        .any(|r| p.starts_with(r) || (exact && r.trim_end_matches('/') == p))
-    {
+    if routes::is_reserved(p) {
         return Err(at(format!(
             "{p} is served by the token service ({})",
             RESERVED.join(", ")
@@ -683,7 +700,10 @@ fn host(r: &Route) -> Result<Option<String>, Failure> {
             ),
         ));
     }
-    Ok(Some(text.to_ascii_lowercase()))
+    // Compared with the request's host without its final dot (`route::route_host`).
+    Ok(Some(
+        text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase(),
+    ))
 }
 
 fn methods(r: &Route) -> Result<Option<Vec<http::Method>>, Failure> {
@@ -797,7 +817,7 @@ fn mcp(route: &str, m: &routes::Mcp) -> Result<Mcp, Failure> {
         }
     };
     let suffix = url.path().trim_end_matches('/');
-    let metadata_path = format!("/.well-known/oauth-protected-resource{suffix}");
+    let metadata_path = format!("{}{suffix}", routes::PROTECTED_RESOURCE_METADATA);
     let metadata_url = format!("{}{metadata_path}", url.origin().ascii_serialization());
     Ok(Mcp {
         resource: resource.clone(),

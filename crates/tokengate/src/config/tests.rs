@@ -698,6 +698,10 @@ fn risky_settings_are_refused_with_the_reason() {
             "a size must be more than 0",
         ),
         (
+            format!("[[routes]]\nname = \"r\"\npath_prefix = \"/a/\"\n{UP}max_tunnel_lifetime = \"8d\"\nauth = \"none\"\n"),
+            "max_tunnel_lifetime must be at most 7d",
+        ),
+        (
             "[server]\ntoken_cache_memory = \"32 lots\"\n".to_owned(),
             "a size is a number of bytes",
         ),

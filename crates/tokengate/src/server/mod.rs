@@ -136,13 +136,9 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     if surface != Surface::Admin {
         router = router.merge(endpoints::routes());
     }
-    if surface == Surface::Public {
-        // Not the gateway's either: a catch-all route must not forward them upstream.
-        router = router
-            .route("/metrics", axum::routing::any(elsewhere))
-            .route("/admin", axum::routing::any(elsewhere))
-            .route("/admin/{*rest}", axum::routing::any(elsewhere));
-    } else {
+    // On the public surface `/admin/` and `/metrics` reach the fallback, which answers
+    // reserved paths with 404 rather than hand them to the gateway.
+    if surface != Surface::Public {
         router = router
             .merge(admin::routes(Arc::clone(&app)))
             .route("/metrics", axum::routing::get(proxy::metrics));
@@ -157,16 +153,6 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
         // Outermost: every response, including errors and 404s, carries the request id and is
         // logged.
         .layer(middleware::from_fn(request_id))
-}
-
-/// `/admin/` and `/metrics` on the main listener when they have a listener of their own.
-async fn elsewhere(axum::Extension(id): axum::Extension<RequestId>) -> Response {
-    error_json(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "served on the admin listener",
-        &id.0,
-    )
 }
 
 async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response {

@@ -29,6 +29,19 @@ pub(super) async fn proxy(
         .get::<ConnInfo>()
         .copied()
         .unwrap_or_default();
+    // The token service's paths are never the gateway's, even under a catch-all route: an
+    // unknown `/admin/…` (or all of them on a listener without the admin API) is a 404
+    // here, not a request forwarded upstream with the caller's admin token.
+    let path = req.uri().path();
+    let metadata = path.starts_with(crate::config::routes::PROTECTED_RESOURCE_METADATA);
+    if crate::config::routes::is_reserved(path) && !metadata {
+        return super::error_json(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+            &request.id,
+        );
+    }
     let ctx = request.gateway_context(conn);
     super::enter_gateway(&app, &ctx, req).await
 }

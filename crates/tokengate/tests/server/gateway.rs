@@ -964,7 +964,10 @@ async fn open_tunnel(
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     stream.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
-    stream.read_exact(&mut echo).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+        .await
+        .expect("the tunnel echoes within 5 s")
+        .unwrap();
     assert_eq!(&echo, b"ping");
     stream
 }

@@ -1499,8 +1499,18 @@ fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
     let main = &server.addr;
     // The main listener: the token service, no admin API, no metrics.
     assert_eq!(http(main, "/oauth2/jwks", None, None).0, 200);
-    assert_eq!(http(main, "/metrics", Some(&metrics_auth), None).0, 404);
-    assert_eq!(http(main, "/admin/clients", Some(&admin_auth), None).0, 404);
+    for path in [
+        "/metrics",
+        "/metrics/",
+        "/admin",
+        "/admin/",
+        "/admin/clients",
+        "/admin/x/y",
+    ] {
+        assert_eq!(http(main, path, Some(&admin_auth), None).0, 404, "{path}");
+    }
+    // Other paths are the catch-all route's.
+    assert_eq!(http(main, "/anything", None, None).0, 200);
     // The admin listener: both, behind their tokens, and nothing else.
     assert_eq!(http(&admin_addr, "/oauth2/jwks", None, None).0, 404);
     let (status, _) = http(&admin_addr, "/metrics", None, None);
