@@ -26,11 +26,17 @@ impl TrustedProxies {
         let Some(ip) = peer else {
             return false;
         };
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = unmapped(ip);
         self.0.iter().any(|range| range.contains(&ip))
+    }
+}
+
+/// An IPv4 peer seen through a dual-stack listener (`::ffff:a.b.c.d`) as the IPv4 address
+/// it is; other addresses as they are.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -111,10 +117,7 @@ pub(crate) fn forwarded_headers(
 /// Appends `ip` (an IPv4-mapped address as IPv4) to `X-Forwarded-For`; several field lines
 /// are joined into one first, in order, as RFC 9110 §5.3 allows, byte for byte.
 fn append_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
+    let ip = unmapped(ip);
     let mut joined: Vec<u8> = Vec::new();
     for prior in headers.get_all(&X_FORWARDED_FOR) {
         joined.extend_from_slice(prior.as_bytes());

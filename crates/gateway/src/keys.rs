@@ -380,18 +380,24 @@ pub fn jwks_uri_of(body: &[u8], issuer: &str, url: &str) -> Result<String, Fetch
     // As for a configured `jwks_url`: keys fetched without TLS could be anyone's.
     let fetchable = url::Url::parse(uri).is_ok_and(|u| match u.scheme() {
         "https" => true,
-        "http" => match u.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
+        "http" => is_loopback(&u),
         _ => false,
     });
     if !fetchable {
         return Err(bad("the jwks_uri is not https (http only on loopback)"));
     }
     Ok(uri.to_owned())
+}
+
+/// Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, ::1): the one place keys
+/// may be fetched over plain http.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Where an issuer's keys come from.

@@ -137,33 +137,34 @@ impl Route {
     }
 
     fn matches_path(&self, path: &str) -> bool {
-        let same = |a: &str, b: &str| {
-            if self.case_sensitive {
-                a == b
-            } else {
-                a.eq_ignore_ascii_case(b)
-            }
-        };
         match &self.path {
             // `/admin/` is the same resource as `/admin` to many upstreams.
             PathMatch::Exact(p) => {
-                same(p, path) || path.strip_suffix('/').is_some_and(|x| same(x, p))
+                self.same_path(p, path)
+                    || path.strip_suffix('/').is_some_and(|x| self.same_path(x, p))
             }
             // And the prefix `/api/` serves `/api` itself, as a directory would.
             PathMatch::Prefix(p) => {
                 self.strip_matched(path, p).is_some()
-                    || p.strip_suffix('/').is_some_and(|bare| same(bare, path))
+                    || p.strip_suffix('/')
+                        .is_some_and(|bare| self.same_path(bare, path))
             }
+        }
+    }
+
+    /// Whether two paths are equal by the route's case rule.
+    fn same_path(&self, a: &str, b: &str) -> bool {
+        if self.case_sensitive {
+            a == b
+        } else {
+            a.eq_ignore_ascii_case(b)
         }
     }
 
     /// `path` without `prefix`, when it starts with it (ignoring case if the route does).
     fn strip_matched<'p>(&self, path: &'p str, prefix: &str) -> Option<&'p str> {
-        if self.case_sensitive {
-            return path.strip_prefix(prefix);
-        }
         let head = path.get(..prefix.len())?;
-        head.eq_ignore_ascii_case(prefix)
+        self.same_path(head, prefix)
             .then(|| path.get(prefix.len()..))
             .flatten()
     }
@@ -194,9 +195,10 @@ impl Route {
         if let Some(strip) = &self.strip_prefix {
             if let Some(r) = self.strip_matched(rest, strip) {
                 rest = r;
-            } else if strip.strip_suffix('/').is_some_and(|bare| {
-                rest == bare || (!self.case_sensitive && rest.eq_ignore_ascii_case(bare))
-            }) {
+            } else if strip
+                .strip_suffix('/')
+                .is_some_and(|bare| self.same_path(rest, bare))
+            {
                 // `/api` on the route `/api/` that strips `/api/`: the upstream's root.
                 rest = "";
             }

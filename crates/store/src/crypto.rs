@@ -102,14 +102,7 @@ impl MasterKey {
             crate::private::create_dirs(parent).map_err(file_error)?;
         }
         let key = MasterKey::generate()?;
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = match options.open(path) {
+        let mut file = match crate::private::create_new(path) {
             Ok(file) => file,
             // Another process created it between our read and our create: use theirs.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {

@@ -19,9 +19,9 @@ pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// Creates `file` empty with mode 0600 if it does not exist, so that SQLite (which gives its
-/// `-wal` and `-shm` files the database's mode) never makes it with the umask's 0644.
-pub(crate) fn create_file(file: &Path) -> io::Result<()> {
+/// Creates `file`, for writing, with mode 0600; `AlreadyExists` if it exists (it is never
+/// truncated or taken over).
+pub(crate) fn create_new(file: &Path) -> io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -29,7 +29,13 @@ pub(crate) fn create_file(file: &Path) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    match options.open(file) {
+    options.open(file)
+}
+
+/// Creates `file` empty with mode 0600 if it does not exist, so that SQLite (which gives its
+/// `-wal` and `-shm` files the database's mode) never makes it with the umask's 0644.
+pub(crate) fn create_file(file: &Path) -> io::Result<()> {
+    match create_new(file) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use gateway::auth::ForwardToken;
-use gateway::keys::RemoteOptions;
+use gateway::keys::{is_loopback, RemoteOptions};
 use gateway::route::{HeaderRewrite, Mcp, OverlappingRoutes, PathMatch, RouteKey};
 use gateway::upstream::{HealthCheck, TargetUrl};
 use jose::{Algorithm, JwkSet};
@@ -252,7 +252,6 @@ impl Table {
 /// whose rules may be laxer.
 fn method_warning(narrow: &RouteSpec, wide: &RouteSpec) -> Option<String> {
     let methods = narrow.methods.as_ref()?;
-    let hosts_meet = wide.host.is_none() || wide.host == narrow.host;
     let PathMatch::Prefix(q) = &wide.path else {
         return None;
     };
@@ -264,7 +263,7 @@ fn method_warning(narrow: &RouteSpec, wide: &RouteSpec) -> Option<String> {
             head == q || (!wide.case_sensitive && head.eq_ignore_ascii_case(q))
         });
     let bare = q.strip_suffix('/') == Some(p.as_str());
-    if std::ptr::eq(narrow, wide) || !hosts_meet || !(under || bare) {
+    if std::ptr::eq(narrow, wide) || !hosts_meet(narrow, wide) || !(under || bare) {
         return None;
     }
     let others = wide
@@ -286,16 +285,16 @@ fn method_warning(narrow: &RouteSpec, wide: &RouteSpec) -> Option<String> {
     })
 }
 
+/// Whether a request for `inner`'s host can reach `outer`: it serves any host, or the same.
+fn hosts_meet(inner: &RouteSpec, outer: &RouteSpec) -> bool {
+    outer.host.is_none() || outer.host == inner.host
+}
+
 /// The warning for `inner` next to `outer`, when a change of case would move a request
 /// from `inner` to `outer`: their paths are equal ignoring case, or `inner` (case-sensitive)
 /// lies under `outer`'s prefix and has letters past it.
 fn case_warning(inner: &RouteSpec, outer: &RouteSpec) -> Option<String> {
-    let hosts_meet = match (&inner.host, &outer.host) {
-        (Some(a), Some(b)) => a == b,
-        (_, None) => true,
-        (None, Some(_)) => false,
-    };
-    if !inner.case_sensitive || !hosts_meet {
+    if !inner.case_sensitive || !hosts_meet(inner, outer) {
         return None;
     }
     let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &inner.path;
@@ -455,16 +454,6 @@ fn key_spec(i: &Issuer, source: &Source<'_>) -> Result<KeySpec, Failure> {
     }
 }
 
-/// A URL whose host is this machine: `localhost`, 127.0.0.0/8 or ::1.
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 fn is_http_url(text: &str) -> bool {
     match Url::parse(text) {
         Ok(url) => matches!(url.scheme(), "https" | "http") && url.host().is_some(),
@@ -502,6 +491,25 @@ pub(super) fn seconds(
         None => Ok(StdDuration::from_secs(default)),
         Some(v) if v.get_ref().0 == 0 => Err((v.span(), format!("{} must be at least 1s", what()))),
         Some(v) => Ok(StdDuration::from_secs(v.get_ref().0)),
+    }
+}
+
+/// Longest duration a setting bounded by [`seconds_within_a_week`] takes: longer would be no
+/// bound at all, and a clock value that far ahead does not fit every timer.
+const A_WEEK: u64 = 7 * 24 * 3600;
+
+/// [`seconds`], and at most a week.
+pub(super) fn seconds_within_a_week(
+    value: Option<&Spanned<Duration>>,
+    default: u64,
+    what: impl Fn() -> String,
+) -> Result<StdDuration, Failure> {
+    let picked = seconds(value, default, &what)?;
+    match value {
+        Some(v) if picked.as_secs() > A_WEEK => {
+            Err((v.span(), format!("{} must be at most 7d", what())))
+        }
+        _ => Ok(picked),
     }
 }
 
@@ -567,22 +575,15 @@ fn route(
     })
 }
 
-/// `max_tunnel_lifetime`: at least 1s, at most 7 days (a tunnel open longer is not bounded
+/// `max_tunnel_lifetime`: at least 1s, at most a week (a tunnel open longer is not bounded
 /// in any useful sense, and the clock's arithmetic has limits).
 fn tunnel_lifetime(r: &Route) -> Result<StdDuration, Failure> {
     let name = r.name.get_ref();
-    let lifetime = seconds(
+    seconds_within_a_week(
         r.max_tunnel_lifetime.as_ref(),
         DEFAULT_MAX_TUNNEL_LIFETIME,
         || format!("routes {name:?}: max_tunnel_lifetime"),
-    )?;
-    match &r.max_tunnel_lifetime {
-        Some(v) if lifetime > StdDuration::from_secs(7 * 24 * 3600) => Err((
-            v.span(),
-            format!("routes {name:?}: max_tunnel_lifetime must be at most 7d"),
-        )),
-        _ => Ok(lifetime),
-    }
+    )
 }
 
 /// What a route may not share with an earlier one: its name, the requests it serves (the

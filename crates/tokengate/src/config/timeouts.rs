@@ -72,25 +72,14 @@ impl Default for Timeouts {
     }
 }
 
-/// Longest deadline accepted: a week. Longer would be no deadline at all, and a clock value
-/// that far ahead does not fit every timer.
-const LONGEST: u64 = 7 * 24 * 3600;
-
 /// The deadlines of `[server.timeouts]`. Zero is refused: it would close every connection at
 /// once, and raising it to a minimum behind the operator's back would hide the mistake.
 pub(super) fn resolve(written: &TimeoutsConfig) -> Result<Timeouts, Failure> {
     let defaults = Timeouts::default();
     let pick = |value: &Option<Spanned<Duration>>, default: StdDuration, name: &str| {
-        let picked = super::table::seconds(value.as_ref(), default.as_secs(), || {
+        super::table::seconds_within_a_week(value.as_ref(), default.as_secs(), || {
             format!("server.timeouts.{name}")
-        })?;
-        match value {
-            Some(v) if picked.as_secs() > LONGEST => Err((
-                v.span(),
-                format!("server.timeouts.{name} must be at most 7d"),
-            )),
-            _ => Ok(picked),
-        }
+        })
     };
     Ok(Timeouts {
         first_byte: pick(&written.first_byte, defaults.first_byte, "first_byte")?,
