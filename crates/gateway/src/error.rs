@@ -55,6 +55,22 @@ pub enum ProxyError {
     /// operator, never the client.
     #[error("upstream failed: {0}")]
     UpstreamFailed(String),
+    /// A rate limit refused the request (429, with `Retry-After`).
+    #[error("rate limit {limit:?} reached")]
+    RateLimited {
+        /// The limit's name.
+        limit: String,
+        /// Seconds until a request would be allowed.
+        retry_after: u64,
+    },
+    /// A rate limit could not be checked (Redis did not answer) and refuses requests then
+    /// (503, `on_unavailable = "deny"`).
+    #[error("rate limit {0:?} cannot be checked")]
+    LimitUnavailable(String),
+    /// The route has as many requests in flight as it allows (503 at once, with
+    /// `Retry-After`).
+    #[error("the route is at its limit of requests in flight")]
+    Overloaded,
     /// The gateway could not do its part (500), e.g. minting an internal token.
     #[error("{0}")]
     Internal(String),
@@ -79,6 +95,10 @@ impl ProxyError {
             },
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::LimitUnavailable(_) | ProxyError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,6 +122,9 @@ impl ProxyError {
             },
             ProxyError::BodyTooLarge => "payload_too_large",
             ProxyError::BodyTimeout => "request_timeout",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::LimitUnavailable(_) => "temporarily_unavailable",
+            ProxyError::Overloaded => "overloaded",
             ProxyError::UpstreamTimeout => "gateway_timeout",
             ProxyError::UpstreamFailed(_) => "bad_gateway",
             ProxyError::Internal(_) => "server_error",
@@ -121,7 +144,12 @@ impl ProxyError {
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::BodyTooLarge
             | ProxyError::BodyTimeout
+            | ProxyError::RateLimited { .. }
+            | ProxyError::Overloaded
             | ProxyError::UpstreamTimeout => self.to_string(),
+            ProxyError::LimitUnavailable(_) => {
+                "the request cannot be admitted right now".to_owned()
+            }
             ProxyError::Denied(d) => match d {
                 Denial::MissingToken => "an access token is required".to_owned(),
                 Denial::InvalidRequest(why) | Denial::InvalidDpop(why) => why.clone(),
@@ -141,6 +169,9 @@ impl ProxyError {
             ProxyError::UpstreamFailed(_) => Some("ERR_GATEWAY_UPSTREAM"),
             ProxyError::UpstreamTimeout => Some("ERR_GATEWAY_UPSTREAM_TIMEOUT"),
             ProxyError::Internal(_) => Some("ERR_GATEWAY_INTERNAL"),
+            ProxyError::RateLimited { .. } => Some("ERR_GATEWAY_RATE_LIMITED"),
+            ProxyError::LimitUnavailable(_) => Some("ERR_GATEWAY_RATE_LIMIT_UNAVAILABLE"),
+            ProxyError::Overloaded => Some("ERR_GATEWAY_OVERLOADED"),
             ProxyError::NonCanonicalPath(_)
             | ProxyError::BadHost(_)
             | ProxyError::UnforwardablePath
@@ -157,6 +188,10 @@ impl ProxyError {
             ProxyError::Denied(Denial::KeysUnavailable(why)) => Some(why.clone()),
             ProxyError::UpstreamFailed(why) => Some(format!("upstream failed: {why}")),
             ProxyError::Internal(why) => Some(why.clone()),
+            ProxyError::LimitUnavailable(limit) => {
+                Some(format!("rate limit {limit:?}: redis did not answer"))
+            }
+            ProxyError::RateLimited { .. } | ProxyError::Overloaded => None,
             ProxyError::Denied(_)
             | ProxyError::NonCanonicalPath(_)
             | ProxyError::BadHost(_)
@@ -178,7 +213,9 @@ impl ProxyError {
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::BodyTimeout => Origin::Client,
+            | ProxyError::BodyTimeout
+            | ProxyError::RateLimited { .. } => Origin::Client,
+            ProxyError::LimitUnavailable(_) | ProxyError::Overloaded => Origin::Internal,
             // The issuer's key server, which the gateway fetches from as from an upstream.
             ProxyError::Denied(Denial::KeysUnavailable(_)) => Origin::Upstream,
             ProxyError::Denied(_) => Origin::Token,
@@ -278,6 +315,22 @@ mod tests {
                 "bad_gateway",
                 Origin::Upstream,
             ),
+            (
+                ProxyError::RateLimited {
+                    limit: "per-client".into(),
+                    retry_after: 2,
+                },
+                429,
+                "rate_limited",
+                Origin::Client,
+            ),
+            (
+                ProxyError::LimitUnavailable("per-client".into()),
+                503,
+                "temporarily_unavailable",
+                Origin::Internal,
+            ),
+            (ProxyError::Overloaded, 503, "overloaded", Origin::Internal),
             (
                 ProxyError::Internal("mint".into()),
                 500,

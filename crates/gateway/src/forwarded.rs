@@ -31,6 +31,41 @@ impl TrustedProxies {
     }
 }
 
+impl TrustedProxies {
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the
+    /// rightmost address in `X-Forwarded-For` that is not one (the first hop a trusted
+    /// proxy saw; those to its left are the client's own word). An entry that is not an
+    /// address stops the walk at the last trusted hop: a header a client wrote cannot name
+    /// someone else's address.
+    pub fn client_address(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer.map(unmapped);
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let hops = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .flat_map(|line| {
+                let text = line.to_str().unwrap_or("?");
+                text.rsplit(',').map(str::trim).collect::<Vec<_>>()
+            });
+        for hop in hops {
+            let Ok(ip) = hop.parse::<IpAddr>() else {
+                break;
+            };
+            client = Some(unmapped(ip));
+            if !self.contains(client) {
+                break;
+            }
+        }
+        client
+    }
+}
+
 /// An IPv4 peer seen through a dual-stack listener (`::ffff:a.b.c.d`) as the IPv4 address
 /// it is; other addresses as they are.
 fn unmapped(ip: IpAddr) -> IpAddr {

@@ -126,3 +126,52 @@ fn trusted_ranges_match_addresses_and_mapped_ipv4() {
     assert!(!trusted.contains(None));
     assert!(!TrustedProxies::default().contains(Some("10.0.0.1".parse().unwrap())));
 }
+
+#[test]
+fn the_client_address_is_the_rightmost_untrusted_hop_and_only_behind_a_trusted_proxy() {
+    let proxies = TrustedProxies::new(vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "192.168.1.1/32".parse().unwrap(),
+    ]);
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    let chain = headers(&[
+        ("x-forwarded-for", "198.51.100.7, 203.0.113.1"),
+        ("x-forwarded-for", "10.1.1.1"),
+    ]);
+    // From an untrusted peer the header is the client's own word: the peer it is.
+    assert_eq!(
+        proxies.client_address(ip("203.0.113.50"), &chain),
+        ip("203.0.113.50")
+    );
+    // From a trusted proxy: past the trusted hops, the first that is not one.
+    assert_eq!(
+        proxies.client_address(ip("192.168.1.1"), &chain),
+        ip("203.0.113.1")
+    );
+    // A dual-stack listener's mapped address is the IPv4 peer.
+    assert_eq!(
+        proxies.client_address(ip("::ffff:10.0.0.2"), &chain),
+        ip("203.0.113.1")
+    );
+    // No header: the proxy itself; every hop trusted: the leftmost.
+    assert_eq!(
+        proxies.client_address(ip("10.0.0.2"), &HeaderMap::new()),
+        ip("10.0.0.2")
+    );
+    let all_trusted = headers(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
+    assert_eq!(
+        proxies.client_address(ip("10.0.0.2"), &all_trusted),
+        ip("10.9.9.9")
+    );
+    // Garbage stops the walk at the last trusted hop: a client cannot name another address.
+    let garbage = headers(&[("x-forwarded-for", "198.51.100.7, not-an-ip, 10.1.1.1")]);
+    assert_eq!(
+        proxies.client_address(ip("10.0.0.2"), &garbage),
+        ip("10.1.1.1")
+    );
+    // Nobody trusted (the default): always the peer.
+    assert_eq!(
+        TrustedProxies::default().client_address(ip("10.0.0.2"), &chain),
+        ip("10.0.0.2")
+    );
+}

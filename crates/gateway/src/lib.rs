@@ -5,10 +5,11 @@
 //!
 //! | phase | where | why there |
 //! |---|---|---|
-//! | route | [`route`] | every later phase follows the route's rules; a path in another spelling could reach a laxer route |
+//! | route | [`route`] (and [`shed`]) | every later phase follows the route's rules; a path in another spelling could reach a laxer route; a route at its `max_in_flight` refuses here, before any work |
 //! | authenticate | [`auth`] (with [`cache`], [`keys`]) | before any work for the request; cheapest checks first |
 //! | authorize | [`authorize`] | only a verified token's claims are worth checking |
-//! | (rate limit, response cache) | next issues | keyed on a verified identity, before the upstream they spare |
+//! | rate limit | [`ratelimit`] | keyed on a verified identity, before the upstream it spares |
+//! | (response cache) | next issue | after the limits, so a cached answer is still a counted request |
 //! | rewrite | `rewrite` | the upstream sees a verified identity and the gateway's forwarding headers only |
 //! | forward | [`upstream`] | a healthy target, retried only when that is safe; bodies streamed both ways |
 //! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response |
@@ -27,9 +28,11 @@ pub mod forwarded;
 pub mod keys;
 pub mod metrics;
 pub mod own;
+pub mod ratelimit;
 mod respond;
 mod rewrite;
 pub mod route;
+pub mod shed;
 #[cfg(test)]
 mod test_headers;
 pub mod trace;
@@ -134,6 +137,7 @@ pub struct Gateway {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     mcp: Vec<(String, Value)>,
     trusted_proxies: forwarded::TrustedProxies,
+    service_limits: ratelimit::ServiceLimits,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -238,7 +242,35 @@ impl Gateway {
             tasks: Vec::new(),
             mcp: Vec::new(),
             trusted_proxies: shared.trusted_proxies,
+            service_limits: ratelimit::ServiceLimits::default(),
         }
+    }
+
+    /// The gateway with the token service's rate limits (they are rebuilt with it on every
+    /// reload).
+    pub fn with_service_limits(mut self, limits: ratelimit::ServiceLimits) -> Gateway {
+        self.service_limits = limits;
+        self
+    }
+
+    /// The token service's rate limits.
+    pub fn service_limits(&self) -> &ratelimit::ServiceLimits {
+        &self.service_limits
+    }
+
+    /// Peers whose forwarding headers are believed (for the token service's `per_ip`).
+    pub fn trusted_proxies(&self) -> &forwarded::TrustedProxies {
+        &self.trusted_proxies
+    }
+
+    /// Where token events are audited.
+    pub fn audit(&self) -> &store::AuditQueue {
+        &self.audit
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The routes.
@@ -275,10 +307,19 @@ impl Gateway {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
         let mut info = AccessInfo::default();
-        let mut response = match self.pipeline(req, ctx, &mut info).await {
+        let mut held = Held::default();
+        let mut response = match self.pipeline(req, ctx, &mut info, &mut held).await {
             Ok(response) => response,
             Err(failure) => self.refuse(&failure, ctx, &mut info),
         };
+        // Whatever the answer, a limited route's response says where its limit stands, and
+        // the route's place in flight is kept until the response body ends.
+        if let Some(nearest) = &held.nearest {
+            nearest.set_fields(response.headers_mut());
+        }
+        if let Some(permit) = held.permit {
+            response = response.map(|body| shed::Held::new(body, permit).boxed_unsync());
+        }
         self.by_route
             .get(info.route.as_deref())
             .responded(response.status(), started.elapsed());
@@ -292,6 +333,7 @@ impl Gateway {
         req: Request<B>,
         ctx: &Context,
         info: &mut AccessInfo,
+        held: &mut Held,
     ) -> Result<Response<ResponseBody>, Failure<'g>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -311,6 +353,14 @@ impl Gateway {
             route: Some(route),
             dpop_scheme: false,
         };
+        if let Some(limit) = &route.max_in_flight {
+            let permit = limit.try_enter().ok_or_else(|| {
+                self.metrics
+                    .shed(Some(&route.name), metrics::Shed::RouteInFlight);
+                on_route(ProxyError::Overloaded)
+            })?;
+            held.permit = Some(permit);
+        }
         // Authenticate, then authorize: before any work for the request, cheapest checks
         // first, and only a verified token's claims are worth authorizing.
         let verified = in_phase!(
@@ -321,8 +371,18 @@ impl Gateway {
             dpop_scheme: respond::uses_dpop_scheme(&parts.headers),
             ..on_route(ProxyError::Denied(denial))
         })?;
-        // (The rate-limit and response-cache phases will sit here: after authorization, so
-        // they key on a verified identity; before the upstream, which they spare.)
+        // Rate limit: after authorization, so it counts a verified identity; before the
+        // upstream, which it spares. (The response-cache phase will follow it.)
+        if !route.rate_limits.is_empty() {
+            let subject = ratelimit::Subject {
+                verified: verified.as_deref(),
+                headers: &parts.headers,
+                client: self
+                    .trusted_proxies
+                    .client_address(ctx.peer, &parts.headers),
+            };
+            in_phase!(Phase::RateLimit, rate_limit(route, &subject, held)).map_err(on_route)?;
+        }
         // Rewrite: the upstream sees a verified identity and the gateway's forwarding
         // headers only.
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
@@ -425,12 +485,51 @@ impl Gateway {
     }
 }
 
+/// The rate-limit phase: every limit of the route that applies, in order, until one
+/// refuses; the nearest to running out is kept for the response's fields.
+async fn rate_limit(
+    route: &Route,
+    subject: &ratelimit::Subject<'_>,
+    held: &mut Held,
+) -> Result<(), ProxyError> {
+    for limit in &route.rate_limits {
+        if !limit.applies(subject.verified) {
+            continue;
+        }
+        let outcome = limit
+            .check(subject)
+            .await
+            .map_err(|_| ProxyError::LimitUnavailable(limit.name.clone()))?;
+        let ratelimit::Outcome::Checked(verdict) = outcome else {
+            continue;
+        };
+        let nearest = ratelimit::Nearest::closer(held.nearest.take(), limit, verdict);
+        held.nearest = Some(nearest);
+        if !verdict.allowed {
+            return Err(ProxyError::RateLimited {
+                limit: limit.name.clone(),
+                retry_after: ratelimit::ceil_seconds(verdict.retry_after),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a request holds until its response is made: the limit nearest to running out (for
+/// the `RateLimit` fields) and its place among the route's requests in flight.
+#[derive(Default)]
+struct Held {
+    nearest: Option<ratelimit::Nearest>,
+    permit: Option<shed::Permit>,
+}
+
 /// The phases, for their spans.
 #[derive(Clone, Copy)]
 enum Phase {
     Route,
     Authenticate,
     Authorize,
+    RateLimit,
     Rewrite,
     Forward,
     Respond,
@@ -443,6 +542,7 @@ fn phase(phase: Phase) -> tracing::Span {
         Phase::Route => tracing::info_span!(target: trace::TARGET, "route"),
         Phase::Authenticate => tracing::info_span!(target: trace::TARGET, "authenticate"),
         Phase::Authorize => tracing::info_span!(target: trace::TARGET, "authorize"),
+        Phase::RateLimit => tracing::info_span!(target: trace::TARGET, "rate_limit"),
         Phase::Rewrite => tracing::info_span!(target: trace::TARGET, "rewrite"),
         Phase::Forward => tracing::info_span!(target: trace::TARGET, "forward"),
         Phase::Respond => tracing::info_span!(target: trace::TARGET, "respond"),

@@ -95,6 +95,19 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    route: Arc<str>,
+    limit: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    route: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabel {
     issuer: String,
 }
@@ -106,6 +119,66 @@ struct Families {
     durations: HistogramFamily<ClassLabels>,
     upstream: HistogramFamily<RouteLabel>,
     verifications: Family<OutcomeLabels, Counter>,
+    rate_limits: Family<LimitLabels, Counter>,
+    shed: Family<ShedLabels, Counter>,
+}
+
+/// The route label of the token service's rate limits and shed requests outside any route.
+pub const TOKEN_SERVICE: &str = "/oauth2";
+
+/// One rate limit's counts: requests allowed, limited, and checked while Redis could not
+/// answer. Resolved when the limit is built; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct LimitCounters {
+    allowed: Counter,
+    limited: Counter,
+    unavailable: Counter,
+}
+
+impl LimitCounters {
+    /// Counts a request the limit allowed or refused.
+    pub fn decided(&self, allowed: bool) {
+        if allowed {
+            self.allowed.inc();
+        } else {
+            self.limited.inc();
+        }
+    }
+
+    /// Counts a request checked while Redis could not answer.
+    pub fn unavailable(&self) {
+        self.unavailable.inc();
+    }
+
+    /// (allowed, limited, unavailable) so far.
+    pub fn values(&self) -> (u64, u64, u64) {
+        (
+            self.allowed.get(),
+            self.limited.get(),
+            self.unavailable.get(),
+        )
+    }
+}
+
+/// Why a request was shed without being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// `[server] max_in_flight` reached.
+    ServerInFlight,
+    /// The route's `[routes.limits] max_in_flight` reached.
+    RouteInFlight,
+    /// `[server] max_connections` reached (a connection, not a request).
+    Connections,
+}
+
+impl Shed {
+    fn label(self) -> &'static str {
+        match self {
+            Shed::ServerInFlight => "server_in_flight",
+            Shed::RouteInFlight => "route_in_flight",
+            Shed::Connections => "max_connections",
+        }
+    }
 }
 
 /// The verified-token cache's hit and miss counters.
@@ -162,6 +235,7 @@ pub struct Metrics {
     families: Families,
     in_flight: Gauge,
     cache: CacheCounters,
+    redis: crate::ratelimit::RedisCounters,
 }
 
 impl Default for Metrics {
@@ -178,7 +252,10 @@ impl Metrics {
             durations: Family::new_with_constructor(Latency::default),
             upstream: Family::new_with_constructor(Latency::default),
             verifications: Family::default(),
+            rate_limits: Family::default(),
+            shed: Family::default(),
         };
+        let redis = crate::ratelimit::RedisCounters::default();
         let in_flight = Gauge::default();
         let cache = CacheCounters::default();
         let mut registry = Registry::default();
@@ -219,11 +296,33 @@ impl Metrics {
             "Tokens not in the verified-token cache, verified in full",
             cache.misses.clone(),
         );
+        registry.register(
+            "tokengate_rate_limit_requests",
+            "Requests checked by a rate limit, by route (\"/oauth2\" for the token service), limit and outcome: allowed, limited, or unavailable (Redis did not answer)",
+            families.rate_limits.clone(),
+        );
+        registry.register(
+            "tokengate_requests_shed",
+            "Requests (and connections) refused at once with 503 because a concurrency limit was reached, by route (\"-\" for the node's) and reason",
+            families.shed.clone(),
+        );
+        registry.register_with_unit(
+            "tokengate_redis_call_duration",
+            "Time of each Redis call, answered or not",
+            Unit::Seconds,
+            redis.latency.clone(),
+        );
+        registry.register(
+            "tokengate_redis_failures",
+            "Redis calls that failed or did not answer within [redis] timeout",
+            redis.failures.clone(),
+        );
         Metrics {
             registry,
             families,
             in_flight,
             cache,
+            redis,
         }
     }
 
@@ -256,6 +355,41 @@ impl Metrics {
     /// The verified-token cache's counters (shared by the caches of successive reloads).
     pub fn token_cache(&self) -> CacheCounters {
         self.cache.clone()
+    }
+
+    /// The counters of the limit `limit` of route `route` ([`TOKEN_SERVICE`] for the token
+    /// service's).
+    pub fn rate_limit(&self, route: &str, limit: &str) -> LimitCounters {
+        let route: Arc<str> = Arc::from(route);
+        let limit: Arc<str> = Arc::from(limit);
+        let counter = |outcome| {
+            self.families.rate_limits.get_or_create_owned(&LimitLabels {
+                route: Arc::clone(&route),
+                limit: Arc::clone(&limit),
+                outcome,
+            })
+        };
+        LimitCounters {
+            allowed: counter("allowed"),
+            limited: counter("limited"),
+            unavailable: counter("unavailable"),
+        }
+    }
+
+    /// The Redis calls' counters.
+    pub fn redis(&self) -> crate::ratelimit::RedisCounters {
+        self.redis.clone()
+    }
+
+    /// Counts a request (or connection) shed; `route` is `None` for the node's limits.
+    pub fn shed(&self, route: Option<&str>, why: Shed) {
+        self.families
+            .shed
+            .get_or_create(&ShedLabels {
+                route: Arc::from(route.unwrap_or(UNROUTED)),
+                reason: why.label(),
+            })
+            .inc();
     }
 
     /// Counts a request in flight until the returned guard is dropped.

@@ -93,10 +93,28 @@ impl Gateway {
                     }
                 }
             }
+            ProxyError::RateLimited { limit, retry_after } => {
+                let body = json!({
+                    "error": failure.error_code(),
+                    "error_description": err.description(),
+                    "limit": limit,
+                    "request_id": ctx.request_id,
+                });
+                response = json_response(err.status(), &body);
+                retry_after_field(response.headers_mut(), *retry_after);
+            }
+            ProxyError::LimitUnavailable(_) | ProxyError::Overloaded => {
+                retry_after_field(response.headers_mut(), 1);
+            }
             _ => {}
         }
         response
     }
+}
+
+/// `Retry-After` in whole seconds (at least 1: a client told 0 comes back at once).
+pub(crate) fn retry_after_field(headers: &mut HeaderMap, seconds: u64) {
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
 }
 
 /// A failure and what its response needs besides the error: the route it happened on (for

@@ -82,6 +82,10 @@ pub struct Route {
     /// Longest a WebSocket tunnel stays open (it also ends when its token expires or is
     /// revoked).
     pub max_tunnel_lifetime: std::time::Duration,
+    /// Rate limits, each checked in order (`[[routes.rate_limits]]`).
+    pub rate_limits: Vec<crate::ratelimit::RateLimit>,
+    /// Requests in flight on the route at most (`[routes.limits] max_in_flight`).
+    pub max_in_flight: Option<std::sync::Arc<crate::shed::InFlightLimit>>,
 }
 
 /// What decides which requests a route serves. The configuration checks its routes with it

@@ -30,6 +30,8 @@ fn route(name: &str, host: Option<&str>, path: PathMatch, methods: Option<Vec<Me
         ),
         max_body: 10,
         max_tunnel_lifetime: Duration::from_secs(60),
+        rate_limits: Vec::new(),
+        max_in_flight: None,
     }
 }
 

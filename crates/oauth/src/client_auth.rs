@@ -221,6 +221,28 @@ pub fn basic_credentials(creds: &str) -> Result<(String, String), ErrorResponse>
     ))
 }
 
+/// The `client_id` a request names, before anything is checked: the Basic credentials'
+/// else the form's `client_id`. For rate limits, which count requests and failed
+/// authentications per client before (and whether or not) the client is authenticated.
+pub fn claimed_client_id(req: &Request<'_>) -> Option<String> {
+    let basic = req
+        .authorization
+        .first()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, creds)| basic_credentials(creds.trim()).ok());
+    if let Some((client_id, _)) = basic {
+        return Some(client_id);
+    }
+    let params = Params::from_request(
+        req.content_type,
+        req.body,
+        &["resource", "audience", "scope"],
+    )
+    .ok()?;
+    params.get("client_id").map(str::to_owned)
+}
+
 /// Finds the one authentication method the request uses.
 fn presented<'a>(req: &Request<'a>, params: &'a Params) -> Result<Presented<'a>, ErrorResponse> {
     if req.authorization.len() > 1 {

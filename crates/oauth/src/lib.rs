@@ -45,7 +45,7 @@ mod service;
 mod token;
 
 pub use admin::{AdminError, Credentials, NewClient, RevokeBy};
-pub use client_auth::{basic_credentials, JWT_BEARER};
+pub use client_auth::{basic_credentials, claimed_client_id, JWT_BEARER};
 pub use error::{Error, Result};
 pub use introspection::{Introspection, INTROSPECTION_JWT};
 pub use keyring::{KeyRing, Policy, RingKey};

@@ -84,6 +84,7 @@ mod error;
 mod jtis;
 mod keys;
 mod private;
+pub mod redis;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;

@@ -173,3 +173,116 @@ async fn drop_schema(admin: &sqlx::PgPool, schema: &str) -> Result<(), String> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The environment variable naming the Redis server tests use.
+pub const REDIS_ENV: &str = "TOKENGATE_TEST_REDIS_URL";
+
+/// The Redis URL of [`REDIS_ENV`].
+///
+/// # Panics
+///
+/// When it is not set (the message says how to set it: a missing prerequisite fails the
+/// test rather than skipping it). Whether the server answers is the test's first call's to
+/// find out, and to fail loudly on.
+pub fn redis_url() -> String {
+    match std::env::var(REDIS_ENV) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "this test needs Redis and {REDIS_ENV} is not set (or empty): set \
+             {REDIS_ENV}=redis://127.0.0.1:6379, or run `bash scripts/test`, which sets it"
+        ),
+    }
+}
+
+/// A `redis-server` of the test's own, on a free loopback port in a temporary directory,
+/// that the test may stop and start again (on the same port); killed when dropped.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is not installed or does not answer within 10 s.
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let mut server = RedisServer {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (its data goes with it: nothing is saved).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Until the port refuses connections, a client may still see the old server.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting redis-server (is it installed?): {e}"));
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read as _, Write as _};
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer on port {} within 10 s",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -33,6 +33,8 @@ pub struct GatewayParts {
     /// Remote key sets by source and timing, so a reload keeps their last good keys instead
     /// of fetching them again (and failing, if the issuer is down just then).
     remotes: Arc<std::sync::Mutex<HashMap<String, Arc<RemoteJwks>>>>,
+    /// Local rate-limit cells and the Redis connection, kept across reloads.
+    limits: Arc<super::limits::LimitStates>,
 }
 
 impl GatewayParts {
@@ -50,6 +52,7 @@ impl GatewayParts {
             metrics: Arc::new(metrics),
             replay: Arc::default(),
             remotes: Arc::default(),
+            limits: Arc::default(),
             service,
         }
     }
@@ -140,21 +143,27 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         kept: HashMap::new(),
         built: HashMap::new(),
     };
+    let mut limits = parts.limits.build(config, &parts.metrics)?;
     let mut routes = Vec::with_capacity(table.routes.len());
     for spec in &table.routes {
         let auth = match &spec.auth {
             Some(rules) => Some(issuers.route_auth(rules)?),
             None => None,
         };
-        routes.push(route(spec, auth)?);
+        let mut route = route(spec, auth)?;
+        route.rate_limits = limits.route(spec)?;
+        routes.push(route);
     }
-    // Only the sets this configuration uses are kept for the next reload.
+    let service_limits = limits.service(config)?;
+    // The table refuses what `config::table` refused already, with the same check.
+    let gateway = Gateway::new(routes, parts.shared(SharedSettings::of(config)))
+        .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))?;
+    // Only the key sets and limit cells this configuration uses are kept for the next
+    // reload, and only once it is built.
     let Issuers { kept, .. } = issuers;
     *remotes = kept;
-    drop(remotes);
-    // The table refuses what `config::table` refused already, with the same check.
-    Gateway::new(routes, parts.shared(SharedSettings::of(config)))
-        .map_err(|e| CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE))
+    limits.finish();
+    Ok(gateway.with_service_limits(service_limits))
 }
 
 /// The issuers of one build. Each declared issuer is made on first use by a route and shared
@@ -262,5 +271,7 @@ fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
         upstreams: Arc::new(upstreams),
         max_body: spec.max_body,
         max_tunnel_lifetime: spec.max_tunnel_lifetime,
+        rate_limits: Vec::new(),
+        max_in_flight: spec.max_in_flight.map(gateway::shed::InFlightLimit::new),
     })
 }

@@ -9,6 +9,7 @@ use oauth::{Audience, DpopSettings, EncryptTo, Policy, Service, Settings, Truste
 use store::{MasterKey, SqliteDurability, Store, StoreError, StoreOptions};
 
 mod gateway;
+mod limits;
 
 pub use gateway::{build_gateway, GatewayParts, SharedSettings};
 

@@ -173,9 +173,14 @@ async fn run(
                 boot::build_gateway(&config, &parts).map_err(|e| e.to_string())
             }) as Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>
         });
+    let bound = |n: &Option<toml::Spanned<u64>>| {
+        n.as_ref().and_then(|n| usize::try_from(*n.get_ref()).ok())
+    };
     let access = crate::server::Access {
         admin_token,
         metrics_token: boot::metrics_token(&config)?,
+        max_in_flight: bound(&config.server.max_in_flight),
+        max_connections: bound(&config.server.max_connections),
     };
     let app = App::with_gateway(Arc::clone(&service), access, gateway, reloader);
 

@@ -69,6 +69,8 @@ pub struct Config {
     /// Trace export.
     #[serde(default)]
     pub telemetry: Telemetry,
+    /// Redis, for state several nodes share (cluster rate limits).
+    pub redis: Option<limits::RedisSection>,
     /// `issuers` and `routes` converted for the gateway (by `parse`, never by serde).
     #[serde(skip)]
     table: table::Table,
@@ -114,6 +116,12 @@ pub struct Server {
     /// Memory of the verified-token cache, all entries together (default 32 MB).
     #[serde(default = "default_token_cache_memory")]
     pub token_cache_memory: values::ByteSize,
+    /// Requests in flight on the node at most (token service and gateway); past it 503 at
+    /// once. Default: no bound.
+    pub max_in_flight: Option<Spanned<u64>>,
+    /// Open client connections at most (per listener); past it a new connection gets 503
+    /// and is closed. Default: no bound.
+    pub max_connections: Option<Spanned<u64>>,
 }
 
 fn default_token_cache_memory() -> values::ByteSize {
@@ -135,6 +143,8 @@ impl Default for Server {
             timeouts: timeouts::TimeoutsConfig::default(),
             trusted_proxies: Vec::new(),
             token_cache_memory: default_token_cache_memory(),
+            max_in_flight: None,
+            max_connections: None,
         }
     }
 }
@@ -224,6 +234,9 @@ pub struct TokenService {
     /// Require server nonces in DPoP proofs (RFC 9449 §8; default false).
     #[serde(default)]
     pub dpop_nonce: bool,
+    /// Limits of the token, introspection and revocation endpoints.
+    #[serde(default)]
+    pub rate_limits: limits::ServiceRateLimits,
 }
 
 impl Default for TokenService {
@@ -238,6 +251,7 @@ impl Default for TokenService {
             jwks_max_age: default_jwks_max_age(),
             dpop_window: default_dpop_window(),
             dpop_nonce: false,
+            rate_limits: limits::ServiceRateLimits::default(),
         }
     }
 }
@@ -477,6 +491,14 @@ impl Config {
             "listen": self.server.listen.to_string(),
             "trusted_proxies": self.server.trusted_proxies.iter().map(|r| r.0.to_string()).collect::<Vec<_>>(),
             "token_cache_memory_bytes": self.server.token_cache_memory.0,
+            "max_in_flight": self.server.max_in_flight.as_ref().map(|n| *n.get_ref()),
+            "max_connections": self.server.max_connections.as_ref().map(|n| *n.get_ref()),
+            "redis": self.redis.as_ref().map(|r| json!({
+                "url": r.shown_url(),
+                "password_env": r.password_env.as_ref().map(|p| p.get_ref()),
+                "timeout_ms": u64::try_from(r.timeout.get_ref().0.as_millis()).unwrap_or(u64::MAX),
+            })),
+            "token_service_rate_limits": self.token_service.rate_limits.effective(),
             "tls": self.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
             "storage": storage,
             "master_key_file": self.server.master_key_file,
@@ -521,6 +543,7 @@ impl Config {
     /// Cross-field rules, each reported at the field that breaks it.
     fn validate(&self) -> Result<(), Failure> {
         self.validate_server()?;
+        self.validate_limits()?;
         if let Some(issuer) = &self.token_service.issuer {
             let url = issuer.get_ref();
             let loopback = url
@@ -564,6 +587,32 @@ impl Config {
                     to.span(),
                     "audiences.encrypt_to needs encrypt = true".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[redis]`, the node's concurrency bounds and `[token_service.rate_limits]`.
+    fn validate_limits(&self) -> Result<(), Failure> {
+        if let Some(redis) = &self.redis {
+            redis.validate()?;
+        }
+        if let Some(n) = &self.server.max_in_flight {
+            limits::concurrency(n, "server.max_in_flight")?;
+        }
+        if let Some(n) = &self.server.max_connections {
+            limits::concurrency(n, "server.max_connections")?;
+        }
+        let service = &self.token_service.rate_limits;
+        for (name, limit) in [
+            ("per_client", &service.per_client),
+            ("per_ip", &service.per_ip),
+            ("failed_auth", &service.failed_auth),
+        ] {
+            if let Some(limit) = limit {
+                let what = format!("token_service.rate_limits.{name}");
+                limits::check_scope(&limit.scope, self.redis.is_some(), &what)?;
+                limits::rate(&limit.limit, &limit.per, limit.burst, &what)?;
             }
         }
         Ok(())
@@ -644,6 +693,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests;
 
+pub mod limits;
 pub mod routes;
 pub mod table;
 mod telemetry;

@@ -75,6 +75,12 @@ pub struct Route {
     pub max_body: u64,
     /// Active health checks.
     pub health_check: Option<HealthCheck>,
+    /// Rate limits; a request must pass all of them.
+    #[serde(default)]
+    pub rate_limits: Vec<super::limits::RouteRateLimit>,
+    /// Concurrency bounds.
+    #[serde(default)]
+    pub limits: super::limits::RouteLimits,
 }
 
 fn default_max_body() -> u64 {

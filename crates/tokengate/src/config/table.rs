@@ -150,6 +150,49 @@ pub struct RouteSpec {
     pub max_body: u64,
     /// Active health checks.
     pub health_check: Option<HealthCheck>,
+    /// Rate limits, in order.
+    pub rate_limits: Vec<RateLimitSpec>,
+    /// Requests in flight at most.
+    pub max_in_flight: Option<usize>,
+}
+
+/// A route's rate limit, checked.
+#[derive(Debug, Clone)]
+pub struct RateLimitSpec {
+    /// Its name (unique in the route).
+    pub name: String,
+    /// What requests are counted by.
+    pub key: gateway::ratelimit::LimitKey,
+    /// The rate.
+    pub rate: gateway::ratelimit::Rate,
+    /// Where its cells live.
+    pub scope: super::limits::Scope,
+    /// Claim values a token must hold for the limit to apply.
+    pub when_claim: Vec<(String, Value)>,
+    /// When Redis cannot answer.
+    pub on_unavailable: gateway::ratelimit::OnUnavailable,
+}
+
+impl RateLimitSpec {
+    /// As `config check` shows it.
+    fn effective(&self) -> Value {
+        json!({
+            "name": self.name,
+            "key": self.key.to_string(),
+            "limit": self.rate.limit,
+            "per_seconds": self.rate.per.as_secs(),
+            "burst": self.rate.burst,
+            "scope": match self.scope {
+                super::limits::Scope::Local => "local",
+                super::limits::Scope::Cluster => "cluster",
+            },
+            "when_claim": self.when_claim.iter().cloned().collect::<serde_json::Map<String, Value>>(),
+            "on_unavailable": match self.on_unavailable {
+                gateway::ratelimit::OnUnavailable::Allow => "allow",
+                gateway::ratelimit::OnUnavailable::Deny => "deny",
+            },
+        })
+    }
 }
 
 impl RouteSpec {
@@ -219,6 +262,8 @@ impl Table {
                 "issuers": r.auth.as_ref().map(|a| a.issuers.iter().map(IssuerRef::name).collect::<Vec<_>>()),
                 "audience": r.auth.as_ref().map(|a| &a.audience),
                 "resource_metadata": r.mcp.as_ref().map(|m| &m.metadata_url),
+                "rate_limits": r.rate_limits.iter().map(RateLimitSpec::effective).collect::<Vec<_>>(),
+                "max_in_flight": r.max_in_flight,
             })
         });
         Value::Array(routes.collect())
@@ -345,6 +390,17 @@ pub(super) fn build(config: &Config, source: &Source<'_>) -> Result<Table, Failu
     let mut routes: Vec<RouteSpec> = Vec::with_capacity(config.routes.len());
     for declared in &config.routes {
         let spec = route(declared, &issuers, config.timeouts.upstream.as_secs())?;
+        let spec = RouteSpec {
+            rate_limits: rate_limits(declared, spec.auth.is_some(), config.redis.is_some())?,
+            max_in_flight: match &declared.limits.max_in_flight {
+                Some(n) => Some(super::limits::concurrency(
+                    n,
+                    &format!("routes {:?}: limits.max_in_flight", spec.name),
+                )?),
+                None => None,
+            },
+            ..spec
+        };
         unique(declared, &spec, &routes)?;
         routes.push(spec);
     }
@@ -572,7 +628,39 @@ fn route(
             None => None,
         },
         path,
+        rate_limits: Vec::new(),
+        max_in_flight: None,
     })
+}
+
+/// `[[routes.rate_limits]]`, each checked (`config::limits`).
+fn rate_limits(
+    r: &Route,
+    has_token_rules: bool,
+    has_redis: bool,
+) -> Result<Vec<RateLimitSpec>, Failure> {
+    let name = r.name.get_ref();
+    let mut specs = Vec::with_capacity(r.rate_limits.len());
+    for (i, limit) in r.rate_limits.iter().enumerate() {
+        let earlier = r.rate_limits.get(..i).unwrap_or_default();
+        let (key, rate) =
+            super::limits::check_route_limit(name, limit, earlier, has_token_rules, has_redis)?;
+        specs.push(RateLimitSpec {
+            name: limit.name.get_ref().clone(),
+            key,
+            rate,
+            scope: *limit.scope.get_ref(),
+            when_claim: limit
+                .when_claim
+                .iter()
+                .filter_map(|(claim, v)| {
+                    Some((claim.clone(), super::limits::claim_value(v.get_ref())?))
+                })
+                .collect(),
+            on_unavailable: limit.on_unavailable.policy(),
+        });
+    }
+    Ok(specs)
 }
 
 /// `max_tunnel_lifetime`: at least 1s, at most a week (a tunnel open longer is not bounded

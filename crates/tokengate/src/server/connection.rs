@@ -140,15 +140,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 #[derive(Debug)]
 pub struct Tracked<B> {
     body: B,
-    in_flight: Option<InFlight>,
+    in_flight: Option<(InFlight, Option<gateway::shed::Permit>)>,
 }
 
 impl<B> Tracked<B> {
-    /// `body`, counted in flight with `in_flight`.
-    pub fn new(body: B, in_flight: InFlight) -> Tracked<B> {
+    /// `body`, counted in flight with `in_flight` and holding its place among the node's
+    /// requests in flight (`[server] max_in_flight`), when there is a bound.
+    pub fn new(body: B, in_flight: InFlight, permit: Option<gateway::shed::Permit>) -> Tracked<B> {
         Tracked {
             body,
-            in_flight: Some(in_flight),
+            in_flight: Some((in_flight, permit)),
         }
     }
 }
@@ -401,15 +402,19 @@ mod tests {
     async fn a_response_stops_counting_with_its_last_piece_not_when_it_is_read_past() {
         use http_body_util::BodyExt as _;
         let activity = Activity::new();
+        let node = gateway::shed::InFlightLimit::new(1);
         let mut body = Tracked::new(
             http_body_util::Full::new(bytes::Bytes::from_static(b"token")),
             activity.request(),
+            node.try_enter(),
         );
         assert_eq!(activity.in_flight.load(Ordering::Relaxed), 1);
+        assert_eq!(node.current(), 1, "the node's place is held with it");
         // The one piece handed out: a client that never reads it holds nothing.
         let piece = body.frame().await.unwrap().unwrap();
         assert_eq!(piece.into_data().unwrap(), "token");
         assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(node.current(), 0, "and the node's place with it");
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use gateway::DPOP;
-use oauth::{paths, ErrorResponse, Introspection, Request, INTROSPECTION_JWT};
+use oauth::{paths, ErrorKind, ErrorResponse, Introspection, Request, INTROSPECTION_JWT};
 
-use super::{json_response, App, RequestId};
+use super::{json_response, limits, App, ConnInfo, RequestId};
 
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
@@ -82,60 +82,105 @@ fn oauth_error(e: &ErrorResponse, id: &str) -> Response {
     with_nonce(response, e.dpop_nonce.as_deref())
 }
 
+/// The client's address, when the request came through a listener.
+type Peer = Option<Extension<ConnInfo>>;
+
+fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.as_ref().and_then(|p| p.0.peer).map(|a| a.ip())
+}
+
+/// The rate limits around an endpoint: admitted or refused first, and a failed client
+/// authentication counted after (`server::limits`).
+async fn limited<F, Fut>(
+    app: &App,
+    req: &Request<'_>,
+    headers: &HeaderMap,
+    peer: &Peer,
+    handle: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ErrorResponse>>,
+{
+    let admission = match limits::admit(app, req, headers, peer_ip(peer)).await {
+        Ok(admission) => admission,
+        Err(refused) => return refused,
+    };
+    let response = match handle().await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.kind == ErrorKind::InvalidClient {
+                limits::failed_authentication(app, &admission, req.request_id).await;
+            }
+            oauth_error(&e, req.request_id)
+        }
+    };
+    admission.finish(response)
+}
+
 async fn token(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let body = bounded(body).await;
     let req = request(&headers, body.as_deref(), &id.0);
-    match app.service.token(&req, store::unix_now()).await {
-        Ok(r) => with_nonce(
+    limited(&app, &req, &headers, &peer, || async {
+        let r = app.service.token(&req, store::unix_now()).await?;
+        Ok(with_nonce(
             no_store(json_response(StatusCode::OK, &r.body)),
             r.dpop_nonce.as_deref(),
-        ),
-        Err(e) => oauth_error(&e, &id.0),
-    }
+        ))
+    })
+    .await
 }
 
 async fn introspect(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let body = bounded(body).await;
     let req = request(&headers, body.as_deref(), &id.0);
-    match app.service.introspect(&req, store::unix_now()).await {
-        Ok(Introspection::Json(v)) => no_store(json_response(StatusCode::OK, &v)),
-        Ok(Introspection::Jwt(jwt)) => no_store(
-            (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(INTROSPECTION_JWT),
-                )],
-                jwt,
-            )
-                .into_response(),
-        ),
-        Err(e) => oauth_error(&e, &id.0),
-    }
+    limited(&app, &req, &headers, &peer, || async {
+        Ok(
+            match app.service.introspect(&req, store::unix_now()).await? {
+                Introspection::Json(v) => no_store(json_response(StatusCode::OK, &v)),
+                Introspection::Jwt(jwt) => no_store(
+                    (
+                        StatusCode::OK,
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static(INTROSPECTION_JWT),
+                        )],
+                        jwt,
+                    )
+                        .into_response(),
+                ),
+            },
+        )
+    })
+    .await
 }
 
 async fn revoke(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let body = bounded(body).await;
     let req = request(&headers, body.as_deref(), &id.0);
-    match app.service.revoke(&req, store::unix_now()).await {
-        Ok(()) => no_store(StatusCode::OK.into_response()),
-        Err(e) => oauth_error(&e, &id.0),
-    }
+    limited(&app, &req, &headers, &peer, || async {
+        app.service.revoke(&req, store::unix_now()).await?;
+        Ok(no_store(StatusCode::OK.into_response()))
+    })
+    .await
 }
 
 async fn metadata(State(app): State<Arc<App>>) -> Response {

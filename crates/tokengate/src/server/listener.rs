@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use gateway::deadline::BodyDeadline;
+use gateway::metrics::Shed;
+use gateway::shed::InFlightLimit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -67,6 +69,11 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
+    // Per listener; the admin listener is not bounded, so operators can still reach it.
+    let open = app
+        .max_connections
+        .filter(|_| surface != Surface::Admin)
+        .map(InFlightLimit::new);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -78,6 +85,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let place = match open.as_ref().map(InFlightLimit::try_enter) {
+            Some(None) => {
+                app.gateway().metrics().shed(None, Shed::Connections);
+                connections.spawn(refuse_connection(stream, acceptor.is_some()));
+                continue;
+            }
+            Some(Some(place)) => Some(place),
+            None => None,
+        };
         let accepted = Accepted {
             info: ConnInfo {
                 peer: Some(peer),
@@ -92,6 +108,8 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         connections.spawn(async move {
+            // The connection's place is given back when it ends.
+            let _place = place;
             match acceptor {
                 None => accepted.serve(stream).await,
                 Some(acceptor) => {
@@ -109,6 +127,26 @@ pub async fn serve(
     // Connections close gracefully within DRAIN (connection::watch); this bound is for the
     // tasks themselves.
     let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), connections.wait()).await;
+}
+
+/// A connection past `[server] max_connections`: a plain one is told 503 with `Retry-After`
+/// (written before reading the request, then what the client sent is read for a moment so
+/// that closing does not reset the connection before the answer is read); a TLS one is
+/// closed, since answering would first take a handshake, the work being shed.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, tls: bool) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if tls {
+        return;
+    }
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 70\r\nconnection: close\r\n\r\n{\"error\":\"overloaded\",\"error_description\":\"too many open connections\"}";
+    let linger = async {
+        stream.write_all(answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
 }
 
 /// HTTP/1.1 and h2, with the deadlines hyper keeps itself: the HTTP/1 request head (which
@@ -163,7 +201,17 @@ impl Accepted {
             let router = router.clone();
             // In flight until the response body ends (`Tracked`): idleness starts after it.
             let in_flight = requests.request();
+            // The node's bound: past it, 503 at once rather than a queue (the admin
+            // listener is not bounded, so operators can still reach it).
+            let permit = match app.in_flight.as_ref().filter(|_| surface != Surface::Admin) {
+                None => Ok(None),
+                Some(limit) => limit.try_enter().map(Some).ok_or(()),
+            };
             async move {
+                let Ok(permit) = permit else {
+                    let response = super::shed_request(&app, &req);
+                    return Ok(response.map(|body| Tracked::new(body, in_flight, None)));
+                };
                 // The admin listener has no gateway: all of it is the router's.
                 let service_path =
                     surface == Surface::Admin || super::is_service_path(req.uri().path());
@@ -182,7 +230,7 @@ impl Accepted {
                     let req = req.map(|body| BodyDeadline::new(body, body_timeout));
                     Ok(super::gateway_request(&app, info, req).await)
                 };
-                response.map(|r| r.map(|body| Tracked::new(body, in_flight)))
+                response.map(|r| r.map(|body| Tracked::new(body, in_flight, permit)))
             }
         });
         let conn = builder

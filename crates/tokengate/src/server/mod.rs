@@ -6,6 +6,7 @@
 mod admin;
 mod connection;
 mod endpoints;
+mod limits;
 pub mod listener;
 mod proxy;
 mod request;
@@ -32,13 +33,18 @@ use zeroize::Zeroizing;
 /// The request id header, taken from the client when it is sane, generated otherwise.
 pub use gateway::REQUEST_ID;
 
-/// The bearer tokens that open the admin API and `/metrics`.
+/// What the operator sets for the whole node: the bearer tokens that open the admin API and
+/// `/metrics`, and the node's concurrency bounds.
 #[derive(Default)]
 pub struct Access {
     /// The admin API's; `None` turns the admin API off.
     pub admin_token: Option<String>,
     /// `/metrics`'s; `None` leaves it open.
     pub metrics_token: Option<String>,
+    /// `[server] max_in_flight`: requests in flight on the public surface at most.
+    pub max_in_flight: Option<usize>,
+    /// `[server] max_connections`: open connections per public listener at most.
+    pub max_connections: Option<usize>,
 }
 
 /// Shared state of every handler.
@@ -55,6 +61,11 @@ pub struct App {
     gateway: RwLock<Arc<Gateway>>,
     /// How to rebuild the gateway (`None`: nothing to reload from).
     reloader: Option<Box<dyn Fn() -> Result<Gateway, String> + Send + Sync>>,
+    /// The node's bound on requests in flight (public surface only: the admin listener
+    /// stays reachable under load).
+    pub(crate) in_flight: Option<Arc<::gateway::shed::InFlightLimit>>,
+    /// Open connections per public listener at most.
+    pub(crate) max_connections: Option<usize>,
 }
 
 impl App {
@@ -65,7 +76,7 @@ impl App {
         let gateway = Gateway::empty(parts.shared(crate::boot::SharedSettings::default()));
         let access = Access {
             admin_token,
-            metrics_token: None,
+            ..Access::default()
         };
         Self::with_gateway(service, access, gateway, None)
     }
@@ -84,6 +95,10 @@ impl App {
             admin_failures: admin::AuthFailures::default(),
             gateway: RwLock::new(Arc::new(gateway)),
             reloader,
+            in_flight: access
+                .max_in_flight
+                .map(::gateway::shed::InFlightLimit::new),
+            max_connections: access.max_connections,
         })
     }
 
@@ -162,6 +177,25 @@ async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response 
         "the admin listener serves /admin/ and /metrics only",
         &id.0,
     )
+}
+
+/// The answer to a request past `[server] max_in_flight`: 503 at once, with `Retry-After`,
+/// its request id and access-log line, counted in the metrics.
+pub(crate) fn shed_request<B>(app: &App, req: &hyper::Request<B>) -> Response {
+    let request = RequestTrace::start(req.method(), req.uri().path(), req.headers());
+    app.gateway()
+        .metrics()
+        .shed(None, ::gateway::metrics::Shed::ServerInFlight);
+    let mut response = error_json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the server is at its limit of requests in flight",
+        &request.id,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+    request.finish(response)
 }
 
 /// A small JSON error body with the request id.

@@ -346,6 +346,11 @@ impl Front {
 /// Starts a front with `routes` (TOML for `[[routes]]`/`[[issuers]]`) over the test's
 /// database, with the harness's audiences; reload reads the routes file again.
 pub async fn front(ctx: &Ctx, routes: &str) -> Front {
+    front_with(ctx, routes, tokengate::server::Access::default()).await
+}
+
+/// [`front`], with the node's bounds of `access` (the admin token is always [`ADMIN`]).
+pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Access) -> Front {
     let dir = tempfile::tempdir().unwrap();
     let service = Arc::new(
         Service::start(
@@ -372,7 +377,7 @@ pub async fn front(ctx: &Ctx, routes: &str) -> Front {
         Arc::clone(&service),
         tokengate::server::Access {
             admin_token: Some(ADMIN.into()),
-            metrics_token: None,
+            ..access
         },
         gateway,
         Some(reloader),

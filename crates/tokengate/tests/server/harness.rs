@@ -90,6 +90,11 @@ impl Reply {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The `WWW-Authenticate` challenge, asserting the status.
     pub fn challenge(&self, status: u16) -> String {
         self.expect_status(status);

@@ -17,6 +17,7 @@ mod gateway_tokens;
 mod harness;
 mod introspection;
 mod process;
+mod ratelimit;
 mod telemetry;
 mod timeouts;
 mod token;

@@ -1568,3 +1568,92 @@ fn admin_address(server: &Server) -> String {
         .unwrap_or_else(|| panic!("no admin address: {}", server.stdout))
         .to_owned()
 }
+
+/// Two nodes on one PostgreSQL and one Redis, a route limited to 50 a minute per client on
+/// the cluster: 150 requests alternating between them as fast as they go get exactly 50,
+/// plus one for each 1.2 s the run took; a second client gets its own 50.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_exact_budget_through_redis() {
+    store::testing::run_postgres(|ctx| async move {
+        let url = ctx.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let upstream = Upstream::start(false);
+            // A route name of its own: other runs may share this Redis.
+            let route = format!("shared-{}", store::testing::random_hex(4));
+            let config = format!(
+                "[token_service]\nissuer = \"http://127.0.0.1:9\"\n\n\
+                 [redis]\nurl = \"{}\"\ntimeout = \"1s\"\n\n\
+                 [[routes]]\nname = \"{route}\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{}\"]\n\
+                 [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n\
+                 [[routes.rate_limits]]\nname = \"per-client\"\nkey = \"client_id\"\nlimit = 50\nper = \"1m\"\nscope = \"cluster\"\n",
+                store::testing::redis_url(),
+                upstream.addr
+            );
+            std::fs::write(d.join("t.toml"), config).unwrap();
+            let source = ["--config", "t.toml", "--database-url", url.as_str()];
+            let (_, first_auth) = svc_client(d, &source, "read");
+            let (_, second_auth) = svc_client(d, &source, "read");
+            let args = ["serve", "--config", "t.toml", "--database-url", url.as_str()];
+            let a = start(d, Some(MASTER), &args);
+            let b = start(d, Some(MASTER), &args);
+            let first = format!("Bearer {}", get_token(&a.addr, &first_auth));
+            let second = format!("Bearer {}", get_token(&b.addr, &second_auth));
+            let nodes = [a.addr.as_str(), b.addr.as_str()];
+            let call = |i: usize, bearer: &str| {
+                request(nodes[i % 2], "GET", "/api/x", &[("Authorization", bearer)], None)
+            };
+            let began = Instant::now();
+            let mut first_answered = None;
+            let mut last_sent = began;
+            let mut allowed = 0;
+            let mut refusal = None;
+            for i in 0..150 {
+                last_sent = Instant::now();
+                let r = call(i, &first);
+                first_answered.get_or_insert_with(Instant::now);
+                match r.status {
+                    200 => allowed += 1,
+                    429 => refusal = Some(r),
+                    other => panic!("request {i}: {other}: {}{}", r.head, r.body),
+                }
+            }
+            let ended = Instant::now();
+            // Cells come back one per 1.2 s, on Redis's clock, from the first request (seen by
+            // Redis between `began` and `first_answered`) to the last (between `last_sent`
+            // and `ended`).
+            let cells = |from: Instant, to: Instant| {
+                (to.saturating_duration_since(from).as_secs_f64() / 1.2).floor() as usize
+            };
+            let least = 50 + cells(first_answered.unwrap(), last_sent);
+            let most = 50 + cells(began, ended);
+            assert!(
+                (least..=most).contains(&allowed),
+                "{allowed} allowed in {:?}; expected {least} to {most}",
+                ended - began
+            );
+            eprintln!("{allowed} of 150 allowed in {:?} on two nodes", ended - began);
+            let refusal = refusal.expect("past 50 some are refused");
+            assert_eq!(refusal.json()["error"], "rate_limited");
+            assert_eq!(refusal.json()["limit"], "per-client");
+            assert!(refusal.json()["request_id"].as_str().is_some());
+            assert!(refusal.header("retry-after").is_some(), "{}", refusal.head);
+            assert!(
+                refusal.header("ratelimit").is_some_and(|v| v.starts_with("\"per-client\";r=0;t=")),
+                "{}",
+                refusal.head
+            );
+            assert_eq!(refusal.header("ratelimit-policy"), Some("\"per-client\";q=50;w=60"));
+            // The second client: its own 50, whichever node it asks.
+            let second_allowed = (0..60).filter(|i| call(*i, &second).status == 200).count();
+            assert!((50..=52).contains(&second_allowed), "{second_allowed}");
+            drop(a);
+            drop(b);
+        })
+        .await
+        .unwrap();
+    })
+    .await;
+}

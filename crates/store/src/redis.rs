@@ -1,0 +1,120 @@
+//! Redis: the state several nodes share that must be fast rather than durable (rate-limit
+//! cells now; revocation pushes and DPoP replay next). Never the only copy of anything that
+//! must survive: every key expires on its own, and every caller says what it does when
+//! Redis does not answer in time.
+//!
+//! One [`redis::aio::ConnectionManager`] per process: one multiplexed connection that
+//! reconnects by itself (with backoff) after Redis went away, created without waiting for
+//! Redis, so a node starts and serves while Redis is down. Each call is bounded by the
+//! configured `timeout`; past it the call is [`RedisUnavailable`], whatever the reason.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, FromRedisValue, ToRedisArgs};
+
+/// A Lua script, run by its SHA-1 (`EVALSHA`) and loaded on first use.
+pub use redis::Script;
+
+/// Why a Redis call gave no answer: the caller decides what that means (allow, deny, or
+/// fall back to this node's state).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUnavailable {
+    /// No answer within the configured timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed or Redis answered with an error.
+    #[error("redis: {0}")]
+    Failed(#[source] redis::RedisError),
+}
+
+/// `[redis]` as the store takes it: a URL (`redis://` or `rediss://`, credentials in it or
+/// given apart) and a per-call timeout.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS).
+    pub url: String,
+    /// Password when not in the URL (from an environment variable named in the file).
+    pub password: Option<String>,
+    /// Longest wait for one call's answer.
+    pub timeout: Duration,
+}
+
+/// A reconnecting connection to one Redis, with a deadline on every call.
+#[derive(Clone)]
+pub struct Redis {
+    connection: ConnectionManager,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// A connection manager for `config`, connecting on first use (inside a Tokio runtime).
+    /// Fails only for a URL that cannot be used; an unreachable Redis is a later call's
+    /// [`RedisUnavailable`].
+    pub fn new(config: &RedisConfig) -> Result<Redis, redis::RedisError> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())?;
+        if let Some(password) = &config.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let client = Client::open(info)?;
+        // Reconnect attempts back off from 100 ms to 2 s, so a Redis that comes back is
+        // used again within about two seconds, without a restart.
+        let manager = ConnectionManagerConfig::new()
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(2))
+            .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(1))))
+            .set_response_timeout(Some(config.timeout));
+        let connection = ConnectionManager::new_lazy_with_config(client, manager)?;
+        Ok(Redis {
+            connection,
+            timeout: config.timeout,
+        })
+    }
+
+    /// Runs `script` (EVALSHA, loading it on first use) with `keys` and `args`; the answer
+    /// and how long the call took.
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[impl ToRedisArgs],
+    ) -> (Result<T, RedisUnavailable>, Duration) {
+        let started = Instant::now();
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        let call = invocation.invoke_async::<T>(&mut connection);
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
+            Err(_) => Err(RedisUnavailable::Timeout(self.timeout)),
+        };
+        (result, started.elapsed())
+    }
+
+    /// `PING`, for readiness and for `config check`.
+    pub async fn ping(&self) -> Result<(), RedisUnavailable> {
+        let mut connection = self.connection.clone();
+        let ping = redis::cmd("PING");
+        let call = ping.query_async::<String>(&mut connection);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
+            Err(_) => Err(RedisUnavailable::Timeout(self.timeout)),
+        }
+    }
+}
