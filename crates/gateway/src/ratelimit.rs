@@ -238,12 +238,21 @@ impl ClusterCells {
         let verdict = match answer {
             Ok(reply) => verdict_of(&reply),
             Err(e) => {
-                tracing::warn!(error = %e, "rate limit: redis unavailable");
+                // Logged when Redis goes away and when it comes back, not per request: at
+                // thousands of requests a second a line each would flood the log.
+                if !self.counters.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "rate limit: redis unavailable");
+                }
                 None
             }
         };
-        if verdict.is_none() {
-            self.counters.failures.inc();
+        match verdict {
+            None => self.counters.failures.inc(),
+            Some(_) => {
+                if self.counters.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("rate limit: redis answers again");
+                }
+            }
         }
         verdict
     }
@@ -270,6 +279,8 @@ pub struct RedisCounters {
     pub latency: crate::metrics::Latency,
     /// Calls that failed or timed out.
     pub failures: prometheus_client::metrics::counter::Counter,
+    /// Whether the last call failed (for logging the change, not every failure).
+    pub down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a limit counts requests by.

@@ -24,8 +24,11 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
 const DEMO_API: &str = "https://api.example";
 const DEMO_SECURE: &str = "https://secure.example";
 
+/// The demo route's rate limit: requests per minute per client.
+const DEMO_LIMIT: u32 = 10;
+
 /// The configuration `dev` runs with when given none: two audiences (one with encrypted
-/// tokens) and two routes to the demo upstream.
+/// tokens) and two routes to the demo upstream, the first limited per client.
 fn dev_config(upstream: SocketAddr) -> String {
     format!(
         r#"
@@ -47,6 +50,11 @@ issuers = ["self"]
 audience = "{DEMO_API}"
 required_scopes = ["transactions:write"]
 forward_claims = {{ sub = "x-user-id", client_id = "x-client-id", scope = "x-scopes" }}
+[[routes.rate_limits]]
+name = "per-client"
+key = "client_id"
+limit = {DEMO_LIMIT}
+per = "1m"
 
 [[routes]]
 name = "secure"
@@ -455,6 +463,8 @@ async fn announce_dev(
          \x20 curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"amount\":5}}' {issuer}/api/transactions   # 200: the upstream sees the caller\n\
          \x20 curl -i -X POST -H \"Authorization: Bearer $READ\" {issuer}/api/transactions            # 403: insufficient_scope\n\
          \x20 curl -s -H \"Authorization: Bearer $ENC\" {issuer}/secure/balance                         # 200: an encrypted (JWE) token\n\
+         Rate limit ({DEMO_LIMIT} a minute per client): RateLimit counts down, then 429 with Retry-After:\n\
+         \x20 for i in $(seq {DEMO_LIMIT}); do curl -s -o /dev/null -D - -X POST -H \"Authorization: Bearer $TOKEN\" {issuer}/api/transactions | grep -iE '^(HTTP|ratelimit:|retry-after)'; done\n\
          Introspect, revoke, and try again:\n\
          \x20 curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/introspect\n\
          \x20 curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/revoke\n\

@@ -789,3 +789,95 @@ fn case_rules_are_parsed_and_case_only_differences_are_warned_about() {
     let (_, message) = refused(&clash);
     assert!(message.contains("overlap"), "{message}");
 }
+
+/// A route at `/api/` with token rules (or public), and `extra` after it.
+fn limited_route(public: bool, extra: &str) -> String {
+    let auth = if public {
+        "auth = \"none\"\n".to_owned()
+    } else {
+        "[routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n".to_owned()
+    };
+    format!(
+        "[[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://127.0.0.1:9000\"]\n{auth}{extra}"
+    )
+}
+
+#[test]
+fn rate_limits_parse_with_their_defaults_and_show_in_the_effective_settings() {
+    let text = format!(
+        "[redis]\nurl = \"redis://:secret@127.0.0.1:6379/2\"\ntimeout = \"50ms\"\n\n\
+         [server]\nmax_in_flight = 4096\nmax_connections = 10000\n\n\
+         [token_service.rate_limits]\nper_client = {{ limit = 60, per = \"1m\" }}\n\
+         per_ip = {{ limit = 600, per = \"1m\" }}\nfailed_auth = {{ limit = 10, per = \"5m\" }}\n\n{}",
+        limited_route(
+            false,
+            "[[routes.rate_limits]]\nname = \"per-client\"\nkey = \"client_id\"\nlimit = 100\nper = \"1m\"\n\
+             burst = 20\nscope = \"cluster\"\nwhen_claim = { plan = \"free\" }\non_unavailable = \"deny\"\n\n\
+             [[routes.rate_limits]]\nname = \"per-key\"\nkey = \"header:X-Api-Key\"\nlimit = 5\nper = \"1s\"\n\n\
+             [routes.limits]\nmax_in_flight = 64\n"
+        )
+    );
+    let c = Config::parse(&text, "t.toml").unwrap();
+    let route = &c.table().routes[0];
+    assert_eq!(route.max_in_flight, Some(64));
+    let [first, second] = &route.rate_limits[..] else {
+        panic!("{:?}", route.rate_limits)
+    };
+    assert_eq!(first.rate.capacity(), 120);
+    assert_eq!(first.rate.interval_micros(), 600_000);
+    assert_eq!(first.scope, limits::Scope::Cluster);
+    assert_eq!(first.when_claim, [("plan".to_owned(), serde_json::json!("free"))]);
+    assert_eq!(second.key.to_string(), "header:x-api-key");
+    assert_eq!(second.scope, limits::Scope::Local, "local unless said");
+    assert_eq!(second.on_unavailable, gateway::ratelimit::OnUnavailable::Allow);
+    let shown = c.effective();
+    assert_eq!(shown["max_in_flight"], 4096);
+    assert_eq!(shown["redis"]["timeout_ms"], 50);
+    let url = shown["redis"]["url"].as_str().unwrap();
+    assert!(url.contains("REDACTED") && !url.contains("secret"), "{url}");
+    assert_eq!(shown["token_service_rate_limits"]["failed_auth"]["per_seconds"], 300);
+    assert_eq!(shown["routes"][0]["rate_limits"][0]["burst"], 20);
+}
+
+#[test]
+fn rate_limit_mistakes_are_refused_at_their_field() {
+    let limit = |body: &str| {
+        limited_route(false, &format!("[[routes.rate_limits]]\nname = \"l\"\n{body}\n"))
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (limit("key = \"client_id\"\nlimit = 1\nper = \"1m\"\nscope = \"cluster\""), "needs a [redis] section"),
+        (limit("key = \"client\"\nlimit = 1\nper = \"1m\""), "use client_id, sub, ip, route"),
+        (limit("key = \"header:bad name\"\nlimit = 1\nper = \"1m\""), "use client_id, sub, ip, route"),
+        (limit("key = \"ip\"\nlimit = 0\nper = \"1m\""), "limit must be from 1"),
+        (limit("key = \"ip\"\nlimit = 1\nper = 0"), "per must be from 1s"),
+        (limit("key = \"ip\"\nlimit = 5000000\nper = \"1s\""), "one request per microsecond"),
+        (limit("key = \"ip\"\nlimit = 1\nper = \"1m\"\nwhen_claim = { plan = [\"a\"] }"), "string, integer or boolean"),
+        (limit("key = \"ip\"\nlimit = 1\nper = \"1m\"\nscope = \"global\""), "unknown variant"),
+        (limit("key = \"ip\"\nlimit = 1\nper = \"1m\"\non_unavailable = \"maybe\""), "unknown variant"),
+        (limit("key = \"ip\"\nlimit = 1\nper = \"1m\"\nlimt = 2"), "unknown field"),
+        (
+            format!("{}[[routes.rate_limits]]\nname = \"l\"\nkey = \"ip\"\nlimit = 2\nper = \"1m\"\n", limit("key = \"ip\"\nlimit = 1\nper = \"1m\"")),
+            "declared twice",
+        ),
+        (
+            limited_route(true, "[[routes.rate_limits]]\nname = \"l\"\nkey = \"sub\"\nlimit = 1\nper = \"1m\"\n"),
+            "auth = \"none\"",
+        ),
+        (limited_route(false, "[routes.limits]\nmax_in_flight = 0\n"), "max_in_flight must be from 1"),
+        ("[server]\nmax_connections = 0\n".to_owned(), "server.max_connections must be from 1"),
+        ("[redis]\nurl = \"http://127.0.0.1:6379\"\n".to_owned(), "redis.url must be"),
+        ("[redis]\nurl = \"redis://127.0.0.1\"\ntimeout = \"50\"\n".to_owned(), "write a duration"),
+        ("[redis]\nurl = \"redis://127.0.0.1\"\ntimeout = \"0ms\"\n".to_owned(), "more than 0"),
+        (
+            "[token_service.rate_limits]\nfailed_auth = { limit = 10, per = \"5m\", scope = \"cluster\" }\n".to_owned(),
+            "needs a [redis] section",
+        ),
+        ("[token_service.rate_limits]\nper_ip = { limit = 0, per = \"5m\" }\n".to_owned(), "limit must be from 1"),
+        ("[token_service.rate_limits]\nper_user = { limit = 1, per = \"5m\" }\n".to_owned(), "unknown field"),
+    ];
+    for (text, expected) in cases {
+        let e = err(&text);
+        assert!(e.message.contains(expected), "{text}\n→ {e}");
+        assert!(e.position.is_some(), "{text}\n→ {e}");
+    }
+}

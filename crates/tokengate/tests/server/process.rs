@@ -943,6 +943,34 @@ fn run_lines(dir: &Path, script: &str, vars: &[(String, String)]) -> (String, u1
     (stdout, status)
 }
 
+/// Runs the printed loop that spends the demo route's per-client limit: the one call before
+/// it spent a request, so `RateLimit` counts down from 8 to 0 over nine 200s, and the tenth
+/// is a 429 with `Retry-After`.
+fn rate_limit_loop(dir: &Path, line: &str, vars: &[(String, String)]) {
+    let out = Command::new("sh")
+        .args(["-c", line])
+        .current_dir(dir)
+        .env("CURL_HOME", dir)
+        .env("no_proxy", "127.0.0.1")
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let statuses: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("http/1.1 "))
+        .map(|l| l.get(..3).unwrap_or(l))
+        .collect();
+    assert_eq!(statuses, [["200"; 9].as_slice(), &["429"]].concat(), "{stdout}");
+    let left: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ratelimit: \"per-client\";r="))
+        .map(|l| l.split(';').next().unwrap())
+        .collect();
+    assert_eq!(left, ["8", "7", "6", "5", "4", "3", "2", "1", "0", "0"], "{stdout}");
+    assert!(stdout.contains("retry-after: "), "{stdout}");
+}
+
 /// What `curl -i` printed, as a response.
 fn included(text: &str) -> Response {
     let (head, body) = text
@@ -985,7 +1013,7 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
         .map(str::trim)
         .filter(|l| l.contains("curl "))
         .collect();
-    assert_eq!(lines.len(), 14, "{printed}");
+    assert_eq!(lines.len(), 15, "{printed}");
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut promised = Vec::new();
     // Request ids of the refusals, to find their access-log lines.
@@ -998,6 +1026,10 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
             let parts = if var == "ENC" { 5 } else { 3 };
             assert_eq!(value.split('.').count(), parts, "{var}={value}");
             vars.push((var.to_owned(), value));
+            continue;
+        }
+        if line.starts_with("for ") {
+            rate_limit_loop(d, line, &vars);
             continue;
         }
         assert!(line.starts_with("curl "), "{line}");
