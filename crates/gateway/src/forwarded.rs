@@ -34,27 +34,24 @@ impl TrustedProxies {
 impl TrustedProxies {
     /// The client's address: the peer's, or, when the peer is a trusted proxy, the
     /// rightmost address in `X-Forwarded-For` that is not one (the first hop a trusted
-    /// proxy saw; those to its left are the client's own word). An entry that is not an
-    /// address stops the walk at the last trusted hop: a header a client wrote cannot name
-    /// someone else's address.
+    /// proxy saw; those to its left are the client's own word). Each entry is read on its
+    /// own (so a client's bytes in one entry cannot spoil the next), as an address, with or
+    /// without a port (`192.0.2.1:5678`, `[2001:db8::1]:443`). An entry that is none of these
+    /// (`unknown`) stops the walk at the last trusted hop: a header a client wrote cannot
+    /// name someone else's address.
     pub fn client_address(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         let peer = peer.map(unmapped);
         if !self.contains(peer) {
             return peer;
         }
-        let mut client = peer;
-        let hops = headers
-            .get_all(&X_FORWARDED_FOR)
+        let lines: Vec<&HeaderValue> = headers.get_all(&X_FORWARDED_FOR).iter().collect();
+        let hops = lines
             .iter()
-            .collect::<Vec<_>>()
-            .into_iter()
             .rev()
-            .flat_map(|line| {
-                let text = line.to_str().unwrap_or("?");
-                text.rsplit(',').map(str::trim).collect::<Vec<_>>()
-            });
+            .flat_map(|line| line.as_bytes().rsplit(|b| *b == b','));
+        let mut client = peer;
         for hop in hops {
-            let Ok(ip) = hop.parse::<IpAddr>() else {
+            let Some(ip) = hop_address(hop) else {
                 break;
             };
             client = Some(unmapped(ip));
@@ -64,6 +61,19 @@ impl TrustedProxies {
         }
         client
     }
+}
+
+/// One `X-Forwarded-For` entry's address: bare, with a port, or bracketed IPv6.
+fn hop_address(entry: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(entry).ok()?.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
+        return Some(socket.ip());
+    }
+    let bracketed = text.strip_prefix('[')?.strip_suffix(']')?;
+    bracketed.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 /// An IPv4 peer seen through a dual-stack listener (`::ffff:a.b.c.d`) as the IPv4 address

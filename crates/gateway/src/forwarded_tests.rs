@@ -175,3 +175,32 @@ fn the_client_address_is_the_rightmost_untrusted_hop_and_only_behind_a_trusted_p
         ip("10.0.0.2")
     );
 }
+
+#[test]
+fn forwarded_entries_with_ports_brackets_and_bad_bytes_are_read_one_by_one() {
+    let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    let peer = ip("10.0.0.2");
+    for (header, client) in [
+        ("198.51.100.7:5678", "198.51.100.7"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[2001:db8::2]", "2001:db8::2"),
+        (" 2001:db8::3 ", "2001:db8::3"),
+        ("203.0.113.1, 10.1.1.1:80, 10.2.2.2", "203.0.113.1"),
+        ("203.0.113.1,198.51.100.9", "198.51.100.9"),
+    ] {
+        let h = headers(&[("x-forwarded-for", header)]);
+        assert_eq!(proxies.client_address(peer, &h), ip(client), "{header}");
+    }
+    // A client's non-UTF-8 bytes spoil only its own entry: the real address, appended by the
+    // proxy on the same line, is still read.
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-forwarded-for",
+        HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.4").unwrap(),
+    );
+    assert_eq!(proxies.client_address(peer, &h), ip("198.51.100.4"));
+    // `unknown` stops the walk at the last trusted hop.
+    let h = headers(&[("x-forwarded-for", "unknown, 10.3.3.3")]);
+    assert_eq!(proxies.client_address(peer, &h), ip("10.3.3.3"));
+}

@@ -131,6 +131,23 @@ end
 return {1, math.floor((horizon - next) / interval), next - now, 0}
 ";
 
+/// Gives back a cell [`GCRA_SCRIPT`] spent: KEYS[1] the cell, ARGV[1] the interval (µs).
+/// For limits spent before the outcome is known (an authentication attempt) and given back
+/// when it turns out not to count.
+pub const REFUND_SCRIPT: &str = r"
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+if tat == 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local back = tat - tonumber(ARGV[1])
+if back <= now then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('SET', KEYS[1], string.format('%d', back), 'PX', math.ceil((back - now) / 1000))
+return 1
+";
+
 /// Where a limit's cells live.
 #[derive(Clone)]
 pub enum Cells {
@@ -162,8 +179,12 @@ impl LocalCells {
     pub fn new(rate: &Rate) -> LocalCells {
         let idle = Duration::from_micros(rate.refill_micros()).max(Duration::from_secs(1));
         LocalCells {
+            // Least recently used first: moka's default admission policy may refuse a new
+            // key when full, and a refused key would get a fresh cell, a full budget, on
+            // every request.
             cells: moka::sync::Cache::builder()
                 .max_capacity(LOCAL_KEYS)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_idle(idle)
                 .build(),
             epoch: Instant::now(),
@@ -192,6 +213,16 @@ impl LocalCells {
         }
     }
 
+    /// Gives back a cell of `key` (its TAT one interval earlier).
+    fn refund(&self, key: &[u8], rate: &Rate) {
+        if let Some(cell) = self.cells.get(key) {
+            let interval = rate.interval_micros();
+            let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                Some(tat.saturating_sub(interval))
+            });
+        }
+    }
+
     /// Keys remembered now (for tests and metrics).
     pub fn len(&self) -> u64 {
         self.cells.run_pending_tasks();
@@ -208,6 +239,7 @@ impl LocalCells {
 pub struct ClusterCells {
     redis: store::redis::Redis,
     script: store::redis::Script,
+    refund: store::redis::Script,
     prefix: String,
     counters: RedisCounters,
 }
@@ -219,16 +251,36 @@ impl ClusterCells {
         ClusterCells {
             redis,
             script: store::redis::Script::new(GCRA_SCRIPT),
+            refund: store::redis::Script::new(REFUND_SCRIPT),
             prefix,
             counters,
         }
     }
 
-    /// One script call; `None` when Redis gave no usable answer in time.
-    async fn check(&self, key: &[u8], rate: &Rate, spend: bool) -> Option<Verdict> {
+    /// The Redis key of a limit's `key`.
+    fn full_key(&self, key: &[u8]) -> Vec<u8> {
         let mut full = Vec::with_capacity(self.prefix.len() + key.len());
         full.extend_from_slice(self.prefix.as_bytes());
         full.extend_from_slice(key);
+        full
+    }
+
+    /// Gives back a cell; a failure only leaves the cell spent (the safe side).
+    async fn refund(&self, key: &[u8], rate: &Rate) {
+        let full = self.full_key(key);
+        let (answer, took) = self
+            .redis
+            .run_script::<i64>(&self.refund, &[&full], &[rate.interval_micros()])
+            .await;
+        self.counters.latency.observe(took);
+        if answer.is_err() {
+            self.counters.failures.inc();
+        }
+    }
+
+    /// One script call; `None` when Redis gave no usable answer in time.
+    async fn check(&self, key: &[u8], rate: &Rate, spend: bool) -> Option<Verdict> {
+        let full = self.full_key(key);
         let args = [rate.interval_micros(), rate.capacity(), u64::from(spend)];
         let (answer, took) = self
             .redis
@@ -247,7 +299,9 @@ impl ClusterCells {
             }
         };
         match verdict {
-            None => self.counters.failures.inc(),
+            None => {
+                self.counters.failures.inc();
+            }
             Some(_) => {
                 if self.counters.down.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate limit: redis answers again");
@@ -361,9 +415,12 @@ impl Subject<'_> {
             LimitKey::Sub => self.token_value(|v| v.claims.sub().map(String::from)),
             LimitKey::Ip => None,
             LimitKey::Route => return b"r".to_vec(),
+            // Always hashed: a header that keys a limit is often a secret (an API key), which
+            // must not sit in Redis's keyspace or this node's memory as it is.
             LimitKey::Header(name) => self.headers.get(name).map(|v| {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
                 let mut out = b"h".to_vec();
-                out.extend_from_slice(v.as_bytes());
+                out.extend_from_slice(digest.as_ref());
                 out
             }),
             LimitKey::Claim(name) => self.token_value(|v| claim_text(v, name)),
@@ -383,10 +440,25 @@ impl Subject<'_> {
     }
 
     fn address(&self) -> Vec<u8> {
-        match self.client {
-            Some(ip) => format!("a{ip}").into_bytes(),
-            None => b"a?".to_vec(),
+        address_key(self.client)
+    }
+}
+
+/// The key of a client's address: `a` and the address, an IPv6 one as its /64 (one host
+/// commonly has a whole /64, and would otherwise have 2^64 budgets).
+pub fn address_key(client: Option<IpAddr>) -> Vec<u8> {
+    match client {
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("a{}/64", std::net::Ipv6Addr::from(prefix)).into_bytes()
         }
+        Some(IpAddr::V6(v6)) => format!(
+            "a{}",
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        )
+        .into_bytes(),
+        Some(ip) => format!("a{ip}").into_bytes(),
+        None => b"a?".to_vec(),
     }
 }
 
@@ -498,6 +570,17 @@ impl RateLimit {
                     OnUnavailable::Deny => Err(LimitUnavailable),
                 }
             }
+        }
+    }
+}
+
+impl RateLimit {
+    /// Gives back a cell of `key` that [`RateLimit::check_key`] spent.
+    pub async fn refund_key(&self, key: &[u8]) {
+        let key = bounded(key.to_vec());
+        match &self.cells {
+            Cells::Local(cells) => cells.refund(&key, &self.rate),
+            Cells::Cluster(cells) => cells.refund(&key, &self.rate).await,
         }
     }
 }

@@ -144,7 +144,11 @@ fn keys_are_read_from_the_token_headers_or_address_and_never_collide_across_kind
     assert_eq!(key("sub"), b"tidp\x0010.0.0.1");
     assert_eq!(key("ip"), b"a10.0.0.1");
     assert_eq!(key("route"), b"r");
-    assert_eq!(key("header:x-api-key"), b"h10.0.0.1");
+    let hashed = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"10.0.0.1");
+    assert_eq!(
+        key("header:x-api-key"),
+        [b"h".as_slice(), hashed.as_ref()].concat()
+    );
     assert_eq!(key("claim:plan"), b"tidp\0free");
     assert_eq!(key("claim:tier"), b"tidp\x003");
     // The same text from the token, a header and the address: three different keys.
@@ -194,7 +198,15 @@ fn long_key_values_are_kept_as_their_hash() {
         headers: &headers,
         client: None,
     };
-    let key = subject.key(&LimitKey::Header(HeaderName::from_static("x-api-key")));
+    let key = subject.key(&LimitKey::Claim("plan".into()));
+    assert_eq!(key, b"a?", "no token: the address");
+    let token = verified(serde_json::json!({"plan": long}));
+    let subject = Subject {
+        verified: Some(&token),
+        headers: &headers,
+        client: None,
+    };
+    let key = subject.key(&LimitKey::Claim("plan".into()));
     assert_eq!(key.len(), 33);
     assert_eq!(key[0], b'#');
 }
@@ -305,4 +317,44 @@ fn whole_seconds_round_up() {
     assert_eq!(ceil_seconds(Duration::from_millis(1)), 1);
     assert_eq!(ceil_seconds(Duration::from_secs(2)), 2);
     assert_eq!(ceil_seconds(Duration::ZERO), 0);
+}
+
+#[test]
+fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+    let key = |s: &str| address_key(s.parse().ok());
+    assert_eq!(key("2001:db8:1:2:aaaa::1"), b"a2001:db8:1:2::/64");
+    assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
+    assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    assert_eq!(key("::ffff:192.0.2.1"), b"a192.0.2.1");
+    assert_eq!(key("192.0.2.1"), b"a192.0.2.1");
+    assert_eq!(address_key(None), b"a?");
+}
+
+#[test]
+fn header_values_are_kept_as_their_hash_never_as_they_are() {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", HeaderValue::from_static("sk_live_secret"));
+    let subject = Subject {
+        verified: None,
+        headers: &headers,
+        client: None,
+    };
+    let key = subject.key(&LimitKey::Header(HeaderName::from_static("x-api-key")));
+    assert_eq!(key.len(), 33);
+    assert!(!key.windows(6).any(|w| w == b"secret"));
+}
+
+#[test]
+fn a_refund_gives_back_exactly_one_cell() {
+    let r = rate(3, 3600, 0);
+    let cells = LocalCells::new(&r);
+    for _ in 0..3 {
+        assert!(cells.check(b"k", &r, true).allowed);
+    }
+    assert!(!cells.check(b"k", &r, true).allowed);
+    cells.refund(b"k", &r);
+    assert!(cells.check(b"k", &r, true).allowed, "one back");
+    assert!(!cells.check(b"k", &r, true).allowed, "and only one");
+    cells.refund(b"never-seen", &r);
+    assert_eq!(cells.check(b"never-seen", &r, true).remaining, 2);
 }

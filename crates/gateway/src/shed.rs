@@ -25,11 +25,13 @@ impl InFlightLimit {
     /// A permit while fewer than `max` are held, `None` otherwise. The permit is given back
     /// when dropped.
     pub fn try_enter(self: &Arc<Self>) -> Option<Permit> {
-        let held = self.current.fetch_add(1, Ordering::AcqRel);
-        if held >= self.max {
-            self.current.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
+        // Compare-and-swap rather than add-then-undo: an add past the bound, undone a moment
+        // later, would refuse a request that came in between while a place was free.
+        self.current
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.max).then_some(held + 1)
+            })
+            .ok()?;
         Some(Permit(Arc::clone(self)))
     }
 
@@ -54,11 +56,11 @@ impl Drop for Permit {
     }
 }
 
-/// A response body that holds a [`Permit`] until it ends or is dropped: a streamed response
-/// is in flight until its last byte.
+/// A response body that holds a [`Permit`] until its last piece is handed out (or it is
+/// dropped): a streamed response is in flight until its last byte.
 pub struct Held<B> {
     body: B,
-    _permit: Permit,
+    permit: Option<Permit>,
 }
 
 impl<B> Held<B> {
@@ -66,7 +68,7 @@ impl<B> Held<B> {
     pub fn new(body: B, permit: Permit) -> Held<B> {
         Held {
             body,
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 }
@@ -79,7 +81,18 @@ impl<B: http_body::Body + Unpin> http_body::Body for Held<B> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        // Given back with the last piece, not when the body is dropped: a client that never
+        // reads past it must not hold the route's place.
+        let ended = match &polled {
+            std::task::Poll::Ready(None | Some(Err(_))) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            std::task::Poll::Pending => false,
+        };
+        if ended {
+            self.permit = None;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

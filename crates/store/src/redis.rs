@@ -8,6 +8,8 @@
 //! Redis, so a node starts and serves while Redis is down. Each call is bounded by the
 //! configured `timeout`; past it the call is [`RedisUnavailable`], whatever the reason.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -42,15 +44,27 @@ pub struct RedisConfig {
 
 /// A reconnecting connection to one Redis, with a deadline on every call.
 #[derive(Clone)]
-pub struct Redis {
-    connection: ConnectionManager,
+pub struct Redis(Arc<Shared>);
+
+struct Shared {
+    client: Client,
+    config: ConnectionManagerConfig,
+    connection: RwLock<ConnectionManager>,
     timeout: Duration,
+    /// Calls in a row that got no answer in time.
+    silent: AtomicU32,
 }
+
+/// Calls in a row without an answer after which the connection is replaced. The connection
+/// manager reconnects when a connection fails, but a Redis that stops answering without
+/// closing it (paused, failed over, a network path that drops packets) leaves it open and
+/// silent until the kernel gives up on it, many minutes later.
+const SILENT_CALLS: u32 = 3;
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redis")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.0.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -73,11 +87,56 @@ impl Redis {
             .set_max_delay(Duration::from_secs(2))
             .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(1))))
             .set_response_timeout(Some(config.timeout));
-        let connection = ConnectionManager::new_lazy_with_config(client, manager)?;
-        Ok(Redis {
-            connection,
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())?;
+        Ok(Redis(Arc::new(Shared {
+            client,
+            config: manager,
+            connection: RwLock::new(connection),
             timeout: config.timeout,
-        })
+            silent: AtomicU32::new(0),
+        })))
+    }
+
+    /// The connection to use now.
+    fn connection(&self) -> ConnectionManager {
+        self.0
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a call's outcome; after [`SILENT_CALLS`] in a row without an answer, puts a
+    /// new connection in place of the silent one.
+    fn answered(&self, answered: bool) {
+        if answered {
+            self.0.silent.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.0.silent.fetch_add(1, Ordering::Relaxed) + 1 < SILENT_CALLS {
+            return;
+        }
+        self.0.silent.store(0, Ordering::Relaxed);
+        let fresh =
+            ConnectionManager::new_lazy_with_config(self.0.client.clone(), self.0.config.clone());
+        if let Ok(fresh) = fresh {
+            *self.0.connection.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+    }
+
+    /// `call` on the current connection, within the timeout.
+    async fn bounded<T, F>(&self, call: F) -> Result<T, RedisUnavailable>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let outcome = match tokio::time::timeout(self.0.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) if e.is_timeout() => Err(RedisUnavailable::Timeout(self.0.timeout)),
+            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
+            Err(_) => Err(RedisUnavailable::Timeout(self.0.timeout)),
+        };
+        self.answered(!matches!(outcome, Err(RedisUnavailable::Timeout(_))));
+        outcome
     }
 
     /// Runs `script` (EVALSHA, loading it on first use) with `keys` and `args`; the answer
@@ -96,25 +155,19 @@ impl Redis {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<T>(&mut connection);
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
-            Err(_) => Err(RedisUnavailable::Timeout(self.timeout)),
-        };
+        let mut connection = self.connection();
+        let result = self
+            .bounded(invocation.invoke_async::<T>(&mut connection))
+            .await;
         (result, started.elapsed())
     }
 
     /// `PING`, for readiness and for `config check`.
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let ping = redis::cmd("PING");
-        let call = ping.query_async::<String>(&mut connection);
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
-            Err(_) => Err(RedisUnavailable::Timeout(self.timeout)),
-        }
+        self.bounded(ping.query_async::<String>(&mut connection))
+            .await
+            .map(|_| ())
     }
 }

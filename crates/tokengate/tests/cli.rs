@@ -1767,6 +1767,8 @@ fn config_check_refuses_what_the_gateway_would_with_its_place() {
             "issuers": ["p", "self"],
             "audience": "https://mcp.example/mcp",
             "resource_metadata": "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+            "rate_limits": [],
+            "max_in_flight": null,
         }])
     );
     assert_eq!(shown["warnings"], json!([]));

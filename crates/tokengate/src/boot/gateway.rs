@@ -152,6 +152,7 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         };
         let mut route = route(spec, auth)?;
         route.rate_limits = limits.route(spec)?;
+        route.max_in_flight = limits.in_flight(spec);
         routes.push(route);
     }
     let service_limits = limits.service(config)?;
@@ -272,6 +273,6 @@ fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
         max_body: spec.max_body,
         max_tunnel_lifetime: spec.max_tunnel_lifetime,
         rate_limits: Vec::new(),
-        max_in_flight: spec.max_in_flight.map(gateway::shed::InFlightLimit::new),
+        max_in_flight: None,
     })
 }

@@ -9,6 +9,7 @@ use gateway::metrics::{Metrics, TOKEN_SERVICE};
 use gateway::ratelimit::{
     Cells, ClusterCells, LimitKey, LocalCells, Rate, RateLimit, ServiceLimits,
 };
+use gateway::shed::InFlightLimit;
 use store::redis::Redis;
 
 use crate::config::limits::{Scope, ServiceRate};
@@ -19,10 +20,12 @@ use crate::error::{CliError, EXIT_USAGE};
 /// Where Redis keys of cluster limits start.
 const REDIS_PREFIX: &str = "tokengate:rl:";
 
-/// What limits keep across reloads: local cells by limit, and the Redis connection.
+/// What limits keep across reloads: local cells by limit, routes' in-flight counts, and the
+/// Redis connection.
 #[derive(Default)]
 pub struct LimitStates {
     local: Mutex<HashMap<String, Arc<LocalCells>>>,
+    in_flight: Mutex<HashMap<String, Arc<InFlightLimit>>>,
     redis: Mutex<Option<(String, Redis)>>,
 }
 
@@ -39,6 +42,7 @@ pub struct LimitBuild<'a> {
     metrics: &'a Metrics,
     redis: Option<Redis>,
     used: HashMap<String, Arc<LocalCells>>,
+    used_in_flight: HashMap<String, Arc<InFlightLimit>>,
 }
 
 impl LimitStates {
@@ -77,6 +81,7 @@ impl LimitStates {
             metrics,
             redis,
             used: HashMap::new(),
+            used_in_flight: HashMap::new(),
         })
     }
 }
@@ -106,6 +111,23 @@ impl LimitBuild<'_> {
             });
         }
         Ok(limits)
+    }
+
+    /// A route's `max_in_flight`: the count kept from the previous build when the route and
+    /// its bound are unchanged, so requests in flight across a reload still count.
+    pub fn in_flight(&mut self, spec: &RouteSpec) -> Option<Arc<InFlightLimit>> {
+        let max = spec.max_in_flight?;
+        let id = format!("{}:{max}", spec.name);
+        let kept = self
+            .states
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        let limit = kept.unwrap_or_else(|| InFlightLimit::new(max));
+        self.used_in_flight.insert(id, Arc::clone(&limit));
+        Some(limit)
     }
 
     /// `[token_service.rate_limits]`.
@@ -184,8 +206,14 @@ impl LimitBuild<'_> {
         }
     }
 
-    /// Keeps the local cells this build used, for the next reload; the others are dropped.
+    /// Keeps the local cells and in-flight counts this build used, for the next reload; the
+    /// others are dropped.
     pub fn finish(self) {
         *self.states.local.lock().unwrap_or_else(|e| e.into_inner()) = self.used;
+        *self
+            .states
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = self.used_in_flight;
     }
 }

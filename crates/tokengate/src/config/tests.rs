@@ -826,23 +826,35 @@ fn rate_limits_parse_with_their_defaults_and_show_in_the_effective_settings() {
     assert_eq!(first.rate.capacity(), 120);
     assert_eq!(first.rate.interval_micros(), 600_000);
     assert_eq!(first.scope, limits::Scope::Cluster);
-    assert_eq!(first.when_claim, [("plan".to_owned(), serde_json::json!("free"))]);
+    assert_eq!(
+        first.when_claim,
+        [("plan".to_owned(), serde_json::json!("free"))]
+    );
     assert_eq!(second.key.to_string(), "header:x-api-key");
     assert_eq!(second.scope, limits::Scope::Local, "local unless said");
-    assert_eq!(second.on_unavailable, gateway::ratelimit::OnUnavailable::Allow);
+    assert_eq!(
+        second.on_unavailable,
+        gateway::ratelimit::OnUnavailable::Allow
+    );
     let shown = c.effective();
     assert_eq!(shown["max_in_flight"], 4096);
     assert_eq!(shown["redis"]["timeout_ms"], 50);
     let url = shown["redis"]["url"].as_str().unwrap();
     assert!(url.contains("REDACTED") && !url.contains("secret"), "{url}");
-    assert_eq!(shown["token_service_rate_limits"]["failed_auth"]["per_seconds"], 300);
+    assert_eq!(
+        shown["token_service_rate_limits"]["failed_auth"]["per_seconds"],
+        300
+    );
     assert_eq!(shown["routes"][0]["rate_limits"][0]["burst"], 20);
 }
 
 #[test]
 fn rate_limit_mistakes_are_refused_at_their_field() {
     let limit = |body: &str| {
-        limited_route(false, &format!("[[routes.rate_limits]]\nname = \"l\"\n{body}\n"))
+        limited_route(
+            false,
+            &format!("[[routes.rate_limits]]\nname = \"l\"\n{body}\n"),
+        )
     };
     let cases: Vec<(String, &str)> = vec![
         (limit("key = \"client_id\"\nlimit = 1\nper = \"1m\"\nscope = \"cluster\""), "needs a [redis] section"),

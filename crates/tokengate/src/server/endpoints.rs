@@ -106,16 +106,15 @@ where
         Ok(admission) => admission,
         Err(refused) => return refused,
     };
-    let response = match handle().await {
-        Ok(response) => response,
-        Err(e) => {
-            if e.kind == ErrorKind::InvalidClient {
-                limits::failed_authentication(app, &admission, req.request_id).await;
-            }
-            oauth_error(&e, req.request_id)
-        }
+    let (response, ended) = match handle().await {
+        Ok(response) => (response, limits::Ended::Served),
+        Err(e) if e.kind == ErrorKind::InvalidClient => (
+            oauth_error(&e, req.request_id),
+            limits::Ended::FailedAuthentication,
+        ),
+        Err(e) => (oauth_error(&e, req.request_id), limits::Ended::Refused),
     };
-    admission.finish(response)
+    limits::settle(app, admission, ended, req.request_id, response).await
 }
 
 async fn token(

@@ -74,6 +74,9 @@ pub async fn serve(
         .max_connections
         .filter(|_| surface != Surface::Admin)
         .map(InFlightLimit::new);
+    // Connections being told 503: a few at a time; past that they are closed at once, so a
+    // flood of connections cannot hold descriptors through their refusals.
+    let refusing = InFlightLimit::new(REFUSING_AT_ONCE);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -88,7 +91,9 @@ pub async fn serve(
         let place = match open.as_ref().map(InFlightLimit::try_enter) {
             Some(None) => {
                 app.gateway().metrics().shed(None, Shed::Connections);
-                connections.spawn(refuse_connection(stream, acceptor.is_some()));
+                if let (None, Some(place)) = (&acceptor, refusing.try_enter()) {
+                    connections.spawn(refuse_connection(stream, place));
+                }
                 continue;
             }
             Some(Some(place)) => Some(place),
@@ -129,15 +134,16 @@ pub async fn serve(
     let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), connections.wait()).await;
 }
 
-/// A connection past `[server] max_connections`: a plain one is told 503 with `Retry-After`
-/// (written before reading the request, then what the client sent is read for a moment so
-/// that closing does not reset the connection before the answer is read); a TLS one is
-/// closed, since answering would first take a handshake, the work being shed.
-async fn refuse_connection(mut stream: tokio::net::TcpStream, tls: bool) {
+/// Plain connections past `[server] max_connections` told 503 at once, at most.
+const REFUSING_AT_ONCE: usize = 64;
+
+/// A plain connection past `[server] max_connections`: told 503 with `Retry-After` (written
+/// before reading the request, then what the client sent is read for a moment so that
+/// closing does not reset the connection before the answer is read). A TLS one is closed
+/// by the caller without a word, since answering would first take a handshake, the work
+/// being shed.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, _place: gateway::shed::Permit) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    if tls {
-        return;
-    }
     let answer = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 70\r\nconnection: close\r\n\r\n{\"error\":\"overloaded\",\"error_description\":\"too many open connections\"}";
     let linger = async {
         stream.write_all(answer).await?;
@@ -146,7 +152,7 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream, tls: bool) {
         while stream.read(&mut sink).await? > 0 {}
         Ok::<(), std::io::Error>(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), linger).await;
 }
 
 /// HTTP/1.1 and h2, with the deadlines hyper keeps itself: the HTTP/1 request head (which

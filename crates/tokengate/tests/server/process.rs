@@ -961,13 +961,21 @@ fn rate_limit_loop(dir: &Path, line: &str, vars: &[(String, String)]) {
         .filter_map(|l| l.strip_prefix("http/1.1 "))
         .map(|l| l.get(..3).unwrap_or(l))
         .collect();
-    assert_eq!(statuses, [["200"; 9].as_slice(), &["429"]].concat(), "{stdout}");
+    assert_eq!(
+        statuses,
+        [["200"; 9].as_slice(), &["429"]].concat(),
+        "{stdout}"
+    );
     let left: Vec<&str> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("ratelimit: \"per-client\";r="))
         .map(|l| l.split(';').next().unwrap())
         .collect();
-    assert_eq!(left, ["8", "7", "6", "5", "4", "3", "2", "1", "0", "0"], "{stdout}");
+    assert_eq!(
+        left,
+        ["8", "7", "6", "5", "4", "3", "2", "1", "0", "0"],
+        "{stdout}"
+    );
     assert!(stdout.contains("retry-after: "), "{stdout}");
 }
 

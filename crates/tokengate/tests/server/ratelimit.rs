@@ -623,3 +623,168 @@ async fn failed_client_authentications_lock_the_client_out_for_the_period() {
     })
     .await;
 }
+
+/// A TCP proxy in front of Redis that can go silent: connections open when `silence` is
+/// called stop passing bytes either way (they stay open, as behind a dead network path),
+/// while new ones pass as before.
+struct SilentProxy {
+    addr: std::net::SocketAddr,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SilentProxy {
+    async fn start(to: String) -> SilentProxy {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let generation = Arc::new(AtomicU64::new(0));
+        let current = Arc::clone(&generation);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&to).await else {
+                    continue;
+                };
+                let mine = current.load(Ordering::SeqCst);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)].map(|(r, w)| {
+                    (
+                        Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(w) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    )
+                }) {
+                    let current = Arc::clone(&current);
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            // Silenced: swallow what comes, answer nothing, close nothing.
+                            if current.load(Ordering::SeqCst) != mine {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        SilentProxy { addr, generation }
+    }
+
+    fn silence(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_connection_gone_silent_is_replaced() {
+    run_sqlite(|ctx| async move {
+        let redis = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .unwrap();
+        let proxy = SilentProxy::start(redis.url().trim_start_matches("redis://").to_owned()).await;
+        let head = format!(
+            "[redis]\nurl = \"redis://{}\"\ntimeout = \"100ms\"\n",
+            proxy.addr
+        );
+        let (f, key) = limited(&ctx, &unique("silent"), &head, &cluster_limits("deny")).await;
+        let t = token(&key, json!({"client_id": "c"}));
+        assert_eq!(call(&f, &t, &[]).await.status, 200);
+        proxy.silence();
+        // The open connection answers nothing; after a few calls without an answer a new
+        // connection is made, and that one is answered.
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = call(&f, &t, &[]).await.status.as_u16();
+            seen.push(status);
+            if status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never answered again: {seen:?}");
+        }
+        assert!(seen.len() > 1 && seen[0] == 503, "{seen:?}");
+        assert!(
+            seen.len() <= 6,
+            "replaced after three silent calls: {seen:?}"
+        );
+        drop(redis);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_sent_at_once_get_no_more_than_the_limit() {
+    run_sqlite(|ctx| async move {
+        let f = Arc::new(service_front(&ctx, "failed_auth = { limit = 5, per = \"5m\" }\n").await);
+        let (a, a_secret) = new_client(&f).await;
+        let guesses: Vec<_> = (0..30)
+            .map(|i| {
+                let (f, a) = (Arc::clone(&f), a.clone());
+                // Each from its own address: only the client's count can stop them.
+                tokio::spawn(async move {
+                    token_request(&f, &a, "wrong", &format!("198.51.100.{}", i + 1))
+                        .await
+                        .status
+                        .as_u16()
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for g in guesses {
+            statuses.push(g.await.unwrap());
+        }
+        assert_eq!(count(&statuses, 401), 5, "{statuses:?}");
+        assert_eq!(count(&statuses, 429), 25, "{statuses:?}");
+        // Successes spend nothing: another client may ask again and again.
+        let (b, b_secret) = new_client(&f).await;
+        for _ in 0..8 {
+            assert_eq!(
+                token_request(&f, &b, &b_secret, "203.0.113.7").await.status,
+                200
+            );
+        }
+        assert_eq!(
+            token_request(&f, &a, &a_secret, "203.0.113.7").await.status,
+            429
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_counts_what_the_client_was_served_and_no_one_else_can_spend_it() {
+    run_sqlite(|ctx| async move {
+        let f = service_front(
+            &ctx,
+            "per_client = { limit = 3, per = \"1h\" }\nper_ip = { limit = 100, per = \"1h\" }\n",
+        )
+        .await;
+        let (a, a_secret) = new_client(&f).await;
+        // Someone naming the client without its secret spends nothing of its budget.
+        for _ in 0..5 {
+            assert_eq!(
+                token_request(&f, &a, "wrong", "198.51.100.1").await.status,
+                401
+            );
+        }
+        let mut left = Vec::new();
+        for _ in 0..3 {
+            let r = token_request(&f, &a, &a_secret, "203.0.113.7").await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            left.push(r.header("ratelimit").unwrap().to_owned());
+        }
+        assert_eq!(left[0], "\"per_client\";r=2;t=1200");
+        let r = token_request(&f, &a, &a_secret, "203.0.113.7").await;
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.json()["limit"], "per_client");
+    })
+    .await;
+}
