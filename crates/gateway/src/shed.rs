@@ -56,24 +56,26 @@ impl Drop for Permit {
     }
 }
 
-/// A response body that holds a [`Permit`] until its last piece is handed out (or it is
-/// dropped): a streamed response is in flight until its last byte.
-pub struct Held<B> {
+/// A response body that holds something (a [`Permit`], the listener's count of exchanges in
+/// flight) until its last piece is handed out, or until it is dropped: a streamed response
+/// is in flight until its last byte.
+#[derive(Debug)]
+pub struct Held<B, T = Permit> {
     body: B,
-    permit: Option<Permit>,
+    held: Option<T>,
 }
 
-impl<B> Held<B> {
-    /// `body`, holding `permit`.
-    pub fn new(body: B, permit: Permit) -> Held<B> {
+impl<B, T> Held<B, T> {
+    /// `body`, holding `held`.
+    pub fn new(body: B, held: T) -> Held<B, T> {
         Held {
             body,
-            permit: Some(permit),
+            held: Some(held),
         }
     }
 }
 
-impl<B: http_body::Body + Unpin> http_body::Body for Held<B> {
+impl<B: http_body::Body + Unpin, T: Unpin> http_body::Body for Held<B, T> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -82,15 +84,16 @@ impl<B: http_body::Body + Unpin> http_body::Body for Held<B> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        // Given back with the last piece, not when the body is dropped: a client that never
-        // reads past it must not hold the route's place.
+        // Given back with the last piece, not when the body is dropped or asked past it: a
+        // client that never reads on (h2 window 0, a full socket) must not hold the place,
+        // or keep its connection out of the idle deadline's reach, forever.
         let ended = match &polled {
             std::task::Poll::Ready(None | Some(Err(_))) => true,
             std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
             std::task::Poll::Pending => false,
         };
         if ended {
-            self.permit = None;
+            self.held = None;
         }
         polled
     }

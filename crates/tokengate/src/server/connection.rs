@@ -135,56 +135,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// A response body that keeps its exchange in flight until it ends (or is dropped): a
-/// streamed response that goes quiet for a while is still in use.
-#[derive(Debug)]
-pub struct Tracked<B> {
-    body: B,
-    in_flight: Option<(InFlight, Option<gateway::shed::Permit>)>,
-}
-
-impl<B> Tracked<B> {
-    /// `body`, counted in flight with `in_flight` and holding its place among the node's
-    /// requests in flight (`[server] max_in_flight`), when there is a bound.
-    pub fn new(body: B, in_flight: InFlight, permit: Option<gateway::shed::Permit>) -> Tracked<B> {
-        Tracked {
-            body,
-            in_flight: Some((in_flight, permit)),
-        }
-    }
-}
-
-impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        // Released with the last frame, not when hyper asks past it: a client that never
-        // reads (h2 window 0, a full socket) must not keep the exchange in flight, and the
-        // connection out of `idle`'s reach, forever.
-        let ended = match &polled {
-            Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
-            Poll::Pending => false,
-        };
-        if ended {
-            self.in_flight = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
+/// A response body that keeps its exchange in flight until its last piece (or until it is
+/// dropped), with its place among the node's requests in flight (`[server] max_in_flight`)
+/// when there is a bound: a streamed response that goes quiet for a while is still in use.
+pub type Tracked<B> = gateway::shed::Held<B, (InFlight, Option<gateway::shed::Permit>)>;
 
 /// The connection's deadlines that hyper does not keep.
 #[derive(Debug, Clone, Copy)]
@@ -405,8 +359,7 @@ mod tests {
         let node = gateway::shed::InFlightLimit::new(1);
         let mut body = Tracked::new(
             http_body_util::Full::new(bytes::Bytes::from_static(b"token")),
-            activity.request(),
-            node.try_enter(),
+            (activity.request(), node.try_enter()),
         );
         assert_eq!(activity.in_flight.load(Ordering::Relaxed), 1);
         assert_eq!(node.current(), 1, "the node's place is held with it");

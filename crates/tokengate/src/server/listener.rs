@@ -216,7 +216,7 @@ impl Accepted {
             async move {
                 let Ok(permit) = permit else {
                     let response = super::shed_request(&app, &req);
-                    return Ok(response.map(|body| Tracked::new(body, in_flight, None)));
+                    return Ok(response.map(|body| Tracked::new(body, (in_flight, None))));
                 };
                 // The admin listener has no gateway: all of it is the router's.
                 let service_path =
@@ -236,7 +236,7 @@ impl Accepted {
                     let req = req.map(|body| BodyDeadline::new(body, body_timeout));
                     Ok(super::gateway_request(&app, info, req).await)
                 };
-                response.map(|r| r.map(|body| Tracked::new(body, in_flight, permit)))
+                response.map(|r| r.map(|body| Tracked::new(body, (in_flight, permit))))
             }
         });
         let conn = builder

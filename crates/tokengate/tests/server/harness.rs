@@ -167,22 +167,7 @@ impl TestApp {
         audiences: &[&str],
         method: AuthMethod,
     ) -> (String, String) {
-        let creds = self
-            .service
-            .create_client(
-                NewClient {
-                    name: "test".into(),
-                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                    audiences: audiences.iter().map(|s| s.to_string()).collect(),
-                    auth_method: method,
-                    jwks: None,
-                },
-                store::unix_now(),
-                None,
-            )
-            .await
-            .unwrap();
-        (creds.client_id, creds.client_secret.unwrap().to_string())
+        new_client(&self.service, scopes, audiences, method).await
     }
 
     /// A token for `form` (client_credentials unless it says otherwise) with Basic auth.
@@ -332,4 +317,28 @@ impl TestApp {
             .clone()
             .unwrap_or_else(|| panic!("a refusal audited without a reason: {event:?}"))
     }
+}
+
+/// A client_secret_basic (or _post) client of `service`; returns (id, secret).
+pub async fn new_client(
+    service: &oauth::Service,
+    scopes: &[&str],
+    audiences: &[&str],
+    method: AuthMethod,
+) -> (String, String) {
+    let creds = service
+        .create_client(
+            NewClient {
+                name: "test".into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                audiences: audiences.iter().map(|s| s.to_string()).collect(),
+                auth_method: method,
+                jwks: None,
+            },
+            store::unix_now(),
+            None,
+        )
+        .await
+        .unwrap();
+    (creds.client_id, creds.client_secret.unwrap().to_string())
 }

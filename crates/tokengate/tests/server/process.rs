@@ -920,15 +920,7 @@ fn assigned(line: &str) -> Option<&str> {
 /// where the test has it also write the status of each request to stderr, so the lines run
 /// as printed. Returns stdout, and the status of the one request the script makes.
 fn run_lines(dir: &Path, script: &str, vars: &[(String, String)]) -> (String, u16) {
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .env("CURL_HOME", dir)
-        // Straight to the server, whatever proxy the environment names.
-        .env("no_proxy", "127.0.0.1")
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap_or_else(|e| panic!("running sh: {e}"));
+    let out = sh(dir, script, vars);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
@@ -943,18 +935,24 @@ fn run_lines(dir: &Path, script: &str, vars: &[(String, String)]) -> (String, u1
     (stdout, status)
 }
 
+/// `sh -c script` in `dir` with `vars`, curl reading its `.curlrc` there.
+fn sh(dir: &Path, script: &str, vars: &[(String, String)]) -> Output {
+    Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("CURL_HOME", dir)
+        // Straight to the server, whatever proxy the environment names.
+        .env("no_proxy", "127.0.0.1")
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap_or_else(|e| panic!("running sh: {e}"))
+}
+
 /// Runs the printed loop that spends the demo route's per-client limit: the one call before
 /// it spent a request, so `RateLimit` counts down from 8 to 0 over nine 200s, and the tenth
 /// is a 429 with `Retry-After`.
 fn rate_limit_loop(dir: &Path, line: &str, vars: &[(String, String)]) {
-    let out = Command::new("sh")
-        .args(["-c", line])
-        .current_dir(dir)
-        .env("CURL_HOME", dir)
-        .env("no_proxy", "127.0.0.1")
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
+    let out = sh(dir, line, vars);
     let stdout = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     let statuses: Vec<&str> = stdout
         .lines()

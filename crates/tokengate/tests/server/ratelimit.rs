@@ -525,22 +525,13 @@ async fn service_front(ctx: &Ctx, limits: &str) -> Front {
 }
 
 async fn new_client(f: &Front) -> (String, String) {
-    let creds = f
-        .service
-        .create_client(
-            oauth::NewClient {
-                name: "t".into(),
-                scopes: vec!["read".into()],
-                audiences: vec![crate::harness::API.into()],
-                auth_method: store::AuthMethod::ClientSecretBasic,
-                jwks: None,
-            },
-            store::unix_now(),
-            None,
-        )
-        .await
-        .unwrap();
-    (creds.client_id, creds.client_secret.unwrap().to_string())
+    crate::harness::new_client(
+        &f.service,
+        &["read"],
+        &[crate::harness::API],
+        store::AuthMethod::ClientSecretBasic,
+    )
+    .await
 }
 
 /// A client_credentials request for client `id`, from the address `from`.
