@@ -131,23 +131,6 @@ end
 return {1, math.floor((horizon - next) / interval), next - now, 0}
 ";
 
-/// Gives back a cell [`GCRA_SCRIPT`] spent: KEYS[1] the cell, ARGV[1] the interval (µs).
-/// For limits spent before the outcome is known (an authentication attempt) and given back
-/// when it turns out not to count.
-pub const REFUND_SCRIPT: &str = r"
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-if tat == 0 then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local back = tat - tonumber(ARGV[1])
-if back <= now then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-redis.call('SET', KEYS[1], string.format('%d', back), 'PX', math.ceil((back - now) / 1000))
-return 1
-";
-
 /// Where a limit's cells live.
 #[derive(Clone)]
 pub enum Cells {
@@ -197,29 +180,24 @@ impl LocalCells {
         let now = u64::try_from(self.epoch.elapsed().as_micros())
             .unwrap_or(u64::MAX)
             .saturating_add(1);
+        if !spend {
+            // Asking makes no cell: keys that only ask cannot push others out.
+            let tat = self.cells.get(key).map_or(0, |c| c.load(Ordering::Acquire));
+            return gcra(tat, now, rate).0;
+        }
         let cell = self
             .cells
             .get_with_by_ref(key, || Arc::new(AtomicU64::new(0)));
         let mut tat = cell.load(Ordering::Acquire);
         loop {
             let (verdict, next) = gcra(tat, now, rate);
-            let Some(next) = next.filter(|_| spend) else {
+            let Some(next) = next else {
                 return verdict;
             };
             match cell.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return verdict,
                 Err(current) => tat = current,
             }
-        }
-    }
-
-    /// Gives back a cell of `key` (its TAT one interval earlier).
-    fn refund(&self, key: &[u8], rate: &Rate) {
-        if let Some(cell) = self.cells.get(key) {
-            let interval = rate.interval_micros();
-            let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                Some(tat.saturating_sub(interval))
-            });
         }
     }
 
@@ -239,7 +217,6 @@ impl LocalCells {
 pub struct ClusterCells {
     redis: store::redis::Redis,
     script: store::redis::Script,
-    refund: store::redis::Script,
     prefix: String,
     counters: RedisCounters,
 }
@@ -251,7 +228,6 @@ impl ClusterCells {
         ClusterCells {
             redis,
             script: store::redis::Script::new(GCRA_SCRIPT),
-            refund: store::redis::Script::new(REFUND_SCRIPT),
             prefix,
             counters,
         }
@@ -263,19 +239,6 @@ impl ClusterCells {
         full.extend_from_slice(self.prefix.as_bytes());
         full.extend_from_slice(key);
         full
-    }
-
-    /// Gives back a cell; a failure only leaves the cell spent (the safe side).
-    async fn refund(&self, key: &[u8], rate: &Rate) {
-        let full = self.full_key(key);
-        let (answer, took) = self
-            .redis
-            .run_script::<i64>(&self.refund, &[&full], &[rate.interval_micros()])
-            .await;
-        self.counters.latency.observe(took);
-        if answer.is_err() {
-            self.counters.failures.inc();
-        }
     }
 
     /// One script call; `None` when Redis gave no usable answer in time.
@@ -570,17 +533,6 @@ impl RateLimit {
                     OnUnavailable::Deny => Err(LimitUnavailable),
                 }
             }
-        }
-    }
-}
-
-impl RateLimit {
-    /// Gives back a cell of `key` that [`RateLimit::check_key`] spent.
-    pub async fn refund_key(&self, key: &[u8]) {
-        let key = bounded(key.to_vec());
-        match &self.cells {
-            Cells::Local(cells) => cells.refund(&key, &self.rate),
-            Cells::Cluster(cells) => cells.refund(&key, &self.rate).await,
         }
     }
 }

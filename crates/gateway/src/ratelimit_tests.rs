@@ -345,16 +345,11 @@ fn header_values_are_kept_as_their_hash_never_as_they_are() {
 }
 
 #[test]
-fn a_refund_gives_back_exactly_one_cell() {
+fn asking_without_spending_makes_no_cell() {
     let r = rate(3, 3600, 0);
     let cells = LocalCells::new(&r);
-    for _ in 0..3 {
-        assert!(cells.check(b"k", &r, true).allowed);
-    }
-    assert!(!cells.check(b"k", &r, true).allowed);
-    cells.refund(b"k", &r);
-    assert!(cells.check(b"k", &r, true).allowed, "one back");
-    assert!(!cells.check(b"k", &r, true).allowed, "and only one");
-    cells.refund(b"never-seen", &r);
-    assert_eq!(cells.check(b"never-seen", &r, true).remaining, 2);
+    assert!(cells.check(b"asked", &r, false).allowed);
+    assert!(cells.is_empty());
+    assert!(cells.check(b"spent", &r, true).allowed);
+    assert_eq!(cells.len(), 1);
 }

@@ -9,7 +9,7 @@
 //! configured `timeout`; past it the call is [`RedisUnavailable`], whatever the reason.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -49,10 +49,13 @@ pub struct Redis(Arc<Shared>);
 struct Shared {
     client: Client,
     config: ConnectionManagerConfig,
-    connection: RwLock<ConnectionManager>,
+    /// The connection in use, and its generation (one more at each replacement).
+    connection: RwLock<(u64, ConnectionManager)>,
     timeout: Duration,
-    /// Calls in a row that got no answer in time.
+    /// Calls in a row on the current connection that got no answer in time.
     silent: AtomicU32,
+    /// When the connection was last replaced.
+    replaced: Mutex<Instant>,
 }
 
 /// Calls in a row without an answer after which the connection is replaced. The connection
@@ -60,6 +63,11 @@ struct Shared {
 /// closing it (paused, failed over, a network path that drops packets) leaves it open and
 /// silent until the kernel gives up on it, many minutes later.
 const SILENT_CALLS: u32 = 3;
+
+/// Least time between two replacements: a connection being made is not thrown away for
+/// another before it had a chance (a TLS connection to a managed Redis may take longer
+/// than one call's timeout).
+const REPLACE_AT_MOST_EVERY: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,14 +99,20 @@ impl Redis {
         Ok(Redis(Arc::new(Shared {
             client,
             config: manager,
-            connection: RwLock::new(connection),
+            connection: RwLock::new((0, connection)),
             timeout: config.timeout,
             silent: AtomicU32::new(0),
+            // As if replaced long ago: the first silence is acted on at once.
+            replaced: Mutex::new(
+                Instant::now()
+                    .checked_sub(REPLACE_AT_MOST_EVERY)
+                    .unwrap_or_else(Instant::now),
+            ),
         })))
     }
 
-    /// The connection to use now.
-    fn connection(&self) -> ConnectionManager {
+    /// The connection to use now, with its generation.
+    fn connection(&self) -> (u64, ConnectionManager) {
         self.0
             .connection
             .read()
@@ -106,9 +120,21 @@ impl Redis {
             .clone()
     }
 
-    /// Records a call's outcome; after [`SILENT_CALLS`] in a row without an answer, puts a
-    /// new connection in place of the silent one.
-    fn answered(&self, answered: bool) {
+    /// Records the outcome of a call made on the connection of `generation`; after
+    /// [`SILENT_CALLS`] in a row on the current connection without an answer, puts a new
+    /// connection in its place (at most once per [`REPLACE_AT_MOST_EVERY`]), connecting it
+    /// in a task of its own so that the connection is made whether or not calls wait for it.
+    fn answered(&self, generation: u64, answered: bool) {
+        let current = self
+            .0
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        if generation != current {
+            // A call on a connection already replaced says nothing of the new one.
+            return;
+        }
         if answered {
             self.0.silent.store(0, Ordering::Relaxed);
             return;
@@ -116,16 +142,36 @@ impl Redis {
         if self.0.silent.fetch_add(1, Ordering::Relaxed) + 1 < SILENT_CALLS {
             return;
         }
-        self.0.silent.store(0, Ordering::Relaxed);
-        let fresh =
-            ConnectionManager::new_lazy_with_config(self.0.client.clone(), self.0.config.clone());
-        if let Ok(fresh) = fresh {
-            *self.0.connection.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        {
+            let mut replaced = self.0.replaced.lock().unwrap_or_else(|e| e.into_inner());
+            if replaced.elapsed() < REPLACE_AT_MOST_EVERY {
+                return;
+            }
+            *replaced = Instant::now();
         }
+        let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.0.client.clone(), self.0.config.clone())
+        else {
+            return;
+        };
+        {
+            let mut slot = self.0.connection.write().unwrap_or_else(|e| e.into_inner());
+            if slot.0 != generation {
+                return;
+            }
+            *slot = (generation + 1, fresh.clone());
+        }
+        self.0.silent.store(0, Ordering::Relaxed);
+        let mut connecting = fresh;
+        tokio::spawn(async move {
+            let _ = redis::cmd("PING")
+                .query_async::<String>(&mut connecting)
+                .await;
+        });
     }
 
-    /// `call` on the current connection, within the timeout.
-    async fn bounded<T, F>(&self, call: F) -> Result<T, RedisUnavailable>
+    /// `call`, made on the connection of `generation`, within the timeout.
+    async fn bounded<T, F>(&self, generation: u64, call: F) -> Result<T, RedisUnavailable>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -135,7 +181,10 @@ impl Redis {
             Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
             Err(_) => Err(RedisUnavailable::Timeout(self.0.timeout)),
         };
-        self.answered(!matches!(outcome, Err(RedisUnavailable::Timeout(_))));
+        self.answered(
+            generation,
+            !matches!(outcome, Err(RedisUnavailable::Timeout(_))),
+        );
         outcome
     }
 
@@ -155,18 +204,18 @@ impl Redis {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut connection = self.connection();
+        let (generation, mut connection) = self.connection();
         let result = self
-            .bounded(invocation.invoke_async::<T>(&mut connection))
+            .bounded(generation, invocation.invoke_async::<T>(&mut connection))
             .await;
         (result, started.elapsed())
     }
 
     /// `PING`, for readiness and for `config check`.
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
-        let mut connection = self.connection();
+        let (generation, mut connection) = self.connection();
         let ping = redis::cmd("PING");
-        self.bounded(ping.query_async::<String>(&mut connection))
+        self.bounded(generation, ping.query_async::<String>(&mut connection))
             .await
             .map(|_| ())
     }

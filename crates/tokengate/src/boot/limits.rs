@@ -166,7 +166,7 @@ impl LimitBuild<'_> {
             key,
             rate,
             when_claim: Vec::new(),
-            on_unavailable: written.on_unavailable.policy(),
+            on_unavailable: written.on_unavailable(name == "failed_auth").policy(),
             cells: self.cells(id, *written.scope.get_ref(), &rate)?,
             counters: self.metrics.rate_limit(TOKEN_SERVICE, name),
         })

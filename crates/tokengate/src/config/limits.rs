@@ -207,9 +207,21 @@ pub struct ServiceRate {
     /// `local` (default) or `cluster` (needs `[redis]`).
     #[serde(default = "local_scope")]
     pub scope: Spanned<Scope>,
-    /// `allow` (default) or `deny`, when Redis cannot answer in time.
-    #[serde(default)]
-    pub on_unavailable: Unavailable,
+    /// `allow` or `deny`, when Redis cannot answer in time (default `allow`, `deny` for
+    /// `failed_auth`: [`ServiceRate::on_unavailable`]).
+    pub on_unavailable: Option<Unavailable>,
+}
+
+impl ServiceRate {
+    /// What a check does when Redis cannot answer: as written, else `deny` for `failed_auth`
+    /// (guesses must not go uncounted while Redis is away) and `allow` for the others.
+    pub fn on_unavailable(&self, failed_auth: bool) -> Unavailable {
+        self.on_unavailable.unwrap_or(if failed_auth {
+            Unavailable::Deny
+        } else {
+            Unavailable::Allow
+        })
+    }
 }
 
 /// `[token_service.rate_limits]`.
@@ -227,21 +239,21 @@ pub struct ServiceRateLimits {
 impl ServiceRateLimits {
     /// As `config check` shows them.
     pub fn effective(&self) -> serde_json::Value {
-        let one = |r: &Option<ServiceRate>| {
+        let one = |r: &Option<ServiceRate>, failed_auth: bool| {
             r.as_ref().map(|r| {
                 serde_json::json!({
                     "limit": r.limit.get_ref(),
                     "per_seconds": r.per.get_ref().0,
                     "burst": r.burst,
                     "scope": match r.scope.get_ref() { Scope::Local => "local", Scope::Cluster => "cluster" },
-                    "on_unavailable": match r.on_unavailable { Unavailable::Allow => "allow", Unavailable::Deny => "deny" },
+                    "on_unavailable": match r.on_unavailable(failed_auth) { Unavailable::Allow => "allow", Unavailable::Deny => "deny" },
                 })
             })
         };
         serde_json::json!({
-            "per_client": one(&self.per_client),
-            "per_ip": one(&self.per_ip),
-            "failed_auth": one(&self.failed_auth),
+            "per_client": one(&self.per_client, false),
+            "per_ip": one(&self.per_ip, false),
+            "failed_auth": one(&self.failed_auth, true),
         })
     }
 }

@@ -1,15 +1,16 @@
 //! The token service's rate limits (`[token_service.rate_limits]`) around the token,
-//! introspection and revocation endpoints: requests per address (`per_ip`), successful
-//! requests per client (`per_client`), and failed client authentications per client and per
-//! address (`failed_auth`).
+//! introspection and revocation endpoints: requests per address (`per_ip`), served requests
+//! per client (`per_client`), and failed client authentications per address and per client
+//! (`failed_auth`).
 //!
-//! `failed_auth` spends a cell for every attempt before the secret is checked, and gives it
-//! back when the attempt did not fail authentication: so attempts sent at once cannot all
-//! pass before the first failure is counted, and a client or address past its failures gets
-//! 429 even with the right secret until a cell comes back. Each such refusal is audited once
-//! per period per key, not per attempt. `per_client` is checked before and spent after a
-//! request the client authenticated for, so nobody can spend another client's budget by
-//! naming its `client_id`.
+//! `failed_auth` is checked before the request (without spending) and a failure is recorded
+//! after it. A client or address past its failures gets 429 before its secret is checked,
+//! and so does any answer that raced past that check: a wrong secret whose failure cannot be
+//! recorded any more, and even a right one, are answered 429, so guesses sent at once learn
+//! nothing beyond the limit. Successful requests spend nothing, so any number may be in
+//! flight. Each refusal is audited once per period per key, not per attempt. `per_client` is
+//! checked before and spent after a request the client was served, so nobody can spend
+//! another client's budget by naming its `client_id`.
 
 use std::net::IpAddr;
 
@@ -22,7 +23,7 @@ use serde_json::json;
 
 use super::{json_response, App};
 
-/// What a token-service request is counted by, and what its admission spent.
+/// What a token-service request is counted by.
 pub(super) struct Admission {
     /// `c` and the `client_id` the request names, if it names one.
     client: Option<Vec<u8>>,
@@ -30,15 +31,13 @@ pub(super) struct Admission {
     address: Vec<u8>,
     claimed: Option<String>,
     nearest: Option<Nearest>,
-    /// The `failed_auth` cells this attempt spent, given back unless authentication failed.
-    attempt: Vec<Vec<u8>>,
 }
 
 impl Admission {
-    /// The keys `failed_auth` counts: the client's (when the request names one) and the
-    /// address's.
+    /// The keys `failed_auth` counts: the address's, then the client's (when the request
+    /// names one).
     fn failure_keys(&self) -> impl Iterator<Item = &Vec<u8>> {
-        self.client.iter().chain(std::iter::once(&self.address))
+        std::iter::once(&self.address).chain(self.client.iter())
     }
 
     /// The `RateLimit` fields of the limit nearest to running out, on any response.
@@ -53,21 +52,26 @@ impl Admission {
         let nearest = Nearest::closer(self.nearest.take(), limit, verdict);
         self.nearest = Some(nearest);
     }
+
+    /// The 429 for `limit`, unless `verdict` allowed the request.
+    fn refusal(&mut self, limit: &RateLimit, verdict: Verdict, id: &str) -> Option<Response> {
+        self.note(limit, verdict);
+        (!verdict.allowed).then(|| self.finish(too_many(limit, verdict.retry_after, id)))
+    }
 }
 
-/// What became of the request, for what its admission spent.
+/// What became of the request.
 pub(super) enum Ended {
-    /// Answered: the client authenticated (and `per_client` counts it).
+    /// Answered: the client authenticated.
     Served,
-    /// Client authentication failed: `failed_auth` keeps the cells the attempt spent.
+    /// Client authentication failed.
     FailedAuthentication,
-    /// Refused for another reason: nothing counts.
+    /// Refused for another reason.
     Refused,
 }
 
-/// Spends a `per_ip` cell, checks `per_client` without spending, and spends a `failed_auth`
-/// cell of the client and of the address; the admission, or the 429 (503 when a limit that
-/// refuses then cannot reach Redis).
+/// Spends a `per_ip` cell and checks `per_client` and `failed_auth` without spending; the
+/// admission, or the 429 (503 when a limit that refuses then cannot reach Redis).
 pub(super) async fn admit(
     app: &App,
     req: &oauth::Request<'_>,
@@ -88,75 +92,60 @@ pub(super) async fn admit(
         address: address_key(gateway.trusted_proxies().client_address(peer, headers)),
         claimed,
         nearest: None,
-        attempt: Vec::new(),
     };
     let id = req.request_id;
     if let Some(limit) = &limits.per_ip {
-        if let Some(v) = checked(limit, &admission.address, true, id).await? {
-            admission.note(limit, v);
-            if let Some(refused) = refusal(v, limit, &admission, id) {
+        let address = admission.address.clone();
+        if let Some(v) = checked(limit, &address, true, id).await? {
+            if let Some(refused) = admission.refusal(limit, v, id) {
                 return Err(refused);
             }
         }
     }
     if let (Some(limit), Some(client)) = (&limits.per_client, admission.client.clone()) {
         if let Some(v) = checked(limit, &client, false, id).await? {
-            if let Some(refused) = refusal(v, limit, &admission, id) {
+            if let Some(refused) = admission.refusal(limit, v, id) {
                 return Err(refused);
             }
         }
     }
-    if let Some(limit) = &limits.failed_auth {
-        admission.attempt = attempt(&gateway, limit, &admission, id).await?;
+    if let Some(refused) = locked_out(&gateway, &admission, false, id).await? {
+        return Err(refused);
     }
     Ok(admission)
 }
 
-/// Spends a `failed_auth` cell of each of the attempt's keys; the keys spent, or the 429 of
-/// a client or address past its failures (after giving back what this attempt spent).
-async fn attempt(
+/// The 429 of a client or address past its failures, if either is: asked without spending,
+/// or (`record`) while recording a failure. Audited once per key and period.
+async fn locked_out(
     gateway: &gateway::Gateway,
-    limit: &RateLimit,
     admission: &Admission,
+    record: bool,
     id: &str,
-) -> Result<Vec<Vec<u8>>, Response> {
-    let mut spent: Vec<Vec<u8>> = Vec::with_capacity(2);
+) -> Result<Option<Response>, Response> {
+    let limits = gateway.service_limits();
+    let Some(limit) = &limits.failed_auth else {
+        return Ok(None);
+    };
     for key in admission.failure_keys() {
-        let refused = match checked(limit, key, true, id).await {
-            Ok(Some(v)) if !v.allowed => {
-                let claimed = admission.claimed.as_deref();
-                audit_lockout(gateway, gateway.service_limits(), key, claimed, id);
-                admission.finish(too_many(limit, v.retry_after, id))
-            }
-            Ok(Some(_)) => {
-                spent.push(key.clone());
-                continue;
-            }
-            // Redis did not answer and the limit lets requests through: nothing spent.
-            Ok(None) => continue,
-            Err(unavailable) => unavailable,
+        let Some(v) = checked(limit, key, record, id).await? else {
+            continue;
         };
-        for earlier in &spent {
-            limit.refund_key(earlier).await;
+        if !v.allowed {
+            if !record {
+                limit.counters.decided(false);
+            }
+            audit_lockout(gateway, limits, key, admission.claimed.as_deref(), id);
+            return Ok(Some(admission.finish(too_many(limit, v.retry_after, id))));
         }
-        return Err(refused);
     }
-    Ok(spent)
+    Ok(None)
 }
 
-/// The 429 for `limit`, unless `verdict` allowed the request.
-fn refusal(
-    verdict: Verdict,
-    limit: &RateLimit,
-    admission: &Admission,
-    id: &str,
-) -> Option<Response> {
-    (!verdict.allowed).then(|| admission.finish(too_many(limit, verdict.retry_after, id)))
-}
-
-/// Settles what the admission spent once the request is answered: `failed_auth` keeps its
-/// cells only for a failed authentication, `per_client` spends one for a served request;
-/// then the response gets its `RateLimit` fields.
+/// Settles the request once answered: a failed authentication is recorded against the
+/// address and the client, and any answer given past `failed_auth` (a race with other
+/// attempts) becomes its 429; a served request spends its `per_client` cell; then the
+/// response gets its `RateLimit` fields.
 pub(super) async fn settle(
     app: &App,
     mut admission: Admission,
@@ -166,12 +155,14 @@ pub(super) async fn settle(
 ) -> Response {
     let gateway = app.gateway();
     let limits = gateway.service_limits();
-    if let Some(limit) = &limits.failed_auth {
-        if !matches!(ended, Ended::FailedAuthentication) {
-            for key in &admission.attempt {
-                limit.refund_key(key).await;
-            }
-        }
+    let past = match ended {
+        Ended::FailedAuthentication => locked_out(&gateway, &admission, true, id).await,
+        Ended::Served => locked_out(&gateway, &admission, false, id).await,
+        Ended::Refused => Ok(None),
+    };
+    match past {
+        Ok(Some(refused)) | Err(refused) => return refused,
+        Ok(None) => {}
     }
     if let (Some(limit), Some(client), Ended::Served) =
         (&limits.per_client, admission.client.clone(), &ended)
