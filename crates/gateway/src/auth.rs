@@ -51,6 +51,8 @@ pub struct RouteAuth {
     pub token_cache: bool,
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway: u64,
+    /// Authorization rules (`[[routes.auth.rules]]`), in order; none: the scopes alone.
+    pub rules: Vec<crate::authorize::AuthRule>,
     /// Where this route's token checks are counted: set by [`crate::Gateway::new`] from the
     /// shared metrics (whatever a builder puts here is replaced); `None` counts nothing.
     pub metrics: Option<RouteMetrics>,
@@ -197,6 +199,9 @@ pub enum Denial {
     },
     /// The issuer's keys cannot be fetched (503).
     KeysUnavailable(String),
+    /// No authorization rule lets the token do this request (403 `access_denied`); which
+    /// rule refused, for the operator's log only.
+    AccessDenied(String),
 }
 
 impl Denial {
@@ -216,6 +221,7 @@ impl Denial {
             Denial::InvalidDpop(_) => "ERR_GATEWAY_DPOP",
             Denial::InsufficientScope { .. } => "ERR_GATEWAY_INSUFFICIENT_SCOPE",
             Denial::KeysUnavailable(_) => "ERR_GATEWAY_KEYS_UNAVAILABLE",
+            Denial::AccessDenied(_) => "ERR_GATEWAY_ACCESS_DENIED",
         }
     }
 }

@@ -90,7 +90,7 @@ impl ProxyError {
                     StatusCode::UNAUTHORIZED
                 }
                 Denial::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-                Denial::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+                Denial::InsufficientScope { .. } | Denial::AccessDenied(_) => StatusCode::FORBIDDEN,
                 Denial::KeysUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -119,6 +119,7 @@ impl ProxyError {
                 Denial::InvalidToken { .. } | Denial::InvalidDpop(_) => "invalid_token",
                 Denial::InsufficientScope { .. } => "insufficient_scope",
                 Denial::KeysUnavailable(_) => "temporarily_unavailable",
+                Denial::AccessDenied(_) => "access_denied",
             },
             ProxyError::BodyTooLarge => "payload_too_large",
             ProxyError::BodyTimeout => "request_timeout",
@@ -156,6 +157,7 @@ impl ProxyError {
                 Denial::InvalidToken { description, .. } => description.clone(),
                 Denial::InsufficientScope { .. } => "the token lacks a required scope".to_owned(),
                 Denial::KeysUnavailable(_) => "the token cannot be checked right now".to_owned(),
+                Denial::AccessDenied(_) => "the token does not allow this request".to_owned(),
             },
             ProxyError::UpstreamFailed(_) => "the upstream is unavailable".to_owned(),
             ProxyError::Internal(_) => "the request could not be completed".to_owned(),
@@ -185,7 +187,9 @@ impl ProxyError {
     /// Detail for the operator's log, never sent to the client.
     pub fn detail(&self) -> Option<String> {
         match self {
-            ProxyError::Denied(Denial::KeysUnavailable(why)) => Some(why.clone()),
+            ProxyError::Denied(Denial::KeysUnavailable(why) | Denial::AccessDenied(why)) => {
+                Some(why.clone())
+            }
             ProxyError::UpstreamFailed(why) => Some(format!("upstream failed: {why}")),
             ProxyError::Internal(why) => Some(why.clone()),
             ProxyError::LimitUnavailable(limit) => {
@@ -283,6 +287,12 @@ mod tests {
                 ProxyError::Denied(Denial::InsufficientScope { scope: "a".into() }),
                 403,
                 "insufficient_scope",
+                Origin::Token,
+            ),
+            (
+                ProxyError::Denied(Denial::AccessDenied("rule 2".into())),
+                403,
+                "access_denied",
                 Origin::Token,
             ),
             (

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod authorize;
 pub mod cache;
 pub mod client;
+pub mod cors;
 pub mod deadline;
 mod error;
 pub mod forwarded;
@@ -138,6 +139,7 @@ pub struct Gateway {
     mcp: Vec<(String, Value)>,
     trusted_proxies: forwarded::TrustedProxies,
     service_limits: ratelimit::ServiceLimits,
+    service_cors: Option<cors::Cors>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -243,7 +245,19 @@ impl Gateway {
             mcp: Vec::new(),
             trusted_proxies: shared.trusted_proxies,
             service_limits: ratelimit::ServiceLimits::default(),
+            service_cors: None,
         }
+    }
+
+    /// The gateway with the token service's CORS policy (rebuilt with it on every reload).
+    pub fn with_service_cors(mut self, policy: Option<cors::Cors>) -> Gateway {
+        self.service_cors = policy;
+        self
+    }
+
+    /// The token service's CORS policy (`[token_service.cors]`).
+    pub fn service_cors(&self) -> Option<&cors::Cors> {
+        self.service_cors.as_ref()
     }
 
     /// The gateway with the token service's rate limits (they are rebuilt with it on every
@@ -317,6 +331,9 @@ impl Gateway {
         if let Some(nearest) = &held.nearest {
             nearest.set_fields(response.headers_mut());
         }
+        if let Some((policy, origin)) = &held.cors {
+            policy.decorate(origin.as_ref(), response.headers_mut());
+        }
         if let Some(permit) = held.permit {
             response = response.map(|body| shed::Held::new(body, permit).boxed_unsync());
         }
@@ -348,6 +365,10 @@ impl Gateway {
             Routed::Answered(response) => return Ok(response),
         };
         info.route = Some(route.name.clone());
+        if let Some(policy) = &route.cors {
+            let origin = parts.headers.get(http::header::ORIGIN).cloned();
+            held.cors = Some((Arc::clone(policy), origin));
+        }
         let on_route = |error| Failure {
             error,
             route: Some(route),
@@ -443,6 +464,18 @@ impl Gateway {
                 return Ok(Routed::Answered(json_response(StatusCode::OK, doc)));
             }
         }
+        // A CORS preflight is answered for the route of the method it asks about, before
+        // any token: browsers send none with it.
+        if let Some(requested) = cors::preflight_method(&parts.method, &parts.headers) {
+            let host = facts.host.as_deref();
+            if let Matched::Route(r) = self.routes.find(host, &facts.path, &requested) {
+                if let Some(policy) = &r.cors {
+                    return Ok(Routed::Answered(
+                        policy.preflight(&parts.headers, &requested),
+                    ));
+                }
+            }
+        }
         match self
             .routes
             .find(facts.host.as_deref(), &facts.path, &parts.method)
@@ -480,7 +513,9 @@ impl Gateway {
         info.client_id = verified.claims.client_id().map(String::from);
         info.sub = verified.claims.sub().map(String::from);
         info.token_hash = Some(respond::hex_prefix(&key));
-        phase(Phase::Authorize).in_scope(|| authorize::authorize(auth, &verified))?;
+        phase(Phase::Authorize).in_scope(|| {
+            authorize::authorize(route, auth, &verified, &parts.method, &facts.path)
+        })?;
         Ok(Some(verified))
     }
 }
@@ -516,11 +551,14 @@ async fn rate_limit(
 }
 
 /// What a request holds until its response is made: the limit nearest to running out (for
-/// the `RateLimit` fields) and its place among the route's requests in flight.
+/// the `RateLimit` fields), its place among the route's requests in flight, and the CORS
+/// policy its response answers to.
 #[derive(Default)]
 struct Held {
     nearest: Option<ratelimit::Nearest>,
     permit: Option<shed::Permit>,
+    /// The route's CORS policy and the request's `Origin`.
+    cors: Option<(Arc<cors::Cors>, Option<http::HeaderValue>)>,
 }
 
 /// The phases, for their spans.

@@ -445,15 +445,6 @@ fn bounded(key: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Whether a claim holds `want`: equal, or among its values when it is an array.
-pub fn claim_holds(verified: &Verified, name: &str, want: &Value) -> bool {
-    match verified.claims.get(name).ok().flatten() {
-        Some(Value::Array(values)) => values.contains(want),
-        Some(value) => value == want,
-        None => false,
-    }
-}
-
 /// What to do when Redis cannot answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnUnavailable {
@@ -501,7 +492,7 @@ impl RateLimit {
         verified.is_some_and(|v| {
             self.when_claim
                 .iter()
-                .all(|(name, want)| claim_holds(v, name, want))
+                .all(|(name, want)| crate::authorize::claim_holds(v, name, want))
         })
     }
 

@@ -164,7 +164,8 @@ fn challenge(denial: &Denial, failure: &Failure<'_>) -> Option<String> {
         format!("Bearer realm=\"{REALM}\"")
     };
     let code = match denial {
-        Denial::KeysUnavailable(_) => return None,
+        // A 503 is no challenge, and a refusal by a rule is a plain 403: no new token helps.
+        Denial::KeysUnavailable(_) | Denial::AccessDenied(_) => return None,
         Denial::MissingToken => None,
         _ => Some(failure.error_code()),
     };

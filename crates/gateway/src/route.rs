@@ -86,6 +86,8 @@ pub struct Route {
     pub rate_limits: Vec<crate::ratelimit::RateLimit>,
     /// Requests in flight on the route at most (`[routes.limits] max_in_flight`).
     pub max_in_flight: Option<std::sync::Arc<crate::shed::InFlightLimit>>,
+    /// Browser access (`[routes.cors]`).
+    pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
 }
 
 /// What decides which requests a route serves. The configuration checks its routes with it
@@ -148,11 +150,7 @@ impl Route {
                     || path.strip_suffix('/').is_some_and(|x| self.same_path(x, p))
             }
             // And the prefix `/api/` serves `/api` itself, as a directory would.
-            PathMatch::Prefix(p) => {
-                self.strip_matched(path, p).is_some()
-                    || p.strip_suffix('/')
-                        .is_some_and(|bare| self.same_path(bare, path))
-            }
+            PathMatch::Prefix(p) => self.is_under(path, p),
         }
     }
 
@@ -163,6 +161,15 @@ impl Route {
         } else {
             a.eq_ignore_ascii_case(b)
         }
+    }
+
+    /// Whether `path` is under `prefix` (a prefix ending with `/`, which also covers the bare
+    /// path), compared as the route compares paths.
+    pub fn is_under(&self, path: &str, prefix: &str) -> bool {
+        self.strip_matched(path, prefix).is_some()
+            || prefix
+                .strip_suffix('/')
+                .is_some_and(|bare| self.same_path(bare, path))
     }
 
     /// `path` without `prefix`, when it starts with it (ignoring case if the route does).

@@ -32,6 +32,7 @@ fn route(name: &str, host: Option<&str>, path: PathMatch, methods: Option<Vec<Me
         max_tunnel_lifetime: Duration::from_secs(60),
         rate_limits: Vec::new(),
         max_in_flight: None,
+        cors: None,
     }
 }
 

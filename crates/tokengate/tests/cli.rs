@@ -1767,8 +1767,10 @@ fn config_check_refuses_what_the_gateway_would_with_its_place() {
             "issuers": ["p", "self"],
             "audience": "https://mcp.example/mcp",
             "resource_metadata": "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+            "auth_rules": [],
             "rate_limits": [],
             "max_in_flight": null,
+            "cors": null,
         }])
     );
     assert_eq!(shown["warnings"], json!([]));

@@ -164,7 +164,9 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
     let Issuers { kept, .. } = issuers;
     *remotes = kept;
     limits.finish();
-    Ok(gateway.with_service_limits(service_limits))
+    Ok(gateway
+        .with_service_limits(service_limits)
+        .with_service_cors(config.service_cors().cloned()))
 }
 
 /// The issuers of one build. Each declared issuer is made on first use by a route and shared
@@ -234,6 +236,7 @@ impl Issuers<'_> {
             forward_token: rules.forward_token,
             token_cache: rules.token_cache,
             leeway: rules.leeway,
+            rules: rules.rules.clone(),
             // Resolved by `Gateway::new`, with the route's other metric handles.
             metrics: None,
         })
@@ -274,5 +277,6 @@ fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
         max_tunnel_lifetime: spec.max_tunnel_lifetime,
         rate_limits: Vec::new(),
         max_in_flight: None,
+        cors: spec.cors.clone().map(Arc::new),
     })
 }

@@ -77,6 +77,9 @@ pub struct Config {
     /// `[server.timeouts]` with its defaults (by `parse`, never by serde).
     #[serde(skip)]
     timeouts: Timeouts,
+    /// `[token_service.cors]`, checked (by `parse`, never by serde).
+    #[serde(skip)]
+    service_cors: Option<gateway::cors::Cors>,
 }
 
 /// `[server]`.
@@ -237,6 +240,8 @@ pub struct TokenService {
     /// Limits of the token, introspection and revocation endpoints.
     #[serde(default)]
     pub rate_limits: limits::ServiceRateLimits,
+    /// Browser access to `/oauth2/…` and `/.well-known/…`.
+    pub cors: Option<cors::CorsConfig>,
 }
 
 impl Default for TokenService {
@@ -252,6 +257,7 @@ impl Default for TokenService {
             dpop_window: default_dpop_window(),
             dpop_nonce: false,
             rate_limits: limits::ServiceRateLimits::default(),
+            cors: None,
         }
     }
 }
@@ -417,7 +423,19 @@ impl Config {
             .map_err(|(span, message)| source.error(Some(span), message))?;
         config.table = table::build(&config, &source)
             .map_err(|(span, message)| source.error(Some(span), message))?;
+        config.service_cors = match &config.token_service.cors {
+            Some(written) => Some(
+                cors::policy(written, "token_service.cors")
+                    .map_err(|(span, message)| source.error(Some(span), message))?,
+            ),
+            None => None,
+        };
         Ok(config)
+    }
+
+    /// The token service's CORS policy (checked when the file was parsed).
+    pub fn service_cors(&self) -> Option<&gateway::cors::Cors> {
+        self.service_cors.as_ref()
     }
 
     /// The gateway's issuers and routes, typed and checked.
@@ -693,8 +711,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests;
 
+pub mod cors;
 pub mod limits;
 pub mod routes;
+mod rules;
 pub mod table;
 mod telemetry;
 mod timeouts;

@@ -81,6 +81,8 @@ pub struct Route {
     /// Concurrency bounds.
     #[serde(default)]
     pub limits: super::limits::RouteLimits,
+    /// Browser access (CORS).
+    pub cors: Option<super::cors::CorsConfig>,
 }
 
 fn default_max_body() -> u64 {
@@ -152,6 +154,9 @@ pub struct AuthRules {
     /// Clock skew allowed on `exp`/`nbf` (default 30s).
     #[serde(default = "default_leeway")]
     pub leeway: Duration,
+    /// Authorization rules, checked in order (`[[routes.auth.rules]]`).
+    #[serde(default)]
+    pub rules: Vec<super::rules::RuleConfig>,
 }
 
 fn yes() -> bool {

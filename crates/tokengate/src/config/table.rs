@@ -154,6 +154,8 @@ pub struct RouteSpec {
     pub rate_limits: Vec<RateLimitSpec>,
     /// Requests in flight at most.
     pub max_in_flight: Option<usize>,
+    /// Browser access.
+    pub cors: Option<gateway::cors::Cors>,
 }
 
 /// A route's rate limit, checked.
@@ -226,6 +228,8 @@ pub struct AuthSpec {
     pub token_cache: bool,
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway: u64,
+    /// Authorization rules, in order.
+    pub rules: Vec<gateway::authorize::AuthRule>,
 }
 
 impl Table {
@@ -262,8 +266,18 @@ impl Table {
                 "issuers": r.auth.as_ref().map(|a| a.issuers.iter().map(IssuerRef::name).collect::<Vec<_>>()),
                 "audience": r.auth.as_ref().map(|a| &a.audience),
                 "resource_metadata": r.mcp.as_ref().map(|m| &m.metadata_url),
+                "auth_rules": r.auth.as_ref().map(|a| a.rules.iter().map(|rule| json!({
+                    "methods": rule.methods.as_ref().map(|m| m.iter().map(http::Method::as_str).collect::<Vec<_>>()),
+                    "path_prefix": rule.path_prefix,
+                    "scopes": rule.scopes,
+                    "claims": rule.claims.iter().cloned().collect::<serde_json::Map<String, Value>>(),
+                })).collect::<Vec<_>>()),
                 "rate_limits": r.rate_limits.iter().map(RateLimitSpec::effective).collect::<Vec<_>>(),
                 "max_in_flight": r.max_in_flight,
+                "cors": r.cors.as_ref().map(|c| match &c.allow_origins {
+                    gateway::cors::AllowOrigins::Any => json!(["*"]),
+                    gateway::cors::AllowOrigins::List(l) => json!(l),
+                }),
             })
         });
         Value::Array(routes.collect())
@@ -611,7 +625,7 @@ fn route(
         add_prefix: add_prefix(r)?,
         request_headers: rewrite(&r.request_headers),
         response_headers: rewrite(&r.response_headers),
-        auth: auth(r, mcp.as_ref(), issuers)?,
+        auth: auth(r, mcp.as_ref(), issuers, &path)?,
         mcp,
         upstreams: r.upstreams.get_ref().iter().map(|u| u.0.clone()).collect(),
         timeout: timing(r.timeout.as_ref(), default_timeout, "timeout")?,
@@ -630,6 +644,13 @@ fn route(
         path,
         rate_limits: Vec::new(),
         max_in_flight: None,
+        cors: match &r.cors {
+            Some(written) => Some(super::cors::policy(
+                written,
+                &format!("routes {name:?}: cors"),
+            )?),
+            None => None,
+        },
     })
 }
 
@@ -751,7 +772,7 @@ fn path_match(r: &Route) -> Result<PathMatch, Failure> {
 }
 
 /// Why `p` cannot be the path of a request, if it cannot.
-fn not_a_plain_path(p: &str) -> Option<&'static str> {
+pub(super) fn not_a_plain_path(p: &str) -> Option<&'static str> {
     if p.contains(['?', '#']) {
         return Some("a path has no query or fragment");
     }
@@ -999,6 +1020,7 @@ fn auth(
     route: &Route,
     mcp: Option<&Mcp>,
     issuers: &[Arc<IssuerSpec>],
+    path: &PathMatch,
 ) -> Result<Option<AuthSpec>, Failure> {
     let name = route.name.get_ref();
     let rules = match route.auth.get_ref() {
@@ -1067,6 +1089,7 @@ fn auth(
         forward_token: rules.forward_token.0,
         token_cache: rules.token_cache,
         leeway: rules.leeway.0,
+        rules: super::rules::rules(name, &rules.rules, path, route.case_sensitive)?,
     }))
 }
 

@@ -893,3 +893,128 @@ fn rate_limit_mistakes_are_refused_at_their_field() {
         assert!(e.position.is_some(), "{text}\n→ {e}");
     }
 }
+
+#[test]
+fn auth_rules_parse_and_their_mistakes_are_refused_at_their_field() {
+    let route = |rules: &str| {
+        format!(
+            "[[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://127.0.0.1:9000\"]\n\
+             [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n{rules}"
+        )
+    };
+    let ok = route(
+        "[[routes.auth.rules]]\nmethods = [\"GET\", \"HEAD\"]\npath_prefix = \"/api/reports/\"\n\
+         scopes = [\"reports:read\"]\nclaims = { tenant = \"acme\", level = 3, staff = true }\n\
+         [[routes.auth.rules]]\nmethods = [\"POST\"]\n",
+    );
+    let c = Config::parse(&ok, "t.toml").unwrap();
+    let rules = &c.table().routes[0].auth.as_ref().unwrap().rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].path_prefix.as_deref(), Some("/api/reports/"));
+    assert_eq!(rules[0].claims.len(), 3);
+    assert_eq!(rules[1].path_prefix, None);
+    assert_eq!(
+        c.effective()["routes"][0]["auth_rules"][0]["scopes"],
+        serde_json::json!(["reports:read"])
+    );
+    let cases = [
+        (
+            "path_prefix = \"/other/\"",
+            "is not within the route's path_prefix",
+        ),
+        (
+            "path_prefix = \"/api/reports\"",
+            "must start and end with '/'",
+        ),
+        ("path_prefix = \"/api/../x/\"", "is not a canonical path"),
+        ("methods = []", "methods is empty"),
+        ("methods = [\"G T\"]", "method"),
+        ("scopes = [\"a b\"]", "is not a valid scope token"),
+        (
+            "claims = { roles = [\"a\"] }",
+            "must be a string, integer or boolean",
+        ),
+        ("scope = [\"x\"]", "unknown field"),
+    ];
+    for (rule, expected) in cases {
+        let e = err(&route(&format!("[[routes.auth.rules]]\n{rule}\n")));
+        assert!(e.message.contains(expected), "{rule} → {e}");
+        assert!(e.position.is_some(), "{rule} → {e}");
+    }
+    let exact = "[[routes]]\nname = \"x\"\npath = \"/x\"\nupstreams = [\"http://h\"]\n\
+                 [routes.auth]\nissuers = [\"self\"]\naudience = \"https://a\"\n\
+                 [[routes.auth.rules]]\npath_prefix = \"/x/\"\n";
+    assert!(err(exact)
+        .message
+        .contains("needs a route with path_prefix"));
+}
+
+#[test]
+fn cors_policies_parse_with_defaults_and_refuse_what_browsers_would_not_send() {
+    let route = |cors: &str| {
+        format!(
+            "[[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://127.0.0.1:9000\"]\n\
+             auth = \"none\"\n[routes.cors]\n{cors}\n"
+        )
+    };
+    let c = Config::parse(
+        &route("allow_origins = [\"https://app.example\", \"http://localhost:5173\"]"),
+        "t.toml",
+    )
+    .unwrap();
+    let policy = c.table().routes[0].cors.as_ref().unwrap();
+    assert_eq!(policy.max_age.as_secs(), 600);
+    assert_eq!(policy.allow_methods.len(), 3);
+    assert_eq!(policy.allow_headers.len(), 3);
+    assert!(!policy.allow_credentials);
+    assert!(
+        Config::parse("[token_service.cors]\nallow_origins = [\"*\"]\n", "t.toml")
+            .unwrap()
+            .service_cors()
+            .is_some()
+    );
+    for (cors, expected) in [
+        (
+            "allow_origins = [\"*\"]\nallow_credentials = true",
+            "only with allow_credentials = false",
+        ),
+        (
+            "allow_origins = [\"*\", \"https://a.example\"]",
+            "stands alone",
+        ),
+        ("allow_origins = []", "is empty"),
+        (
+            "allow_origins = [\"https://app.example/\"]",
+            "is not an origin",
+        ),
+        (
+            "allow_origins = [\"https://App.example\"]",
+            "is not an origin",
+        ),
+        (
+            "allow_origins = [\"https://app.example:443\"]",
+            "is not an origin",
+        ),
+        ("allow_origins = [\"null\"]", "is not an origin"),
+        (
+            "allow_origins = [\"ftp://app.example\"]",
+            "is not an origin",
+        ),
+        (
+            "allow_origins = [\"https://a.example\"]\nmax_age = \"2d\"",
+            "at most 1d",
+        ),
+        (
+            "allow_origins = [\"https://a.example\"]\nallow_headers = [\"bad name\"]",
+            "header",
+        ),
+        (
+            "allow_origins = [\"https://a.example\"]\norigins = []",
+            "unknown field",
+        ),
+    ] {
+        let e = err(&route(cors));
+        assert!(e.message.contains(expected), "{cors} → {e}");
+        assert!(e.position.is_some(), "{cors} → {e}");
+    }
+}

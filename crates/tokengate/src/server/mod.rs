@@ -161,7 +161,12 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     let router = if surface == Surface::Admin {
         router.fallback(not_found)
     } else {
-        router.fallback(proxy::proxy)
+        router
+            .fallback(proxy::proxy)
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&app),
+                service_cors,
+            ))
     };
     router
         .with_state(app)
@@ -214,6 +219,32 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// `[token_service.cors]` for `/oauth2/…` and `/.well-known/…`: preflights answered here,
+/// responses given their CORS fields (the gateway's routes have their own, `[routes.cors]`).
+async fn service_cors(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if !(path.starts_with("/oauth2/") || path.starts_with("/.well-known/")) {
+        return next.run(req).await;
+    }
+    let gateway = app.gateway();
+    let Some(policy) = gateway.service_cors() else {
+        return next.run(req).await;
+    };
+    if let Some(requested) = ::gateway::cors::preflight_method(req.method(), req.headers()) {
+        return policy
+            .preflight(req.headers(), &requested)
+            .map(axum::body::Body::new);
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut response = next.run(req).await;
+    policy.decorate(origin.as_ref(), response.headers_mut());
+    response
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {

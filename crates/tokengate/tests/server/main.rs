@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod cors;
 mod gateway;
 mod gateway_env;
 mod gateway_metrics;
@@ -18,6 +19,7 @@ mod harness;
 mod introspection;
 mod process;
 mod ratelimit;
+mod rules;
 mod telemetry;
 mod timeouts;
 mod token;
