@@ -27,8 +27,13 @@ pub struct AuthRule {
 }
 
 impl AuthRule {
+    /// Whether the rule applies: a rule for `GET` applies to `HEAD` too, since upstreams
+    /// answer `HEAD` with their `GET` handler.
     fn applies(&self, route: &Route, method: &Method, path: &str) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method))
+        let head_as_get = *method == Method::HEAD;
+        self.methods
+            .as_ref()
+            .is_none_or(|m| m.contains(method) || (head_as_get && m.contains(&Method::GET)))
             && self
                 .path_prefix
                 .as_deref()
@@ -61,18 +66,32 @@ pub fn authorize(
             "no rule applies to the request".into(),
         ));
     };
-    require_scopes(&rule.scopes, verified)?;
-    match rule
+    // Claims first: a claim not held is not something a new token with more scopes fixes.
+    if let Some((name, _)) = rule
         .claims
         .iter()
         .find(|(name, want)| !claim_holds(verified, name, want))
     {
-        None => Ok(()),
-        Some((name, _)) => Err(Denial::AccessDenied(format!(
+        return Err(Denial::AccessDenied(format!(
             "rule {} requires the claim {name:?}",
             index + 1
-        ))),
+        )));
     }
+    if rule.scopes.iter().all(|s| verified.scopes.contains(s)) {
+        return Ok(());
+    }
+    // The challenge names all this request needs, the route's scopes with the rule's, so
+    // that a client asking for exactly those gets a token that passes both.
+    let mut needed = auth.required_scopes.clone();
+    needed.extend(
+        rule.scopes
+            .iter()
+            .filter(|s| !auth.required_scopes.contains(s))
+            .cloned(),
+    );
+    Err(Denial::InsufficientScope {
+        scope: needed.join(" "),
+    })
 }
 
 /// 403 `insufficient_scope` naming `scopes` when the token lacks one of them.

@@ -59,13 +59,15 @@ impl Cors {
     /// the origin itself (a list, or `"*"` policies with credentials are refused by the
     /// configuration), or `*`.
     fn allowed_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
-        let origin = origin?;
         match &self.allow_origins {
+            // Static: the same answer with or without `Origin`, so a shared cache that kept
+            // an answer to a request without one still serves browsers a readable one.
             AllowOrigins::Any => Some(HeaderValue::from_static("*")),
             AllowOrigins::List(list) => list
                 .iter()
-                .any(|o| o.as_bytes() == origin.as_bytes())
-                .then(|| origin.clone()),
+                .any(|o| origin.is_some_and(|got| o.as_bytes() == got.as_bytes()))
+                .then(|| origin.cloned())
+                .flatten(),
         }
     }
 
@@ -74,7 +76,9 @@ impl Cors {
     /// allowed.
     pub fn preflight(&self, headers: &HeaderMap, requested: &Method) -> Response<ResponseBody> {
         let origin = self.allowed_origin(headers.get(header::ORIGIN));
-        let method_ok = self.allow_methods.contains(requested);
+        // The CORS-safelisted methods are always allowed, as browsers treat them.
+        let method_ok = self.allow_methods.contains(requested)
+            || [Method::GET, Method::HEAD, Method::POST].contains(requested);
         let headers_ok = requested_headers(headers).all(|name| {
             self.allow_headers
                 .iter()

@@ -77,6 +77,7 @@ fn a_disallowed_origin_method_or_header_gets_no_cors_field() {
         ("https://app.example.evil", "GET", ""),
         ("HTTPS://APP.EXAMPLE", "GET", ""),
         ("https://app.example", "DELETE", ""),
+        ("https://app.example", "PUT", ""),
         ("https://app.example", "GET", "x-secret"),
     ] {
         let h = preflight_headers(origin, method, requested);
@@ -133,14 +134,29 @@ fn actual_responses_name_an_allowed_origin_only_and_drop_the_upstreams_fields() 
 }
 
 #[test]
-fn any_origin_is_a_star_without_credentials() {
+fn any_origin_is_a_static_star_without_credentials() {
     let any = policy(AllowOrigins::Any, false);
-    let mut h = HeaderMap::new();
-    any.decorate(Some(&HeaderValue::from_static("null")), &mut h);
-    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-    assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
-    assert!(
-        !h.contains_key(header::VARY),
-        "the answer does not depend on the origin"
-    );
+    for origin in [Some(HeaderValue::from_static("null")), None] {
+        let mut h = HeaderMap::new();
+        any.decorate(origin.as_ref(), &mut h);
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*", "{origin:?}");
+        assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+        assert!(
+            !h.contains_key(header::VARY),
+            "the answer does not depend on the origin"
+        );
+    }
+}
+
+#[test]
+fn safelisted_methods_are_always_allowed_in_a_preflight() {
+    let only_post = Cors {
+        allow_methods: vec![Method::POST],
+        ..app()
+    };
+    for method in ["GET", "HEAD", "POST"] {
+        let h = preflight_headers("https://app.example", method, "authorization");
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        assert_eq!(only_post.preflight(&h, &m).status(), 204, "{method}");
+    }
 }

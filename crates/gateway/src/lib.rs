@@ -5,14 +5,14 @@
 //!
 //! | phase | where | why there |
 //! |---|---|---|
-//! | route | [`route`] (and [`shed`]) | every later phase follows the route's rules; a path in another spelling could reach a laxer route; a route at its `max_in_flight` refuses here, before any work |
+//! | route | [`route`] (and [`shed`], [`cors`]) | every later phase follows the route's rules; a path in another spelling could reach a laxer route; a route at its `max_in_flight` refuses here, before any work; a CORS preflight is answered here, since browsers send no token with it |
 //! | authenticate | [`auth`] (with [`cache`], [`keys`]) | before any work for the request; cheapest checks first |
-//! | authorize | [`authorize`] | only a verified token's claims are worth checking |
+//! | authorize | [`authorize`] | only a verified token's claims are worth checking: required scopes, then the first matching rule |
 //! | rate limit | [`ratelimit`] | keyed on a verified identity, before the upstream it spares |
-//! | (response cache) | next issue | after the limits, so a cached answer is still a counted request |
+//! | (response cache) | issue #15's last part | after the limits, so a cached answer is still a counted request |
 //! | rewrite | `rewrite` | the upstream sees a verified identity and the gateway's forwarding headers only |
 //! | forward | [`upstream`] | a healthy target, retried only when that is safe; bodies streamed both ways |
-//! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response |
+//! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response; every response then gets its `RateLimit` and CORS fields |
 //!
 //! [`AccessInfo`] goes to the access log, [`metrics`] count every request, and each refused
 //! token is audited (through a [`store::AuditQueue`]; a request without a token is not a token
@@ -363,6 +363,10 @@ impl Gateway {
         let route = match phase(Phase::Route).in_scope(|| self.route(&parts, &facts))? {
             Routed::Route(route) => route,
             Routed::Answered(response) => return Ok(response),
+            Routed::Preflight(route, response) => {
+                info.route = Some(route.name.clone());
+                return Ok(response);
+            }
         };
         info.route = Some(route.name.clone());
         if let Some(policy) = &route.cors {
@@ -470,9 +474,8 @@ impl Gateway {
             let host = facts.host.as_deref();
             if let Matched::Route(r) = self.routes.find(host, &facts.path, &requested) {
                 if let Some(policy) = &r.cors {
-                    return Ok(Routed::Answered(
-                        policy.preflight(&parts.headers, &requested),
-                    ));
+                    let answer = policy.preflight(&parts.headers, &requested);
+                    return Ok(Routed::Preflight(r, answer));
                 }
             }
         }
@@ -639,6 +642,8 @@ enum Routed<'g> {
     Route(&'g Route),
     /// Answered by the gateway itself (an MCP protected-resource metadata document).
     Answered(Response<ResponseBody>),
+    /// A CORS preflight, answered for this route.
+    Preflight(&'g Route, Response<ResponseBody>),
 }
 
 /// The request's facts every phase reads, taken from it once.

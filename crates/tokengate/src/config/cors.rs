@@ -20,7 +20,7 @@ pub struct CorsConfig {
     /// Request headers a preflight may ask for (default authorization, content-type, dpop).
     pub allow_headers: Option<Vec<HeaderName>>,
     /// Response headers the page may read (default www-authenticate, ratelimit,
-    /// ratelimit-policy, retry-after, x-request-id).
+    /// ratelimit-policy, retry-after, x-request-id, dpop-nonce).
     pub expose_headers: Option<Vec<HeaderName>>,
     /// How long a browser keeps a preflight's answer (default 10m, at most 1d).
     pub max_age: Option<Spanned<Duration>>,
@@ -54,6 +54,19 @@ pub(super) fn policy(written: &CorsConfig, what: &str) -> Result<Cors, Failure> 
                 .collect::<Result<_, _>>()?,
         )
     };
+    // `*` as a header name is a wildcard to browsers only without credentials, and never
+    // covers `authorization`: listing the names is what works.
+    for list in [&written.allow_headers, &written.expose_headers]
+        .into_iter()
+        .flatten()
+    {
+        if list.iter().any(|h| h.0.as_str() == "*") {
+            return Err((
+                written.allow_origins.span(),
+                format!("{what}: allow_headers and expose_headers list names; \"*\" is not one"),
+            ));
+        }
+    }
     let max_age = match &written.max_age {
         Some(m) if m.get_ref().0 > 86_400 => {
             return Err((m.span(), format!("{what}: max_age must be at most 1d")))
@@ -86,6 +99,7 @@ pub(super) fn policy(written: &CorsConfig, what: &str) -> Result<Cors, Failure> 
                 "ratelimit-policy",
                 "retry-after",
                 "x-request-id",
+                "dpop-nonce",
             ],
         ),
         max_age: std::time::Duration::from_secs(max_age),

@@ -274,10 +274,17 @@ impl Table {
                 })).collect::<Vec<_>>()),
                 "rate_limits": r.rate_limits.iter().map(RateLimitSpec::effective).collect::<Vec<_>>(),
                 "max_in_flight": r.max_in_flight,
-                "cors": r.cors.as_ref().map(|c| match &c.allow_origins {
-                    gateway::cors::AllowOrigins::Any => json!(["*"]),
-                    gateway::cors::AllowOrigins::List(l) => json!(l),
-                }),
+                "cors": r.cors.as_ref().map(|c| json!({
+                    "allow_origins": match &c.allow_origins {
+                        gateway::cors::AllowOrigins::Any => json!(["*"]),
+                        gateway::cors::AllowOrigins::List(l) => json!(l),
+                    },
+                    "allow_methods": c.allow_methods.iter().map(http::Method::as_str).collect::<Vec<_>>(),
+                    "allow_headers": c.allow_headers.iter().map(http::HeaderName::as_str).collect::<Vec<_>>(),
+                    "expose_headers": c.expose_headers.iter().map(http::HeaderName::as_str).collect::<Vec<_>>(),
+                    "max_age_seconds": c.max_age.as_secs(),
+                    "allow_credentials": c.allow_credentials,
+                })),
             })
         });
         Value::Array(routes.collect())

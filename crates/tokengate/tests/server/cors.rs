@@ -14,7 +14,9 @@ async fn cors_front(ctx: &Ctx) -> (Front, std::sync::Arc<UpstreamState>) {
          [[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{up}\"]\n\
          [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n\
          [routes.cors]\nallow_origins = [\"https://app.example\", \"http://localhost:5173\"]\n\
-         allow_methods = [\"GET\", \"POST\"]\nallow_credentials = true\nmax_age = \"5m\"\n"
+         allow_methods = [\"GET\", \"POST\"]\nallow_credentials = true\nmax_age = \"5m\"\n\n\
+         [[routes]]\nname = \"plain\"\npath_prefix = \"/plain/\"\nupstreams = [\"http://{up}\"]\n\
+         [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n"
     );
     (front(ctx, &config).await, state)
 }
@@ -84,6 +86,19 @@ async fn preflights_and_responses_for_allowed_disallowed_and_null_origins() {
             );
         }
 
+        // A route without `cors` treats a preflight as any request: its token rules apply.
+        let r = req(
+            &f,
+            "OPTIONS",
+            "/plain/x",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 401);
+        assert!(cors_fields(&r).is_empty());
         // Actual requests: the token is still required, and the refusal is readable by the
         // page (its challenge exposed).
         let r = req(&f, "GET", "/api/x", &[("origin", "https://app.example")]).await;

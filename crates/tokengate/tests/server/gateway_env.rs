@@ -490,6 +490,20 @@ pub fn partner_token(key: &Jwk, iss: &str, changes: Value) -> String {
     )
 }
 
+/// A partner issuer (`name = "partner"`, `https://partner.example`, ES256) with a new key:
+/// the key, and the `[[issuers]]` TOML naming its key file (kept for the test's life).
+pub fn partner_issuer(kid: &str) -> (Jwk, String) {
+    let key = partner_key(kid);
+    let dir = tempfile::tempdir().unwrap();
+    let file = jwks_file(dir.path(), &[&key]);
+    // The key file must outlive the front that reads it on every reload.
+    std::mem::forget(dir);
+    let toml = format!(
+        "[[issuers]]\nname = \"partner\"\nissuer = \"https://partner.example\"\njwks_file = \"{file}\"\nalgorithms = [\"ES256\"]\n\n"
+    );
+    (key, toml)
+}
+
 pub fn jwks_file(dir: &std::path::Path, keys: &[&Jwk]) -> String {
     let set = JwkSet::new(keys.iter().map(|k| k.to_public().unwrap()).collect()).unwrap();
     let path = dir.join(format!("jwks-{}.json", store::testing::random_hex(4)));

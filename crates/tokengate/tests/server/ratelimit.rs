@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use store::testing::{redis_url, run_sqlite, Ctx, RedisServer};
 
-use crate::gateway_env::{
-    front, front_with, jwks_file, partner_key, partner_token, send, upstream, Front,
-};
+use crate::gateway_env::{front, front_with, partner_issuer, partner_token, send, upstream, Front};
 use crate::harness::{basic, Reply};
 
 /// A route name no other run shares: cluster limits keep their cells in a Redis other runs
@@ -24,12 +22,9 @@ fn unique(name: &str) -> String {
 /// after the route's auth); `head` goes before the routes (`[server]`, `[redis]`…).
 async fn limited(ctx: &Ctx, name: &str, head: &str, limits: &str) -> (Front, jose::Jwk) {
     let (up, _) = upstream("up").await;
-    let key = partner_key("p1");
-    let dir = tempfile::tempdir().unwrap();
-    let file = jwks_file(dir.path(), &[&key]);
-    std::mem::forget(dir);
+    let (key, issuer) = partner_issuer("p1");
     let config = format!(
-        "{head}\n[[issuers]]\nname = \"partner\"\nissuer = \"https://partner.example\"\njwks_file = \"{file}\"\nalgorithms = [\"ES256\"]\n\n\
+        "{head}\n{issuer}\
          [[routes]]\nname = \"{name}\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{up}\"]\n\
          [routes.auth]\nissuers = [\"partner\"]\naudience = \"https://api.example\"\n\n{limits}"
     );

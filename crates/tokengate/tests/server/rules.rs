@@ -6,7 +6,7 @@
 use serde_json::json;
 use store::testing::{run_sqlite, Ctx};
 
-use crate::gateway_env::{front, jwks_file, partner_key, partner_token, upstream, Front};
+use crate::gateway_env::{front, partner_issuer, partner_token, upstream, Front};
 use crate::harness::Reply;
 
 const RULES: &str = "\
@@ -29,12 +29,9 @@ methods = [\"GET\"]
 /// A front whose route `/api/` (partner tokens) has `rules`; and an MCP route with one rule.
 async fn ruled(ctx: &Ctx) -> (Front, jose::Jwk) {
     let (up, _) = upstream("up").await;
-    let key = partner_key("p1");
-    let dir = tempfile::tempdir().unwrap();
-    let file = jwks_file(dir.path(), &[&key]);
-    std::mem::forget(dir);
+    let (key, issuer) = partner_issuer("p1");
     let config = format!(
-        "[[issuers]]\nname = \"partner\"\nissuer = \"https://partner.example\"\njwks_file = \"{file}\"\nalgorithms = [\"ES256\"]\n\n\
+        "{issuer}\
          [[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{up}\"]\n\
          [routes.auth]\nissuers = [\"partner\"]\naudience = \"https://api.example\"\n{RULES}\n\
          [[routes]]\nname = \"mcp\"\npath_prefix = \"/mcp/\"\nupstreams = [\"http://{up}\"]\n\
@@ -95,7 +92,9 @@ async fn rules_by_method_path_and_claim_deny_by_default_and_ask_for_scopes() {
                 && challenge.contains("scope=\"reports:read\""),
             "{challenge}"
         );
-        let r = call(&f, "POST", "/api/reports/q1", &reader).await;
+        // (An admin without the write scope: the rule's claims hold, its scope does not.)
+        let admin_reader = token(json!({"scope": "reports:read", "roles": "admin"}));
+        let r = call(&f, "POST", "/api/reports/q1", &admin_reader).await;
         assert!(r.challenge(403).contains("scope=\"reports:write\""));
 
         // A claim that does not hold, or no rule at all: a plain 403 access_denied, no
@@ -129,6 +128,42 @@ async fn rules_by_method_path_and_claim_deny_by_default_and_ask_for_scopes() {
         );
         let ok = token(json!({"aud": "https://mcp.example/mcp", "scope": "tools:call"}));
         assert_eq!(call(&f, "POST", "/mcp/", &ok).await.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_rules_cover_head_claims_come_first_and_the_challenge_names_every_scope() {
+    run_sqlite(|ctx| async move {
+        let (up, _) = upstream("up").await;
+        let (key, issuer) = partner_issuer("p2");
+        let config = format!(
+            "{issuer}\
+             [[routes]]\nname = \"v2\"\npath_prefix = \"/v2/\"\ncase_sensitive = false\nupstreams = [\"http://{up}\"]\n\
+             [routes.auth]\nissuers = [\"partner\"]\naudience = \"https://api.example\"\nrequired_scopes = [\"base\"]\n\
+             [[routes.auth.rules]]\nmethods = [\"GET\"]\npath_prefix = \"/v2/admin/\"\nscopes = [\"admin\"]\nclaims = {{ level = 3, staff = true }}\n\
+             [[routes.auth.rules]]\nmethods = [\"GET\"]\n"
+        );
+        let f = front(&ctx, &config).await;
+        let token = |claims: serde_json::Value| partner_token(&key, "https://partner.example", claims);
+        let staff = token(json!({"scope": "base", "level": 3, "staff": true}));
+        let admin = token(json!({"scope": "base admin", "level": 3, "staff": true}));
+        let outsider = token(json!({"scope": "base"}));
+        let wrong_type = token(json!({"scope": "base admin", "level": "3", "staff": true}));
+        // HEAD is covered by the GET rule, in any case of the path on this route.
+        let r = call(&f, "HEAD", "/V2/Admin/x", &staff).await;
+        let challenge = r.challenge(403);
+        assert!(challenge.contains("scope=\"base admin\""), "the route's and the rule's: {challenge}");
+        assert_eq!(call(&f, "HEAD", "/v2/admin/x", &admin).await.status, 200);
+        assert_eq!(call(&f, "GET", "/v2/admin/x", &admin).await.status, 200);
+        // Claims are checked before scopes: more scopes would not help this one.
+        let r = call(&f, "GET", "/v2/admin/x", &outsider).await;
+        assert_eq!(r.status, 403);
+        assert_eq!(r.json()["error"], "access_denied");
+        // A claim's type counts: "3" is not 3.
+        assert_eq!(call(&f, "GET", "/v2/admin/x", &wrong_type).await.json()["error"], "access_denied");
+        // Elsewhere under the route, GET and HEAD pass with the route's scope alone.
+        assert_eq!(call(&f, "HEAD", "/v2/other", &outsider).await.status, 200);
     })
     .await;
 }
