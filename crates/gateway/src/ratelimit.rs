@@ -499,16 +499,21 @@ impl RateLimit {
     /// Checks and spends a cell of the request's key; [`LimitUnavailable`] when Redis did
     /// not answer and the limit refuses requests then.
     pub async fn check(&self, subject: &Subject<'_>) -> Result<Outcome, LimitUnavailable> {
-        self.check_key(&subject.key(&self.key), true).await
+        // `Subject::key` has bounded the key already.
+        self.decide(&subject.key(&self.key), true).await
     }
 
     /// Checks a cell of `key` (a key made by the caller: the token service's limits count
     /// client ids and addresses it reads itself), spending it when `spend`.
     pub async fn check_key(&self, key: &[u8], spend: bool) -> Result<Outcome, LimitUnavailable> {
-        let key = bounded(key.to_vec());
+        self.decide(&bounded(key.to_vec()), spend).await
+    }
+
+    /// Checks (and when `spend`, spends) a cell of a bounded key, and counts the outcome.
+    async fn decide(&self, key: &[u8], spend: bool) -> Result<Outcome, LimitUnavailable> {
         let verdict = match &self.cells {
-            Cells::Local(cells) => Some(cells.check(&key, &self.rate, spend)),
-            Cells::Cluster(cells) => cells.check(&key, &self.rate, spend).await,
+            Cells::Local(cells) => Some(cells.check(key, &self.rate, spend)),
+            Cells::Cluster(cells) => cells.check(key, &self.rate, spend).await,
         };
         match verdict {
             Some(v) => {
@@ -606,11 +611,6 @@ impl Nearest {
     /// The limit's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Its verdict.
-    pub fn verdict(&self) -> Verdict {
-        self.verdict
     }
 
     /// Sets `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers, as

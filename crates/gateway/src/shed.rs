@@ -39,11 +39,6 @@ impl InFlightLimit {
     pub fn current(&self) -> usize {
         self.current.load(Ordering::Acquire)
     }
-
-    /// The bound.
-    pub fn max(&self) -> usize {
-        self.max
-    }
 }
 
 /// One place of an [`InFlightLimit`], held until dropped.

@@ -210,13 +210,4 @@ impl Redis {
             .await;
         (result, started.elapsed())
     }
-
-    /// `PING`, for readiness and for `config check`.
-    pub async fn ping(&self) -> Result<(), RedisUnavailable> {
-        let (generation, mut connection) = self.connection();
-        let ping = redis::cmd("PING");
-        self.bounded(generation, ping.query_async::<String>(&mut connection))
-            .await
-            .map(|_| ())
-    }
 }

@@ -150,11 +150,9 @@ impl LimitBuild<'_> {
         key: LimitKey,
         written: &ServiceRate,
     ) -> Result<RateLimit, CliError> {
-        let rate = Rate {
-            limit: *written.limit.get_ref(),
-            per: std::time::Duration::from_secs(written.per.get_ref().0),
-            burst: written.burst,
-        };
+        // Checked when the file was parsed; the same conversion gives the rate.
+        let rate = crate::config::limits::rate(&written.limit, &written.per, written.burst, name)
+            .map_err(|(_, why)| CliError::new("ERR_CONFIG", why, EXIT_USAGE))?;
         let id = format!(
             "{TOKEN_SERVICE}:{name}:{}/{}+{}:",
             rate.limit,

@@ -312,7 +312,7 @@ pub fn check_route_limit(
     earlier: &[RouteRateLimit],
     has_token_rules: bool,
     has_redis: bool,
-) -> Result<(LimitKey, Rate), Failure> {
+) -> Result<(LimitKey, Rate, ClaimValues), Failure> {
     let name = limit.name.get_ref();
     let what = format!("routes {route:?}: rate_limits {name:?}");
     let name_ok = !name.is_empty()
@@ -344,17 +344,10 @@ pub fn check_route_limit(
             format!("{what}: key and when_claim read the token, and the route has auth = \"none\""),
         ));
     }
-    for (claim, value) in &limit.when_claim {
-        if claim_value(value.get_ref()).is_none() {
-            return Err((
-                value.span(),
-                format!("{what}: when_claim.{claim} must be a string, integer or boolean"),
-            ));
-        }
-    }
+    let when_claim = claim_values(&limit.when_claim, &format!("{what}: when_claim"))?;
     check_scope(&limit.scope, has_redis, &what)?;
     let rate = rate(&limit.limit, &limit.per, limit.burst, &what)?;
-    Ok((key, rate))
+    Ok((key, rate, when_claim))
 }
 
 /// `cluster` only with `[redis]`.
@@ -368,8 +361,29 @@ pub fn check_scope(scope: &Spanned<Scope>, has_redis: bool, what: &str) -> Resul
     Ok(())
 }
 
-/// A `when_claim` value as the claim would hold it.
-pub fn claim_value(value: &toml::Value) -> Option<serde_json::Value> {
+/// Claim names and the values a token must hold for them.
+pub type ClaimValues = Vec<(String, serde_json::Value)>;
+
+/// Claim values as a token would hold them (a rate limit's `when_claim`, a rule's `claims`),
+/// each a string, integer or boolean; `what` names the table in errors.
+pub fn claim_values(
+    written: &BTreeMap<String, Spanned<toml::Value>>,
+    what: &str,
+) -> Result<ClaimValues, Failure> {
+    written
+        .iter()
+        .map(|(name, value)| match claim_value(value.get_ref()) {
+            Some(v) => Ok((name.clone(), v)),
+            None => Err((
+                value.span(),
+                format!("{what}.{name} must be a string, integer or boolean"),
+            )),
+        })
+        .collect()
+}
+
+/// A claim value written in TOML as the claim would hold it.
+fn claim_value(value: &toml::Value) -> Option<serde_json::Value> {
     match value {
         toml::Value::String(s) => Some(serde_json::Value::String(s.clone())),
         toml::Value::Integer(i) => Some(serde_json::Value::from(*i)),

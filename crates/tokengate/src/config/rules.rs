@@ -46,8 +46,14 @@ pub(super) fn rules(
                 Some(p) => Some(prefix(p, path, case_sensitive, &what)?),
                 None => None,
             },
-            scopes: scopes(rule, &what)?,
-            claims: claims(rule, &what)?,
+            scopes: super::table::required(
+                route,
+                &format!("auth.rules[{}].scopes", i + 1),
+                &rule.scopes,
+                store::is_scope_token,
+                "a valid scope token",
+            )?,
+            claims: super::limits::claim_values(&rule.claims, &format!("{what}: claims"))?,
         });
     }
     Ok(out)
@@ -96,38 +102,4 @@ fn prefix(
         ));
     }
     Ok(p.clone())
-}
-
-fn scopes(rule: &RuleConfig, what: &str) -> Result<Vec<String>, Failure> {
-    rule.scopes
-        .iter()
-        .map(|s| {
-            if store::is_scope_token(s.get_ref()) {
-                Ok(s.get_ref().clone())
-            } else {
-                Err((
-                    s.span(),
-                    format!(
-                        "{what}: scopes: {:?} is not a valid scope token",
-                        s.get_ref()
-                    ),
-                ))
-            }
-        })
-        .collect()
-}
-
-fn claims(rule: &RuleConfig, what: &str) -> Result<Vec<(String, serde_json::Value)>, Failure> {
-    rule.claims
-        .iter()
-        .map(
-            |(name, value)| match super::limits::claim_value(value.get_ref()) {
-                Some(v) => Ok((name.clone(), v)),
-                None => Err((
-                    value.span(),
-                    format!("{what}: claims.{name} must be a string, integer or boolean"),
-                )),
-            },
-        )
-        .collect()
 }

@@ -671,20 +671,14 @@ fn rate_limits(
     let mut specs = Vec::with_capacity(r.rate_limits.len());
     for (i, limit) in r.rate_limits.iter().enumerate() {
         let earlier = r.rate_limits.get(..i).unwrap_or_default();
-        let (key, rate) =
+        let (key, rate, when_claim) =
             super::limits::check_route_limit(name, limit, earlier, has_token_rules, has_redis)?;
         specs.push(RateLimitSpec {
             name: limit.name.get_ref().clone(),
             key,
             rate,
             scope: *limit.scope.get_ref(),
-            when_claim: limit
-                .when_claim
-                .iter()
-                .filter_map(|(claim, v)| {
-                    Some((claim.clone(), super::limits::claim_value(v.get_ref())?))
-                })
-                .collect(),
+            when_claim,
             on_unavailable: limit.on_unavailable.policy(),
         });
     }
@@ -1137,7 +1131,7 @@ fn accepted_issuers(
 
 /// `required_scopes` must be scope tokens (a token's `scope` is split on spaces, so one
 /// with a space could never be present) and `required_claims` claim names.
-fn required(
+pub(super) fn required(
     route: &str,
     field: &str,
     values: &[Spanned<String>],
