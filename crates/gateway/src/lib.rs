@@ -9,7 +9,7 @@
 //! | authenticate | [`auth`] (with [`cache`], [`keys`]) | before any work for the request; cheapest checks first |
 //! | authorize | [`authorize`] | only a verified token's claims are worth checking: required scopes, then the first matching rule |
 //! | rate limit | [`ratelimit`] | keyed on a verified identity, before the upstream it spares |
-//! | (response cache) | issue #15's last part | after the limits, so a cached answer is still a counted request |
+//! | cache | [`response_cache`] (with [`cache_control`], [`cache_storage`]) | after the limits, so a cached answer is still a counted request and never reaches a caller the earlier phases refused; before the rewrite, which a hit does not need |
 //! | rewrite | `rewrite` | the upstream sees a verified identity and the gateway's forwarding headers only |
 //! | forward | [`upstream`] | a healthy target, retried only when that is safe; bodies streamed both ways |
 //! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response; every response then gets its `RateLimit` and CORS fields |
@@ -21,6 +21,8 @@
 pub mod auth;
 pub mod authorize;
 pub mod cache;
+pub mod cache_control;
+pub mod cache_storage;
 pub mod client;
 pub mod cors;
 pub mod deadline;
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod own;
 pub mod ratelimit;
 mod respond;
+pub mod response_cache;
 mod rewrite;
 pub mod route;
 pub mod shed;
@@ -300,11 +303,41 @@ impl Gateway {
             .iter()
             .filter_map(|r| r.auth.as_ref())
             .flat_map(|a| a.issuers.iter().map(|i| &**i));
+        let response_cache_bytes = self
+            .routes()
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.cache.as_ref()?.bytes_held())))
+            .collect();
         self.metrics.encode(&metrics::Scrape {
+            response_cache_bytes,
             token_cache_entries: u64::try_from(self.auth.cache.len()).unwrap_or(u64::MAX),
             audit_events_dropped: self.audit.dropped(),
             jwks: keys::remote_fetches(issuers),
         })
+    }
+
+    /// Removes stored responses: of `route` (every cached route when `None`), under
+    /// `path_prefix` (every path when `None`); how many entries went. Entries in Redis go
+    /// for every node; entries in memory only on this node.
+    pub async fn purge_cache(
+        &self,
+        route: Option<&str>,
+        path_prefix: Option<&str>,
+    ) -> Result<u64, response_cache::PurgeError> {
+        let cached: Vec<(&str, &Arc<response_cache::ResponseCache>)> = self
+            .routes()
+            .iter()
+            .filter(|r| route.is_none_or(|name| r.name == name))
+            .filter_map(|r| Some((r.name.as_str(), r.cache.as_ref()?)))
+            .collect();
+        if let (Some(name), true) = (route, cached.is_empty()) {
+            return Err(response_cache::PurgeError::UnknownRoute(name.to_owned()));
+        }
+        let mut purged = 0u64;
+        for (name, cache) in cached {
+            purged = purged.saturating_add(cache.purge(name, path_prefix).await?);
+        }
+        Ok(purged)
     }
 
     /// The verified-token cache.
@@ -397,7 +430,7 @@ impl Gateway {
             ..on_route(ProxyError::Denied(denial))
         })?;
         // Rate limit: after authorization, so it counts a verified identity; before the
-        // upstream, which it spares. (The response-cache phase will follow it.)
+        // upstream, which it spares.
         if !route.rate_limits.is_empty() {
             let subject = ratelimit::Subject {
                 verified: verified.as_deref(),
@@ -408,6 +441,29 @@ impl Gateway {
             };
             in_phase!(Phase::RateLimit, rate_limit(route, &subject, held)).map_err(on_route)?;
         }
+        // Cache: after the limits, so a hit is a counted request that every earlier phase
+        // allowed; before the rewrite, which a hit does not need.
+        let pending = match &route.cache {
+            None => None,
+            Some(cache) => {
+                let request = response_cache::CacheRequest {
+                    method: &parts.method,
+                    host: facts.host.as_deref(),
+                    path: &facts.path,
+                    query: parts.uri.query(),
+                    headers: &parts.headers,
+                    has_body: !http_body::Body::is_end_stream(&body),
+                    verified: verified.as_deref(),
+                };
+                match in_phase!(Phase::Cache, cache.lookup(&route.name, &request)) {
+                    response_cache::Lookup::Hit(response) => return Ok(response),
+                    response_cache::Lookup::Forward(pending) => {
+                        pending.prepare(&mut parts.headers);
+                        Some(pending)
+                    }
+                }
+            }
+        };
         // Rewrite: the upstream sees a verified identity and the gateway's forwarding
         // headers only.
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
@@ -448,9 +504,14 @@ impl Gateway {
         let (response, target) = forwarded
             .map_err(|e| on_route(fate.client_error().unwrap_or_else(|| ProxyError::from(e))))?;
         info.upstream = Some(target);
-        // Respond: the upstream's answer, without its hop-by-hop fields.
-        Ok(phase(Phase::Respond)
-            .in_scope(|| respond::upstream_response(route, response, on_upgrade)))
+        // Respond: the upstream's answer, without its hop-by-hop fields; stored when the
+        // route caches it.
+        let response = phase(Phase::Respond)
+            .in_scope(|| respond::upstream_response(route, response, on_upgrade));
+        match pending {
+            Some(pending) => Ok(pending.finish(response).await),
+            None => Ok(response),
+        }
     }
 
     /// The route phase: a canonical path, the MCP metadata documents, then host, path and
@@ -571,6 +632,7 @@ enum Phase {
     Authenticate,
     Authorize,
     RateLimit,
+    Cache,
     Rewrite,
     Forward,
     Respond,
@@ -584,6 +646,7 @@ fn phase(phase: Phase) -> tracing::Span {
         Phase::Authenticate => tracing::info_span!(target: trace::TARGET, "authenticate"),
         Phase::Authorize => tracing::info_span!(target: trace::TARGET, "authorize"),
         Phase::RateLimit => tracing::info_span!(target: trace::TARGET, "rate_limit"),
+        Phase::Cache => tracing::info_span!(target: trace::TARGET, "cache"),
         Phase::Rewrite => tracing::info_span!(target: trace::TARGET, "rewrite"),
         Phase::Forward => tracing::info_span!(target: trace::TARGET, "forward"),
         Phase::Respond => tracing::info_span!(target: trace::TARGET, "respond"),

@@ -121,6 +121,13 @@ struct Families {
     verifications: Family<OutcomeLabels, Counter>,
     rate_limits: Family<LimitLabels, Counter>,
     shed: Family<ShedLabels, Counter>,
+    response_cache: Family<CacheEventLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheEventLabels {
+    route: Arc<str>,
+    event: &'static str,
 }
 
 /// The route label of the token service's rate limits and shed requests outside any route.
@@ -205,9 +212,26 @@ impl CacheCounters {
     }
 }
 
+/// One route's response-cache counts (`[routes.cache]`), resolved when the route is built.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseCacheCounters {
+    /// Requests answered from the cache.
+    pub hits: Counter,
+    /// Requests the cache sent upstream (misses and revalidations).
+    pub misses: Counter,
+    /// Responses stored.
+    pub stores: Counter,
+    /// Requests that waited for another's upstream request.
+    pub collapsed: Counter,
+    /// Entries evicted from memory to make room.
+    pub evictions: Counter,
+}
+
 /// What only the gateway in service knows, read when `/metrics` is asked for.
 #[derive(Debug, Default)]
 pub struct Scrape {
+    /// Bytes each cached route's entries hold in this node's memory.
+    pub response_cache_bytes: Vec<(String, i64)>,
     /// Entries of its verified-token cache.
     pub token_cache_entries: u64,
     /// Audit events dropped so far (the audit queue outlives reloads).
@@ -254,6 +278,7 @@ impl Metrics {
             verifications: Family::default(),
             rate_limits: Family::default(),
             shed: Family::default(),
+            response_cache: Family::default(),
         };
         let redis = crate::ratelimit::RedisCounters::default();
         let in_flight = Gauge::default();
@@ -305,6 +330,11 @@ impl Metrics {
             "tokengate_requests_shed",
             "Requests (and connections) refused at once with 503 because a concurrency limit was reached, by route (\"-\" for the node's) and reason",
             families.shed.clone(),
+        );
+        registry.register(
+            "tokengate_response_cache_events",
+            "Response-cache events, by route and event: hit, miss (sent upstream, revalidations included), store, collapsed (waited for another request's upstream answer), eviction (dropped from memory for room)",
+            families.response_cache.clone(),
         );
         registry.register_with_unit(
             "tokengate_redis_call_duration",
@@ -376,6 +406,26 @@ impl Metrics {
         }
     }
 
+    /// The response-cache counters of route `route`.
+    pub fn response_cache(&self, route: &str) -> ResponseCacheCounters {
+        let route: Arc<str> = Arc::from(route);
+        let counter = |event| {
+            self.families
+                .response_cache
+                .get_or_create_owned(&CacheEventLabels {
+                    route: Arc::clone(&route),
+                    event,
+                })
+        };
+        ResponseCacheCounters {
+            hits: counter("hit"),
+            misses: counter("miss"),
+            stores: counter("store"),
+            collapsed: counter("collapsed"),
+            evictions: counter("eviction"),
+        }
+    }
+
     /// The Redis calls' counters.
     pub fn redis(&self) -> crate::ratelimit::RedisCounters {
         self.redis.clone()
@@ -410,6 +460,19 @@ impl Metrics {
             "tokengate_audit_events_dropped",
             "Audit events dropped because the audit queue was full",
             ConstCounter::new(now.audit_events_dropped),
+        );
+        let held = Family::<RouteLabel, Gauge>::default();
+        for (route, bytes) in &now.response_cache_bytes {
+            held.get_or_create(&RouteLabel {
+                route: Arc::from(route.as_str()),
+            })
+            .set(*bytes);
+        }
+        current.register_with_unit(
+            "tokengate_response_cache",
+            "Bytes the response cache holds in this node's memory, by route",
+            Unit::Bytes,
+            held,
         );
         let fetches = Family::<IssuerLabel, Counter>::default();
         let failures = Family::<IssuerLabel, Counter>::default();

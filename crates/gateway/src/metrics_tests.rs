@@ -152,11 +152,16 @@ fn cache_counters_keep_the_names_scrapers_parse() {
     assert_eq!(counters.values(), (2, 1));
     let text = metrics
         .encode(&Scrape {
+            response_cache_bytes: vec![("api".into(), 1234)],
             token_cache_entries: 5,
             audit_events_dropped: 3,
             jwks: Vec::new(),
         })
         .unwrap();
+    assert!(
+        text.contains("\ntokengate_response_cache_bytes{route=\"api\"} 1234\n"),
+        "{text}"
+    );
     // interop/gateway.mjs reads the hits with ^tokengate_token_cache_hits_total( {…})? N$.
     assert_eq!(
         lines(&text, "tokengate_token_cache_hits_total"),

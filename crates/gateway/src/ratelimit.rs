@@ -249,27 +249,12 @@ impl ClusterCells {
             .redis
             .run_script::<Vec<i64>>(&self.script, &[&full], &args)
             .await;
-        self.counters.latency.observe(took);
-        let verdict = match answer {
-            Ok(reply) => verdict_of(&reply),
-            Err(e) => {
-                // Logged when Redis goes away and when it comes back, not per request: at
-                // thousands of requests a second a line each would flood the log.
-                if !self.counters.down.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "rate limit: redis unavailable");
-                }
-                None
-            }
-        };
-        match verdict {
-            None => {
-                self.counters.failures.inc();
-            }
-            Some(_) => {
-                if self.counters.down.swap(false, Ordering::Relaxed) {
-                    tracing::info!("rate limit: redis answers again");
-                }
-            }
+        let verdict = self
+            .counters
+            .observe("rate limit", took, answer.map(|reply| verdict_of(&reply)))
+            .flatten();
+        if verdict.is_none() {
+            self.counters.failures.inc();
         }
         verdict
     }
@@ -298,6 +283,35 @@ pub struct RedisCounters {
     pub failures: prometheus_client::metrics::counter::Counter,
     /// Whether the last call failed (for logging the change, not every failure).
     pub down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RedisCounters {
+    /// Records a call by `who` that took `took`: its latency, and a log line when Redis goes
+    /// away or comes back (not per request: at thousands of requests a second a line each
+    /// would flood the log). A failed call is counted by the caller, which may also count
+    /// an answer it cannot use.
+    pub fn observe<T>(
+        &self,
+        who: &str,
+        took: Duration,
+        answer: Result<T, store::redis::RedisUnavailable>,
+    ) -> Option<T> {
+        self.latency.observe(took);
+        match answer {
+            Ok(value) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("{who}: redis answers again");
+                }
+                Some(value)
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "{who}: redis unavailable");
+                }
+                None
+            }
+        }
+    }
 }
 
 /// What a limit counts requests by.

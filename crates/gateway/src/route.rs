@@ -88,6 +88,8 @@ pub struct Route {
     pub max_in_flight: Option<std::sync::Arc<crate::shed::InFlightLimit>>,
     /// Browser access (`[routes.cors]`).
     pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
+    /// The response cache (`[routes.cache]`).
+    pub cache: Option<std::sync::Arc<crate::response_cache::ResponseCache>>,
 }
 
 /// What decides which requests a route serves. The configuration checks its routes with it

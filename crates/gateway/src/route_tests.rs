@@ -33,6 +33,7 @@ fn route(name: &str, host: Option<&str>, path: PathMatch, methods: Option<Vec<Me
         rate_limits: Vec::new(),
         max_in_flight: None,
         cors: None,
+        cache: None,
     }
 }
 

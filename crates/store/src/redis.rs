@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, ToRedisArgs};
+use redis::{Client, ToRedisArgs};
 
 /// A Lua script, run by its SHA-1 (`EVALSHA`) and loaded on first use.
 pub use redis::Script;
+/// One Redis command and its arguments ([`Redis::query`]).
+pub use redis::{cmd, Cmd, FromRedisValue};
 
 /// Why a Redis call gave no answer: the caller decides what that means (allow, deny, or
 /// fall back to this node's state).
@@ -186,6 +188,19 @@ impl Redis {
             !matches!(outcome, Err(RedisUnavailable::Timeout(_))),
         );
         outcome
+    }
+
+    /// Sends one command; the answer and how long the call took.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        command: &Cmd,
+    ) -> (Result<T, RedisUnavailable>, Duration) {
+        let started = Instant::now();
+        let (generation, mut connection) = self.connection();
+        let result = self
+            .bounded(generation, command.query_async::<T>(&mut connection))
+            .await;
+        (result, started.elapsed())
     }
 
     /// Runs `script` (EVALSHA, loading it on first use) with `keys` and `args`; the answer

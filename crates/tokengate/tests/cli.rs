@@ -1771,6 +1771,7 @@ fn config_check_refuses_what_the_gateway_would_with_its_place() {
             "rate_limits": [],
             "max_in_flight": null,
             "cors": null,
+            "cache": null,
         }])
     );
     assert_eq!(shown["warnings"], json!([]));

@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use gateway::auth::RouteAuth;
 use gateway::cache::TokenCache;
+use gateway::cache_storage::{MemoryStore, RedisStore, RouteAccount, Storage};
 use gateway::client::{new_client, HttpClient};
 use gateway::keys::{Issuer, KeySource, RemoteJwks, RemoteOptions, RemoteSource};
+use gateway::response_cache::ResponseCache;
 use gateway::route::Route;
 use gateway::upstream::Upstreams;
 use gateway::{Gateway, Shared};
 use oauth::Service;
 
+use crate::config::cache::{CacheSpec, StorageKind};
 use crate::config::table::{AuthSpec, IssuerRef, KeySpec, RouteSpec};
 use crate::config::{Config, ConfigError};
 use crate::error::{CliError, EXIT_USAGE};
@@ -144,6 +147,18 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         built: HashMap::new(),
     };
     let mut limits = parts.limits.build(config, &parts.metrics)?;
+    // One memory cache for every route that keeps its responses in memory; a new one for
+    // each configuration (a reload starts it empty, so no route serves what an upstream it
+    // no longer has answered).
+    let memory = table
+        .routes
+        .iter()
+        .any(|r| {
+            r.cache
+                .as_ref()
+                .is_some_and(|c| c.storage == StorageKind::Memory)
+        })
+        .then(|| Arc::new(MemoryStore::new(config.server.cache.max_memory.0)));
     let mut routes = Vec::with_capacity(table.routes.len());
     for spec in &table.routes {
         let auth = match &spec.auth {
@@ -153,6 +168,10 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         let mut route = route(spec, auth)?;
         route.rate_limits = limits.route(spec)?;
         route.max_in_flight = limits.in_flight(spec);
+        route.cache = spec
+            .cache
+            .as_ref()
+            .and_then(|c| response_cache(spec, c, &memory, limits.redis(), &parts.metrics));
         routes.push(route);
     }
     let service_limits = limits.service(config)?;
@@ -243,6 +262,30 @@ impl Issuers<'_> {
     }
 }
 
+/// A route's response cache over its storage; `None` only for Redis storage without a
+/// Redis connection, which the configuration's checks refuse before.
+fn response_cache(
+    spec: &RouteSpec,
+    cache: &CacheSpec,
+    memory: &Option<Arc<MemoryStore>>,
+    redis: Option<store::redis::Redis>,
+    metrics: &gateway::metrics::Metrics,
+) -> Option<Arc<ResponseCache>> {
+    let storage = match cache.storage {
+        StorageKind::Memory => Storage::Memory(Arc::clone(memory.as_ref()?)),
+        StorageKind::Redis => Storage::Redis(RedisStore::new(redis?, metrics.redis())),
+    };
+    let counters = metrics.response_cache(&spec.name);
+    let account = Arc::new(RouteAccount::new(counters.evictions.clone()));
+    Some(Arc::new(ResponseCache::new(
+        cache.settings.clone(),
+        storage,
+        spec.timeout,
+        counters,
+        account,
+    )))
+}
+
 /// A route: the checked spec with its upstream client and health checks.
 fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
     let client = new_client(spec.connect_timeout, spec.h2).map_err(trust_store)?;
@@ -278,5 +321,6 @@ fn route(spec: &RouteSpec, auth: Option<RouteAuth>) -> Result<Route, CliError> {
         rate_limits: Vec::new(),
         max_in_flight: None,
         cors: spec.cors.clone().map(Arc::new),
+        cache: None,
     })
 }

@@ -87,6 +87,11 @@ impl LimitStates {
 }
 
 impl LimitBuild<'_> {
+    /// The Redis connection of `[redis]`, for the other state nodes share there.
+    pub fn redis(&self) -> Option<Redis> {
+        self.redis.clone()
+    }
+
     /// A route's rate limits.
     pub fn route(&mut self, spec: &RouteSpec) -> Result<Vec<RateLimit>, CliError> {
         let mut limits = Vec::with_capacity(spec.rate_limits.len());

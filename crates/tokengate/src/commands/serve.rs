@@ -28,7 +28,8 @@ const DEMO_SECURE: &str = "https://secure.example";
 const DEMO_LIMIT: u32 = 10;
 
 /// The configuration `dev` runs with when given none: two audiences (one with encrypted
-/// tokens) and two routes to the demo upstream, the first limited per client.
+/// tokens) and three routes to the demo upstream: the first limited per client, the second
+/// cached.
 fn dev_config(upstream: SocketAddr) -> String {
     format!(
         r#"
@@ -55,6 +56,19 @@ name = "per-client"
 key = "client_id"
 limit = {DEMO_LIMIT}
 per = "1m"
+
+[[routes]]
+name = "rates"
+path = "/api/rates"
+methods = ["GET", "HEAD"]
+upstreams = ["http://{upstream}"]
+[routes.auth]
+issuers = ["self"]
+audience = "{DEMO_API}"
+required_scopes = ["transactions:read"]
+[routes.cache]
+ttl = "30s"
+partition = "subject"
 
 [[routes]]
 name = "secure"
@@ -465,6 +479,8 @@ async fn announce_dev(
          \x20 curl -s -H \"Authorization: Bearer $ENC\" {issuer}/secure/balance                         # 200: an encrypted (JWE) token\n\
          Rate limit ({DEMO_LIMIT} a minute per client): RateLimit counts down, then 429 with Retry-After:\n\
          \x20 for i in $(seq {DEMO_LIMIT}); do curl -s -o /dev/null -D - -X POST -H \"Authorization: Bearer $TOKEN\" {issuer}/api/transactions | grep -iE '^(HTTP|ratelimit:|retry-after)'; done\n\
+         Cached responses: the first is stored (Cache-Status fwd=miss; stored), the next one is a hit with its Age:\n\
+         \x20 for i in 1 2; do curl -s -o /dev/null -D - -H \"Authorization: Bearer $READ\" {issuer}/api/rates | grep -iE '^(HTTP/|cache-status:|age:)'; done\n\
          Introspect, revoke, and try again:\n\
          \x20 curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/introspect\n\
          \x20 curl -s -u '{id}:{secret}' -d \"token=$TOKEN\" {issuer}/oauth2/revoke\n\

@@ -125,6 +125,9 @@ pub struct Server {
     /// Open client connections at most (per listener); past it a new connection gets 503
     /// and is closed. Default: no bound.
     pub max_connections: Option<Spanned<u64>>,
+    /// `[server.cache]`: the response cache's memory.
+    #[serde(default)]
+    pub cache: cache::ServerCache,
 }
 
 fn default_token_cache_memory() -> values::ByteSize {
@@ -148,6 +151,7 @@ impl Default for Server {
             token_cache_memory: default_token_cache_memory(),
             max_in_flight: None,
             max_connections: None,
+            cache: cache::ServerCache::default(),
         }
     }
 }
@@ -509,6 +513,7 @@ impl Config {
             "listen": self.server.listen.to_string(),
             "trusted_proxies": self.server.trusted_proxies.iter().map(|r| r.0.to_string()).collect::<Vec<_>>(),
             "token_cache_memory_bytes": self.server.token_cache_memory.0,
+            "cache": { "max_memory_bytes": self.server.cache.max_memory.0 },
             "max_in_flight": self.server.max_in_flight.as_ref().map(|n| *n.get_ref()),
             "max_connections": self.server.max_connections.as_ref().map(|n| *n.get_ref()),
             "redis": self.redis.as_ref().map(|r| json!({
@@ -711,6 +716,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests;
 
+pub mod cache;
 pub mod cors;
 pub mod limits;
 pub mod routes;

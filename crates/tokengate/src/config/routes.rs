@@ -83,6 +83,8 @@ pub struct Route {
     pub limits: super::limits::RouteLimits,
     /// Browser access (CORS).
     pub cors: Option<super::cors::CorsConfig>,
+    /// The response cache.
+    pub cache: Option<Spanned<super::cache::CacheConfig>>,
 }
 
 fn default_max_body() -> u64 {

@@ -156,6 +156,8 @@ pub struct RouteSpec {
     pub max_in_flight: Option<usize>,
     /// Browser access.
     pub cors: Option<gateway::cors::Cors>,
+    /// The response cache.
+    pub cache: Option<super::cache::CacheSpec>,
 }
 
 /// A route's rate limit, checked.
@@ -285,6 +287,7 @@ impl Table {
                     "max_age_seconds": c.max_age.as_secs(),
                     "allow_credentials": c.allow_credentials,
                 })),
+                "cache": r.cache.as_ref().map(super::cache::CacheSpec::effective),
             })
         });
         Value::Array(routes.collect())
@@ -417,6 +420,18 @@ pub(super) fn build(config: &Config, source: &Source<'_>) -> Result<Table, Failu
                 Some(n) => Some(super::limits::concurrency(
                     n,
                     &format!("routes {:?}: limits.max_in_flight", spec.name),
+                )?),
+                None => None,
+            },
+            cache: match &declared.cache {
+                Some(written) => Some(super::cache::spec(
+                    written,
+                    &format!("routes {:?}: cache", spec.name),
+                    &super::cache::Around {
+                        has_token_rules: spec.auth.is_some(),
+                        has_redis: config.redis.is_some(),
+                        max_memory: config.server.cache.max_memory.0,
+                    },
                 )?),
                 None => None,
             },
@@ -651,6 +666,7 @@ fn route(
         path,
         rate_limits: Vec::new(),
         max_in_flight: None,
+        cache: None,
         cors: match &r.cors {
             Some(written) => Some(super::cors::policy(
                 written,

@@ -1018,3 +1018,104 @@ fn cors_policies_parse_with_defaults_and_refuse_what_browsers_would_not_send() {
         assert!(e.position.is_some(), "{cors} → {e}");
     }
 }
+
+#[test]
+fn response_caches_parse_with_defaults_and_refuse_what_could_not_work() {
+    let route = |auth: &str, cache: &str| {
+        format!(
+            "[[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://127.0.0.1:9000\"]\n\
+             {auth}\n[routes.cache]\n{cache}\n"
+        )
+    };
+    let with_token = "[routes.auth]\nissuers = [\"self\"]\naudience = \"https://a\"";
+    let c = Config::parse(&route(with_token, ""), "t.toml").unwrap();
+    let spec = c.table().routes[0].cache.clone().unwrap();
+    assert_eq!(spec.settings.ttl.as_secs(), 30);
+    assert_eq!(spec.settings.max_ttl.as_secs(), 600);
+    assert_eq!(
+        spec.settings.partition,
+        gateway::response_cache::Partition::Subject
+    );
+    assert_eq!(
+        spec.settings.methods,
+        [http::Method::GET, http::Method::HEAD]
+    );
+    assert_eq!(spec.settings.max_body, 1 << 20);
+    assert_eq!(spec.storage, super::cache::StorageKind::Memory);
+    assert_eq!(c.server.cache.max_memory.0, 256 << 20);
+    let shown = c.table().effective_routes();
+    assert_eq!(shown[0]["cache"]["partition"], "subject", "{shown}");
+    // Every field of the contract.
+    let full = "ttl = \"10s\"\nmax_ttl = \"1h\"\npartition = \"client\"\nmethods = [\"GET\"]\n\
+                max_body = \"64KB\"\nstorage = \"memory\"";
+    let c = Config::parse(
+        &format!(
+            "[server.cache]\nmax_memory = \"1MB\"\n{}",
+            route(with_token, full)
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    let spec = c.table().routes[0].cache.clone().unwrap();
+    assert_eq!(
+        (spec.settings.ttl.as_secs(), spec.settings.max_ttl.as_secs()),
+        (10, 3600)
+    );
+    assert_eq!(spec.settings.max_body, 64 << 10);
+    assert_eq!(c.server.cache.max_memory.0, 1 << 20);
+    assert!(Config::parse(
+        &route("auth = \"none\"", "partition = \"shared\""),
+        "t.toml"
+    )
+    .is_ok());
+    for (auth, cache, expected) in [
+        ("auth = \"none\"", "", "no token rules"),
+        (
+            "auth = \"none\"",
+            "partition = \"client\"",
+            "no token rules",
+        ),
+        (
+            with_token,
+            "partition = \"everyone\"",
+            "use \"subject\", \"client\" or \"shared\"",
+        ),
+        (with_token, "methods = [\"POST\"]", "only GET and HEAD"),
+        (with_token, "methods = []", "methods is empty"),
+        (with_token, "ttl = \"0s\"", "between 1s and 1d"),
+        (with_token, "max_ttl = \"2d\"", "between 1s and 1d"),
+        (
+            with_token,
+            "ttl = \"1h\"\nmax_ttl = \"1m\"",
+            "longer than max_ttl",
+        ),
+        (
+            with_token,
+            "max_body = \"512MB\"",
+            "larger than [server.cache] max_memory",
+        ),
+        (with_token, "storage = \"redis\"", "needs a [redis] section"),
+        (
+            with_token,
+            "storage = \"disk\"",
+            "use \"memory\" or \"redis\"",
+        ),
+        (with_token, "stale = true", "unknown field"),
+    ] {
+        let e = err(&route(auth, cache));
+        assert!(e.message.contains(expected), "{cache} → {e}");
+        assert!(e.position.is_some(), "{cache} → {e}");
+    }
+    let redis = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:6379\"\n{}",
+        route(with_token, "storage = \"redis\"")
+    );
+    assert_eq!(
+        Config::parse(&redis, "t.toml").unwrap().table().routes[0]
+            .cache
+            .as_ref()
+            .unwrap()
+            .storage,
+        super::cache::StorageKind::Redis
+    );
+}

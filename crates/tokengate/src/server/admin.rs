@@ -35,7 +35,8 @@ use super::{error_json, App, RequestId};
 use openapi::{BadRequest, Conflict, NotFound, ServerError, Unavailable};
 use views::{
     AuditEventView, AuditPage, AuditQuery, ClientList, ClientView, CredentialsView, ErrorBody,
-    KeyList, KeyRotation, KeyView, NewClientBody, Reloaded, RevokeBody, Revoked, RotateBody,
+    KeyList, KeyRotation, KeyView, NewClientBody, PurgeQuery, Purged, Reloaded, RevokeBody,
+    Revoked, RotateBody,
 };
 
 /// Admin request bodies are small JSON documents.
@@ -75,6 +76,7 @@ fn protected() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(rotate_key))
         .routes(routes!(revoke))
         .routes(routes!(audit))
+        .routes(routes!(purge_cache))
         .routes(routes!(reload));
     openapi::require_admin_token(router.get_openapi_mut());
     router
@@ -602,6 +604,78 @@ async fn audit(
             reply(StatusCode::OK, &AuditPage { events }, &id.0)
         }
         Err(e) => admin_error(&e.into(), &id.0),
+    }
+}
+
+/// Purge stored responses.
+///
+/// Removes the response cache's entries of one route (or of every route that caches),
+/// for paths starting with `path_prefix` (or every path). Entries in Redis are gone for
+/// every node; entries in memory only on the node that answers. Audited as `cache.purged`.
+#[utoipa::path(
+    delete,
+    path = "/admin/cache",
+    operation_id = "purgeCache",
+    tag = "meta",
+    params(PurgeQuery),
+    responses(
+        (status = 200, description = "The entries are gone.", body = Purged),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn purge_cache(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    query: Result<Query<PurgeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return bad_request("the only parameters are route and path_prefix", &id.0);
+    };
+    if q.path_prefix
+        .as_deref()
+        .is_some_and(|p| !p.starts_with('/'))
+    {
+        return bad_request("path_prefix starts with /", &id.0);
+    }
+    let gateway = app.gateway();
+    let outcome = gateway
+        .purge_cache(q.route.as_deref(), q.path_prefix.as_deref())
+        .await;
+    let (result, reason) = match &outcome {
+        Ok(n) => ("success", format!("entries={n}")),
+        Err(e) => ("failure", e.to_string()),
+    };
+    let event = store::AuditEvent {
+        time: store::unix_now(),
+        event: "cache.purged".into(),
+        outcome: result.into(),
+        reason: Some(format!(
+            "route={} path_prefix={} {reason}",
+            q.route.as_deref().unwrap_or("*"),
+            q.path_prefix.as_deref().unwrap_or("/")
+        )),
+        request_id: Some(id.0.clone()),
+        ..store::AuditEvent::default()
+    };
+    if let Err(e) = app.service.store().append_audit(&event).await {
+        tracing::error!("request {}: the cache purge was not audited: {e}", id.0);
+    }
+    match outcome {
+        Ok(purged) => {
+            tracing::info!(purged, route = ?q.route, path_prefix = ?q.path_prefix, "response cache purged");
+            reply(StatusCode::OK, &Purged { purged }, &id.0)
+        }
+        Err(e @ gateway::response_cache::PurgeError::UnknownRoute(_)) => {
+            error_json(StatusCode::NOT_FOUND, "not_found", &e.to_string(), &id.0)
+        }
+        Err(e) => error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            &e.to_string(),
+            &id.0,
+        ),
     }
 }
 

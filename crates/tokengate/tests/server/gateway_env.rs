@@ -414,6 +414,23 @@ pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for the async `condition` to hold, checking every 50 ms, and fails with `what`
+/// after 20 s.
+pub async fn wait_for_async<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Front {
     /// The stable code (`ERR_…`) the gateway refused `reply`'s request with, read from the
     /// request's `gateway.denied` audit event (recorded asynchronously, so waited for).

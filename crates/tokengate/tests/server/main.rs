@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod cache;
 mod cors;
 mod gateway;
 mod gateway_env;

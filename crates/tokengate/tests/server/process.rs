@@ -977,6 +977,22 @@ fn rate_limit_loop(dir: &Path, line: &str, vars: &[(String, String)]) {
     assert!(stdout.contains("retry-after: "), "{stdout}");
 }
 
+/// The printed cache loop: two reads of the cached route, a miss that is stored, then a hit
+/// with its age.
+fn cache_loop(dir: &Path, line: &str, vars: &[(String, String)]) {
+    let out = sh(dir, line, vars);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let statuses: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("cache-status: "))
+        .collect();
+    assert_eq!(statuses.len(), 2, "{stdout}");
+    assert_eq!(statuses[0], "tokengate; fwd=miss; stored", "{stdout}");
+    assert!(statuses[1].starts_with("tokengate; hit; ttl="), "{stdout}");
+    assert_eq!(stdout.matches("http/1.1 200").count(), 2, "{stdout}");
+    assert!(stdout.contains("\nage: "), "{stdout}");
+}
+
 /// What `curl -i` printed, as a response.
 fn included(text: &str) -> Response {
     let (head, body) = text
@@ -1019,7 +1035,7 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
         .map(str::trim)
         .filter(|l| l.contains("curl "))
         .collect();
-    assert_eq!(lines.len(), 15, "{printed}");
+    assert_eq!(lines.len(), 16, "{printed}");
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut promised = Vec::new();
     // Request ids of the refusals, to find their access-log lines.
@@ -1032,6 +1048,10 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
             let parts = if var == "ENC" { 5 } else { 3 };
             assert_eq!(value.split('.').count(), parts, "{var}={value}");
             vars.push((var.to_owned(), value));
+            continue;
+        }
+        if line.starts_with("for ") && line.contains("/api/rates") {
+            cache_loop(d, line, &vars);
             continue;
         }
         if line.starts_with("for ") {

@@ -158,6 +158,7 @@ fn the_documented_operations() {
         .collect();
     ops.sort();
     let expected = [
+        ("DELETE", "/admin/cache", "purgeCache"),
         ("DELETE", "/admin/clients/{client_id}", "deleteClient"),
         ("GET", "/admin/audit", "listAuditEvents"),
         ("GET", "/admin/clients", "listClients"),

@@ -289,6 +289,25 @@ pub(super) struct Revoked {
     pub(super) revoked: u64,
 }
 
+/// Which stored responses to purge.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PurgeQuery {
+    /// Only this route's (default: every route that caches).
+    pub(super) route: Option<String>,
+    /// Only responses to paths starting with this (default: every path).
+    pub(super) path_prefix: Option<String>,
+}
+
+/// The outcome of a purge.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Purged {
+    /// How many stored entries were removed (in Redis, a varying response's field list
+    /// counts as one).
+    pub(super) purged: u64,
+}
+
 /// The outcome of a reload.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Reloaded {

@@ -1,0 +1,916 @@
+//! The response-cache phase (`[routes.cache]`): RFC 9111 as a shared cache in front of the
+//! route's upstream, with RFC 9211 `Cache-Status` on every response it had a say in.
+//!
+//! It runs after authentication, authorization and the rate limits, so that a revoked or
+//! expired token never gets a stored response and a hit is still a counted request. Its key
+//! holds the identity its `partition` names (`sub` with its issuer, or `client_id` with its
+//! issuer), so one caller's response is never another's; `shared` keys hold none, and
+//! only responses the upstream marked `public` or gave an `s-maxage` are stored there.
+//!
+//! Concurrent misses for one key make one upstream request: the first is the leader, the
+//! others wait (at most the route's upstream timeout) and then read what it stored; when it
+//! stored nothing they go upstream themselves, at once. A stale entry with a validator is
+//! revalidated (`If-None-Match`, `If-Modified-Since`); a 304 refreshes it. A miss's body
+//! streams to the client while it is copied; the entry is stored when the body ends whole
+//! and within `max_body`, before the client sees the end.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt as _, Empty, Full};
+use tokio::sync::watch;
+
+use crate::auth::Verified;
+use crate::cache_control::{self as cc, ResponseDirectives};
+use crate::cache_storage::{CachedResponse, EntryKey, RouteAccount, Storage, Stored};
+use crate::client::BoxError;
+use crate::metrics::ResponseCacheCounters;
+use crate::ResponseBody;
+
+/// The `Cache-Status` field (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+/// This cache's name in `Cache-Status`.
+const NAME: &str = "tokengate";
+
+/// Whose responses a key may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partition {
+    /// One caller: the token's `sub`, with its issuer.
+    Subject,
+    /// One client: the token's `client_id`, with its issuer.
+    Client,
+    /// Everyone: only responses marked `public` or with `s-maxage`.
+    Shared,
+}
+
+impl Partition {
+    /// Its spelling in the configuration.
+    pub fn parse(text: &str) -> Option<Partition> {
+        match text {
+            "subject" => Some(Partition::Subject),
+            "client" => Some(Partition::Client),
+            "shared" => Some(Partition::Shared),
+            _ => None,
+        }
+    }
+
+    /// The identity in the key, or `None` when the request has none to give.
+    fn identity(self, verified: Option<&Verified>) -> Option<String> {
+        let with_issuer = |v: &Verified, id: Option<&str>| Some(format!("{}\0{}", v.issuer, id?));
+        match self {
+            Partition::Shared => Some(String::new()),
+            Partition::Subject => verified.and_then(|v| with_issuer(v, v.claims.sub())),
+            Partition::Client => verified.and_then(|v| with_issuer(v, v.claims.client_id())),
+        }
+    }
+}
+
+/// A route's response cache: its settings, storage and counters.
+#[derive(Debug)]
+pub struct ResponseCache {
+    /// Freshness when the upstream gives none.
+    pub ttl: Duration,
+    /// The most freshness an entry gets, whatever the upstream says.
+    pub max_ttl: Duration,
+    /// Whose responses a key holds.
+    pub partition: Partition,
+    /// Methods whose responses are cached (GET and HEAD at most).
+    pub methods: Vec<Method>,
+    /// Largest body stored, bytes; a larger response passes through, streamed.
+    pub max_body: u64,
+    /// Where entries are kept.
+    pub storage: Storage,
+    /// Longest a request waits for another's upstream request (the route's upstream timeout).
+    pub wait: Duration,
+    counters: ResponseCacheCounters,
+    account: Arc<RouteAccount>,
+    flights: Arc<Flights>,
+}
+
+/// A cache's settings as configured.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `ttl`.
+    pub ttl: Duration,
+    /// `max_ttl`.
+    pub max_ttl: Duration,
+    /// `partition`.
+    pub partition: Partition,
+    /// `methods`.
+    pub methods: Vec<Method>,
+    /// `max_body`, bytes.
+    pub max_body: u64,
+}
+
+/// Why a purge did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PurgeError {
+    /// No route of that name caches responses.
+    #[error("no route named {0:?} caches responses")]
+    UnknownRoute(String),
+    /// Redis did not answer in time (some entries may be gone, the others are not).
+    #[error("redis did not answer; the purge did not finish")]
+    Unavailable,
+}
+
+/// What the cache phase decided.
+pub(crate) enum Lookup {
+    /// A stored response answers the request.
+    Hit(Response<ResponseBody>),
+    /// The request goes upstream; [`Pending::finish`] handles the answer.
+    Forward(Pending),
+}
+
+/// The request's facts the cache phase reads.
+pub(crate) struct CacheRequest<'r> {
+    pub(crate) method: &'r Method,
+    pub(crate) host: Option<&'r str>,
+    pub(crate) path: &'r str,
+    pub(crate) query: Option<&'r str>,
+    pub(crate) headers: &'r HeaderMap,
+    pub(crate) has_body: bool,
+    pub(crate) verified: Option<&'r Verified>,
+}
+
+impl ResponseCache {
+    /// A route's cache over `storage`, counting on `counters` and `account`.
+    pub fn new(
+        settings: CacheSettings,
+        storage: Storage,
+        wait: Duration,
+        counters: ResponseCacheCounters,
+        account: Arc<RouteAccount>,
+    ) -> ResponseCache {
+        ResponseCache {
+            ttl: settings.ttl,
+            max_ttl: settings.max_ttl,
+            partition: settings.partition,
+            methods: settings.methods,
+            max_body: settings.max_body,
+            storage,
+            wait,
+            counters,
+            account,
+            flights: Arc::default(),
+        }
+    }
+
+    /// Removes this route's entries whose path starts with `path_prefix` (all when `None`);
+    /// how many keys went.
+    pub async fn purge(&self, route: &str, path_prefix: Option<&str>) -> Result<u64, PurgeError> {
+        self.storage
+            .purge(route, path_prefix)
+            .await
+            .map_err(|_| PurgeError::Unavailable)
+    }
+
+    /// Bytes this route's entries hold in this node's memory (pending evictions done
+    /// first, so that the count is what the cache holds now).
+    pub fn bytes_held(&self) -> i64 {
+        if let Storage::Memory(memory) = &self.storage {
+            memory.settle();
+        }
+        self.account.bytes()
+    }
+
+    /// The cache phase: a fresh stored response, or what the forward needs to store the
+    /// upstream's.
+    pub(crate) async fn lookup(self: &Arc<Self>, route: &str, req: &CacheRequest<'_>) -> Lookup {
+        let bypass = |why| Lookup::Forward(Pending::bypass(why));
+        if !self.methods.contains(req.method) {
+            return bypass("fwd=method");
+        }
+        if req.has_body
+            || req.headers.contains_key(header::RANGE)
+            || req.headers.contains_key(header::UPGRADE)
+        {
+            return bypass("fwd=bypass; detail=\"request\"");
+        }
+        let Some(identity) = self.partition.identity(req.verified) else {
+            return bypass("fwd=bypass; detail=\"no-identity\"");
+        };
+        let key = self.primary_key(route, req, &identity);
+        let mut pending = Pending {
+            cache: Some(Arc::clone(self)),
+            key,
+            request: req.headers.clone(),
+            method: req.method.clone(),
+            stale: None,
+            flight: None,
+            collapsed: false,
+            no_store: cc::request_forbids_storing(req.headers),
+            status: "",
+        };
+        let found = match self.find(&pending.key, req.headers).await {
+            Ok(found) => found,
+            Err(_) => {
+                pending.status = "fwd=miss; detail=\"storage-unavailable\"";
+                pending.no_store = true;
+                return Lookup::Forward(pending);
+            }
+        };
+        if let Some(hit) = self.use_found(found, &mut pending) {
+            return Lookup::Hit(hit);
+        }
+        match self.flights.join(pending.key.digest) {
+            Flight::Lead(guard) => {
+                // Another leader may have stored it between the lookup and now (and left):
+                // looked up once more, so that it is not fetched twice.
+                if let Ok(Some(entry)) = self.find(&pending.key, req.headers).await {
+                    if let Some(hit) = self.use_found(Some(entry), &mut pending) {
+                        guard.done(FlightState::Stored);
+                        return Lookup::Hit(hit);
+                    }
+                }
+                pending.flight = Some(guard);
+            }
+            Flight::Follow(mut rx) => {
+                let stored = tokio::time::timeout(self.wait, async {
+                    rx.wait_for(|s| *s != FlightState::Pending)
+                        .await
+                        .is_ok_and(|s| *s == FlightState::Stored)
+                })
+                .await
+                .unwrap_or(false);
+                pending.collapsed = true;
+                self.counters.collapsed.inc();
+                if stored {
+                    if let Ok(found) = self.find(&pending.key, req.headers).await {
+                        if let Some(hit) = self.use_found(found, &mut pending) {
+                            return Lookup::Hit(hit);
+                        }
+                    }
+                }
+            }
+        }
+        Lookup::Forward(pending)
+    }
+
+    /// A fresh entry as the response (a hit), or, for a stale one with a validator, the
+    /// entry kept in `pending` for revalidation.
+    fn use_found(
+        &self,
+        found: Option<Arc<CachedResponse>>,
+        pending: &mut Pending,
+    ) -> Option<Response<ResponseBody>> {
+        let now = unix_now();
+        let entry = found?;
+        let fresh_for = entry.fresh_for(now);
+        if fresh_for > 0 {
+            self.counters.hits.inc();
+            let status = if pending.collapsed {
+                format!("hit; collapsed; ttl={fresh_for}")
+            } else {
+                format!("hit; ttl={fresh_for}")
+            };
+            return Some(serve(
+                &entry,
+                &pending.request,
+                &pending.method,
+                now,
+                &status,
+            ));
+        }
+        if cc::has_validator(&entry.headers) {
+            pending.stale = Some(entry);
+        }
+        None
+    }
+
+    /// The entry for the request: at its key, or, when that holds the field names the
+    /// responses vary on, at the key those fields' values make.
+    async fn find(
+        &self,
+        primary: &EntryKey,
+        fields: &HeaderMap,
+    ) -> Result<Option<Arc<CachedResponse>>, crate::cache_storage::Unavailable> {
+        match self.storage.get(primary).await? {
+            None => Ok(None),
+            Some(Stored::Response(r)) => Ok(Some(r)),
+            Some(Stored::Vary(names)) => {
+                let key = variant_key(primary, &names, fields);
+                match self.storage.get(&key).await? {
+                    Some(Stored::Response(r)) => Ok(Some(r)),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The key of everything that selects a response but the fields it varies on: route,
+    /// method, host, path and query, and the partition's identity; each part length-prefixed
+    /// so that no two requests make the same input.
+    fn primary_key(&self, route: &str, req: &CacheRequest<'_>, identity: &str) -> EntryKey {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let partition = match self.partition {
+            Partition::Subject => "subject",
+            Partition::Client => "client",
+            Partition::Shared => "shared",
+        };
+        for part in [
+            route,
+            req.method.as_str(),
+            req.host.unwrap_or_default(),
+            req.path,
+            req.query.unwrap_or("\u{0}none"),
+            partition,
+            identity,
+        ] {
+            ctx.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
+        EntryKey {
+            digest: digest_bytes(ctx.finish()),
+            route: Arc::from(route),
+            path: Arc::from(req.path),
+        }
+    }
+}
+
+/// The key of the variant the request's `fields` select among responses varying on `names`.
+fn variant_key(primary: &EntryKey, names: &[HeaderName], fields: &HeaderMap) -> EntryKey {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&primary.digest);
+    for name in names {
+        ctx.update(
+            &u64::try_from(name.as_str().len())
+                .unwrap_or(0)
+                .to_be_bytes(),
+        );
+        ctx.update(name.as_str().as_bytes());
+        let values: Vec<&[u8]> = fields
+            .get_all(name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        ctx.update(&u64::try_from(values.len()).unwrap_or(0).to_be_bytes());
+        for value in values {
+            ctx.update(&u64::try_from(value.len()).unwrap_or(0).to_be_bytes());
+            ctx.update(value);
+        }
+    }
+    EntryKey {
+        digest: digest_bytes(ctx.finish()),
+        route: Arc::clone(&primary.route),
+        path: Arc::clone(&primary.path),
+    }
+}
+
+fn digest_bytes(d: digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A stored response as the answer: 304 to a client's matching conditional request,
+/// otherwise the stored status, fields and body; with `Age` and `Cache-Status`.
+fn serve(
+    entry: &CachedResponse,
+    request: &HeaderMap,
+    method: &Method,
+    now: u64,
+    status: &str,
+) -> Response<ResponseBody> {
+    let conditional = entry.status == StatusCode::OK
+        && (*method == Method::GET || *method == Method::HEAD)
+        && cc::not_modified(request, &entry.headers);
+    let mut response = if conditional {
+        let mut r = Response::new(Empty::new().map_err(BoxError::from).boxed_unsync());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        for name in cc::NOT_MODIFIED_FIELDS
+            .iter()
+            .chain([&header::LAST_MODIFIED])
+        {
+            for value in entry.headers.get_all(name) {
+                r.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        r
+    } else {
+        let body = if *method == Method::HEAD {
+            Bytes::new()
+        } else {
+            entry.body.clone()
+        };
+        let mut r = Response::new(Full::new(body).map_err(BoxError::from).boxed_unsync());
+        *r.status_mut() = entry.status;
+        *r.headers_mut() = entry.headers.clone();
+        r
+    };
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(entry.age(now)));
+    add_cache_status(response.headers_mut(), status);
+    response
+}
+
+/// Appends this cache's member to `Cache-Status` (RFC 9211 §2: the cache nearest the
+/// client last).
+fn add_cache_status(headers: &mut HeaderMap, member: &str) {
+    let ours = format!("{NAME}; {member}");
+    let value = match headers.get(&CACHE_STATUS).and_then(|v| v.to_str().ok()) {
+        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {ours}"),
+        _ => ours,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(CACHE_STATUS, v);
+    }
+}
+
+/// A request on its way upstream, and what the cache needs to store its answer.
+pub(crate) struct Pending {
+    /// `None` for a request the cache does not take part in.
+    cache: Option<Arc<ResponseCache>>,
+    key: EntryKey,
+    /// The client's fields (for `Vary` and its conditional request).
+    request: HeaderMap,
+    method: Method,
+    /// A stale entry being revalidated.
+    stale: Option<Arc<CachedResponse>>,
+    /// This request's upstream request is the one others wait for.
+    flight: Option<FlightGuard>,
+    /// This request waited for another's.
+    collapsed: bool,
+    /// The answer may not be stored (the request's `no-store`, or the storage is away).
+    no_store: bool,
+    /// `Cache-Status` decided already (a bypass).
+    status: &'static str,
+}
+
+impl Pending {
+    fn bypass(status: &'static str) -> Pending {
+        Pending {
+            cache: None,
+            key: EntryKey {
+                digest: [0; 32],
+                route: Arc::from(""),
+                path: Arc::from(""),
+            },
+            request: HeaderMap::new(),
+            method: Method::GET,
+            stale: None,
+            flight: None,
+            collapsed: false,
+            no_store: true,
+            status,
+        }
+    }
+
+    /// The upstream request's fields: the client's own validators are replaced by the
+    /// stored entry's (a full response can be stored; the client's conditional is then
+    /// answered from it), or just dropped on a miss.
+    pub(crate) fn prepare(&self, headers: &mut HeaderMap) {
+        if self.cache.is_none() || self.no_store {
+            return;
+        }
+        headers.remove(header::IF_NONE_MATCH);
+        headers.remove(header::IF_MODIFIED_SINCE);
+        if let Some(stale) = &self.stale {
+            if let Some(etag) = stale.headers.get(header::ETAG) {
+                headers.insert(header::IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(modified) = stale.headers.get(header::LAST_MODIFIED) {
+                headers.insert(header::IF_MODIFIED_SINCE, modified.clone());
+            }
+        }
+    }
+
+    /// The upstream's answer for the client, stored when it may be (a 304 to a
+    /// revalidation refreshes the stale entry and answers from it).
+    pub(crate) async fn finish(
+        mut self,
+        response: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        let Some(cache) = self.cache.take() else {
+            let mut response = response;
+            add_cache_status(response.headers_mut(), self.status);
+            return response;
+        };
+        cache.counters.misses.inc();
+        if response.status() == StatusCode::NOT_MODIFIED {
+            if let Some(stale) = self.stale.take() {
+                return self.refreshed(&cache, &stale, response.headers()).await;
+            }
+        }
+        let fwd = if self.stale.is_some() {
+            "fwd=stale"
+        } else {
+            "fwd=miss"
+        };
+        let collapsed = if self.collapsed { "; collapsed" } else { "" };
+        let received = SystemTime::now();
+        let decision = if !self.status.is_empty() {
+            Err(self.status)
+        } else if self.no_store {
+            Err("detail=\"request-no-store\"")
+        } else {
+            storable(&cache, response.status(), response.headers(), received)
+        };
+        let mut response = response;
+        match decision {
+            Err(why) => {
+                let why = why.strip_prefix("fwd=miss; ").unwrap_or(why);
+                add_cache_status(response.headers_mut(), &format!("{fwd}{collapsed}; {why}"));
+                if let Some(flight) = self.flight.take() {
+                    flight.done(FlightState::NotStored);
+                }
+                response
+            }
+            Ok(plan) => {
+                // Stored as the upstream sent it: this cache's status is the request's own.
+                let fields = response.headers().clone();
+                add_cache_status(response.headers_mut(), &format!("{fwd}{collapsed}; stored"));
+                self.store_as_it_streams(cache, response, fields, plan, received)
+                    .await
+            }
+        }
+    }
+
+    /// A 304 to a revalidation: the stale entry with the 304's fields, fresh again, stored
+    /// and served.
+    async fn refreshed(
+        mut self,
+        cache: &Arc<ResponseCache>,
+        stale: &CachedResponse,
+        fields: &HeaderMap,
+    ) -> Response<ResponseBody> {
+        let received = SystemTime::now();
+        let mut headers = stale.headers.clone();
+        cc::refresh_headers(&mut headers, fields);
+        let status = "fwd=stale; fwd-status=304";
+        let Ok(plan) = storable(cache, stale.status, &headers, received) else {
+            // The refreshed fields forbid storing: served once, then gone.
+            if let Some(flight) = self.flight.take() {
+                flight.done(FlightState::NotStored);
+            }
+            let entry = CachedResponse {
+                headers,
+                ..stale.clone()
+            };
+            return serve(&entry, &self.request, &self.method, unix_now(), status);
+        };
+        let entry = plan.entry(stale.status, headers, stale.body.clone(), received);
+        let now = unix_now();
+        let response = serve(&entry, &self.request, &self.method, now, status);
+        self.store(cache, plan, entry).await;
+        response
+    }
+
+    /// Wraps the body so that it is stored when it ends whole within `max_body`; an empty
+    /// body is stored at once.
+    async fn store_as_it_streams(
+        mut self,
+        cache: Arc<ResponseCache>,
+        response: Response<ResponseBody>,
+        headers: HeaderMap,
+        plan: Plan,
+        received: SystemTime,
+    ) -> Response<ResponseBody> {
+        let (head, body) = response.into_parts();
+        if body.is_end_stream() {
+            let entry = plan.entry(head.status, headers, Bytes::new(), received);
+            self.store(&cache, plan, entry).await;
+            return Response::from_parts(head, body);
+        }
+        let status = head.status;
+        let max = usize::try_from(cache.max_body).unwrap_or(usize::MAX);
+        let done: OnBody = Box::new(move |bytes: Bytes| {
+            let entry = plan.entry(status, headers, bytes, received);
+            Box::pin(async move { self.store(&cache, plan, entry).await })
+        });
+        let body = Filling {
+            inner: body,
+            parts: BytesMut::new(),
+            max,
+            done: Some(done),
+            storing: None,
+            last: None,
+        };
+        Response::from_parts(head, body.boxed_unsync())
+    }
+
+    /// Stores `entry` (and, for a varying response, the field names at the primary key),
+    /// then lets the requests waiting for it read it.
+    async fn store(&mut self, cache: &ResponseCache, plan: Plan, entry: CachedResponse) {
+        let key = match &plan.vary {
+            Some(names) => {
+                let vary = Stored::Vary(Arc::clone(names));
+                let _ = cache
+                    .storage
+                    .put(&self.key, vary, plan.keep, &cache.account)
+                    .await;
+                variant_key(&self.key, names, &self.request)
+            }
+            None => self.key.clone(),
+        };
+        let stored = cache
+            .storage
+            .put(
+                &key,
+                Stored::Response(Arc::new(entry)),
+                plan.keep,
+                &cache.account,
+            )
+            .await;
+        let state = if stored.is_ok() {
+            cache.counters.stores.inc();
+            FlightState::Stored
+        } else {
+            FlightState::NotStored
+        };
+        if let Some(flight) = self.flight.take() {
+            flight.done(state);
+        }
+    }
+}
+
+/// What storing a response takes: its freshness, how long storage keeps it, and the field
+/// names it varies on.
+struct Plan {
+    lifetime: u64,
+    initial_age: u64,
+    revalidate: bool,
+    keep: Duration,
+    vary: Option<Arc<[HeaderName]>>,
+}
+
+impl Plan {
+    fn entry(
+        &self,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        received: SystemTime,
+    ) -> CachedResponse {
+        CachedResponse {
+            status,
+            headers,
+            body,
+            received: received
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            initial_age: self.initial_age,
+            lifetime: self.lifetime,
+            revalidate: self.revalidate,
+        }
+    }
+}
+
+/// Whether a response may be stored (RFC 9111 §3, as a shared cache, with the route's
+/// partition), and how; otherwise the `Cache-Status` detail saying why not.
+fn storable(
+    cache: &ResponseCache,
+    status: StatusCode,
+    headers: &HeaderMap,
+    received: SystemTime,
+) -> Result<Plan, &'static str> {
+    if !cc::storable_status(status) {
+        return Err("detail=\"status\"");
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        return Err("detail=\"set-cookie\"");
+    }
+    if headers.contains_key(header::CONTENT_RANGE) {
+        return Err("detail=\"partial\"");
+    }
+    let directives: ResponseDirectives =
+        cc::response_directives(headers).map_err(|_| "detail=\"malformed-cache-control\"")?;
+    if directives.no_store {
+        return Err("detail=\"no-store\"");
+    }
+    if directives.private {
+        return Err("detail=\"private\"");
+    }
+    if cache.partition == Partition::Shared && !directives.public && directives.s_maxage.is_none() {
+        return Err("detail=\"not-public\"");
+    }
+    let vary = cc::vary_names(headers).map_err(|_| "detail=\"vary\"")?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cache.max_body) {
+        return Err("detail=\"too-large\"");
+    }
+    let lifetime = cc::freshness_lifetime(&directives, headers, received, cache.ttl, cache.max_ttl);
+    let initial_age = cc::initial_age(headers, received);
+    let validator = cc::has_validator(headers);
+    let fresh_left = lifetime.saturating_sub(initial_age);
+    if (fresh_left.is_zero() || directives.no_cache) && !validator {
+        return Err("detail=\"stale\"");
+    }
+    // A stale entry is worth keeping only to be revalidated; then for max_ttl more.
+    let keep = if validator {
+        fresh_left.saturating_add(cache.max_ttl)
+    } else {
+        fresh_left
+    };
+    Ok(Plan {
+        lifetime: lifetime.as_secs(),
+        initial_age: initial_age.as_secs(),
+        revalidate: directives.no_cache,
+        keep,
+        vary: (!vary.is_empty()).then(|| Arc::from(vary)),
+    })
+}
+
+/// Stores the body once it has all come.
+type OnBody =
+    Box<dyn FnOnce(Bytes) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+
+/// A miss's body on its way to the client, copied up to `max` bytes; when it ends whole,
+/// the copy is stored before the last frame is passed on (so that the client's next
+/// request finds it; and a server that stops reading once the announced length was sent
+/// never asks for the end).
+struct Filling {
+    inner: ResponseBody,
+    parts: BytesMut,
+    max: usize,
+    /// `None` once storing was given up (too large, an error, trailers) or begun.
+    done: Option<OnBody>,
+    storing: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// The last frame, held while its body is stored.
+    last: Option<Frame<Bytes>>,
+}
+
+impl Filling {
+    /// Copies a data frame, or gives storing up when the copy would pass `max` or the
+    /// frame is trailers.
+    fn copy(&mut self, frame: &Frame<Bytes>) {
+        if self.done.is_none() {
+            return;
+        }
+        match frame.data_ref() {
+            Some(data) if self.parts.len().saturating_add(data.len()) <= self.max => {
+                self.parts.extend_from_slice(data);
+            }
+            _ => {
+                self.done = None;
+                self.parts = BytesMut::new();
+            }
+        }
+    }
+
+    /// Starts storing the copy, if it is still wanted.
+    fn start_storing(&mut self) {
+        if let Some(done) = self.done.take() {
+            let body = std::mem::take(&mut self.parts).freeze();
+            self.storing = Some(done(body));
+        }
+    }
+}
+
+impl Body for Filling {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(storing) = &mut this.storing {
+                if storing.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.storing = None;
+                return Poll::Ready(this.last.take().map(Ok));
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.copy(&frame);
+                    if this.done.is_none() || !this.inner.is_end_stream() {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    this.last = Some(frame);
+                    this.start_storing();
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    if this.done.is_none() {
+                        return Poll::Ready(None);
+                    }
+                    this.start_storing();
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.last.is_none()
+            && self.storing.is_none()
+            && (self.done.is_none() || self.parts.is_empty())
+            && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Upstream requests in flight, by primary key: the requests that miss the same key while
+/// one is in flight wait for it.
+#[derive(Debug, Default)]
+struct Flights {
+    by_key: Mutex<HashMap<[u8; 32], Flying>>,
+    ids: AtomicU64,
+}
+
+/// A flight's id (so that only its own leader ends it) and how it ended, to wait on.
+type Flying = (u64, watch::Receiver<FlightState>);
+
+/// How a flight ended, as those waiting for it see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlightState {
+    Pending,
+    Stored,
+    NotStored,
+}
+
+enum Flight {
+    /// No request in flight for the key: this one leads.
+    Lead(FlightGuard),
+    /// Another leads: wait for it.
+    Follow(watch::Receiver<FlightState>),
+}
+
+impl Flights {
+    fn join(self: &Arc<Self>, key: [u8; 32]) -> Flight {
+        let mut map = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, rx)) = map.get(&key) {
+            return Flight::Follow(rx.clone());
+        }
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(FlightState::Pending);
+        map.insert(key, (id, rx));
+        Flight::Lead(FlightGuard {
+            flights: Arc::clone(self),
+            key,
+            id,
+            tx,
+        })
+    }
+}
+
+/// The leader's hold on its flight: ended with [`FlightGuard::done`], or, when dropped
+/// (the client went away, the body failed), as `NotStored`.
+struct FlightGuard {
+    flights: Arc<Flights>,
+    key: [u8; 32],
+    id: u64,
+    tx: watch::Sender<FlightState>,
+}
+
+impl FlightGuard {
+    fn done(self, state: FlightState) {
+        self.tx.send_replace(state);
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        {
+            let mut map = self
+                .flights
+                .by_key
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                map.remove(&self.key);
+            }
+        }
+        self.tx.send_if_modified(|s| {
+            let pending = *s == FlightState::Pending;
+            if pending {
+                *s = FlightState::NotStored;
+            }
+            pending
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "response_cache_tests.rs"]
+mod tests;
