@@ -212,7 +212,13 @@ pub fn initial_age(headers: &HeaderMap, received: SystemTime) -> Duration {
     let age = headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| {
+            v.parse::<u64>()
+                .unwrap_or(MAX_DELTA_SECONDS)
+                .min(MAX_DELTA_SECONDS)
+        })
         .map(Duration::from_secs)
         .unwrap_or(Duration::ZERO);
     let apparent = headers
@@ -258,6 +264,21 @@ pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
     let since = request.get(header::IF_MODIFIED_SINCE).and_then(http_date);
     let modified = stored.get(header::LAST_MODIFIED).and_then(http_date);
     matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+}
+
+/// Whether a 304 is about the stored response (RFC 9111 §4.3.4): its `ETag`, when it has
+/// one, is the stored one (weak comparison).
+pub fn same_validator(stored: &HeaderMap, from_304: &HeaderMap) -> bool {
+    let tag = |h: &HeaderMap| {
+        h.get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match (tag(stored), tag(from_304)) {
+        (Some(a), Some(b)) => weak_eq(&a, &b),
+        (None, Some(_)) => false,
+        _ => true,
+    }
 }
 
 /// The weak comparison of two entity tags (RFC 9110 §8.8.3.2): their opaque tags are equal,

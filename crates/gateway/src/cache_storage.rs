@@ -379,6 +379,21 @@ impl Storage {
         }
     }
 
+    /// Removes what is stored under `key`.
+    pub async fn delete(&self, key: &EntryKey) -> Result<(), Unavailable> {
+        match self {
+            Storage::Memory(m) => {
+                m.entries.invalidate(&key.digest);
+                Ok(())
+            }
+            Storage::Redis(r) => r
+                .query::<u64>(cmd("UNLINK").arg(key.redis_key()))
+                .await
+                .map(|_| ())
+                .ok_or(Unavailable),
+        }
+    }
+
     /// Removes the entries of `route` whose path starts with `path_prefix` (every path when
     /// `None`); how many keys went (in Redis, a varying response's field list counts too).
     pub async fn purge(&self, route: &str, path_prefix: Option<&str>) -> Result<u64, Unavailable> {

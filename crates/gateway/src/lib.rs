@@ -9,8 +9,8 @@
 //! | authenticate | [`auth`] (with [`cache`], [`keys`]) | before any work for the request; cheapest checks first |
 //! | authorize | [`authorize`] | only a verified token's claims are worth checking: required scopes, then the first matching rule |
 //! | rate limit | [`ratelimit`] | keyed on a verified identity, before the upstream it spares |
-//! | cache | [`response_cache`] (with [`cache_control`], [`cache_storage`]) | after the limits, so a cached answer is still a counted request and never reaches a caller the earlier phases refused; before the rewrite, which a hit does not need |
 //! | rewrite | `rewrite` | the upstream sees a verified identity and the gateway's forwarding headers only |
+//! | cache | [`response_cache`] (with [`cache_control`], [`cache_storage`]) | after the limits, so a cached answer is still a counted request and never reaches a caller the earlier phases refused; after the rewrite, so that its key and `Vary` read what the upstream would be sent |
 //! | forward | [`upstream`] | a healthy target, retried only when that is safe; bodies streamed both ways |
 //! | respond | `respond` | the upstream's answer without hop-by-hop fields; the one place a [`ProxyError`] becomes a response; every response then gets its `RateLimit` and CORS fields |
 //!
@@ -441,29 +441,6 @@ impl Gateway {
             };
             in_phase!(Phase::RateLimit, rate_limit(route, &subject, held)).map_err(on_route)?;
         }
-        // Cache: after the limits, so a hit is a counted request that every earlier phase
-        // allowed; before the rewrite, which a hit does not need.
-        let pending = match &route.cache {
-            None => None,
-            Some(cache) => {
-                let request = response_cache::CacheRequest {
-                    method: &parts.method,
-                    host: facts.host.as_deref(),
-                    path: &facts.path,
-                    query: parts.uri.query(),
-                    headers: &parts.headers,
-                    has_body: !http_body::Body::is_end_stream(&body),
-                    verified: verified.as_deref(),
-                };
-                match in_phase!(Phase::Cache, cache.lookup(&route.name, &request)) {
-                    response_cache::Lookup::Hit(response) => return Ok(response),
-                    response_cache::Lookup::Forward(pending) => {
-                        pending.prepare(&mut parts.headers);
-                        Some(pending)
-                    }
-                }
-            }
-        };
         // Rewrite: the upstream sees a verified identity and the gateway's forwarding
         // headers only.
         let retryable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
@@ -480,6 +457,30 @@ impl Gateway {
                 )
             })
             .map_err(on_route)?;
+        // Cache: after the limits, so a hit is a counted request that every earlier phase
+        // allowed; after the rewrite, so that its key and the `Vary` values are what the
+        // upstream would be sent (the forwarded identity, host and scheme included).
+        let pending = match &route.cache {
+            None => None,
+            Some(cache) => {
+                let request = response_cache::CacheRequest {
+                    method: &parts.method,
+                    path: &facts.path,
+                    target: out.path_and_query.as_str(),
+                    headers: &parts.headers,
+                    has_body: !http_body::Body::is_end_stream(&body),
+                    upgrade: out.upgrade,
+                    verified: verified.as_deref(),
+                };
+                match in_phase!(Phase::Cache, cache.lookup(&route.name, &request)) {
+                    response_cache::Lookup::Hit(response) => return Ok(response),
+                    response_cache::Lookup::Forward(pending) => {
+                        pending.prepare(&mut parts.headers);
+                        Some(pending)
+                    }
+                }
+            }
+        };
         let on_upgrade = out
             .upgrade
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
@@ -632,8 +633,8 @@ enum Phase {
     Authenticate,
     Authorize,
     RateLimit,
-    Cache,
     Rewrite,
+    Cache,
     Forward,
     Respond,
 }

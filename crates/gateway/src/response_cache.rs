@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use bytes::{Bytes, BytesMut};
@@ -63,15 +63,33 @@ impl Partition {
         }
     }
 
-    /// The identity in the key, or `None` when the request has none to give.
-    fn identity(self, verified: Option<&Verified>) -> Option<String> {
-        let with_issuer = |v: &Verified, id: Option<&str>| Some(format!("{}\0{}", v.issuer, id?));
+    /// The partition's identity: the token's `iss` claim and its `sub` or `client_id`
+    /// (`None` when the token has none, or an empty one); nothing for `shared`.
+    fn identity(self, verified: Option<&Verified>) -> Option<Vec<String>> {
+        let of = |v: &Verified, id: Option<&str>| {
+            let id = id.filter(|id| !id.is_empty())?;
+            Some(vec![
+                v.claims.iss().unwrap_or(&v.issuer).to_owned(),
+                id.to_owned(),
+            ])
+        };
         match self {
-            Partition::Shared => Some(String::new()),
-            Partition::Subject => verified.and_then(|v| with_issuer(v, v.claims.sub())),
-            Partition::Client => verified.and_then(|v| with_issuer(v, v.claims.client_id())),
+            Partition::Shared => Some(Vec::new()),
+            Partition::Subject => verified.and_then(|v| of(v, v.claims.sub())),
+            Partition::Client => verified.and_then(|v| of(v, v.claims.client_id())),
         }
     }
+}
+
+/// What the route tells its upstream about the caller, which a partitioned key must hold
+/// too: an upstream may tailor its answer to any of it without saying so.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamIdentity {
+    /// The fields the route's `forward_claims` set.
+    pub fields: Vec<HeaderName>,
+    /// A token goes upstream (the client's or an internal one): its `sub`, `client_id` and
+    /// `scope` are keyed too.
+    pub token: bool,
 }
 
 /// A route's response cache: its settings, storage and counters.
@@ -91,6 +109,8 @@ pub struct ResponseCache {
     pub storage: Storage,
     /// Longest a request waits for another's upstream request (the route's upstream timeout).
     pub wait: Duration,
+    /// What the upstream learns of the caller.
+    pub upstream_identity: UpstreamIdentity,
     counters: ResponseCacheCounters,
     account: Arc<RouteAccount>,
     flights: Arc<Flights>,
@@ -126,18 +146,25 @@ pub enum PurgeError {
 pub(crate) enum Lookup {
     /// A stored response answers the request.
     Hit(Response<ResponseBody>),
-    /// The request goes upstream; [`Pending::finish`] handles the answer.
-    Forward(Pending),
+    /// The request goes upstream; [`Pending::finish`] handles the answer. (Boxed: the
+    /// pipeline holds it across the forward, in every request's future.)
+    Forward(Box<Pending>),
 }
 
-/// The request's facts the cache phase reads.
+/// The request's facts the cache phase reads: after the rewrite, so that the key and the
+/// `Vary` values are what the upstream is sent.
 pub(crate) struct CacheRequest<'r> {
     pub(crate) method: &'r Method,
-    pub(crate) host: Option<&'r str>,
+    /// The path the client asked for (what a purge's `path_prefix` matches).
     pub(crate) path: &'r str,
-    pub(crate) query: Option<&'r str>,
+    /// The path and query sent upstream.
+    pub(crate) target: &'r str,
+    /// The fields sent upstream: the key's scheme and host (`X-Forwarded-Proto`,
+    /// `X-Forwarded-Host`), the forwarded identity and the `Vary` values are read there.
     pub(crate) headers: &'r HeaderMap,
     pub(crate) has_body: bool,
+    /// A WebSocket upgrade.
+    pub(crate) upgrade: bool,
     pub(crate) verified: Option<&'r Verified>,
 }
 
@@ -158,10 +185,17 @@ impl ResponseCache {
             max_body: settings.max_body,
             storage,
             wait,
+            upstream_identity: UpstreamIdentity::default(),
             counters,
             account,
             flights: Arc::default(),
         }
+    }
+
+    /// The cache, keyed also by what the upstream learns of the caller.
+    pub fn with_upstream_identity(mut self, identity: UpstreamIdentity) -> ResponseCache {
+        self.upstream_identity = identity;
+        self
     }
 
     /// Removes this route's entries whose path starts with `path_prefix` (all when `None`);
@@ -185,47 +219,60 @@ impl ResponseCache {
     /// The cache phase: a fresh stored response, or what the forward needs to store the
     /// upstream's.
     pub(crate) async fn lookup(self: &Arc<Self>, route: &str, req: &CacheRequest<'_>) -> Lookup {
-        let bypass = |why| Lookup::Forward(Pending::bypass(why));
-        if !self.methods.contains(req.method) {
-            return bypass("fwd=method");
-        }
-        if req.has_body
-            || req.headers.contains_key(header::RANGE)
-            || req.headers.contains_key(header::UPGRADE)
-        {
-            return bypass("fwd=bypass; detail=\"request\"");
-        }
-        let Some(identity) = self.partition.identity(req.verified) else {
+        let bypass = |why| Lookup::Forward(Box::new(Pending::bypass(why)));
+        let Some(identity) = self.key_identity(req) else {
             return bypass("fwd=bypass; detail=\"no-identity\"");
         };
-        let key = self.primary_key(route, req, &identity);
+        if !self.methods.contains(req.method) {
+            if is_safe(req.method) {
+                return bypass("fwd=method");
+            }
+            // RFC 9111 §4.4: a successful unsafe request invalidates what is stored for
+            // its target.
+            let doomed =
+                [Method::GET, Method::HEAD].map(|m| self.primary_key(route, &m, req, &identity));
+            return Lookup::Forward(Box::new(Pending::invalidating(Arc::clone(self), doomed)));
+        }
+        if req.has_body || req.upgrade || req.headers.contains_key(header::RANGE) {
+            return bypass("fwd=bypass; detail=\"request\"");
+        }
         let mut pending = Pending {
             cache: Some(Arc::clone(self)),
-            key,
+            key: self.primary_key(route, req.method, req, &identity),
             request: req.headers.clone(),
             method: req.method.clone(),
-            stale: None,
-            flight: None,
-            collapsed: false,
             no_store: cc::request_forbids_storing(req.headers),
-            status: "",
+            ..Pending::bypass("")
         };
-        let found = match self.find(&pending.key, req.headers).await {
-            Ok(found) => found,
+        match self.find(&pending.key, req.headers).await {
+            Ok(found) => {
+                if let Some(hit) = self.use_found(found, &mut pending) {
+                    return Lookup::Hit(hit);
+                }
+            }
             Err(_) => {
                 pending.status = "fwd=miss; detail=\"storage-unavailable\"";
                 pending.no_store = true;
-                return Lookup::Forward(pending);
+                return Lookup::Forward(Box::new(pending));
             }
-        };
-        if let Some(hit) = self.use_found(found, &mut pending) {
-            return Lookup::Hit(hit);
         }
-        match self.flights.join(pending.key.digest) {
+        if pending.no_store {
+            // Nothing to wait for or store: the answer goes to this client only.
+            pending.stale = None;
+            return Lookup::Forward(Box::new(pending));
+        }
+        self.collapse(pending, req.headers).await
+    }
+
+    /// A miss: the first request for the key goes upstream, the others wait for what it
+    /// stores (a flight is joined only while it is younger than `wait`, so a leader whose
+    /// client reads slowly holds back no one for longer).
+    async fn collapse(&self, mut pending: Pending, fields: &HeaderMap) -> Lookup {
+        match self.flights.join(pending.key.digest, self.wait) {
             Flight::Lead(guard) => {
                 // Another leader may have stored it between the lookup and now (and left):
                 // looked up once more, so that it is not fetched twice.
-                if let Ok(Some(entry)) = self.find(&pending.key, req.headers).await {
+                if let Ok(Some(entry)) = self.find(&pending.key, fields).await {
                     if let Some(hit) = self.use_found(Some(entry), &mut pending) {
                         guard.done(FlightState::Stored);
                         return Lookup::Hit(hit);
@@ -233,8 +280,8 @@ impl ResponseCache {
                 }
                 pending.flight = Some(guard);
             }
-            Flight::Follow(mut rx) => {
-                let stored = tokio::time::timeout(self.wait, async {
+            Flight::Follow(mut rx, left) => {
+                let stored = tokio::time::timeout(left, async {
                     rx.wait_for(|s| *s != FlightState::Pending)
                         .await
                         .is_ok_and(|s| *s == FlightState::Stored)
@@ -244,15 +291,40 @@ impl ResponseCache {
                 pending.collapsed = true;
                 self.counters.collapsed.inc();
                 if stored {
-                    if let Ok(found) = self.find(&pending.key, req.headers).await {
+                    if let Ok(found) = self.find(&pending.key, fields).await {
                         if let Some(hit) = self.use_found(found, &mut pending) {
                             return Lookup::Hit(hit);
                         }
                     }
                 }
             }
+            Flight::TooOld => {}
         }
-        Lookup::Forward(pending)
+        Lookup::Forward(Box::new(pending))
+    }
+
+    /// The identity parts of the key: the partition's, and for a partitioned key what the
+    /// upstream learns of the caller; `None` when the partition has no identity to give.
+    fn key_identity(&self, req: &CacheRequest<'_>) -> Option<Vec<String>> {
+        let mut parts = self.partition.identity(req.verified)?;
+        if self.partition == Partition::Shared {
+            return Some(parts);
+        }
+        for name in &self.upstream_identity.fields {
+            let values: Vec<&str> = req
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{0}binary"))
+                .collect();
+            parts.push(format!("{}={}", name.as_str(), values.join("\u{0}")));
+        }
+        if let (true, Some(v)) = (self.upstream_identity.token, req.verified) {
+            for claim in [v.claims.sub(), v.claims.client_id(), v.claims.scope()] {
+                parts.push(claim.unwrap_or("\u{0}none").to_owned());
+            }
+        }
+        Some(parts)
     }
 
     /// A fresh entry as the response (a hit), or, for a stale one with a validator, the
@@ -307,26 +379,40 @@ impl ResponseCache {
     }
 
     /// The key of everything that selects a response but the fields it varies on: route,
-    /// method, host, path and query, and the partition's identity; each part length-prefixed
-    /// so that no two requests make the same input.
-    fn primary_key(&self, route: &str, req: &CacheRequest<'_>, identity: &str) -> EntryKey {
+    /// method, scheme and host as sent upstream, the upstream path and query, and the
+    /// identity; each part length-prefixed, so that no two requests make the same input.
+    fn primary_key(
+        &self,
+        route: &str,
+        method: &Method,
+        req: &CacheRequest<'_>,
+        identity: &[String],
+    ) -> EntryKey {
         let mut ctx = digest::Context::new(&digest::SHA256);
         let partition = match self.partition {
             Partition::Subject => "subject",
             Partition::Client => "client",
             Partition::Shared => "shared",
         };
-        for part in [
-            route,
-            req.method.as_str(),
-            req.host.unwrap_or_default(),
-            req.path,
-            req.query.unwrap_or("\u{0}none"),
-            partition,
-            identity,
-        ] {
+        let field = |name: &str| {
+            req.headers
+                .get(name)
+                .map_or(&b"\0none"[..], HeaderValue::as_bytes)
+        };
+        let fixed: [&[u8]; 6] = [
+            route.as_bytes(),
+            method.as_str().as_bytes(),
+            field("x-forwarded-proto"),
+            field("x-forwarded-host"),
+            req.target.as_bytes(),
+            partition.as_bytes(),
+        ];
+        for part in fixed
+            .into_iter()
+            .chain(identity.iter().map(|p| p.as_bytes()))
+        {
             ctx.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
-            ctx.update(part.as_bytes());
+            ctx.update(part);
         }
         EntryKey {
             digest: digest_bytes(ctx.finish()),
@@ -334,6 +420,14 @@ impl ResponseCache {
             path: Arc::from(req.path),
         }
     }
+}
+
+/// Whether a method is safe (RFC 9110 §9.2.1): its requests change nothing stored.
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// The key of the variant the request's `fields` select among responses varying on `names`.
@@ -451,11 +545,21 @@ pub(crate) struct Pending {
     no_store: bool,
     /// `Cache-Status` decided already (a bypass).
     status: &'static str,
+    /// An unsafe request's target: what is stored for it goes when it succeeds.
+    invalidate: Option<(Arc<ResponseCache>, [EntryKey; 2])>,
 }
 
 impl Pending {
+    fn invalidating(cache: Arc<ResponseCache>, doomed: [EntryKey; 2]) -> Pending {
+        Pending {
+            invalidate: Some((cache, doomed)),
+            ..Pending::bypass("fwd=method")
+        }
+    }
+
     fn bypass(status: &'static str) -> Pending {
         Pending {
+            invalidate: None,
             cache: None,
             key: EntryKey {
                 digest: [0; 32],
@@ -497,6 +601,14 @@ impl Pending {
         mut self,
         response: Response<ResponseBody>,
     ) -> Response<ResponseBody> {
+        if let Some((cache, doomed)) = self.invalidate.take() {
+            let status = response.status();
+            if status.is_success() || status.is_redirection() {
+                for key in &doomed {
+                    let _ = cache.storage.delete(key).await;
+                }
+            }
+        }
         let Some(cache) = self.cache.take() else {
             let mut response = response;
             add_cache_status(response.headers_mut(), self.status);
@@ -504,8 +616,12 @@ impl Pending {
         };
         cache.counters.misses.inc();
         if response.status() == StatusCode::NOT_MODIFIED {
+            // Only a 304 to the cache's own validators, for the entry it holds, refreshes it
+            // (RFC 9111 §4.3.4); any other passes through.
             if let Some(stale) = self.stale.take() {
-                return self.refreshed(&cache, &stale, response.headers()).await;
+                if cc::same_validator(&stale.headers, response.headers()) {
+                    return self.refreshed(&cache, &stale, response.headers()).await;
+                }
             }
         }
         let fwd = if self.stale.is_some() {
@@ -552,6 +668,9 @@ impl Pending {
     ) -> Response<ResponseBody> {
         let received = SystemTime::now();
         let mut headers = stale.headers.clone();
+        // The entry's age starts again from the 304 (its own `Date` and `Age`, if any).
+        headers.remove(header::AGE);
+        headers.remove(header::DATE);
         cc::refresh_headers(&mut headers, fields);
         let status = "fwd=stale; fwd-status=304";
         let Ok(plan) = storable(cache, stale.status, &headers, received) else {
@@ -590,6 +709,11 @@ impl Pending {
         }
         let status = head.status;
         let max = usize::try_from(cache.max_body).unwrap_or(usize::MAX);
+        let expected = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         let done: OnBody = Box::new(move |bytes: Bytes| {
             let entry = plan.entry(status, headers, bytes, received);
             Box::pin(async move { self.store(&cache, plan, entry).await })
@@ -601,6 +725,7 @@ impl Pending {
             done: Some(done),
             storing: None,
             last: None,
+            expected,
         };
         Response::from_parts(head, body.boxed_unsync())
     }
@@ -748,6 +873,9 @@ struct Filling {
     storing: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     /// The last frame, held while its body is stored.
     last: Option<Frame<Bytes>>,
+    /// The body's `Content-Length`: once that much is copied, the body is whole (whether
+    /// or not the upstream connection has said so yet).
+    expected: Option<usize>,
 }
 
 impl Filling {
@@ -798,7 +926,9 @@ impl Body for Filling {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     this.copy(&frame);
-                    if this.done.is_none() || !this.inner.is_end_stream() {
+                    let whole = this.inner.is_end_stream()
+                        || this.expected.is_some_and(|n| n == this.parts.len());
+                    if this.done.is_none() || !whole {
                         return Poll::Ready(Some(Ok(frame)));
                     }
                     this.last = Some(frame);
@@ -838,8 +968,9 @@ struct Flights {
     ids: AtomicU64,
 }
 
-/// A flight's id (so that only its own leader ends it) and how it ended, to wait on.
-type Flying = (u64, watch::Receiver<FlightState>);
+/// A flight's id (so that only its own leader ends it), when it started, and how it ended,
+/// to wait on.
+type Flying = (u64, Instant, watch::Receiver<FlightState>);
 
 /// How a flight ended, as those waiting for it see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -852,19 +983,26 @@ enum FlightState {
 enum Flight {
     /// No request in flight for the key: this one leads.
     Lead(FlightGuard),
-    /// Another leads: wait for it.
-    Follow(watch::Receiver<FlightState>),
+    /// Another leads: wait for it, at most this long.
+    Follow(watch::Receiver<FlightState>, Duration),
+    /// Another has led for longer than a request waits: go upstream alone.
+    TooOld,
 }
 
 impl Flights {
-    fn join(self: &Arc<Self>, key: [u8; 32]) -> Flight {
+    /// Leads the flight for `key`, or follows one younger than `wait` (for what is left
+    /// of it); an older one is neither followed nor replaced.
+    fn join(self: &Arc<Self>, key: [u8; 32], wait: Duration) -> Flight {
         let mut map = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, rx)) = map.get(&key) {
-            return Flight::Follow(rx.clone());
+        if let Some((_, started, rx)) = map.get(&key) {
+            return match wait.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => Flight::Follow(rx.clone(), left),
+                _ => Flight::TooOld,
+            };
         }
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(FlightState::Pending);
-        map.insert(key, (id, rx));
+        map.insert(key, (id, Instant::now(), rx));
         Flight::Lead(FlightGuard {
             flights: Arc::clone(self),
             key,
@@ -897,7 +1035,7 @@ impl Drop for FlightGuard {
                 .by_key
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            if map.get(&self.key).is_some_and(|(id, _, _)| *id == self.id) {
                 map.remove(&self.key);
             }
         }

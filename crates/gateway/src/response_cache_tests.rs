@@ -27,11 +27,11 @@ fn cache(max_body: u64) -> Arc<ResponseCache> {
 fn request(headers: &HeaderMap) -> CacheRequest<'_> {
     CacheRequest {
         method: &Method::GET,
-        host: Some("h"),
         path: "/p",
-        query: None,
+        target: "/p",
         headers,
         has_body: false,
+        upgrade: false,
         verified: None,
     }
 }
@@ -67,7 +67,7 @@ impl http_body::Body for Frames {
 
 async fn forwarded(cache: &Arc<ResponseCache>, headers: &HeaderMap) -> Pending {
     match cache.lookup("r", &request(headers)).await {
-        Lookup::Forward(p) => p,
+        Lookup::Forward(p) => *p,
         Lookup::Hit(_) => panic!("a hit"),
     }
 }
@@ -109,10 +109,11 @@ async fn a_larger_or_abandoned_answer_is_passed_on_whole_and_not_stored() {
     let pending = forwarded(&cache, &fields).await;
     // A client that goes away mid-body: nothing stored, and the flight is over.
     drop(pending.finish(upstream(&[b"a", b"b"])).await);
-    assert!(matches!(
-        cache.lookup("r", &request(&fields)).await,
-        Lookup::Forward(_)
-    ));
+    assert!(cache.flights.by_key.lock().unwrap().is_empty());
+    let Lookup::Forward(next) = cache.lookup("r", &request(&fields)).await else {
+        panic!("a hit");
+    };
+    assert!(next.flight.is_some(), "the next request leads at once");
 }
 
 #[tokio::test]
@@ -144,12 +145,31 @@ async fn followers_wait_for_the_leader_and_read_what_it_stored() {
     );
 }
 
+#[tokio::test]
+async fn a_flight_older_than_the_wait_is_not_joined() {
+    let cache = Arc::new(ResponseCache {
+        wait: Duration::from_millis(1),
+        ..Arc::try_unwrap(cache(1024)).unwrap()
+    });
+    let fields = HeaderMap::new();
+    let leader = forwarded(&cache, &fields).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let Lookup::Forward(late) = cache.lookup("r", &request(&fields)).await else {
+        panic!("a hit");
+    };
+    assert!(
+        late.flight.is_none() && !late.collapsed,
+        "neither led nor waited"
+    );
+    drop(leader);
+}
+
 #[test]
 fn partitions_key_by_issuer_and_identity() {
     assert_eq!(Partition::parse("subject"), Some(Partition::Subject));
     assert_eq!(Partition::parse("client"), Some(Partition::Client));
     assert_eq!(Partition::parse("shared"), Some(Partition::Shared));
     assert_eq!(Partition::parse("Subject"), None);
-    assert_eq!(Partition::Shared.identity(None).as_deref(), Some(""));
+    assert_eq!(Partition::Shared.identity(None), Some(Vec::new()));
     assert_eq!(Partition::Subject.identity(None), None);
 }

@@ -11,7 +11,7 @@ use gateway::cache::TokenCache;
 use gateway::cache_storage::{MemoryStore, RedisStore, RouteAccount, Storage};
 use gateway::client::{new_client, HttpClient};
 use gateway::keys::{Issuer, KeySource, RemoteJwks, RemoteOptions, RemoteSource};
-use gateway::response_cache::ResponseCache;
+use gateway::response_cache::{ResponseCache, UpstreamIdentity};
 use gateway::route::Route;
 use gateway::upstream::Upstreams;
 use gateway::{Gateway, Shared};
@@ -168,10 +168,16 @@ pub fn build_gateway(config: &Config, parts: &GatewayParts) -> Result<Gateway, C
         let mut route = route(spec, auth)?;
         route.rate_limits = limits.route(spec)?;
         route.max_in_flight = limits.in_flight(spec);
-        route.cache = spec
-            .cache
-            .as_ref()
-            .and_then(|c| response_cache(spec, c, &memory, limits.redis(), &parts.metrics));
+        route.cache = match &spec.cache {
+            Some(c) => Some(response_cache(
+                &route,
+                c,
+                &memory,
+                limits.redis(),
+                &parts.metrics,
+            )?),
+            None => None,
+        };
         routes.push(route);
     }
     let service_limits = limits.service(config)?;
@@ -262,28 +268,50 @@ impl Issuers<'_> {
     }
 }
 
-/// A route's response cache over its storage; `None` only for Redis storage without a
-/// Redis connection, which the configuration's checks refuse before.
+/// A route's response cache over its storage, keyed also by what the route tells its
+/// upstream about the caller.
 fn response_cache(
-    spec: &RouteSpec,
+    route: &Route,
     cache: &CacheSpec,
     memory: &Option<Arc<MemoryStore>>,
     redis: Option<store::redis::Redis>,
     metrics: &gateway::metrics::Metrics,
-) -> Option<Arc<ResponseCache>> {
-    let storage = match cache.storage {
-        StorageKind::Memory => Storage::Memory(Arc::clone(memory.as_ref()?)),
-        StorageKind::Redis => Storage::Redis(RedisStore::new(redis?, metrics.redis())),
+) -> Result<Arc<ResponseCache>, CliError> {
+    let missing = |what: &str| {
+        CliError::new(
+            "ERR_CONFIG",
+            format!("routes {:?}: cache: no {what} to store in", route.name),
+            EXIT_USAGE,
+        )
     };
-    let counters = metrics.response_cache(&spec.name);
+    let storage = match cache.storage {
+        StorageKind::Memory => Storage::Memory(Arc::clone(
+            memory.as_ref().ok_or_else(|| missing("memory cache"))?,
+        )),
+        StorageKind::Redis => Storage::Redis(RedisStore::new(
+            redis.ok_or_else(|| missing("[redis]"))?,
+            metrics.redis(),
+        )),
+    };
+    let counters = metrics.response_cache(&route.name);
     let account = Arc::new(RouteAccount::new(counters.evictions.clone()));
-    Some(Arc::new(ResponseCache::new(
-        cache.settings.clone(),
-        storage,
-        spec.timeout,
-        counters,
-        account,
-    )))
+    let told = route
+        .auth
+        .as_ref()
+        .map_or_else(UpstreamIdentity::default, |auth| UpstreamIdentity {
+            fields: auth.forward_claims.iter().map(|(_, h)| h.clone()).collect(),
+            token: auth.forward_token != gateway::auth::ForwardToken::None,
+        });
+    Ok(Arc::new(
+        ResponseCache::new(
+            cache.settings.clone(),
+            storage,
+            route.upstreams.response_timeout,
+            counters,
+            account,
+        )
+        .with_upstream_identity(told),
+    ))
 }
 
 /// A route: the checked spec with its upstream client and health checks.

@@ -1,6 +1,6 @@
 //! `[routes.cache]` and `[server.cache]`: the response cache as written, and its checks
 //! (identity partitions only behind token rules, Redis storage only with `[redis]`, GET
-//! and HEAD only, `ttl` within `max_ttl`, `max_body` within `max_memory`).
+//! and HEAD only, `ttl` within `max_ttl`, `max_body` within `max_memory` for memory storage).
 
 use std::time::Duration as StdDuration;
 
@@ -139,14 +139,19 @@ pub(super) fn spec(
     }
     let partition = partition(section, what, around)?;
     let methods = methods(written, what)?;
+    let redis = written
+        .storage
+        .as_ref()
+        .is_some_and(|s| s.get_ref() == "redis");
     let max_body = match &written.max_body {
-        Some(m) if m.get_ref().0 > around.max_memory => {
+        Some(m) if m.get_ref().0 > around.max_memory && !redis => {
             return Err((
                 m.span(),
                 format!("{what}: max_body is larger than [server.cache] max_memory"),
             ))
         }
         Some(m) => m.get_ref().0,
+        None if redis => DEFAULT_MAX_BODY,
         None => DEFAULT_MAX_BODY.min(around.max_memory),
     };
     let storage = match &written.storage {

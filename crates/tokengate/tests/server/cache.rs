@@ -756,23 +756,54 @@ async fn redis_storage_is_one_cache_for_every_node() {
         let token = partner_token(&key, "https://partner.example", json!({"sub": "alice"}));
         let target = "/r/x?cc=max-age%3D60&vary=accept";
         assert_eq!(
-            status_of(&get(&a, target, &token, &[("accept", "a")]).await),
+            status_of(
+                &get(
+                    &a,
+                    target,
+                    &token,
+                    &[("accept", "a"), ("host", "api.example")]
+                )
+                .await
+            ),
             "tokengate; fwd=miss; stored"
         );
-        let r = get(&b, target, &token, &[("accept", "a")]).await;
+        let r = get(
+            &b,
+            target,
+            &token,
+            &[("accept", "a"), ("host", "api.example")],
+        )
+        .await;
         assert!(status_of(&r).contains("; hit"), "{}", status_of(&r));
         assert_eq!(body_n(&r), 1);
+        // (Behind one load balancer, every node is sent the same Host: it is in the key.)
         // Another subject misses on either node.
         let bob = partner_token(&key, "https://partner.example", json!({"sub": "bob"}));
         assert_eq!(
-            status_of(&get(&b, target, &bob, &[("accept", "a")]).await),
+            status_of(
+                &get(
+                    &b,
+                    target,
+                    &bob,
+                    &[("accept", "a"), ("host", "api.example")]
+                )
+                .await
+            ),
             "tokengate; fwd=miss; stored"
         );
         // A purge on one node is seen by the other.
         let r = purge(&b, &format!("?route={route}&path_prefix=/r/x"), ADMIN).await;
         assert!(r.json()["purged"].as_u64().unwrap() >= 2, "{}", r.text());
         assert_eq!(
-            status_of(&get(&a, target, &token, &[("accept", "a")]).await),
+            status_of(
+                &get(
+                    &a,
+                    target,
+                    &token,
+                    &[("accept", "a"), ("host", "api.example")]
+                )
+                .await
+            ),
             "tokengate; fwd=miss; stored"
         );
         assert_eq!(counts.of(target), 3);
@@ -811,6 +842,105 @@ async fn without_redis_requests_go_upstream_and_caching_resumes_when_it_returns(
             status_of(&get(&f, target, &token, &[]).await).contains("; hit")
         })
         .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_hold_what_the_upstream_is_told_and_unsafe_requests_invalidate() {
+    run_sqlite(|ctx| async move {
+        let (f, counts) = cached(&ctx, "", "partition = \"client\"").await;
+        let (alice, bob) = (token_for(&f, "alice"), token_for(&f, "bob"));
+        // One client, two users: the route forwards `sub`, so each has their own entry.
+        assert_eq!(
+            status_of(&get(&f, "/c/k", &alice, &[]).await),
+            "tokengate; fwd=miss; stored"
+        );
+        let r = get(&f, "/c/k", &bob, &[]).await;
+        assert_eq!(status_of(&r), "tokengate; fwd=miss; stored");
+        assert_eq!(r.json()["user"], "bob");
+        // The host the upstream is told is part of the key.
+        let r = get(&f, "/c/k", &alice, &[("host", "other.example")]).await;
+        assert_eq!(status_of(&r), "tokengate; fwd=miss; stored");
+        assert!(status_of(&get(&f, "/c/k", &alice, &[]).await).contains("; hit"));
+        // A successful unsafe request invalidates its target's GET and HEAD entries.
+        let bearer = format!("Bearer {alice}");
+        let r = send(
+            &f.client,
+            "POST",
+            &f.url("/c/k"),
+            &[("authorization", &bearer)],
+            "x",
+        )
+        .await;
+        assert_eq!(
+            (r.status.as_u16(), status_of(&r).as_str()),
+            (200, "tokengate; fwd=method")
+        );
+        assert_eq!(
+            status_of(&get(&f, "/c/k", &alice, &[]).await),
+            "tokengate; fwd=miss; stored"
+        );
+        assert!(
+            status_of(&get(&f, "/c/k", &bob, &[]).await).contains("; hit"),
+            "bob's is his own"
+        );
+        // HEAD is cached apart from GET.
+        let url = f.url("/c/k");
+        let r = send(&f.client, "HEAD", &url, &[("authorization", &bearer)], "").await;
+        assert_eq!(status_of(&r), "tokengate; fwd=miss; stored");
+        let r = send(&f.client, "HEAD", &url, &[("authorization", &bearer)], "").await;
+        assert!(
+            status_of(&r).contains("; hit") && r.body.is_empty(),
+            "{}",
+            status_of(&r)
+        );
+        assert_eq!(counts.of("/c/k"), 6);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_reads_the_fields_the_upstream_is_sent() {
+    run_sqlite(|ctx| async move {
+        // Shared: the upstream says its answer is public but varies on the forwarded user.
+        let (f, counts) = cached(&ctx, "", "partition = \"shared\"").await;
+        let target = "/c/v?vary=x-user-id&cc=public%2C+max-age%3D60";
+        for user in ["alice", "bob", "alice"] {
+            let r = get(&f, target, &token_for(&f, user), &[]).await;
+            assert_eq!(r.json()["user"], user);
+        }
+        assert_eq!(counts.of(target), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_store_request_never_refreshes_or_stores() {
+    run_sqlite(|ctx| async move {
+        let (f, counts) = cached(&ctx, "", "").await;
+        let token = token_for(&f, "alice");
+        let target = "/c/n?cc=no-cache&etag=v1";
+        let first = get(&f, target, &token, &[]).await;
+        assert_eq!(status_of(&first), "tokengate; fwd=miss; stored");
+        // The client's own conditional goes upstream as it is, and its 304 is the client's.
+        let r = get(
+            &f,
+            target,
+            &token,
+            &[("cache-control", "no-store"), ("if-none-match", "\"v1\"")],
+        )
+        .await;
+        assert_eq!(r.status, 304);
+        assert_eq!(
+            status_of(&r),
+            "tokengate; fwd=miss; detail=\"request-no-store\""
+        );
+        // The entry is as it was: the next request revalidates it and gets its body.
+        let r = get(&f, target, &token, &[]).await;
+        assert_eq!(status_of(&r), "tokengate; fwd=stale; fwd-status=304");
+        assert_eq!(r.body, first.body);
+        assert_eq!(counts.of(target), 3);
     })
     .await;
 }
