@@ -266,8 +266,9 @@ pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
     matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
 }
 
-/// Whether a 304 is about the stored response (RFC 9111 §4.3.4): its `ETag`, when it has
-/// one, is the stored one (weak comparison).
+/// Whether a 304 is about the stored response (RFC 9111 §4.3.4): when both have an `ETag`,
+/// the same one (weak comparison). A 304 to `If-Modified-Since` for an entry without one
+/// says that entry is current, whatever tag it now names.
 pub fn same_validator(stored: &HeaderMap, from_304: &HeaderMap) -> bool {
     let tag = |h: &HeaderMap| {
         h.get(header::ETAG)
@@ -276,7 +277,6 @@ pub fn same_validator(stored: &HeaderMap, from_304: &HeaderMap) -> bool {
     };
     match (tag(stored), tag(from_304)) {
         (Some(a), Some(b)) => weak_eq(&a, &b),
-        (None, Some(_)) => false,
         _ => true,
     }
 }

@@ -201,3 +201,13 @@ fn a_304_refreshes_all_but_the_body_fields() {
     assert_eq!(stored["x-new"], "1");
     assert_eq!(stored["etag"], "\"v1\"");
 }
+
+#[test]
+fn a_304_is_about_the_entry_when_their_tags_agree() {
+    let tagged = |t: &str| headers(&[("etag", t)]);
+    assert!(same_validator(&tagged("\"a\""), &tagged("W/\"a\"")));
+    assert!(!same_validator(&tagged("\"a\""), &tagged("\"b\"")));
+    // A 304 to If-Modified-Since: no tag to compare, or one the entry did not have.
+    assert!(same_validator(&HeaderMap::new(), &tagged("\"b\"")));
+    assert!(same_validator(&tagged("\"a\""), &HeaderMap::new()));
+}

@@ -3,8 +3,8 @@
 //! Redis (one cache for every node; each entry with its own expiry in Redis).
 //!
 //! A key is the SHA-256 of everything that selects a response (`response_cache.rs` makes
-//! it): the route, method, host, path and query, the identity of its partition, and the
-//! values of the request fields the response varies on. The identity is never in a key in
+//! it): the route, method, scheme and host, upstream path and query, the identity of its
+//! partition, and the values of the request fields the response varies on. The identity is never in a key in
 //! the clear. A key also carries its route and path, so that a purge can find entries by
 //! route and path prefix: in memory by reading the entries, in Redis because the key's
 //! text starts with the route and the path, hex-encoded (`tokengate:cache:<route>:<path>:`
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use store::redis::{cmd, Redis};
 
 use crate::ratelimit::RedisCounters;
+use crate::respond::hex;
 
 /// Where Redis keys of cached responses start.
 pub const REDIS_PREFIX: &str = "tokengate:cache:";
@@ -62,8 +63,20 @@ impl EntryKey {
 pub enum Stored {
     /// A response.
     Response(Arc<CachedResponse>),
-    /// The field names the responses at this key vary on, lowercase and sorted.
-    Vary(Arc<[HeaderName]>),
+    /// The field names the responses at this key vary on.
+    Vary(Arc<VaryMarker>),
+}
+
+/// What a varying response's key holds: the field names its variants are selected by, and
+/// a random generation that is part of every variant's key, so that replacing or deleting
+/// the marker (an unsafe request's invalidation, another `Vary`) orphans every variant
+/// stored under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaryMarker {
+    /// Lowercase, sorted.
+    pub names: Vec<HeaderName>,
+    /// Random, one per marker.
+    pub generation: u64,
 }
 
 impl Stored {
@@ -78,7 +91,14 @@ impl Stored {
                     .sum();
                 r.body.len() + fields + 256
             }
-            Stored::Vary(names) => names.iter().map(|n| n.as_str().len() + 32).sum::<usize>() + 128,
+            Stored::Vary(marker) => {
+                marker
+                    .names
+                    .iter()
+                    .map(|n| n.as_str().len() + 32)
+                    .sum::<usize>()
+                    + 128
+            }
         };
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
@@ -411,17 +431,6 @@ impl Storage {
     }
 }
 
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// Marks the encoding of an entry in Redis, so that a later change of it reads old entries
 /// as misses instead of misreading them.
 const MAGIC: &[u8; 4] = b"TGC1";
@@ -432,6 +441,9 @@ struct Meta {
     /// Field names a varying response's key is made with; `None` for a response.
     #[serde(skip_serializing_if = "Option::is_none")]
     vary: Option<Vec<String>>,
+    /// The varying response's generation.
+    #[serde(default)]
+    generation: u64,
     #[serde(default)]
     status: u16,
     /// Fields as (name, base64 of the value): values may hold any byte but controls.
@@ -451,9 +463,10 @@ struct Meta {
 fn encode(stored: &Stored) -> Option<Vec<u8>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let (meta, body) = match stored {
-        Stored::Vary(names) => (
+        Stored::Vary(marker) => (
             Meta {
-                vary: Some(names.iter().map(|n| n.as_str().to_owned()).collect()),
+                vary: Some(marker.names.iter().map(|n| n.as_str().to_owned()).collect()),
+                generation: marker.generation,
                 status: 0,
                 headers: Vec::new(),
                 received: 0,
@@ -466,6 +479,7 @@ fn encode(stored: &Stored) -> Option<Vec<u8>> {
         Stored::Response(r) => (
             Meta {
                 vary: None,
+                generation: 0,
                 status: r.status.as_u16(),
                 headers: r
                     .headers
@@ -502,7 +516,10 @@ fn decode(bytes: &[u8]) -> Option<Stored> {
             .iter()
             .map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
-        return Some(Stored::Vary(names?.into()));
+        return Some(Stored::Vary(Arc::new(VaryMarker {
+            names: names?,
+            generation: meta.generation,
+        })));
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut headers = HeaderMap::with_capacity(meta.headers.len());

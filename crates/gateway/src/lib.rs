@@ -120,6 +120,9 @@ pub struct AccessInfo {
     pub upstream: Option<String>,
     /// Why the request was refused, if it was.
     pub denial: Option<&'static str>,
+    /// `hit` when the response cache answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
     /// Detail for the operator (an upstream or key-fetch failure); never sent to clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -460,40 +463,22 @@ impl Gateway {
         // Cache: after the limits, so a hit is a counted request that every earlier phase
         // allowed; after the rewrite, so that its key and the `Vary` values are what the
         // upstream would be sent (the forwarded identity, host and scheme included).
-        let pending = match &route.cache {
-            None => None,
-            Some(cache) => {
-                let request = response_cache::CacheRequest {
-                    method: &parts.method,
-                    path: &facts.path,
-                    target: out.path_and_query.as_str(),
-                    headers: &parts.headers,
-                    has_body: !http_body::Body::is_end_stream(&body),
-                    upgrade: out.upgrade,
-                    verified: verified.as_deref(),
-                };
-                match in_phase!(Phase::Cache, cache.lookup(&route.name, &request)) {
-                    response_cache::Lookup::Hit(response) => return Ok(response),
-                    response_cache::Lookup::Forward(pending) => {
-                        pending.prepare(&mut parts.headers);
-                        Some(pending)
-                    }
+        let has_body = !http_body::Body::is_end_stream(&body);
+        let pending =
+            match look_up(route, &parts, &facts, &out, has_body, verified.as_deref()).await {
+                Ok(pending) => pending,
+                Err(hit) => {
+                    info.cache = Some("hit");
+                    return Ok(hit);
                 }
-            }
-        };
+            };
+        if let Some(pending) = &pending {
+            pending.prepare(&mut parts.headers);
+        }
         let on_upgrade = out
             .upgrade
-            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-            .flatten()
-            .map(|client_side| {
-                let limits = tunnel::TunnelLimits::new(
-                    route.max_tunnel_lifetime,
-                    verified.as_ref(),
-                    &self.auth.revocations,
-                    store::unix_now(),
-                );
-                (client_side, limits)
-            });
+            .then(|| self.tunnel_end(route, &mut parts, verified.as_ref()))
+            .flatten();
         // Forward: to a healthy target, retried only when that is safe.
         let (body, fate) = limited(body, route.max_body);
         let forwarded = in_phase!(
@@ -513,6 +498,24 @@ impl Gateway {
             Some(pending) => Ok(pending.finish(response).await),
             None => Ok(response),
         }
+    }
+
+    /// The client's side of an accepted WebSocket upgrade, with what bounds the tunnel
+    /// (the route's lifetime, the token's expiry and revocation).
+    fn tunnel_end(
+        &self,
+        route: &Route,
+        parts: &mut http::request::Parts,
+        verified: Option<&Arc<Verified>>,
+    ) -> Option<(hyper::upgrade::OnUpgrade, tunnel::TunnelLimits)> {
+        let client_side = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
+        let limits = tunnel::TunnelLimits::new(
+            route.max_tunnel_lifetime,
+            verified,
+            &self.auth.revocations,
+            store::unix_now(),
+        );
+        Some((client_side, limits))
     }
 
     /// The route phase: a canonical path, the MCP metadata documents, then host, path and
@@ -582,6 +585,34 @@ impl Gateway {
             authorize::authorize(route, auth, &verified, &parts.method, &facts.path)
         })?;
         Ok(Some(verified))
+    }
+}
+
+/// The cache phase, on a route with `[routes.cache]`: a stored answer (`Err`, the request's
+/// response), or what the forward needs to store the upstream's.
+async fn look_up(
+    route: &Route,
+    parts: &http::request::Parts,
+    facts: &Facts,
+    out: &rewrite::UpstreamRequest,
+    has_body: bool,
+    verified: Option<&Verified>,
+) -> Result<Option<Box<response_cache::Pending>>, Response<ResponseBody>> {
+    let Some(cache) = &route.cache else {
+        return Ok(None);
+    };
+    let request = response_cache::CacheRequest {
+        method: &parts.method,
+        path: &facts.path,
+        target: out.path_and_query.as_str(),
+        headers: &parts.headers,
+        has_body,
+        upgrade: out.upgrade,
+        verified,
+    };
+    match in_phase!(Phase::Cache, cache.lookup(&route.name, &request)) {
+        response_cache::Lookup::Forward(pending) => Ok(Some(pending)),
+        response_cache::Lookup::Hit(hit) => Err(hit),
     }
 }
 

@@ -189,8 +189,13 @@ fn challenge(denial: &Denial, failure: &Failure<'_>) -> Option<String> {
 
 /// The first 4 bytes of a token's hash in hex, for the access log.
 pub(crate) fn hex_prefix(key: &[u8]) -> String {
-    let mut out = String::with_capacity(8);
-    for b in key.iter().take(4) {
+    hex(key.get(..4).unwrap_or(key))
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         for nibble in [b >> 4, b & 15] {
             out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
         }

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::auth::Verified;
 use crate::cache_control::{self as cc, ResponseDirectives};
-use crate::cache_storage::{CachedResponse, EntryKey, RouteAccount, Storage, Stored};
+use crate::cache_storage::{CachedResponse, EntryKey, RouteAccount, Storage, Stored, VaryMarker};
 use crate::client::BoxError;
 use crate::metrics::ResponseCacheCounters;
 use crate::ResponseBody;
@@ -63,20 +63,12 @@ impl Partition {
         }
     }
 
-    /// The partition's identity: the token's `iss` claim and its `sub` or `client_id`
-    /// (`None` when the token has none, or an empty one); nothing for `shared`.
-    fn identity(self, verified: Option<&Verified>) -> Option<Vec<String>> {
-        let of = |v: &Verified, id: Option<&str>| {
-            let id = id.filter(|id| !id.is_empty())?;
-            Some(vec![
-                v.claims.iss().unwrap_or(&v.issuer).to_owned(),
-                id.to_owned(),
-            ])
-        };
+    /// Its spelling in the configuration.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Partition::Shared => Some(Vec::new()),
-            Partition::Subject => verified.and_then(|v| of(v, v.claims.sub())),
-            Partition::Client => verified.and_then(|v| of(v, v.claims.client_id())),
+            Partition::Subject => "subject",
+            Partition::Client => "client",
+            Partition::Shared => "shared",
         }
     }
 }
@@ -230,7 +222,7 @@ impl ResponseCache {
             // RFC 9111 §4.4: a successful unsafe request invalidates what is stored for
             // its target.
             let doomed =
-                [Method::GET, Method::HEAD].map(|m| self.primary_key(route, &m, req, &identity));
+                [Method::GET, Method::HEAD].map(|m| self.primary_key(route, &m, req, identity));
             return Lookup::Forward(Box::new(Pending::invalidating(Arc::clone(self), doomed)));
         }
         if req.has_body || req.upgrade || req.headers.contains_key(header::RANGE) {
@@ -238,13 +230,13 @@ impl ResponseCache {
         }
         let mut pending = Pending {
             cache: Some(Arc::clone(self)),
-            key: self.primary_key(route, req.method, req, &identity),
+            key: self.primary_key(route, req.method, req, identity),
             request: req.headers.clone(),
             method: req.method.clone(),
             no_store: cc::request_forbids_storing(req.headers),
             ..Pending::bypass("")
         };
-        match self.find(&pending.key, req.headers).await {
+        match self.find(&mut pending).await {
             Ok(found) => {
                 if let Some(hit) = self.use_found(found, &mut pending) {
                     return Lookup::Hit(hit);
@@ -261,18 +253,18 @@ impl ResponseCache {
             pending.stale = None;
             return Lookup::Forward(Box::new(pending));
         }
-        self.collapse(pending, req.headers).await
+        self.collapse(pending).await
     }
 
     /// A miss: the first request for the key goes upstream, the others wait for what it
     /// stores (a flight is joined only while it is younger than `wait`, so a leader whose
     /// client reads slowly holds back no one for longer).
-    async fn collapse(&self, mut pending: Pending, fields: &HeaderMap) -> Lookup {
+    async fn collapse(&self, mut pending: Pending) -> Lookup {
         match self.flights.join(pending.key.digest, self.wait) {
             Flight::Lead(guard) => {
                 // Another leader may have stored it between the lookup and now (and left):
                 // looked up once more, so that it is not fetched twice.
-                if let Ok(Some(entry)) = self.find(&pending.key, fields).await {
+                if let Ok(Some(entry)) = self.find(&mut pending).await {
                     if let Some(hit) = self.use_found(Some(entry), &mut pending) {
                         guard.done(FlightState::Stored);
                         return Lookup::Hit(hit);
@@ -291,7 +283,7 @@ impl ResponseCache {
                 pending.collapsed = true;
                 self.counters.collapsed.inc();
                 if stored {
-                    if let Ok(found) = self.find(&pending.key, fields).await {
+                    if let Ok(found) = self.find(&mut pending).await {
                         if let Some(hit) = self.use_found(found, &mut pending) {
                             return Lookup::Hit(hit);
                         }
@@ -303,28 +295,45 @@ impl ResponseCache {
         Lookup::Forward(Box::new(pending))
     }
 
-    /// The identity parts of the key: the partition's, and for a partitioned key what the
-    /// upstream learns of the caller; `None` when the partition has no identity to give.
-    fn key_identity(&self, req: &CacheRequest<'_>) -> Option<Vec<String>> {
-        let mut parts = self.partition.identity(req.verified)?;
-        if self.partition == Partition::Shared {
-            return Some(parts);
-        }
+    /// The identity in the key: none for `shared`; otherwise the token's `iss` and its
+    /// `sub` or `client_id`, and what the upstream learns of the caller (the forwarded
+    /// claim fields; every claim but the times and `jti` when a token goes upstream).
+    /// `None` when the token has no such identity (or an empty one).
+    fn key_identity(&self, req: &CacheRequest<'_>) -> Option<[u8; 32]> {
+        let mut input = KeyInput::new();
+        let id = match self.partition {
+            Partition::Shared => return Some(input.finish()),
+            Partition::Subject => req.verified?.claims.sub(),
+            Partition::Client => req.verified?.claims.client_id(),
+        };
+        let v = req.verified?;
+        input.part(Some(v.claims.iss().unwrap_or(&v.issuer).as_bytes()));
+        input.part(Some(id.filter(|id| !id.is_empty())?.as_bytes()));
         for name in &self.upstream_identity.fields {
-            let values: Vec<&str> = req
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap_or("\u{0}binary"))
-                .collect();
-            parts.push(format!("{}={}", name.as_str(), values.join("\u{0}")));
-        }
-        if let (true, Some(v)) = (self.upstream_identity.token, req.verified) {
-            for claim in [v.claims.sub(), v.claims.client_id(), v.claims.scope()] {
-                parts.push(claim.unwrap_or("\u{0}none").to_owned());
+            input.part(Some(name.as_str().as_bytes()));
+            for value in req.headers.get_all(name) {
+                input.part(Some(value.as_bytes()));
             }
+            input.part(None);
         }
-        Some(parts)
+        if self.upstream_identity.token {
+            let mut scopes: Vec<&str> = v.scopes.iter().map(String::as_str).collect();
+            scopes.sort_unstable();
+            for scope in scopes {
+                input.part(Some(scope.as_bytes()));
+            }
+            input.part(None);
+            let claims: serde_json::Map<String, serde_json::Value> = v
+                .claims
+                .as_map()
+                .ok()?
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "exp" | "iat" | "nbf" | "jti"))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            input.part(Some(serde_json::to_string(&claims).ok()?.as_bytes()));
+        }
+        Some(input.finish())
     }
 
     /// A fresh entry as the response (a hit), or, for a stale one with a validator, the
@@ -362,14 +371,14 @@ impl ResponseCache {
     /// responses vary on, at the key those fields' values make.
     async fn find(
         &self,
-        primary: &EntryKey,
-        fields: &HeaderMap,
+        pending: &mut Pending,
     ) -> Result<Option<Arc<CachedResponse>>, crate::cache_storage::Unavailable> {
-        match self.storage.get(primary).await? {
+        match self.storage.get(&pending.key).await? {
             None => Ok(None),
             Some(Stored::Response(r)) => Ok(Some(r)),
-            Some(Stored::Vary(names)) => {
-                let key = variant_key(primary, &names, fields);
+            Some(Stored::Vary(marker)) => {
+                let key = variant_key(&pending.key, &marker, &pending.request);
+                pending.marker = Some(marker);
                 match self.storage.get(&key).await? {
                     Some(Stored::Response(r)) => Ok(Some(r)),
                     _ => Ok(None),
@@ -379,46 +388,60 @@ impl ResponseCache {
     }
 
     /// The key of everything that selects a response but the fields it varies on: route,
-    /// method, scheme and host as sent upstream, the upstream path and query, and the
-    /// identity; each part length-prefixed, so that no two requests make the same input.
+    /// method, scheme and host as sent upstream, the upstream path and query, the
+    /// partition and the identity.
     fn primary_key(
         &self,
         route: &str,
         method: &Method,
         req: &CacheRequest<'_>,
-        identity: &[String],
+        identity: [u8; 32],
     ) -> EntryKey {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        let partition = match self.partition {
-            Partition::Subject => "subject",
-            Partition::Client => "client",
-            Partition::Shared => "shared",
-        };
-        let field = |name: &str| {
-            req.headers
-                .get(name)
-                .map_or(&b"\0none"[..], HeaderValue::as_bytes)
-        };
-        let fixed: [&[u8]; 6] = [
-            route.as_bytes(),
-            method.as_str().as_bytes(),
-            field("x-forwarded-proto"),
-            field("x-forwarded-host"),
-            req.target.as_bytes(),
-            partition.as_bytes(),
-        ];
-        for part in fixed
-            .into_iter()
-            .chain(identity.iter().map(|p| p.as_bytes()))
-        {
-            ctx.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
-            ctx.update(part);
+        let mut input = KeyInput::new();
+        input.part(Some(route.as_bytes()));
+        input.part(Some(method.as_str().as_bytes()));
+        for name in ["x-forwarded-proto", "x-forwarded-host"] {
+            for value in req.headers.get_all(name) {
+                input.part(Some(value.as_bytes()));
+            }
+            input.part(None);
         }
+        input.part(Some(req.target.as_bytes()));
+        input.part(Some(self.partition.as_str().as_bytes()));
+        input.part(Some(&identity));
         EntryKey {
-            digest: digest_bytes(ctx.finish()),
+            digest: input.finish(),
             route: Arc::from(route),
             path: Arc::from(req.path),
         }
+    }
+}
+
+/// What a key is the SHA-256 of: parts, each tagged (present or not) and length-prefixed,
+/// so that no two different sequences of parts make the same input.
+struct KeyInput(digest::Context);
+
+impl KeyInput {
+    fn new() -> KeyInput {
+        KeyInput(digest::Context::new(&digest::SHA256))
+    }
+
+    fn part(&mut self, bytes: Option<&[u8]>) {
+        match bytes {
+            None => self.0.update(&[0]),
+            Some(bytes) => {
+                self.0.update(&[1]);
+                self.0
+                    .update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+                self.0.update(bytes);
+            }
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
     }
 }
 
@@ -430,46 +453,41 @@ fn is_safe(method: &Method) -> bool {
     )
 }
 
-/// The key of the variant the request's `fields` select among responses varying on `names`.
-fn variant_key(primary: &EntryKey, names: &[HeaderName], fields: &HeaderMap) -> EntryKey {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(&primary.digest);
-    for name in names {
-        ctx.update(
-            &u64::try_from(name.as_str().len())
-                .unwrap_or(0)
-                .to_be_bytes(),
-        );
-        ctx.update(name.as_str().as_bytes());
-        let values: Vec<&[u8]> = fields
-            .get_all(name)
-            .iter()
-            .map(HeaderValue::as_bytes)
-            .collect();
-        ctx.update(&u64::try_from(values.len()).unwrap_or(0).to_be_bytes());
-        for value in values {
-            ctx.update(&u64::try_from(value.len()).unwrap_or(0).to_be_bytes());
-            ctx.update(value);
+/// The key of the variant the request's `fields` select among the responses `marker`
+/// stands for.
+fn variant_key(primary: &EntryKey, marker: &VaryMarker, fields: &HeaderMap) -> EntryKey {
+    let mut input = KeyInput::new();
+    input.part(Some(&primary.digest));
+    input.part(Some(&marker.generation.to_be_bytes()));
+    for name in &marker.names {
+        input.part(Some(name.as_str().as_bytes()));
+        for value in fields.get_all(name) {
+            input.part(Some(value.as_bytes()));
         }
+        input.part(None);
     }
     EntryKey {
-        digest: digest_bytes(ctx.finish()),
+        digest: input.finish(),
         route: Arc::clone(&primary.route),
         path: Arc::clone(&primary.path),
     }
 }
 
-fn digest_bytes(d: digest::Digest) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+/// A varying response's generation: random, so that no node makes one another used.
+fn random_generation() -> u64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // Never seen; the time is unique enough that an old variant is not revived.
+        return SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+    u64::from_be_bytes(bytes)
 }
 
+/// Unix seconds now.
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    u64::try_from(store::unix_now()).unwrap_or(0)
 }
 
 /// A stored response as the answer: 304 to a client's matching conditional request,
@@ -485,17 +503,7 @@ fn serve(
         && (*method == Method::GET || *method == Method::HEAD)
         && cc::not_modified(request, &entry.headers);
     let mut response = if conditional {
-        let mut r = Response::new(Empty::new().map_err(BoxError::from).boxed_unsync());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        for name in cc::NOT_MODIFIED_FIELDS
-            .iter()
-            .chain([&header::LAST_MODIFIED])
-        {
-            for value in entry.headers.get_all(name) {
-                r.headers_mut().append(name.clone(), value.clone());
-            }
-        }
-        r
+        not_modified(&entry.headers)
     } else {
         let body = if *method == Method::HEAD {
             Bytes::new()
@@ -512,6 +520,22 @@ fn serve(
         .insert(header::AGE, HeaderValue::from(entry.age(now)));
     add_cache_status(response.headers_mut(), status);
     response
+}
+
+/// A 304 for a stored 200 with these fields: those RFC 9110 §15.4.5 asks for, and its
+/// `Last-Modified`.
+fn not_modified(fields: &HeaderMap) -> Response<ResponseBody> {
+    let mut r = Response::new(Empty::new().map_err(BoxError::from).boxed_unsync());
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    for name in cc::NOT_MODIFIED_FIELDS
+        .iter()
+        .chain([&header::LAST_MODIFIED])
+    {
+        for value in fields.get_all(name) {
+            r.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    r
 }
 
 /// Appends this cache's member to `Cache-Status` (RFC 9211 §2: the cache nearest the
@@ -537,6 +561,8 @@ pub(crate) struct Pending {
     method: Method,
     /// A stale entry being revalidated.
     stale: Option<Arc<CachedResponse>>,
+    /// The `Vary` marker found at the key.
+    marker: Option<Arc<VaryMarker>>,
     /// This request's upstream request is the one others wait for.
     flight: Option<FlightGuard>,
     /// This request waited for another's.
@@ -569,6 +595,7 @@ impl Pending {
             request: HeaderMap::new(),
             method: Method::GET,
             stale: None,
+            marker: None,
             flight: None,
             collapsed: false,
             no_store: true,
@@ -616,12 +643,8 @@ impl Pending {
         };
         cache.counters.misses.inc();
         if response.status() == StatusCode::NOT_MODIFIED {
-            // Only a 304 to the cache's own validators, for the entry it holds, refreshes it
-            // (RFC 9111 §4.3.4); any other passes through.
             if let Some(stale) = self.stale.take() {
-                if cc::same_validator(&stale.headers, response.headers()) {
-                    return self.refreshed(&cache, &stale, response.headers()).await;
-                }
+                return self.revalidated(&cache, &stale, response.headers()).await;
             }
         }
         let fwd = if self.stale.is_some() {
@@ -636,7 +659,13 @@ impl Pending {
         } else if self.no_store {
             Err("detail=\"request-no-store\"")
         } else {
-            storable(&cache, response.status(), response.headers(), received)
+            storable(
+                &cache,
+                response.status(),
+                response.headers(),
+                &self.request,
+                received,
+            )
         };
         let mut response = response;
         match decision {
@@ -658,6 +687,23 @@ impl Pending {
         }
     }
 
+    /// A 304 to a revalidation. Only one about the entry held refreshes it (RFC 9111
+    /// §4.3.4); one about another representation (another `ETag`) makes the entry untrusted:
+    /// it is removed and served this once, as the upstream said it was not modified.
+    async fn revalidated(
+        self,
+        cache: &Arc<ResponseCache>,
+        stale: &CachedResponse,
+        fields: &HeaderMap,
+    ) -> Response<ResponseBody> {
+        if cc::same_validator(&stale.headers, fields) {
+            return self.refreshed(cache, stale, fields).await;
+        }
+        let _ = cache.storage.delete(&self.key).await;
+        let status = "fwd=stale; fwd-status=304; detail=\"validator-mismatch\"";
+        serve(stale, &self.request, &self.method, unix_now(), status)
+    }
+
     /// A 304 to a revalidation: the stale entry with the 304's fields, fresh again, stored
     /// and served.
     async fn refreshed(
@@ -673,7 +719,7 @@ impl Pending {
         headers.remove(header::DATE);
         cc::refresh_headers(&mut headers, fields);
         let status = "fwd=stale; fwd-status=304";
-        let Ok(plan) = storable(cache, stale.status, &headers, received) else {
+        let Ok(plan) = storable(cache, stale.status, &headers, &self.request, received) else {
             // The refreshed fields forbid storing: served once, then gone.
             if let Some(flight) = self.flight.take() {
                 flight.done(FlightState::NotStored);
@@ -709,11 +755,15 @@ impl Pending {
         }
         let status = head.status;
         let max = usize::try_from(cache.max_body).unwrap_or(usize::MAX);
-        let expected = head
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let expected =
+            crate::rewrite::content_length(&head.headers).and_then(|n| usize::try_from(n).ok());
+        // The client's own conditional request, met by what is being stored: 304 now, the
+        // body read to its end in the background to be stored (only with a known length,
+        // within max_body, so the reading is bounded).
+        let answer_304 = expected.is_some()
+            && status == StatusCode::OK
+            && (self.method == Method::GET || self.method == Method::HEAD)
+            && cc::not_modified(&self.request, &headers);
         let done: OnBody = Box::new(move |bytes: Bytes| {
             let entry = plan.entry(status, headers, bytes, received);
             Box::pin(async move { self.store(&cache, plan, entry).await })
@@ -727,20 +777,37 @@ impl Pending {
             last: None,
             expected,
         };
+        if answer_304 {
+            let mut reply = not_modified(&head.headers);
+            add_cache_status(reply.headers_mut(), "fwd=miss; stored");
+            tokio::spawn(async move {
+                let _ = body.collect().await;
+            });
+            return reply;
+        }
         Response::from_parts(head, body.boxed_unsync())
     }
 
     /// Stores `entry` (and, for a varying response, the field names at the primary key),
     /// then lets the requests waiting for it read it.
     async fn store(&mut self, cache: &ResponseCache, plan: Plan, entry: CachedResponse) {
-        let key = match &plan.vary {
+        let key = match plan.vary {
             Some(names) => {
-                let vary = Stored::Vary(Arc::clone(names));
+                // The marker found, if it selects by the same fields (its variants stay
+                // reachable); else a new one, which orphans the variants of the old.
+                let marker = match &self.marker {
+                    Some(m) if m.names == names => Arc::clone(m),
+                    _ => Arc::new(VaryMarker {
+                        names,
+                        generation: random_generation(),
+                    }),
+                };
+                let vary = Stored::Vary(Arc::clone(&marker));
                 let _ = cache
                     .storage
                     .put(&self.key, vary, plan.keep, &cache.account)
                     .await;
-                variant_key(&self.key, names, &self.request)
+                variant_key(&self.key, &marker, &self.request)
             }
             None => self.key.clone(),
         };
@@ -772,7 +839,7 @@ struct Plan {
     initial_age: u64,
     revalidate: bool,
     keep: Duration,
-    vary: Option<Arc<[HeaderName]>>,
+    vary: Option<Vec<HeaderName>>,
 }
 
 impl Plan {
@@ -804,6 +871,7 @@ fn storable(
     cache: &ResponseCache,
     status: StatusCode,
     headers: &HeaderMap,
+    request: &HeaderMap,
     received: SystemTime,
 ) -> Result<Plan, &'static str> {
     if !cc::storable_status(status) {
@@ -827,11 +895,13 @@ fn storable(
         return Err("detail=\"not-public\"");
     }
     let vary = cc::vary_names(headers).map_err(|_| "detail=\"vary\"")?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cache.max_body) {
+    // A cookie is an identity the key does not hold: an answer to a request with one is
+    // stored only when the upstream says it is for everyone or varies on it.
+    if request.contains_key(header::COOKIE) && !directives.public && !vary.contains(&header::COOKIE)
+    {
+        return Err("detail=\"cookie\"");
+    }
+    if crate::rewrite::content_length(headers).is_some_and(|n| n > cache.max_body) {
         return Err("detail=\"too-large\"");
     }
     let lifetime = cc::freshness_lifetime(&directives, headers, received, cache.ttl, cache.max_ttl);
@@ -852,7 +922,7 @@ fn storable(
         initial_age: initial_age.as_secs(),
         revalidate: directives.no_cache,
         keep,
-        vary: (!vary.is_empty()).then(|| Arc::from(vary)),
+        vary: (!vary.is_empty()).then_some(vary),
     })
 }
 

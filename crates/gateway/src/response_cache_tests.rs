@@ -165,11 +165,24 @@ async fn a_flight_older_than_the_wait_is_not_joined() {
 }
 
 #[test]
-fn partitions_key_by_issuer_and_identity() {
+fn partitions_need_an_identity_but_shared() {
     assert_eq!(Partition::parse("subject"), Some(Partition::Subject));
     assert_eq!(Partition::parse("client"), Some(Partition::Client));
     assert_eq!(Partition::parse("shared"), Some(Partition::Shared));
     assert_eq!(Partition::parse("Subject"), None);
-    assert_eq!(Partition::Shared.identity(None), Some(Vec::new()));
-    assert_eq!(Partition::Subject.identity(None), None);
+    for p in [Partition::Subject, Partition::Client, Partition::Shared] {
+        assert_eq!(Partition::parse(p.as_str()), Some(p));
+    }
+    // Without a verified token there is no subject or client to key by.
+    let cache = cache(1);
+    let fields = HeaderMap::new();
+    assert_eq!(
+        cache.key_identity(&request(&fields)),
+        Some(KeyInput::new().finish())
+    );
+    let subject = ResponseCache {
+        partition: Partition::Subject,
+        ..Arc::try_unwrap(cache).unwrap()
+    };
+    assert_eq!(subject.key_identity(&request(&fields)), None);
 }

@@ -70,7 +70,8 @@ pub(crate) fn upstream_request(
     })
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// A message's `Content-Length`, when it has one that reads as a number.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

@@ -290,7 +290,11 @@ fn response_cache(
         )),
         StorageKind::Redis => Storage::Redis(RedisStore::new(
             redis.ok_or_else(|| missing("[redis]"))?,
-            metrics.redis(),
+            // Its own up/down state, so that its log lines speak for the cache alone.
+            gateway::ratelimit::RedisCounters {
+                down: Arc::default(),
+                ..metrics.redis()
+            },
         )),
     };
     let counters = metrics.response_cache(&route.name);

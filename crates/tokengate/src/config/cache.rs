@@ -18,6 +18,8 @@ const DEFAULT_MAX_TTL: u64 = 600;
 /// answers for).
 const LONGEST_TTL: u64 = 86_400;
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// The largest `max_body`: a miss being stored holds its body in memory until it ends.
+const LARGEST_BODY: u64 = 64 << 20;
 
 /// `[server.cache]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,11 +86,7 @@ impl CacheSpec {
         json!({
             "ttl": format!("{}s", s.ttl.as_secs()),
             "max_ttl": format!("{}s", s.max_ttl.as_secs()),
-            "partition": match s.partition {
-                Partition::Subject => "subject",
-                Partition::Client => "client",
-                Partition::Shared => "shared",
-            },
+            "partition": s.partition.as_str(),
             "methods": s.methods.iter().map(http::Method::as_str).collect::<Vec<_>>(),
             "max_body": s.max_body,
             "storage": match self.storage {
@@ -144,6 +142,12 @@ pub(super) fn spec(
         .as_ref()
         .is_some_and(|s| s.get_ref() == "redis");
     let max_body = match &written.max_body {
+        Some(m) if m.get_ref().0 > LARGEST_BODY => {
+            return Err((
+                m.span(),
+                format!("{what}: max_body is at most 64MB (each miss being stored holds its body in memory)"),
+            ))
+        }
         Some(m) if m.get_ref().0 > around.max_memory && !redis => {
             return Err((
                 m.span(),

@@ -1089,11 +1089,7 @@ fn response_caches_parse_with_defaults_and_refuse_what_could_not_work() {
             "ttl = \"1h\"\nmax_ttl = \"1m\"",
             "longer than max_ttl",
         ),
-        (
-            with_token,
-            "max_body = \"512MB\"",
-            "larger than [server.cache] max_memory",
-        ),
+        (with_token, "max_body = \"512MB\"", "at most 64MB"),
         (with_token, "storage = \"redis\"", "needs a [redis] section"),
         (
             with_token,
@@ -1106,9 +1102,19 @@ fn response_caches_parse_with_defaults_and_refuse_what_could_not_work() {
         assert!(e.message.contains(expected), "{cache} → {e}");
         assert!(e.position.is_some(), "{cache} → {e}");
     }
+    // max_body within max_memory for memory storage only.
+    let small = "[server.cache]\nmax_memory = \"1MB\"\n";
+    let e = err(&format!(
+        "{small}{}",
+        route(with_token, "max_body = \"2MB\"")
+    ));
+    assert!(
+        e.message.contains("larger than [server.cache] max_memory"),
+        "{e}"
+    );
     let redis = format!(
-        "[redis]\nurl = \"redis://127.0.0.1:6379\"\n{}",
-        route(with_token, "storage = \"redis\"")
+        "[redis]\nurl = \"redis://127.0.0.1:6379\"\n{small}{}",
+        route(with_token, "storage = \"redis\"\nmax_body = \"2MB\"")
     );
     assert_eq!(
         Config::parse(&redis, "t.toml").unwrap().table().routes[0]

@@ -93,6 +93,7 @@ impl RequestTrace {
             sub: info.and_then(|i| i.sub.as_deref()),
             token_hash: info.and_then(|i| i.token_hash.as_deref()),
             upstream: info.and_then(|i| i.upstream.as_deref()),
+            cache: info.and_then(|i| i.cache),
             denial: info.and_then(|i| i.denial),
             detail: info.and_then(|i| i.detail.as_deref()),
         });
@@ -136,6 +137,8 @@ struct AccessLine<'a> {
     token_hash: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     denial: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -537,10 +537,10 @@ async fn revalidation_and_the_clients_own_conditional_requests() {
         assert_eq!(status_of(&r), "tokengate; fwd=stale; fwd-status=304");
         // The client's own conditional request: 304 from the entry, with its validators.
         let target = "/c/c?cc=max-age%3D60&etag=v2&lm=1";
-        let stored = get(&f, target, &token, &[("if-none-match", "\"v2\"")]).await;
+        let stored = get(&f, target, &token, &[("if-none-match", "\"v1\"")]).await;
         assert_eq!(
             stored.status, 200,
-            "a miss gets the full answer, to store it"
+            "a miss that does not match gets the full answer"
         );
         let r = get(&f, target, &token, &[("if-none-match", "W/\"v2\"")]).await;
         assert_eq!(r.status, 304);
@@ -941,6 +941,79 @@ async fn a_no_store_request_never_refreshes_or_stores() {
         assert_eq!(status_of(&r), "tokengate; fwd=stale; fwd-status=304");
         assert_eq!(r.body, first.body);
         assert_eq!(counts.of(target), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsafe_request_orphans_every_variant_and_cookies_need_consent() {
+    run_sqlite(|ctx| async move {
+        let (f, counts) = cached(&ctx, "", "").await;
+        let token = token_for(&f, "alice");
+        let target = "/c/w?vary=accept-language&cc=max-age%3D60";
+        for lang in ["en", "de"] {
+            get(&f, target, &token, &[("accept-language", lang)]).await;
+        }
+        let bearer = format!("Bearer {token}");
+        let r = send(
+            &f.client,
+            "PUT",
+            &f.url(target),
+            &[("authorization", &bearer)],
+            "x",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        get(&f, target, &token, &[("accept-language", "en")]).await;
+        let r = get(&f, target, &token, &[("accept-language", "de")]).await;
+        assert_eq!(
+            status_of(&r),
+            "tokengate; fwd=miss; stored",
+            "the old variant is gone"
+        );
+        assert_eq!(counts.of(target), 5);
+        // A request with a cookie: stored only when the answer is public or varies on it.
+        let cookie = [("cookie", "session=abc")];
+        let r = get(&f, "/c/ck?cc=max-age%3D60", &token, &cookie).await;
+        assert_eq!(status_of(&r), "tokengate; fwd=miss; detail=\"cookie\"");
+        let r = get(&f, "/c/ck2?cc=max-age%3D60&vary=cookie", &token, &cookie).await;
+        assert_eq!(status_of(&r), "tokengate; fwd=miss; stored");
+        // The client's own conditional request on a miss: 304 at once, the answer stored.
+        let target = "/c/cond?cc=max-age%3D60&etag=v9";
+        let r = get(&f, target, &token, &[("if-none-match", "\"v9\"")]).await;
+        assert_eq!(
+            (r.status.as_u16(), status_of(&r).as_str()),
+            (304, "tokengate; fwd=miss; stored")
+        );
+        assert_eq!(r.header("etag"), Some("\"v9\""));
+        crate::gateway_env::wait_for_async("the answer stored in the background", || async {
+            status_of(&get(&f, target, &token, &[]).await).contains("; hit")
+        })
+        .await;
+        assert_eq!(counts.of(target), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_claims_of_any_bytes_are_in_a_partitioned_key() {
+    run_sqlite(|ctx| async move {
+        let (up, counts) = upstream().await;
+        let (key, issuer) = partner_issuer("p1");
+        let config = format!(
+            "{issuer}[[routes]]\nname = \"named\"\npath_prefix = \"/n/\"\nupstreams = [\"http://{up}\"]\n\
+             [routes.auth]\nissuers = [\"partner\"]\naudience = \"https://api.example\"\n\
+             forward_claims = {{ name = \"x-name\" }}\n[routes.cache]\npartition = \"client\"\n"
+        );
+        let f = front(&ctx, &config).await;
+        let token = |name: &str| {
+            partner_token(&key, "https://partner.example", json!({"client_id": "app", "name": name}))
+        };
+        let (zoe, jose) = (token("Zoë"), token("José"));
+        assert_eq!(status_of(&get(&f, "/n/me", &zoe, &[]).await), "tokengate; fwd=miss; stored");
+        assert_eq!(status_of(&get(&f, "/n/me", &jose, &[]).await), "tokengate; fwd=miss; stored");
+        assert!(status_of(&get(&f, "/n/me", &zoe, &[]).await).contains("; hit"));
+        assert_eq!(counts.of("/n/me"), 2);
     })
     .await;
 }
