@@ -463,17 +463,28 @@ impl Gateway {
         // Cache: after the limits, so a hit is a counted request that every earlier phase
         // allowed; after the rewrite, so that its key and the `Vary` values are what the
         // upstream would be sent (the forwarded identity, host and scheme included).
-        let has_body = !http_body::Body::is_end_stream(&body);
-        let pending =
-            match look_up(route, &parts, &facts, &out, has_body, verified.as_deref()).await {
-                Ok(pending) => pending,
-                Err(hit) => {
+        let mut pending = None;
+        if let Some(cache) = &route.cache {
+            let has_body = !http_body::Body::is_end_stream(&body);
+            let looked_up = look_up(
+                cache,
+                route,
+                &parts,
+                &facts,
+                &out,
+                has_body,
+                verified.as_deref(),
+            );
+            match looked_up.await {
+                response_cache::Lookup::Forward(forward) => {
+                    forward.prepare(&mut parts.headers);
+                    pending = Some(forward);
+                }
+                response_cache::Lookup::Hit(hit) => {
                     info.cache = Some("hit");
                     return Ok(hit);
                 }
-            };
-        if let Some(pending) = &pending {
-            pending.prepare(&mut parts.headers);
+            }
         }
         let on_upgrade = out
             .upgrade
@@ -588,32 +599,30 @@ impl Gateway {
     }
 }
 
-/// The cache phase, on a route with `[routes.cache]`: a stored answer (`Err`, the request's
-/// response), or what the forward needs to store the upstream's.
-async fn look_up(
-    route: &Route,
-    parts: &http::request::Parts,
-    facts: &Facts,
-    out: &rewrite::UpstreamRequest,
+/// The cache phase, on a route with `[routes.cache]`: a stored answer, or what the forward
+/// needs to store the upstream's. Boxed: a route without a cache carries none of its state
+/// in its requests' futures.
+fn look_up<'a>(
+    cache: &'a Arc<response_cache::ResponseCache>,
+    route: &'a Route,
+    parts: &'a http::request::Parts,
+    facts: &'a Facts,
+    out: &'a rewrite::UpstreamRequest,
     has_body: bool,
-    verified: Option<&Verified>,
-) -> Result<Option<Box<response_cache::Pending>>, Response<ResponseBody>> {
-    let Some(cache) = &route.cache else {
-        return Ok(None);
-    };
-    let request = response_cache::CacheRequest {
-        method: &parts.method,
-        path: &facts.path,
-        target: out.path_and_query.as_str(),
-        headers: &parts.headers,
-        has_body,
-        upgrade: out.upgrade,
-        verified,
-    };
-    match in_phase!(Phase::Cache, cache.lookup(&route.name, &request)) {
-        response_cache::Lookup::Forward(pending) => Ok(Some(pending)),
-        response_cache::Lookup::Hit(hit) => Err(hit),
-    }
+    verified: Option<&'a Verified>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = response_cache::Lookup> + Send + 'a>> {
+    Box::pin(async move {
+        let request = response_cache::CacheRequest {
+            method: &parts.method,
+            path: &facts.path,
+            target: out.path_and_query.as_str(),
+            headers: &parts.headers,
+            has_body,
+            upgrade: out.upgrade,
+            verified,
+        };
+        in_phase!(Phase::Cache, cache.lookup(&route.name, &request))
+    })
 }
 
 /// The rate-limit phase: every limit of the route that applies, in order, until one
