@@ -266,9 +266,9 @@ pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
     matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
 }
 
-/// Whether a 304 is about the stored response (RFC 9111 §4.3.4): when both have an `ETag`,
-/// the same one (weak comparison). A 304 to `If-Modified-Since` for an entry without one
-/// says that entry is current, whatever tag it now names.
+/// Whether a 304 is about the stored response (RFC 9111 §4.3.4): the same `ETag` (weak
+/// comparison) when the entry has one; no `ETag` when it has none (one naming a tag the
+/// entry never had is about another representation).
 pub fn same_validator(stored: &HeaderMap, from_304: &HeaderMap) -> bool {
     let tag = |h: &HeaderMap| {
         h.get(header::ETAG)
@@ -277,6 +277,7 @@ pub fn same_validator(stored: &HeaderMap, from_304: &HeaderMap) -> bool {
     };
     match (tag(stored), tag(from_304)) {
         (Some(a), Some(b)) => weak_eq(&a, &b),
+        (None, Some(_)) => false,
         _ => true,
     }
 }

@@ -323,13 +323,14 @@ impl ResponseCache {
                 input.part(Some(scope.as_bytes()));
             }
             input.part(None);
-            let claims: serde_json::Map<String, serde_json::Value> = v
+            // Sorted by name (serde_json's map keeps the token's order where a dependency
+            // turns `preserve_order` on): the same claims make the same key.
+            let claims: std::collections::BTreeMap<&String, &serde_json::Value> = v
                 .claims
                 .as_map()
                 .ok()?
                 .iter()
                 .filter(|(name, _)| !matches!(name.as_str(), "exp" | "iat" | "nbf" | "jti"))
-                .map(|(name, value)| (name.clone(), value.clone()))
                 .collect();
             input.part(Some(serde_json::to_string(&claims).ok()?.as_bytes()));
         }
@@ -699,7 +700,11 @@ impl Pending {
         if cc::same_validator(&stale.headers, fields) {
             return self.refreshed(cache, stale, fields).await;
         }
-        let _ = cache.storage.delete(&self.key).await;
+        let entry_key = match &self.marker {
+            Some(marker) => variant_key(&self.key, marker, &self.request),
+            None => self.key.clone(),
+        };
+        let _ = cache.storage.delete(&entry_key).await;
         let status = "fwd=stale; fwd-status=304; detail=\"validator-mismatch\"";
         serve(stale, &self.request, &self.method, unix_now(), status)
     }
@@ -757,13 +762,6 @@ impl Pending {
         let max = usize::try_from(cache.max_body).unwrap_or(usize::MAX);
         let expected =
             crate::rewrite::content_length(&head.headers).and_then(|n| usize::try_from(n).ok());
-        // The client's own conditional request, met by what is being stored: 304 now, the
-        // body read to its end in the background to be stored (only with a known length,
-        // within max_body, so the reading is bounded).
-        let answer_304 = expected.is_some()
-            && status == StatusCode::OK
-            && (self.method == Method::GET || self.method == Method::HEAD)
-            && cc::not_modified(&self.request, &headers);
         let done: OnBody = Box::new(move |bytes: Bytes| {
             let entry = plan.entry(status, headers, bytes, received);
             Box::pin(async move { self.store(&cache, plan, entry).await })
@@ -777,14 +775,6 @@ impl Pending {
             last: None,
             expected,
         };
-        if answer_304 {
-            let mut reply = not_modified(&head.headers);
-            add_cache_status(reply.headers_mut(), "fwd=miss; stored");
-            tokio::spawn(async move {
-                let _ = body.collect().await;
-            });
-            return reply;
-        }
         Response::from_parts(head, body.boxed_unsync())
     }
 
@@ -793,15 +783,20 @@ impl Pending {
     async fn store(&mut self, cache: &ResponseCache, plan: Plan, entry: CachedResponse) {
         let key = match plan.vary {
             Some(names) => {
-                // The marker found, if it selects by the same fields (its variants stay
-                // reachable); else a new one, which orphans the variants of the old.
-                let marker = match &self.marker {
-                    Some(m) if m.names == names => Arc::clone(m),
-                    _ => Arc::new(VaryMarker {
+                // The marker at the key, if it selects by the same fields (its variants stay
+                // reachable); else a new one, which orphans the variants of the old. Read
+                // again rather than taken from the lookup: an invalidation since must not be
+                // undone by putting its marker back.
+                let current = match cache.storage.get(&self.key).await {
+                    Ok(Some(Stored::Vary(m))) if m.names == names => Some(m),
+                    _ => None,
+                };
+                let marker = current.unwrap_or_else(|| {
+                    Arc::new(VaryMarker {
                         names,
                         generation: random_generation(),
-                    }),
-                };
+                    })
+                });
                 let vary = Stored::Vary(Arc::clone(&marker));
                 let _ = cache
                     .storage
