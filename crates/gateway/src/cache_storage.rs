@@ -252,13 +252,13 @@ impl MemoryStore {
         );
     }
 
-    /// Removes the entries of `route` (or every route) whose path starts with
-    /// `path_prefix` (or every path); how many.
-    fn purge(&self, route: Option<&str>, path_prefix: Option<&str>) -> u64 {
+    /// Removes the entries of `route` whose path starts with `path_prefix` (or every
+    /// path); how many.
+    fn purge(&self, route: &str, path_prefix: Option<&str>) -> u64 {
         let doomed: Vec<Arc<[u8; 32]>> = self
             .entries
             .iter()
-            .filter(|(_, e)| route.is_none_or(|r| *e.route == *r))
+            .filter(|(_, e)| *e.route == *route)
             .filter(|(_, e)| path_prefix.is_none_or(|p| e.path.starts_with(p)))
             .map(|(k, _)| k)
             .collect();
@@ -292,11 +292,7 @@ impl RedisStore {
         command: &store::redis::Cmd,
     ) -> Option<T> {
         let (answer, took) = self.redis.query::<T>(command).await;
-        let answer = self.counters.observe("response cache", took, answer);
-        if answer.is_none() {
-            self.counters.failures.inc();
-        }
-        answer
+        self.counters.observe("response cache", took, answer)
     }
 
     async fn get(&self, key: &EntryKey) -> Result<Option<Stored>, Unavailable> {
@@ -418,7 +414,7 @@ impl Storage {
     /// `None`); how many keys went (in Redis, a varying response's field list counts too).
     pub async fn purge(&self, route: &str, path_prefix: Option<&str>) -> Result<u64, Unavailable> {
         match self {
-            Storage::Memory(m) => Ok(m.purge(Some(route), path_prefix)),
+            Storage::Memory(m) => Ok(m.purge(route, path_prefix)),
             Storage::Redis(r) => {
                 let pattern = format!(
                     "{REDIS_PREFIX}{}:{}*",

@@ -249,11 +249,10 @@ impl ClusterCells {
             .redis
             .run_script::<Vec<i64>>(&self.script, &[&full], &args)
             .await;
-        let verdict = self
-            .counters
-            .observe("rate limit", took, answer.map(|reply| verdict_of(&reply)))
-            .flatten();
+        let reply = self.counters.observe("rate limit", took, answer)?;
+        let verdict = verdict_of(&reply);
         if verdict.is_none() {
+            // An answer of another shape: as good as none.
             self.counters.failures.inc();
         }
         verdict
@@ -286,10 +285,9 @@ pub struct RedisCounters {
 }
 
 impl RedisCounters {
-    /// Records a call by `who` that took `took`: its latency, and a log line when Redis goes
-    /// away or comes back (not per request: at thousands of requests a second a line each
-    /// would flood the log). A failed call is counted by the caller, which may also count
-    /// an answer it cannot use.
+    /// Records a call by `who` that took `took`: its latency, a failure, and a log line when
+    /// Redis goes away or comes back (not per request: at thousands of requests a second a
+    /// line each would flood the log). A caller that cannot use an answer counts that too.
     pub fn observe<T>(
         &self,
         who: &str,
@@ -305,6 +303,7 @@ impl RedisCounters {
                 Some(value)
             }
             Err(e) => {
+                self.failures.inc();
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "{who}: redis unavailable");
                 }

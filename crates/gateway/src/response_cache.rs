@@ -212,13 +212,14 @@ impl ResponseCache {
     /// upstream's.
     pub(crate) async fn lookup(self: &Arc<Self>, route: &str, req: &CacheRequest<'_>) -> Lookup {
         let bypass = |why| Lookup::Forward(Box::new(Pending::bypass(why)));
+        let cached_method = self.methods.contains(req.method);
+        if !cached_method && is_safe(req.method) {
+            return bypass("fwd=method");
+        }
         let Some(identity) = self.key_identity(req) else {
             return bypass("fwd=bypass; detail=\"no-identity\"");
         };
-        if !self.methods.contains(req.method) {
-            if is_safe(req.method) {
-                return bypass("fwd=method");
-            }
+        if !cached_method {
             // RFC 9111 §4.4: a successful unsafe request invalidates what is stored for
             // its target.
             let doomed =
@@ -243,7 +244,7 @@ impl ResponseCache {
                 }
             }
             Err(_) => {
-                pending.status = "fwd=miss; detail=\"storage-unavailable\"";
+                pending.status = "detail=\"storage-unavailable\"";
                 pending.no_store = true;
                 return Lookup::Forward(Box::new(pending));
             }
@@ -570,7 +571,8 @@ pub(crate) struct Pending {
     collapsed: bool,
     /// The answer may not be stored (the request's `no-store`, or the storage is away).
     no_store: bool,
-    /// `Cache-Status` decided already (a bypass).
+    /// `Cache-Status` decided already: a bypass's whole member, or, when the cache takes
+    /// part, why its answer will not be stored.
     status: &'static str,
     /// An unsafe request's target: what is stored for it goes when it succeeds.
     invalidate: Option<(Arc<ResponseCache>, [EntryKey; 2])>,
@@ -627,7 +629,7 @@ impl Pending {
     /// revalidation refreshes the stale entry and answers from it).
     pub(crate) async fn finish(
         mut self,
-        response: Response<ResponseBody>,
+        mut response: Response<ResponseBody>,
     ) -> Response<ResponseBody> {
         if let Some((cache, doomed)) = self.invalidate.take() {
             let status = response.status();
@@ -638,7 +640,6 @@ impl Pending {
             }
         }
         let Some(cache) = self.cache.take() else {
-            let mut response = response;
             add_cache_status(response.headers_mut(), self.status);
             return response;
         };
@@ -668,10 +669,8 @@ impl Pending {
                 received,
             )
         };
-        let mut response = response;
         match decision {
             Err(why) => {
-                let why = why.strip_prefix("fwd=miss; ").unwrap_or(why);
                 add_cache_status(response.headers_mut(), &format!("{fwd}{collapsed}; {why}"));
                 if let Some(flight) = self.flight.take() {
                     flight.done(FlightState::NotStored);
@@ -725,7 +724,8 @@ impl Pending {
         cc::refresh_headers(&mut headers, fields);
         let status = "fwd=stale; fwd-status=304";
         let Ok(plan) = storable(cache, stale.status, &headers, &self.request, received) else {
-            // The refreshed fields forbid storing: served once, then gone.
+            // The refreshed fields forbid storing: served, and not stored again (the old
+            // entry stays stale, so the next request revalidates it once more).
             if let Some(flight) = self.flight.take() {
                 flight.done(FlightState::NotStored);
             }
