@@ -3,7 +3,6 @@
 //! (audience, time, claims, revocation, DPoP; scopes are the authorize phase's). Every refusal is a [`Denial`] with a stable
 //! code for logs and audit, and an RFC 6750 description for the client.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderName};
@@ -17,6 +16,7 @@ use serde_json::Value;
 use crate::cache::{self, TokenCache};
 use crate::keys::{Issuer, KeySource};
 use crate::metrics::RouteMetrics;
+use crate::replay::FirstUse;
 
 /// Longest token read from a header; a larger one is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -199,6 +199,10 @@ pub enum Denial {
     },
     /// The issuer's keys cannot be fetched (503).
     KeysUnavailable(String),
+    /// State shared by the nodes that this check needs cannot be read (503): the revocation
+    /// list is older than `[server] max_revocation_staleness`, or Redis does not answer the
+    /// DPoP replay check and `[redis] dpop_on_unavailable = "deny"`.
+    StateUnavailable(SharedState),
     /// No authorization rule lets the token do this request (403 `access_denied`); which
     /// rule refused, for the operator's log only.
     AccessDenied(String),
@@ -221,9 +225,22 @@ impl Denial {
             Denial::InvalidDpop(_) => "ERR_GATEWAY_DPOP",
             Denial::InsufficientScope { .. } => "ERR_GATEWAY_INSUFFICIENT_SCOPE",
             Denial::KeysUnavailable(_) => "ERR_GATEWAY_KEYS_UNAVAILABLE",
+            Denial::StateUnavailable(SharedState::Revocations) => "ERR_GATEWAY_REVOCATIONS_STALE",
+            Denial::StateUnavailable(SharedState::DpopReplay) => {
+                "ERR_GATEWAY_DPOP_REPLAY_UNAVAILABLE"
+            }
             Denial::AccessDenied(_) => "ERR_GATEWAY_ACCESS_DENIED",
         }
     }
+}
+
+/// Shared state a check could not read ([`Denial::StateUnavailable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedState {
+    /// The built-in issuer's revocation list: the store was not read for too long.
+    Revocations,
+    /// The DPoP proofs seen, in Redis.
+    DpopReplay,
 }
 
 /// How the token was presented.
@@ -271,40 +288,6 @@ pub fn extract(headers: &HeaderMap) -> Result<(Scheme, &str), Denial> {
         ));
     }
     Ok((scheme, token))
-}
-
-/// Single use of DPoP proof `jti`s at the gateway, in memory (one node; the shared replay
-/// cache comes with multi-node state). Bounded: expired entries are swept at most once a
-/// second, and when the cache is full of live entries a new proof is refused rather than
-/// remembered badly (a holder of a bound token flooding proofs only hurts itself and the
-/// other DPoP callers of this node, never memory).
-#[derive(Debug, Default)]
-pub struct ReplayCache {
-    seen: Mutex<(HashMap<String, i64>, i64)>,
-}
-
-/// Live entries kept at most.
-const REPLAY_MAX: usize = 200_000;
-
-impl ReplayCache {
-    /// `true` the first time `key` is seen before `expires_at`; `false` for a replay or when
-    /// the cache is full.
-    pub fn first_use(&self, key: String, expires_at: i64, now: i64) -> bool {
-        let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let (seen, last_sweep) = &mut *guard;
-        if seen.len() >= REPLAY_MAX && *last_sweep != now {
-            seen.retain(|_, exp| *exp > now);
-            *last_sweep = now;
-        }
-        match seen.get(&key) {
-            Some(exp) if *exp > now => false,
-            _ if seen.len() >= REPLAY_MAX => false,
-            _ => {
-                seen.insert(key, expires_at);
-                true
-            }
-        }
-    }
 }
 
 /// Keys for one verification, held for its duration.
@@ -461,7 +444,7 @@ pub struct Authenticator {
     /// Revocations of the built-in issuer's tokens.
     pub revocations: Arc<Revocations>,
     /// DPoP proof `jti`s seen (shared by the gateways of successive reloads).
-    pub replay: Arc<ReplayCache>,
+    pub replay: Arc<crate::replay::ReplayCache>,
     /// DPoP `iat` window, seconds.
     pub dpop_window: u64,
 }
@@ -521,8 +504,23 @@ impl Authenticator {
                 v
             }
         };
-        self.check(auth, &verified, &key, scheme, token, facts)?;
+        let proof = self.check(auth, &verified, &key, scheme, token, facts)?;
+        if let Some(proof) = proof {
+            self.use_proof_once(&proof, facts.now).await?;
+        }
         Ok((verified, key))
+    }
+
+    /// The proof's single use, across nodes when the replay cache is shared.
+    async fn use_proof_once(&self, proof: &dpop::Proof, now: i64) -> Result<(), Denial> {
+        let window = i64::try_from(self.dpop_window).unwrap_or(i64::MAX);
+        let key = format!("{}:{}", proof.jkt, proof.jti);
+        let expires_at = proof.iat.saturating_add(window).saturating_add(1);
+        match self.replay.first_use(&key, expires_at, now).await {
+            FirstUse::Fresh => Ok(()),
+            FirstUse::Replayed => Err(Denial::InvalidDpop("the DPoP proof was used before".into())),
+            FirstUse::Unavailable => Err(Denial::StateUnavailable(SharedState::DpopReplay)),
+        }
     }
 
     fn check(
@@ -533,7 +531,7 @@ impl Authenticator {
         scheme: Scheme,
         token: &str,
         facts: RequestFacts<'_>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Option<dpop::Proof>, Denial> {
         let now = facts.now;
         // The cache is shared by the routes: a token verified for one may come from an
         // issuer another does not trust.
@@ -576,6 +574,9 @@ impl Authenticator {
                 "the token has been revoked",
             ));
         }
+        if v.own && self.revocations.is_stale(now) {
+            return Err(Denial::StateUnavailable(SharedState::Revocations));
+        }
         self.check_dpop(v, scheme, token, facts)
     }
 
@@ -587,10 +588,10 @@ impl Authenticator {
         scheme: Scheme,
         token: &str,
         facts: RequestFacts<'_>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Option<dpop::Proof>, Denial> {
         let fail = Denial::InvalidDpop;
         match (&v.jkt, scheme) {
-            (None, Scheme::Bearer) => Ok(()),
+            (None, Scheme::Bearer) => Ok(None),
             (None, Scheme::Dpop) => Err(fail("the token is not DPoP-bound".into())),
             (Some(_), Scheme::Bearer) => Err(fail(
                 "a DPoP-bound token must be presented with the DPoP scheme and a proof".into(),
@@ -628,16 +629,8 @@ impl Authenticator {
                         "the DPoP proof is signed by another key than the token is bound to".into(),
                     ));
                 }
-                let window = i64::try_from(self.dpop_window).unwrap_or(i64::MAX);
-                let fresh = self.replay.first_use(
-                    format!("{}:{}", proof.jkt, proof.jti),
-                    proof.iat.saturating_add(window).saturating_add(1),
-                    facts.now,
-                );
-                if !fresh {
-                    return Err(fail("the DPoP proof was used before".into()));
-                }
-                Ok(())
+                // Its single use is checked last, by the caller (it may ask Redis).
+                Ok(Some(proof))
             }
         }
     }

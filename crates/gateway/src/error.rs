@@ -91,7 +91,9 @@ impl ProxyError {
                 }
                 Denial::InvalidRequest(_) => StatusCode::BAD_REQUEST,
                 Denial::InsufficientScope { .. } | Denial::AccessDenied(_) => StatusCode::FORBIDDEN,
-                Denial::KeysUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Denial::KeysUnavailable(_) | Denial::StateUnavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             },
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -118,7 +120,9 @@ impl ProxyError {
                 Denial::InvalidRequest(_) => "invalid_request",
                 Denial::InvalidToken { .. } | Denial::InvalidDpop(_) => "invalid_token",
                 Denial::InsufficientScope { .. } => "insufficient_scope",
-                Denial::KeysUnavailable(_) => "temporarily_unavailable",
+                Denial::KeysUnavailable(_) | Denial::StateUnavailable(_) => {
+                    "temporarily_unavailable"
+                }
                 Denial::AccessDenied(_) => "access_denied",
             },
             ProxyError::BodyTooLarge => "payload_too_large",
@@ -156,7 +160,9 @@ impl ProxyError {
                 Denial::InvalidRequest(why) | Denial::InvalidDpop(why) => why.clone(),
                 Denial::InvalidToken { description, .. } => description.clone(),
                 Denial::InsufficientScope { .. } => "the token lacks a required scope".to_owned(),
-                Denial::KeysUnavailable(_) => "the token cannot be checked right now".to_owned(),
+                Denial::KeysUnavailable(_) | Denial::StateUnavailable(_) => {
+                    "the token cannot be checked right now".to_owned()
+                }
                 Denial::AccessDenied(_) => "the token does not allow this request".to_owned(),
             },
             ProxyError::UpstreamFailed(_) => "the upstream is unavailable".to_owned(),
@@ -222,6 +228,8 @@ impl ProxyError {
             ProxyError::LimitUnavailable(_) | ProxyError::Overloaded => Origin::Internal,
             // The issuer's key server, which the gateway fetches from as from an upstream.
             ProxyError::Denied(Denial::KeysUnavailable(_)) => Origin::Upstream,
+            // The store or Redis, this deployment's own.
+            ProxyError::Denied(Denial::StateUnavailable(_)) => Origin::Internal,
             ProxyError::Denied(_) => Origin::Token,
             ProxyError::UpstreamTimeout | ProxyError::UpstreamFailed(_) => Origin::Upstream,
             ProxyError::Internal(_) => Origin::Internal,

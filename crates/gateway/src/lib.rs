@@ -32,6 +32,7 @@ pub mod keys;
 pub mod metrics;
 pub mod own;
 pub mod ratelimit;
+pub mod replay;
 mod respond;
 pub mod response_cache;
 mod rewrite;
@@ -178,7 +179,7 @@ pub struct Shared {
     /// DPoP `iat` window, seconds.
     pub dpop_window: u64,
     /// DPoP proofs seen (kept across reloads, so a reload does not reopen replays).
-    pub replay: Arc<auth::ReplayCache>,
+    pub replay: Arc<replay::ReplayCache>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: forwarded::TrustedProxies,
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use store::{AuditEvent, AuthMethod, Client, KeyRecord, KeyUse, StoreError};
 use zeroize::Zeroizing;
 
+use crate::changes::Change;
 use crate::error::Error;
 use crate::keyring::KeyRing;
 use crate::service::{key_event, Service};
@@ -181,7 +182,7 @@ impl Service {
             created_at: now,
         };
         self.store.create_client(&client).await?;
-        self.clients.forget(&client_id);
+        self.client_changed(&client_id);
         self.audit(&event("client.created", Some(&client_id), now, request_id))
             .await?;
         Ok(Credentials {
@@ -212,7 +213,7 @@ impl Service {
         self.store
             .set_client_secret_hash(client_id, Some(&hash))
             .await?;
-        self.clients.forget(client_id);
+        self.client_changed(client_id);
         self.audit(&event(
             "client.secret_rotated",
             Some(client_id),
@@ -239,7 +240,7 @@ impl Service {
     ) -> Result<Client, AdminError> {
         // Disabled first, so that no token is issued to it after the revocation below.
         self.store.set_client_disabled(client_id, disabled).await?;
-        self.clients.forget(client_id);
+        self.client_changed(client_id);
         let name = if disabled {
             "client.disabled"
         } else {
@@ -269,13 +270,13 @@ impl Service {
         request_id: Option<&str>,
     ) -> Result<(), AdminError> {
         self.store.set_client_disabled(client_id, true).await?;
-        self.clients.forget(client_id);
+        self.client_changed(client_id);
         self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), now, request_id)
             .await?;
         tokio::time::sleep(crate::clients::FRESH_FOR + std::time::Duration::from_secs(1)).await;
         let late = store::unix_now();
         self.store.delete_client(client_id).await?;
-        self.clients.forget(client_id);
+        self.client_changed(client_id);
         self.audit(&event("client.deleted", Some(client_id), late, request_id))
             .await?;
         self.revoke_tokens(RevokeBy::Client(client_id.to_owned()), late, request_id)
@@ -302,12 +303,21 @@ impl Service {
             )
             .await?;
         self.set_ring(ring);
+        self.announce(Change::Keys);
         self.audit(&key_event("key.rotated", &kid, now, request_id))
             .await?;
         self.store
             .key(&kid)
             .await?
             .ok_or(AdminError::NotFound("key"))
+    }
+
+    /// Forgets a changed client here and tells the other nodes to.
+    fn client_changed(&self, client_id: &str) {
+        self.clients.forget(client_id);
+        self.announce(Change::Client {
+            client_id: client_id.to_owned(),
+        });
     }
 
     /// Revokes tokens; returns how many were newly revoked.
@@ -324,18 +334,32 @@ impl Service {
                 let newly = self.store.revoke_token(jti, now).await?;
                 if let Some(token) = self.store.token(jti).await? {
                     self.revocations.revoke_jti(jti, token.expires_at);
+                    self.announce(Change::Revoked {
+                        jti: jti.clone(),
+                        expires_at: token.expires_at,
+                    });
                 }
                 u64::from(newly)
             }
             RevokeBy::Client(id) => {
                 audit.client_id = Some(id.clone());
                 self.revocations.revoke_client(id, now);
-                self.store.revoke_by_client(id, now).await?
+                let count = self.store.revoke_by_client(id, now).await?;
+                self.announce(Change::ClientRevoked {
+                    client_id: id.clone(),
+                    at: now,
+                });
+                count
             }
             RevokeBy::Subject(sub) => {
                 audit.subject = Some(sub.clone());
                 self.revocations.revoke_subject(sub, now);
-                self.store.revoke_by_subject(sub, now).await?
+                let count = self.store.revoke_by_subject(sub, now).await?;
+                self.announce(Change::SubjectRevoked {
+                    subject: sub.clone(),
+                    at: now,
+                });
+                count
             }
         };
         audit.reason = Some(format!("admin: {count} revoked"));

@@ -45,8 +45,13 @@ impl ClientCache {
         Ok(client)
     }
 
-    /// Forgets a client changed on this node.
+    /// Forgets a client changed on this node (or, as another node said, on that one).
     pub(crate) fn forget(&self, client_id: &str) {
         self.lock().remove(client_id);
+    }
+
+    /// Forgets every client: changes may have been missed.
+    pub(crate) fn forget_all(&self) {
+        self.lock().clear();
     }
 }

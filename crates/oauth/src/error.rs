@@ -36,6 +36,11 @@ pub enum Error {
     /// The random generator failed. Not expected to happen.
     #[error("random generator failed")]
     Random,
+
+    /// A message from another node is not one this version reads
+    /// ([`Service::apply_message`](crate::Service::apply_message)).
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
 }
 
 impl Error {
@@ -48,6 +53,7 @@ impl Error {
             Error::BadKey(_) => "ERR_OAUTH_BAD_KEY",
             Error::InvalidGrant(_) => "ERR_OAUTH_INVALID_GRANT",
             Error::Random => "ERR_OAUTH_RANDOM",
+            Error::Invalid(_) => "ERR_OAUTH_INVALID_MESSAGE",
         }
     }
 

@@ -145,8 +145,12 @@ impl Service {
         }
         let jti = claims.jti().unwrap_or_default();
         let newly = self.store.revoke_token(jti, now).await?;
-        self.revocations
-            .revoke_jti(jti, claims.exp().unwrap_or(now));
+        let expires_at = claims.exp().unwrap_or(now);
+        self.revocations.revoke_jti(jti, expires_at);
+        self.announce(crate::changes::Change::Revoked {
+            jti: jti.to_owned(),
+            expires_at,
+        });
         event.reason = Some(if newly { "revoked" } else { "already revoked" }.into());
         self.audit(&event).await?;
         Ok(())

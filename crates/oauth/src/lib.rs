@@ -30,6 +30,7 @@
 //! ```
 
 mod admin;
+pub mod changes;
 mod client_auth;
 mod clients;
 pub mod dpop;

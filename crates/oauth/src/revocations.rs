@@ -4,6 +4,7 @@
 //! (other nodes, the CLI).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
 use store::Store;
@@ -30,6 +31,11 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Revocations {
     inner: RwLock<Inner>,
+    /// When revocations were last read from the store (unix seconds).
+    synced_at: AtomicI64,
+    /// How long after `synced_at` the list still counts as current; 0 for always (a node
+    /// that does not poll the store, e.g. in tests).
+    max_staleness: AtomicI64,
 }
 
 impl Revocations {
@@ -58,6 +64,20 @@ impl Revocations {
             || subject
                 .and_then(|s| inner.subjects.get(s))
                 .is_some_and(|at| iat <= *at)
+    }
+
+    /// From now on, [`Revocations::is_stale`] once the store was not read for `seconds`.
+    pub fn set_max_staleness(&self, seconds: u64) {
+        let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self.max_staleness.store(seconds, Ordering::Relaxed);
+    }
+
+    /// Whether the list is too old to trust: the last successful read from the store was
+    /// more than the maximum staleness ago (the store is unreachable), so a revocation made
+    /// since could be missing. The gateway then refuses the tokens this list decides on.
+    pub fn is_stale(&self, now: i64) -> bool {
+        let max = self.max_staleness.load(Ordering::Relaxed);
+        max > 0 && now.saturating_sub(self.synced_at.load(Ordering::Relaxed)) > max
     }
 
     /// Records one revoked token.
@@ -100,6 +120,7 @@ impl Revocations {
         let horizon = now.saturating_sub(max_lifetime);
         inner.clients.retain(|_, at| *at >= horizon);
         inner.subjects.retain(|_, at| *at >= horizon);
+        self.synced_at.fetch_max(now, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -122,5 +143,15 @@ mod tests {
         );
         assert!(r.is_revoked("x", None, Some("s"), 10));
         assert!(!r.is_revoked("x", Some("d"), Some("t"), 10));
+    }
+
+    #[test]
+    fn stale_only_with_a_bound_and_past_it() {
+        let r = Revocations::default();
+        assert!(!r.is_stale(1_000_000), "no bound: never stale");
+        r.synced_at.store(100, Ordering::Relaxed);
+        r.set_max_staleness(60);
+        assert!(!r.is_stale(160));
+        assert!(r.is_stale(161));
     }
 }

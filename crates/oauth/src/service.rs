@@ -139,6 +139,8 @@ pub struct Service {
     /// Denials are audited through a bounded queue: failing requests cost no synchronous
     /// database write.
     pub(crate) denials: store::AuditQueue,
+    /// Where changes are published to the other nodes, when Redis is configured.
+    pub(crate) publisher: std::sync::OnceLock<crate::changes::Publisher>,
 }
 
 impl std::fmt::Debug for Service {
@@ -181,6 +183,7 @@ impl Service {
             settings,
             ring: RwLock::new(Arc::new(ring)),
             revocations,
+            publisher: std::sync::OnceLock::new(),
         })
     }
 
@@ -208,6 +211,30 @@ impl Service {
                 secs(self.settings.policy.max_token_lifetime),
             )
             .await
+    }
+
+    /// Reads the key ring again from the store (changed by another node or the CLI).
+    pub async fn reload_ring(&self) -> Result<()> {
+        let ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
+        self.set_ring(ring);
+        Ok(())
+    }
+
+    /// Reloads the key ring when the store's keys differ from the ring's (one cheap query
+    /// when nothing changed): how a change made elsewhere reaches this node within a
+    /// second without Redis, or when its message was lost.
+    pub async fn refresh_ring(&self) -> Result<bool> {
+        let mut stored = self.store.list_keys().await?;
+        stored.retain(|k| k.state != KeyState::Removed);
+        stored.sort_by(|a, b| a.kid.cmp(&b.kid));
+        let ring = self.ring();
+        let mut held: Vec<&store::KeyRecord> = ring.keys().map(|k| &k.record).collect();
+        held.sort_by(|a, b| a.kid.cmp(&b.kid));
+        if stored.iter().eq(held) {
+            return Ok(false);
+        }
+        self.reload_ring().await?;
+        Ok(true)
     }
 
     /// The current key ring.
@@ -383,6 +410,9 @@ impl Service {
             }
         }
         let after = self.store.list_keys().await?;
+        if after != before {
+            self.announce(crate::changes::Change::Keys);
+        }
         for key in &after {
             let old = before.iter().find(|b| b.kid == key.kid).map(|b| b.state);
             if old != Some(key.state) {

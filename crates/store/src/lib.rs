@@ -302,6 +302,13 @@ impl Store {
         }
     }
 
+    /// `SELECT 1`: whether the database answers now (readiness probes). Fails with
+    /// [`StoreError::Unavailable`] when it cannot be reached within the acquire timeout.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections in use to be returned. SQLite checkpoints its
     /// WAL when the last connection closes. Later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {

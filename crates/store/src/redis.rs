@@ -1,5 +1,6 @@
 //! Redis: the state several nodes share that must be fast rather than durable (rate-limit
-//! cells now; revocation pushes and DPoP replay next). Never the only copy of anything that
+//! cells, cached responses, DPoP proofs seen) and the channel on which nodes tell each other
+//! of changes ([`Redis::publish`], [`Redis::subscribe`]). Never the only copy of anything that
 //! must survive: every key expires on its own, and every caller says what it does when
 //! Redis does not answer in time.
 //!
@@ -224,5 +225,79 @@ impl Redis {
             .bounded(generation, invocation.invoke_async::<T>(&mut connection))
             .await;
         (result, started.elapsed())
+    }
+}
+
+/// Least time given to making a subscription's connection: a TLS connection to a managed
+/// Redis may take longer than one call's timeout.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Redis {
+    /// `PING`: whether Redis answers within the timeout.
+    pub async fn ping(&self) -> Result<(), RedisUnavailable> {
+        self.query::<String>(&cmd("PING")).await.0.map(|_| ())
+    }
+
+    /// Publishes `payload` on `channel` to every subscriber connected now (Redis keeps
+    /// nothing for those that are not: subscribers catch up from the store).
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), RedisUnavailable> {
+        let mut command = cmd("PUBLISH");
+        command.arg(channel).arg(payload);
+        self.query::<i64>(&command).await.0.map(|_| ())
+    }
+
+    /// A connection of its own subscribed to `channel` (a subscribed connection can do
+    /// nothing else). Made within the timeout, or at least [`SUBSCRIBE_TIMEOUT`].
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription, RedisUnavailable> {
+        let within = self.0.timeout.max(SUBSCRIBE_TIMEOUT);
+        let subscribed = async {
+            let (mut sink, stream) = self.0.client.get_async_pubsub().await?.split();
+            sink.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(Subscription {
+                sink,
+                stream,
+                timeout: within,
+            })
+        };
+        match tokio::time::timeout(within, subscribed).await {
+            Ok(Ok(subscription)) => Ok(subscription),
+            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
+            Err(_) => Err(RedisUnavailable::Timeout(within)),
+        }
+    }
+}
+
+/// A subscription to one channel ([`Redis::subscribe`]).
+pub struct Subscription {
+    sink: redis::aio::PubSubSink,
+    stream: redis::aio::PubSubStream,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next message's payload, in the order Redis delivered them; `None` once the
+    /// connection is gone (subscribe again).
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        use futures_core::Stream;
+        let message =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut self.stream).poll_next(cx)).await?;
+        Some(message.get_payload_bytes().to_vec())
+    }
+
+    /// Whether Redis still answers on this connection: a Redis that stopped answering
+    /// without closing it would otherwise leave the subscription silent, not ended.
+    pub async fn ping(&mut self) -> Result<(), RedisUnavailable> {
+        // Any answer will do: a subscribed RESP2 connection answers PING with an array.
+        match tokio::time::timeout(self.timeout, self.sink.ping::<redis::Value>()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(RedisUnavailable::Failed(e)),
+            Err(_) => Err(RedisUnavailable::Timeout(self.timeout)),
+        }
     }
 }

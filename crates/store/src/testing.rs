@@ -286,3 +286,164 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// A PostgreSQL server of the test's own (`initdb` and `pg_ctl`), on a free loopback port
+/// in a temporary directory, that the test may stop and start again (on the same port, with
+/// its data); stopped when dropped. Run as the `postgres` user when the test runs as root
+/// (PostgreSQL refuses to run as root).
+pub struct PostgresServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    running: bool,
+    /// Server settings given at each start (`-c name=value`).
+    settings: Vec<String>,
+}
+
+impl PostgresServer {
+    /// Makes a cluster and starts it.
+    ///
+    /// # Panics
+    ///
+    /// When `initdb` or `pg_ctl` is not installed or fails.
+    pub fn start() -> PostgresServer {
+        PostgresServer::start_with(&[])
+    }
+
+    /// [`PostgresServer::start`] with server settings (`"log_statement=all"`).
+    pub fn start_with(settings: &[&str]) -> PostgresServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let server = PostgresServer {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            running: false,
+            settings: settings.iter().map(|s| format!(" -c {s}")).collect(),
+        };
+        if as_root() {
+            let chown = std::process::Command::new("chown")
+                .arg("postgres")
+                .arg(server.dir.path())
+                .status()
+                .unwrap();
+            assert!(chown.success(), "chown postgres on the test's directory");
+        }
+        let data = server.data();
+        server.pg(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let mut server = server;
+        server.resume();
+        server
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs a PostgreSQL program, as `postgres` when root; panics with its output if it fails.
+    fn pg(&self, program: &str, args: &[&str]) {
+        let mut command = if as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", program]);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        let out = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("running {program} (is PostgreSQL installed?): {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Its URL (the `postgres` database, trust authentication).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Stops it at once (`pg_ctl stop -m immediate`: connections are cut, as in a crash).
+    pub fn stop(&mut self) {
+        if std::mem::take(&mut self.running) {
+            self.pg(
+                "pg_ctl",
+                &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+            );
+        }
+    }
+
+    /// Starts it again on the same port, with its data, and waits until it accepts
+    /// connections.
+    pub fn resume(&mut self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off{}",
+            self.port,
+            self.dir.path().display(),
+            self.settings.concat()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+        self.running = true;
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.running) {
+            let data = self.data();
+            let mut command = if as_root() {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--", "pg_ctl"]);
+                c
+            } else {
+                std::process::Command::new("pg_ctl")
+            };
+            let _ = command
+                .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
+}
+
+/// Whether this process runs as root.
+fn as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}

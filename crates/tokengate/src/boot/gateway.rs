@@ -32,7 +32,7 @@ pub struct GatewayParts {
     /// The metrics registry: one per process, so counts go on across reloads.
     pub metrics: Arc<gateway::metrics::Metrics>,
     /// DPoP proofs seen.
-    pub replay: Arc<gateway::auth::ReplayCache>,
+    pub replay: Arc<gateway::replay::ReplayCache>,
     /// Remote key sets by source and timing, so a reload keeps their last good keys instead
     /// of fetching them again (and failing, if the issuer is down just then).
     remotes: Arc<std::sync::Mutex<HashMap<String, Arc<RemoteJwks>>>>,
@@ -58,6 +58,37 @@ impl GatewayParts {
             limits: Arc::default(),
             service,
         }
+    }
+
+    /// Parts for a node serving `config`: with `[redis]`, the process's one Redis
+    /// connection (returned too, for the change channel and readiness), which the DPoP
+    /// replay check uses so that every node refuses a proof used at another, and which rate
+    /// limits and the response cache reuse; on PostgreSQL without Redis, the DPoP replay
+    /// check uses the store's single-use table, which the nodes share.
+    pub fn for_node(
+        service: Arc<Service>,
+        config: &Config,
+    ) -> Result<(GatewayParts, Option<store::redis::Redis>), CliError> {
+        use crate::config::limits::DpopOnUnavailable;
+        use gateway::replay::{OnUnavailable, ReplayCache};
+        let mut parts = GatewayParts::new(service);
+        let redis = parts.limits.build(config, &parts.metrics)?.redis();
+        if let (Some(redis), Some(section)) = (&redis, &config.redis) {
+            let on_unavailable = match section.dpop_on_unavailable {
+                DpopOnUnavailable::Deny => OnUnavailable::Deny,
+                DpopOnUnavailable::Local => OnUnavailable::Local,
+            };
+            // Its own down/up state: its log lines say when this check lost Redis.
+            let counters = gateway::ratelimit::RedisCounters {
+                down: Arc::default(),
+                ..parts.metrics.redis()
+            };
+            parts.replay = Arc::new(ReplayCache::shared(redis.clone(), on_unavailable, counters));
+        } else if parts.service.store().backend() == store::Backend::Postgres {
+            // Several nodes may share this database: so must they the proofs seen.
+            parts.replay = Arc::new(ReplayCache::in_store(parts.service.store().clone()));
+        }
+        Ok((parts, redis))
     }
 
     /// What a new gateway shares, with a fresh token cache.

@@ -10,6 +10,7 @@ use store::{MasterKey, SqliteDurability, Store, StoreError, StoreOptions};
 
 mod gateway;
 mod limits;
+pub mod node;
 
 pub use gateway::{build_gateway, GatewayParts, SharedSettings};
 
@@ -231,7 +232,20 @@ pub async fn open_service(config: &Config, flags: &StorageFlags) -> Result<Servi
     let issuer = config
         .issuer_id()
         .map_err(|e| CliError::usage(format!("issuer: {e}")))?;
-    start_service(config, store, master, issuer).await
+    let service = start_service(config, store, master, issuer).await?;
+    // A change made here reaches the running nodes at once through Redis (the command
+    // waits for it to be sent: `Service::flush_changes`), else at their next poll.
+    if let Some(section) = &config.redis {
+        let settings = section
+            .store_config()
+            .map_err(|e| CliError::new("ERR_CONFIG", e, EXIT_USAGE))?;
+        let redis = store::redis::Redis::new(&settings)
+            .map_err(|e| CliError::new("ERR_CONFIG", format!("[redis] url: {e}"), EXIT_USAGE))?;
+        let node = oauth::random_b64(12)
+            .map_err(|e| CliError::new(e.code(), e.to_string(), EXIT_USAGE))?;
+        service.publish_changes(redis, format!("cli-{node}"));
+    }
+    Ok(service)
 }
 
 /// The admin token: `TOKENGATE_ADMIN_TOKEN`, else the configuration's.

@@ -49,10 +49,9 @@ pub fn run(cmd: ClientCommand) -> Result<(), CliError> {
             let (config, flags) = storage(&args.storage)?;
             let creds = block_on(async {
                 let service = boot::open_service(&config, &flags).await?;
-                service
-                    .create_client(new, now, None)
-                    .await
-                    .map_err(|e| admin(&e))
+                let created = service.create_client(new, now, None).await;
+                service.flush_changes().await;
+                created.map_err(|e| admin(&e))
             })?;
             print_json(&serde_json::to_value(&creds).unwrap_or_default())
         }
@@ -109,7 +108,9 @@ where
     let (config, flags) = storage(&args.storage)?;
     let value = block_on(async {
         let service = std::sync::Arc::new(boot::open_service(&config, &flags).await?);
-        op(service, args.client_id).await.map_err(|e| admin(&e))
+        let done = op(std::sync::Arc::clone(&service), args.client_id).await;
+        service.flush_changes().await;
+        done.map_err(|e| admin(&e))
     })?;
     print_json(&value)
 }

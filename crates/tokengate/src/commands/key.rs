@@ -1,5 +1,6 @@
-//! `tokengate key …`: list keys, start a rotation, print the JWKS, directly on the store. A
-//! running server picks up a rotation at its next lifecycle step (every few seconds).
+//! `tokengate key …`: list keys, start a rotation, print the JWKS, directly on the store.
+//! Running nodes pick up a rotation at once through Redis when `[redis]` is configured,
+//! else within a second (they compare the store's keys with theirs every second).
 
 use super::{block_on, print_json, storage};
 use crate::boot;
@@ -27,10 +28,9 @@ pub fn run(cmd: KeyCommand) -> Result<(), CliError> {
                 .ok_or_else(|| CliError::usage("--use must be sig or enc"))?;
             let key = block_on(async {
                 let service = boot::open_service(&config, &flags).await?;
-                service
-                    .rotate_key(use_, store::unix_now(), None)
-                    .await
-                    .map_err(|e| CliError::new("ERR_KEY_ROTATE", e.to_string(), EXIT_USAGE))
+                let rotated = service.rotate_key(use_, store::unix_now(), None).await;
+                service.flush_changes().await;
+                rotated.map_err(|e| CliError::new("ERR_KEY_ROTATE", e.to_string(), EXIT_USAGE))
             })?;
             print_json(&key_view(&key))
         }

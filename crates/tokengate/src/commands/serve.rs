@@ -151,6 +151,8 @@ async fn run(
         ),
         None => None,
     };
+    // Before anything is written: a second node on one SQLite file is refused.
+    let _claim = boot::node::claim_sqlite(&config, &flags)?;
     // The master key is checked against the database before the port is bound.
     let (store, master, note) = boot::open_store(&config, &flags).await?;
     if let Some(note) = note {
@@ -185,7 +187,7 @@ async fn run(
         }
         announce_dev(&service, &issuer, admin_token.as_deref()).await?;
     }
-    let parts = boot::GatewayParts::new(Arc::clone(&service));
+    let (parts, redis) = boot::GatewayParts::for_node(Arc::clone(&service), &config)?;
     let gateway = boot::build_gateway(&config, &parts)?;
     let reloader: Option<Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>> =
         config_path.map(|path| {
@@ -203,11 +205,19 @@ async fn run(
         metrics_token: boot::metrics_token(&config)?,
         max_in_flight: bound(&config.server.max_in_flight),
         max_connections: bound(&config.server.max_connections),
+        redis: redis.clone(),
     };
     let app = App::with_gateway(Arc::clone(&service), access, gateway, reloader);
 
     tokio::spawn(maintain(Arc::clone(&service)));
-    tokio::spawn(refresh_revocations(Arc::clone(&service)));
+    // Past this, while the store cannot be read, the gateway refuses our own tokens.
+    service
+        .revocations()
+        .set_max_staleness(config.server.max_revocation_staleness.0);
+    tokio::spawn(boot::node::poll_store(Arc::clone(&service)));
+    if let Some(redis) = redis {
+        boot::node::follow_changes(Arc::clone(&service), redis)?;
+    }
     tokio::spawn(audit_admin_failures(Arc::clone(&app)));
     // Signal handlers exist before the "listening" line, so a signal sent on seeing it is
     // handled rather than taking the default action (termination).
@@ -221,6 +231,7 @@ async fn run(
         admin: admin_listener,
         tls,
         timeouts: config.timeouts(),
+        shutdown_delay: Duration::from_secs(config.server.shutdown_delay.0),
     };
     listeners.serve(app, shutdown, &issuer).await
 }
@@ -231,6 +242,8 @@ struct Listeners {
     admin: Option<tokio::net::TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     timeouts: crate::config::Timeouts,
+    /// `[server] shutdown_delay`.
+    shutdown_delay: Duration,
 }
 
 impl Listeners {
@@ -276,8 +289,19 @@ impl Listeners {
             ))
         });
         let on_shutdown = stop.clone();
+        let leaving = Arc::clone(&app);
+        let (delay, drain) = (self.shutdown_delay, self.timeouts.drain);
+        // SIGTERM: readiness fails first; the listeners keep accepting for the delay, while
+        // load balancers take the node out; then they stop and requests in flight get the
+        // drain time.
         let shutdown = async move {
             shutdown.await;
+            leaving.readiness.drain();
+            tracing::info!(
+                "shutting down: /readyz answers 503; new connections stop in {delay:?}, \
+                 requests in flight then get {drain:?}"
+            );
+            tokio::time::sleep(delay).await;
             on_shutdown.cancel();
         };
         serve(
@@ -328,19 +352,6 @@ async fn audit_admin_failures(app: Arc<App>) {
     loop {
         tick.tick().await;
         write_admin_failures(&app).await;
-    }
-}
-
-/// Reads revocations made elsewhere every second, so a token revoked on another node (or by
-/// the CLI) is refused here within about a second.
-async fn refresh_revocations(service: Arc<Service>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = service.refresh_revocations(store::unix_now()).await {
-            tracing::error!("revocation refresh failed ({}): {e}", e.code());
-        }
     }
 }
 

@@ -33,6 +33,32 @@ pub struct RedisSection {
     /// unavailable.
     #[serde(default = "default_redis_timeout")]
     pub timeout: Spanned<Millis>,
+    /// What the gateway's DPoP replay check does when Redis cannot answer: `deny` (default:
+    /// 503, refusing is safer than accepting a replay) or `local` (this node's memory only).
+    #[serde(default)]
+    pub dpop_on_unavailable: DpopOnUnavailable,
+}
+
+/// `[redis] dpop_on_unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpopOnUnavailable {
+    /// Refuse the request with 503 until Redis answers again.
+    #[default]
+    Deny,
+    /// Remember the proof in this node's memory only: a replay at another node goes unseen
+    /// while Redis is away.
+    Local,
+}
+
+impl DpopOnUnavailable {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpopOnUnavailable::Deny => "deny",
+            DpopOnUnavailable::Local => "local",
+        }
+    }
 }
 
 fn default_redis_timeout() -> Spanned<Millis> {

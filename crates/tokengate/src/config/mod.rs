@@ -128,6 +128,28 @@ pub struct Server {
     /// `[server.cache]`: the response cache's memory.
     #[serde(default)]
     pub cache: cache::ServerCache,
+    /// After SIGTERM (or Ctrl-C), how long requests in flight may take to finish before the
+    /// process exits anyway (default 30s).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long the listeners keep accepting while `/readyz` already says 503,
+    /// so that load balancers stop sending traffic before connections are refused (default
+    /// 0s; a few seconds behind Kubernetes, docs/deployment.md).
+    #[serde(default)]
+    pub shutdown_delay: Duration,
+    /// How long after the last successful read of revocations from the store the gateway
+    /// keeps accepting this node's own tokens (default 60s); past it, while the store is
+    /// unreachable, they are refused with 503 (other issuers' tokens are unaffected).
+    #[serde(default = "default_max_revocation_staleness")]
+    pub max_revocation_staleness: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration(30)
+}
+
+fn default_max_revocation_staleness() -> Duration {
+    Duration(60)
 }
 
 fn default_token_cache_memory() -> values::ByteSize {
@@ -152,6 +174,9 @@ impl Default for Server {
             max_in_flight: None,
             max_connections: None,
             cache: cache::ServerCache::default(),
+            shutdown_timeout: default_shutdown_timeout(),
+            shutdown_delay: Duration(0),
+            max_revocation_staleness: default_max_revocation_staleness(),
         }
     }
 }
@@ -318,7 +343,7 @@ fn content_encryption<'de, D: Deserializer<'de>>(d: D) -> Result<ContentEncrypti
 }
 
 /// A duration written as `30s`, `5m`, `1h`, `2d` or a number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Duration(pub u64);
 
 impl<'de> Deserialize<'de> for Duration {
@@ -425,6 +450,7 @@ impl Config {
             .map_err(|(span, message)| source.error(Some(span), message))?;
         config.timeouts = timeouts::resolve(&config.server.timeouts)
             .map_err(|(span, message)| source.error(Some(span), message))?;
+        config.timeouts.drain = std::time::Duration::from_secs(config.server.shutdown_timeout.0);
         config.table = table::build(&config, &source)
             .map_err(|(span, message)| source.error(Some(span), message))?;
         config.service_cors = match &config.token_service.cors {
@@ -516,10 +542,14 @@ impl Config {
             "cache": { "max_memory_bytes": self.server.cache.max_memory.0 },
             "max_in_flight": self.server.max_in_flight.as_ref().map(|n| *n.get_ref()),
             "max_connections": self.server.max_connections.as_ref().map(|n| *n.get_ref()),
+            "shutdown_timeout_seconds": self.server.shutdown_timeout.0,
+            "shutdown_delay_seconds": self.server.shutdown_delay.0,
+            "max_revocation_staleness_seconds": self.server.max_revocation_staleness.0,
             "redis": self.redis.as_ref().map(|r| json!({
                 "url": r.shown_url(),
                 "password_env": r.password_env.as_ref().map(|p| p.get_ref()),
                 "timeout_ms": u64::try_from(r.timeout.get_ref().0.as_millis()).unwrap_or(u64::MAX),
+                "dpop_on_unavailable": r.dpop_on_unavailable.as_str(),
             })),
             "token_service_rate_limits": self.token_service.rate_limits.effective(),
             "tls": self.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
@@ -679,6 +709,27 @@ impl Config {
             return Err((
                 admin.span(),
                 "server.admin_listen must differ from server.listen".into(),
+            ));
+        }
+        self.validate_lifecycle()
+    }
+
+    /// Shutdown within an hour; revocations at most 2 s stale or more (they are read from
+    /// the store every second) and at most a day.
+    fn validate_lifecycle(&self) -> Result<(), Failure> {
+        let server = &self.server;
+        if server.shutdown_timeout.0 > 3600 || server.shutdown_delay.0 > 3600 {
+            return Err((
+                0..0,
+                "server.shutdown_timeout and server.shutdown_delay must be at most 1h".into(),
+            ));
+        }
+        if !(2..=86_400).contains(&server.max_revocation_staleness.0) {
+            return Err((
+                0..0,
+                "server.max_revocation_staleness must be between 2s and 1d (revocations are \
+                 read from the store every second)"
+                    .into(),
             ));
         }
         Ok(())

@@ -12,7 +12,14 @@ use super::values::{ForwardToken, HeaderName, HeaderSet, Method, Upstream};
 use super::Duration;
 
 /// Paths served by the token service; a route may not shadow them.
-pub const RESERVED: [&str; 4] = ["/oauth2/", "/.well-known/", "/admin/", "/metrics"];
+pub const RESERVED: [&str; 6] = [
+    "/oauth2/",
+    "/.well-known/",
+    "/admin/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+];
 
 /// Where MCP routes' protected-resource metadata is served (RFC 9728 §3.1): under
 /// `/.well-known/`, by the gateway, which answers those paths itself.

@@ -51,6 +51,9 @@ pub struct Timeouts {
     pub h2_ping_timeout: StdDuration,
     /// See [`TimeoutsConfig::upstream`].
     pub upstream: StdDuration,
+    /// After shutdown began, how long requests in flight may take (`[server]
+    /// shutdown_timeout`).
+    pub drain: StdDuration,
 }
 
 impl Default for Timeouts {
@@ -68,6 +71,7 @@ impl Default for Timeouts {
             h2_ping_interval: StdDuration::from_secs(20),
             h2_ping_timeout: StdDuration::from_secs(10),
             upstream: StdDuration::from_secs(30),
+            drain: StdDuration::from_secs(30),
         }
     }
 }
@@ -98,5 +102,7 @@ pub(super) fn resolve(written: &TimeoutsConfig) -> Result<Timeouts, Failure> {
             "h2_ping_timeout",
         )?,
         upstream: pick(&written.upstream, defaults.upstream, "upstream")?,
+        // `[server] shutdown_timeout`, set by the caller.
+        drain: defaults.drain,
     })
 }

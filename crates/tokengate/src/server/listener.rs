@@ -26,8 +26,6 @@ use crate::config::Timeouts;
 
 /// Largest request head accepted (431 beyond it).
 const MAX_HEAD: usize = 64 * 1024;
-/// How long shutdown waits for requests in flight.
-const DRAIN: Duration = Duration::from_secs(30);
 
 /// Loads the TLS certificate chain and private key (PEM) into a server configuration.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -53,7 +51,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
 }
 
 /// Serves `surface` of `app` on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish (up to [`DRAIN`]): token-service, admin and metrics paths
+/// requests in flight finish (up to `[server] shutdown_timeout`): token-service, admin and metrics paths
 /// through the router, gateway traffic straight to the gateway. Every phase of a connection has a deadline
 /// (`timeouts`; docs/configuration.md `[server.timeouts]`).
 pub async fn serve(
@@ -129,9 +127,9 @@ pub async fn serve(
     drop(listener);
     stopping.cancel();
     connections.close();
-    // Connections close gracefully within DRAIN (connection::watch); this bound is for the
-    // tasks themselves.
-    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), connections.wait()).await;
+    // Connections close gracefully within the drain time (connection::watch); this bound is
+    // for the tasks themselves.
+    let _ = tokio::time::timeout(timeouts.drain + Duration::from_secs(1), connections.wait()).await;
 }
 
 /// Plain connections past `[server] max_connections` told 503 at once, at most.
@@ -249,7 +247,7 @@ impl Accepted {
             first_byte: timeouts.first_byte,
             head: timeouts.head,
             idle: timeouts.idle,
-            drain: DRAIN,
+            drain: timeouts.drain,
             settle: timeouts.h2_ping_timeout,
         };
         let (close, closed) = tokio::sync::oneshot::channel();

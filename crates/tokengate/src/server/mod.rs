@@ -6,6 +6,7 @@
 mod admin;
 mod connection;
 mod endpoints;
+pub mod health;
 mod limits;
 pub mod listener;
 mod proxy;
@@ -45,6 +46,8 @@ pub struct Access {
     pub max_in_flight: Option<usize>,
     /// `[server] max_connections`: open connections per public listener at most.
     pub max_connections: Option<usize>,
+    /// `[redis]`'s connection, which readiness checks.
+    pub redis: Option<store::redis::Redis>,
 }
 
 /// Shared state of every handler.
@@ -66,6 +69,8 @@ pub struct App {
     pub(crate) in_flight: Option<Arc<::gateway::shed::InFlightLimit>>,
     /// Open connections per public listener at most.
     pub(crate) max_connections: Option<usize>,
+    /// What `/readyz` checks besides the service, and whether shutdown began.
+    pub readiness: health::Readiness,
 }
 
 impl App {
@@ -99,6 +104,7 @@ impl App {
                 .max_in_flight
                 .map(::gateway::shed::InFlightLimit::new),
             max_connections: access.max_connections,
+            readiness: health::Readiness::new(access.redis),
         })
     }
 
@@ -147,7 +153,9 @@ pub fn router(app: Arc<App>) -> Router {
 /// public surface `/admin/` and `/metrics` are 404 (never the gateway's: a catch-all route
 /// would forward them upstream); on the admin surface everything but them is 404.
 pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
-    let mut router = Router::new();
+    // Probes answer on every listener: a load balancer checks the main one, Kubernetes may
+    // check the admin one (never limited by max_connections or max_in_flight).
+    let mut router = health::routes();
     if surface != Surface::Admin {
         router = router.merge(endpoints::routes());
     }
@@ -179,7 +187,7 @@ async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response 
     error_json(
         StatusCode::NOT_FOUND,
         "not_found",
-        "the admin listener serves /admin/ and /metrics only",
+        "the admin listener serves /admin/, /metrics, /healthz and /readyz only",
         &id.0,
     )
 }
@@ -272,9 +280,16 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 /// the gateway too, so the split changes no answer (a gateway route such as `/admin-ui/`
 /// only takes the longer way).
 pub fn is_service_path(path: &str) -> bool {
-    ["/oauth2", "/.well-known", "/admin", "/metrics"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
+    [
+        "/oauth2",
+        "/.well-known",
+        "/admin",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix))
 }
 
 /// A gateway request, from the listener: what the [`request_id`] middleware does for the

@@ -11,16 +11,20 @@
 
 mod admin;
 mod cache;
+mod cluster;
 mod cors;
+mod faults;
 mod gateway;
 mod gateway_env;
 mod gateway_metrics;
 mod gateway_tokens;
 mod harness;
 mod introspection;
+mod lifecycle;
 mod process;
 mod ratelimit;
 mod rules;
+mod scaling;
 mod telemetry;
 mod timeouts;
 mod token;

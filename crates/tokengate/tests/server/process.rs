@@ -23,7 +23,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Checks `check` until it answers `Ok`, for at most [`WAIT`]; fails with `what` and the last
 /// answer.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         match check() {
@@ -36,7 +36,7 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     }
 }
 
-fn tokengate(dir: &Path, master: Option<&str>) -> Command {
+pub(crate) fn tokengate(dir: &Path, master: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokengate"));
     cmd.current_dir(dir)
         .env_remove("TOKENGATE_MASTER_KEY")
@@ -47,14 +47,14 @@ fn tokengate(dir: &Path, master: Option<&str>) -> Command {
     cmd
 }
 
-fn run(dir: &Path, master: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn run(dir: &Path, master: Option<&str>, args: &[&str]) -> Output {
     tokengate(dir, master).args(args).output().unwrap()
 }
 
 /// Creates a `client_secret_basic` client named `svc` for `https://api.example` with
 /// `scope`, in the store `source` names (`["--config", "t.toml"]` or `["--database-url",
 /// url]`); its id and its Basic credentials.
-fn svc_client(dir: &Path, source: &[&str], scope: &str) -> (String, String) {
+pub(crate) fn svc_client(dir: &Path, source: &[&str], scope: &str) -> (String, String) {
     let mut args = vec!["client", "create"];
     args.extend_from_slice(source);
     args.extend([
@@ -71,7 +71,7 @@ fn svc_client(dir: &Path, source: &[&str], scope: &str) -> (String, String) {
     (id, auth)
 }
 
-fn ok_json(dir: &Path, args: &[&str]) -> Value {
+pub(crate) fn ok_json(dir: &Path, args: &[&str]) -> Value {
     let out = run(dir, Some(MASTER), args);
     assert!(
         out.status.success(),
@@ -115,7 +115,7 @@ impl Drop for Server {
 
 impl Server {
     /// Its log so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -141,7 +141,7 @@ impl Server {
     }
 
     #[cfg(unix)]
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
@@ -150,7 +150,7 @@ impl Server {
     }
 
     /// Waits for the process to exit.
-    fn exit_status(&mut self) -> ExitStatus {
+    pub(crate) fn exit_status(&mut self) -> ExitStatus {
         let child = &mut self.child;
         wait_for("the server to exit", || {
             child
@@ -231,18 +231,18 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     /// The status line and headers.
     head: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
             n.eq_ignore_ascii_case(name).then_some(v.trim())
         })
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json(&self.body)
     }
 
@@ -278,14 +278,22 @@ pub(crate) fn request(
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let body = form.unwrap_or("");
+    // The test's own Host when it gives one (the name clients use behind a load balancer).
+    let host = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map_or(addr, |(_, v)| *v);
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     if form.is_some() {
         req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
     }
-    for (name, value) in headers {
+    for (name, value) in headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+    {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str("\r\n");
@@ -313,23 +321,28 @@ pub(crate) fn request(
 }
 
 /// One request (a GET, or a POST of a form); status and body.
-fn http(addr: &str, path: &str, auth: Option<&str>, form: Option<&str>) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    path: &str,
+    auth: Option<&str>,
+    form: Option<&str>,
+) -> (u16, String) {
     let method = if form.is_some() { "POST" } else { "GET" };
     let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
     let response = request(addr, method, path, &headers, form);
     (response.status, response.body)
 }
 
-fn json(text: &str) -> Value {
+pub(crate) fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn get_token(addr: &str, auth: &str) -> String {
+pub(crate) fn get_token(addr: &str, auth: &str) -> String {
     token_for(addr, auth, "resource=https%3A%2F%2Fapi.example")
 }
 
 /// A client_credentials token for `form`.
-fn token_for(addr: &str, auth: &str, form: &str) -> String {
+pub(crate) fn token_for(addr: &str, auth: &str, form: &str) -> String {
     let (status, body) = http(
         addr,
         "/oauth2/token",
@@ -340,7 +353,7 @@ fn token_for(addr: &str, auth: &str, form: &str) -> String {
     json(&body)["access_token"].as_str().unwrap().to_owned()
 }
 
-fn active(addr: &str, auth: &str, token: &str) -> bool {
+pub(crate) fn active(addr: &str, auth: &str, token: &str) -> bool {
     let (status, body) = http(
         addr,
         "/oauth2/introspect",
@@ -351,7 +364,7 @@ fn active(addr: &str, auth: &str, token: &str) -> bool {
     json(&body)["active"].as_bool().unwrap()
 }
 
-fn kids(addr: &str) -> Vec<String> {
+pub(crate) fn kids(addr: &str) -> Vec<String> {
     let (status, body) = http(addr, "/oauth2/jwks", None, None);
     assert_eq!(status, 200, "{body}");
     json(&body)["keys"]
