@@ -515,7 +515,13 @@ impl Authenticator {
     async fn use_proof_once(&self, proof: &dpop::Proof, now: i64) -> Result<(), Denial> {
         let window = i64::try_from(self.dpop_window).unwrap_or(i64::MAX);
         let key = format!("{}:{}", proof.jkt, proof.jti);
-        let expires_at = proof.iat.saturating_add(window).saturating_add(1);
+        // A proof is accepted while |now - iat| <= window, by each node's clock: remembered
+        // a window longer than that, so a node whose clock is behind by up to a window
+        // still finds it.
+        let expires_at = proof
+            .iat
+            .saturating_add(window.saturating_mul(2))
+            .saturating_add(1);
         match self.replay.first_use(&key, expires_at, now).await {
             FirstUse::Fresh => Ok(()),
             FirstUse::Replayed => Err(Denial::InvalidDpop("the DPoP proof was used before".into())),
@@ -574,7 +580,7 @@ impl Authenticator {
                 "the token has been revoked",
             ));
         }
-        if v.own && self.revocations.is_stale(now) {
+        if v.own && self.revocations.is_stale() {
             return Err(Denial::StateUnavailable(SharedState::Revocations));
         }
         self.check_dpop(v, scheme, token, facts)

@@ -53,6 +53,12 @@ struct LocalSeen {
 }
 
 impl LocalSeen {
+    /// Whether `key` is remembered and not yet expired.
+    fn seen(&self, key: &str, now: i64) -> bool {
+        let guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.get(key).is_some_and(|exp| *exp > now)
+    }
+
     fn first_use(&self, key: &str, expires_at: i64, now: i64) -> FirstUse {
         let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let (seen, last_sweep) = &mut *guard;
@@ -129,7 +135,8 @@ impl ReplayCache {
     }
 
     /// Whether `key` (the proof's `jkt:jti`) is used for the first time; it is remembered
-    /// until `expires_at` (the end of the proof's acceptance window).
+    /// until `expires_at` (past the end of the proof's acceptance window at any node: the
+    /// caller allows for nodes' clocks differing).
     pub async fn first_use(&self, key: &str, expires_at: i64, now: i64) -> FirstUse {
         match &self.shared {
             None => self.local.first_use(key, expires_at, now),
@@ -152,15 +159,23 @@ impl ReplayCache {
                     .arg("NX")
                     .arg("EX")
                     .arg(seconds);
+                // With the local fallback, memory keeps every proof too, so a proof used
+                // while Redis answered is still refused here once it does not.
+                let local = *on_unavailable == OnUnavailable::Local;
+                if local && self.local.seen(key, now) {
+                    return FirstUse::Replayed;
+                }
                 let (answer, took) = redis.query::<Option<String>>(&set).await;
-                match counters.observe("dpop replay check", took, answer) {
+                let answer = match counters.observe("dpop replay check", took, answer) {
                     Some(Some(_)) => FirstUse::Fresh,
                     Some(None) => FirstUse::Replayed,
-                    None => match on_unavailable {
-                        OnUnavailable::Deny => FirstUse::Unavailable,
-                        OnUnavailable::Local => self.local.first_use(key, expires_at, now),
-                    },
+                    None if local => return self.local.first_use(key, expires_at, now),
+                    None => FirstUse::Unavailable,
+                };
+                if local && answer == FirstUse::Fresh {
+                    self.local.first_use(key, expires_at, now);
                 }
+                answer
             }
         }
     }

@@ -113,3 +113,21 @@ async fn without_redis_nodes_on_one_store_share_the_proofs_seen() {
     })
     .await;
 }
+
+/// With the local fallback, a proof used while Redis answered is refused at this node once
+/// Redis stops answering.
+#[tokio::test]
+async fn the_local_fallback_remembers_what_redis_saw_here() {
+    let mut server = RedisServer::start();
+    let local = node(&redis(server.url()), OnUnavailable::Local);
+    let now = store::unix_now();
+    assert_eq!(
+        local.first_use("k:seen", now + 60, now).await,
+        FirstUse::Fresh
+    );
+    server.stop();
+    assert_eq!(
+        local.first_use("k:seen", now + 60, now).await,
+        FirstUse::Replayed
+    );
+}

@@ -292,6 +292,7 @@ impl Service {
         now: i64,
         request_id: Option<&str>,
     ) -> Result<KeyRecord, AdminError> {
+        let updating = self.ring_update.lock().await;
         let mut ring = KeyRing::load(&self.store, self.master(), &self.settings.policy).await?;
         let kid = ring
             .rotate(
@@ -303,6 +304,7 @@ impl Service {
             )
             .await?;
         self.set_ring(ring);
+        drop(updating);
         self.announce(Change::Keys);
         self.audit(&key_event("key.rotated", &kid, now, request_id))
             .await?;

@@ -5,14 +5,20 @@
 //! Best effort by design: the store stays the only truth. Every node also re-reads it
 //! (revocations and the key list every second, each client after a second in its cache), so
 //! a change whose message is lost (Redis down, a node reconnecting, a node started later)
-//! still arrives, with the delay of polling. A message only brings forward what polling would
-//! do, so a forged or replayed one can at most make a node re-read the store or refuse a
-//! token early: never accept one.
+//! still arrives, with the delay of polling.
+//!
+//! A message is authenticated with an HMAC under a key derived from the master key, which
+//! every node and the CLI hold and Redis does not: whoever can publish on the Redis server
+//! cannot forge one. Even an authentic message only adds to what is refused (revocation
+//! entries only grow, bounded in time) or makes a node re-read the store: applying one never
+//! makes a node accept anything.
 
+use aws_lc_rs::{constant_time, hmac};
 use serde::{Deserialize, Serialize};
 use store::redis::Redis;
 
 use crate::error::Result;
+use crate::keyring::secs;
 use crate::service::Service;
 
 /// Where the Redis channel's name starts; the issuer follows, so deployments sharing one
@@ -22,6 +28,34 @@ pub const CHANNEL_PREFIX: &str = "tokengate:changes:";
 
 /// Longest message read; anything longer is not one of ours.
 const MAX_MESSAGE: usize = 4096;
+
+/// How far in the future a bulk revocation's time may lie (clocks of nodes differ a little);
+/// a message saying more is clamped to it.
+const FUTURE_SLACK: i64 = 5;
+
+/// The key that authenticates messages: derived from the master key.
+pub(crate) fn message_key(master: &store::MasterKey) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, master.derive("changes").as_slice())
+}
+
+/// `<base64url HMAC-SHA-256>.<JSON>`.
+fn seal(key: &hmac::Key, json: &[u8]) -> Vec<u8> {
+    let tag = hmac::sign(key, json);
+    let mut out = jose::b64::encode(tag.as_ref()).into_bytes();
+    out.push(b'.');
+    out.extend_from_slice(json);
+    out
+}
+
+/// The JSON of a message whose HMAC is good.
+fn open<'a>(key: &hmac::Key, payload: &'a [u8]) -> Option<&'a [u8]> {
+    let dot = payload.iter().position(|b| *b == b'.')?;
+    let (tag, json) = (payload.get(..dot)?, payload.get(dot + 1..)?);
+    let tag = jose::b64::decode(std::str::from_utf8(tag).ok()?).ok()?;
+    let want = hmac::sign(key, json);
+    constant_time::verify_slices_are_equal(want.as_ref(), &tag).ok()?;
+    Some(json)
+}
 
 /// One change, as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,14 +100,25 @@ struct Message {
 }
 
 /// Where this node publishes its changes.
-#[derive(Debug)]
 pub(crate) struct Publisher {
     redis: Redis,
     channel: String,
     node: String,
+    key: hmac::Key,
     /// Messages being sent, so a command that exits right after its change can wait for
-    /// them ([`Service::flush_changes`]).
-    sending: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// them ([`Service::flush_changes`]); each task says whether Redis took its message.
+    sending: std::sync::Mutex<Vec<tokio::task::JoinHandle<bool>>>,
+    /// Messages Redis did not take (other nodes then learn of those changes by polling).
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("channel", &self.channel)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Publisher {
@@ -84,12 +129,18 @@ impl Publisher {
             node: self.node.clone(),
             change,
         };
-        let Ok(payload) = serde_json::to_vec(&message) else {
+        let Ok(json) = serde_json::to_vec(&message) else {
             return;
         };
+        let payload = seal(&self.key, &json);
         let (redis, channel) = (self.redis.clone(), self.channel.clone());
+        let failed = std::sync::Arc::clone(&self.failed);
         let sent = tokio::spawn(async move {
-            let _ = redis.publish(&channel, &payload).await;
+            let taken = redis.publish(&channel, &payload).await.is_ok();
+            if !taken {
+                failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            taken
         });
         let mut sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
         sending.retain(|s| !s.is_finished());
@@ -105,21 +156,35 @@ impl Service {
             redis,
             channel: self.changes_channel(),
             node,
+            key: message_key(self.master()),
             sending: std::sync::Mutex::default(),
+            failed: std::sync::Arc::default(),
         });
     }
 
+    /// Change messages Redis did not take since the start (other nodes learn of those
+    /// changes by polling the store, within about a second).
+    pub fn changes_not_published(&self) -> u64 {
+        self.publisher
+            .get()
+            .map_or(0, |p| p.failed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Waits until the changes published so far are sent (or failed): for a command that
-    /// exits right after making one.
-    pub async fn flush_changes(&self) {
+    /// exits right after making one. Returns how many Redis did not take.
+    pub async fn flush_changes(&self) -> u64 {
         let Some(publisher) = self.publisher.get() else {
-            return;
+            return 0;
         };
         let sending =
             std::mem::take(&mut *publisher.sending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut failed = 0;
         for sent in sending {
-            let _ = sent.await;
+            if !sent.await.unwrap_or(false) {
+                failed += 1;
+            }
         }
+        failed
     }
 
     /// The Redis channel of this deployment's changes: [`CHANNEL_PREFIX`] and the issuer,
@@ -135,42 +200,57 @@ impl Service {
         }
     }
 
-    /// Applies a message received on [`Service::changes_channel`], unless this node sent it. Returns the
-    /// change applied, `None` for this node's own messages; an error for a message that is
-    /// not one of ours, or a key ring that cannot be read again.
-    pub async fn apply_message(&self, payload: &[u8]) -> Result<Option<Change>> {
+    /// Applies a message received on [`Service::changes_channel`], unless this node sent it.
+    /// Returns the change applied, `None` for this node's own messages; an error for a
+    /// message that is not one of ours (too long, a bad HMAC, an unknown shape), or a key
+    /// ring that cannot be read again.
+    pub async fn apply_message(&self, payload: &[u8], now: i64) -> Result<Option<Change>> {
         if payload.len() > MAX_MESSAGE {
             return Err(crate::Error::Invalid("a change message is too long"));
         }
-        let message: Message = serde_json::from_slice(payload)
+        let json = open(&self.message_key, payload).ok_or(crate::Error::Invalid(
+            "a change message without a good HMAC",
+        ))?;
+        let message: Message = serde_json::from_slice(json)
             .map_err(|_| crate::Error::Invalid("not a change message"))?;
         if self.publisher.get().is_some_and(|p| p.node == message.node) {
             return Ok(None);
         }
-        self.apply(&message.change).await?;
+        self.apply(&message.change, now).await?;
         Ok(Some(message.change))
     }
 
-    /// Applies a change made by another node.
-    pub async fn apply(&self, change: &Change) -> Result<()> {
+    /// Applies a change made by another node. Times are bounded: a revocation is kept no
+    /// longer than the longest token lives, and a bulk revocation's time lies at most a few
+    /// seconds ahead.
+    pub async fn apply(&self, change: &Change, now: i64) -> Result<()> {
+        let longest = now.saturating_add(secs(self.settings.policy.max_token_lifetime));
+        let soon = now.saturating_add(FUTURE_SLACK);
         match change {
-            Change::Revoked { jti, expires_at } => self.revocations.revoke_jti(jti, *expires_at),
+            Change::Revoked { jti, expires_at } => {
+                self.revocations.revoke_jti(jti, (*expires_at).min(longest))
+            }
             Change::ClientRevoked { client_id, at } => {
-                self.revocations.revoke_client(client_id, *at);
+                self.revocations.revoke_client(client_id, (*at).min(soon));
                 self.clients.forget(client_id);
             }
-            Change::SubjectRevoked { subject, at } => self.revocations.revoke_subject(subject, *at),
+            Change::SubjectRevoked { subject, at } => {
+                self.revocations.revoke_subject(subject, (*at).min(soon))
+            }
             Change::Client { client_id } => self.clients.forget(client_id),
-            Change::Keys => self.reload_ring().await?,
+            Change::Keys => {
+                self.refresh_ring().await?;
+            }
         }
         Ok(())
     }
 
-    /// Re-reads everything other nodes may have changed: revocations, the key ring, and every
-    /// client. For a node that was not listening (Redis down, subscription being made).
+    /// Re-reads everything other nodes may have changed: every revocation of a live token,
+    /// the key ring, and every client. For a node that was not listening (Redis down,
+    /// subscription being made).
     pub async fn catch_up(&self, now: i64) -> Result<()> {
-        self.refresh_revocations(now).await?;
-        self.reload_ring().await?;
+        self.resync_revocations(now).await?;
+        self.refresh_ring().await?;
         self.clients.forget_all();
         Ok(())
     }
@@ -201,5 +281,27 @@ mod tests {
         let keys: Message = serde_json::from_str(r#"{"node":"n2","kind":"keys"}"#).unwrap();
         assert_eq!(keys.change, Change::Keys);
         assert!(serde_json::from_str::<Message>(r#"{"node":"n2","kind":"other"}"#).is_err());
+    }
+
+    #[test]
+    fn only_messages_sealed_with_the_key_open() {
+        let key = message_key(&store::MasterKey::from_bytes([1; store::MASTER_KEY_LEN]));
+        let other = message_key(&store::MasterKey::from_bytes([2; store::MASTER_KEY_LEN]));
+        let sealed = seal(&key, br#"{"node":"n","kind":"keys"}"#);
+        assert_eq!(
+            open(&key, &sealed),
+            Some(&br#"{"node":"n","kind":"keys"}"#[..])
+        );
+        assert_eq!(open(&other, &sealed), None, "another master key");
+        let mut changed = sealed.clone();
+        if let Some(last) = changed.last_mut() {
+            *last = b' ';
+        }
+        assert_eq!(open(&key, &changed), None, "a changed message");
+        assert_eq!(
+            open(&key, br#"{"node":"n","kind":"keys"}"#),
+            None,
+            "no HMAC"
+        );
     }
 }

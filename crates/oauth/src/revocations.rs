@@ -4,8 +4,9 @@
 //! (other nodes, the CLI).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
+use std::time::Instant;
 
 use store::Store;
 
@@ -28,14 +29,29 @@ struct Inner {
 }
 
 /// The revocation list of the built-in issuer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Revocations {
     inner: RwLock<Inner>,
-    /// When revocations were last read from the store (unix seconds).
-    synced_at: AtomicI64,
-    /// How long after `synced_at` the list still counts as current; 0 for always (a node
-    /// that does not poll the store, e.g. in tests).
-    max_staleness: AtomicI64,
+    /// What `synced_ms` counts from: a monotonic clock, so a wall clock stepped back or
+    /// forward neither extends nor cuts the staleness bound.
+    base: Instant,
+    /// Milliseconds from `base` to the last successful read from the store, plus one (0:
+    /// never read).
+    synced_ms: AtomicU64,
+    /// How long after the last read the list still counts as current, in milliseconds; 0
+    /// for always (a node that does not poll the store, e.g. in tests).
+    max_staleness_ms: AtomicU64,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Revocations {
+            inner: RwLock::default(),
+            base: Instant::now(),
+            synced_ms: AtomicU64::new(0),
+            max_staleness_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Revocations {
@@ -68,31 +84,48 @@ impl Revocations {
 
     /// From now on, [`Revocations::is_stale`] once the store was not read for `seconds`.
     pub fn set_max_staleness(&self, seconds: u64) {
-        let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
-        self.max_staleness.store(seconds, Ordering::Relaxed);
+        self.max_staleness_ms
+            .store(seconds.saturating_mul(1000), Ordering::Relaxed);
     }
 
     /// Whether the list is too old to trust: the last successful read from the store was
     /// more than the maximum staleness ago (the store is unreachable), so a revocation made
     /// since could be missing. The gateway then refuses the tokens this list decides on.
-    pub fn is_stale(&self, now: i64) -> bool {
-        let max = self.max_staleness.load(Ordering::Relaxed);
-        max > 0 && now.saturating_sub(self.synced_at.load(Ordering::Relaxed)) > max
+    pub fn is_stale(&self) -> bool {
+        let max = self.max_staleness_ms.load(Ordering::Relaxed);
+        max > 0 && self.since_sync_ms().is_none_or(|age| age > max)
     }
 
-    /// Records one revoked token.
+    /// Milliseconds since the last successful read from the store; `None` before the first.
+    pub fn since_sync_ms(&self) -> Option<u64> {
+        let synced = self.synced_ms.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(self.elapsed_ms().saturating_sub(synced))
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records one revoked token. Entries only grow: a later, smaller expiry (a message
+    /// out of order, or a hostile one) never shortens what is remembered.
     pub fn revoke_jti(&self, jti: &str, expires_at: i64) {
-        self.write().jtis.insert(jti.to_owned(), expires_at);
+        let mut inner = self.write();
+        let entry = inner.jtis.entry(jti.to_owned()).or_insert(expires_at);
+        *entry = (*entry).max(expires_at);
     }
 
-    /// Records a bulk revocation of a client's tokens at `at`.
+    /// Records a bulk revocation of a client's tokens at `at` (the latest one stands).
     pub fn revoke_client(&self, client_id: &str, at: i64) {
-        self.write().clients.insert(client_id.to_owned(), at);
+        let mut inner = self.write();
+        let entry = inner.clients.entry(client_id.to_owned()).or_insert(at);
+        *entry = (*entry).max(at);
     }
 
-    /// Records a bulk revocation of a subject's tokens at `at`.
+    /// Records a bulk revocation of a subject's tokens at `at` (the latest one stands).
     pub fn revoke_subject(&self, subject: &str, at: i64) {
-        self.write().subjects.insert(subject.to_owned(), at);
+        let mut inner = self.write();
+        let entry = inner.subjects.entry(subject.to_owned()).or_insert(at);
+        *entry = (*entry).max(at);
     }
 
     /// Reads revocations recorded in the store since the last refresh (all unexpired ones the
@@ -107,11 +140,31 @@ impl Revocations {
                 inner.since.saturating_sub(OVERLAP)
             }
         };
+        self.read_since(store, since, now, max_lifetime).await
+    }
+
+    /// Reads every revocation of a token that may still be live, whatever was read before:
+    /// what the overlap of [`Revocations::refresh`] cannot catch (a revocation whose commit
+    /// came later than the overlap after its time, a node whose clock is off by more) is
+    /// caught by this, run now and then and after the node was not listening.
+    pub async fn resync(&self, store: &Store, now: i64, max_lifetime: i64) -> Result<()> {
+        self.read_since(store, now.saturating_sub(max_lifetime), now, max_lifetime)
+            .await
+    }
+
+    async fn read_since(
+        &self,
+        store: &Store,
+        since: i64,
+        now: i64,
+        max_lifetime: i64,
+    ) -> Result<()> {
         let rows = store.revoked_since(since).await?;
         let mut inner = self.write();
         for row in rows {
             inner.since = inner.since.max(row.revoked_at);
-            inner.jtis.insert(row.jti, row.expires_at);
+            let entry = inner.jtis.entry(row.jti).or_insert(row.expires_at);
+            *entry = (*entry).max(row.expires_at);
         }
         if inner.since == 0 {
             inner.since = since.max(1);
@@ -120,7 +173,8 @@ impl Revocations {
         let horizon = now.saturating_sub(max_lifetime);
         inner.clients.retain(|_, at| *at >= horizon);
         inner.subjects.retain(|_, at| *at >= horizon);
-        self.synced_at.fetch_max(now, Ordering::Relaxed);
+        self.synced_ms
+            .fetch_max(self.elapsed_ms().saturating_add(1), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -148,10 +202,26 @@ mod tests {
     #[test]
     fn stale_only_with_a_bound_and_past_it() {
         let r = Revocations::default();
-        assert!(!r.is_stale(1_000_000), "no bound: never stale");
-        r.synced_at.store(100, Ordering::Relaxed);
+        assert!(!r.is_stale(), "no bound: never stale");
         r.set_max_staleness(60);
-        assert!(!r.is_stale(160));
-        assert!(r.is_stale(161));
+        assert!(r.is_stale(), "never read: stale");
+        r.synced_ms.store(r.elapsed_ms() + 1, Ordering::Relaxed);
+        assert!(!r.is_stale());
+        r.max_staleness_ms.store(1, Ordering::Relaxed);
+        r.synced_ms.store(1, Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(r.is_stale(), "read more than the bound ago");
+    }
+
+    #[test]
+    fn entries_only_grow() {
+        let r = Revocations::default();
+        r.revoke_jti("a", 100);
+        r.revoke_jti("a", 0);
+        r.revoke_client("c", 50);
+        r.revoke_client("c", 0);
+        let inner = r.read();
+        assert_eq!(inner.jtis.get("a"), Some(&100));
+        assert_eq!(inner.clients.get("c"), Some(&50));
     }
 }

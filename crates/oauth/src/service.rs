@@ -141,6 +141,12 @@ pub struct Service {
     pub(crate) denials: store::AuditQueue,
     /// Where changes are published to the other nodes, when Redis is configured.
     pub(crate) publisher: std::sync::OnceLock<crate::changes::Publisher>,
+    /// Authenticates change messages (derived from the master key).
+    pub(crate) message_key: aws_lc_rs::hmac::Key,
+    /// Held by whatever loads a key ring and installs it, so that a ring loaded earlier is
+    /// never installed over one loaded later (the lifecycle step, a rotation, a reload on a
+    /// change message or on the poll).
+    pub(crate) ring_update: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Service {
@@ -172,6 +178,7 @@ impl Service {
             .refresh(&store, now, secs(settings.policy.max_token_lifetime))
             .await?;
         let recorder = Recorder::spawn(store.clone());
+        let message_key = crate::changes::message_key(&master);
         Ok(Service {
             denials: store::AuditQueue::spawn(store.clone()),
             clients: ClientCache::default(),
@@ -184,6 +191,8 @@ impl Service {
             ring: RwLock::new(Arc::new(ring)),
             revocations,
             publisher: std::sync::OnceLock::new(),
+            message_key,
+            ring_update: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -213,8 +222,21 @@ impl Service {
             .await
     }
 
+    /// Reads again every revocation of a token that may still be live
+    /// ([`Revocations::resync`]).
+    pub async fn resync_revocations(&self, now: i64) -> Result<()> {
+        self.revocations
+            .resync(
+                &self.store,
+                now,
+                secs(self.settings.policy.max_token_lifetime),
+            )
+            .await
+    }
+
     /// Reads the key ring again from the store (changed by another node or the CLI).
     pub async fn reload_ring(&self) -> Result<()> {
+        let _updating = self.ring_update.lock().await;
         let ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
         self.set_ring(ring);
         Ok(())
@@ -224,6 +246,7 @@ impl Service {
     /// when nothing changed): how a change made elsewhere reaches this node within a
     /// second without Redis, or when its message was lost.
     pub async fn refresh_ring(&self) -> Result<bool> {
+        let updating = self.ring_update.lock().await;
         let mut stored = self.store.list_keys().await?;
         stored.retain(|k| k.state != KeyState::Removed);
         stored.sort_by(|a, b| a.kid.cmp(&b.kid));
@@ -233,6 +256,7 @@ impl Service {
         if stored.iter().eq(held) {
             return Ok(false);
         }
+        drop(updating);
         self.reload_ring().await?;
         Ok(true)
     }
@@ -381,6 +405,7 @@ impl Service {
     /// records of tokens expired for a day (a batch per step), and reloads the ring so
     /// changes made by other nodes or the CLI take effect here.
     pub async fn maintain(&self, now: i64) -> Result<()> {
+        let updating = self.ring_update.lock().await;
         let before = self.store.list_keys().await?;
         let mut ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
         ring.promote_due(&self.store, &self.master, now).await?;
@@ -426,6 +451,7 @@ impl Service {
             }
         }
         self.set_ring(ring);
+        drop(updating);
         self.store.purge_used_jtis(now).await?;
         // Stamped now, not at the step's start: gateways poll revocations from a recent
         // time, and an earlier stamp could fall before it.

@@ -234,18 +234,42 @@ pub async fn open_service(config: &Config, flags: &StorageFlags) -> Result<Servi
         .map_err(|e| CliError::usage(format!("issuer: {e}")))?;
     let service = start_service(config, store, master, issuer).await?;
     // A change made here reaches the running nodes at once through Redis (the command
-    // waits for it to be sent: `Service::flush_changes`), else at their next poll.
+    // waits for it to be sent: `Service::flush_changes`), else at their next poll, so a
+    // Redis that cannot be used is a warning, not a failure.
     if let Some(section) = &config.redis {
-        let settings = section
-            .store_config()
-            .map_err(|e| CliError::new("ERR_CONFIG", e, EXIT_USAGE))?;
-        let redis = store::redis::Redis::new(&settings)
-            .map_err(|e| CliError::new("ERR_CONFIG", format!("[redis] url: {e}"), EXIT_USAGE))?;
-        let node = oauth::random_b64(12)
-            .map_err(|e| CliError::new(e.code(), e.to_string(), EXIT_USAGE))?;
-        service.publish_changes(redis, format!("cli-{node}"));
+        match cli_publisher(section) {
+            Ok((redis, node)) => service.publish_changes(redis, node),
+            Err(why) => eprintln!(
+                "warning: [redis]: {why}; running nodes learn of changes made here by polling \
+                 the store (about a second)"
+            ),
+        }
     }
     Ok(service)
+}
+
+/// The CLI's Redis connection and node name. It connects for one message, so it waits
+/// longer than a node's calls do (a connection, perhaps TLS, is made first).
+fn cli_publisher(
+    section: &crate::config::limits::RedisSection,
+) -> Result<(store::redis::Redis, String), String> {
+    let mut settings = section.store_config()?;
+    settings.timeout = settings.timeout.max(std::time::Duration::from_secs(2));
+    let redis = store::redis::Redis::new(&settings).map_err(|e| format!("url: {e}"))?;
+    let node = oauth::random_b64(12).map_err(|e| e.to_string())?;
+    Ok((redis, format!("cli-{node}")))
+}
+
+/// Waits for the changes a command made to be published, and warns about those Redis did
+/// not take.
+pub async fn flush_changes(service: &Service) {
+    let failed = service.flush_changes().await;
+    if failed > 0 {
+        eprintln!(
+            "warning: {failed} change message(s) could not be published on Redis; running \
+             nodes learn of them by polling the store (about a second)"
+        );
+    }
 }
 
 /// The admin token: `TOKENGATE_ADMIN_TOKEN`, else the configuration's.

@@ -86,6 +86,14 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && !path.starts_with(':')).then(|| PathBuf::from(path))
 }
 
+/// Longest wait for one poll of the store: a database behind a path that drops packets
+/// would otherwise hold the poll (and keep the node's revocations stale) until the kernel
+/// gives up on the connection, many minutes later.
+const POLL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Every this many polls, every revocation of a live token is read again, not only those
+/// since the last read ([`oauth::Revocations::resync`]).
+const RESYNC_EVERY: u32 = 60;
+
 /// Reads what other nodes (and the CLI) change every second: revocations and the key ring
 /// (clients are read again a second after they were cached). The fallback of the change
 /// channel, and the only way without Redis. A failure is logged when it starts and when
@@ -94,18 +102,17 @@ pub async fn poll_store(service: Arc<Service>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
-    loop {
+    let mut unpublished = (0, None::<std::time::Instant>);
+    for round in 1u32.. {
         tick.tick().await;
-        let polled = match service.refresh_revocations(store::unix_now()).await {
-            Ok(()) => service.refresh_ring().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
+        warn_of_unpublished_changes(&service, &mut unpublished);
+        let polled = tokio::time::timeout(POLL_TIMEOUT, poll_once(&service, round)).await;
         match polled {
-            Ok(()) if failing => {
+            Ok(Ok(())) if failing => {
                 failing = false;
                 tracing::info!("the store answers again: revocations and keys are current");
             }
-            Err(e) if !failing => {
+            Ok(Err(e)) if !failing => {
                 failing = true;
                 tracing::error!(
                     "reading revocations and keys from the store failed ({}): {e}; \
@@ -113,9 +120,43 @@ pub async fn poll_store(service: Arc<Service>) {
                     e.code()
                 );
             }
+            Err(_) if !failing => {
+                failing = true;
+                tracing::error!(
+                    "reading revocations and keys from the store took more than \
+                     {POLL_TIMEOUT:?}; retrying every second"
+                );
+            }
             _ => {}
         }
     }
+}
+
+/// Says (at most once a minute) that change messages could not be published: the other
+/// nodes then learn of this node's changes by polling, about a second later.
+fn warn_of_unpublished_changes(service: &Service, last: &mut (u64, Option<std::time::Instant>)) {
+    let count = service.changes_not_published();
+    let quiet = last
+        .1
+        .is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
+    if count > last.0 && quiet {
+        tracing::warn!(
+            "{} change message(s) could not be published on Redis so far: other nodes learn \
+             of those changes by polling the store (about a second)",
+            count
+        );
+        *last = (count, Some(std::time::Instant::now()));
+    }
+}
+
+async fn poll_once(service: &Service, round: u32) -> oauth::Result<()> {
+    let now = store::unix_now();
+    if round.is_multiple_of(RESYNC_EVERY) {
+        service.resync_revocations(now).await?;
+    } else {
+        service.refresh_revocations(now).await?;
+    }
+    service.refresh_ring().await.map(|_| ())
 }
 
 /// How often a quiet subscription is checked: a Redis that stops answering without closing
@@ -123,6 +164,12 @@ pub async fn poll_store(service: Arc<Service>) {
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait between two attempts to subscribe again.
 const MOST_BACKOFF: Duration = Duration::from_secs(2);
+/// A subscription that lasted this long counts as working: the backoff starts over. One
+/// that Redis drops at once (a client output limit, a proxy) is retried with backoff, not
+/// in a loop that re-reads the store each time.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Least time between two warnings about messages that are not ours.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Publishes this node's changes on Redis and applies the other nodes' as they come; when
 /// the subscription is lost, subscribes again (backing off up to two seconds) and then
@@ -138,7 +185,7 @@ pub fn follow_changes(service: Arc<Service>, redis: Redis) -> Result<(), CliErro
         loop {
             match redis.subscribe(&service.changes_channel()).await {
                 Ok(mut subscription) => {
-                    backoff = Duration::from_millis(100);
+                    let began = std::time::Instant::now();
                     if let Err(e) = service.catch_up(store::unix_now()).await {
                         tracing::warn!("catching up with the store failed ({}): {e}", e.code());
                     }
@@ -151,18 +198,18 @@ pub fn follow_changes(service: Arc<Service>, redis: Redis) -> Result<(), CliErro
                          polling the store (about a second) until it is back"
                     );
                     lost = true;
-                }
-                Err(e) => {
-                    if !std::mem::replace(&mut lost, true) {
-                        tracing::warn!(
-                            "cannot subscribe to the Redis change channel ({e}): other \
-                             nodes' changes arrive by polling the store until it is back"
-                        );
+                    if began.elapsed() >= STABLE_AFTER {
+                        backoff = Duration::from_millis(100);
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MOST_BACKOFF);
                 }
+                Err(e) if !std::mem::replace(&mut lost, true) => tracing::warn!(
+                    "cannot subscribe to the Redis change channel ({e}): other nodes' \
+                     changes arrive by polling the store until it is back"
+                ),
+                Err(_) => {}
             }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MOST_BACKOFF);
         }
     });
     Ok(())
@@ -172,12 +219,16 @@ pub fn follow_changes(service: Arc<Service>, redis: Redis) -> Result<(), CliErro
 async fn apply_changes(service: &Service, subscription: &mut Subscription) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             message = subscription.next() => {
                 let Some(payload) = message else { return };
-                if let Err(e) = service.apply_message(&payload).await {
-                    tracing::warn!("a change from another node was not applied ({}): {e}", e.code());
+                if let Err(e) = service.apply_message(&payload, store::unix_now()).await {
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        warned = Some(std::time::Instant::now());
+                        tracing::warn!("a change message was not applied ({}): {e}", e.code());
+                    }
                 }
             }
             _ = ping.tick() => {

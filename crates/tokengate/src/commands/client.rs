@@ -50,7 +50,7 @@ pub fn run(cmd: ClientCommand) -> Result<(), CliError> {
             let creds = block_on(async {
                 let service = boot::open_service(&config, &flags).await?;
                 let created = service.create_client(new, now, None).await;
-                service.flush_changes().await;
+                boot::flush_changes(&service).await;
                 created.map_err(|e| admin(&e))
             })?;
             print_json(&serde_json::to_value(&creds).unwrap_or_default())
@@ -109,7 +109,7 @@ where
     let value = block_on(async {
         let service = std::sync::Arc::new(boot::open_service(&config, &flags).await?);
         let done = op(std::sync::Arc::clone(&service), args.client_id).await;
-        service.flush_changes().await;
+        boot::flush_changes(&service).await;
         done.map_err(|e| admin(&e))
     })?;
     print_json(&value)

@@ -29,7 +29,7 @@ pub fn run(cmd: KeyCommand) -> Result<(), CliError> {
             let key = block_on(async {
                 let service = boot::open_service(&config, &flags).await?;
                 let rotated = service.rotate_key(use_, store::unix_now(), None).await;
-                service.flush_changes().await;
+                boot::flush_changes(&service).await;
                 rotated.map_err(|e| CliError::new("ERR_KEY_ROTATE", e.to_string(), EXIT_USAGE))
             })?;
             print_json(&key_view(&key))

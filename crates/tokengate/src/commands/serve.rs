@@ -316,7 +316,8 @@ impl Listeners {
         if let Some(served) = admin_served {
             let _ = served.await;
         }
-        write_admin_failures(&app).await;
+        // Bounded: a store that does not answer must not hold the exit.
+        let _ = tokio::time::timeout(Duration::from_secs(5), write_admin_failures(&app)).await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -12,25 +12,23 @@ use super::values::{ForwardToken, HeaderName, HeaderSet, Method, Upstream};
 use super::Duration;
 
 /// Paths served by the token service; a route may not shadow them.
-pub const RESERVED: [&str; 6] = [
-    "/oauth2/",
-    "/.well-known/",
-    "/admin/",
-    "/metrics",
-    "/healthz",
-    "/readyz",
-];
+pub const RESERVED: [&str; 4] = ["/oauth2/", "/.well-known/", "/admin/", "/metrics"];
+
+/// The probes' paths, served on every listener: reserved as exact paths only, so that an
+/// upstream's `/healthz/deep` or `/readyz-ui/` stays routable.
+pub const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Where MCP routes' protected-resource metadata is served (RFC 9728 §3.1): under
 /// `/.well-known/`, by the gateway, which answers those paths itself.
 pub const PROTECTED_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
 
-/// Whether `path` is the token service's: under one of [`RESERVED`], or one of them without
-/// its final slash.
+/// Whether `path` is the token service's: one of [`PROBES`], under one of [`RESERVED`], or
+/// one of them without its final slash.
 pub fn is_reserved(path: &str) -> bool {
-    RESERVED
-        .iter()
-        .any(|r| path.starts_with(r) || r.trim_end_matches('/') == path)
+    PROBES.contains(&path)
+        || RESERVED
+            .iter()
+            .any(|r| path.starts_with(r) || r.trim_end_matches('/') == path)
 }
 
 /// `[[routes]]`.

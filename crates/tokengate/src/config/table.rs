@@ -777,8 +777,9 @@ fn path_match(r: &Route) -> Result<PathMatch, Failure> {
     }
     if routes::is_reserved(p) {
         return Err(at(format!(
-            "{p} is served by the token service ({})",
-            RESERVED.join(", ")
+            "{p} is served by the token service ({}, {})",
+            RESERVED.join(", "),
+            routes::PROBES.join(", ")
         )));
     }
     Ok(if exact {

@@ -26,9 +26,13 @@ pub const HEALTHZ: &str = "/healthz";
 /// See [`HEALTHZ`].
 pub const READYZ: &str = "/readyz";
 
-/// Longest wait for each dependency's answer: a probe must answer before its own timeout
-/// (Kubernetes' default is 1 s) even when a dependency hangs.
+/// Longest wait for each dependency's answer (the checks run at once): a probe must answer
+/// before its own timeout (Kubernetes' default is 1 s) even when a dependency hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// How long one round of checks answers every probe: probes (unauthenticated, perhaps
+/// public) cost the store and Redis at most one check each per period, however many come.
+const REUSE_FOR: Duration = Duration::from_secs(1);
 
 /// What readiness depends on besides the service: Redis, and whether shutdown began.
 #[derive(Debug, Default)]
@@ -37,6 +41,17 @@ pub struct Readiness {
     redis: Option<Redis>,
     /// Set on SIGTERM: the node is leaving and must get no new traffic.
     draining: AtomicBool,
+    /// The last round of checks and when it ended; held while a round runs, so that
+    /// concurrent probes wait for it rather than start their own.
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Checks)>>,
+}
+
+/// The outcome of each check: `Ok` or why not.
+#[derive(Debug, Clone)]
+struct Checks {
+    store: Result<(), String>,
+    keys: Result<(), String>,
+    redis: Option<Result<(), String>>,
 }
 
 impl Readiness {
@@ -45,6 +60,7 @@ impl Readiness {
         Readiness {
             redis,
             draining: AtomicBool::new(false),
+            last: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -66,38 +82,65 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let mut checks = Map::new();
+    let checks = checks(&app).await;
+    let mut shown = Map::new();
     let mut failing = Vec::new();
-    let mut record = |name: &str, outcome: Result<(), String>| {
-        let shown = match outcome {
+    if app.readiness.draining.load(Ordering::Relaxed) {
+        failing.push("shutting down".to_owned());
+    }
+    let all = [
+        ("store", Some(checks.store)),
+        ("keys", Some(checks.keys)),
+        ("redis", checks.redis),
+    ];
+    for (name, outcome) in all {
+        let Some(outcome) = outcome else { continue };
+        let text = match outcome {
             Ok(()) => "ok".to_owned(),
             Err(why) => {
                 failing.push(format!("{name}: {why}"));
                 why
             }
         };
-        checks.insert(name.to_owned(), Value::String(shown));
-    };
-    record("store", store_check(&app).await);
-    record("keys", keys_check(&app));
-    if let Some(redis) = &app.readiness.redis {
-        record("redis", redis_check(redis).await);
-    }
-    if app.readiness.draining.load(Ordering::Relaxed) {
-        failing.insert(0, "shutting down".to_owned());
+        shown.insert(name.to_owned(), Value::String(text));
     }
     if failing.is_empty() {
         return probe_answer(
             StatusCode::OK,
-            &json!({ "status": "ready", "checks": checks }),
+            &json!({ "status": "ready", "checks": shown }),
         );
     }
     let body = json!({
         "status": "not ready",
         "reason": failing.join("; "),
-        "checks": checks,
+        "checks": shown,
     });
     probe_answer(StatusCode::SERVICE_UNAVAILABLE, &body)
+}
+
+/// The checks' outcomes: the last round's when it is recent, else a new round (the store
+/// and Redis asked at once).
+async fn checks(app: &App) -> Checks {
+    let mut last = app.readiness.last.lock().await;
+    if let Some((at, checks)) = last.as_ref() {
+        if at.elapsed() < REUSE_FOR {
+            return checks.clone();
+        }
+    }
+    let redis = async {
+        match &app.readiness.redis {
+            Some(redis) => Some(redis_check(redis).await),
+            None => None,
+        }
+    };
+    let (store, redis) = tokio::join!(store_check(app), redis);
+    let checks = Checks {
+        store,
+        keys: keys_check(app),
+        redis,
+    };
+    *last = Some((std::time::Instant::now(), checks.clone()));
+    checks
 }
 
 async fn store_check(app: &App) -> Result<(), String> {
@@ -119,11 +162,16 @@ fn keys_check(app: &App) -> Result<(), String> {
     }
 }
 
+/// Says what failed, not the driver's words (addresses, server messages): probes answer
+/// anyone.
 async fn redis_check(redis: &Redis) -> Result<(), String> {
+    use store::redis::RedisUnavailable;
     match tokio::time::timeout(CHECK_TIMEOUT, redis.ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("unreachable ({e})")),
-        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        Ok(Err(RedisUnavailable::Failed(_))) => Err("unreachable".into()),
+        Ok(Err(RedisUnavailable::Timeout(_))) | Err(_) => {
+            Err(format!("no answer within {CHECK_TIMEOUT:?}"))
+        }
     }
 }
 

@@ -280,16 +280,10 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 /// the gateway too, so the split changes no answer (a gateway route such as `/admin-ui/`
 /// only takes the longer way).
 pub fn is_service_path(path: &str) -> bool {
-    [
-        "/oauth2",
-        "/.well-known",
-        "/admin",
-        "/metrics",
-        "/healthz",
-        "/readyz",
-    ]
-    .iter()
-    .any(|prefix| path.starts_with(prefix))
+    crate::config::routes::PROBES.contains(&path)
+        || ["/oauth2", "/.well-known", "/admin", "/metrics"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
 }
 
 /// A gateway request, from the listener: what the [`request_id`] middleware does for the

@@ -161,6 +161,11 @@ async fn three_nodes_share_revocations_dpop_proofs_clients_and_keys() {
                 times[99] < Duration::from_secs(1),
                 "past the 1 s bound: {times:?}"
             );
+            // Polling alone (every second) would put the median near half a second: this
+            // is the push.
+            assert!(p50 < Duration::from_millis(250), "not pushed: {times:?}");
+
+            forged_messages_change_nothing(&a, &token);
 
             dpop_proof_used_at_one_node_is_refused_at_another(&a, &b, &auth);
             client_disabled_at_one_node_is_refused_at_another(&a, &c, &client_id, &auth);
@@ -315,4 +320,32 @@ fn key_rotated_at_one_node_is_published_by_another(a: &Server, c: &Server) {
     });
     eprintln!("key rotated at A: published at C after {published:?}");
     assert!(published < Duration::from_secs(1), "{published:?}");
+}
+
+/// A message on the change channel without the deployment's HMAC (anyone who can publish on
+/// Redis can send one) is refused: a revoked token stays refused.
+fn forged_messages_change_nothing(node: &Server, revoked: &str) {
+    let jti = crate::faults::jti(revoked);
+    let forged = format!(r#"{{"node":"x","kind":"revoked","jti":"{jti}","expires_at":0}}"#);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let redis = store::redis::Redis::new(&store::redis::RedisConfig {
+            url: store::testing::redis_url(),
+            password: None,
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap();
+        let channel = format!("{}{ISSUER}", oauth::changes::CHANNEL_PREFIX);
+        for payload in [forged.clone(), format!("AAAA.{forged}")] {
+            redis.publish(&channel, payload.as_bytes()).await.unwrap();
+        }
+    });
+    wait_for("the node to refuse the forged messages", || {
+        let log = node.log();
+        log.contains("without a good HMAC").then_some(()).ok_or(log)
+    });
+    assert_eq!(call(node, revoked).status, 401, "still revoked");
 }

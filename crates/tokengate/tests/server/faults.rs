@@ -24,6 +24,14 @@ fn readyz(addr: &str) -> (u16, Value) {
     (status, parse(&body))
 }
 
+/// `/readyz` once it says 503 (it answers from checks at most a second old); its body.
+fn not_ready(addr: &str) -> Value {
+    wait_for("readiness to fail", || match readyz(addr) {
+        (503, body) => Ok(body),
+        (_, body) => Err(body.to_string()),
+    })
+}
+
 /// Redis stops: the gateway keeps validating, a revocation still reaches the other node (by
 /// polling the store), the DPoP replay check refuses (the default `deny`) and readiness says
 /// why; Redis returns: all of it recovers, without a restart.
@@ -59,8 +67,8 @@ async fn redis_down_validation_goes_on_revocations_poll_dpop_is_refused_then_all
             let r = dpop_call(&b, &bound, &key.api_proof(&bound));
             assert_eq!(r.status, 503, "{}", r.body);
             assert_eq!(r.json()["error"], "temporarily_unavailable", "{}", r.body);
-            let (status, body) = readyz(&b.addr);
-            assert_eq!(status, 503, "{body}");
+            // Readiness answers from checks at most a second old.
+            let body = not_ready(&b.addr);
             assert!(body["reason"].as_str().unwrap().contains("redis"), "{body}");
             assert_eq!(body["checks"]["store"], "ok", "{body}");
 
@@ -77,7 +85,14 @@ async fn redis_down_validation_goes_on_revocations_poll_dpop_is_refused_then_all
                 (200, _) => Ok(()),
                 (_, body) => Err(body.to_string()),
             });
-            // The replay check is shared again: a proof used at B is refused at A.
+            // The replay check is shared again: a proof used at B is refused at A (once A
+            // uses Redis again too).
+            wait_for("node A's readiness to come back", || {
+                match readyz(&a.addr) {
+                    (200, _) => Ok(()),
+                    (_, body) => Err(body.to_string()),
+                }
+            });
             let proof = key.api_proof(&bound);
             assert_eq!(dpop_call(&b, &bound, &proof).status, 200);
             assert_eq!(dpop_call(&a, &bound, &proof).status, 401);
@@ -130,8 +145,7 @@ fn postgres_down_token_endpoint_503_gateway_until_staleness_then_503_then_recove
         stopped.elapsed()
     );
     assert_eq!(refused.json()["error"], "temporarily_unavailable");
-    let (status, body) = readyz(&node.addr);
-    assert_eq!(status, 503, "{body}");
+    let body = not_ready(&node.addr);
     assert!(body["reason"].as_str().unwrap().contains("store"), "{body}");
 
     postgres.resume();
@@ -147,7 +161,10 @@ fn postgres_down_token_endpoint_503_gateway_until_staleness_then_503_then_recove
             (status, body) => Err(format!("{status}: {body}")),
         }
     });
-    assert_eq!(readyz(&node.addr).0, 200);
+    wait_for("readiness to come back", || match readyz(&node.addr) {
+        (200, _) => Ok(()),
+        (_, body) => Err(body.to_string()),
+    });
 }
 
 /// A token request on its own connection; the access token, or `None` when the node is
@@ -173,7 +190,7 @@ fn try_token(addr: &str, auth: &str) -> Option<String> {
 }
 
 /// The `jti` of a signed token.
-fn jti(token: &str) -> String {
+pub(crate) fn jti(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)

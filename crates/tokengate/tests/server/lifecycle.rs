@@ -17,7 +17,7 @@ fn probes_answer_and_sigterm_fails_readiness_before_the_listener_closes() {
     let d = dir.path();
     std::fs::write(
         d.join("t.toml"),
-        "[server]\ndata_dir = \"data\"\nshutdown_delay = \"2s\"\nshutdown_timeout = \"5s\"\n",
+        "[server]\ndata_dir = \"data\"\nshutdown_delay = \"5s\"\nshutdown_timeout = \"5s\"\n",
     )
     .unwrap();
     let mut server = start(d, Some(MASTER), &["serve", "--config", "t.toml"]);
@@ -67,7 +67,7 @@ fn probes_answer_and_sigterm_fails_readiness_before_the_listener_closes() {
     let closed_after = signalled.elapsed();
     let status = server.exit_status();
     assert_eq!(status.code(), Some(0), "{}", server.log());
-    eprintln!("SIGTERM: listener closed after {closed_after:?} (shutdown_delay 2 s)");
+    eprintln!("SIGTERM: listener closed after {closed_after:?} (shutdown_delay 5 s)");
 }
 
 /// Routes may not take the probes' paths.
@@ -239,9 +239,12 @@ fn deployment_manifests_agree_with_the_binary() {
         Some(MASTER),
         &["serve", "--config", "local.toml", "--data-dir", "data"],
     );
-    for path in ["/healthz", "/readyz"] {
-        let (status, body) = http(&server.addr, path, None, None);
-        assert_eq!(status, 200, "{path}: {body}");
+    let admin = crate::process::admin_address(&server);
+    for listener in [&server.addr, &admin] {
+        for path in ["/healthz", "/readyz"] {
+            let (status, body) = http(listener, path, None, None);
+            assert_eq!(status, 200, "{listener}{path}: {body}");
+        }
     }
     server.stop();
 }

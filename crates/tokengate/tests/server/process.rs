@@ -1628,7 +1628,7 @@ fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
 }
 
 /// The admin listener's address, as the server printed it before its main one.
-fn admin_address(server: &Server) -> String {
+pub(crate) fn admin_address(server: &Server) -> String {
     server
         .stdout
         .lines()
