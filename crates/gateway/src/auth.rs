@@ -515,14 +515,8 @@ impl Authenticator {
     async fn use_proof_once(&self, proof: &dpop::Proof, now: i64) -> Result<(), Denial> {
         let window = i64::try_from(self.dpop_window).unwrap_or(i64::MAX);
         let key = format!("{}:{}", proof.jkt, proof.jti);
-        // A proof is accepted while |now - iat| <= window, by each node's clock: remembered
-        // a window longer than that, so a node whose clock is behind by up to a window
-        // still finds it.
-        let expires_at = proof
-            .iat
-            .saturating_add(window.saturating_mul(2))
-            .saturating_add(1);
-        match self.replay.first_use(&key, expires_at, now).await {
+        let expires_at = proof.iat.saturating_add(window).saturating_add(1);
+        match self.replay.first_use(&key, expires_at, window, now).await {
             FirstUse::Fresh => Ok(()),
             FirstUse::Replayed => Err(Denial::InvalidDpop("the DPoP proof was used before".into())),
             FirstUse::Unavailable => Err(Denial::StateUnavailable(SharedState::DpopReplay)),

@@ -134,14 +134,17 @@ impl ReplayCache {
         }
     }
 
-    /// Whether `key` (the proof's `jkt:jti`) is used for the first time; it is remembered
-    /// until `expires_at` (past the end of the proof's acceptance window at any node: the
-    /// caller allows for nodes' clocks differing).
-    pub async fn first_use(&self, key: &str, expires_at: i64, now: i64) -> FirstUse {
+    /// Whether `key` (the proof's `jkt:jti`) is used for the first time. It is remembered
+    /// until `expires_at` (the end of the proof's acceptance window) here, and a `window`
+    /// longer where nodes share it: each node accepts the proof while `|now - iat|` is
+    /// within the window by its own clock, so a node whose clock is behind must still find
+    /// it.
+    pub async fn first_use(&self, key: &str, expires_at: i64, window: i64, now: i64) -> FirstUse {
+        let shared_until = expires_at.saturating_add(window);
         match &self.shared {
             None => self.local.first_use(key, expires_at, now),
             Some(Shared::Store(store)) => {
-                match store.use_jti(STORE_NAMESPACE, key, expires_at).await {
+                match store.use_jti(STORE_NAMESPACE, key, shared_until).await {
                     Ok(true) => FirstUse::Fresh,
                     Ok(false) => FirstUse::Replayed,
                     Err(_) => FirstUse::Unavailable,
@@ -152,7 +155,7 @@ impl ReplayCache {
                 on_unavailable,
                 counters,
             }) => {
-                let seconds = expires_at.saturating_sub(now).max(1);
+                let seconds = shared_until.saturating_sub(now).max(1);
                 let mut set = cmd("SET");
                 set.arg(format!("{REDIS_PREFIX}{key}"))
                     .arg(1)

@@ -292,7 +292,6 @@ impl Service {
         now: i64,
         request_id: Option<&str>,
     ) -> Result<KeyRecord, AdminError> {
-        let updating = self.ring_update.lock().await;
         let mut ring = KeyRing::load(&self.store, self.master(), &self.settings.policy).await?;
         let kid = ring
             .rotate(
@@ -303,8 +302,8 @@ impl Service {
                 self.settings.jwks_max_age,
             )
             .await?;
-        self.set_ring(ring);
-        drop(updating);
+        drop(ring);
+        self.reload_ring().await?;
         self.announce(Change::Keys);
         self.audit(&key_event("key.rotated", &kid, now, request_id))
             .await?;

@@ -38,9 +38,22 @@ pub(crate) fn message_key(master: &store::MasterKey) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, master.derive("changes").as_slice())
 }
 
+/// How old (or how far ahead) a message may be: an authentic message captured from Redis
+/// cannot be replayed later than this.
+const MESSAGE_LIFETIME: i64 = 30;
+
+/// The HMAC input: the channel, then the JSON, so a message is good on its own channel only.
+fn mac(key: &hmac::Key, channel: &str, json: &[u8]) -> hmac::Tag {
+    let mut context = hmac::Context::with_key(key);
+    context.update(channel.as_bytes());
+    context.update(&[0]);
+    context.update(json);
+    context.sign()
+}
+
 /// `<base64url HMAC-SHA-256>.<JSON>`.
-fn seal(key: &hmac::Key, json: &[u8]) -> Vec<u8> {
-    let tag = hmac::sign(key, json);
+fn seal(key: &hmac::Key, channel: &str, json: &[u8]) -> Vec<u8> {
+    let tag = mac(key, channel, json);
     let mut out = jose::b64::encode(tag.as_ref()).into_bytes();
     out.push(b'.');
     out.extend_from_slice(json);
@@ -48,11 +61,11 @@ fn seal(key: &hmac::Key, json: &[u8]) -> Vec<u8> {
 }
 
 /// The JSON of a message whose HMAC is good.
-fn open<'a>(key: &hmac::Key, payload: &'a [u8]) -> Option<&'a [u8]> {
+fn open<'a>(key: &hmac::Key, channel: &str, payload: &'a [u8]) -> Option<&'a [u8]> {
     let dot = payload.iter().position(|b| *b == b'.')?;
     let (tag, json) = (payload.get(..dot)?, payload.get(dot + 1..)?);
     let tag = jose::b64::decode(std::str::from_utf8(tag).ok()?).ok()?;
-    let want = hmac::sign(key, json);
+    let want = mac(key, channel, json);
     constant_time::verify_slices_are_equal(want.as_ref(), &tag).ok()?;
     Some(json)
 }
@@ -95,6 +108,8 @@ pub enum Change {
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {
     node: String,
+    /// When it was sent (unix seconds): older messages are not applied.
+    at: i64,
     #[serde(flatten)]
     change: Change,
 }
@@ -127,12 +142,13 @@ impl Publisher {
     fn publish(&self, change: Change) {
         let message = Message {
             node: self.node.clone(),
+            at: store::unix_now(),
             change,
         };
         let Ok(json) = serde_json::to_vec(&message) else {
             return;
         };
-        let payload = seal(&self.key, &json);
+        let payload = seal(&self.key, &self.channel, &json);
         let (redis, channel) = (self.redis.clone(), self.channel.clone());
         let failed = std::sync::Arc::clone(&self.failed);
         let sent = tokio::spawn(async move {
@@ -208,11 +224,16 @@ impl Service {
         if payload.len() > MAX_MESSAGE {
             return Err(crate::Error::Invalid("a change message is too long"));
         }
-        let json = open(&self.message_key, payload).ok_or(crate::Error::Invalid(
-            "a change message without a good HMAC",
-        ))?;
+        let json = open(&self.message_key, &self.changes_channel(), payload).ok_or(
+            crate::Error::Invalid("a change message without a good HMAC"),
+        )?;
         let message: Message = serde_json::from_slice(json)
             .map_err(|_| crate::Error::Invalid("not a change message"))?;
+        if message.at.abs_diff(now) > MESSAGE_LIFETIME.unsigned_abs() {
+            return Err(crate::Error::Invalid(
+                "a change message too old (or from the future)",
+            ));
+        }
         if self.publisher.get().is_some_and(|p| p.node == message.node) {
             return Ok(None);
         }
@@ -238,9 +259,7 @@ impl Service {
                 self.revocations.revoke_subject(subject, (*at).min(soon))
             }
             Change::Client { client_id } => self.clients.forget(client_id),
-            Change::Keys => {
-                self.refresh_ring().await?;
-            }
+            Change::Keys => self.keys_changed.notify_one(),
         }
         Ok(())
     }
@@ -249,10 +268,12 @@ impl Service {
     /// the key ring, and every client. For a node that was not listening (Redis down,
     /// subscription being made).
     pub async fn catch_up(&self, now: i64) -> Result<()> {
-        self.resync_revocations(now).await?;
-        self.refresh_ring().await?;
+        // Each step whatever the others did: a failed read of revocations must not keep
+        // stale clients or keys.
         self.clients.forget_all();
-        Ok(())
+        let revocations = self.resync_revocations(now).await;
+        let keys = self.refresh_ring().await.map(|_| ());
+        revocations.and(keys)
     }
 }
 
@@ -263,9 +284,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_are_flat_json_with_the_node_and_the_kind() {
+    fn messages_are_flat_json_with_the_node_the_time_and_the_kind() {
         let message = Message {
             node: "n1".into(),
+            at: 7,
             change: Change::Revoked {
                 jti: "j".into(),
                 expires_at: 5,
@@ -274,34 +296,30 @@ mod tests {
         let text = serde_json::to_string(&message).unwrap();
         assert_eq!(
             text,
-            r#"{"node":"n1","kind":"revoked","jti":"j","expires_at":5}"#
+            r#"{"node":"n1","at":7,"kind":"revoked","jti":"j","expires_at":5}"#
         );
         let back: Message = serde_json::from_str(&text).unwrap();
         assert_eq!(back.change, message.change);
-        let keys: Message = serde_json::from_str(r#"{"node":"n2","kind":"keys"}"#).unwrap();
+        let keys: Message = serde_json::from_str(r#"{"node":"n2","at":1,"kind":"keys"}"#).unwrap();
         assert_eq!(keys.change, Change::Keys);
-        assert!(serde_json::from_str::<Message>(r#"{"node":"n2","kind":"other"}"#).is_err());
+        let other = r#"{"node":"n2","at":1,"kind":"other"}"#;
+        assert!(serde_json::from_str::<Message>(other).is_err());
     }
 
     #[test]
-    fn only_messages_sealed_with_the_key_open() {
+    fn only_messages_sealed_with_the_key_for_the_channel_open() {
         let key = message_key(&store::MasterKey::from_bytes([1; store::MASTER_KEY_LEN]));
         let other = message_key(&store::MasterKey::from_bytes([2; store::MASTER_KEY_LEN]));
-        let sealed = seal(&key, br#"{"node":"n","kind":"keys"}"#);
-        assert_eq!(
-            open(&key, &sealed),
-            Some(&br#"{"node":"n","kind":"keys"}"#[..])
-        );
-        assert_eq!(open(&other, &sealed), None, "another master key");
+        let json = br#"{"node":"n","at":1,"kind":"keys"}"#;
+        let sealed = seal(&key, "c", json);
+        assert_eq!(open(&key, "c", &sealed), Some(&json[..]));
+        assert_eq!(open(&other, "c", &sealed), None, "another master key");
+        assert_eq!(open(&key, "d", &sealed), None, "another channel");
         let mut changed = sealed.clone();
         if let Some(last) = changed.last_mut() {
             *last = b' ';
         }
-        assert_eq!(open(&key, &changed), None, "a changed message");
-        assert_eq!(
-            open(&key, br#"{"node":"n","kind":"keys"}"#),
-            None,
-            "no HMAC"
-        );
+        assert_eq!(open(&key, "c", &changed), None, "a changed message");
+        assert_eq!(open(&key, "c", json), None, "no HMAC");
     }
 }

@@ -159,10 +159,12 @@ impl Revocations {
         now: i64,
         max_lifetime: i64,
     ) -> Result<()> {
-        let rows = store.revoked_since(since).await?;
+        let rows = store.revoked_since(since, now).await?;
         let mut inner = self.write();
         for row in rows {
-            inner.since = inner.since.max(row.revoked_at);
+            // Not past now: a row stamped by a node whose clock runs ahead must not move
+            // the next read's start past revocations still to come.
+            inner.since = inner.since.max(row.revoked_at.min(now));
             let entry = inner.jtis.entry(row.jti).or_insert(row.expires_at);
             *entry = (*entry).max(row.expires_at);
         }

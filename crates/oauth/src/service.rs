@@ -132,7 +132,12 @@ pub struct Service {
     pub(crate) pepper: Zeroizing<[u8; 32]>,
     pub(crate) nonces: Option<Nonces>,
     pub(crate) settings: Settings,
-    ring: RwLock<Arc<KeyRing>>,
+    /// The ring in use, with the ticket of the load that made it.
+    ring: RwLock<(u64, Arc<KeyRing>)>,
+    /// Tickets of ring loads, taken before each load reads the store: a ring is installed
+    /// only over one loaded earlier, so a slow load (the lifecycle step's, a rotation's)
+    /// never puts back keys a later load (on a change message or the poll) replaced.
+    ring_tickets: std::sync::atomic::AtomicU64,
     pub(crate) revocations: Arc<Revocations>,
     pub(crate) recorder: Recorder,
     pub(crate) clients: ClientCache,
@@ -143,10 +148,9 @@ pub struct Service {
     pub(crate) publisher: std::sync::OnceLock<crate::changes::Publisher>,
     /// Authenticates change messages (derived from the master key).
     pub(crate) message_key: aws_lc_rs::hmac::Key,
-    /// Held by whatever loads a key ring and installs it, so that a ring loaded earlier is
-    /// never installed over one loaded later (the lifecycle step, a rotation, a reload on a
-    /// change message or on the poll).
-    pub(crate) ring_update: tokio::sync::Mutex<()>,
+    /// Woken by a change message about keys: the node's ring task compares and reloads, so
+    /// the message loop never waits on the store.
+    pub(crate) keys_changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Service {
@@ -188,11 +192,12 @@ impl Service {
             pepper,
             nonces,
             settings,
-            ring: RwLock::new(Arc::new(ring)),
+            ring: RwLock::new((0, Arc::new(ring))),
+            ring_tickets: std::sync::atomic::AtomicU64::new(0),
             revocations,
             publisher: std::sync::OnceLock::new(),
             message_key,
-            ring_update: tokio::sync::Mutex::new(()),
+            keys_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -236,17 +241,28 @@ impl Service {
 
     /// Reads the key ring again from the store (changed by another node or the CLI).
     pub async fn reload_ring(&self) -> Result<()> {
-        let _updating = self.ring_update.lock().await;
+        let ticket = self
+            .ring_tickets
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            .saturating_add(1);
         let ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
-        self.set_ring(ring);
+        let mut guard = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        if ticket > guard.0 {
+            *guard = (ticket, Arc::new(ring));
+        }
         Ok(())
+    }
+
+    /// Waits until another node says the key ring changed
+    /// ([`Change::Keys`](crate::changes::Change::Keys)); then [`Service::refresh_ring`].
+    pub async fn keys_changed(&self) {
+        self.keys_changed.notified().await;
     }
 
     /// Reloads the key ring when the store's keys differ from the ring's (one cheap query
     /// when nothing changed): how a change made elsewhere reaches this node within a
     /// second without Redis, or when its message was lost.
     pub async fn refresh_ring(&self) -> Result<bool> {
-        let updating = self.ring_update.lock().await;
         let mut stored = self.store.list_keys().await?;
         stored.retain(|k| k.state != KeyState::Removed);
         stored.sort_by(|a, b| a.kid.cmp(&b.kid));
@@ -256,7 +272,6 @@ impl Service {
         if stored.iter().eq(held) {
             return Ok(false);
         }
-        drop(updating);
         self.reload_ring().await?;
         Ok(true)
     }
@@ -264,12 +279,7 @@ impl Service {
     /// The current key ring.
     pub fn ring(&self) -> Arc<KeyRing> {
         let guard = self.ring.read().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(&guard)
-    }
-
-    pub(crate) fn set_ring(&self, ring: KeyRing) {
-        let mut guard = self.ring.write().unwrap_or_else(|e| e.into_inner());
-        *guard = Arc::new(ring);
+        Arc::clone(&guard.1)
     }
 
     pub(crate) fn master(&self) -> &MasterKey {
@@ -405,7 +415,6 @@ impl Service {
     /// records of tokens expired for a day (a batch per step), and reloads the ring so
     /// changes made by other nodes or the CLI take effect here.
     pub async fn maintain(&self, now: i64) -> Result<()> {
-        let updating = self.ring_update.lock().await;
         let before = self.store.list_keys().await?;
         let mut ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
         ring.promote_due(&self.store, &self.master, now).await?;
@@ -450,8 +459,10 @@ impl Service {
                 self.audit(&key_event(event, &key.kid, now, None)).await?;
             }
         }
-        self.set_ring(ring);
-        drop(updating);
+        // Loaded again rather than `ring` installed: the ticket order says which load is
+        // newer.
+        drop(ring);
+        self.reload_ring().await?;
         self.store.purge_used_jtis(now).await?;
         // Stamped now, not at the step's start: gateways poll revocations from a recent
         // time, and an earlier stamp could fall before it.

@@ -247,7 +247,11 @@ impl Service {
             .use_jti(
                 "dpop",
                 &format!("{}:{}", proof.jkt, proof.jti),
-                proof.iat.saturating_add(window).saturating_add(1),
+                // A window longer than acceptance: every node purges with its own clock.
+                proof
+                    .iat
+                    .saturating_add(window.saturating_mul(2))
+                    .saturating_add(1),
             )
             .await?;
         if !fresh {

@@ -202,14 +202,18 @@ impl Store {
         .rows_affected()))
     }
 
-    /// Tokens revoked at or after `since`, oldest revocation first, for gateways that poll.
-    /// Poll with some overlap (see the crate docs) and deduplicate by jti.
-    pub async fn revoked_since(&self, since: i64) -> Result<Vec<Revocation>> {
+    /// Tokens revoked at or after `since` that have not expired by `alive_at` (an expired
+    /// token is refused without a revocation, so a bulk revocation's expired rows need not
+    /// be read again and again), oldest revocation first, for gateways that poll. Poll with
+    /// some overlap (see the crate docs) and deduplicate by jti.
+    pub async fn revoked_since(&self, since: i64, alive_at: i64) -> Result<Vec<Revocation>> {
         let rows: Vec<(String, i64, i64)> = with_pool!(self, pool => sqlx::query_as(
             "SELECT jti, revoked_at, expires_at FROM tokens \
-             WHERE revoked_at IS NOT NULL AND revoked_at >= $1 ORDER BY revoked_at, jti",
+             WHERE revoked_at IS NOT NULL AND revoked_at >= $1 AND expires_at >= $2 \
+             ORDER BY revoked_at, jti",
         )
         .bind(since)
+        .bind(alive_at)
         .fetch_all(pool)
         .await?);
         Ok(rows

@@ -523,14 +523,19 @@ mod cases {
             Some(1000)
         );
 
-        let all: Vec<_> = store.revoked_since(0).await.unwrap();
+        let all: Vec<_> = store.revoked_since(0, 0).await.unwrap();
         let jtis: Vec<_> = all.iter().map(|r| r.jti.as_str()).collect();
         assert_eq!(jtis, ["t1", "t2", "t3"], "in revocation order");
         assert_eq!((all[0].revoked_at, all[0].expires_at), (1000, exp));
-        let recent: Vec<_> = store.revoked_since(2000).await.unwrap();
+        let recent: Vec<_> = store.revoked_since(2000, 0).await.unwrap();
         let jtis: Vec<_> = recent.iter().map(|r| r.jti.as_str()).collect();
         assert_eq!(jtis, ["t2", "t3"], "the bound is inclusive");
-        assert!(store.revoked_since(3001).await.unwrap().is_empty());
+        assert!(store.revoked_since(3001, 0).await.unwrap().is_empty());
+        assert!(
+            store.revoked_since(0, exp + 1).await.unwrap().is_empty(),
+            "expired tokens are not read"
+        );
+        assert_eq!(store.revoked_since(0, exp).await.unwrap().len(), 3);
 
         assert_eq!(
             store.purge_expired(500, 100).await.unwrap(),
@@ -542,7 +547,7 @@ mod cases {
         // At most `limit` at a time.
         assert_eq!(store.purge_expired(exp + 1, 3).await.unwrap(), 3);
         assert_eq!(store.purge_expired(exp + 1, 3).await.unwrap(), 1);
-        assert!(store.revoked_since(0).await.unwrap().is_empty());
+        assert!(store.revoked_since(0, 0).await.unwrap().is_empty());
     }
 
     pub async fn jti_single_use(ctx: Ctx) {

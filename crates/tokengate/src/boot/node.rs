@@ -88,11 +88,12 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 
 /// Longest wait for one poll of the store: a database behind a path that drops packets
 /// would otherwise hold the poll (and keep the node's revocations stale) until the kernel
-/// gives up on the connection, many minutes later.
-const POLL_TIMEOUT: Duration = Duration::from_secs(2);
+/// gives up on the connection, many minutes later. Generous: a poll that reads many rows
+/// (a large bulk revocation, the minutely full re-read) must be able to finish.
+const POLL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Every this many polls, every revocation of a live token is read again, not only those
 /// since the last read ([`oauth::Revocations::resync`]).
-const RESYNC_EVERY: u32 = 60;
+const RESYNC_EVERY: u64 = 60;
 
 /// Reads what other nodes (and the CLI) change every second: revocations and the key ring
 /// (clients are read again a second after they were cached). The fallback of the change
@@ -103,7 +104,7 @@ pub async fn poll_store(service: Arc<Service>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut unpublished = (0, None::<std::time::Instant>);
-    for round in 1u32.. {
+    for round in 1u64.. {
         tick.tick().await;
         warn_of_unpublished_changes(&service, &mut unpublished);
         let polled = tokio::time::timeout(POLL_TIMEOUT, poll_once(&service, round)).await;
@@ -149,7 +150,7 @@ fn warn_of_unpublished_changes(service: &Service, last: &mut (u64, Option<std::t
     }
 }
 
-async fn poll_once(service: &Service, round: u32) -> oauth::Result<()> {
+async fn poll_once(service: &Service, round: u64) -> oauth::Result<()> {
     let now = store::unix_now();
     if round.is_multiple_of(RESYNC_EVERY) {
         service.resync_revocations(now).await?;
@@ -179,6 +180,7 @@ pub fn follow_changes(service: Arc<Service>, redis: Redis) -> Result<(), CliErro
     let node =
         oauth::random_b64(12).map_err(|e| CliError::new(e.code(), e.to_string(), EXIT_USAGE))?;
     service.publish_changes(redis.clone(), node);
+    tokio::spawn(follow_key_changes(Arc::clone(&service)));
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut lost = false;
@@ -213,6 +215,27 @@ pub fn follow_changes(service: Arc<Service>, redis: Redis) -> Result<(), CliErro
         }
     });
     Ok(())
+}
+
+/// Compares the key ring with the store each time another node says it changed (repeats
+/// while a comparison runs count once): off the message loop, which must never wait on the
+/// store.
+async fn follow_key_changes(service: Arc<Service>) {
+    loop {
+        service.keys_changed().await;
+        match tokio::time::timeout(POLL_TIMEOUT, service.refresh_ring()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(
+                "reading the key ring another node changed failed ({}): {e}; the poll tries \
+                 again within a second",
+                e.code()
+            ),
+            Err(_) => tracing::warn!(
+                "reading the key ring another node changed took more than {POLL_TIMEOUT:?}; \
+                 the poll tries again within a second"
+            ),
+        }
+    }
 }
 
 /// Applies messages until the subscription ends or stops answering.

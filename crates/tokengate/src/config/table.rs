@@ -775,7 +775,8 @@ fn path_match(r: &Route) -> Result<PathMatch, Failure> {
              (\"{p}/\" serves {p} itself and everything under it)"
         )));
     }
-    if routes::is_reserved(p) {
+    // A prefix also serves its bare path: `/healthz/` would claim the probe's.
+    if routes::is_reserved(p) || routes::PROBES.contains(&p.trim_end_matches('/')) {
         return Err(at(format!(
             "{p} is served by the token service ({}, {})",
             RESERVED.join(", "),

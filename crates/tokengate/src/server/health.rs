@@ -41,9 +41,11 @@ pub struct Readiness {
     redis: Option<Redis>,
     /// Set on SIGTERM: the node is leaving and must get no new traffic.
     draining: AtomicBool,
-    /// The last round of checks and when it ended; held while a round runs, so that
-    /// concurrent probes wait for it rather than start their own.
-    last: tokio::sync::Mutex<Option<(std::time::Instant, Checks)>>,
+    /// Held while a round of checks runs, so that concurrent probes wait for it rather
+    /// than start their own.
+    round: tokio::sync::Mutex<()>,
+    /// The last round's outcome and when it ended.
+    last: std::sync::Mutex<Option<(std::time::Instant, Checks)>>,
 }
 
 /// The outcome of each check: `Ok` or why not.
@@ -60,8 +62,22 @@ impl Readiness {
         Readiness {
             redis,
             draining: AtomicBool::new(false),
-            last: tokio::sync::Mutex::new(None),
+            round: tokio::sync::Mutex::new(()),
+            last: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The last round's outcome, when it ended less than [`REUSE_FOR`] ago.
+    fn recent(&self) -> Option<Checks> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < REUSE_FOR)
+            .map(|(_, checks)| checks.clone())
+    }
+
+    fn keep(&self, checks: &Checks) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some((std::time::Instant::now(), checks.clone()));
     }
 
     /// From now on `/readyz` answers 503 (shutdown began).
@@ -82,12 +98,14 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
+    // Leaving: said at once, whatever the store or Redis would say.
+    if app.readiness.draining.load(Ordering::Relaxed) {
+        let body = json!({ "status": "not ready", "reason": "shutting down" });
+        return probe_answer(StatusCode::SERVICE_UNAVAILABLE, &body);
+    }
     let checks = checks(&app).await;
     let mut shown = Map::new();
     let mut failing = Vec::new();
-    if app.readiness.draining.load(Ordering::Relaxed) {
-        failing.push("shutting down".to_owned());
-    }
     let all = [
         ("store", Some(checks.store)),
         ("keys", Some(checks.keys)),
@@ -119,28 +137,38 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// The checks' outcomes: the last round's when it is recent, else a new round (the store
-/// and Redis asked at once).
-async fn checks(app: &App) -> Checks {
-    let mut last = app.readiness.last.lock().await;
-    if let Some((at, checks)) = last.as_ref() {
-        if at.elapsed() < REUSE_FOR {
-            return checks.clone();
-        }
+/// and Redis asked at once). One round at a time; it runs in a task of its own and keeps
+/// its outcome itself, so a probe that goes away meanwhile (a reset stream) does not waste
+/// it.
+async fn checks(app: &Arc<App>) -> Checks {
+    let _one_round = app.readiness.round.lock().await;
+    if let Some(checks) = app.readiness.recent() {
+        return checks;
     }
-    let redis = async {
-        match &app.readiness.redis {
-            Some(redis) => Some(redis_check(redis).await),
-            None => None,
+    let round = tokio::spawn({
+        let app = Arc::clone(app);
+        async move {
+            let redis = async {
+                match &app.readiness.redis {
+                    Some(redis) => Some(redis_check(redis).await),
+                    None => None,
+                }
+            };
+            let (store, redis) = tokio::join!(store_check(&app), redis);
+            let checks = Checks {
+                store,
+                keys: keys_check(&app),
+                redis,
+            };
+            app.readiness.keep(&checks);
+            checks
         }
-    };
-    let (store, redis) = tokio::join!(store_check(app), redis);
-    let checks = Checks {
-        store,
-        keys: keys_check(app),
-        redis,
-    };
-    *last = Some((std::time::Instant::now(), checks.clone()));
-    checks
+    });
+    round.await.unwrap_or_else(|_| Checks {
+        store: Err("not checked".into()),
+        keys: Err("not checked".into()),
+        redis: None,
+    })
 }
 
 async fn store_check(app: &App) -> Result<(), String> {

@@ -83,6 +83,21 @@ fn a_route_on_a_probe_path_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/healthz"), "{err}");
+    // A prefix serves its bare path too; a longer one is the upstream's.
+    for (prefix, refused) in [("/readyz/", true), ("/healthz-ui/", false)] {
+        std::fs::write(
+            dir.path().join("t.toml"),
+            format!("[[routes]]\nname = \"h\"\npath_prefix = \"{prefix}\"\nupstreams = [\"http://127.0.0.1:9\"]\nauth = \"none\"\n"),
+        )
+        .unwrap();
+        let out = run(dir.path(), None, &["config", "check", "t.toml"]);
+        assert_eq!(
+            !out.status.success(),
+            refused,
+            "{prefix}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A second node on the same SQLite file is refused at start, saying to use PostgreSQL;
