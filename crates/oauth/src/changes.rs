@@ -119,7 +119,6 @@ pub(crate) struct Publisher {
     redis: Redis,
     channel: String,
     node: String,
-    key: hmac::Key,
     /// Messages being sent, so a command that exits right after its change can wait for
     /// them ([`Service::flush_changes`]); each task says whether Redis took its message.
     sending: std::sync::Mutex<Vec<tokio::task::JoinHandle<bool>>>,
@@ -139,7 +138,7 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// Publishes `change` from a task of its own: the request that made it does not wait on
     /// Redis, and a failure only delays the change to the next poll of the other nodes.
-    fn publish(&self, change: Change) {
+    fn publish(&self, key: &hmac::Key, change: Change) {
         let message = Message {
             node: self.node.clone(),
             at: store::unix_now(),
@@ -148,7 +147,7 @@ impl Publisher {
         let Ok(json) = serde_json::to_vec(&message) else {
             return;
         };
-        let payload = seal(&self.key, &self.channel, &json);
+        let payload = seal(key, &self.channel, &json);
         let (redis, channel) = (self.redis.clone(), self.channel.clone());
         let failed = std::sync::Arc::clone(&self.failed);
         let sent = tokio::spawn(async move {
@@ -172,7 +171,6 @@ impl Service {
             redis,
             channel: self.changes_channel(),
             node,
-            key: message_key(self.master()),
             sending: std::sync::Mutex::default(),
             failed: std::sync::Arc::default(),
         });
@@ -212,7 +210,7 @@ impl Service {
     /// Publishes `change` when [`Service::publish_changes`] was called.
     pub(crate) fn announce(&self, change: Change) {
         if let Some(publisher) = self.publisher.get() {
-            publisher.publish(change);
+            publisher.publish(&self.message_key, change);
         }
     }
 
