@@ -124,10 +124,15 @@ async fn three_nodes_share_revocations_dpop_proofs_clients_and_keys() {
         let url = ctx.url.clone();
         tokio::task::spawn_blocking(move || {
             let upstream = Upstream::start(false);
-            let config = node_config(&upstream.addr, Some(&store::testing::redis_url()), "");
+            let (_held, dead) = crate::process::refused_address();
+            let config = node_config(&upstream.addr, Some(&store::testing::redis_url()), "")
+                + &upstream_fault_routes(&upstream.addr, &dead.to_string());
             let dirs = [node_dir(&config), node_dir(&config), node_dir(&config)];
             let (client_id, auth) = client(dirs[0].path(), &url);
             let [a, b, c] = [0, 1, 2].map(|i| serve(dirs[i].path(), &url));
+            for node in [&a, &b, &c] {
+                upstream_faults_are_answered(node);
+            }
 
             // One token: accepted at B, revoked at C, refused at A and B.
             let token = get_token(&a.addr, &auth);
@@ -357,4 +362,26 @@ fn forged_messages_change_nothing(node: &Server, live: &str) {
         200,
         "not revoked by a forged message"
     );
+}
+
+/// Two routes for upstream faults: one whose only upstream refuses connections, one with a
+/// dead upstream beside a live one.
+fn upstream_fault_routes(live: &str, dead: &str) -> String {
+    format!(
+        "\n[[routes]]\nname = \"down\"\npath_prefix = \"/down/\"\nupstreams = [\"http://{dead}\"]\nauth = \"none\"\n\
+         \n[[routes]]\nname = \"half\"\npath_prefix = \"/half/\"\nupstreams = [\"http://{dead}\", \"http://{live}\"]\nauth = \"none\"\n"
+    )
+}
+
+/// The upstream faults the single-node tests cover, at one node of the cluster: a dead
+/// upstream is a 502, and a GET goes on to the live upstream beside a dead one.
+fn upstream_faults_are_answered(node: &Server) {
+    let get = |path: &str| request(&node.addr, "GET", path, &[("Host", API_HOST)], None);
+    let r = get("/down/x");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.json()["error"], "bad_gateway", "{}", r.body);
+    for _ in 0..4 {
+        let r = get("/half/x");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 }

@@ -467,7 +467,7 @@ impl Upstream {
 /// An address this test owns on which nothing listens: a socket bound to it but never put
 /// in the listening state, so connecting is refused and no one else can take the port while
 /// the returned socket lives.
-fn refused_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+pub(crate) fn refused_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = socket.local_addr().unwrap();
