@@ -155,32 +155,46 @@ impl ReplayCache {
                 on_unavailable,
                 counters,
             }) => {
-                let seconds = shared_until.saturating_sub(now).max(1);
-                let mut set = cmd("SET");
-                set.arg(format!("{REDIS_PREFIX}{key}"))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(seconds);
-                // With the local fallback, memory keeps every proof too, so a proof used
-                // while Redis answered is still refused here once it does not.
                 let local = *on_unavailable == OnUnavailable::Local;
-                if local && self.local.seen(key, now) {
-                    return FirstUse::Replayed;
-                }
-                let (answer, took) = redis.query::<Option<String>>(&set).await;
-                let answer = match counters.observe("dpop replay check", took, answer) {
-                    Some(Some(_)) => FirstUse::Fresh,
-                    Some(None) => FirstUse::Replayed,
-                    None if local => return self.local.first_use(key, expires_at, now),
-                    None => FirstUse::Unavailable,
-                };
-                if local && answer == FirstUse::Fresh {
-                    self.local.first_use(key, expires_at, now);
-                }
-                answer
+                self.in_redis(redis, counters, local, key, (expires_at, shared_until), now)
+                    .await
             }
         }
+    }
+
+    /// The check in Redis. With the local fallback (`local`), memory keeps every proof too,
+    /// so a proof used while Redis answered is still refused here once it does not; `until`
+    /// is (the end of the window here, the end of the window where nodes share it).
+    async fn in_redis(
+        &self,
+        redis: &Redis,
+        counters: &RedisCounters,
+        local: bool,
+        key: &str,
+        until: (i64, i64),
+        now: i64,
+    ) -> FirstUse {
+        let (expires_at, shared_until) = until;
+        if local && self.local.seen(key, now) {
+            return FirstUse::Replayed;
+        }
+        let mut set = cmd("SET");
+        set.arg(format!("{REDIS_PREFIX}{key}"))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(shared_until.saturating_sub(now).max(1));
+        let (answer, took) = redis.query::<Option<String>>(&set).await;
+        let answer = match counters.observe("dpop replay check", took, answer) {
+            Some(Some(_)) => FirstUse::Fresh,
+            Some(None) => FirstUse::Replayed,
+            None if local => return self.local.first_use(key, expires_at, now),
+            None => FirstUse::Unavailable,
+        };
+        if local && answer == FirstUse::Fresh {
+            self.local.first_use(key, expires_at, now);
+        }
+        answer
     }
 }
 

@@ -216,9 +216,8 @@ impl Service {
 
     /// Applies a message received on [`Service::changes_channel`], unless this node sent it.
     /// Returns the change applied, `None` for this node's own messages; an error for a
-    /// message that is not one of ours (too long, a bad HMAC, an unknown shape), or a key
-    /// ring that cannot be read again.
-    pub async fn apply_message(&self, payload: &[u8], now: i64) -> Result<Option<Change>> {
+    /// message that is not one of ours (too long, a bad HMAC, an unknown shape, too old).
+    pub fn apply_message(&self, payload: &[u8], now: i64) -> Result<Option<Change>> {
         if payload.len() > MAX_MESSAGE {
             return Err(crate::Error::Invalid("a change message is too long"));
         }
@@ -235,14 +234,14 @@ impl Service {
         if self.publisher.get().is_some_and(|p| p.node == message.node) {
             return Ok(None);
         }
-        self.apply(&message.change, now).await?;
+        self.apply(&message.change, now);
         Ok(Some(message.change))
     }
 
     /// Applies a change made by another node. Times are bounded: a revocation is kept no
     /// longer than the longest token lives, and a bulk revocation's time lies at most a few
     /// seconds ahead.
-    pub async fn apply(&self, change: &Change, now: i64) -> Result<()> {
+    pub fn apply(&self, change: &Change, now: i64) {
         let longest = now.saturating_add(secs(self.settings.policy.max_token_lifetime));
         let soon = now.saturating_add(FUTURE_SLACK);
         match change {
@@ -259,7 +258,6 @@ impl Service {
             Change::Client { client_id } => self.clients.forget(client_id),
             Change::Keys => self.keys_changed.notify_one(),
         }
-        Ok(())
     }
 
     /// Re-reads everything other nodes may have changed: every revocation of a live token,

@@ -97,7 +97,7 @@ impl Revocations {
     }
 
     /// Milliseconds since the last successful read from the store; `None` before the first.
-    pub fn since_sync_ms(&self) -> Option<u64> {
+    fn since_sync_ms(&self) -> Option<u64> {
         let synced = self.synced_ms.load(Ordering::Relaxed).checked_sub(1)?;
         Some(self.elapsed_ms().saturating_sub(synced))
     }
@@ -109,23 +109,17 @@ impl Revocations {
     /// Records one revoked token. Entries only grow: a later, smaller expiry (a message
     /// out of order, or a hostile one) never shortens what is remembered.
     pub fn revoke_jti(&self, jti: &str, expires_at: i64) {
-        let mut inner = self.write();
-        let entry = inner.jtis.entry(jti.to_owned()).or_insert(expires_at);
-        *entry = (*entry).max(expires_at);
+        keep_latest(&mut self.write().jtis, jti, expires_at);
     }
 
     /// Records a bulk revocation of a client's tokens at `at` (the latest one stands).
     pub fn revoke_client(&self, client_id: &str, at: i64) {
-        let mut inner = self.write();
-        let entry = inner.clients.entry(client_id.to_owned()).or_insert(at);
-        *entry = (*entry).max(at);
+        keep_latest(&mut self.write().clients, client_id, at);
     }
 
     /// Records a bulk revocation of a subject's tokens at `at` (the latest one stands).
     pub fn revoke_subject(&self, subject: &str, at: i64) {
-        let mut inner = self.write();
-        let entry = inner.subjects.entry(subject.to_owned()).or_insert(at);
-        *entry = (*entry).max(at);
+        keep_latest(&mut self.write().subjects, subject, at);
     }
 
     /// Reads revocations recorded in the store since the last refresh (all unexpired ones the
@@ -165,8 +159,7 @@ impl Revocations {
             // Not past now: a row stamped by a node whose clock runs ahead must not move
             // the next read's start past revocations still to come.
             inner.since = inner.since.max(row.revoked_at.min(now));
-            let entry = inner.jtis.entry(row.jti).or_insert(row.expires_at);
-            *entry = (*entry).max(row.expires_at);
+            keep_latest(&mut inner.jtis, &row.jti, row.expires_at);
         }
         if inner.since == 0 {
             inner.since = since.max(1);
@@ -178,6 +171,16 @@ impl Revocations {
         self.synced_ms
             .fetch_max(self.elapsed_ms().saturating_add(1), Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Records `time` for `key`, unless a later one is recorded: entries only grow.
+fn keep_latest(map: &mut HashMap<String, i64>, key: &str, time: i64) {
+    match map.get_mut(key) {
+        Some(kept) => *kept = (*kept).max(time),
+        None => {
+            map.insert(key.to_owned(), time);
+        }
     }
 }
 

@@ -412,8 +412,8 @@ impl Service {
     /// removes expired ones, starts a scheduled rotation when the active key is older than
     /// `rotate_every`, forgets expired single-use jtis, revokes tokens recorded for clients
     /// already disabled (issued by a request that authenticated just before), deletes the
-    /// records of tokens expired for a day (a batch per step), and reloads the ring so
-    /// changes made by other nodes or the CLI take effect here.
+    /// records of tokens expired for a day (a batch per step), and reloads the ring when
+    /// it changed (here, on another node or by the CLI), so the change takes effect here.
     pub async fn maintain(&self, now: i64) -> Result<()> {
         let before = self.store.list_keys().await?;
         let mut ring = KeyRing::load(&self.store, &self.master, &self.settings.policy).await?;
@@ -444,8 +444,15 @@ impl Service {
             }
         }
         let after = self.store.list_keys().await?;
+        // Loaded again rather than `ring` installed: the ticket order says which load is
+        // newer. When this step changed nothing, the ring is loaded only if the store's keys
+        // differ from it (changed by another node or the CLI), not every step.
+        drop(ring);
         if after != before {
+            self.reload_ring().await?;
             self.announce(crate::changes::Change::Keys);
+        } else {
+            self.refresh_ring().await?;
         }
         for key in &after {
             let old = before.iter().find(|b| b.kid == key.kid).map(|b| b.state);
@@ -459,10 +466,6 @@ impl Service {
                 self.audit(&key_event(event, &key.kid, now, None)).await?;
             }
         }
-        // Loaded again rather than `ring` installed: the ticket order says which load is
-        // newer.
-        drop(ring);
-        self.reload_ring().await?;
         self.store.purge_used_jtis(now).await?;
         // Stamped now, not at the step's start: gateways poll revocations from a recent
         // time, and an earlier stamp could fall before it.

@@ -247,7 +247,7 @@ async fn apply_changes(service: &Service, subscription: &mut Subscription) {
         tokio::select! {
             message = subscription.next() => {
                 let Some(payload) = message else { return };
-                if let Err(e) = service.apply_message(&payload, store::unix_now()).await {
+                if let Err(e) = service.apply_message(&payload, store::unix_now()) {
                     if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                         warned = Some(std::time::Instant::now());
                         tracing::warn!("a change message was not applied ({}): {e}", e.code());
