@@ -44,18 +44,24 @@ pub(crate) fn upstream_response(
 }
 
 impl Gateway {
-    fn audit_denial(&self, denial: &Denial, route: &Route, auth: &RouteAuth, ctx: &Context) {
+    /// Denials are tallied per route, reason and client and written once per interval
+    /// with their count (`store::AuditQueue::tally`): a flood of bad requests is a few
+    /// events, not one per request.
+    fn audit_denial(&self, denial: &Denial, route: &Route, auth: &RouteAuth, client: Option<&str>) {
         if *denial == Denial::MissingToken {
             // Not a token event: every browser probe would fill the trail.
             return;
         }
-        self.audit.record(AuditEvent {
+        let mut detail = serde_json::Map::new();
+        detail.insert("route".into(), route.name.clone().into());
+        self.audit.tally(AuditEvent {
             time: store::unix_now(),
             event: "gateway.denied".into(),
+            client_id: client.map(str::to_owned),
             audience: Some(auth.audience.clone()),
             outcome: "failure".into(),
-            reason: Some(format!("{} (route {})", denial.code(), route.name)),
-            request_id: Some(ctx.request_id.clone()),
+            reason: Some(denial.code().to_owned()),
+            detail: Some(detail),
             ..AuditEvent::default()
         });
     }
@@ -84,7 +90,7 @@ impl Gateway {
             ProxyError::Denied(denial) => {
                 if let Some(route) = failure.route {
                     if let Some(auth) = &route.auth {
-                        self.audit_denial(denial, route, auth, ctx);
+                        self.audit_denial(denial, route, auth, info.client_id.as_deref());
                     }
                 }
                 if let Some(challenge) = challenge(denial, failure) {

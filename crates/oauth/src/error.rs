@@ -41,6 +41,11 @@ pub enum Error {
     /// ([`Service::apply_message`](crate::Service::apply_message)).
     #[error("invalid message: {0}")]
     Invalid(&'static str),
+
+    /// The audit log in the store is not what was written or signed: nothing more is
+    /// signed over it. `tokengate audit verify` names the first bad event.
+    #[error("audit log: {0}")]
+    AuditLog(String),
 }
 
 impl Error {
@@ -54,6 +59,7 @@ impl Error {
             Error::InvalidGrant(_) => "ERR_OAUTH_INVALID_GRANT",
             Error::Random => "ERR_OAUTH_RANDOM",
             Error::Invalid(_) => "ERR_OAUTH_INVALID_MESSAGE",
+            Error::AuditLog(_) => "ERR_AUDIT_LOG_TAMPERED",
         }
     }
 

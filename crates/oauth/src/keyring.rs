@@ -88,7 +88,7 @@ impl KeyRing {
     ) -> Result<KeyRing> {
         store.verify_master_key(master).await?;
         let records = store.list_keys().await?;
-        for key_use in [KeyUse::Sig, KeyUse::Enc] {
+        for key_use in [KeyUse::Sig, KeyUse::Enc, KeyUse::Audit] {
             let has_active = records
                 .iter()
                 .any(|r| r.key_use == key_use && r.state == KeyState::Active);
@@ -122,10 +122,11 @@ impl KeyRing {
         }
         let sig_kid = newest_active(&keys, KeyUse::Sig).ok_or(Error::NoActiveKey("sig"))?;
         let enc_kid = newest_active(&keys, KeyUse::Enc).ok_or(Error::NoActiveKey("enc"))?;
-        // Symmetric keys have no public half to publish.
+        // Symmetric keys have no public half to publish; audit keys verify checkpoints,
+        // not tokens, and are published on their own.
         let public = keys
             .iter()
-            .filter(|k| !k.jwk.is_symmetric())
+            .filter(|k| !k.jwk.is_symmetric() && k.record.key_use != KeyUse::Audit)
             .map(|k| k.jwk.to_public())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let jwks = JwkSet::new(public)?;
@@ -173,6 +174,18 @@ impl KeyRing {
     /// The key with this kid, if the ring holds it (in any state but removed).
     pub fn key(&self, kid: &str) -> Option<&RingKey> {
         self.keys().find(|k| k.record.kid == kid)
+    }
+
+    /// The newest active audit key, if the ring has one (a ring loaded before any node
+    /// of this version started has none).
+    pub fn active_audit(&self) -> Option<&RingKey> {
+        let kid = newest_active_of(self.keys(), KeyUse::Audit)?;
+        self.key(&kid)
+    }
+
+    /// Every audit key, whatever its state: each signed checkpoints once.
+    pub fn audit_keys(&self) -> impl Iterator<Item = &RingKey> {
+        self.keys().filter(|k| k.record.key_use == KeyUse::Audit)
     }
 
     /// The public halves of the pending, active and retired keys, signing and encryption:
@@ -257,7 +270,10 @@ impl KeyRing {
                 r.key_use == new.key_use && r.state == KeyState::Active && r.kid != new.kid
             }) {
                 changed |= lenient(store.set_key_state(&old.kid, KeyState::Retired, now).await)?;
-                store.set_remove_after(&old.kid, remove_after).await?;
+                // A retired audit key stays: no `remove_after`, so it is never removed.
+                if old.key_use != KeyUse::Audit {
+                    store.set_remove_after(&old.kid, remove_after).await?;
+                }
             }
         }
         for old in
@@ -307,8 +323,14 @@ fn order(r: &KeyRecord) -> (i64, i64, &str) {
 
 /// The kid of the active key of `key_use` activated last.
 fn newest_active(keys: &[RingKey], key_use: KeyUse) -> Option<String> {
-    keys.iter()
-        .filter(|k| k.record.key_use == key_use && k.record.state == KeyState::Active)
+    newest_active_of(keys.iter(), key_use)
+}
+
+fn newest_active_of<'a>(
+    keys: impl Iterator<Item = &'a RingKey>,
+    key_use: KeyUse,
+) -> Option<String> {
+    keys.filter(|k| k.record.key_use == key_use && k.record.state == KeyState::Active)
         .max_by(|a, b| order(&a.record).cmp(&order(&b.record)))
         .map(|k| k.record.kid.clone())
 }
@@ -321,6 +343,8 @@ fn generate(policy: &Policy, key_use: KeyUse) -> Result<Jwk> {
             map.insert("use".into(), "sig".into());
             Jwk::from_map(&map)?
         }
+        // Ed25519, as C2SP signed notes require.
+        KeyUse::Audit => Jwk::generate(Algorithm::EdDSA, None, None)?,
         KeyUse::Enc => {
             // A `dir` key is sized by its content encryption; other algorithms ignore `enc`.
             let enc = policy

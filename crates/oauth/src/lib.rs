@@ -30,6 +30,7 @@
 //! ```
 
 mod admin;
+mod audit_log;
 pub mod changes;
 mod client_auth;
 mod clients;
@@ -46,6 +47,9 @@ mod service;
 mod token;
 
 pub use admin::{AdminError, Credentials, NewClient, RevokeBy};
+pub use audit_log::{
+    audit_keys_document, audit_verifier_key, origin_for, AuditLog, InclusionProof,
+};
 pub use client_auth::{basic_credentials, claimed_client_id, JWT_BEARER};
 pub use error::{Error, Result};
 pub use introspection::{Introspection, INTROSPECTION_JWT};

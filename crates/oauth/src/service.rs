@@ -107,6 +107,9 @@ pub struct Settings {
     pub trusted_issuers: Vec<TrustedIssuer>,
     /// DPoP.
     pub dpop: DpopSettings,
+    /// The name a new audit log is given (its checkpoints' origin line); by default
+    /// [`origin_for`](crate::origin_for) the issuer. A log keeps the name it was first given.
+    pub audit_origin: Option<String>,
 }
 
 impl Settings {
@@ -121,6 +124,7 @@ impl Settings {
             audiences: Vec::new(),
             trusted_issuers: Vec::new(),
             dpop: DpopSettings::default(),
+            audit_origin: None,
         }
     }
 }
@@ -151,6 +155,8 @@ pub struct Service {
     /// Woken by a change message about keys: the node's ring task compares and reloads, so
     /// the message loop never waits on the store.
     pub(crate) keys_changed: tokio::sync::Notify,
+    /// This node's copy of the audit log's tree.
+    audit_log: crate::audit_log::AuditLog,
 }
 
 impl std::fmt::Debug for Service {
@@ -183,7 +189,13 @@ impl Service {
             .await?;
         let recorder = Recorder::spawn(store.clone());
         let message_key = crate::changes::message_key(&master);
+        let origin = match &settings.audit_origin {
+            Some(origin) => origin.clone(),
+            None => crate::audit_log::origin_for(&settings.issuer),
+        };
+        let audit_log = crate::audit_log::AuditLog::open(&store, &origin).await?;
         Ok(Service {
+            audit_log,
             denials: store::AuditQueue::spawn(store.clone()),
             clients: ClientCache::default(),
             recorder,
@@ -399,6 +411,39 @@ impl Service {
         let ring = self.ring();
         let token = jwt::sign(&out, ring.active_signing(), ring.signing_alg(), Some("JWT"))?;
         Ok((token, exp))
+    }
+
+    /// Signs a checkpoint of the audit log when events were added since the newest one
+    /// (see [`AuditLog`](crate::AuditLog)); returns it, or `None` when none was due.
+    pub async fn checkpoint_audit(&self, now: i64) -> Result<Option<store::StoredCheckpoint>> {
+        let ring = self.ring();
+        self.audit_log.checkpoint(&self.store, &ring, now).await
+    }
+
+    /// The inclusion proof of audit event `seq` in the newest checkpoint's tree.
+    pub async fn prove_audit(&self, seq: u64) -> Result<Option<crate::InclusionProof>> {
+        self.audit_log.prove(&self.store, seq).await
+    }
+
+    /// Writes the audit events still queued (the denials tallied in this interval).
+    pub async fn flush_audit(&self) {
+        self.denials.flush().await;
+    }
+
+    /// The audit log's name (its checkpoints' origin line).
+    pub fn audit_origin(&self) -> &str {
+        self.audit_log.origin()
+    }
+
+    /// The public keys of every audit key, which verify the log's checkpoints.
+    pub fn audit_keys(&self) -> Result<Vec<audit::note::VerifierKey>> {
+        self.audit_log.verifier_keys(&self.ring())
+    }
+
+    /// [`audit_keys_document`](crate::audit_keys_document) of the ring's audit keys.
+    pub fn audit_keys_document(&self) -> Result<serde_json::Value> {
+        let ring = self.ring();
+        crate::audit_keys_document(self.audit_origin(), ring.audit_keys().map(|k| &k.record))
     }
 
     /// Appends an audit event; a failure is returned, so the caller reports it rather than

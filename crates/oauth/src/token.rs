@@ -15,6 +15,16 @@ use crate::service::{paths, Audience, Service};
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// The first 8 hex digits of a token's SHA-256, as the gateway's access log writes them.
+fn token_hash_prefix(token: &str) -> String {
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    hash.as_ref()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Clock skew allowed on an exchanged token.
 const EXCHANGE_LEEWAY: u64 = 30;
 
@@ -139,6 +149,16 @@ impl Service {
         let minted = mint(&self.ring(), &grant, now)?;
         let issued = minted.record_of(&grant);
         event.jti = Some(minted.jti.clone());
+        if exchanged {
+            event.event = "token.exchanged".into();
+        }
+        // What the gateway's access log names a token by (never the token itself).
+        let mut detail = Map::new();
+        detail.insert(
+            "token_sha256".into(),
+            token_hash_prefix(&minted.token).into(),
+        );
+        event.detail = Some(detail);
 
         let mut body = Map::new();
         body.insert("access_token".into(), minted.token.into());

@@ -80,8 +80,12 @@ async fn first_boot_creates_keys_and_reload_keeps_them() {
         .await
         .unwrap();
     let records = store.list_keys().await.unwrap();
-    assert_eq!(records.len(), 2);
-    for (use_, alg) in [(KeyUse::Sig, "ES256"), (KeyUse::Enc, "ECDH-ES+A256KW")] {
+    assert_eq!(records.len(), 3);
+    for (use_, alg) in [
+        (KeyUse::Sig, "ES256"),
+        (KeyUse::Enc, "ECDH-ES+A256KW"),
+        (KeyUse::Audit, "EdDSA"),
+    ] {
         let r: Vec<_> = records.iter().filter(|r| r.key_use == use_).collect();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].state, KeyState::Active);
@@ -101,6 +105,10 @@ async fn first_boot_creates_keys_and_reload_keeps_them() {
     both.sort();
     assert_eq!(jwks, both);
     assert!(ring.jwks().keys().iter().all(|k| !k.is_private()));
+    // The audit key signs checkpoints, not tokens: not in the JWKS.
+    let audit = ring.active_audit().unwrap();
+    assert!(!jwks.contains(&audit.record.kid));
+    assert_eq!(ring.audit_keys().count(), 1);
     store.close().await;
 
     // Reopen: same keys, nothing new.
@@ -110,7 +118,7 @@ async fn first_boot_creates_keys_and_reload_keeps_them() {
         .unwrap();
     assert_eq!(kid(again.active_signing()), sig);
     assert_eq!(kid(again.encryption_key()), enc);
-    assert_eq!(store.list_keys().await.unwrap().len(), 2);
+    assert_eq!(store.list_keys().await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -131,7 +139,7 @@ async fn wrong_master_key_fails_to_load() {
         .await
         .unwrap_err();
     assert!(err.is_wrong_master_key(), "{err:?}");
-    assert_eq!(store.list_keys().await.unwrap().len(), 2);
+    assert_eq!(store.list_keys().await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -409,4 +417,31 @@ async fn encryption_key_rotates_too() {
     assert_eq!(kid(ring.encryption_key()), new);
     assert_eq!(kid(ring.active_signing()), sig);
     assert_eq!(ring.key(&old).unwrap().record.state, KeyState::Retired);
+}
+
+/// An audit key rotates like the others, but a retired one is never removed: verifying an
+/// old checkpoint needs the key that signed it.
+#[tokio::test]
+async fn retired_audit_keys_are_kept() {
+    let ctx = Ctx::new();
+    let store = ctx.open().await;
+    let m = master();
+    let mut ring = KeyRing::load_or_init(&store, &m, &Policy::default(), NOW)
+        .await
+        .unwrap();
+    let old = ring.active_audit().unwrap().record.kid.clone();
+    let new = ring
+        .rotate(&store, &m, KeyUse::Audit, NOW, 0)
+        .await
+        .unwrap();
+    ring.promote_due(&store, &m, NOW + 1).await.unwrap();
+    assert_eq!(ring.active_audit().unwrap().record.kid, new);
+    let forever = NOW + 100 * 365 * 86_400;
+    ring.promote_due(&store, &m, forever).await.unwrap();
+    let kept = store.list_keys().await.unwrap();
+    let old = kept.iter().find(|k| k.kid == old).unwrap();
+    assert_eq!((old.state, old.remove_after), (KeyState::Retired, None));
+    assert_eq!(ring.audit_keys().count(), 2);
+    // Neither is published with the token keys.
+    assert!(!published(&ring).contains(&new));
 }

@@ -13,6 +13,9 @@ pub enum KeyUse {
     Sig,
     /// Encryption (`enc`).
     Enc,
+    /// Signing the audit log's checkpoints (`audit`): never published in the JWKS, never
+    /// removed (verifying an old checkpoint needs the key that signed it).
+    Audit,
 }
 
 impl KeyUse {
@@ -21,6 +24,7 @@ impl KeyUse {
         match self {
             KeyUse::Sig => "sig",
             KeyUse::Enc => "enc",
+            KeyUse::Audit => "audit",
         }
     }
 
@@ -28,6 +32,7 @@ impl KeyUse {
         match text {
             "sig" => Ok(KeyUse::Sig),
             "enc" => Ok(KeyUse::Enc),
+            "audit" => Ok(KeyUse::Audit),
             _ => Err(StoreError::Corrupt("unknown key use", None)),
         }
     }

@@ -38,7 +38,9 @@
 //! | `clients` | `client_id`, `name`, `secret_hash`, `auth_method`, `scopes` (space-separated), `audiences` (JSON array), `jwks`, `disabled`, `created_at` |
 //! | `tokens` | `jti`, `client_id`, `subject`, `audience`, `scope`, `issued_at`, `expires_at`, `revoked_at` |
 //! | `used_jtis` | `(namespace, jti)` primary key, `expires_at` |
-//! | `audit_events` | `id` (ever increasing), `time`, `event`, `outcome`, and optional `client_id`, `subject`, `jti`, `audience`, `reason`, `request_id` |
+//! | `audit_events` | `id` (ever increasing), `seq` (the log's sequence number: 0, 1, 2, … with no gaps), `hash` (its leaf hash as written), `time`, `event`, `outcome`, and optional `client_id`, `subject`, `jti`, `audience`, `reason`, `request_id`, `detail` (JSON) |
+//! | `audit_head` | one row: the next sequence number, the log's origin |
+//! | `audit_checkpoints` | `size`, `root`, `note` (the signed checkpoint), `created_at` |
 //!
 //! - **Timestamps are integer unix seconds (`i64`)** in both backends: one representation
 //!   that compares, indexes and binds the same way in SQLite (which has no time type) and
@@ -98,7 +100,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditEvent, AuditQueue, AuditRecord};
+pub use audit::{AuditEvent, AuditQueue, AuditRecord, StoredCheckpoint};
 pub use clients::{is_scope_token, AuthMethod, Client};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};
@@ -244,7 +246,9 @@ impl Store {
                 .connect_with(connect)
                 .await?;
             POSTGRES_MIGRATIONS.run(&pool).await?;
-            return Ok(Store::Postgres(pool));
+            let store = Store::Postgres(pool);
+            store.adopt_unsequenced_audit().await?;
+            return Ok(store);
         }
 
         let connect = if url.starts_with("sqlite:") {
@@ -291,7 +295,9 @@ impl Store {
             }
         };
         migrate_sqlite(&pool).await?;
-        Ok(Store::Sqlite(pool))
+        let store = Store::Sqlite(pool);
+        store.adopt_unsequenced_audit().await?;
+        Ok(store)
     }
 
     /// Which backend this store uses.

@@ -272,9 +272,11 @@ impl Writer {
                         .map_err(|e| {
                             StoreError::from(e).conflict_is("a token with this jti exists")
                         })?;
-                    let mut events = crate::audit::insert_events!(chunk.iter().map(|(_, e)| e));
-                    events.build().persistent(false).execute(&mut *tx).await?;
                 }
+                // Last, so that the head's lock (which orders every node's audit writes) is
+                // held only for these inserts and the commit.
+                let events: Vec<&crate::AuditEvent> = batch.iter().map(|(_, e)| e).collect();
+                let _first = crate::audit::append_events!(tx, &events);
                 tx.commit().await?;
             }};
         }

@@ -597,8 +597,11 @@ mod cases {
             outcome: "success".into(),
             reason: Some("none".into()),
             request_id: Some("req-1".into()),
+            detail: serde_json::json!({"admin": "env", "count": 3})
+                .as_object()
+                .cloned(),
         };
-        let mut ids = vec![store.append_audit(&full).await.unwrap()];
+        let mut seqs = vec![store.append_audit(&full).await.unwrap()];
         for i in 0..4 {
             let event = AuditEvent {
                 time: 1_700_000_001 + i,
@@ -606,12 +609,14 @@ mod cases {
                 outcome: "failure".into(),
                 ..AuditEvent::default()
             };
-            ids.push(store.append_audit(&event).await.unwrap());
+            seqs.push(store.append_audit(&event).await.unwrap());
         }
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(seqs, [0, 1, 2, 3, 4]);
 
         let all = store.audit_events(0, 100).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        assert_eq!(all.iter().map(|r| r.seq.unwrap()).collect::<Vec<_>>(), seqs);
+        let ids: Vec<i64> = all.iter().map(|r| r.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         assert_eq!(all[0].event, full);
         assert_eq!(all[3].event.event, "event.2");
         assert_eq!(all[3].event.client_id, None);
@@ -623,6 +628,85 @@ mod cases {
         assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), ids[2..]);
         assert!(store.audit_events(ids[4], 100).await.unwrap().is_empty());
         assert!(store.audit_events(0, 0).await.unwrap().is_empty());
+    }
+
+    /// One gapless sequence whatever writes: single events, batches of issuances, a batch
+    /// that rolls back, many writers at once; each row's hash is its leaf's.
+    pub async fn audit_log_is_gapless_and_hashed(ctx: Ctx) {
+        let store = ctx.open().await;
+        let event = |name: &str| AuditEvent {
+            time: 1_700_000_000,
+            event: name.into(),
+            outcome: "success".into(),
+            ..AuditEvent::default()
+        };
+        assert_eq!(store.append_audit(&event("first")).await.unwrap(), 0);
+        let batch: Vec<_> = ["g1", "g2"]
+            .iter()
+            .map(|j| (token(j, "c1", "alice", 10_000), event("token.issued")))
+            .collect();
+        store.record_issued(&batch).await.unwrap();
+        // Rolled back (jti taken): its sequence numbers are not used up.
+        assert!(store.record_issued(&batch).await.is_err());
+        assert_eq!(store.audit_length().await.unwrap(), 3);
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..10 {
+                        let mut e = event(&format!("writer.{w}.{i}"));
+                        e.client_id = Some(format!("w{w}"));
+                        store.append_audit(&e).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let log = store.audit_log(0, 1000).await.unwrap();
+        assert_eq!(log.len(), 83);
+        for (i, record) in log.iter().enumerate() {
+            assert_eq!(record.seq, Some(i as i64));
+            let leaf = audit::event::leaf(&record.to_json().unwrap()).unwrap();
+            assert_eq!(
+                record.hash.as_deref(),
+                Some(audit::event::encode_hash(&leaf).as_str())
+            );
+        }
+        assert_eq!(store.audit_log(80, 10).await.unwrap().len(), 3);
+        assert!(store.audit_unsequenced(10).await.unwrap().is_empty());
+
+        // The first name given to the log stays.
+        assert_eq!(store.stored_audit_origin().await.unwrap(), None);
+        assert_eq!(
+            store.audit_origin("a.example/audit").await.unwrap(),
+            "a.example/audit"
+        );
+        assert_eq!(
+            store.audit_origin("b.example/audit").await.unwrap(),
+            "a.example/audit"
+        );
+
+        assert_eq!(store.newest_checkpoint().await.unwrap(), None);
+        let checkpoint = |size: i64| store::StoredCheckpoint {
+            size,
+            root: format!("root {size}"),
+            note: format!("note {size}"),
+            created_at: 1_700_000_000 + size,
+        };
+        assert!(store.insert_checkpoint(&checkpoint(10)).await.unwrap());
+        assert!(store.insert_checkpoint(&checkpoint(83)).await.unwrap());
+        assert!(!store.insert_checkpoint(&checkpoint(10)).await.unwrap());
+        assert_eq!(
+            store.newest_checkpoint().await.unwrap(),
+            Some(checkpoint(83))
+        );
+        assert_eq!(
+            store.checkpoints(0, 10).await.unwrap(),
+            [checkpoint(10), checkpoint(83)]
+        );
+        assert_eq!(store.checkpoints(10, 10).await.unwrap(), [checkpoint(83)]);
     }
 
     pub async fn data_survives_reopen(ctx: Ctx) {
@@ -684,8 +768,11 @@ mod cases {
         );
         assert!(!store.use_jti("dpop", "j1", 10_000).await.unwrap());
         let audit = store.audit_events(0, 10).await.unwrap();
-        assert_eq!(audit.iter().map(|r| r.id).collect::<Vec<_>>(), [audit_id]);
-        // A new audit id is still larger after the reopen.
+        assert_eq!(
+            audit.iter().map(|r| r.seq.unwrap()).collect::<Vec<_>>(),
+            [audit_id]
+        );
+        // The sequence goes on after the reopen.
         let next = store
             .append_audit(&AuditEvent {
                 time: 2,
@@ -695,7 +782,7 @@ mod cases {
             })
             .await
             .unwrap();
-        assert!(next > audit_id);
+        assert_eq!(next, audit_id + 1);
     }
 
     pub async fn closed_store_is_unavailable(ctx: Ctx) {
@@ -762,6 +849,7 @@ on_both_backends!(
     issuances_commit_together_or_not_at_all,
     jti_single_use,
     audit_in_order,
+    audit_log_is_gapless_and_hashed,
     data_survives_reopen,
     closed_store_is_unavailable,
 );

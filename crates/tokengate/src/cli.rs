@@ -51,6 +51,60 @@ pub enum Command {
     /// Signing and encryption keys: list, rotate, print the public JWKS.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The tamper-evident audit log: export, verify, prove an event's inclusion, its keys.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write the log as JSON lines: events and the checkpoints that sign them.
+    Export(AuditExportArgs),
+    /// Check the log (an export, or the database): every event against the tree, every
+    /// checkpoint's signature and consistency. Exit 1 naming the first bad sequence number.
+    Verify(AuditVerifyArgs),
+    /// Print the inclusion proof of one event against the newest checkpoint.
+    Prove(AuditProveArgs),
+    /// Print the public keys that verify the log's checkpoints.
+    Keys(StorageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// The first sequence number to export (default 0: the whole log, which is what
+    /// `audit verify FILE` needs).
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub since: u64,
+    /// The last sequence number to export.
+    #[arg(long, value_name = "SEQ")]
+    pub until: Option<u64>,
+    /// Write to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// An export to verify (offline; needs --keys). Without it, the database is verified.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The public keys to trust: the JSON of /.well-known/tokengate-audit-keys or of
+    /// `tokengate audit keys`, or verifier keys one per line. Default, for a database: the
+    /// keys it holds (which whoever can write it could replace).
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditProveArgs {
+    /// The event's sequence number.
+    pub seq: u64,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// Where the data lives: the configuration file's `[server]`, overridden by the flags.
@@ -146,8 +200,8 @@ pub enum KeyCommand {
 
 #[derive(Debug, Args)]
 pub struct KeyRotateArgs {
-    /// sig (signing, default) or enc (encryption).
-    #[arg(long = "use", default_value = "sig", value_parser = ["sig", "enc"])]
+    /// sig (signing, default), enc (encryption) or audit (the audit log's checkpoints).
+    #[arg(long = "use", default_value = "sig", value_parser = ["sig", "enc", "audit"])]
     pub key_use: String,
     #[command(flatten)]
     pub storage: StorageArgs,

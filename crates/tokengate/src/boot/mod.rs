@@ -8,6 +8,7 @@ use std::sync::Arc;
 use oauth::{Audience, DpopSettings, EncryptTo, Policy, Service, Settings, TrustedIssuer};
 use store::{MasterKey, SqliteDurability, Store, StoreError, StoreOptions};
 
+pub mod audit;
 mod gateway;
 mod limits;
 pub mod node;
@@ -45,6 +46,15 @@ impl StorageFlags {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 
+    /// The storage flags that name this store on a command line (for printed commands).
+    pub fn as_flags(&self, config: &Config) -> String {
+        match (&self.database_url, &config.server.database_url) {
+            (Some(url), _) => format!("--database-url '{url}'"),
+            (None, Some(_)) if self.data_dir.is_none() => "--database-url \"$DATABASE_URL\"".into(),
+            _ => format!("--data-dir {}", self.data_dir(config).display()),
+        }
+    }
+
     fn database_url(&self, config: &Config) -> String {
         if let Some(url) = &self.database_url {
             return url.clone();
@@ -79,6 +89,26 @@ fn store_error(what: &str, e: &StoreError) -> CliError {
         }
     };
     CliError::new(e.code(), reason, EXIT_USAGE)
+}
+
+/// Opens a store that must exist already, without the master key: what reading the audit
+/// log needs (its public keys are in the store), so an auditor need not hold the key that
+/// decrypts the signing keys.
+pub async fn open_existing_store(config: &Config, flags: &StorageFlags) -> Result<Store, CliError> {
+    let url = flags.database_url(config);
+    let is_url = url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.starts_with("sqlite:");
+    if !is_url && !Path::new(&url).is_file() {
+        return Err(CliError::new(
+            "ERR_STORE_UNAVAILABLE",
+            format!("no database at {url} (give --data-dir or --database-url)"),
+            EXIT_USAGE,
+        ));
+    }
+    Store::open(&url)
+        .await
+        .map_err(|e| store_error("opening the database", &e))
 }
 
 /// Opens the store and the master key, and checks that the key belongs to the store before
@@ -189,6 +219,7 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
             window: ts.dpop_window.0,
             require_nonce: ts.dpop_nonce,
         },
+        audit_origin: config.audit.origin.clone(),
     })
 }
 

@@ -25,7 +25,7 @@ pub fn run(cmd: KeyCommand) -> Result<(), CliError> {
         KeyCommand::Rotate(args) => {
             let (config, flags) = storage(&args.storage)?;
             let use_ = key_use(Some(&args.key_use))
-                .ok_or_else(|| CliError::usage("--use must be sig or enc"))?;
+                .ok_or_else(|| CliError::usage("--use must be sig, enc or audit"))?;
             let key = block_on(async {
                 let service = boot::open_service(&config, &flags).await?;
                 let rotated = service.rotate_key(use_, store::unix_now(), None).await;

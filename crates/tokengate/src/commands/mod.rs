@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed flags into jose calls and prints results.
 
+mod audit;
 mod client;
 mod config;
 mod jwe;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => serve::dev(args),
         Command::Client(cmd) => client::run(cmd),
         Command::Key(cmd) => key::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }
 

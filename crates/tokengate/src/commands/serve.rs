@@ -185,18 +185,19 @@ async fn run(
         if admin_token.is_none() {
             admin_token = Some(random_token()?);
         }
-        announce_dev(&service, &issuer, admin_token.as_deref()).await?;
+        let storage = flags.as_flags(&config);
+        announce_dev(&service, &issuer, admin_token.as_deref(), &storage).await?;
     }
     let (parts, redis) = boot::GatewayParts::for_node(Arc::clone(&service), &config)?;
     let gateway = boot::build_gateway(&config, &parts)?;
-    let reloader: Option<Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>> =
-        config_path.map(|path| {
-            let parts = parts.clone();
-            Box::new(move || {
-                let config = Config::load(&path).map_err(|e| e.to_string())?;
-                boot::build_gateway(&config, &parts).map_err(|e| e.to_string())
-            }) as Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync>
-        });
+    let reloader: Option<crate::server::Reloader> = config_path.map(|path| {
+        let parts = parts.clone();
+        Box::new(move || {
+            let (config, hash) = Config::load_with_hash(&path).map_err(|e| e.to_string())?;
+            let gateway = boot::build_gateway(&config, &parts).map_err(|e| e.to_string())?;
+            Ok((gateway, hash))
+        }) as crate::server::Reloader
+    });
     let bound = |n: &Option<toml::Spanned<u64>>| {
         n.as_ref().and_then(|n| usize::try_from(*n.get_ref()).ok())
     };
@@ -219,6 +220,13 @@ async fn run(
         boot::node::follow_changes(Arc::clone(&service), redis)?;
     }
     tokio::spawn(audit_admin_failures(Arc::clone(&app)));
+    tokio::spawn(boot::audit::sign_checkpoints(
+        Arc::clone(&service),
+        Duration::from_secs(config.audit.checkpoint_every.0),
+    ));
+    if let Some(sink) = config.audit.sink.clone() {
+        tokio::spawn(boot::audit::copy_to_sink(service.store().clone(), sink));
+    }
     // Signal handlers exist before the "listening" line, so a signal sent on seeing it is
     // handled rather than taking the default action (termination).
     let shutdown = shutdown_signal();
@@ -318,6 +326,14 @@ impl Listeners {
         }
         // Bounded: a store that does not answer must not hold the exit.
         let _ = tokio::time::timeout(Duration::from_secs(5), write_admin_failures(&app)).await;
+        // The denials tallied since the last interval, then a checkpoint that signs every
+        // event written before the exit.
+        let _ = tokio::time::timeout(boot::audit::FINAL_CHECKPOINT_TIMEOUT, async {
+            app.gateway().audit().flush().await;
+            app.service.flush_audit().await;
+            boot::audit::checkpoint_now(&app.service).await;
+        })
+        .await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -360,7 +376,7 @@ async fn audit_admin_failures(app: Arc<App>) {
 #[cfg(unix)]
 async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, app: Arc<App>) {
     while hangup.recv().await.is_some() {
-        match app.reload() {
+        match app.reload_audited(None).await {
             Ok(n) => tracing::info!("configuration reloaded on SIGHUP ({n} routes)"),
             Err(e) => tracing::warn!("reload refused, the old configuration keeps serving: {e}"),
         }
@@ -428,6 +444,7 @@ async fn announce_dev(
     service: &Service,
     issuer: &str,
     admin_token: Option<&str>,
+    storage: &str,
 ) -> Result<(), CliError> {
     let fail = |e: oauth::AdminError| CliError::new("ERR_DEV", e.to_string(), EXIT_USAGE);
     let now = store::unix_now();
@@ -499,7 +516,11 @@ async fn announce_dev(
          \x20 curl -i -X POST -H \"Authorization: Bearer $TOKEN\" {issuer}/api/transactions            # 401: revoked\n\
          Metadata, keys, audit trail, metrics:\n\
          \x20 curl -s {issuer}/.well-known/oauth-authorization-server\n  curl -s {issuer}/oauth2/jwks\n\
-         \x20 curl -s -H 'Authorization: Bearer {admin}' {issuer}/admin/audit\n  curl -s {issuer}/metrics\n",
+         \x20 curl -s -H 'Authorization: Bearer {admin}' {issuer}/admin/audit\n  curl -s {issuer}/metrics\n\
+         The audit log is tamper-evident (a checkpoint signs it every few seconds). Verify it; exit 1 names the first bad event:\n\
+         \x20 tokengate audit verify {storage}\n\
+         \x20 curl -s {issuer}/.well-known/tokengate-audit-keys > audit-keys.json\n\
+         \x20 tokengate audit export {storage} --out audit.jsonl && tokengate audit verify audit.jsonl --keys audit-keys.json\n",
         write = token("TOKEN", DEMO_API, "transactions:write"),
         read = token("READ", DEMO_API, "transactions:read"),
         enc = token("ENC", DEMO_SECURE, "transactions:read"),

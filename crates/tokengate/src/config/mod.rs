@@ -71,6 +71,9 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// Redis, for state several nodes share (cluster rate limits).
     pub redis: Option<limits::RedisSection>,
+    /// The audit log's checkpoints and sink.
+    #[serde(default)]
+    pub audit: audit::AuditSection,
     /// `issuers` and `routes` converted for the gateway (by `parse`, never by serde).
     #[serde(skip)]
     table: table::Table,
@@ -430,13 +433,21 @@ pub struct Audience {
 impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_hash(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], and the SHA-256 of the file's text in hex (what the audit event of
+    /// a reload names).
+    pub fn load_with_hash(path: &Path) -> Result<(Self, String), ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             position: None,
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, &file)
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+        let hex = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((Self::parse(&text, &file)?, hex))
     }
 
     /// Parses and validates configuration text; `file` names it in errors. Converts
@@ -584,6 +595,15 @@ impl Config {
                 "encrypt_to": a.encrypt_to.as_ref().map(|p| p.get_ref()),
                 "token_lifetime_seconds": a.token_lifetime.unwrap_or(ts.token_lifetime).0,
             })).collect::<Vec<_>>(),
+            "audit": {
+                "checkpoint_every_seconds": self.audit.checkpoint_every.0,
+                "origin": self.audit.origin,
+                "sink": match &self.audit.sink {
+                    None => None,
+                    Some(audit::Sink::Stdout) => Some("stdout".to_owned()),
+                    Some(audit::Sink::File(path)) => Some(path.display().to_string()),
+                },
+            },
             "telemetry": {
                 "otlp_endpoint": self.telemetry.otlp_endpoint.as_ref().map(|u| u.get_ref().as_str()),
                 "service_name": self.telemetry.service_name,
@@ -711,7 +731,8 @@ impl Config {
                 "server.admin_listen must differ from server.listen".into(),
             ));
         }
-        self.validate_lifecycle()
+        self.validate_lifecycle()?;
+        self.audit.validate().map_err(|message| (0..0, message))
     }
 
     /// Shutdown within an hour; revocations at most 2 s stale or more (they are read from
@@ -767,6 +788,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests;
 
+pub mod audit;
 pub mod cache;
 pub mod cors;
 pub mod limits;

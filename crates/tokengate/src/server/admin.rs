@@ -34,9 +34,9 @@ use utoipa_axum::routes;
 use super::{error_json, App, RequestId};
 use openapi::{BadRequest, Conflict, NotFound, ServerError, Unavailable};
 use views::{
-    AuditEventView, AuditPage, AuditQuery, ClientList, ClientView, CredentialsView, ErrorBody,
-    KeyList, KeyRotation, KeyView, NewClientBody, PurgeQuery, Purged, Reloaded, RevokeBody,
-    Revoked, RotateBody,
+    AuditEventView, AuditPage, AuditQuery, CheckpointView, ClientList, ClientView, CredentialsView,
+    ErrorBody, KeyList, KeyRotation, KeyView, NewClientBody, ProofView, PurgeQuery, Purged,
+    Reloaded, RevokeBody, Revoked, RotateBody,
 };
 
 /// Admin request bodies are small JSON documents.
@@ -76,10 +76,57 @@ fn protected() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(rotate_key))
         .routes(routes!(revoke))
         .routes(routes!(audit))
+        .routes(routes!(audit_checkpoint))
+        .routes(routes!(audit_proof))
         .routes(routes!(purge_cache))
         .routes(routes!(reload));
     openapi::require_admin_token(router.get_openapi_mut());
     router
+}
+
+/// Audits a state-changing admin request: who (the admin credential's id: the first 8 hex
+/// digits of its SHA-256, never the token), from where, what and how it ended. The event of
+/// what it did (`client.created`, `key.rotated`, …) carries the same request id.
+async fn audit_admin_action(
+    app: &App,
+    method: &str,
+    path: &str,
+    id: &str,
+    peer: Option<std::net::IpAddr>,
+    status: StatusCode,
+) {
+    let credential = app.admin_token.as_deref().map(|t| {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
+        let hex: String = hash
+            .as_ref()
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("admin_token:{hex}")
+    });
+    let mut detail = serde_json::Map::new();
+    detail.insert("method".into(), method.into());
+    detail.insert("path".into(), path.into());
+    detail.insert("status".into(), status.as_u16().into());
+    detail.insert("credential".into(), credential.into());
+    detail.insert("source".into(), peer.map(|p| p.to_string()).into());
+    let event = store::AuditEvent {
+        time: store::unix_now(),
+        event: "admin.action".into(),
+        outcome: if status.is_success() {
+            "success"
+        } else {
+            "failure"
+        }
+        .into(),
+        request_id: Some(id.to_owned()),
+        detail: Some(detail),
+        ..store::AuditEvent::default()
+    };
+    if let Err(e) = app.service.store().append_audit(&event).await {
+        tracing::error!("request {id}: the admin action was not audited: {e}");
+    }
 }
 
 /// Without an admin token the admin API does not exist.
@@ -123,14 +170,29 @@ async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         .admin_token
         .as_ref()
         .is_some_and(|expected| bearer_matches(req.headers(), expected));
-    if ok {
-        return next.run(req).await;
-    }
     let peer = req
         .extensions()
         .get::<super::ConnInfo>()
         .and_then(|c| c.peer)
         .map(|p| p.ip());
+    if ok {
+        let changes = !matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let action = changes.then(|| {
+            (
+                req.method().to_string(),
+                req.uri().path().to_owned(),
+                request_id(&req),
+            )
+        });
+        let response = next.run(req).await;
+        if let Some((method, path, id)) = action {
+            audit_admin_action(&app, &method, &path, &id, peer, response.status()).await;
+        }
+        return response;
+    }
     app.admin_failures.record(peer);
     let id = request_id(&req);
     let mut response = error_json(
@@ -478,11 +540,12 @@ async fn list_keys(State(app): State<Arc<App>>, Extension(id): Extension<Request
     }
 }
 
-/// Parses `sig` or `enc`.
+/// Parses `sig`, `enc` or `audit`.
 pub(crate) fn key_use(text: Option<&str>) -> Option<KeyUse> {
     match text.unwrap_or("sig") {
         "sig" => Some(KeyUse::Sig),
         "enc" => Some(KeyUse::Enc),
+        "audit" => Some(KeyUse::Audit),
         _ => None,
     }
 }
@@ -515,7 +578,7 @@ async fn rotate_key(
         Err(r) => return r,
     };
     let Some(key_use) = key_use(body.key_use.as_deref()) else {
-        return bad_request("use must be sig or enc", &id.0);
+        return bad_request("use must be sig, enc or audit", &id.0);
     };
     match app
         .service
@@ -603,6 +666,76 @@ async fn audit(
             let events = events.iter().map(AuditEventView::from).collect();
             reply(StatusCode::OK, &AuditPage { events }, &id.0)
         }
+        Err(e) => admin_error(&e.into(), &id.0),
+    }
+}
+
+/// The newest signed checkpoint of the audit log.
+///
+/// Nodes sign one every `[audit] checkpoint_every` when events were added, and at shutdown.
+#[utoipa::path(
+    get,
+    path = "/admin/audit/checkpoint",
+    operation_id = "getAuditCheckpoint",
+    tag = "audit",
+    responses(
+        (status = 200, description = "The newest checkpoint.", body = CheckpointView),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn audit_checkpoint(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+) -> Response {
+    match app.service.store().newest_checkpoint().await {
+        Ok(Some(c)) => reply(
+            StatusCode::OK,
+            &CheckpointView::new(&c, app.service.audit_origin()),
+            &id.0,
+        ),
+        Ok(None) => admin_error(&AdminError::NotFound("checkpoint"), &id.0),
+        Err(e) => admin_error(&e.into(), &id.0),
+    }
+}
+
+/// An inclusion proof of one audit event in the newest checkpoint.
+///
+/// 404 when the event is not signed by a checkpoint yet (or does not exist).
+#[utoipa::path(
+    get,
+    path = "/admin/audit/proof/{seq}",
+    operation_id = "getAuditProof",
+    tag = "audit",
+    params(("seq" = u64, Path, description = "The event's sequence number.")),
+    responses(
+        (status = 200, description = "The proof.", body = ProofView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn audit_proof(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    seq: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let Ok(Path(seq)) = seq else {
+        return bad_request("seq must be a non-negative integer", &id.0);
+    };
+    match app.service.prove_audit(seq).await {
+        Ok(Some(p)) => {
+            let view = ProofView {
+                seq: p.seq,
+                leaf_hash: audit::event::encode_hash(&p.leaf),
+                inclusion_path: p.path.iter().map(audit::event::encode_hash).collect(),
+                checkpoint: CheckpointView::new(&p.checkpoint, app.service.audit_origin()),
+            };
+            reply(StatusCode::OK, &view, &id.0)
+        }
+        Ok(None) => admin_error(&AdminError::NotFound("signed event"), &id.0),
         Err(e) => admin_error(&e.into(), &id.0),
     }
 }
@@ -697,7 +830,7 @@ async fn purge_cache(
     )
 )]
 async fn reload(State(app): State<Arc<App>>, Extension(id): Extension<RequestId>) -> Response {
-    match app.reload() {
+    match app.reload_audited(Some(&id.0)).await {
         Ok(routes) => {
             tracing::info!("configuration reloaded ({routes} routes)");
             let reloaded = Reloaded {

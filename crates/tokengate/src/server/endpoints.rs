@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(paths::INTROSPECT, post(introspect))
         .route(paths::REVOKE, post(revoke))
         .route(paths::JWKS, get(jwks))
+        .route(AUDIT_KEYS, get(audit_keys))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
 }
@@ -184,6 +185,28 @@ async fn revoke(
 
 async fn metadata(State(app): State<Arc<App>>) -> Response {
     json_response(StatusCode::OK, &app.service.metadata())
+}
+
+/// Where the audit log's public keys are served.
+pub(crate) const AUDIT_KEYS: &str = "/.well-known/tokengate-audit-keys";
+
+/// The audit log's public keys (every one that ever signed a checkpoint), from the ring in
+/// memory: public, so it costs no database read.
+async fn audit_keys(State(app): State<Arc<App>>) -> Response {
+    match app.service.audit_keys_document() {
+        Ok(doc) => {
+            let max_age = app.service.settings().jwks_max_age;
+            let mut response = json_response(StatusCode::OK, &doc);
+            if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+                response.headers_mut().insert(header::CACHE_CONTROL, value);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!("the audit keys document failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// The JWKS, cacheable for `jwks_max_age`: the pre-publication period of a new key is at

@@ -63,7 +63,7 @@ pub struct App {
     /// The gateway now serving; replaced whole on reload.
     gateway: RwLock<Arc<Gateway>>,
     /// How to rebuild the gateway (`None`: nothing to reload from).
-    reloader: Option<Box<dyn Fn() -> Result<Gateway, String> + Send + Sync>>,
+    reloader: Option<Reloader>,
     /// The node's bound on requests in flight (public surface only: the admin listener
     /// stays reachable under load).
     pub(crate) in_flight: Option<Arc<::gateway::shed::InFlightLimit>>,
@@ -91,7 +91,7 @@ impl App {
         service: Arc<Service>,
         access: Access,
         gateway: Gateway,
-        reloader: Option<Box<dyn Fn() -> Result<Gateway, String> + Send + Sync>>,
+        reloader: Option<Reloader>,
     ) -> Arc<App> {
         Arc::new(App {
             service,
@@ -116,17 +116,49 @@ impl App {
     /// Rebuilds the gateway from the configuration file and swaps it in; a configuration
     /// that fails to load or build is refused and the current one keeps serving. Requests in
     /// flight finish on the gateway they started with.
-    pub fn reload(&self) -> Result<usize, String> {
+    pub fn reload(&self) -> Result<(usize, String), String> {
         let rebuild = self
             .reloader
             .as_ref()
             .ok_or("nothing to reload: the server was started without --config")?;
-        let fresh = rebuild()?;
+        let (fresh, hash) = rebuild()?;
         let routes = fresh.routes().len();
         *self.gateway.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        Ok(routes)
+        Ok((routes, hash))
+    }
+
+    /// [`App::reload`], audited: `config.reloaded` with the new configuration's SHA-256 (or
+    /// why it was refused), whether asked by the admin API (`request_id`) or by SIGHUP.
+    pub async fn reload_audited(&self, request_id: Option<&str>) -> Result<usize, String> {
+        let result = self.reload();
+        let mut detail = serde_json::Map::new();
+        let (outcome, reason) = match &result {
+            Ok((routes, hash)) => {
+                detail.insert("sha256".into(), hash.clone().into());
+                detail.insert("routes".into(), (*routes).into());
+                ("success", None)
+            }
+            Err(why) => ("failure", Some(why.chars().take(500).collect())),
+        };
+        let event = store::AuditEvent {
+            time: store::unix_now(),
+            event: "config.reloaded".into(),
+            outcome: outcome.into(),
+            reason,
+            request_id: request_id.map(str::to_owned),
+            detail: (!detail.is_empty()).then_some(detail),
+            ..store::AuditEvent::default()
+        };
+        if let Err(e) = self.service.store().append_audit(&event).await {
+            tracing::error!("a configuration reload was not audited: {e}");
+        }
+        result.map(|(routes, _)| routes)
     }
 }
+
+/// Rebuilds the gateway from the configuration file: the new gateway and the SHA-256 (hex) of
+/// the file's text.
+pub type Reloader = Box<dyn Fn() -> Result<(Gateway, String), String> + Send + Sync>;
 
 /// The request id of the request being handled.
 #[derive(Clone, Debug)]

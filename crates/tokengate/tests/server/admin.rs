@@ -73,7 +73,7 @@ type Operation = (
 /// The operations of the OpenAPI document (path, method) and the status each answers here
 /// when called with the admin token (`{client_id}` an unknown client, bodies as given), with
 /// the error code and description of the refusals.
-const OPERATIONS: [Operation; 14] = [
+const OPERATIONS: [Operation; 16] = [
     ("/admin/openapi.json", "get", 200, None),
     ("/admin/clients", "get", 200, None),
     ("/admin/clients", "post", 201, None),
@@ -111,6 +111,19 @@ const OPERATIONS: [Operation; 14] = [
     ("/admin/keys/rotate", "post", 201, None),
     ("/admin/revocations", "post", 200, None),
     ("/admin/audit", "get", 200, None),
+    // No checkpoint is signed here (no node task runs): nothing to show or prove yet.
+    (
+        "/admin/audit/checkpoint",
+        "get",
+        404,
+        Some(("not_found", "checkpoint not found")),
+    ),
+    (
+        "/admin/audit/proof/{seq}",
+        "get",
+        404,
+        Some(("not_found", "signed event not found")),
+    ),
     ("/admin/cache", "delete", 200, None),
     // Without --config there is nothing to reload from.
     (
@@ -185,7 +198,7 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
         }
     }
     let expected = &OPERATIONS;
-    assert_eq!(paths.len(), 12, "paths declared: {:?}", paths.keys());
+    assert_eq!(paths.len(), 14, "paths declared: {:?}", paths.keys());
     assert_eq!(declared.len(), OPERATIONS.len());
     let mut names: Vec<(&str, &str)> = declared
         .iter()
@@ -204,7 +217,7 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
             statuses.contains(&status),
             "{method} {path}: {status} is not among the declared {statuses:?}"
         );
-        let uri = path.replace("{client_id}", "nobody");
+        let uri = path.replace("{client_id}", "nobody").replace("{seq}", "7");
         let body = operation_body(path, method);
         let reply = admin_call(&app, &method.to_uppercase(), &uri, body.clone()).await;
         match refusal {
@@ -461,7 +474,8 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
     let kid = reply.json()["kid"].as_str().unwrap().to_owned();
     let keys = admin_call(&app, "GET", "/admin/keys", None).await.ok();
     let keys = keys["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 3);
+    // Signing, encryption, audit, and the new one.
+    assert_eq!(keys.len(), 4);
     let new = keys.iter().find(|k| k["kid"] == kid.as_str()).unwrap();
     assert_eq!(new["state"], "pending");
     assert_eq!(new["use"], "enc");
@@ -473,7 +487,7 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
         Some(json!({"use": "x"})),
     )
     .await
-    .refused(400, "invalid_request", "use must be sig or enc");
+    .refused(400, "invalid_request", "use must be sig, enc or audit");
     // An empty body rotates the signing key.
     assert_eq!(
         admin_call(&app, "POST", "/admin/keys/rotate", None)

@@ -16,7 +16,7 @@ use crate::process::{
     MASTER,
 };
 
-const ADMIN: &str = "an-admin-token-of-at-least-32-characters";
+pub(crate) const ADMIN: &str = "an-admin-token-of-at-least-32-characters";
 const ISSUER: &str = "https://as.example";
 /// The name clients address the gateway by, whichever node the load balancer picks.
 pub(crate) const API_HOST: &str = "api.example";
@@ -30,7 +30,8 @@ pub(crate) fn node_config(upstream: &str, redis: Option<&str>, extra_server: &st
         "[server]\nadmin_token = \"{ADMIN}\"\n{extra_server}\n\n{redis}\
          [token_service]\nissuer = \"{ISSUER}\"\n\n\
          [[routes]]\nname = \"api\"\npath_prefix = \"/api/\"\nupstreams = [\"http://{upstream}\"]\n\
-         [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n"
+         [routes.auth]\nissuers = [\"self\"]\naudience = \"https://api.example\"\n\n\
+         [audit]\ncheckpoint_every = \"1s\"\n"
     )
 }
 

@@ -238,6 +238,33 @@ async fn a_node_killed_loses_no_token_it_gave_out_and_rejoins() {
             "{} tokens received, each recorded and audited",
             received.len()
         );
+        // Three nodes wrote one sequence; a node was killed in the middle of it: no gap,
+        // and the log verifies, checkpoints of every node included.
+        let log = store.audit_log(0, 100_000).await.unwrap();
+        assert!(log.iter().enumerate().all(|(i, r)| r.seq == Some(i as i64)));
+        let checkpoints = store.checkpoints(0, 1000).await.unwrap();
+        assert!(!checkpoints.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let out = crate::process::run(
+            dir.path(),
+            None,
+            &["audit", "verify", "--database-url", &url],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!(
+                "ok: {} events and {} checkpoints",
+                log.len(),
+                checkpoints.len()
+            )),
+            "{stdout}"
+        );
+        eprintln!("{stdout}");
     })
     .await;
 }
@@ -296,6 +323,18 @@ fn killed_node_run(url: &str) -> Vec<String> {
     revoke(&nodes[1], &auth, &token);
     let refused = until_refused(&nodes[2], &token, took);
     assert!(refused < Duration::from_secs(1), "{refused:?}");
+    // The nodes sign checkpoints of the one log they wrote (every second here).
+    let admin = format!("Bearer {}", crate::cluster::ADMIN);
+    wait_for("a checkpoint", || {
+        let r = crate::process::request(
+            &nodes[2].addr,
+            "GET",
+            "/admin/audit/checkpoint",
+            &[("Authorization", &admin)],
+            None,
+        );
+        (r.status == 200).then_some(()).ok_or(r.body)
+    });
     let mut all = received.lock().unwrap().clone();
     all.push(token);
     all

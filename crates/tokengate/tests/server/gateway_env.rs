@@ -293,6 +293,8 @@ pub struct Front {
     pub app: Arc<App>,
     pub service: Arc<Service>,
     pub client: HttpClient,
+    /// The id of the last audit event [`Front::denial_code`] read.
+    audit_seen: tokio::sync::Mutex<i64>,
     _dir: tempfile::TempDir,
 }
 
@@ -368,11 +370,11 @@ pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Acce
     let parts = GatewayParts::new(Arc::clone(&service));
     let gateway = build_gateway(&config, &parts).unwrap_or_else(|e| panic!("{e}"));
     let reload_parts = parts.clone();
-    let reloader: Box<dyn Fn() -> Result<gateway::Gateway, String> + Send + Sync> =
-        Box::new(move || {
-            let config = Config::load(&file).map_err(|e| e.to_string())?;
-            build_gateway(&config, &reload_parts).map_err(|e| e.to_string())
-        });
+    let reloader: tokengate::server::Reloader = Box::new(move || {
+        let (config, hash) = Config::load_with_hash(&file).map_err(|e| e.to_string())?;
+        let gateway = build_gateway(&config, &reload_parts).map_err(|e| e.to_string())?;
+        Ok((gateway, hash))
+    });
     let app = App::with_gateway(
         Arc::clone(&service),
         tokengate::server::Access {
@@ -398,6 +400,7 @@ pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Acce
         app,
         service,
         client: client(),
+        audit_seen: tokio::sync::Mutex::new(0),
         _dir: dir,
     }
 }
@@ -433,19 +436,56 @@ where
 
 impl Front {
     /// The stable code (`ERR_…`) the gateway refused `reply`'s request with, read from the
-    /// request's `gateway.denied` audit event (recorded asynchronously, so waited for).
+    /// `gateway.denied` audit tally written since the last call. Denials are tallied per
+    /// route, reason and client (`store::AuditQueue::tally`) and written at the interval's
+    /// end, so the queue is flushed first; a test checks each refusal before the next.
     pub async fn denial_code(&self, reply: &Reply) -> String {
         let body = reply.json();
-        let request_id = body["request_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a denial names its request: {body}"))
-            .to_owned();
-        let event = crate::harness::audited(self.service.store(), &request_id).await;
-        assert_eq!(event.event, "gateway.denied", "{event:?} ({body})");
-        let reason = event.reason.unwrap_or_default();
-        reason
-            .split_once(" (route ")
-            .map_or(reason.clone(), |(code, _)| code.to_owned())
+        assert!(
+            body["request_id"].is_string(),
+            "a denial names its request: {body}"
+        );
+        self.app.gateway().audit().flush().await;
+        let mut seen = self.audit_seen.lock().await;
+        let events = self
+            .service
+            .store()
+            .audit_events(*seen, u32::MAX)
+            .await
+            .unwrap();
+        if let Some(last) = events.last() {
+            *seen = last.id;
+        }
+        let denied: Vec<_> = events
+            .iter()
+            .filter(|e| e.event.event == "gateway.denied")
+            .collect();
+        match denied.as_slice() {
+            [one] => {
+                let count = one.event.detail.as_ref().and_then(|d| d["count"].as_u64());
+                assert_eq!(count, Some(1), "one refusal since the last check: {one:?}");
+                one.event.reason.clone().unwrap_or_default()
+            }
+            _ => panic!(
+                "expected one gateway.denied tally since the last check: {denied:#?} ({body})"
+            ),
+        }
+    }
+
+    /// Writes the tallies of the refusals made so far and skips them: the next
+    /// [`Front::denial_code`] reads only later ones.
+    pub async fn forget_denials(&self) {
+        self.app.gateway().audit().flush().await;
+        let mut seen = self.audit_seen.lock().await;
+        let events = self
+            .service
+            .store()
+            .audit_events(*seen, u32::MAX)
+            .await
+            .unwrap();
+        if let Some(last) = events.last() {
+            *seen = last.id;
+        }
     }
 
     /// Asserts that `reply` is a refusal with `status` for the reason `code`; returns the

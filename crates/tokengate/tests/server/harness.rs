@@ -285,6 +285,9 @@ pub async fn audited(store: &store::Store, request_id: &str) -> store::AuditEven
         let mine: Vec<_> = events
             .iter()
             .filter(|e| e.event.request_id.as_deref() == Some(request_id))
+            // The admin API's own record of a request (who, from where) is beside the event
+            // of what it did.
+            .filter(|e| e.event.event != "admin.action")
             .collect();
         match mine.as_slice() {
             [one] => return one.event.clone(),

@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod audit;
 mod cache;
 mod cluster;
 mod cors;

@@ -876,7 +876,8 @@ fn client_and_key_commands() {
     assert!(stderr.contains("--auth-method must be "), "{stderr}");
 
     let keys = ok_json(d, &with(&["key", "list"]));
-    assert_eq!(keys.as_array().unwrap().len(), 2);
+    // Signing, encryption, and the audit log's.
+    assert_eq!(keys.as_array().unwrap().len(), 3);
     let new = ok_json(d, &with(&["key", "rotate", "--use", "enc"]));
     assert_eq!(new["state"], "pending");
     let jwks = ok_json(d, &with(&["key", "jwks"]));
@@ -1048,7 +1049,7 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
         .map(str::trim)
         .filter(|l| l.contains("curl "))
         .collect();
-    assert_eq!(lines.len(), 16, "{printed}");
+    assert_eq!(lines.len(), 17, "{printed}");
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut promised = Vec::new();
     // Request ids of the refusals, to find their access-log lines.
@@ -1147,6 +1148,10 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
                     "the revocation the line before made: {events:?}"
                 );
             }
+            (None, "/.well-known/tokengate-audit-keys") => {
+                let keys = std::fs::read_to_string(d.join("audit-keys.json")).unwrap();
+                assert_eq!(json(&keys)["keys"][0]["state"], "active", "{keys}");
+            }
             (None, "/metrics") => {
                 assert!(
                     stdout.contains("\ntokengate_log_lines_dropped_total 0\n"),
@@ -1160,6 +1165,35 @@ fn dev_prints_curl_lines_that_do_what_they_say() {
         }
     }
     assert_eq!(promised.len(), 5, "{promised:?}");
+    // The audit commands it prints verify the log, from the database and from an export
+    // with the keys fetched by the line above.
+    let audit: Vec<&str> = printed
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("tokengate audit "))
+        .collect();
+    assert_eq!(audit.len(), 2, "{printed}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_tokengate")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for line in audit {
+        let out = Command::new("sh")
+            .args(["-c", line])
+            .current_dir(d)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{line}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("ok: "), "{line}: {stdout}");
+    }
     // Each refusal's stable code is in the access log.
     let log = server.stop();
     for (response, code) in refusals {

@@ -99,6 +99,7 @@ async fn rules_by_method_path_and_claim_deny_by_default_and_ask_for_scopes() {
 
         // A claim that does not hold, or no rule at all: a plain 403 access_denied, no
         // challenge, and nothing about which rule.
+        f.forget_denials().await;
         for (method, path, t) in [
             ("GET", "/api/reports/q1", &other_tenant),
             ("POST", "/api/reports/q1", &not_admin),

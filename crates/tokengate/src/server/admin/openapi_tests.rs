@@ -161,6 +161,8 @@ fn the_documented_operations() {
         ("DELETE", "/admin/cache", "purgeCache"),
         ("DELETE", "/admin/clients/{client_id}", "deleteClient"),
         ("GET", "/admin/audit", "listAuditEvents"),
+        ("GET", "/admin/audit/checkpoint", "getAuditCheckpoint"),
+        ("GET", "/admin/audit/proof/{seq}", "getAuditProof"),
         ("GET", "/admin/clients", "listClients"),
         ("GET", "/admin/clients/{client_id}", "getClient"),
         ("GET", "/admin/keys", "listKeys"),
@@ -361,6 +363,8 @@ fn views_serialise_as_their_schemas() {
 
     let record = store::AuditRecord {
         id: 9,
+        seq: Some(4),
+        hash: Some("aGFzaA==".into()),
         event: store::AuditEvent {
             time: 2,
             event: "client.created".into(),
@@ -371,9 +375,14 @@ fn views_serialise_as_their_schemas() {
             outcome: "success".into(),
             reason: None,
             request_id: Some("r".into()),
+            detail: serde_json::json!({"count": 2}).as_object().cloned(),
         },
     };
     let view = serde_json::to_value(AuditEventView::from(&record)).unwrap();
+    assert_eq!(
+        (view["seq"].as_i64(), &view["detail"]["count"]),
+        (Some(4), &json!(2))
+    );
     assert_shape("AuditEvent", &view);
     assert_eq!(
         (view["id"].as_i64(), view["subject"].is_null()),

@@ -41,6 +41,8 @@ pub(crate) enum KeyUseName {
     Sig,
     /// Encrypting access tokens to an audience.
     Enc,
+    /// Signing the audit log's checkpoints.
+    Audit,
 }
 
 impl From<store::KeyUse> for KeyUseName {
@@ -48,6 +50,7 @@ impl From<store::KeyUse> for KeyUseName {
         match key_use {
             store::KeyUse::Sig => KeyUseName::Sig,
             store::KeyUse::Enc => KeyUseName::Enc,
+            store::KeyUse::Audit => KeyUseName::Audit,
         }
     }
 }
@@ -185,6 +188,12 @@ impl From<&KeyRecord> for KeyView {
 pub(super) struct AuditEventView {
     /// The event's id: ever increasing, never reused.
     id: i64,
+    /// The event's place in the tamper-evident log: 0, 1, 2, … with no gaps.
+    #[schema(required = true)]
+    seq: Option<i64>,
+    /// The event's leaf hash in the log's Merkle tree (standard base64).
+    #[schema(required = true)]
+    hash: Option<String>,
     /// When it happened, Unix seconds.
     time: i64,
     /// What happened.
@@ -211,6 +220,9 @@ pub(super) struct AuditEventView {
     /// The request that caused it (the `X-Request-Id` of its response).
     #[schema(required = true)]
     request_id: Option<String>,
+    /// What else the event names (an admin credential, a source address, a count…).
+    #[schema(required = true, value_type = Option<Object>)]
+    detail: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<&AuditRecord> for AuditEventView {
@@ -218,6 +230,9 @@ impl From<&AuditRecord> for AuditEventView {
         let e = &r.event;
         AuditEventView {
             id: r.id,
+            seq: r.seq,
+            hash: r.hash.clone(),
+            detail: e.detail.clone(),
             time: e.time,
             event: e.event.clone(),
             client_id: e.client_id.clone(),
@@ -241,6 +256,49 @@ pub(super) struct ClientList {
 #[derive(Serialize, ToSchema)]
 pub(super) struct KeyList {
     pub(super) keys: Vec<KeyView>,
+}
+
+/// A signed checkpoint of the audit log: a C2SP `tlog-checkpoint` in a `signed-note`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditCheckpoint)]
+pub(super) struct CheckpointView {
+    /// The log's name: the note's origin line.
+    pub(super) origin: String,
+    /// How many events the checkpoint signs (sequence numbers 0 to size - 1).
+    pub(super) size: i64,
+    /// The Merkle tree's root hash (RFC 9162; standard base64).
+    pub(super) root: String,
+    /// The signed note, verifiable with the keys at `/.well-known/tokengate-audit-keys`.
+    pub(super) note: String,
+    /// When it was signed, Unix seconds.
+    pub(super) created_at: i64,
+}
+
+impl CheckpointView {
+    pub(super) fn new(c: &store::StoredCheckpoint, origin: &str) -> Self {
+        CheckpointView {
+            origin: origin.to_owned(),
+            size: c.size,
+            root: c.root.clone(),
+            note: c.note.clone(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// An inclusion proof (RFC 9162 §2.1.3): the audit path from one event's leaf to the root
+/// of the newest checkpoint.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditInclusionProof)]
+pub(super) struct ProofView {
+    /// The event's sequence number (its leaf index).
+    pub(super) seq: u64,
+    /// The event's leaf hash (standard base64).
+    pub(super) leaf_hash: String,
+    /// The sibling hashes from the leaf up (standard base64).
+    pub(super) inclusion_path: Vec<String>,
+    /// The checkpoint whose tree the path leads to.
+    pub(super) checkpoint: CheckpointView,
 }
 
 /// A page of audit events in ascending id order.
@@ -445,7 +503,7 @@ mod tests {
         ] {
             assert_eq!(to_json(&AuthMethodName::from(m)), m.as_str());
         }
-        for u in [KeyUse::Sig, KeyUse::Enc] {
+        for u in [KeyUse::Sig, KeyUse::Enc, KeyUse::Audit] {
             assert_eq!(to_json(&KeyUseName::from(u)), u.as_str());
         }
         for s in [

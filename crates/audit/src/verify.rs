@@ -1,0 +1,427 @@
+//! Verifying a log: its events in sequence order, its checkpoints in any order, and the
+//! public keys. Only the checkpoints are trusted (they are signed); each event's stored hash
+//! is a hint that locates a change precisely when the tamperer did not also rewrite it.
+//!
+//! The first fault stops verification and names the first sequence number found bad:
+//! - **changed**: an event's fields hash to something other than what was stored when it was
+//!   written;
+//! - **missing**: a sequence number is skipped;
+//! - **inserted**: a second event claims a sequence number, or an event has no stored hash
+//!   (tokengate writes one with every event);
+//! - **reordered**: two events appear in each other's place;
+//! - **truncated**: a checkpoint signs more events than the log holds;
+//! - **bad signature**: a checkpoint is signed by no known key, or its signature fails;
+//! - **inconsistent**: every event matches its own hash, but a checkpoint's root is not the
+//!   root of the events it counts (they were rewritten, hashes and all, after signing).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::event::{decode_hash, leaf, sequence_number};
+use crate::note::{open, Checkpoint, NoteFault, VerifierKey};
+use crate::tree::{verify_consistency, Hash, Tree};
+
+/// One item of a log, as read from an export or a database.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// An event and the hash stored beside it (base64), if any.
+    Event {
+        /// The event object (with its `seq`).
+        event: Value,
+        /// Its leaf hash as written when it was recorded.
+        hash: Option<String>,
+    },
+    /// A signed checkpoint note.
+    Checkpoint(String),
+}
+
+/// What was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// An event's fields differ from those hashed when it was written.
+    Changed,
+    /// Events are missing.
+    Missing,
+    /// An event that tokengate did not write.
+    Inserted,
+    /// Events out of order.
+    Reordered,
+    /// The log ends before a checkpoint's size.
+    Truncated,
+    /// A checkpoint not signed by a known key.
+    BadSignature,
+    /// A checkpoint whose root is not the events'.
+    Inconsistent,
+    /// Not readable as a log.
+    Malformed,
+}
+
+impl FaultKind {
+    /// The word `audit verify` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Changed => "changed",
+            FaultKind::Missing => "missing",
+            FaultKind::Inserted => "inserted",
+            FaultKind::Reordered => "reordered",
+            FaultKind::Truncated => "truncated",
+            FaultKind::BadSignature => "bad signature",
+            FaultKind::Inconsistent => "inconsistent",
+            FaultKind::Malformed => "malformed",
+        }
+    }
+}
+
+/// The first thing found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The first bad sequence number.
+    pub seq: u64,
+    /// What was found.
+    pub kind: FaultKind,
+    /// In words.
+    pub detail: String,
+}
+
+impl Fault {
+    /// A fault at `seq`.
+    pub fn new(seq: u64, kind: FaultKind, detail: impl Into<String>) -> Fault {
+        Fault {
+            seq,
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seq {}: {}: {}",
+            self.seq,
+            self.kind.as_str(),
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// What a successful verification covered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Events checked.
+    pub events: u64,
+    /// Checkpoints whose signature and root checked.
+    pub checkpoints: u64,
+    /// The checkpoint of the largest tree.
+    pub newest: Option<Checkpoint>,
+    /// The root of every event read (which a later checkpoint will sign).
+    pub root: Hash,
+}
+
+impl Verified {
+    /// Events after the newest checkpoint: covered by no signature yet.
+    pub fn unsigned(&self) -> u64 {
+        self.events - self.newest.as_ref().map_or(0, |c| c.size)
+    }
+}
+
+/// Verifies a log (see the module docs). Events must come in the order they were read
+/// (sequence order from a database, file order from an export); checkpoints anywhere.
+pub fn verify(
+    entries: impl IntoIterator<Item = Result<Entry, Fault>>,
+    keys: &[VerifierKey],
+) -> Result<Verified, Fault> {
+    let mut verifier = Verifier::new(keys);
+    for entry in entries {
+        verifier.push(entry?)?;
+    }
+    verifier.finish()
+}
+
+/// [`verify`] one entry at a time, for logs read in pages.
+pub struct Verifier<'k> {
+    state: State<'k>,
+    /// The last event read, checked once the next one is known (which tells a swap or a
+    /// gap from a change).
+    held: Option<(Value, Option<String>)>,
+}
+
+impl<'k> Verifier<'k> {
+    /// A verifier trusting `keys`.
+    pub fn new(keys: &'k [VerifierKey]) -> Verifier<'k> {
+        Verifier {
+            state: State {
+                keys,
+                tree: Tree::new(),
+                waiting: BTreeMap::new(),
+                newest: None,
+                checked: 0,
+            },
+            held: None,
+        }
+    }
+
+    /// Takes the next entry; the first fault found ends verification.
+    pub fn push(&mut self, entry: Entry) -> Result<(), Fault> {
+        match entry {
+            Entry::Checkpoint(note) => self.state.checkpoint(&note),
+            Entry::Event { event, hash } => {
+                if let Some((current, current_hash)) = self.held.take() {
+                    let next = (&event, hash.as_deref());
+                    self.state
+                        .event(&current, current_hash.as_deref(), Some(&next))?;
+                }
+                self.held = Some((event, hash));
+                Ok(())
+            }
+        }
+    }
+
+    /// How many events were read so far (the sequence number expected next).
+    pub fn position(&self) -> u64 {
+        self.state.tree.len() + u64::from(self.held.is_some())
+    }
+
+    /// Checks what is left and says what was verified.
+    pub fn finish(mut self) -> Result<Verified, Fault> {
+        if let Some((current, hash)) = self.held.take() {
+            self.state.event(&current, hash.as_deref(), None)?;
+        }
+        self.state.finish()
+    }
+}
+
+struct State<'k> {
+    keys: &'k [VerifierKey],
+    tree: Tree,
+    /// Checkpoints whose signature checked, by size, until the tree reaches them.
+    waiting: BTreeMap<u64, Checkpoint>,
+    /// The newest checkpoint whose root checked.
+    newest: Option<Checkpoint>,
+    checked: u64,
+}
+
+type Next<'a> = Option<&'a (&'a Value, Option<&'a str>)>;
+
+impl State<'_> {
+    fn event(&mut self, event: &Value, hash: Option<&str>, next: Next<'_>) -> Result<(), Fault> {
+        let e = self.tree.len();
+        let Some(seq) = sequence_number(event) else {
+            return Err(Fault::new(
+                e,
+                FaultKind::Inserted,
+                "an event without a sequence number",
+            ));
+        };
+        if seq > e {
+            if next.and_then(|(n, _)| sequence_number(n)) == Some(e) {
+                return Err(Fault::new(
+                    e,
+                    FaultKind::Reordered,
+                    format!("seq {seq} comes before seq {e}"),
+                ));
+            }
+            let detail = if seq == e + 1 {
+                format!("seq {e} is missing")
+            } else {
+                format!("seqs {e} to {} are missing", seq - 1)
+            };
+            return Err(Fault::new(e, FaultKind::Missing, detail));
+        }
+        if seq < e {
+            return Err(Fault::new(
+                seq,
+                FaultKind::Inserted,
+                format!("a second event with seq {seq}"),
+            ));
+        }
+        let computed =
+            leaf(event).map_err(|err| Fault::new(e, FaultKind::Malformed, err.to_string()))?;
+        let Some(stored) = hash else {
+            return Err(Fault::new(
+                e,
+                FaultKind::Inserted,
+                "the event has no hash: tokengate did not write it",
+            ));
+        };
+        if decode_hash(stored) != Some(computed) {
+            if swapped(event, stored, next, e) {
+                return Err(Fault::new(
+                    e,
+                    FaultKind::Reordered,
+                    format!(
+                        "the events of seq {e} and {} are in each other's place",
+                        e + 1
+                    ),
+                ));
+            }
+            return Err(Fault::new(
+                e,
+                FaultKind::Changed,
+                "its fields differ from those hashed when it was written",
+            ));
+        }
+        self.tree.push(computed);
+        self.settle()
+    }
+
+    fn checkpoint(&mut self, note: &str) -> Result<(), Fault> {
+        let here = self.tree.len();
+        let (text, _) = open(note, self.keys).map_err(|fault| {
+            let size = size_of(note);
+            let seq = size.map_or(here, |s| s.saturating_sub(1));
+            let what = size.map_or("a checkpoint".to_owned(), |s| {
+                format!("the checkpoint of tree size {s}")
+            });
+            match fault {
+                NoteFault::Malformed(why) => {
+                    Fault::new(seq, FaultKind::Malformed, format!("{what}: {why}"))
+                }
+                NoteFault::UnknownKey => Fault::new(
+                    seq,
+                    FaultKind::BadSignature,
+                    format!("{what} is signed by no known key"),
+                ),
+                NoteFault::BadSignature => Fault::new(
+                    seq,
+                    FaultKind::BadSignature,
+                    format!("{what} has a signature that does not verify"),
+                ),
+            }
+        })?;
+        let checkpoint = Checkpoint::parse(&text).map_err(|err| {
+            Fault::new(here, FaultKind::Malformed, format!("a checkpoint: {err}"))
+        })?;
+        let origin = self
+            .waiting
+            .values()
+            .chain(self.newest.as_ref())
+            .next()
+            .map(|c| c.origin.clone());
+        if origin.is_some_and(|o| o != checkpoint.origin) {
+            return Err(Fault::new(
+                checkpoint.size.saturating_sub(1),
+                FaultKind::Malformed,
+                format!(
+                    "the checkpoint of tree size {} names another log ({})",
+                    checkpoint.size, checkpoint.origin
+                ),
+            ));
+        }
+        if checkpoint.size > 0 {
+            self.waiting.insert(checkpoint.size, checkpoint);
+        }
+        self.settle()
+    }
+
+    /// Checks every waiting checkpoint the tree has reached: its root, and that it extends
+    /// the previous one.
+    fn settle(&mut self) -> Result<(), Fault> {
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() > self.tree.len() {
+                return Ok(());
+            }
+            let checkpoint = entry.remove();
+            let from = self.newest.as_ref().map_or(0, |c| c.size);
+            let root = self.tree.root(checkpoint.size);
+            if root != Some(checkpoint.root) {
+                let detail = format!(
+                    "the checkpoint of tree size {} signs another root: events {from} to {} are not those it signed",
+                    checkpoint.size,
+                    checkpoint.size - 1
+                );
+                return Err(Fault::new(
+                    from.min(checkpoint.size - 1),
+                    FaultKind::Inconsistent,
+                    detail,
+                ));
+            }
+            if let Some(previous) = &self.newest {
+                self.consistent(previous, &checkpoint)?;
+            }
+            self.checked += 1;
+            if self
+                .newest
+                .as_ref()
+                .is_none_or(|n| n.size <= checkpoint.size)
+            {
+                self.newest = Some(checkpoint);
+            }
+        }
+        Ok(())
+    }
+
+    fn consistent(&self, old: &Checkpoint, new: &Checkpoint) -> Result<(), Fault> {
+        let proof = self
+            .tree
+            .consistency_proof(old.size, new.size)
+            .unwrap_or_default();
+        if verify_consistency(old.size, new.size, &old.root, &new.root, &proof) {
+            return Ok(());
+        }
+        Err(Fault::new(
+            old.size,
+            FaultKind::Inconsistent,
+            format!(
+                "the checkpoint of tree size {} does not extend that of size {}",
+                new.size, old.size
+            ),
+        ))
+    }
+
+    fn finish(self) -> Result<Verified, Fault> {
+        let events = self.tree.len();
+        if let Some((size, _)) = self.waiting.first_key_value() {
+            let detail = if events + 1 == *size {
+                format!("the checkpoint of tree size {size} signs seq {events}, which is not in the log")
+            } else {
+                format!("the checkpoint of tree size {size} signs seqs {events} to {}, which are not in the log", size - 1)
+            };
+            return Err(Fault::new(events, FaultKind::Truncated, detail));
+        }
+        Ok(Verified {
+            events,
+            checkpoints: self.checked,
+            root: self
+                .tree
+                .root(events)
+                .unwrap_or_else(crate::tree::empty_root),
+            newest: self.newest,
+        })
+    }
+}
+
+/// Whether `event` (at `e`) and the next one hold each other's contents: each hashes to its
+/// stored hash once given the other's sequence number.
+fn swapped(event: &Value, stored: &str, next: Next<'_>, e: u64) -> bool {
+    let Some((next, Some(next_stored))) = next else {
+        return false;
+    };
+    if sequence_number(next) != Some(e + 1) {
+        return false;
+    }
+    let renumbered = |v: &Value, seq: u64| {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("seq".into(), seq.into());
+        }
+        leaf(&v).ok()
+    };
+    renumbered(event, e + 1).is_some_and(|h| decode_hash(stored) == Some(h))
+        && renumbered(next, e).is_some_and(|h| decode_hash(next_stored) == Some(h))
+}
+
+/// The tree size a note's text claims, read without trusting it (for naming a fault).
+fn size_of(note: &str) -> Option<u64> {
+    note.split('\n').nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

@@ -1,0 +1,218 @@
+//! Each kind of tampering on a small log: caught, and named at the right sequence number.
+
+use super::*;
+use crate::event::encode_hash;
+use crate::note::NoteSigner;
+use serde_json::json;
+
+const ORIGIN: &str = "auth.example.com/audit";
+
+fn signer() -> NoteSigner {
+    NoteSigner::from_seed(ORIGIN, &[3u8; 32]).unwrap()
+}
+
+/// 20 events with checkpoints after 5, 12 and 20 of them, in export order.
+fn log() -> Vec<Entry> {
+    let signer = signer();
+    let mut tree = Tree::new();
+    let mut out = Vec::new();
+    for seq in 0..20u64 {
+        let event = json!({"seq": seq, "event": "token.issued", "time": 1_700_000_000 + seq, "client_id": format!("c{seq}")});
+        let hash = leaf(&event).unwrap();
+        tree.push(hash);
+        out.push(Entry::Event {
+            event,
+            hash: Some(encode_hash(&hash)),
+        });
+        if [5, 12, 20].contains(&(seq + 1)) {
+            let size = seq + 1;
+            let body = Checkpoint {
+                origin: ORIGIN.into(),
+                size,
+                root: tree.root(size).unwrap(),
+            }
+            .body();
+            out.push(Entry::Checkpoint(signer.sign(&body).unwrap()));
+        }
+    }
+    out
+}
+
+fn run(entries: Vec<Entry>) -> Result<Verified, Fault> {
+    verify(
+        entries.into_iter().map(Ok),
+        std::slice::from_ref(signer().verifier()),
+    )
+}
+
+fn fault(entries: Vec<Entry>) -> (u64, FaultKind) {
+    let f = run(entries).unwrap_err();
+    (f.seq, f.kind)
+}
+
+/// The position in `log()` of the event with this seq.
+fn at(log: &[Entry], seq: u64) -> usize {
+    log.iter()
+        .position(
+            |e| matches!(e, Entry::Event { event, .. } if sequence_number(event) == Some(seq)),
+        )
+        .unwrap()
+}
+
+fn event_mut(entry: &mut Entry) -> &mut Value {
+    match entry {
+        Entry::Event { event, .. } => event,
+        Entry::Checkpoint(_) => panic!("not an event"),
+    }
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let v = run(log()).unwrap();
+    assert_eq!((v.events, v.checkpoints, v.unsigned()), (20, 3, 0));
+    assert_eq!(v.newest.unwrap().size, 20);
+    // Checkpoints may come in any order, and a log may end after its newest checkpoint.
+    let mut shuffled = log();
+    let last = shuffled.pop().unwrap();
+    shuffled.insert(0, last);
+    assert_eq!(run(shuffled).unwrap().checkpoints, 3);
+}
+
+#[test]
+fn a_changed_field_is_named() {
+    let mut l = log();
+    let i = at(&l, 7);
+    event_mut(&mut l[i])["client_id"] = json!("mallory");
+    assert_eq!(fault(l), (7, FaultKind::Changed));
+}
+
+#[test]
+fn a_changed_field_with_its_hash_rewritten_breaks_the_checkpoint() {
+    let mut l = log();
+    let i = at(&l, 7);
+    let mut event = event_mut(&mut l[i]).clone();
+    event["client_id"] = json!("mallory");
+    let hash = encode_hash(&leaf(&event).unwrap());
+    l[i] = Entry::Event {
+        event,
+        hash: Some(hash),
+    };
+    // Known good up to the checkpoint of size 5; events 5..11 are not what size 12 signed.
+    assert_eq!(fault(l), (5, FaultKind::Inconsistent));
+}
+
+#[test]
+fn a_deleted_event_is_missing() {
+    let mut l = log();
+    l.remove(at(&l, 9));
+    assert_eq!(fault(l), (9, FaultKind::Missing));
+}
+
+#[test]
+fn an_inserted_event_is_named() {
+    let mut l = log();
+    let i = at(&l, 9);
+    let mut copy = l[i].clone();
+    event_mut(&mut copy)["event"] = json!("token.revoked");
+    l.insert(i + 1, copy);
+    assert_eq!(fault(l), (9, FaultKind::Inserted));
+    // One with a sequence number of its own but no hash (not written by tokengate).
+    let mut l = log();
+    l.push(Entry::Event {
+        event: json!({"seq": 20, "event": "x"}),
+        hash: None,
+    });
+    assert_eq!(fault(l), (20, FaultKind::Inserted));
+}
+
+#[test]
+fn swapped_events_are_reordered() {
+    let mut l = log();
+    let (i, j) = (at(&l, 13), at(&l, 14));
+    l.swap(i, j);
+    assert_eq!(fault(l), (13, FaultKind::Reordered));
+    // As a database shows a swap of two rows' sequence numbers.
+    let mut l = log();
+    let (i, j) = (at(&l, 13), at(&l, 14));
+    let (a, b) = (event_mut(&mut l[i]).clone(), event_mut(&mut l[j]).clone());
+    let (Entry::Event { hash: ha, .. }, Entry::Event { hash: hb, .. }) =
+        (l[i].clone(), l[j].clone())
+    else {
+        unreachable!()
+    };
+    let mut b_at_13 = b.clone();
+    b_at_13["seq"] = json!(13);
+    let mut a_at_14 = a.clone();
+    a_at_14["seq"] = json!(14);
+    l[i] = Entry::Event {
+        event: b_at_13,
+        hash: hb,
+    };
+    l[j] = Entry::Event {
+        event: a_at_14,
+        hash: ha,
+    };
+    assert_eq!(fault(l), (13, FaultKind::Reordered));
+}
+
+#[test]
+fn a_truncated_tail_is_named() {
+    let mut l = log();
+    // Events 17, 18, 19 removed; the checkpoint of size 20 remains.
+    for seq in [19, 18, 17] {
+        l.remove(at(&l, seq));
+    }
+    assert_eq!(fault(l), (17, FaultKind::Truncated));
+}
+
+#[test]
+fn a_replaced_signature_is_named() {
+    let mut l = log();
+    let i = l
+        .iter()
+        .position(|e| matches!(e, Entry::Checkpoint(n) if n.contains("\n12\n")))
+        .unwrap();
+    let Entry::Checkpoint(note) = &l[i] else {
+        unreachable!()
+    };
+    let other = NoteSigner::from_seed(ORIGIN, &[4u8; 32]).unwrap();
+    let text = note.split_once("\n\n").unwrap().0.to_owned() + "\n";
+    l[i] = Entry::Checkpoint(other.sign(&text).unwrap());
+    assert_eq!(fault(l), (11, FaultKind::BadSignature));
+    // A signature line of the known key with other bytes.
+    let mut l = log();
+    let Entry::Checkpoint(note) = &l[i] else {
+        unreachable!()
+    };
+    let (text, sig) = note.split_once("\n\n").unwrap();
+    let blob = sig.rsplit_once(' ').unwrap().1.trim_end();
+    let mut bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, blob).unwrap();
+    bytes[20] ^= 1;
+    let forged = format!(
+        "{text}\n\n\u{2014} {ORIGIN} {}\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+    );
+    l[i] = Entry::Checkpoint(forged);
+    assert_eq!(fault(l), (11, FaultKind::BadSignature));
+}
+
+#[test]
+fn a_checkpoint_of_another_log_is_refused() {
+    let signer = signer();
+    let mut l = log();
+    let mut tree = Tree::new();
+    for seq in 0..5 {
+        if let Entry::Event { event, .. } = &l[at(&l, seq)] {
+            tree.push(leaf(event).unwrap());
+        }
+    }
+    let body = Checkpoint {
+        origin: "elsewhere/audit".into(),
+        size: 5,
+        root: tree.root(5).unwrap(),
+    }
+    .body();
+    l.push(Entry::Checkpoint(signer.sign(&body).unwrap()));
+    assert_eq!(fault(l).1, FaultKind::Malformed);
+}

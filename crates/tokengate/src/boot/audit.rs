@@ -1,0 +1,208 @@
+//! The node's audit-log tasks: signing checkpoints every `[audit] checkpoint_every` (and
+//! once at shutdown), and copying the log to `[audit] sink` as JSON lines for a SIEM.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::export::{checkpoint_line, event_line};
+use oauth::Service;
+use store::Store;
+
+use crate::config::audit::Sink;
+
+/// How long the checkpoint at shutdown may take: a store that does not answer must not
+/// hold the exit.
+pub const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Signs a checkpoint every `every` when events were added; failures are logged and tried
+/// again at the next tick.
+pub async fn sign_checkpoints(service: Arc<Service>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        checkpoint_now(&service).await;
+    }
+}
+
+/// One checkpoint, if events were added since the newest.
+pub async fn checkpoint_now(service: &Service) {
+    match service.checkpoint_audit(store::unix_now()).await {
+        Ok(Some(c)) => tracing::debug!("audit checkpoint: {} events", c.size),
+        Ok(None) => {}
+        Err(e) => tracing::error!("audit checkpoint failed ({}): {e}", e.code()),
+    }
+}
+
+/// How often the sink looks for new events.
+const SINK_EVERY: Duration = Duration::from_secs(1);
+/// Events read per query.
+const PAGE: u32 = 1000;
+
+/// Copies every event and checkpoint to the sink in log order (the export's format, so a
+/// sink file verifies with `tokengate audit verify FILE`). A file sink resumes after the
+/// last event it holds (from the start of the log when it is new) and is reopened on
+/// SIGHUP, after a log rotation moved it; stdout starts with the events added after start.
+pub async fn copy_to_sink(store: Store, sink: Sink) {
+    let mut writer = match SinkWriter::open(&store, sink).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("audit sink: {e}; nothing is copied");
+            return;
+        }
+    };
+    let mut hangup = hangup_stream();
+    let mut tick = tokio::time::interval(SINK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = next_hangup(&mut hangup) => writer.reopen(),
+        }
+        if let Err(e) = writer.copy_new(&store).await {
+            tracing::warn!("audit sink: {e}; trying again");
+        }
+    }
+}
+
+struct SinkWriter {
+    sink: Sink,
+    out: Option<Box<dyn Write + Send>>,
+    /// The next event to copy.
+    next_seq: i64,
+    /// The size of the last checkpoint copied.
+    last_checkpoint: i64,
+}
+
+impl SinkWriter {
+    async fn open(store: &Store, sink: Sink) -> Result<SinkWriter, String> {
+        let next_seq = match &sink {
+            Sink::Stdout => store.audit_length().await.map_err(|e| e.to_string())?,
+            Sink::File(path) => last_seq_in(path).map_or(0, |s| s + 1),
+        };
+        // Checkpoints up to where copying starts are known to the reader already (or
+        // cannot be checked without the events before them).
+        let mut writer = SinkWriter {
+            sink,
+            out: None,
+            next_seq,
+            last_checkpoint: next_seq,
+        };
+        writer.reopen();
+        Ok(writer)
+    }
+
+    fn reopen(&mut self) {
+        self.out = match &self.sink {
+            Sink::Stdout => Some(Box::new(std::io::stdout())),
+            Sink::File(path) => match open_append(path) {
+                Ok(f) => Some(Box::new(f)),
+                Err(e) => {
+                    tracing::error!("audit sink {}: {e}", path.display());
+                    None
+                }
+            },
+        };
+    }
+
+    /// Copies what was added since the last call, interleaving each checkpoint after the
+    /// event that completes it.
+    async fn copy_new(&mut self, store: &Store) -> Result<(), String> {
+        if self.out.is_none() {
+            self.reopen();
+        }
+        let Some(out) = self.out.as_mut() else {
+            return Err("the sink is not open".into());
+        };
+        let fail = |e: &dyn std::fmt::Display| e.to_string();
+        let events = store
+            .audit_log(self.next_seq, PAGE)
+            .await
+            .map_err(|e| fail(&e))?;
+        let checkpoints = store
+            .checkpoints(self.last_checkpoint, PAGE)
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut pending = checkpoints.iter().peekable();
+        let mut text = String::new();
+        for record in &events {
+            let (Some(seq), Some(json)) = (record.seq, record.to_json()) else {
+                continue;
+            };
+            text.push_str(&event_line(&json, record.hash.as_deref()));
+            text.push('\n');
+            self.next_seq = seq + 1;
+            while let Some(c) = pending.next_if(|c| c.size <= self.next_seq) {
+                let size = u64::try_from(c.size).unwrap_or(0);
+                text.push_str(&checkpoint_line(size, &c.note));
+                text.push('\n');
+                self.last_checkpoint = c.size;
+            }
+        }
+        // Signed after its events were copied.
+        while let Some(c) = pending.next_if(|c| c.size <= self.next_seq) {
+            let size = u64::try_from(c.size).unwrap_or(0);
+            text.push_str(&checkpoint_line(size, &c.note));
+            text.push('\n');
+            self.last_checkpoint = c.size;
+        }
+        out.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
+        out.flush().map_err(|e| fail(&e))
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// The sequence number of the last event line of a sink file (its last 64 KiB), if any.
+fn last_seq_in(path: &PathBuf) -> Option<i64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find_map(|line| match audit::export::parse_line(line).ok()? {
+            audit::verify::Entry::Event { event, .. } => {
+                audit::event::sequence_number(&event).and_then(|s| i64::try_from(s).ok())
+            }
+            audit::verify::Entry::Checkpoint(_) => None,
+        })
+}
+
+#[cfg(unix)]
+fn hangup_stream() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_stream() -> Option<()> {
+    None
+}
+
+#[cfg(unix)]
+async fn next_hangup(signal: &mut Option<tokio::signal::unix::Signal>) {
+    let delivered = match signal {
+        Some(s) => s.recv().await.is_some(),
+        None => false,
+    };
+    if !delivered {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Option<()>) {
+    std::future::pending::<()>().await
+}

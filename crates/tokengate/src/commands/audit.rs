@@ -1,0 +1,350 @@
+//! `tokengate audit …`: export the tamper-evident log, verify it (from the database or from
+//! an export, offline, with only the public keys), prove one event's inclusion, print the
+//! keys. None of these needs the master key: they read the store, never decrypt anything.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+
+use audit::export::{checkpoint_line, event_line, parse_line};
+use audit::note::VerifierKey;
+use audit::verify::{Entry, Fault, FaultKind, Verified, Verifier};
+use serde_json::{json, Value};
+use store::{KeyUse, Store};
+
+use super::{block_on, print_json, print_line, storage};
+use crate::boot;
+use crate::cli::{AuditCommand, AuditExportArgs, AuditProveArgs, AuditVerifyArgs, StorageArgs};
+use crate::error::{CliError, EXIT_REJECTED, EXIT_USAGE};
+
+/// Events read per query.
+const PAGE: u32 = 1000;
+
+pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
+    match cmd {
+        AuditCommand::Export(args) => export(&args),
+        AuditCommand::Verify(args) => verify(&args),
+        AuditCommand::Prove(args) => prove(&args),
+        AuditCommand::Keys(args) => keys(&args),
+    }
+}
+
+async fn open(args: &StorageArgs) -> Result<Store, CliError> {
+    let (config, flags) = storage(args)?;
+    boot::open_existing_store(&config, &flags).await
+}
+
+fn store_failed(e: impl std::fmt::Display) -> CliError {
+    CliError::new("ERR_STORE", e.to_string(), EXIT_USAGE)
+}
+
+fn export(args: &AuditExportArgs) -> Result<(), CliError> {
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| CliError::io("creating the export file", &e))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let written = block_on(async {
+        let store = open(&args.storage).await?;
+        write_export(&store, args.since, args.until, &mut out).await
+    })?;
+    out.flush()
+        .map_err(|e| CliError::io("writing the export", &e))?;
+    if args.out.is_some() {
+        eprintln!(
+            "exported {} events and {} checkpoints",
+            written.0, written.1
+        );
+    }
+    Ok(())
+}
+
+/// Writes events `since..=until` and the checkpoints after them in log order; without
+/// `until`, also the checkpoints past the last event (a truncated log stays visibly so).
+async fn write_export(
+    store: &Store,
+    since: u64,
+    until: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), CliError> {
+    let mut checkpoints = all_checkpoints(store).await?;
+    let mut line = |text: String| -> Result<(), CliError> {
+        writeln!(out, "{text}").map_err(|e| CliError::io("writing the export", &e))
+    };
+    let (mut events, mut signed) = (0u64, 0u64);
+    let mut from = i64::try_from(since).unwrap_or(i64::MAX);
+    'pages: loop {
+        let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
+        let full = page.len() == PAGE as usize;
+        for record in page {
+            let (Some(seq), Some(json)) = (record.seq, record.to_json()) else {
+                continue;
+            };
+            if until.is_some_and(|u| i64::try_from(u).is_ok_and(|u| seq > u)) {
+                break 'pages;
+            }
+            line(event_line(&json, record.hash.as_deref()))?;
+            events += 1;
+            from = seq + 1;
+            let size = u64::try_from(from).unwrap_or(0);
+            if let Some(note) = checkpoints.remove(&size) {
+                line(checkpoint_line(size, &note))?;
+                signed += 1;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    if until.is_none() {
+        let first = u64::try_from(from).unwrap_or(0);
+        for (size, note) in checkpoints.range(first..) {
+            line(checkpoint_line(*size, note))?;
+            signed += 1;
+        }
+    }
+    Ok((events, signed))
+}
+
+async fn all_checkpoints(store: &Store) -> Result<BTreeMap<u64, String>, CliError> {
+    let mut out = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.checkpoints(after, PAGE).await.map_err(store_failed)?;
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        after = last.size;
+        for c in page {
+            out.insert(u64::try_from(c.size).unwrap_or(0), c.note);
+        }
+    }
+}
+
+fn verify(args: &AuditVerifyArgs) -> Result<(), CliError> {
+    let given_keys = args.keys.as_deref().map(read_keys).transpose()?;
+    let outcome = match &args.file {
+        Some(path) => {
+            let keys = given_keys.ok_or_else(|| {
+                CliError::usage(
+                    "verifying an export needs --keys FILE (the JSON of \
+                     /.well-known/tokengate-audit-keys or of `tokengate audit keys`)",
+                )
+            })?;
+            verify_file(path, &keys)?
+        }
+        None => block_on(async {
+            let store = open(&args.storage).await?;
+            let keys = match given_keys {
+                Some(keys) => keys,
+                None => store_keys(&store).await?,
+            };
+            verify_store(&store, &keys).await
+        })?,
+    };
+    match outcome {
+        Ok(verified) => print_line(&summary(&verified)),
+        Err(fault) => Err(CliError::new(
+            "ERR_AUDIT_VERIFY",
+            fault.to_string(),
+            EXIT_REJECTED,
+        )),
+    }
+}
+
+fn summary(v: &Verified) -> String {
+    let newest = match &v.newest {
+        Some(c) => format!(
+            "; the newest checkpoint signs {} events (root {})",
+            c.size,
+            audit::event::encode_hash(&c.root)
+        ),
+        None => "; no checkpoint yet".into(),
+    };
+    let unsigned = match v.unsigned() {
+        0 => String::new(),
+        n => format!("; {n} newer events are not signed by a checkpoint yet"),
+    };
+    format!(
+        "ok: {} events and {} checkpoints verified{newest}{unsigned}",
+        v.events, v.checkpoints
+    )
+}
+
+fn verify_file(
+    path: &std::path::Path,
+    keys: &[VerifierKey],
+) -> Result<Result<Verified, Fault>, CliError> {
+    let file = std::fs::File::open(path).map_err(|e| CliError::io("opening the export", &e))?;
+    let mut verifier = Verifier::new(keys);
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| CliError::io("reading the export", &e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry = match parse_line(&line) {
+            Ok(entry) => entry,
+            Err(why) => {
+                let detail = format!("line {}: {why}", number + 1);
+                return Ok(Err(Fault::new(
+                    verifier.position(),
+                    FaultKind::Malformed,
+                    detail,
+                )));
+            }
+        };
+        if let Err(fault) = verifier.push(entry) {
+            return Ok(Err(fault));
+        }
+    }
+    Ok(verifier.finish())
+}
+
+async fn verify_store(
+    store: &Store,
+    keys: &[VerifierKey],
+) -> Result<Result<Verified, Fault>, CliError> {
+    let mut verifier = Verifier::new(keys);
+    for note in all_checkpoints(store).await?.into_values() {
+        if let Err(fault) = verifier.push(Entry::Checkpoint(note)) {
+            return Ok(Err(fault));
+        }
+    }
+    let mut from = 0;
+    loop {
+        let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
+        let full = page.len() == PAGE as usize;
+        for record in page {
+            from = record.seq.map_or(from, |s| s + 1);
+            let Some(event) = record.to_json() else {
+                continue;
+            };
+            if let Err(fault) = verifier.push(Entry::Event {
+                event,
+                hash: record.hash,
+            }) {
+                return Ok(Err(fault));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    let verified = match verifier.finish() {
+        Ok(verified) => verified,
+        Err(fault) => return Ok(Err(fault)),
+    };
+    // Rows without a sequence number were not written by tokengate (it numbers every
+    // event in the transaction that writes it).
+    if let Some(row) = store
+        .audit_unsequenced(1)
+        .await
+        .map_err(store_failed)?
+        .first()
+    {
+        let detail = format!(
+            "row id {} has no sequence number: tokengate did not write it",
+            row.id
+        );
+        return Ok(Err(Fault::new(
+            verified.events,
+            FaultKind::Inserted,
+            detail,
+        )));
+    }
+    Ok(Ok(verified))
+}
+
+/// Keys from a file: the JSON of `/.well-known/tokengate-audit-keys` (its `keys[].vkey`),
+/// or verifier keys one per line.
+fn read_keys(path: &std::path::Path) -> Result<Vec<VerifierKey>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::io("reading --keys", &e))?;
+    let bad = |why: String| CliError::new("ERR_AUDIT_KEYS", format!("--keys: {why}"), EXIT_USAGE);
+    let texts: Vec<String> = match serde_json::from_str::<Value>(&text) {
+        Ok(doc) => doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("a JSON document with a keys array".into()))?
+            .iter()
+            .map(|k| k.get("vkey").and_then(Value::as_str).map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("every key has a vkey".into()))?,
+        Err(_) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    let keys = texts
+        .iter()
+        .map(|t| VerifierKey::parse(t).map_err(|e| bad(format!("{t}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(bad("no key".into()));
+    }
+    Ok(keys)
+}
+
+/// The audit keys the store holds, named by the log's origin. Trusting them trusts whoever
+/// can write the database: an auditor passes `--keys` with keys obtained apart from it.
+async fn store_keys(store: &Store) -> Result<Vec<VerifierKey>, CliError> {
+    let Some(origin) = store.stored_audit_origin().await.map_err(store_failed)? else {
+        return Ok(Vec::new());
+    };
+    let records = store.list_keys().await.map_err(store_failed)?;
+    records
+        .iter()
+        .filter(|k| k.key_use == KeyUse::Audit)
+        .map(|k| oauth::audit_verifier_key(&origin, &k.public_jwk).map_err(store_failed))
+        .collect()
+}
+
+fn prove(args: &AuditProveArgs) -> Result<(), CliError> {
+    let proof = block_on(async {
+        let store = open(&args.storage).await?;
+        let log = oauth::AuditLog::read(&store).await.map_err(store_failed)?;
+        log.prove(&store, args.seq).await.map_err(store_failed)
+    })?;
+    let Some(p) = proof else {
+        return Err(CliError::new(
+            "ERR_AUDIT_NOT_SIGNED",
+            format!(
+                "seq {} is not signed by a checkpoint yet (or does not exist)",
+                args.seq
+            ),
+            EXIT_REJECTED,
+        ));
+    };
+    let size = u64::try_from(p.checkpoint.size).unwrap_or(0);
+    let root = audit::event::decode_hash(&p.checkpoint.root).unwrap_or_default();
+    let verified = audit::tree::verify_inclusion(p.seq, size, &p.leaf, &p.path, &root);
+    print_json(&json!({
+        "seq": p.seq,
+        "leaf_hash": audit::event::encode_hash(&p.leaf),
+        "inclusion_path": p.path.iter().map(audit::event::encode_hash).collect::<Vec<_>>(),
+        "tree_size": size,
+        "root": p.checkpoint.root,
+        "checkpoint": p.checkpoint.note,
+        "verified": verified,
+    }))
+}
+
+fn keys(args: &StorageArgs) -> Result<(), CliError> {
+    let doc = block_on(async {
+        let store = open(args).await?;
+        keys_document(&store).await
+    })?;
+    print_json(&doc)
+}
+
+/// The document `/.well-known/tokengate-audit-keys` serves, from the store.
+async fn keys_document(store: &Store) -> Result<Value, CliError> {
+    let origin = store
+        .stored_audit_origin()
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| store_failed("no node has started over this store yet: no audit log"))?;
+    let records = store.list_keys().await.map_err(store_failed)?;
+    oauth::audit_keys_document(&origin, records.iter()).map_err(store_failed)
+}
