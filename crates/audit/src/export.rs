@@ -6,9 +6,15 @@
 //! {"type":"event","hash":"<leaf hash, base64>","event":{"seq":0,"time":…,"event":"token.issued",…}}
 //! {"type":"checkpoint","size":1,"note":"<the signed note>"}
 //! ```
+//!
+//! A pruned log starts with `{"type":"start","size":N,"frontier":[…]}` (the hashes that stand
+//! for its first `N` events), and its checkpoints of the pruned part carry `"anchor"` (a
+//! later checkpoint's size) and `"consistency"` (the proof from theirs to the anchor's).
 
 use serde_json::{json, Value};
 
+use crate::event::{decode_hash, encode_hash};
+use crate::tree::Hash;
 use crate::verify::Entry;
 
 /// The line of an event (its JSON object with `seq`) and its stored hash.
@@ -19,6 +25,28 @@ pub fn event_line(event: &Value, hash: Option<&str>) -> String {
 /// The line of a checkpoint.
 pub fn checkpoint_line(size: u64, note: &str) -> String {
     json!({"type": "checkpoint", "size": size, "note": note}).to_string()
+}
+
+/// The first line of a pruned log.
+pub fn start_line(size: u64, frontier: &[Hash]) -> String {
+    let frontier: Vec<String> = frontier.iter().map(encode_hash).collect();
+    json!({"type": "start", "size": size, "frontier": frontier}).to_string()
+}
+
+/// The line of a checkpoint of the pruned part, with its proof to the anchor.
+pub fn pruned_checkpoint_line(size: u64, note: &str, anchor: u64, proof: &[Hash]) -> String {
+    let proof: Vec<String> = proof.iter().map(encode_hash).collect();
+    json!({"type": "checkpoint", "size": size, "note": note, "anchor": anchor, "consistency": proof})
+        .to_string()
+}
+
+/// Reads a list of base64 hashes.
+pub fn hashes(value: Option<&Value>) -> Option<Vec<Hash>> {
+    value?
+        .as_array()?
+        .iter()
+        .map(|h| decode_hash(h.as_str()?))
+        .collect()
 }
 
 /// Reads one line (not its trailing newline).
@@ -45,9 +73,27 @@ pub fn parse_line(line: &str) -> Result<Entry, &'static str> {
                 .get("note")
                 .and_then(Value::as_str)
                 .ok_or("a checkpoint line without its note")?;
-            Ok(Entry::Checkpoint(note.to_owned()))
+            match value.get("anchor") {
+                None => Ok(Entry::Checkpoint(note.to_owned())),
+                Some(anchor) => Ok(Entry::PrunedCheckpoint {
+                    note: note.to_owned(),
+                    anchor: anchor
+                        .as_u64()
+                        .ok_or("a checkpoint's anchor is not a size")?,
+                    proof: hashes(value.get("consistency"))
+                        .ok_or("a checkpoint's consistency proof is not a list of hashes")?,
+                }),
+            }
         }
-        _ => Err("a line whose type is neither event nor checkpoint"),
+        Some("start") => Ok(Entry::Start {
+            size: value
+                .get("size")
+                .and_then(Value::as_u64)
+                .ok_or("a start line without its size")?,
+            frontier: hashes(value.get("frontier"))
+                .ok_or("a start line's frontier is not a list of hashes")?,
+        }),
+        _ => Err("a line whose type is not event, checkpoint or start"),
     }
 }
 

@@ -36,10 +36,34 @@ fn digest(parts: &[&[u8]]) -> Hash {
 /// An append-only tree that keeps the hash of every complete, aligned subtree (about two
 /// hashes per leaf), so that the root, an inclusion proof or a consistency proof for any
 /// size up to [`Tree::len`] costs O(log² n) hashes instead of rehashing the leaves.
+///
+/// A tree may also start from the *frontier* of a prefix whose leaves are gone (a pruned
+/// log, [`Tree::from_frontier`]): the hashes of the complete subtrees that make up the first
+/// `n` leaves, one per bit set in `n`. That is all later roots and proofs need: the root of
+/// any size from `n` on, the inclusion proof of any leaf from `n` on, the consistency proof
+/// between any two sizes from `n` on.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
-    /// `levels[k][i]`: the hash of leaves `i·2^k .. (i+1)·2^k`.
-    levels: Vec<Vec<Hash>>,
+    /// `levels[k]`: the hashes of aligned subtrees of `2^k` leaves, from its `first` on.
+    levels: Vec<Level>,
+}
+
+/// The complete subtrees of one height that the tree holds: those from index `first` on.
+#[derive(Clone, Debug, Default)]
+struct Level {
+    first: u64,
+    hashes: Vec<Hash>,
+}
+
+impl Level {
+    fn end(&self) -> u64 {
+        self.first + self.hashes.len() as u64
+    }
+
+    fn get(&self, index: u64) -> Option<Hash> {
+        let at = usize::try_from(index.checked_sub(self.first)?).ok()?;
+        self.hashes.get(at).copied()
+    }
 }
 
 impl Tree {
@@ -48,9 +72,56 @@ impl Tree {
         Tree::default()
     }
 
-    /// How many leaves the tree holds.
+    /// The tree whose first `size` leaves are known only by their `frontier`: the hashes of
+    /// the complete subtrees of `[0, size)`, largest (leftmost) first, as
+    /// [`Tree::frontier`] gives them. `None` unless there is one per bit set in `size`.
+    pub fn from_frontier(size: u64, frontier: &[Hash]) -> Option<Tree> {
+        if frontier.len() != size.count_ones() as usize {
+            return None;
+        }
+        let height = (u64::BITS - size.leading_zeros()) as usize;
+        let mut levels: Vec<Level> = (0..height)
+            .map(|k| Level {
+                first: size >> k,
+                hashes: Vec::new(),
+            })
+            .collect();
+        let mut hashes = frontier.iter();
+        for k in (0..height).rev() {
+            if (size >> k) & 1 == 1 {
+                let level = levels.get_mut(k)?;
+                level.first -= 1;
+                level.hashes.push(*hashes.next()?);
+            }
+        }
+        Some(Tree { levels })
+    }
+
+    /// The frontier of the first `size` leaves (see [`Tree::from_frontier`]); `None` past
+    /// the end or inside a pruned prefix.
+    pub fn frontier(&self, size: u64) -> Option<Vec<Hash>> {
+        if size > self.len() {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        for k in (0..u64::BITS as usize).rev() {
+            if (size >> k) & 1 == 1 {
+                out.push(self.levels.get(k)?.get(start >> k)?);
+                start += 1 << k;
+            }
+        }
+        Some(out)
+    }
+
+    /// The first leaf the tree holds (0 unless it started from a frontier).
+    pub fn start(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.first)
+    }
+
+    /// How many leaves the tree has (with those of a pruned prefix).
     pub fn len(&self) -> u64 {
-        self.levels.first().map_or(0, |l| l.len() as u64)
+        self.levels.first().map_or(0, Level::end)
     }
 
     /// Whether the tree has no leaves.
@@ -64,18 +135,20 @@ impl Tree {
         let mut level = 0;
         loop {
             if self.levels.len() <= level {
-                self.levels.push(Vec::new());
+                self.levels.push(Level::default());
             }
             let Some(row) = self.levels.get_mut(level) else {
                 return;
             };
-            row.push(carry);
-            // An even count means the two last hashes just completed a subtree one level up.
-            if row.len() % 2 != 0 {
+            row.hashes.push(carry);
+            // An even end means the two last hashes just completed a subtree one level up
+            // (the left one may be a frontier's).
+            let end = row.end();
+            if end % 2 != 0 {
                 return;
             }
-            match (row.get(row.len() - 2), row.last()) {
-                (Some(left), Some(right)) => carry = node_hash(left, right),
+            match (row.get(end - 2), row.get(end - 1)) {
+                (Some(left), Some(right)) => carry = node_hash(&left, &right),
                 _ => return,
             }
             level += 1;
@@ -84,10 +157,7 @@ impl Tree {
 
     /// The hash of leaf `index`, if the tree holds it.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
-        self.levels
-            .first()?
-            .get(usize::try_from(index).ok()?)
-            .copied()
+        self.levels.first()?.get(index)
     }
 
     /// The root of the tree's first `size` leaves (`MTH(D[0:size])`); `None` past the end.
@@ -133,8 +203,7 @@ impl Tree {
         }
         if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
-            let index = usize::try_from(start >> n.trailing_zeros()).ok()?;
-            return self.levels.get(level)?.get(index).copied();
+            return self.levels.get(level)?.get(start >> n.trailing_zeros());
         }
         let k = split(n);
         Some(node_hash(

@@ -187,3 +187,52 @@ fn the_empty_tree_and_one_leaf() {
     assert_eq!(t.leaf(0), Some(leaf_hash(b"leaf 0")));
     assert_eq!(t.leaf(1), None);
 }
+
+/// A tree started from the frontier of its first `s` leaves answers every root and proof
+/// from `s` on as the whole tree does, and nothing before.
+#[test]
+fn a_tree_from_a_frontier_answers_as_the_whole_tree() {
+    let d = data(70);
+    let whole = tree_of(&d);
+    for s in 0..=70u64 {
+        let frontier = whole.frontier(s).unwrap();
+        assert_eq!(frontier.len(), s.count_ones() as usize);
+        let mut t = Tree::from_frontier(s, &frontier).unwrap();
+        assert_eq!(t.len(), s);
+        // The last leaf of the prefix is known when it is a subtree of its own (s odd).
+        assert!(t.start() <= s && s - t.start() <= 1, "{s}: {}", t.start());
+        for leaf in &d[s as usize..] {
+            t.push(leaf_hash(leaf));
+        }
+        assert_eq!(t.len(), 70);
+        for n in s..=70 {
+            assert_eq!(t.root(n), whole.root(n), "root {n} from {s}");
+            for m in s..n {
+                assert_eq!(
+                    t.inclusion_proof(m, n),
+                    whole.inclusion_proof(m, n),
+                    "{m} in {n} from {s}"
+                );
+            }
+            if s > 0 {
+                for old in s..=n {
+                    assert_eq!(
+                        t.consistency_proof(old, n),
+                        whole.consistency_proof(old, n),
+                        "{old} → {n} from {s}"
+                    );
+                }
+            }
+        }
+        assert_eq!(t.frontier(70), whole.frontier(70));
+        // Before the prefix's end, what is known is right, and leaves are gone.
+        for n in 0..s {
+            assert!(t.root(n).is_none() || t.root(n) == whole.root(n), "root {n} from {s}");
+        }
+        for m in 0..t.start() {
+            assert_eq!(t.leaf(m), None);
+            assert_eq!(t.inclusion_proof(m, 70), None, "{m} from {s}");
+        }
+    }
+    assert!(Tree::from_frontier(3, &[[0; 32]]).is_none());
+}

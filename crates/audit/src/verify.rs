@@ -35,6 +35,25 @@ pub enum Entry {
     },
     /// A signed checkpoint note.
     Checkpoint(String),
+    /// The log was pruned: its first `size` events are gone and known by the frontier of
+    /// their tree (the hashes of its complete subtrees, largest first). Comes first.
+    Start {
+        /// How many events were pruned.
+        size: u64,
+        /// [`Tree::frontier`] of those events.
+        frontier: Vec<Hash>,
+    },
+    /// A checkpoint of the pruned part, with the consistency proof from its tree to the
+    /// later checkpoint of size `anchor` (which is checked against the events, or is itself
+    /// a pruned checkpoint with a proof of its own).
+    PrunedCheckpoint {
+        /// The signed note.
+        note: String,
+        /// The size of the checkpoint the proof leads to.
+        anchor: u64,
+        /// RFC 9162 consistency proof from this checkpoint's tree to the anchor's.
+        proof: Vec<Hash>,
+    },
 }
 
 /// What was wrong.
@@ -162,6 +181,8 @@ impl<'k> Verifier<'k> {
                 waiting: BTreeMap::new(),
                 newest: None,
                 checked: 0,
+                roots: BTreeMap::new(),
+                pruned: Vec::new(),
             },
             held: None,
         }
@@ -171,6 +192,43 @@ impl<'k> Verifier<'k> {
     pub fn push(&mut self, entry: Entry) -> Result<(), Fault> {
         match entry {
             Entry::Checkpoint(note) => self.state.checkpoint(&note),
+            Entry::Start { size, frontier } => {
+                if self.held.is_some() || !self.state.tree.is_empty() {
+                    return Err(Fault::new(
+                        0,
+                        FaultKind::Malformed,
+                        "the start of a pruned log after events",
+                    ));
+                }
+                self.state.tree = Tree::from_frontier(size, &frontier).ok_or_else(|| {
+                    Fault::new(
+                        size,
+                        FaultKind::Malformed,
+                        "a pruned log's frontier does not fit its size",
+                    )
+                })?;
+                Ok(())
+            }
+            Entry::PrunedCheckpoint {
+                note,
+                anchor,
+                proof,
+            } => {
+                let checkpoint = self.state.open_checkpoint(&note)?;
+                if anchor <= checkpoint.size {
+                    let detail = format!(
+                        "the checkpoint of tree size {} is proven against a smaller one",
+                        checkpoint.size
+                    );
+                    return Err(Fault::new(
+                        checkpoint.size.saturating_sub(1),
+                        FaultKind::Malformed,
+                        detail,
+                    ));
+                }
+                self.state.pruned.push((checkpoint, anchor, proof));
+                Ok(())
+            }
             Entry::Event { event, hash } => {
                 if let Some((current, current_hash)) = self.held.take() {
                     let next = (&event, hash.as_deref());
@@ -205,6 +263,10 @@ struct State<'k> {
     /// The newest checkpoint whose root checked.
     newest: Option<Checkpoint>,
     checked: u64,
+    /// The root of every checkpoint checked so far, by size: the anchors of pruned ones.
+    roots: BTreeMap<u64, Hash>,
+    /// Checkpoints of the pruned part, checked at the end against their anchors.
+    pruned: Vec<(Checkpoint, u64, Vec<Hash>)>,
 }
 
 type Next<'a> = Option<&'a (&'a Value, Option<&'a str>)>;
@@ -272,6 +334,26 @@ impl State<'_> {
     }
 
     fn checkpoint(&mut self, note: &str) -> Result<(), Fault> {
+        let checkpoint = self.open_checkpoint(note)?;
+        if checkpoint.size < self.tree.start() {
+            let detail = format!(
+                "the checkpoint of tree size {} is in the pruned part but has no consistency proof",
+                checkpoint.size
+            );
+            return Err(Fault::new(
+                checkpoint.size.saturating_sub(1),
+                FaultKind::Malformed,
+                detail,
+            ));
+        }
+        if checkpoint.size > 0 {
+            self.waiting.insert(checkpoint.size, checkpoint);
+        }
+        self.settle()
+    }
+
+    /// A checkpoint whose signature checks, of the same log as the others.
+    fn open_checkpoint(&self, note: &str) -> Result<Checkpoint, Fault> {
         let here = self.tree.len();
         let (text, _) = open(note, self.keys).map_err(|fault| {
             let size = size_of(note);
@@ -314,10 +396,7 @@ impl State<'_> {
                 ),
             ));
         }
-        if checkpoint.size > 0 {
-            self.waiting.insert(checkpoint.size, checkpoint);
-        }
-        self.settle()
+        Ok(checkpoint)
     }
 
     /// Checks every waiting checkpoint the tree has reached: its root, and that it extends
@@ -346,6 +425,7 @@ impl State<'_> {
                 self.consistent(previous, &checkpoint)?;
             }
             self.checked += 1;
+            self.roots.insert(checkpoint.size, checkpoint.root);
             if self
                 .newest
                 .as_ref()
@@ -375,7 +455,7 @@ impl State<'_> {
         ))
     }
 
-    fn finish(self) -> Result<Verified, Fault> {
+    fn finish(mut self) -> Result<Verified, Fault> {
         let events = self.tree.len();
         if let Some((size, _)) = self.waiting.first_key_value() {
             let detail = if events + 1 == *size {
@@ -385,6 +465,7 @@ impl State<'_> {
             };
             return Err(Fault::new(events, FaultKind::Truncated, detail));
         }
+        self.check_pruned()?;
         Ok(Verified {
             events,
             checkpoints: self.checked,
@@ -394,6 +475,30 @@ impl State<'_> {
                 .unwrap_or_else(crate::tree::empty_root),
             newest: self.newest,
         })
+    }
+}
+
+impl State<'_> {
+    /// Each checkpoint of the pruned part against its anchor, largest first (an anchor is
+    /// larger than what it proves, so it is checked first).
+    fn check_pruned(&mut self) -> Result<(), Fault> {
+        let mut pruned = std::mem::take(&mut self.pruned);
+        pruned.sort_by_key(|p| std::cmp::Reverse(p.0.size));
+        for (checkpoint, anchor, proof) in pruned {
+            let size = checkpoint.size;
+            let fault = |detail: String| {
+                Fault::new(size.saturating_sub(1), FaultKind::Inconsistent, detail)
+            };
+            let Some(anchor_root) = self.roots.get(&anchor) else {
+                return Err(fault(format!("the checkpoint of tree size {size} is proven against one of size {anchor}, which is not in the log")));
+            };
+            if !verify_consistency(size, anchor, &checkpoint.root, anchor_root, &proof) {
+                return Err(fault(format!("the checkpoint of tree size {size} is not consistent with that of size {anchor}")));
+            }
+            self.roots.insert(size, checkpoint.root);
+            self.checked += 1;
+        }
+        Ok(())
     }
 }
 

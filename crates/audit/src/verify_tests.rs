@@ -62,7 +62,7 @@ fn at(log: &[Entry], seq: u64) -> usize {
 fn event_mut(entry: &mut Entry) -> &mut Value {
     match entry {
         Entry::Event { event, .. } => event,
-        Entry::Checkpoint(_) => panic!("not an event"),
+        _ => panic!("not an event"),
     }
 }
 
@@ -214,5 +214,73 @@ fn a_checkpoint_of_another_log_is_refused() {
     }
     .body();
     l.push(Entry::Checkpoint(signer.sign(&body).unwrap()));
+    assert_eq!(fault(l).1, FaultKind::Malformed);
+}
+
+/// `log()` pruned before seq 12 (the checkpoint of size 12): its frontier, the checkpoint
+/// of size 5 with its proof to 12, then the rest.
+fn pruned_log() -> Vec<Entry> {
+    let full = log();
+    let mut tree = Tree::new();
+    for entry in &full {
+        if let Entry::Event { event, .. } = entry {
+            tree.push(leaf(event).unwrap());
+        }
+    }
+    let mut out = vec![Entry::Start {
+        size: 12,
+        frontier: tree.frontier(12).unwrap(),
+    }];
+    for entry in full {
+        match entry {
+            Entry::Event { ref event, .. } if sequence_number(event).unwrap() < 12 => {}
+            Entry::Checkpoint(note) if note.contains("\n5\n") => {
+                out.push(Entry::PrunedCheckpoint {
+                    note,
+                    anchor: 12,
+                    proof: tree.consistency_proof(5, 12).unwrap(),
+                })
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pruned_log_verifies_and_tampering_is_still_named() {
+    let v = run(pruned_log()).unwrap();
+    assert_eq!((v.events, v.checkpoints, v.unsigned()), (20, 3, 0));
+    // A changed event after the pruned part.
+    let mut l = pruned_log();
+    let i = at(&l, 15);
+    event_mut(&mut l[i])["client_id"] = json!("mallory");
+    assert_eq!(fault(l), (15, FaultKind::Changed));
+    // A wrong proof for the pruned checkpoint.
+    let mut l = pruned_log();
+    if let Entry::PrunedCheckpoint { proof, .. } = &mut l[1] {
+        proof[0][0] ^= 1;
+    }
+    assert_eq!(fault(l), (4, FaultKind::Inconsistent));
+    // Its anchor gone.
+    let mut l = pruned_log();
+    l.retain(|e| !matches!(e, Entry::Checkpoint(n) if n.contains("\n12\n")));
+    assert_eq!(fault(l), (4, FaultKind::Inconsistent));
+    // A frontier that does not hold: the checkpoint of size 12 fails.
+    let mut l = pruned_log();
+    if let Entry::Start { frontier, .. } = &mut l[0] {
+        frontier[0][0] ^= 1;
+    }
+    assert_eq!(fault(l).1, FaultKind::Inconsistent);
+    // A pruned checkpoint without its proof, or a start after events: malformed.
+    let mut l = pruned_log();
+    let Entry::PrunedCheckpoint { note, .. } = l[1].clone() else {
+        unreachable!()
+    };
+    l[1] = Entry::Checkpoint(note);
+    assert_eq!(fault(l), (4, FaultKind::Malformed));
+    let mut l = pruned_log();
+    let start = l.remove(0);
+    l.insert(3, start);
     assert_eq!(fault(l).1, FaultKind::Malformed);
 }

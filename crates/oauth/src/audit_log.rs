@@ -109,6 +109,8 @@ impl AuditLog {
             root: encode_hash(&root),
             note,
             created_at: now,
+            anchor: None,
+            consistency: None,
         };
         store.insert_checkpoint(&checkpoint).await?;
         Ok(Some(checkpoint))
@@ -179,8 +181,14 @@ pub fn audit_verifier_key(origin: &str, public_jwk: &str) -> Result<VerifierKey>
     VerifierKey::new(origin, &public).map_err(|_| Error::BadKey("an audit key is not Ed25519"))
 }
 
-/// Appends the events sequenced after the tree's end, each checked against its stored hash.
+/// Appends the events sequenced after the tree's end, each checked against its stored hash;
+/// an empty tree starts from the frontier of what was pruned.
 async fn catch_up(store: &Store, tree: &mut Tree) -> Result<()> {
+    if tree.is_empty() {
+        if let Some(pruned) = pruned_tree(store).await? {
+            *tree = pruned;
+        }
+    }
     loop {
         let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
         let page = store.audit_log(from, PAGE).await?;
@@ -208,6 +216,26 @@ async fn catch_up(store: &Store, tree: &mut Tree) -> Result<()> {
             return Ok(());
         }
     }
+}
+
+/// The tree of a pruned log's removed events, from their frontier (`None` if never pruned).
+pub async fn pruned_tree(store: &Store) -> Result<Option<Tree>> {
+    let pruned = store.audit_pruned().await?;
+    if pruned.size == 0 {
+        return Ok(None);
+    }
+    let frontier = pruned
+        .frontier
+        .iter()
+        .map(|h| decode_hash(h))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            Error::AuditLog("the pruned log's frontier is not a list of hashes".into())
+        })?;
+    let size = u64::try_from(pruned.size).unwrap_or(0);
+    Tree::from_frontier(size, &frontier)
+        .map(Some)
+        .ok_or_else(|| Error::AuditLog("the pruned log's frontier does not fit its size".into()))
 }
 
 /// The tree must have the newest checkpoint's root at its size: a node signs nothing over

@@ -48,7 +48,7 @@ mod token;
 
 pub use admin::{AdminError, Credentials, NewClient, RevokeBy};
 pub use audit_log::{
-    audit_keys_document, audit_verifier_key, origin_for, AuditLog, InclusionProof,
+    audit_keys_document, audit_verifier_key, origin_for, pruned_tree, AuditLog, InclusionProof,
 };
 pub use client_auth::{basic_credentials, claimed_client_id, JWT_BEARER};
 pub use error::{Error, Result};

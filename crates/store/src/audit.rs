@@ -90,6 +90,32 @@ pub struct StoredCheckpoint {
     pub note: String,
     /// When it was made (unix seconds).
     pub created_at: i64,
+    /// For a checkpoint of a pruned part: the size of the later checkpoint that
+    /// `consistency` leads to.
+    pub anchor: Option<i64>,
+    /// For a checkpoint of a pruned part: the RFC 9162 consistency proof from its tree to
+    /// the anchor's (a JSON array of base64 hashes).
+    pub consistency: Option<String>,
+}
+
+/// What `tokengate audit prune` left of the log's beginning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunedPrefix {
+    /// How many events (sequence numbers 0 to `size - 1`) were removed.
+    pub size: i64,
+    /// The frontier of their tree: base64 hashes, largest subtree first.
+    pub frontier: Vec<String>,
+}
+
+/// A checkpoint of the part being pruned, with its proof to the anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointProof {
+    /// The checkpoint's size.
+    pub size: i64,
+    /// The later checkpoint's size the proof leads to.
+    pub anchor: i64,
+    /// The proof, a JSON array of base64 hashes.
+    pub consistency: String,
 }
 
 type AuditRow = (
@@ -348,9 +374,9 @@ impl Store {
 
     /// Up to `limit` checkpoints of a size greater than `after`, smallest first.
     pub async fn checkpoints(&self, after: i64, limit: u32) -> Result<Vec<StoredCheckpoint>> {
-        let rows: Vec<(i64, String, String, i64)> = with_pool!(self, pool => sqlx::query_as(
-            "SELECT size, root, note, created_at FROM audit_checkpoints WHERE size > $1 \
-             ORDER BY size LIMIT $2",
+        let rows: Vec<CheckpointRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT size, root, note, created_at, anchor, consistency FROM audit_checkpoints \
+             WHERE size > $1 ORDER BY size LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
@@ -361,12 +387,73 @@ impl Store {
 
     /// The checkpoint of the largest tree, if any.
     pub async fn newest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
-        let row: Option<(i64, String, String, i64)> = with_pool!(self, pool => sqlx::query_as(
-            "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        let row: Option<CheckpointRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT size, root, note, created_at, anchor, consistency FROM audit_checkpoints \
+             ORDER BY size DESC LIMIT 1",
         )
         .fetch_optional(pool)
         .await?);
         Ok(row.map(checkpoint_of))
+    }
+
+    /// What pruning left of the log's beginning (size 0 when it was never pruned).
+    pub async fn audit_pruned(&self) -> Result<PrunedPrefix> {
+        let (size, frontier): (i64, Option<String>) = with_pool!(self, pool => sqlx::query_as(
+            "SELECT pruned, frontier FROM audit_head WHERE id = 1",
+        )
+        .fetch_one(pool)
+        .await?);
+        let frontier = match frontier {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|_| {
+                StoreError::Corrupt("the audit log's frontier is not a JSON list", None)
+            })?,
+        };
+        Ok(PrunedPrefix { size, frontier })
+    }
+
+    /// Removes the events before `prefix.size` and records the frontier that stands for
+    /// them and each older checkpoint's proof to a later one, in one transaction. Refused
+    /// ([`StoreError::Conflict`]) unless it prunes further than before. Returns the number of
+    /// events removed.
+    pub async fn prune_audit(
+        &self,
+        prefix: &PrunedPrefix,
+        proofs: &[CheckpointProof],
+    ) -> Result<u64> {
+        let frontier = Value::from(prefix.frontier.clone()).to_string();
+        let removed = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let moved = sqlx::query(
+                "UPDATE audit_head SET pruned = $1, frontier = $2 WHERE id = 1 AND pruned < $1",
+            )
+            .bind(prefix.size)
+            .bind(&frontier)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::Conflict("the audit log is pruned that far already"));
+            }
+            for proof in proofs {
+                sqlx::query(
+                    "UPDATE audit_checkpoints SET anchor = $1, consistency = $2 WHERE size = $3",
+                )
+                .bind(proof.anchor)
+                .bind(&proof.consistency)
+                .bind(proof.size)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let removed = sqlx::query("DELETE FROM audit_events WHERE seq < $1")
+                .bind(prefix.size)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            removed
+        });
+        Ok(removed)
     }
 
     /// Gives the events recorded before the log existed (this version's migration) their
@@ -413,12 +500,18 @@ impl Store {
     }
 }
 
-fn checkpoint_of((size, root, note, created_at): (i64, String, String, i64)) -> StoredCheckpoint {
+type CheckpointRow = (i64, String, String, i64, Option<i64>, Option<String>);
+
+fn checkpoint_of(
+    (size, root, note, created_at, anchor, consistency): CheckpointRow,
+) -> StoredCheckpoint {
     StoredCheckpoint {
         size,
         root,
         note,
         created_at,
+        anchor,
+        consistency,
     }
 }
 

@@ -39,8 +39,8 @@
 //! | `tokens` | `jti`, `client_id`, `subject`, `audience`, `scope`, `issued_at`, `expires_at`, `revoked_at` |
 //! | `used_jtis` | `(namespace, jti)` primary key, `expires_at` |
 //! | `audit_events` | `id` (ever increasing), `seq` (the log's sequence number: 0, 1, 2, … with no gaps), `hash` (its leaf hash as written), `time`, `event`, `outcome`, and optional `client_id`, `subject`, `jti`, `audience`, `reason`, `request_id`, `detail` (JSON) |
-//! | `audit_head` | one row: the next sequence number, the log's origin |
-//! | `audit_checkpoints` | `size`, `root`, `note` (the signed checkpoint), `created_at` |
+//! | `audit_head` | one row: the next sequence number, the log's origin, what pruning removed (`pruned`, `frontier`) |
+//! | `audit_checkpoints` | `size`, `root`, `note` (the signed checkpoint), `created_at`, and for a pruned part `anchor`, `consistency` |
 //!
 //! - **Timestamps are integer unix seconds (`i64`)** in both backends: one representation
 //!   that compares, indexes and binds the same way in SQLite (which has no time type) and
@@ -100,7 +100,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditEvent, AuditQueue, AuditRecord, StoredCheckpoint};
+pub use audit::{
+    AuditEvent, AuditQueue, AuditRecord, CheckpointProof, PrunedPrefix, StoredCheckpoint,
+};
 pub use clients::{is_scope_token, AuthMethod, Client};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};

@@ -694,6 +694,8 @@ mod cases {
             root: format!("root {size}"),
             note: format!("note {size}"),
             created_at: 1_700_000_000 + size,
+            anchor: None,
+            consistency: None,
         };
         assert!(store.insert_checkpoint(&checkpoint(10)).await.unwrap());
         assert!(store.insert_checkpoint(&checkpoint(83)).await.unwrap());
@@ -707,6 +709,32 @@ mod cases {
             [checkpoint(10), checkpoint(83)]
         );
         assert_eq!(store.checkpoints(10, 10).await.unwrap(), [checkpoint(83)]);
+
+        // Pruning: the events before 40 go, the frontier and the older checkpoint's proof
+        // stay; pruning again no further is refused.
+        assert_eq!(
+            store.audit_pruned().await.unwrap(),
+            store::PrunedPrefix::default()
+        );
+        let prefix = store::PrunedPrefix {
+            size: 40,
+            frontier: vec!["a".into(), "b".into()],
+        };
+        let proof = store::CheckpointProof {
+            size: 10,
+            anchor: 40,
+            consistency: "[\"p\"]".into(),
+        };
+        assert_eq!(store.prune_audit(&prefix, &[proof]).await.unwrap(), 40);
+        assert_eq!(store.audit_pruned().await.unwrap(), prefix);
+        assert_eq!(store.audit_log(0, 1).await.unwrap()[0].seq, Some(40));
+        let old = &store.checkpoints(0, 1).await.unwrap()[0];
+        assert_eq!(
+            (old.anchor, old.consistency.as_deref()),
+            (Some(40), Some("[\"p\"]"))
+        );
+        assert!(store.prune_audit(&prefix, &[]).await.is_err());
+        assert_eq!(store.audit_length().await.unwrap(), 83);
     }
 
     pub async fn data_survives_reopen(ctx: Ctx) {

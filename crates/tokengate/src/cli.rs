@@ -67,6 +67,23 @@ pub enum AuditCommand {
     Prove(AuditProveArgs),
     /// Print the public keys that verify the log's checkpoints.
     Keys(StorageArgs),
+    /// Remove the events signed by the newest checkpoint older than DATE, keeping what
+    /// verification needs (the frontier of their tree and every checkpoint, with proofs).
+    /// Refused when the log does not verify.
+    Prune(AuditPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditPruneArgs {
+    /// A date (2026-11-01, midnight UTC), an RFC 3339 time, or unix seconds.
+    #[arg(long, value_name = "DATE")]
+    pub before: String,
+    /// The keys the log must verify with before anything is removed (as `audit verify
+    /// --keys`); default: the keys the database holds.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit::export::{checkpoint_line, event_line};
+use audit::export::{checkpoint_line, event_line, pruned_checkpoint_line, start_line};
 use oauth::Service;
 use store::Store;
 
@@ -34,6 +34,23 @@ pub async fn checkpoint_now(service: &Service) {
         Ok(Some(c)) => tracing::debug!("audit checkpoint: {} events", c.size),
         Ok(None) => {}
         Err(e) => tracing::error!("audit checkpoint failed ({}): {e}", e.code()),
+    }
+}
+
+/// A stored checkpoint as a line of the export format: with its anchor and consistency
+/// proof when it belongs to a pruned part.
+pub fn checkpoint_export_line(c: &store::StoredCheckpoint) -> Result<String, String> {
+    let size = u64::try_from(c.size).unwrap_or(0);
+    match (c.anchor, &c.consistency) {
+        (Some(anchor), Some(proof)) => {
+            let proof: serde_json::Value =
+                serde_json::from_str(proof).map_err(|e| format!("a checkpoint's proof: {e}"))?;
+            let proof = audit::export::hashes(Some(&proof))
+                .ok_or("a checkpoint's proof is not a list of hashes")?;
+            let anchor = u64::try_from(anchor).unwrap_or(0);
+            Ok(pruned_checkpoint_line(size, &c.note, anchor, &proof))
+        }
+        _ => Ok(checkpoint_line(size, &c.note)),
     }
 }
 
@@ -75,21 +92,39 @@ struct SinkWriter {
     next_seq: i64,
     /// The size of the last checkpoint copied.
     last_checkpoint: i64,
+    /// Written before anything else: the start of a pruned log, for a new file.
+    preamble: Option<String>,
 }
 
 impl SinkWriter {
     async fn open(store: &Store, sink: Sink) -> Result<SinkWriter, String> {
-        let next_seq = match &sink {
+        let mut next_seq = match &sink {
             Sink::Stdout => store.audit_length().await.map_err(|e| e.to_string())?,
             Sink::File(path) => last_seq_in(path).map_or(0, |s| s + 1),
         };
         // Checkpoints up to where copying starts are known to the reader already (or
-        // cannot be checked without the events before them).
+        // cannot be checked without the events before them); a new file of a pruned log
+        // starts with the frontier and every checkpoint from the first.
+        let mut last_checkpoint = next_seq;
+        let mut preamble = None;
+        let pruned = store.audit_pruned().await.map_err(|e| e.to_string())?;
+        if next_seq < pruned.size {
+            let frontier = pruned
+                .frontier
+                .iter()
+                .map(|h| audit::event::decode_hash(h))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("the pruned log's frontier is not a list of hashes")?;
+            preamble = Some(start_line(u64::try_from(pruned.size).unwrap_or(0), &frontier) + "\n");
+            next_seq = pruned.size;
+            last_checkpoint = 0;
+        }
         let mut writer = SinkWriter {
             sink,
             out: None,
             next_seq,
-            last_checkpoint: next_seq,
+            last_checkpoint,
+            preamble,
         };
         writer.reopen();
         Ok(writer)
@@ -114,9 +149,6 @@ impl SinkWriter {
         if self.out.is_none() {
             self.reopen();
         }
-        let Some(out) = self.out.as_mut() else {
-            return Err("the sink is not open".into());
-        };
         let fail = |e: &dyn std::fmt::Display| e.to_string();
         let events = store
             .audit_log(self.next_seq, PAGE)
@@ -127,31 +159,42 @@ impl SinkWriter {
             .await
             .map_err(|e| fail(&e))?;
         let mut pending = checkpoints.iter().peekable();
-        let mut text = String::new();
+        let mut text = self.preamble.clone().unwrap_or_default();
+        let (mut next_seq, mut last_checkpoint) = (self.next_seq, self.last_checkpoint);
+        // Checkpoints before the first event copied (of a pruned part, or signed late).
+        signed_up_to(&mut pending, next_seq, &mut text, &mut last_checkpoint)?;
         for record in &events {
             let (Some(seq), Some(json)) = (record.seq, record.to_json()) else {
                 continue;
             };
             text.push_str(&event_line(&json, record.hash.as_deref()));
             text.push('\n');
-            self.next_seq = seq + 1;
-            while let Some(c) = pending.next_if(|c| c.size <= self.next_seq) {
-                let size = u64::try_from(c.size).unwrap_or(0);
-                text.push_str(&checkpoint_line(size, &c.note));
-                text.push('\n');
-                self.last_checkpoint = c.size;
-            }
+            next_seq = seq + 1;
+            signed_up_to(&mut pending, next_seq, &mut text, &mut last_checkpoint)?;
         }
-        // Signed after its events were copied.
-        while let Some(c) = pending.next_if(|c| c.size <= self.next_seq) {
-            let size = u64::try_from(c.size).unwrap_or(0);
-            text.push_str(&checkpoint_line(size, &c.note));
-            text.push('\n');
-            self.last_checkpoint = c.size;
-        }
+        let Some(out) = self.out.as_mut() else {
+            return Err("the sink is not open".into());
+        };
         out.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
-        out.flush().map_err(|e| fail(&e))
+        out.flush().map_err(|e| fail(&e))?;
+        (self.next_seq, self.last_checkpoint, self.preamble) = (next_seq, last_checkpoint, None);
+        Ok(())
     }
+}
+
+/// Appends the lines of the checkpoints that sign no more than `size` events.
+fn signed_up_to<'a>(
+    pending: &mut std::iter::Peekable<impl Iterator<Item = &'a store::StoredCheckpoint>>,
+    size: i64,
+    text: &mut String,
+    last: &mut i64,
+) -> Result<(), String> {
+    while let Some(c) = pending.next_if(|c| c.size <= size) {
+        text.push_str(&checkpoint_export_line(c)?);
+        text.push('\n');
+        *last = c.size;
+    }
+    Ok(())
 }
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
@@ -177,7 +220,7 @@ fn last_seq_in(path: &PathBuf) -> Option<i64> {
             audit::verify::Entry::Event { event, .. } => {
                 audit::event::sequence_number(&event).and_then(|s| i64::try_from(s).ok())
             }
-            audit::verify::Entry::Checkpoint(_) => None,
+            _ => None,
         })
 }
 

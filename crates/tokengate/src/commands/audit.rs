@@ -5,15 +5,19 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 
-use audit::export::{checkpoint_line, event_line, parse_line};
+use audit::event::decode_hash;
+use audit::export::{event_line, parse_line, start_line};
 use audit::note::VerifierKey;
+use audit::tree::Hash;
 use audit::verify::{Entry, Fault, FaultKind, Verified, Verifier};
 use serde_json::{json, Value};
-use store::{KeyUse, Store};
+use store::{KeyUse, Store, StoredCheckpoint};
 
 use super::{block_on, print_json, print_line, storage};
 use crate::boot;
-use crate::cli::{AuditCommand, AuditExportArgs, AuditProveArgs, AuditVerifyArgs, StorageArgs};
+use crate::cli::{
+    AuditCommand, AuditExportArgs, AuditProveArgs, AuditPruneArgs, AuditVerifyArgs, StorageArgs,
+};
 use crate::error::{CliError, EXIT_REJECTED, EXIT_USAGE};
 
 /// Events read per query.
@@ -25,6 +29,7 @@ pub fn run(cmd: AuditCommand) -> Result<(), CliError> {
         AuditCommand::Verify(args) => verify(&args),
         AuditCommand::Prove(args) => prove(&args),
         AuditCommand::Keys(args) => keys(&args),
+        AuditCommand::Prune(args) => prune(&args),
     }
 }
 
@@ -61,7 +66,9 @@ fn export(args: &AuditExportArgs) -> Result<(), CliError> {
 }
 
 /// Writes events `since..=until` and the checkpoints after them in log order; without
-/// `until`, also the checkpoints past the last event (a truncated log stays visibly so).
+/// `until`, also the checkpoints past the last event (a truncated log stays visibly so). A
+/// pruned log's export starts with the frontier of what was removed and the checkpoints of
+/// the removed part, each with its proof.
 async fn write_export(
     store: &Store,
     since: u64,
@@ -73,7 +80,19 @@ async fn write_export(
         writeln!(out, "{text}").map_err(|e| CliError::io("writing the export", &e))
     };
     let (mut events, mut signed) = (0u64, 0u64);
-    let mut from = i64::try_from(since).unwrap_or(i64::MAX);
+    let start = pruned_start(store).await?;
+    if let Some((size, frontier)) = start.as_ref().filter(|(size, _)| since <= *size) {
+        line(start_line(*size, frontier))?;
+        let pruned: Vec<u64> = checkpoints.range(..=*size).map(|(s, _)| *s).collect();
+        for size in pruned {
+            if let Some(c) = checkpoints.remove(&size) {
+                line(checkpoint_text(&c)?)?;
+                signed += 1;
+            }
+        }
+    }
+    let first = since.max(start.as_ref().map_or(0, |(size, _)| *size));
+    let mut from = i64::try_from(first).unwrap_or(i64::MAX);
     'pages: loop {
         let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
         let full = page.len() == PAGE as usize;
@@ -87,9 +106,8 @@ async fn write_export(
             line(event_line(&json, record.hash.as_deref()))?;
             events += 1;
             from = seq + 1;
-            let size = u64::try_from(from).unwrap_or(0);
-            if let Some(note) = checkpoints.remove(&size) {
-                line(checkpoint_line(size, &note))?;
+            if let Some(c) = checkpoints.remove(&u64::try_from(from).unwrap_or(0)) {
+                line(checkpoint_text(&c)?)?;
                 signed += 1;
             }
         }
@@ -99,15 +117,15 @@ async fn write_export(
     }
     if until.is_none() {
         let first = u64::try_from(from).unwrap_or(0);
-        for (size, note) in checkpoints.range(first..) {
-            line(checkpoint_line(*size, note))?;
+        for c in checkpoints.range(first..).map(|(_, c)| c) {
+            line(checkpoint_text(c)?)?;
             signed += 1;
         }
     }
     Ok((events, signed))
 }
 
-async fn all_checkpoints(store: &Store) -> Result<BTreeMap<u64, String>, CliError> {
+async fn all_checkpoints(store: &Store) -> Result<BTreeMap<u64, StoredCheckpoint>, CliError> {
     let mut out = BTreeMap::new();
     let mut after = 0;
     loop {
@@ -117,9 +135,45 @@ async fn all_checkpoints(store: &Store) -> Result<BTreeMap<u64, String>, CliErro
         };
         after = last.size;
         for c in page {
-            out.insert(u64::try_from(c.size).unwrap_or(0), c.note);
+            out.insert(u64::try_from(c.size).unwrap_or(0), c);
         }
     }
+}
+
+/// The size and frontier of what was pruned, if the log was.
+async fn pruned_start(store: &Store) -> Result<Option<(u64, Vec<Hash>)>, CliError> {
+    let pruned = store.audit_pruned().await.map_err(store_failed)?;
+    if pruned.size == 0 {
+        return Ok(None);
+    }
+    let frontier = pruned
+        .frontier
+        .iter()
+        .map(|h| decode_hash(h))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| store_failed("the pruned log's frontier is not a list of hashes"))?;
+    Ok(Some((u64::try_from(pruned.size).unwrap_or(0), frontier)))
+}
+
+/// A stored checkpoint as the verifier takes it (with its proof, in a pruned part).
+fn checkpoint_entry(c: &StoredCheckpoint) -> Result<Entry, CliError> {
+    match (c.anchor, &c.consistency) {
+        (Some(anchor), Some(proof)) => {
+            let proof: Value = serde_json::from_str(proof).map_err(store_failed)?;
+            Ok(Entry::PrunedCheckpoint {
+                note: c.note.clone(),
+                anchor: u64::try_from(anchor).unwrap_or(0),
+                proof: audit::export::hashes(Some(&proof))
+                    .ok_or_else(|| store_failed("a checkpoint's proof is not a list of hashes"))?,
+            })
+        }
+        _ => Ok(Entry::Checkpoint(c.note.clone())),
+    }
+}
+
+/// A stored checkpoint as an export line.
+fn checkpoint_text(c: &StoredCheckpoint) -> Result<String, CliError> {
+    boot::audit::checkpoint_export_line(c).map_err(store_failed)
 }
 
 fn verify(args: &AuditVerifyArgs) -> Result<(), CliError> {
@@ -206,12 +260,18 @@ async fn verify_store(
     keys: &[VerifierKey],
 ) -> Result<Result<Verified, Fault>, CliError> {
     let mut verifier = Verifier::new(keys);
-    for note in all_checkpoints(store).await?.into_values() {
-        if let Err(fault) = verifier.push(Entry::Checkpoint(note)) {
+    // Read from 0 even when pruned: a row slipped into the pruned part shows as inserted.
+    let mut from = 0;
+    if let Some((size, frontier)) = pruned_start(store).await? {
+        if let Err(fault) = verifier.push(Entry::Start { size, frontier }) {
             return Ok(Err(fault));
         }
     }
-    let mut from = 0;
+    for c in all_checkpoints(store).await?.values() {
+        if let Err(fault) = verifier.push(checkpoint_entry(c)?) {
+            return Ok(Err(fault));
+        }
+    }
     loop {
         let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
         let full = page.len() == PAGE as usize;
@@ -328,6 +388,121 @@ fn prove(args: &AuditProveArgs) -> Result<(), CliError> {
         "checkpoint": p.checkpoint.note,
         "verified": verified,
     }))
+}
+
+fn prune(args: &AuditPruneArgs) -> Result<(), CliError> {
+    let before = unix_time(&args.before)?;
+    let given_keys = args.keys.as_deref().map(read_keys).transpose()?;
+    let outcome = block_on(async {
+        let store = open(&args.storage).await?;
+        let keys = match given_keys {
+            Some(keys) => keys,
+            None => store_keys(&store).await?,
+        };
+        // Never prune a log that does not verify: that would remove the evidence.
+        if let Err(fault) = verify_store(&store, &keys).await? {
+            let why = format!("nothing was pruned: the log does not verify: {fault}");
+            return Err(CliError::new("ERR_AUDIT_VERIFY", why, EXIT_REJECTED));
+        }
+        prune_before(&store, before).await
+    })?;
+    print_json(&outcome)
+}
+
+/// Prunes the events signed by the newest checkpoint made before `before` (unix seconds).
+async fn prune_before(store: &Store, before: i64) -> Result<Value, CliError> {
+    let checkpoints = all_checkpoints(store).await?;
+    let done = store.audit_pruned().await.map_err(store_failed)?.size;
+    let Some(anchor) = checkpoints
+        .values()
+        .filter(|c| c.created_at < before && c.size > done)
+        .max_by_key(|c| c.size)
+    else {
+        return Ok(json!({"events_removed": 0, "pruned_before_seq": done,
+            "why": "no checkpoint made before that date signs events not pruned yet"}));
+    };
+    let size = u64::try_from(anchor.size).unwrap_or(0);
+    let mut tree = oauth::pruned_tree(store)
+        .await
+        .map_err(store_failed)?
+        .unwrap_or_default();
+    let changed = || store_failed("the log changed while pruning: nothing was pruned");
+    while tree.len() < size {
+        let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
+        let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
+        let before = tree.len();
+        for json in page.iter().filter_map(|r| r.to_json()) {
+            let seq = audit::event::sequence_number(&json);
+            if seq >= Some(size) {
+                break;
+            }
+            if seq != Some(tree.len()) {
+                return Err(changed());
+            }
+            tree.push(audit::event::leaf(&json).map_err(store_failed)?);
+        }
+        if tree.len() == before {
+            return Err(changed());
+        }
+    }
+    if tree
+        .root(size)
+        .map(|r| audit::event::encode_hash(&r))
+        .as_deref()
+        != Some(anchor.root.as_str())
+    {
+        return Err(changed());
+    }
+    let frontier = tree
+        .frontier(size)
+        .ok_or_else(|| store_failed("no frontier"))?;
+    let mut proofs = Vec::new();
+    for c in checkpoints
+        .values()
+        .filter(|c| c.size < anchor.size && c.anchor.is_none())
+    {
+        let proof = tree
+            .consistency_proof(u64::try_from(c.size).unwrap_or(0), size)
+            .ok_or_else(|| store_failed("no consistency proof for an older checkpoint"))?;
+        let proof: Vec<String> = proof.iter().map(audit::event::encode_hash).collect();
+        proofs.push(store::CheckpointProof {
+            size: c.size,
+            anchor: anchor.size,
+            consistency: Value::from(proof).to_string(),
+        });
+    }
+    let prefix = store::PrunedPrefix {
+        size: anchor.size,
+        frontier: frontier.iter().map(audit::event::encode_hash).collect(),
+    };
+    let removed = store
+        .prune_audit(&prefix, &proofs)
+        .await
+        .map_err(store_failed)?;
+    Ok(
+        json!({"events_removed": removed, "pruned_before_seq": anchor.size,
+        "checkpoint": {"size": anchor.size, "created_at": anchor.created_at}}),
+    )
+}
+
+/// `2026-11-01` (midnight UTC), an RFC 3339 time, or unix seconds.
+fn unix_time(text: &str) -> Result<i64, CliError> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    time::OffsetDateTime::parse(&full, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| {
+            CliError::usage(format!(
+                "--before {text}: expected 2026-11-01, an RFC 3339 time or unix seconds"
+            ))
+        })
 }
 
 fn keys(args: &StorageArgs) -> Result<(), CliError> {

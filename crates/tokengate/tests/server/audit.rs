@@ -236,6 +236,134 @@ fn tampering_with_sqlite_is_named() {
     sql(&restore(""));
     exports_edited(dir, &source, events);
     keys_and_prove(dir, &source);
+    // Pruning refuses a log that does not verify, and removes nothing.
+    sql("UPDATE audit_events SET subject = 'mallory' WHERE seq = 3");
+    let prune = [
+        "audit",
+        "prune",
+        "--data-dir",
+        "data",
+        "--before",
+        "2999-01-01",
+    ];
+    verify_fails(
+        dir,
+        &prune,
+        "nothing was pruned: the log does not verify: seq 3: changed",
+    );
+    sql(&restore(""));
+    pruned(dir, events);
+}
+
+/// Prunes every event signed (the newest checkpoint is older than the date), serves on,
+/// and checks what remains: verification, exports, proofs, tampering after the pruned part.
+fn pruned(dir: &Path, events: u64) {
+    let out = ok_json(
+        dir,
+        &[
+            "audit",
+            "prune",
+            "--data-dir",
+            "data",
+            "--before",
+            "2999-01-01",
+        ],
+    );
+    assert_eq!(out["pruned_before_seq"], events, "{out}");
+    assert_eq!(out["events_removed"], events, "{out}");
+    let verify = ["audit", "verify", "--data-dir", "data"];
+    verify_passes(dir, &verify, events);
+    // Nothing more to prune.
+    let again = ok_json(
+        dir,
+        &[
+            "audit",
+            "prune",
+            "--data-dir",
+            "data",
+            "--before",
+            "2999-01-01",
+        ],
+    );
+    assert_eq!(again["events_removed"], 0, "{again}");
+    // A node starts over the pruned log and signs on from its frontier.
+    let mut server = start(
+        dir,
+        Some(MASTER),
+        &["serve", "--config", "t.toml", "--data-dir", "data"],
+    );
+    let (_, auth) = svc_client(dir, &["--config", "t.toml", "--data-dir", "data"], "read");
+    get_token(&server.addr, &auth);
+    let total = events + 2;
+    wait_for("a checkpoint after the pruned part", || {
+        let (status, body) = admin_get(&server, "/admin/audit/checkpoint");
+        (status == 200 && body["size"] == total)
+            .then_some(())
+            .ok_or_else(|| format!("{status} {body}"))
+    });
+    assert_eq!(
+        admin_get(&server, &format!("/admin/audit/proof/{}", events + 1)).0,
+        200
+    );
+    assert_eq!(admin_get(&server, "/admin/audit/proof/2").0, 404);
+    server.stop();
+    verify_passes(dir, &verify, total);
+    assert!(run(
+        dir,
+        None,
+        &[
+            "audit",
+            "export",
+            "--data-dir",
+            "data",
+            "--out",
+            "pruned.jsonl"
+        ]
+    )
+    .status
+    .success());
+    let text = std::fs::read_to_string(dir.join("pruned.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&first["type"], &first["size"]),
+        (&Value::from("start"), &Value::from(events))
+    );
+    verify_passes(
+        dir,
+        &["audit", "verify", "pruned.jsonl", "--keys", "keys.json"],
+        total,
+    );
+    let prove = |seq: u64| {
+        run(
+            dir,
+            None,
+            &["audit", "prove", &seq.to_string(), "--data-dir", "data"],
+        )
+    };
+    assert_eq!(prove(2).status.code(), Some(1));
+    assert!(prove(events).status.success());
+    let sql = |statements: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(dir.join("data/tokengate.db"))
+            .arg(statements)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A row slipped into the pruned part; a change after it.
+    sql("INSERT INTO audit_events (seq, time, event, outcome) VALUES (2, 1700000000, 'token.issued', 'success')");
+    verify_fails(dir, &verify, "seq 2: inserted");
+    sql("DELETE FROM audit_events WHERE seq = 2");
+    verify_passes(dir, &verify, total);
+    sql(&format!(
+        "UPDATE audit_events SET client_id = 'mallory' WHERE seq = {}",
+        events + 1
+    ));
+    verify_fails(dir, &verify, &format!("seq {}: changed", events + 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
