@@ -257,6 +257,70 @@ impl Tree {
     }
 }
 
+/// The right edge of a tree: the hashes of the complete subtrees that make up its leaves,
+/// largest (leftmost) first, one per bit set in its size. Enough to append leaves and know
+/// the root at every size as it is reached, in O(log n) memory: what a node signing
+/// checkpoints and a verifier reading a log in order need. Proofs need a [`Tree`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    hashes: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The frontier of the empty tree.
+    pub fn new() -> Frontier {
+        Frontier::default()
+    }
+
+    /// The frontier of `size` leaves given by its hashes (as [`Tree::frontier`] gives
+    /// them); `None` unless there is one per bit set in `size`.
+    pub fn from_parts(size: u64, hashes: Vec<Hash>) -> Option<Frontier> {
+        (hashes.len() == size.count_ones() as usize).then_some(Frontier { size, hashes })
+    }
+
+    /// How many leaves.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether there are no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// The hashes, largest subtree first.
+    pub fn hashes(&self) -> &[Hash] {
+        &self.hashes
+    }
+
+    /// Appends a leaf (its [`leaf_hash`]): like adding one in binary, each complete subtree
+    /// of the size it completes merges into the next.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut carry = leaf;
+        let mut bit = 0;
+        while (self.size >> bit) & 1 == 1 {
+            match self.hashes.pop() {
+                Some(left) => carry = node_hash(&left, &carry),
+                None => break,
+            }
+            bit += 1;
+        }
+        self.hashes.push(carry);
+        self.size += 1;
+    }
+
+    /// `MTH` of all the leaves: the subtrees folded from the right (RFC 9162 splits at the
+    /// largest power of two, which is the first subtree).
+    pub fn root(&self) -> Hash {
+        let mut from_right = self.hashes.iter().rev();
+        let Some(last) = from_right.next() else {
+            return empty_root();
+        };
+        from_right.fold(*last, |right, left| node_hash(left, &right))
+    }
+}
+
 /// The largest power of two smaller than `n` (for `n > 1`).
 fn split(n: u64) -> u64 {
     let below = n.saturating_sub(1).max(1);

@@ -227,7 +227,10 @@ fn a_tree_from_a_frontier_answers_as_the_whole_tree() {
         assert_eq!(t.frontier(70), whole.frontier(70));
         // Before the prefix's end, what is known is right, and leaves are gone.
         for n in 0..s {
-            assert!(t.root(n).is_none() || t.root(n) == whole.root(n), "root {n} from {s}");
+            assert!(
+                t.root(n).is_none() || t.root(n) == whole.root(n),
+                "root {n} from {s}"
+            );
         }
         for m in 0..t.start() {
             assert_eq!(t.leaf(m), None);
@@ -235,4 +238,24 @@ fn a_tree_from_a_frontier_answers_as_the_whole_tree() {
         }
     }
     assert!(Tree::from_frontier(3, &[[0; 32]]).is_none());
+}
+
+#[test]
+fn a_frontier_has_the_trees_roots_in_log_memory() {
+    let d = data(300);
+    let whole = tree_of(&d);
+    let mut f = Frontier::new();
+    assert_eq!(f.root(), empty_root());
+    for (n, leaf) in d.iter().enumerate() {
+        f.push(leaf_hash(leaf));
+        let size = n as u64 + 1;
+        assert_eq!(f.len(), size);
+        assert_eq!(Some(f.root()), whole.root(size), "{size}");
+        assert_eq!(Some(f.hashes().to_vec()), whole.frontier(size), "{size}");
+        assert_eq!(
+            Frontier::from_parts(size, f.hashes().to_vec()).as_ref(),
+            Some(&f)
+        );
+    }
+    assert_eq!(Frontier::from_parts(3, vec![[0; 32]]), None);
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::event::{decode_hash, leaf, sequence_number};
 use crate::note::{open, Checkpoint, NoteFault, VerifierKey};
-use crate::tree::{verify_consistency, Hash, Tree};
+use crate::tree::{verify_consistency, Frontier, Hash};
 
 /// One item of a log, as read from an export or a database.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ pub enum Entry {
     Start {
         /// How many events were pruned.
         size: u64,
-        /// [`Tree::frontier`] of those events.
+        /// [`Tree::frontier`](crate::tree::Tree::frontier) of those events.
         frontier: Vec<Hash>,
     },
     /// A checkpoint of the pruned part, with the consistency proof from its tree to the
@@ -141,6 +141,9 @@ pub struct Verified {
     pub newest: Option<Checkpoint>,
     /// The root of every event read (which a later checkpoint will sign).
     pub root: Hash,
+    /// How many of the events were pruned: known by their frontier and checked through
+    /// their checkpoints' proofs, not one by one.
+    pub pruned: u64,
 }
 
 impl Verified {
@@ -177,12 +180,14 @@ impl<'k> Verifier<'k> {
         Verifier {
             state: State {
                 keys,
-                tree: Tree::new(),
+                tree: Frontier::new(),
+                start: 0,
                 waiting: BTreeMap::new(),
                 newest: None,
                 checked: 0,
                 roots: BTreeMap::new(),
                 pruned: Vec::new(),
+                trusted: BTreeMap::new(),
             },
             held: None,
         }
@@ -200,14 +205,23 @@ impl<'k> Verifier<'k> {
                         "the start of a pruned log after events",
                     ));
                 }
-                self.state.tree = Tree::from_frontier(size, &frontier).ok_or_else(|| {
+                // Sequence numbers are signed 64-bit in the store: a larger start is made up.
+                if i64::try_from(size).is_err() {
+                    return Err(Fault::new(
+                        0,
+                        FaultKind::Malformed,
+                        "a pruned log's start is out of range",
+                    ));
+                }
+                self.state.start = size;
+                self.state.tree = Frontier::from_parts(size, frontier).ok_or_else(|| {
                     Fault::new(
                         size,
                         FaultKind::Malformed,
                         "a pruned log's frontier does not fit its size",
                     )
                 })?;
-                Ok(())
+                self.state.settle()
             }
             Entry::PrunedCheckpoint {
                 note,
@@ -241,6 +255,17 @@ impl<'k> Verifier<'k> {
         }
     }
 
+    /// Requires the log to hold the tree of a checkpoint kept apart from it (fetched from
+    /// the service earlier, or copied by a sink): whoever can write the log can remove the
+    /// newest checkpoints with the events after the last one kept, or rewrite them and have
+    /// a restarted node sign them again, and only a checkpoint kept elsewhere shows it. Give
+    /// them before the log's entries.
+    pub fn trust(&mut self, note: &str) -> Result<(), Fault> {
+        let checkpoint = self.state.open_checkpoint(note)?;
+        self.state.trusted.insert(checkpoint.size, checkpoint.root);
+        Ok(())
+    }
+
     /// How many events were read so far (the sequence number expected next).
     pub fn position(&self) -> u64 {
         self.state.tree.len() + u64::from(self.held.is_some())
@@ -257,7 +282,11 @@ impl<'k> Verifier<'k> {
 
 struct State<'k> {
     keys: &'k [VerifierKey],
-    tree: Tree,
+    /// The events read so far, as the right edge of their tree: a verifier needs the root at
+    /// each checkpoint's size as the log reaches it, in O(log n) memory.
+    tree: Frontier,
+    /// How many events were pruned (their checkpoints are checked by proofs).
+    start: u64,
     /// Checkpoints whose signature checked, by size, until the tree reaches them.
     waiting: BTreeMap<u64, Checkpoint>,
     /// The newest checkpoint whose root checked.
@@ -267,6 +296,8 @@ struct State<'k> {
     roots: BTreeMap<u64, Hash>,
     /// Checkpoints of the pruned part, checked at the end against their anchors.
     pruned: Vec<(Checkpoint, u64, Vec<Hash>)>,
+    /// Checkpoints the auditor kept apart from the log: the log must have their roots.
+    trusted: BTreeMap<u64, Hash>,
 }
 
 type Next<'a> = Option<&'a (&'a Value, Option<&'a str>)>;
@@ -335,7 +366,7 @@ impl State<'_> {
 
     fn checkpoint(&mut self, note: &str) -> Result<(), Fault> {
         let checkpoint = self.open_checkpoint(note)?;
-        if checkpoint.size < self.tree.start() {
+        if checkpoint.size < self.start {
             let detail = format!(
                 "the checkpoint of tree size {} is in the pruned part but has no consistency proof",
                 checkpoint.size
@@ -345,6 +376,26 @@ impl State<'_> {
                 FaultKind::Malformed,
                 detail,
             ));
+        }
+        if checkpoint.size < self.tree.len() && !self.roots.contains_key(&checkpoint.size) {
+            let detail = format!(
+                "the checkpoint of tree size {} comes after events it does not sign (a log lists \
+                 each checkpoint after the event that completes it)",
+                checkpoint.size
+            );
+            return Err(Fault::new(
+                checkpoint.size.saturating_sub(1),
+                FaultKind::Malformed,
+                detail,
+            ));
+        }
+        let known = self.roots.get(&checkpoint.size).copied();
+        let waiting = self.waiting.get(&checkpoint.size).map(|c| c.root);
+        if let Some(other) = known.or(waiting) {
+            if other != checkpoint.root {
+                return Err(equivocation(checkpoint.size));
+            }
+            return Ok(());
         }
         if checkpoint.size > 0 {
             self.waiting.insert(checkpoint.size, checkpoint);
@@ -402,14 +453,29 @@ impl State<'_> {
     /// Checks every waiting checkpoint the tree has reached: its root, and that it extends
     /// the previous one.
     fn settle(&mut self) -> Result<(), Fault> {
+        let size = self.tree.len();
+        if let Some(trusted) = self.trusted.get(&size) {
+            if *trusted != self.tree.root() {
+                let from = self.newest.as_ref().map_or(self.start, |c| c.size);
+                let detail = format!(
+                    "the checkpoint of tree size {size} kept apart signs another root: events \
+                     {from} to {} are not those it signed",
+                    size.saturating_sub(1)
+                );
+                return Err(Fault::new(
+                    from.min(size.saturating_sub(1)),
+                    FaultKind::Inconsistent,
+                    detail,
+                ));
+            }
+        }
         while let Some(entry) = self.waiting.first_entry() {
             if *entry.key() > self.tree.len() {
                 return Ok(());
             }
             let checkpoint = entry.remove();
             let from = self.newest.as_ref().map_or(0, |c| c.size);
-            let root = self.tree.root(checkpoint.size);
-            if root != Some(checkpoint.root) {
+            if checkpoint.root != self.tree.root() {
                 let detail = format!(
                     "the checkpoint of tree size {} signs another root: events {from} to {} are not those it signed",
                     checkpoint.size,
@@ -421,9 +487,8 @@ impl State<'_> {
                     detail,
                 ));
             }
-            if let Some(previous) = &self.newest {
-                self.consistent(previous, &checkpoint)?;
-            }
+            // Each checkpoint's root is the root of the same events up to its size, so each
+            // extends the previous one: RFC 9162 consistency holds without a proof.
             self.checked += 1;
             self.roots.insert(checkpoint.size, checkpoint.root);
             if self
@@ -437,24 +502,6 @@ impl State<'_> {
         Ok(())
     }
 
-    fn consistent(&self, old: &Checkpoint, new: &Checkpoint) -> Result<(), Fault> {
-        let proof = self
-            .tree
-            .consistency_proof(old.size, new.size)
-            .unwrap_or_default();
-        if verify_consistency(old.size, new.size, &old.root, &new.root, &proof) {
-            return Ok(());
-        }
-        Err(Fault::new(
-            old.size,
-            FaultKind::Inconsistent,
-            format!(
-                "the checkpoint of tree size {} does not extend that of size {}",
-                new.size, old.size
-            ),
-        ))
-    }
-
     fn finish(mut self) -> Result<Verified, Fault> {
         let events = self.tree.len();
         if let Some((size, _)) = self.waiting.first_key_value() {
@@ -466,16 +513,53 @@ impl State<'_> {
             return Err(Fault::new(events, FaultKind::Truncated, detail));
         }
         self.check_pruned()?;
+        self.check_trusted(events)?;
         Ok(Verified {
             events,
             checkpoints: self.checked,
-            root: self
-                .tree
-                .root(events)
-                .unwrap_or_else(crate::tree::empty_root),
+            root: self.tree.root(),
+            pruned: self.start,
             newest: self.newest,
         })
     }
+}
+
+impl State<'_> {
+    /// Every checkpoint kept apart is in the log: reached by its events (checked as they
+    /// were read), or a pruned checkpoint with the same root.
+    fn check_trusted(&self, events: u64) -> Result<(), Fault> {
+        for (size, root) in &self.trusted {
+            if *size > events {
+                let detail = format!(
+                    "the checkpoint of tree size {size} kept apart signs seqs {events} to {}, \
+                     which are not in the log",
+                    size - 1
+                );
+                return Err(Fault::new(events, FaultKind::Truncated, detail));
+            }
+            if *size < self.start && self.roots.get(size) != Some(root) {
+                let detail = format!(
+                    "the checkpoint of tree size {size} kept apart is not among the pruned \
+                     log's checkpoints"
+                );
+                return Err(Fault::new(
+                    size.saturating_sub(1),
+                    FaultKind::Inconsistent,
+                    detail,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Two checkpoints of one size with different roots: the log was forked.
+fn equivocation(size: u64) -> Fault {
+    Fault::new(
+        size.saturating_sub(1),
+        FaultKind::Inconsistent,
+        format!("two checkpoints of tree size {size} sign different roots"),
+    )
 }
 
 impl State<'_> {
@@ -492,6 +576,9 @@ impl State<'_> {
             let Some(anchor_root) = self.roots.get(&anchor) else {
                 return Err(fault(format!("the checkpoint of tree size {size} is proven against one of size {anchor}, which is not in the log")));
             };
+            if self.roots.get(&size).is_some_and(|r| *r != checkpoint.root) {
+                return Err(equivocation(size));
+            }
             if !verify_consistency(size, anchor, &checkpoint.root, anchor_root, &proof) {
                 return Err(fault(format!("the checkpoint of tree size {size} is not consistent with that of size {anchor}")));
             }

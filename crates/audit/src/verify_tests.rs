@@ -3,6 +3,7 @@
 use super::*;
 use crate::event::encode_hash;
 use crate::note::NoteSigner;
+use crate::tree::{Frontier, Tree};
 use serde_json::json;
 
 const ORIGIN: &str = "auth.example.com/audit";
@@ -282,5 +283,96 @@ fn a_pruned_log_verifies_and_tampering_is_still_named() {
     let mut l = pruned_log();
     let start = l.remove(0);
     l.insert(3, start);
+    assert_eq!(fault(l).1, FaultKind::Malformed);
+}
+
+/// The newest checkpoints deleted with the events after the last one kept leave a valid
+/// shorter log; a checkpoint kept apart shows it, and a rewritten, re-signed tail too.
+#[test]
+fn a_checkpoint_kept_apart_shows_a_truncated_or_rewritten_log() {
+    let full = log();
+    let kept = full
+        .iter()
+        .find_map(|e| match e {
+            Entry::Checkpoint(n) if n.contains("\n20\n") => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let keys = [signer().verifier().clone()];
+    let with_trusted = |entries: Vec<Entry>| {
+        let mut v = Verifier::new(&keys);
+        v.trust(&kept)?;
+        for e in entries {
+            v.push(e)?;
+        }
+        v.finish()
+    };
+    assert_eq!(with_trusted(log()).unwrap().events, 20);
+    // Cut after the checkpoint of 12: alone it verifies; against the kept one it is truncated.
+    let cut: Vec<Entry> = log()
+        .into_iter()
+        .take_while(
+            |e| !matches!(e, Entry::Event { event, .. } if sequence_number(event) == Some(12)),
+        )
+        .collect();
+    assert!(run(cut.clone()).is_ok());
+    assert_eq!(
+        with_trusted(cut).map_err(|f| (f.seq, f.kind)),
+        Err((12, FaultKind::Truncated))
+    );
+    // Events 15.. rewritten with their hashes and re-signed by the same key.
+    let signer = signer();
+    let mut tree = Frontier::new();
+    let mut forged = Vec::new();
+    for e in log() {
+        match e {
+            Entry::Event { mut event, .. } => {
+                if sequence_number(&event).unwrap() >= 15 {
+                    event["client_id"] = json!("mallory");
+                }
+                let h = leaf(&event).unwrap();
+                tree.push(h);
+                forged.push(Entry::Event {
+                    event,
+                    hash: Some(encode_hash(&h)),
+                });
+                if tree.len() == 20 {
+                    let body = Checkpoint {
+                        origin: ORIGIN.into(),
+                        size: 20,
+                        root: tree.root(),
+                    }
+                    .body();
+                    forged.push(Entry::Checkpoint(signer.sign(&body).unwrap()));
+                }
+            }
+            Entry::Checkpoint(n) if !n.contains("\n20\n") => forged.push(Entry::Checkpoint(n)),
+            _ => {}
+        }
+    }
+    assert!(run(forged.clone()).is_ok());
+    let f = with_trusted(forged).unwrap_err();
+    assert_eq!(f.kind, FaultKind::Inconsistent, "{f}");
+}
+
+#[test]
+fn two_checkpoints_of_one_size_with_different_roots_are_a_fork() {
+    let mut l = log();
+    let body = Checkpoint {
+        origin: ORIGIN.into(),
+        size: 5,
+        root: [9; 32],
+    }
+    .body();
+    l.push(Entry::Checkpoint(signer().sign(&body).unwrap()));
+    assert_eq!(fault(l), (4, FaultKind::Inconsistent));
+    // A checkpoint listed after events it does not sign: out of order.
+    let mut l = log();
+    let first = l
+        .iter()
+        .position(|e| matches!(e, Entry::Checkpoint(_)))
+        .unwrap();
+    let cp = l.remove(first);
+    l.push(cp);
     assert_eq!(fault(l).1, FaultKind::Malformed);
 }

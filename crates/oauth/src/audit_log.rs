@@ -1,17 +1,19 @@
-//! The node's copy of the audit log's Merkle tree, the checkpoints it signs, and inclusion
-//! proofs.
+//! The node's view of the audit log: the right edge of its Merkle tree, the checkpoints it
+//! signs, and inclusion proofs.
 //!
-//! Every node reads the events the store has sequenced (its own and every other node's)
-//! into a [`Tree`] and, every `[audit] checkpoint_every` and at shutdown, signs the tree's
-//! size and root with the key ring's active audit key. The tree is the same on every node,
-//! so two nodes signing the same size store the same checkpoint once. A node never signs
-//! over events that do not match their stored hashes, nor a tree whose root differs from
-//! the newest stored checkpoint's: it reports [`Error::AuditLog`] instead, and the log's
-//! tampering stays visible to `tokengate audit verify`.
+//! Every node reads the leaf hashes the store has sequenced (its own events and every other
+//! node's) into a [`Frontier`] (O(log n) memory) and, every `[audit] checkpoint_every` and
+//! at shutdown, signs the tree's size and root with the key ring's active audit key. The
+//! tree is the same on every node, so two nodes signing the same size store the same
+//! checkpoint once. Before signing, a node checks the newest stored checkpoint's *signature*
+//! with the ring's audit keys and its signed root against the events, and it never signs a
+//! tree that does not extend the last one it checked or signed: a log changed under it, or a
+//! forged checkpoint, is [`Error::AuditLog`] (`ERR_AUDIT_LOG_TAMPERED`), and nothing more is
+//! signed until the log is restored.
 
-use audit::event::{decode_hash, encode_hash, leaf};
-use audit::note::{Checkpoint, NoteSigner, VerifierKey};
-use audit::tree::{Hash, Tree};
+use audit::event::{decode_hash, encode_hash};
+use audit::note::{open, Checkpoint, NoteSigner, VerifierKey};
+use audit::tree::{Frontier, Hash, Tree};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use store::{KeyRecord, KeyUse, Store, StoredCheckpoint};
@@ -27,7 +29,15 @@ const PAGE: u32 = 1000;
 #[derive(Debug)]
 pub struct AuditLog {
     origin: String,
-    tree: Mutex<Tree>,
+    state: Mutex<Signed>,
+}
+
+/// What a node has read and checked.
+#[derive(Debug, Default)]
+struct Signed {
+    frontier: Frontier,
+    /// The last checkpoint this node checked or signed: every later one must extend it.
+    checked: Option<(u64, Hash)>,
 }
 
 /// An inclusion proof of one event in the tree of the newest checkpoint.
@@ -39,30 +49,34 @@ pub struct InclusionProof {
     pub leaf: Hash,
     /// The audit path, leaf side first (RFC 9162 §2.1.3.1).
     pub path: Vec<Hash>,
+    /// The tree size and root the checkpoint's signature covers.
+    pub size: u64,
+    /// See `size`.
+    pub root: Hash,
     /// The checkpoint the path leads to.
     pub checkpoint: StoredCheckpoint,
 }
 
 impl AuditLog {
     /// The log of `store`, named as the store says (or `proposed` when no node has named
-    /// it yet). The tree starts empty and fills on the first [`AuditLog::checkpoint`].
+    /// it yet). Its tree is read on the first [`AuditLog::checkpoint`].
     pub async fn open(store: &Store, proposed: &str) -> Result<AuditLog> {
         Ok(AuditLog {
             origin: store.audit_origin(proposed).await?,
-            tree: Mutex::new(Tree::new()),
+            state: Mutex::new(Signed::default()),
         })
     }
 
-    /// The log of `store` as a node named it, for reading (`None` if no node ever started
-    /// over this store: there is no log yet).
+    /// The log of `store` as a node named it, for reading ([`Error::NoAuditLog`] if no node
+    /// ever started over this store).
     pub async fn read(store: &Store) -> Result<AuditLog> {
         let origin = store
             .stored_audit_origin()
             .await?
-            .ok_or_else(|| Error::AuditLog("no node has started over this store yet".into()))?;
+            .ok_or(Error::NoAuditLog)?;
         Ok(AuditLog {
             origin,
-            tree: Mutex::new(Tree::new()),
+            state: Mutex::new(Signed::default()),
         })
     }
 
@@ -71,30 +85,33 @@ impl AuditLog {
         &self.origin
     }
 
-    /// Reads what the store sequenced since the last call, checks it against the newest
-    /// stored checkpoint, and signs a checkpoint when the tree grew past that one. Returns
-    /// the checkpoint stored (by this node, or by another first), if any was due.
+    /// Reads what the store sequenced since the last call, checks the newest stored
+    /// checkpoint (its signature, and its root against the events), and signs a checkpoint
+    /// when the tree grew past it. Returns the checkpoint this node signed, if one was due
+    /// (another node may have stored the same one first).
     pub async fn checkpoint(
         &self,
         store: &Store,
         ring: &KeyRing,
         now: i64,
     ) -> Result<Option<StoredCheckpoint>> {
-        let mut tree = self.tree.lock().await;
-        catch_up(store, &mut tree).await?;
+        let keys = self.verifier_keys(ring)?;
+        let mut state = self.state.lock().await;
+        // The newest checkpoint first, then the events: another node may sign more between
+        // the two reads, never fewer.
         let newest = store.newest_checkpoint().await?;
-        if let Some(newest) = &newest {
-            check_against(&tree, newest)?;
+        let signed = newest.as_ref().map(|c| signed_by(c, &keys)).transpose()?;
+        if let Some((size, root)) = signed {
+            catch_up(store, &mut state.frontier, Some(size)).await?;
+            state.check(size, root)?;
         }
-        let signed = newest.as_ref().map_or(0, |c| c.size);
-        let size = tree.len();
-        if size == 0 || i64::try_from(size).is_ok_and(|s| s <= signed) {
+        catch_up(store, &mut state.frontier, None).await?;
+        let size = state.frontier.len();
+        if size == 0 || signed.is_some_and(|(s, _)| size <= s) {
             return Ok(None);
         }
+        let root = state.frontier.root();
         let key = ring.active_audit().ok_or(Error::NoActiveKey("audit"))?;
-        let root = tree
-            .root(size)
-            .ok_or(Error::AuditLog("the tree lost its root".into()))?;
         let body = Checkpoint {
             origin: self.origin.clone(),
             size,
@@ -113,19 +130,40 @@ impl AuditLog {
             consistency: None,
         };
         store.insert_checkpoint(&checkpoint).await?;
+        state.checked = Some((size, root));
         Ok(Some(checkpoint))
     }
 
-    /// The inclusion proof of event `seq` in the newest checkpoint's tree; `None` when no
-    /// checkpoint covers it yet.
-    pub async fn prove(&self, store: &Store, seq: u64) -> Result<Option<InclusionProof>> {
-        let mut tree = self.tree.lock().await;
-        catch_up(store, &mut tree).await?;
+    /// The inclusion proof of event `seq` in the tree of the newest checkpoint that opens
+    /// with `keys`; `None` when no checkpoint covers it (or it was pruned). Reads the leaf
+    /// hashes since the last prune into a whole tree for the call (64 bytes per event).
+    pub async fn prove(
+        &self,
+        store: &Store,
+        keys: &[VerifierKey],
+        seq: u64,
+    ) -> Result<Option<InclusionProof>> {
         let Some(checkpoint) = store.newest_checkpoint().await? else {
             return Ok(None);
         };
-        check_against(&tree, &checkpoint)?;
-        let size = u64::try_from(checkpoint.size).unwrap_or(0);
+        let (size, root) = signed_by(&checkpoint, keys)?;
+        let mut tree = pruned_tree(store).await?.unwrap_or_default();
+        while tree.len() < size {
+            let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
+            let page = store.audit_hashes(from, PAGE).await?;
+            if page.is_empty() {
+                return Err(missing(tree.len()));
+            }
+            for (seq, hash) in page
+                .into_iter()
+                .take_while(|(s, _)| *s < i64::try_from(size).unwrap_or(i64::MAX))
+            {
+                tree.push(stored_leaf(tree.len(), seq, hash)?);
+            }
+        }
+        if tree.root(size) != Some(root) {
+            return Err(rewritten(size));
+        }
         let (Some(path), Some(leaf)) = (tree.inclusion_proof(seq, size), tree.leaf(seq)) else {
             return Ok(None);
         };
@@ -133,39 +171,185 @@ impl AuditLog {
             seq,
             leaf,
             path,
+            size,
+            root,
             checkpoint,
         }))
     }
 
-    /// The public keys that verify this log's checkpoints: every audit key of the ring.
+    /// The newest stored checkpoint and the size and root its note signs (checked with
+    /// `keys`; the columns beside the note are not authenticated).
+    pub async fn newest(
+        &self,
+        store: &Store,
+        keys: &[VerifierKey],
+    ) -> Result<Option<(StoredCheckpoint, u64, Hash)>> {
+        let Some(checkpoint) = store.newest_checkpoint().await? else {
+            return Ok(None);
+        };
+        let (size, root) = signed_by(&checkpoint, keys)?;
+        Ok(Some((checkpoint, size, root)))
+    }
+
+    /// The public keys that verify this log's checkpoints: every audit key of the ring,
+    /// from its decrypted key (the public JWK column is not authenticated).
     pub fn verifier_keys(&self, ring: &KeyRing) -> Result<Vec<VerifierKey>> {
         ring.audit_keys()
-            .map(|k| audit_verifier_key(&self.origin, &k.record.public_jwk))
+            .map(|k| {
+                let public = k.jwk.to_public()?.to_json();
+                audit_verifier_key(&self.origin, &public)
+            })
             .collect()
     }
 }
 
+impl Signed {
+    /// The checkpoint of `size` signed `root`: the events read up to it must have that
+    /// root, and it must extend the last checkpoint checked.
+    fn check(&mut self, size: u64, root: Hash) -> Result<()> {
+        if self.frontier.len() == size {
+            if self.frontier.root() != root {
+                return Err(rewritten(size));
+            }
+            self.checked = Some((size, root));
+            return Ok(());
+        }
+        match self.checked {
+            // Checked before (this node read past it since): the same one, or a fork.
+            Some((checked, at)) if checked == size && at != root => Err(rewritten(size)),
+            Some((checked, _)) if checked > size => Err(Error::AuditLog(format!(
+                "the newest checkpoint signs {size} events, fewer than the {checked} this node \
+                 checked: checkpoints were removed; run `tokengate audit verify`"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The size and root a stored checkpoint's note signs, opened with `keys` (the `root` column
+/// beside it is not authenticated).
+fn signed_by(checkpoint: &StoredCheckpoint, keys: &[VerifierKey]) -> Result<(u64, Hash)> {
+    let (text, _) = open(&checkpoint.note, keys).map_err(|fault| {
+        Error::AuditLog(format!(
+            "the stored checkpoint of tree size {} is not signed by an audit key ({fault:?}); run \
+             `tokengate audit verify`",
+            checkpoint.size
+        ))
+    })?;
+    let signed = Checkpoint::parse(&text).map_err(|e| Error::AuditLog(e.to_string()))?;
+    Ok((signed.size, signed.root))
+}
+
+fn rewritten(size: u64) -> Error {
+    Error::AuditLog(format!(
+        "the events up to the checkpoint of tree size {size} are not those it signed; run \
+         `tokengate audit verify`"
+    ))
+}
+
+fn missing(seq: u64) -> Error {
+    Error::AuditLog(format!(
+        "seq {seq} is missing from the store; run `tokengate audit verify`"
+    ))
+}
+
+/// A stored leaf hash, which must be the one of `expected`.
+fn stored_leaf(expected: u64, seq: i64, hash: Option<String>) -> Result<Hash> {
+    if u64::try_from(seq).ok() != Some(expected) {
+        return Err(missing(expected));
+    }
+    hash.as_deref().and_then(decode_hash).ok_or_else(|| {
+        Error::AuditLog(format!(
+            "seq {expected} has no hash: tokengate did not write it; run `tokengate audit verify`"
+        ))
+    })
+}
+
+/// Appends the leaf hashes stored for the events after the frontier's end, up to `upto`
+/// events when given. A frontier behind what was pruned starts from the pruned frontier
+/// (a node that started before a prune, still reading). The stored hashes, not hashes of
+/// the events' fields: recomputing each event every interval would cost the token service's
+/// core about as much as writing them, and signs nothing safer. Whoever can change an event
+/// before it is signed can change its stored hash too; an event changed without its hash is
+/// signed with the hash it was written with, so `audit verify` still names it.
+async fn catch_up(store: &Store, frontier: &mut Frontier, upto: Option<u64>) -> Result<()> {
+    let pruned = store.audit_pruned().await?;
+    if u64::try_from(pruned.size).is_ok_and(|p| p > frontier.len()) {
+        *frontier = pruned_frontier(&pruned)?;
+    }
+    loop {
+        let end = upto.unwrap_or(u64::MAX);
+        if frontier.len() >= end {
+            return Ok(());
+        }
+        let from = i64::try_from(frontier.len()).unwrap_or(i64::MAX);
+        let page = store.audit_hashes(from, PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        for (seq, hash) in page {
+            if frontier.len() >= end {
+                return Ok(());
+            }
+            frontier.push(stored_leaf(frontier.len(), seq, hash)?);
+        }
+        if !full {
+            return match upto {
+                Some(end) if frontier.len() < end => Err(missing(frontier.len())),
+                _ => Ok(()),
+            };
+        }
+    }
+}
+
+fn pruned_hashes(pruned: &store::PrunedPrefix) -> Result<Vec<Hash>> {
+    pruned
+        .frontier
+        .iter()
+        .map(|h| decode_hash(h))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::AuditLog("the pruned log's frontier is not a list of hashes".into()))
+}
+
+fn pruned_frontier(pruned: &store::PrunedPrefix) -> Result<Frontier> {
+    let size = u64::try_from(pruned.size).unwrap_or(0);
+    Frontier::from_parts(size, pruned_hashes(pruned)?)
+        .ok_or_else(|| Error::AuditLog("the pruned log's frontier does not fit its size".into()))
+}
+
+/// The whole tree of a pruned log's removed events, from their frontier (`None` if never
+/// pruned), for proofs and pruning.
+pub async fn pruned_tree(store: &Store) -> Result<Option<Tree>> {
+    let pruned = store.audit_pruned().await?;
+    if pruned.size == 0 {
+        return Ok(None);
+    }
+    let size = u64::try_from(pruned.size).unwrap_or(0);
+    Tree::from_frontier(size, &pruned_hashes(&pruned)?)
+        .map(Some)
+        .ok_or_else(|| Error::AuditLog("the pruned log's frontier does not fit its size".into()))
+}
+
 /// The audit keys document (`GET /.well-known/tokengate-audit-keys`, `tokengate audit
-/// keys`): the log's origin, and for each audit key (`records` may hold others, skipped)
-/// its kid, state, creation time, verifier key (`vkey`, C2SP note format, what `audit
-/// verify --keys` reads) and public JWK.
+/// keys`): the log's origin, and for each audit key (`keys` may hold others, skipped) its
+/// kid, state, creation time, verifier key (`vkey`, C2SP note format, what `audit verify
+/// --keys` reads) and public JWK, given beside each record (the service's from the
+/// decrypted key: the record's `public_jwk` column is not authenticated).
 pub fn audit_keys_document<'a>(
     origin: &str,
-    records: impl Iterator<Item = &'a KeyRecord>,
+    keys: impl Iterator<Item = (&'a KeyRecord, String)>,
 ) -> Result<serde_json::Value> {
-    let mut keys = Vec::new();
-    for key in records.filter(|r| r.key_use == KeyUse::Audit) {
-        let jwk: serde_json::Value = serde_json::from_str(&key.public_jwk)
+    let mut out = Vec::new();
+    for (key, public_jwk) in keys.filter(|(r, _)| r.key_use == KeyUse::Audit) {
+        let jwk: serde_json::Value = serde_json::from_str(&public_jwk)
             .map_err(|_| Error::BadKey("an audit key's public JWK is not JSON"))?;
-        keys.push(serde_json::json!({
+        out.push(serde_json::json!({
             "kid": key.kid,
             "state": key.state.as_str(),
             "created_at": key.created_at,
-            "vkey": audit_verifier_key(origin, &key.public_jwk)?.to_string(),
+            "vkey": audit_verifier_key(origin, &public_jwk)?.to_string(),
             "jwk": jwk,
         }));
     }
-    Ok(serde_json::json!({"origin": origin, "keys": keys}))
+    Ok(serde_json::json!({"origin": origin, "keys": out}))
 }
 
 /// The verifier key of an audit key's public JWK, under the log's name.
@@ -179,77 +363,6 @@ pub fn audit_verifier_key(origin: &str, public_jwk: &str) -> Result<VerifierKey>
         .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok())
         .ok_or(Error::BadKey("an audit key without its Ed25519 public key"))?;
     VerifierKey::new(origin, &public).map_err(|_| Error::BadKey("an audit key is not Ed25519"))
-}
-
-/// Appends the events sequenced after the tree's end, each checked against its stored hash;
-/// an empty tree starts from the frontier of what was pruned.
-async fn catch_up(store: &Store, tree: &mut Tree) -> Result<()> {
-    if tree.is_empty() {
-        if let Some(pruned) = pruned_tree(store).await? {
-            *tree = pruned;
-        }
-    }
-    loop {
-        let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
-        let page = store.audit_log(from, PAGE).await?;
-        let full = page.len() == PAGE as usize;
-        for record in page {
-            let expected = tree.len();
-            let seq = record.seq.and_then(|s| u64::try_from(s).ok());
-            if seq != Some(expected) {
-                return Err(Error::AuditLog(format!(
-                    "seq {expected} is missing from the store; run `tokengate audit verify`"
-                )));
-            }
-            let computed = record
-                .to_json()
-                .and_then(|json| leaf(&json).ok())
-                .ok_or_else(|| Error::AuditLog(format!("seq {expected} cannot be hashed")))?;
-            if record.hash.as_deref().and_then(decode_hash) != Some(computed) {
-                return Err(Error::AuditLog(format!(
-                    "seq {expected} differs from what was written; run `tokengate audit verify`"
-                )));
-            }
-            tree.push(computed);
-        }
-        if !full {
-            return Ok(());
-        }
-    }
-}
-
-/// The tree of a pruned log's removed events, from their frontier (`None` if never pruned).
-pub async fn pruned_tree(store: &Store) -> Result<Option<Tree>> {
-    let pruned = store.audit_pruned().await?;
-    if pruned.size == 0 {
-        return Ok(None);
-    }
-    let frontier = pruned
-        .frontier
-        .iter()
-        .map(|h| decode_hash(h))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| {
-            Error::AuditLog("the pruned log's frontier is not a list of hashes".into())
-        })?;
-    let size = u64::try_from(pruned.size).unwrap_or(0);
-    Tree::from_frontier(size, &frontier)
-        .map(Some)
-        .ok_or_else(|| Error::AuditLog("the pruned log's frontier does not fit its size".into()))
-}
-
-/// The tree must have the newest checkpoint's root at its size: a node signs nothing over
-/// a history that changed after it was signed.
-fn check_against(tree: &Tree, checkpoint: &StoredCheckpoint) -> Result<()> {
-    let size = u64::try_from(checkpoint.size).unwrap_or(u64::MAX);
-    let root = tree.root(size).map(|r| encode_hash(&r));
-    if root.as_deref() != Some(checkpoint.root.as_str()) {
-        return Err(Error::AuditLog(format!(
-            "the events up to the checkpoint of tree size {size} are not those it signed; \
-             run `tokengate audit verify`"
-        )));
-    }
-    Ok(())
 }
 
 fn signer(key: &RingKey, origin: &str) -> Result<NoteSigner> {

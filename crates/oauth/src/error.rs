@@ -46,6 +46,10 @@ pub enum Error {
     /// signed over it. `tokengate audit verify` names the first bad event.
     #[error("audit log: {0}")]
     AuditLog(String),
+
+    /// No node has started over this store: there is no audit log to read yet.
+    #[error("no node has started over this store yet: there is no audit log")]
+    NoAuditLog,
 }
 
 impl Error {
@@ -60,6 +64,7 @@ impl Error {
             Error::Random => "ERR_OAUTH_RANDOM",
             Error::Invalid(_) => "ERR_OAUTH_INVALID_MESSAGE",
             Error::AuditLog(_) => "ERR_AUDIT_LOG_TAMPERED",
+            Error::NoAuditLog => "ERR_AUDIT_LOG_MISSING",
         }
     }
 

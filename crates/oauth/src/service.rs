@@ -422,12 +422,33 @@ impl Service {
 
     /// The inclusion proof of audit event `seq` in the newest checkpoint's tree.
     pub async fn prove_audit(&self, seq: u64) -> Result<Option<crate::InclusionProof>> {
-        self.audit_log.prove(&self.store, seq).await
+        let keys = self.audit_keys()?;
+        self.audit_log.prove(&self.store, &keys, seq).await
+    }
+
+    /// The HMAC-SHA-256 (hex) of `data` under a key derived from the master key: names a
+    /// configuration in the audit log without letting anyone who knows the rest of the file
+    /// confirm a guessed secret in it, as a plain hash would.
+    pub fn fingerprint(&self, data: &[u8]) -> String {
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            self.master.derive("config-fingerprint").as_slice(),
+        );
+        let tag = aws_lc_rs::hmac::sign(&key, data);
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Writes the audit events still queued (the denials tallied in this interval).
     pub async fn flush_audit(&self) {
         self.denials.flush().await;
+    }
+
+    /// The newest checkpoint of the audit log, with the size and root its signature covers.
+    pub async fn newest_audit_checkpoint(
+        &self,
+    ) -> Result<Option<(store::StoredCheckpoint, u64, audit::tree::Hash)>> {
+        let keys = self.audit_keys()?;
+        self.audit_log.newest(&self.store, &keys).await
     }
 
     /// The audit log's name (its checkpoints' origin line).
@@ -440,10 +461,15 @@ impl Service {
         self.audit_log.verifier_keys(&self.ring())
     }
 
-    /// [`audit_keys_document`](crate::audit_keys_document) of the ring's audit keys.
+    /// [`audit_keys_document`](crate::audit_keys_document) of the ring's audit keys, their
+    /// public halves taken from the decrypted keys.
     pub fn audit_keys_document(&self) -> Result<serde_json::Value> {
         let ring = self.ring();
-        crate::audit_keys_document(self.audit_origin(), ring.audit_keys().map(|k| &k.record))
+        let keys = ring
+            .audit_keys()
+            .map(|k| Ok((&k.record, k.jwk.to_public()?.to_json())))
+            .collect::<Result<Vec<_>>>()?;
+        crate::audit_keys_document(self.audit_origin(), keys.into_iter())
     }
 
     /// Appends an audit event; a failure is returned, so the caller reports it rather than

@@ -283,6 +283,20 @@ impl Store {
         Ok(seq)
     }
 
+    /// Appends events in one transaction, numbered in order.
+    pub async fn append_audits(&self, events: &[AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<&AuditEvent> = events.iter().collect();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let _first = append_events!(tx, &events);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Up to `limit` events with an id greater than `since_id`, in id order. Start with
     /// `since_id = 0`; continue from the last id returned.
     pub async fn audit_events(&self, since_id: i64, limit: u32) -> Result<Vec<AuditRecord>> {
@@ -307,6 +321,29 @@ impl Store {
         .fetch_all(pool)
         .await?);
         rows.into_iter().map(record_of).collect()
+    }
+
+    /// Up to `limit` `(seq, hash)` pairs from sequence number `from` on, in order: what a
+    /// node's tree needs, without the events' fields.
+    pub async fn audit_hashes(&self, from: i64, limit: u32) -> Result<Vec<(i64, Option<String>)>> {
+        let rows: Vec<(i64, Option<String>)> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+
+    /// How many rows the events table holds, whatever their sequence numbers.
+    pub async fn audit_rows(&self) -> Result<i64> {
+        let (n,): (i64,) = with_pool!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM audit_events",
+        )
+        .fetch_one(pool)
+        .await?);
+        Ok(n)
     }
 
     /// Rows without a sequence number: none that tokengate wrote since the log began.
@@ -424,6 +461,23 @@ impl Store {
         let frontier = Value::from(prefix.frontier.clone()).to_string();
         let removed = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // The head's row last: every audit write of every node waits on it, so it is not
+            // held while the rows are deleted.
+            let removed = sqlx::query("DELETE FROM audit_events WHERE seq < $1")
+                .bind(prefix.size)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            for proof in proofs {
+                sqlx::query(
+                    "UPDATE audit_checkpoints SET anchor = $1, consistency = $2 WHERE size = $3",
+                )
+                .bind(proof.anchor)
+                .bind(&proof.consistency)
+                .bind(proof.size)
+                .execute(&mut *tx)
+                .await?;
+            }
             let moved = sqlx::query(
                 "UPDATE audit_head SET pruned = $1, frontier = $2 WHERE id = 1 AND pruned < $1",
             )
@@ -435,21 +489,6 @@ impl Store {
             if moved != 1 {
                 return Err(StoreError::Conflict("the audit log is pruned that far already"));
             }
-            for proof in proofs {
-                sqlx::query(
-                    "UPDATE audit_checkpoints SET anchor = $1, consistency = $2 WHERE size = $3",
-                )
-                .bind(proof.anchor)
-                .bind(&proof.consistency)
-                .bind(proof.size)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let removed = sqlx::query("DELETE FROM audit_events WHERE seq < $1")
-                .bind(prefix.size)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
             tx.commit().await?;
             removed
         });
@@ -612,7 +651,6 @@ impl Tallies {
 impl AuditQueue {
     /// Starts the writer task (on the current runtime).
     pub fn spawn(store: Store) -> AuditQueue {
-        use std::sync::atomic::Ordering;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Queued>(AUDIT_QUEUE);
         let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let lost = std::sync::Arc::clone(&dropped);
@@ -620,28 +658,38 @@ impl AuditQueue {
             let mut tallies = Tallies::default();
             let mut tick = tokio::time::interval(TALLY_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let write = |events: Vec<AuditEvent>| {
-                let (store, lost) = (store.clone(), std::sync::Arc::clone(&lost));
-                async move {
-                    for event in events {
-                        if store.append_audit(&event).await.is_err() {
-                            lost.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            };
             loop {
-                tokio::select! {
+                let first = tokio::select! {
                     queued = rx.recv() => match queued {
-                        Some(Queued::Record(event)) => write(vec![event]).await,
-                        Some(Queued::Tally(event)) => tallies.add(event),
-                        Some(Queued::Flush(done)) => {
-                            write(tallies.drain()).await;
-                            let _ = done.send(());
-                        }
+                        Some(queued) => queued,
                         None => break,
                     },
-                    _ = tick.tick() => write(tallies.drain()).await,
+                    _ = tick.tick() => {
+                        write_batch(&store, &lost, &tallies.drain()).await;
+                        continue;
+                    }
+                };
+                // What else is waiting goes in the same transaction: one commit (and one
+                // turn of the audit sequence's lock) for many events.
+                let mut batch = Vec::new();
+                let mut flushed = Vec::new();
+                let mut next = Some(first);
+                while let Some(queued) = next.take() {
+                    match queued {
+                        Queued::Record(event) => batch.push(event),
+                        Queued::Tally(event) => tallies.add(event),
+                        Queued::Flush(done) => {
+                            batch.extend(tallies.drain());
+                            flushed.push(done);
+                        }
+                    }
+                    if batch.len() < MAX_EVENT_ROWS {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                write_batch(&store, &lost, &batch).await;
+                for done in flushed {
+                    let _ = done.send(());
                 }
             }
         });
@@ -676,6 +724,17 @@ impl AuditQueue {
     /// Events lost (queue full or write failed).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Writes `events` in one transaction; counts them as lost if it fails.
+async fn write_batch(store: &Store, lost: &std::sync::atomic::AtomicU64, events: &[AuditEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    if store.append_audits(events).await.is_err() {
+        let n = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        lost.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

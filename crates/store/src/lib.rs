@@ -162,6 +162,10 @@ pub struct StoreOptions {
     /// When a SQLite commit is on disk. Default: [`SqliteDurability::Full`]. Ignored for
     /// PostgreSQL, whose server decides (`synchronous_commit`).
     pub sqlite_durability: SqliteDurability,
+    /// Whether opening applies the migrations (and numbers pre-existing audit events). Off
+    /// for reading the audit log: verification must not write to what it checks. Default:
+    /// on.
+    pub migrate: bool,
 }
 
 /// When a SQLite commit counts as done (the `synchronous` pragma, in WAL mode).
@@ -185,6 +189,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             sqlite_durability: SqliteDurability::Full,
+            migrate: true,
         }
     }
 }
@@ -205,6 +210,13 @@ impl StoreOptions {
     /// Sets [`StoreOptions::busy_timeout`].
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens without applying migrations or writing anything ([`StoreOptions::migrate`]);
+    /// a database this version has not migrated is refused.
+    pub fn without_migrations(mut self) -> Self {
+        self.migrate = false;
         self
     }
 
@@ -247,10 +259,10 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            POSTGRES_MIGRATIONS.run(&pool).await?;
-            let store = Store::Postgres(pool);
-            store.adopt_unsequenced_audit().await?;
-            return Ok(store);
+            if options.migrate {
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+            }
+            return Store::Postgres(pool).ready(options.migrate).await;
         }
 
         let connect = if url.starts_with("sqlite:") {
@@ -296,10 +308,25 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
-        migrate_sqlite(&pool).await?;
-        let store = Store::Sqlite(pool);
-        store.adopt_unsequenced_audit().await?;
-        Ok(store)
+        if options.migrate {
+            migrate_sqlite(&pool).await?;
+        }
+        Store::Sqlite(pool).ready(options.migrate).await
+    }
+
+    /// After the migrations: numbers the audit events recorded before the log existed;
+    /// without them, checks that this version's schema is there.
+    async fn ready(self, migrated: bool) -> Result<Store> {
+        if migrated {
+            self.adopt_unsequenced_audit().await?;
+        } else if self.audit_length().await.is_err() {
+            return Err(StoreError::Config(
+                "this database was not migrated by this version of tokengate: start a node of \
+                 this version over it first",
+                None,
+            ));
+        }
+        Ok(self)
     }
 
     /// Which backend this store uses.

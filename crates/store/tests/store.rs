@@ -737,6 +737,51 @@ mod cases {
         assert_eq!(store.audit_length().await.unwrap(), 83);
     }
 
+    /// Events recorded before the log existed are numbered and hashed once, at the first
+    /// open of this version; a row without a number slipped in later stays unnumbered.
+    pub async fn events_before_the_log_are_adopted_once(ctx: Ctx) {
+        let store = ctx.open().await;
+        for name in ["old.1", "old.2", "old.3"] {
+            execute(
+                &store,
+                "INSERT INTO audit_events (time, event, outcome) VALUES (1, $1, $2)",
+                name,
+                "success",
+            )
+            .await;
+        }
+        store.close().await;
+        let store = ctx.open().await;
+        let log = store.audit_log(0, 10).await.unwrap();
+        let names: Vec<_> = log
+            .iter()
+            .map(|r| (r.seq, r.event.event.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [(Some(0), "old.1"), (Some(1), "old.2"), (Some(2), "old.3")]
+        );
+        for r in &log {
+            let leaf = audit::event::leaf(&r.to_json().unwrap()).unwrap();
+            assert_eq!(
+                r.hash.as_deref(),
+                Some(audit::event::encode_hash(&leaf).as_str())
+            );
+        }
+        assert_eq!(store.audit_length().await.unwrap(), 3);
+        execute(
+            &store,
+            "INSERT INTO audit_events (time, event, outcome) VALUES (1, $1, $2)",
+            "slipped",
+            "success",
+        )
+        .await;
+        store.close().await;
+        let store = ctx.open().await;
+        assert_eq!(store.audit_unsequenced(10).await.unwrap().len(), 1);
+        assert_eq!(store.audit_length().await.unwrap(), 3);
+    }
+
     pub async fn data_survives_reopen(ctx: Ctx) {
         let master = MasterKey::generate().unwrap();
         let store = ctx.open().await;
@@ -878,6 +923,7 @@ on_both_backends!(
     jti_single_use,
     audit_in_order,
     audit_log_is_gapless_and_hashed,
+    events_before_the_log_are_adopted_once,
     data_survives_reopen,
     closed_store_is_unavailable,
 );

@@ -112,6 +112,11 @@ pub struct AuditVerifyArgs {
     /// keys it holds (which whoever can write it could replace).
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
+    /// A checkpoint kept apart from the log (the JSON of GET /admin/audit/checkpoint, or its
+    /// note) that the log must hold: shows a log cut after an older checkpoint, or rewritten
+    /// and signed again. Repeatable.
+    #[arg(long = "checkpoint", value_name = "FILE")]
+    pub checkpoints: Vec<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

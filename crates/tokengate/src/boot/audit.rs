@@ -79,8 +79,16 @@ pub async fn copy_to_sink(store: Store, sink: Sink) {
             _ = tick.tick() => {}
             () = next_hangup(&mut hangup) => writer.reopen(),
         }
-        if let Err(e) = writer.copy_new(&store).await {
-            tracing::warn!("audit sink: {e}; trying again");
+        // Page after page while there is more: a busy node adds more than a page a second.
+        loop {
+            match writer.copy_new(&store).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!("audit sink: {e}; trying again");
+                    break;
+                }
+            }
         }
     }
 }
@@ -102,10 +110,11 @@ impl SinkWriter {
             Sink::Stdout => store.audit_length().await.map_err(|e| e.to_string())?,
             Sink::File(path) => last_seq_in(path).map_or(0, |s| s + 1),
         };
-        // Checkpoints up to where copying starts are known to the reader already (or
-        // cannot be checked without the events before them); a new file of a pruned log
-        // starts with the frontier and every checkpoint from the first.
-        let mut last_checkpoint = next_seq;
+        // Checkpoints before where copying starts are the reader's already (or cannot be
+        // checked without the events before them), but the one completed by the last event
+        // copied may have been signed after it (a repeat of one copied is harmless); a new
+        // file of a pruned log starts with the frontier and every checkpoint from the first.
+        let mut last_checkpoint = next_seq.saturating_sub(1);
         let mut preamble = None;
         let pruned = store.audit_pruned().await.map_err(|e| e.to_string())?;
         if next_seq < pruned.size {
@@ -143,9 +152,10 @@ impl SinkWriter {
         };
     }
 
-    /// Copies what was added since the last call, interleaving each checkpoint after the
-    /// event that completes it.
-    async fn copy_new(&mut self, store: &Store) -> Result<(), String> {
+    /// Copies what was added since the last call (a page of it), interleaving each
+    /// checkpoint after the event that completes it; whether a whole page was copied (so
+    /// there may be more).
+    async fn copy_new(&mut self, store: &Store) -> Result<bool, String> {
         if self.out.is_none() {
             self.reopen();
         }
@@ -178,7 +188,7 @@ impl SinkWriter {
         out.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
         out.flush().map_err(|e| fail(&e))?;
         (self.next_seq, self.last_checkpoint, self.preamble) = (next_seq, last_checkpoint, None);
-        Ok(())
+        Ok(events.len() == PAGE as usize)
     }
 }
 

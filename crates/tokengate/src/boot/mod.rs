@@ -106,7 +106,7 @@ pub async fn open_existing_store(config: &Config, flags: &StorageFlags) -> Resul
             EXIT_USAGE,
         ));
     }
-    Store::open(&url)
+    Store::open_with(&url, &StoreOptions::default().without_migrations())
         .await
         .map_err(|e| store_error("opening the database", &e))
 }

@@ -3,7 +3,7 @@
 //! keys. None of these needs the master key: they read the store, never decrypt anything.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use audit::event::decode_hash;
 use audit::export::{event_line, parse_line, start_line};
@@ -178,6 +178,11 @@ fn checkpoint_text(c: &StoredCheckpoint) -> Result<String, CliError> {
 
 fn verify(args: &AuditVerifyArgs) -> Result<(), CliError> {
     let given_keys = args.keys.as_deref().map(read_keys).transpose()?;
+    let trusted = args
+        .checkpoints
+        .iter()
+        .map(|p| read_checkpoint(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let outcome = match &args.file {
         Some(path) => {
             let keys = given_keys.ok_or_else(|| {
@@ -186,7 +191,7 @@ fn verify(args: &AuditVerifyArgs) -> Result<(), CliError> {
                      /.well-known/tokengate-audit-keys or of `tokengate audit keys`)",
                 )
             })?;
-            verify_file(path, &keys)?
+            verify_file(path, &keys, &trusted)?
         }
         None => block_on(async {
             let store = open(&args.storage).await?;
@@ -194,7 +199,7 @@ fn verify(args: &AuditVerifyArgs) -> Result<(), CliError> {
                 Some(keys) => keys,
                 None => store_keys(&store).await?,
             };
-            verify_store(&store, &keys).await
+            verify_store(&store, &keys, &trusted).await
         })?,
     };
     match outcome {
@@ -220,27 +225,58 @@ fn summary(v: &Verified) -> String {
         0 => String::new(),
         n => format!("; {n} newer events are not signed by a checkpoint yet"),
     };
+    let pruned = match v.pruned {
+        0 => String::new(),
+        n => format!(
+            "; seqs 0 to {} were pruned: checked through their checkpoints' proofs, not one by one",
+            n - 1
+        ),
+    };
     format!(
-        "ok: {} events and {} checkpoints verified{newest}{unsigned}",
+        "ok: {} events and {} checkpoints verified{newest}{unsigned}{pruned}",
         v.events, v.checkpoints
     )
+}
+
+/// A checkpoint kept apart: a signed note, or the JSON of `GET /admin/audit/checkpoint`.
+fn read_checkpoint(path: &std::path::Path) -> Result<String, CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::io("reading --checkpoint", &e))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(doc) => doc
+            .get("note")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| CliError::usage("--checkpoint: a JSON document with a note")),
+        Err(_) => Ok(text),
+    }
 }
 
 fn verify_file(
     path: &std::path::Path,
     keys: &[VerifierKey],
+    trusted: &[String],
 ) -> Result<Result<Verified, Fault>, CliError> {
     let file = std::fs::File::open(path).map_err(|e| CliError::io("opening the export", &e))?;
-    let mut verifier = Verifier::new(keys);
-    for (number, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| CliError::io("reading the export", &e))?;
-        if line.trim().is_empty() {
+    let mut verifier = verifier_with(keys, trusted)?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CliError::io("reading the export", &e))?;
+        if read == 0 {
+            break;
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let entry = match parse_line(&line) {
+        let entry = match read_line(&line) {
             Ok(entry) => entry,
             Err(why) => {
-                let detail = format!("line {}: {why}", number + 1);
+                let detail = format!("line {number}: {why}");
                 return Ok(Err(Fault::new(
                     verifier.position(),
                     FaultKind::Malformed,
@@ -255,11 +291,48 @@ fn verify_file(
     Ok(verifier.finish())
 }
 
+/// The longest export line read (an event is a few kilobytes at most).
+const MAX_LINE: u64 = 1 << 20;
+
+/// One export line: bounded, strict JSON (a member named twice would let two readers see
+/// two events), then the format's rules.
+fn read_line(line: &[u8]) -> Result<Entry, &'static str> {
+    if line.len() as u64 > MAX_LINE {
+        return Err("longer than 1 MiB");
+    }
+    let text = std::str::from_utf8(line)
+        .map_err(|_| "not UTF-8")?
+        .trim_end();
+    if jose::json::parse(text.as_bytes()).is_err() {
+        return Err("not strict JSON (a member named twice, or too deep)");
+    }
+    parse_line(text)
+}
+
+/// A verifier for `keys` that requires the checkpoints kept apart in `trusted`.
+fn verifier_with<'k>(
+    keys: &'k [VerifierKey],
+    trusted: &[String],
+) -> Result<Verifier<'k>, CliError> {
+    let mut verifier = Verifier::new(keys);
+    for note in trusted {
+        verifier.trust(note).map_err(|f| {
+            CliError::new(
+                "ERR_AUDIT_CHECKPOINT",
+                format!("--checkpoint: {f}"),
+                EXIT_USAGE,
+            )
+        })?;
+    }
+    Ok(verifier)
+}
+
 async fn verify_store(
     store: &Store,
     keys: &[VerifierKey],
+    trusted: &[String],
 ) -> Result<Result<Verified, Fault>, CliError> {
-    let mut verifier = Verifier::new(keys);
+    let mut verifier = verifier_with(keys, trusted)?;
     // Read from 0 even when pruned: a row slipped into the pruned part shows as inserted.
     let mut from = 0;
     if let Some((size, frontier)) = pruned_start(store).await? {
@@ -307,6 +380,17 @@ async fn verify_store(
             "row id {} has no sequence number: tokengate did not write it",
             row.id
         );
+        return Ok(Err(Fault::new(
+            verified.events,
+            FaultKind::Inserted,
+            detail,
+        )));
+    }
+    // Every row is one of the events verified: none with a negative or repeated number.
+    let rows = store.audit_rows().await.map_err(store_failed)?;
+    let read = verified.events - verified.pruned;
+    if u64::try_from(rows).ok() != Some(read) {
+        let detail = format!("the table holds {rows} rows, the sequence {read} events");
         return Ok(Err(Fault::new(
             verified.events,
             FaultKind::Inserted,
@@ -363,8 +447,11 @@ async fn store_keys(store: &Store) -> Result<Vec<VerifierKey>, CliError> {
 fn prove(args: &AuditProveArgs) -> Result<(), CliError> {
     let proof = block_on(async {
         let store = open(&args.storage).await?;
+        let keys = store_keys(&store).await?;
         let log = oauth::AuditLog::read(&store).await.map_err(store_failed)?;
-        log.prove(&store, args.seq).await.map_err(store_failed)
+        log.prove(&store, &keys, args.seq)
+            .await
+            .map_err(store_failed)
     })?;
     let Some(p) = proof else {
         return Err(CliError::new(
@@ -376,17 +463,22 @@ fn prove(args: &AuditProveArgs) -> Result<(), CliError> {
             EXIT_REJECTED,
         ));
     };
-    let size = u64::try_from(p.checkpoint.size).unwrap_or(0);
-    let root = audit::event::decode_hash(&p.checkpoint.root).unwrap_or_default();
-    let verified = audit::tree::verify_inclusion(p.seq, size, &p.leaf, &p.path, &root);
+    // The size and root the note's signature covers (not the columns beside it).
+    if !audit::tree::verify_inclusion(p.seq, p.size, &p.leaf, &p.path, &p.root) {
+        return Err(CliError::new(
+            "ERR_AUDIT_VERIFY",
+            format!("the inclusion proof of seq {} does not check", p.seq),
+            EXIT_REJECTED,
+        ));
+    }
     print_json(&json!({
         "seq": p.seq,
         "leaf_hash": audit::event::encode_hash(&p.leaf),
         "inclusion_path": p.path.iter().map(audit::event::encode_hash).collect::<Vec<_>>(),
-        "tree_size": size,
-        "root": p.checkpoint.root,
+        "tree_size": p.size,
+        "root": audit::event::encode_hash(&p.root),
         "checkpoint": p.checkpoint.note,
-        "verified": verified,
+        "verified": true,
     }))
 }
 
@@ -400,7 +492,7 @@ fn prune(args: &AuditPruneArgs) -> Result<(), CliError> {
             None => store_keys(&store).await?,
         };
         // Never prune a log that does not verify: that would remove the evidence.
-        if let Err(fault) = verify_store(&store, &keys).await? {
+        if let Err(fault) = verify_store(&store, &keys, &[]).await? {
             let why = format!("nothing was pruned: the log does not verify: {fault}");
             return Err(CliError::new("ERR_AUDIT_VERIFY", why, EXIT_REJECTED));
         }
@@ -521,5 +613,8 @@ async fn keys_document(store: &Store) -> Result<Value, CliError> {
         .map_err(store_failed)?
         .ok_or_else(|| store_failed("no node has started over this store yet: no audit log"))?;
     let records = store.list_keys().await.map_err(store_failed)?;
-    oauth::audit_keys_document(&origin, records.iter()).map_err(store_failed)
+    // From the records' public_jwk column: whoever can write the database can change it (a
+    // node's /.well-known/tokengate-audit-keys takes them from the decrypted keys).
+    let keys = records.iter().map(|r| (r, r.public_jwk.clone()));
+    oauth::audit_keys_document(&origin, keys).map_err(store_failed)
 }

@@ -192,10 +192,11 @@ async fn run(
     let gateway = boot::build_gateway(&config, &parts)?;
     let reloader: Option<crate::server::Reloader> = config_path.map(|path| {
         let parts = parts.clone();
+        let service = Arc::clone(&service);
         Box::new(move || {
-            let (config, hash) = Config::load_with_hash(&path).map_err(|e| e.to_string())?;
+            let (config, text) = Config::load_with_text(&path).map_err(|e| e.to_string())?;
             let gateway = boot::build_gateway(&config, &parts).map_err(|e| e.to_string())?;
-            Ok((gateway, hash))
+            Ok((gateway, service.fingerprint(text.as_bytes())))
         }) as crate::server::Reloader
     });
     let bound = |n: &Option<toml::Spanned<u64>>| {

@@ -433,21 +433,19 @@ pub struct Audience {
 impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::load_with_hash(path).map(|(config, _)| config)
+        Self::load_with_text(path).map(|(config, _)| config)
     }
 
-    /// [`Config::load`], and the SHA-256 of the file's text in hex (what the audit event of
-    /// a reload names).
-    pub fn load_with_hash(path: &Path) -> Result<(Self, String), ConfigError> {
+    /// [`Config::load`], and the file's text (whose keyed fingerprint the audit event of a
+    /// reload names).
+    pub fn load_with_text(path: &Path) -> Result<(Self, String), ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             position: None,
             message: format!("cannot read: {e}"),
         })?;
-        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-        let hex = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Ok((Self::parse(&text, &file)?, hex))
+        Ok((Self::parse(&text, &file)?, text))
     }
 
     /// Parses and validates configuration text; `file` names it in errors. Converts

@@ -689,12 +689,11 @@ async fn audit_checkpoint(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
 ) -> Response {
-    match app.service.store().newest_checkpoint().await {
-        Ok(Some(c)) => reply(
-            StatusCode::OK,
-            &CheckpointView::new(&c, app.service.audit_origin()),
-            &id.0,
-        ),
+    match app.service.newest_audit_checkpoint().await {
+        Ok(Some((c, size, root))) => {
+            let view = CheckpointView::signed(&c, app.service.audit_origin(), size, &root);
+            reply(StatusCode::OK, &view, &id.0)
+        }
         Ok(None) => admin_error(&AdminError::NotFound("checkpoint"), &id.0),
         Err(e) => admin_error(&e.into(), &id.0),
     }
@@ -731,7 +730,12 @@ async fn audit_proof(
                 seq: p.seq,
                 leaf_hash: audit::event::encode_hash(&p.leaf),
                 inclusion_path: p.path.iter().map(audit::event::encode_hash).collect(),
-                checkpoint: CheckpointView::new(&p.checkpoint, app.service.audit_origin()),
+                checkpoint: CheckpointView::signed(
+                    &p.checkpoint,
+                    app.service.audit_origin(),
+                    p.size,
+                    &p.root,
+                ),
             };
             reply(StatusCode::OK, &view, &id.0)
         }

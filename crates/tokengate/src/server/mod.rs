@@ -134,7 +134,7 @@ impl App {
         let mut detail = serde_json::Map::new();
         let (outcome, reason) = match &result {
             Ok((routes, hash)) => {
-                detail.insert("sha256".into(), hash.clone().into());
+                detail.insert("fingerprint".into(), hash.clone().into());
                 detail.insert("routes".into(), (*routes).into());
                 ("success", None)
             }
@@ -156,8 +156,8 @@ impl App {
     }
 }
 
-/// Rebuilds the gateway from the configuration file: the new gateway and the SHA-256 (hex) of
-/// the file's text.
+/// Rebuilds the gateway from the configuration file: the new gateway and the keyed
+/// fingerprint of the file's text ([`oauth::Service::fingerprint`]).
 pub type Reloader = Box<dyn Fn() -> Result<(Gateway, String), String> + Send + Sync>;
 
 /// The request id of the request being handled.

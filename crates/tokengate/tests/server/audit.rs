@@ -57,6 +57,7 @@ fn make_log(dir: &Path, source: &[&str]) -> u64 {
     );
     assert_eq!(keys.status, 200, "{}", keys.body);
     std::fs::write(dir.join("keys.json"), &keys.body).unwrap();
+    std::fs::write(dir.join("kept.json"), checkpoint.to_string()).unwrap();
     proofs_check(&server, &checkpoint, &keys.json());
     // Paging by id goes on; events now carry their sequence number and hash.
     let (_, page) = admin_get(&server, "/admin/audit?limit=2");
@@ -234,6 +235,35 @@ fn tampering_with_sqlite_is_named() {
         verify_fails(dir, &verify, &expected);
     }
     sql(&restore(""));
+    // The newest checkpoint deleted with the events after the one before: a valid shorter
+    // log, which only a checkpoint kept apart shows.
+    sql(&format!("DELETE FROM audit_checkpoints WHERE size = {events}; DELETE FROM audit_events WHERE seq >= 10; UPDATE audit_head SET next = 10"));
+    let newest: Vec<u64> = std::process::Command::new("sqlite3")
+        .arg(dir.join("data/tokengate.db"))
+        .arg("SELECT size FROM audit_checkpoints WHERE size > 10")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect()
+        })
+        .unwrap();
+    if newest.is_empty() {
+        verify_passes(dir, &verify, 10);
+    }
+    let kept = [
+        "audit",
+        "verify",
+        "--data-dir",
+        "data",
+        "--checkpoint",
+        "kept.json",
+    ];
+    verify_fails(dir, &kept, "seq 10: truncated");
+    sql(&restore(""));
+    sql(&format!("UPDATE audit_head SET next = {events}"));
+    verify_passes(dir, &kept, events);
     exports_edited(dir, &source, events);
     keys_and_prove(dir, &source);
     // Pruning refuses a log that does not verify, and removes nothing.

@@ -370,10 +370,11 @@ pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Acce
     let parts = GatewayParts::new(Arc::clone(&service));
     let gateway = build_gateway(&config, &parts).unwrap_or_else(|e| panic!("{e}"));
     let reload_parts = parts.clone();
+    let fingerprints = Arc::clone(&service);
     let reloader: tokengate::server::Reloader = Box::new(move || {
-        let (config, hash) = Config::load_with_hash(&file).map_err(|e| e.to_string())?;
+        let (config, text) = Config::load_with_text(&file).map_err(|e| e.to_string())?;
         let gateway = build_gateway(&config, &reload_parts).map_err(|e| e.to_string())?;
-        Ok((gateway, hash))
+        Ok((gateway, fingerprints.fingerprint(text.as_bytes())))
     });
     let app = App::with_gateway(
         Arc::clone(&service),

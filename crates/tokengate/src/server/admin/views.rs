@@ -275,11 +275,17 @@ pub(super) struct CheckpointView {
 }
 
 impl CheckpointView {
-    pub(super) fn new(c: &store::StoredCheckpoint, origin: &str) -> Self {
+    /// A stored checkpoint with the size and root its note's signature covers.
+    pub(super) fn signed(
+        c: &store::StoredCheckpoint,
+        origin: &str,
+        size: u64,
+        root: &audit::tree::Hash,
+    ) -> Self {
         CheckpointView {
             origin: origin.to_owned(),
-            size: c.size,
-            root: c.root.clone(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            root: audit::event::encode_hash(root),
             note: c.note.clone(),
             created_at: c.created_at,
         }
