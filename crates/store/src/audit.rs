@@ -253,7 +253,16 @@ macro_rules! append_events {
                 .bind(n)
                 .fetch_one(&mut *$tx)
                 .await?;
-        let rows = $crate::audit::sequenced(next - n, events)?;
+        $crate::audit::insert_sequenced!($tx, next - n, events);
+        next - n
+    }};
+}
+
+/// Inserts `$events` (`&[&AuditEvent]`) numbered from `$first`, whose sequence numbers the
+/// open transaction `$tx` took from `audit_head`.
+macro_rules! insert_sequenced {
+    ($tx:expr, $first:expr, $events:expr) => {{
+        let rows = $crate::audit::sequenced($first, $events)?;
         for chunk in rows.chunks($crate::audit::MAX_EVENT_ROWS) {
             $crate::audit::insert_events!(chunk)
                 .build()
@@ -261,11 +270,11 @@ macro_rules! append_events {
                 .execute(&mut *$tx)
                 .await?;
         }
-        next - n
     }};
 }
 pub(crate) use append_events;
 pub(crate) use insert_events;
+pub(crate) use insert_sequenced;
 
 /// Rows per multi-row insert of events: 12 parameters each stays well under SQLite's 32766
 /// and PostgreSQL's 65535 bound parameters per statement.

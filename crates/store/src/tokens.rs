@@ -50,7 +50,11 @@ type TokenRow = (
 /// database of the `with_pool!` arm it is used in: the one place the columns are listed.
 macro_rules! insert_tokens {
     ($rows:expr) => {{
-        let mut q = sqlx::QueryBuilder::new(
+        insert_tokens!(String::new(); $rows)
+    }};
+    ($prefix:expr; $rows:expr) => {{
+        let mut q = sqlx::QueryBuilder::new($prefix);
+        q.push(
             "INSERT INTO tokens (jti, client_id, subject, audience, scope, issued_at, \
              expires_at, revoked_at) ",
         );
@@ -260,24 +264,27 @@ impl Writer {
         macro_rules! record {
             ($conn:expr) => {{
                 let mut tx = sqlx::Connection::begin(&mut **$conn).await?;
-                for chunk in batch.chunks(MAX_BATCH_ROWS) {
+                record!(@tokens tx, batch);
+                // Last, so that the head's lock (which orders every node's audit writes) is
+                // held only for these inserts and the commit.
+                let events: Vec<&crate::AuditEvent> = batch.iter().map(|(_, e)| e).collect();
+                let _first = crate::audit::append_events!(tx, &events);
+                tx.commit().await?;
+            }};
+            (@tokens $tx:expr, $rows:expr) => {{
+                for chunk in $rows.chunks(MAX_BATCH_ROWS) {
                     let mut tokens = insert_tokens!(chunk.iter().map(|(t, _)| t));
                     // Batch sizes vary: not prepared and cached, or they would evict the
                     // statements that are.
                     tokens
                         .build()
                         .persistent(false)
-                        .execute(&mut *tx)
+                        .execute(&mut *$tx)
                         .await
                         .map_err(|e| {
                             StoreError::from(e).conflict_is("a token with this jti exists")
                         })?;
                 }
-                // Last, so that the head's lock (which orders every node's audit writes) is
-                // held only for these inserts and the commit.
-                let events: Vec<&crate::AuditEvent> = batch.iter().map(|(_, e)| e).collect();
-                let _first = crate::audit::append_events!(tx, &events);
-                tx.commit().await?;
             }};
         }
         if with_pool!(&self.store, pool => pool.is_closed()) {
@@ -285,7 +292,30 @@ impl Writer {
         }
         match &mut self.conn {
             WriterConn::Sqlite(conn) => record!(conn),
-            WriterConn::Postgres(conn) => record!(conn),
+            WriterConn::Postgres(conn) => {
+                // One round trip fewer: the audit sequence's numbers are taken by the
+                // statement that inserts the first tokens (a PostgreSQL data-modifying CTE),
+                // each a round trip to the server where SQLite's are in process.
+                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+                let (head, rest) = batch.split_at(batch.len().min(MAX_BATCH_ROWS));
+                let n = batch.len();
+                let mut q = insert_tokens!(format!(
+                    "WITH seq AS (UPDATE audit_head SET next = next + {n} WHERE id = 1 \
+                     RETURNING next), ins AS ("
+                ); head.iter().map(|(t, _)| t));
+                q.push(") SELECT next FROM seq");
+                let (next,): (i64,) = q
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
+                record!(@tokens tx, rest);
+                let events: Vec<&crate::AuditEvent> = batch.iter().map(|(_, e)| e).collect();
+                let first = next - i64::try_from(n).unwrap_or(i64::MAX);
+                crate::audit::insert_sequenced!(tx, first, &events);
+                tx.commit().await?;
+            }
         }
         Ok(())
     }

@@ -206,6 +206,37 @@ fn newest_note(dir: &Path, source: &[&str]) -> String {
         .to_owned()
 }
 
+/// Runs `statements` with `sqlite3` on the test's database; its output.
+fn sqlite(dir: &Path, statements: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(dir.join("data/tokengate.db"))
+        .arg(statements)
+        .output()
+        .expect("sqlite3 (Debian package sqlite3) runs");
+    assert!(
+        out.status.success(),
+        "{statements}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each tampering on a log restored before it (`sql` runs statements on the database,
+/// `overriding` is what PostgreSQL needs to insert identity values back), named by `verify`.
+fn tamper_each(dir: &Path, source: &[&str], events: u64, sql: &dyn Fn(&str), overriding: &str) {
+    let mut verify = vec!["audit", "verify"];
+    verify.extend_from_slice(source);
+    verify_passes(dir, &verify, events);
+    sql(SAVE);
+    for (tamper, expected) in tamperings(events, &newest_note(dir, source)) {
+        sql(&restore(overriding));
+        verify_passes(dir, &verify, events);
+        sql(&tamper);
+        verify_fails(dir, &verify, &expected);
+    }
+    sql(&restore(overriding));
+}
+
 #[test]
 fn tampering_with_sqlite_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -213,43 +244,37 @@ fn tampering_with_sqlite_is_named() {
     std::fs::write(dir.join("t.toml"), config()).unwrap();
     let source = ["--data-dir", "data"];
     let events = make_log(dir, &source);
+    tamper_each(dir, &source, events, &|sql| drop(sqlite(dir, sql)), "");
+    a_kept_checkpoint_shows_a_cut_log(dir, events);
+    exports_edited(dir, &source, events);
+    keys_and_prove(dir, &source);
+    // Pruning refuses a log that does not verify, and removes nothing.
+    sqlite(
+        dir,
+        "UPDATE audit_events SET subject = 'mallory' WHERE seq = 3",
+    );
+    let why = "nothing was pruned: the log does not verify: seq 3: changed";
+    verify_fails(dir, &PRUNE, why);
+    sqlite(dir, &restore(""));
+    let total = pruned(dir, events);
+    tampered_after_pruning(dir, events, total);
+}
+
+/// The newest checkpoint deleted with the events after the one before it: a valid shorter
+/// log, which only a checkpoint kept apart shows.
+fn a_kept_checkpoint_shows_a_cut_log(dir: &Path, events: u64) {
+    sqlite(
+        dir,
+        &format!(
+            "DELETE FROM audit_checkpoints WHERE size = {events}; \
+             DELETE FROM audit_events WHERE seq >= 10; UPDATE audit_head SET next = 10"
+        ),
+    );
     let verify = ["audit", "verify", "--data-dir", "data"];
-    verify_passes(dir, &verify, events);
-    let sql = |statements: &str| {
-        let out = std::process::Command::new("sqlite3")
-            .arg(dir.join("data/tokengate.db"))
-            .arg(statements)
-            .output()
-            .expect("sqlite3 (Debian package sqlite3) runs");
-        assert!(
-            out.status.success(),
-            "{statements}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sql(SAVE);
-    for (tamper, expected) in tamperings(events, &newest_note(dir, &source)) {
-        sql(&restore(""));
-        verify_passes(dir, &verify, events);
-        sql(&tamper);
-        verify_fails(dir, &verify, &expected);
-    }
-    sql(&restore(""));
-    // The newest checkpoint deleted with the events after the one before: a valid shorter
-    // log, which only a checkpoint kept apart shows.
-    sql(&format!("DELETE FROM audit_checkpoints WHERE size = {events}; DELETE FROM audit_events WHERE seq >= 10; UPDATE audit_head SET next = 10"));
-    let newest: Vec<u64> = std::process::Command::new("sqlite3")
-        .arg(dir.join("data/tokengate.db"))
-        .arg("SELECT size FROM audit_checkpoints WHERE size > 10")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| l.parse().ok())
-                .collect()
-        })
-        .unwrap();
-    if newest.is_empty() {
+    if sqlite(dir, "SELECT size FROM audit_checkpoints WHERE size > 10")
+        .trim()
+        .is_empty()
+    {
         verify_passes(dir, &verify, 10);
     }
     let kept = [
@@ -261,61 +286,34 @@ fn tampering_with_sqlite_is_named() {
         "kept.json",
     ];
     verify_fails(dir, &kept, "seq 10: truncated");
-    sql(&restore(""));
-    sql(&format!("UPDATE audit_head SET next = {events}"));
+    sqlite(dir, &restore(""));
+    sqlite(dir, &format!("UPDATE audit_head SET next = {events}"));
     verify_passes(dir, &kept, events);
-    exports_edited(dir, &source, events);
-    keys_and_prove(dir, &source);
-    // Pruning refuses a log that does not verify, and removes nothing.
-    sql("UPDATE audit_events SET subject = 'mallory' WHERE seq = 3");
-    let prune = [
-        "audit",
-        "prune",
-        "--data-dir",
-        "data",
-        "--before",
-        "2999-01-01",
-    ];
-    verify_fails(
-        dir,
-        &prune,
-        "nothing was pruned: the log does not verify: seq 3: changed",
-    );
-    sql(&restore(""));
-    pruned(dir, events);
 }
 
-/// Prunes every event signed (the newest checkpoint is older than the date), serves on,
-/// and checks what remains: verification, exports, proofs, tampering after the pruned part.
-fn pruned(dir: &Path, events: u64) {
-    let out = ok_json(
-        dir,
-        &[
-            "audit",
-            "prune",
-            "--data-dir",
-            "data",
-            "--before",
-            "2999-01-01",
-        ],
-    );
+const PRUNE: [&str; 6] = [
+    "audit",
+    "prune",
+    "--data-dir",
+    "data",
+    "--before",
+    "2999-01-01",
+];
+
+/// Prunes every event signed (the newest checkpoint is older than the date), serves on
+/// from the frontier, and checks what remains verifies, from the database and an export;
+/// the number of events then.
+fn pruned(dir: &Path, events: u64) -> u64 {
+    let out = ok_json(dir, &PRUNE);
     assert_eq!(out["pruned_before_seq"], events, "{out}");
     assert_eq!(out["events_removed"], events, "{out}");
     let verify = ["audit", "verify", "--data-dir", "data"];
     verify_passes(dir, &verify, events);
-    // Nothing more to prune.
-    let again = ok_json(
-        dir,
-        &[
-            "audit",
-            "prune",
-            "--data-dir",
-            "data",
-            "--before",
-            "2999-01-01",
-        ],
+    assert_eq!(
+        ok_json(dir, &PRUNE)["events_removed"],
+        0,
+        "nothing more to prune"
     );
-    assert_eq!(again["events_removed"], 0, "{again}");
     // A node starts over the pruned log and signs on from its frontier.
     let mut server = start(
         dir,
@@ -338,20 +336,15 @@ fn pruned(dir: &Path, events: u64) {
     assert_eq!(admin_get(&server, "/admin/audit/proof/2").0, 404);
     server.stop();
     verify_passes(dir, &verify, total);
-    assert!(run(
-        dir,
-        None,
-        &[
-            "audit",
-            "export",
-            "--data-dir",
-            "data",
-            "--out",
-            "pruned.jsonl"
-        ]
-    )
-    .status
-    .success());
+    let export = [
+        "audit",
+        "export",
+        "--data-dir",
+        "data",
+        "--out",
+        "pruned.jsonl",
+    ];
+    assert!(run(dir, None, &export).status.success());
     let text = std::fs::read_to_string(dir.join("pruned.jsonl")).unwrap();
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(
@@ -363,6 +356,12 @@ fn pruned(dir: &Path, events: u64) {
         &["audit", "verify", "pruned.jsonl", "--keys", "keys.json"],
         total,
     );
+    total
+}
+
+/// After pruning: removed events have no proof; a row slipped into the pruned part and a
+/// change after it are named.
+fn tampered_after_pruning(dir: &Path, events: u64, total: u64) {
     let prove = |seq: u64| {
         run(
             dir,
@@ -372,27 +371,18 @@ fn pruned(dir: &Path, events: u64) {
     };
     assert_eq!(prove(2).status.code(), Some(1));
     assert!(prove(events).status.success());
-    let sql = |statements: &str| {
-        let out = std::process::Command::new("sqlite3")
-            .arg(dir.join("data/tokengate.db"))
-            .arg(statements)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    // A row slipped into the pruned part; a change after it.
-    sql("INSERT INTO audit_events (seq, time, event, outcome) VALUES (2, 1700000000, 'token.issued', 'success')");
+    let verify = ["audit", "verify", "--data-dir", "data"];
+    sqlite(dir, "INSERT INTO audit_events (seq, time, event, outcome) VALUES (2, 1700000000, 'token.issued', 'success')");
     verify_fails(dir, &verify, "seq 2: inserted");
-    sql("DELETE FROM audit_events WHERE seq = 2");
+    sqlite(dir, "DELETE FROM audit_events WHERE seq = 2");
     verify_passes(dir, &verify, total);
-    sql(&format!(
-        "UPDATE audit_events SET client_id = 'mallory' WHERE seq = {}",
-        events + 1
-    ));
+    sqlite(
+        dir,
+        &format!(
+            "UPDATE audit_events SET client_id = 'mallory' WHERE seq = {}",
+            events + 1
+        ),
+    );
     verify_fails(dir, &verify, &format!("seq {}: changed", events + 1));
 }
 
@@ -406,33 +396,18 @@ async fn tampering_with_postgres_is_named() {
             std::fs::write(dir.join("t.toml"), config()).unwrap();
             let source = ["--database-url", url.as_str()];
             let events = make_log(dir, &source);
-            let verify = ["audit", "verify", "--database-url", url.as_str()];
-            verify_passes(dir, &verify, events);
-            let sql = |statements: &str| {
+            let psql = |statements: &str| {
                 let out = std::process::Command::new("psql")
-                    .args([
-                        url.as_str(),
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-q",
-                        "-c",
-                        statements,
-                    ])
+                    .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", statements])
                     .output()
                     .expect("psql runs");
-                assert!(
-                    out.status.success(),
-                    "{statements}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                assert!(out.status.success(), "{statements}: {}", String::from_utf8_lossy(&out.stderr));
             };
-            sql(SAVE);
-            for (tamper, expected) in tamperings(events, &newest_note(dir, &source)) {
-                sql(&restore("OVERRIDING SYSTEM VALUE"));
-                verify_passes(dir, &verify, events);
-                sql(&tamper);
-                verify_fails(dir, &verify, &expected);
-            }
+            tamper_each(dir, &source, events, &psql, "OVERRIDING SYSTEM VALUE");
+            // A row out of the sequence (a negative number) is still counted.
+            psql("INSERT INTO audit_events (seq, time, event, outcome) VALUES (-1, 1, 'x', 'success')");
+            let verify = ["audit", "verify", "--database-url", url.as_str()];
+            verify_fails(dir, &verify, &format!("seq {events}: inserted"));
         })
         .await
         .unwrap();

@@ -446,17 +446,7 @@ impl Front {
             body["request_id"].is_string(),
             "a denial names its request: {body}"
         );
-        self.app.gateway().audit().flush().await;
-        let mut seen = self.audit_seen.lock().await;
-        let events = self
-            .service
-            .store()
-            .audit_events(*seen, u32::MAX)
-            .await
-            .unwrap();
-        if let Some(last) = events.last() {
-            *seen = last.id;
-        }
+        let events = self.new_audit_events().await;
         let denied: Vec<_> = events
             .iter()
             .filter(|e| e.event.event == "gateway.denied")
@@ -476,6 +466,12 @@ impl Front {
     /// Writes the tallies of the refusals made so far and skips them: the next
     /// [`Front::denial_code`] reads only later ones.
     pub async fn forget_denials(&self) {
+        self.new_audit_events().await;
+    }
+
+    /// The audit events written since the last call, the denials tallied so far first
+    /// written (the queue flushed).
+    async fn new_audit_events(&self) -> Vec<store::AuditRecord> {
         self.app.gateway().audit().flush().await;
         let mut seen = self.audit_seen.lock().await;
         let events = self
@@ -487,6 +483,7 @@ impl Front {
         if let Some(last) = events.last() {
             *seen = last.id;
         }
+        events
     }
 
     /// Asserts that `reply` is a refusal with `status` for the reason `code`; returns the
