@@ -302,10 +302,7 @@ async fn catch_up(store: &Store, frontier: &mut Frontier, upto: Option<u64>) -> 
 
 fn pruned_hashes(pruned: &store::PrunedPrefix) -> Result<Vec<Hash>> {
     pruned
-        .frontier
-        .iter()
-        .map(|h| decode_hash(h))
-        .collect::<Option<Vec<_>>>()
+        .hashes()
         .ok_or_else(|| Error::AuditLog("the pruned log's frontier is not a list of hashes".into()))
 }
 

@@ -107,6 +107,31 @@ pub struct PrunedPrefix {
     pub frontier: Vec<String>,
 }
 
+impl PrunedPrefix {
+    /// The frontier decoded; `None` when an entry is not a base64 SHA-256 hash.
+    pub fn hashes(&self) -> Option<Vec<audit::tree::Hash>> {
+        self.frontier
+            .iter()
+            .map(|h| audit::event::decode_hash(h))
+            .collect()
+    }
+}
+
+impl StoredCheckpoint {
+    /// For a checkpoint of a pruned part, its anchor and consistency proof, decoded
+    /// (`Ok(None)` for the others); [`StoreError::Corrupt`] when the stored proof is not a
+    /// list of hashes.
+    pub fn pruned_proof(&self) -> Result<Option<(u64, Vec<audit::tree::Hash>)>> {
+        let (Some(anchor), Some(proof)) = (self.anchor, &self.consistency) else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt("a checkpoint's proof is not a list of hashes", None);
+        let proof: Value = serde_json::from_str(proof).map_err(|_| corrupt())?;
+        let proof = audit::export::hashes(Some(&proof)).ok_or_else(corrupt)?;
+        Ok(Some((u64::try_from(anchor).unwrap_or(0), proof)))
+    }
+}
+
 /// A checkpoint of the part being pruned, with its proof to the anchor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointProof {

@@ -41,16 +41,9 @@ pub async fn checkpoint_now(service: &Service) {
 /// proof when it belongs to a pruned part.
 pub fn checkpoint_export_line(c: &store::StoredCheckpoint) -> Result<String, String> {
     let size = u64::try_from(c.size).unwrap_or(0);
-    match (c.anchor, &c.consistency) {
-        (Some(anchor), Some(proof)) => {
-            let proof: serde_json::Value =
-                serde_json::from_str(proof).map_err(|e| format!("a checkpoint's proof: {e}"))?;
-            let proof = audit::export::hashes(Some(&proof))
-                .ok_or("a checkpoint's proof is not a list of hashes")?;
-            let anchor = u64::try_from(anchor).unwrap_or(0);
-            Ok(pruned_checkpoint_line(size, &c.note, anchor, &proof))
-        }
-        _ => Ok(checkpoint_line(size, &c.note)),
+    match c.pruned_proof().map_err(|e| e.to_string())? {
+        Some((anchor, proof)) => Ok(pruned_checkpoint_line(size, &c.note, anchor, &proof)),
+        None => Ok(checkpoint_line(size, &c.note)),
     }
 }
 
@@ -119,10 +112,7 @@ impl SinkWriter {
         let pruned = store.audit_pruned().await.map_err(|e| e.to_string())?;
         if next_seq < pruned.size {
             let frontier = pruned
-                .frontier
-                .iter()
-                .map(|h| audit::event::decode_hash(h))
-                .collect::<Option<Vec<_>>>()
+                .hashes()
                 .ok_or("the pruned log's frontier is not a list of hashes")?;
             preamble = Some(start_line(u64::try_from(pruned.size).unwrap_or(0), &frontier) + "\n");
             next_seq = pruned.size;

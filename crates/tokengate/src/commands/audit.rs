@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 
-use audit::event::decode_hash;
 use audit::export::{event_line, parse_line, start_line};
 use audit::note::VerifierKey;
 use audit::tree::Hash;
@@ -147,27 +146,20 @@ async fn pruned_start(store: &Store) -> Result<Option<(u64, Vec<Hash>)>, CliErro
         return Ok(None);
     }
     let frontier = pruned
-        .frontier
-        .iter()
-        .map(|h| decode_hash(h))
-        .collect::<Option<Vec<_>>>()
+        .hashes()
         .ok_or_else(|| store_failed("the pruned log's frontier is not a list of hashes"))?;
     Ok(Some((u64::try_from(pruned.size).unwrap_or(0), frontier)))
 }
 
 /// A stored checkpoint as the verifier takes it (with its proof, in a pruned part).
 fn checkpoint_entry(c: &StoredCheckpoint) -> Result<Entry, CliError> {
-    match (c.anchor, &c.consistency) {
-        (Some(anchor), Some(proof)) => {
-            let proof: Value = serde_json::from_str(proof).map_err(store_failed)?;
-            Ok(Entry::PrunedCheckpoint {
-                note: c.note.clone(),
-                anchor: u64::try_from(anchor).unwrap_or(0),
-                proof: audit::export::hashes(Some(&proof))
-                    .ok_or_else(|| store_failed("a checkpoint's proof is not a list of hashes"))?,
-            })
-        }
-        _ => Ok(Entry::Checkpoint(c.note.clone())),
+    match c.pruned_proof().map_err(store_failed)? {
+        Some((anchor, proof)) => Ok(Entry::PrunedCheckpoint {
+            note: c.note.clone(),
+            anchor,
+            proof,
+        }),
+        None => Ok(Entry::Checkpoint(c.note.clone())),
     }
 }
 
