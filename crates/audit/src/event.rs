@@ -3,9 +3,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::tree::{leaf_hash, Hash};
+use crate::tree::{leaf_hash, leaf_hash_of_parts, Hash};
 use crate::Error;
 
 /// The event's RFC 8785 (JCS) bytes: members sorted by their UTF-16 code units, no
@@ -23,6 +23,72 @@ pub fn canonical(event: &Value) -> Result<Vec<u8>, Error> {
 /// The event's leaf hash: `SHA-256(0x00 ‖ canonical(event))`.
 pub fn leaf(event: &Value) -> Result<Hash, Error> {
     Ok(leaf_hash(&canonical(event)?))
+}
+
+/// An event's canonical form before its sequence number is known, cut where `seq` goes:
+/// writing it then costs the number and one SHA-256, so the canonicalisation can run in the
+/// task that records the event instead of the one writer every event waits for.
+///
+/// JCS writes an object's members in the order of their names' UTF-16 code units, one after
+/// another, so the canonical form of `{seq, …rest}` is the members named before `seq`, then
+/// `seq`, then the members named after it, each part as JCS writes it alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unnumbered {
+    /// `{` and the members before `seq`, each followed by `,`.
+    before: Vec<u8>,
+    /// `,` and the members after `seq` when there are any, then `}`.
+    after: Vec<u8>,
+}
+
+impl Unnumbered {
+    /// Cuts the canonical form of `members` (which must not hold `seq`) where `seq` goes.
+    pub fn new(members: Map<String, Value>) -> Result<Unnumbered, Error> {
+        if members.contains_key("seq") {
+            return Err(Error::Malformed("an unnumbered event has no seq"));
+        }
+        let (low, high): (Map<String, Value>, Map<String, Value>) = members
+            .into_iter()
+            .partition(|(name, _)| name.encode_utf16().lt("seq".encode_utf16()));
+        let mut before = object_body(low)?;
+        before.insert(0, b'{');
+        if before.len() > 1 {
+            before.push(b',');
+        }
+        let mut after = object_body(high)?;
+        if !after.is_empty() {
+            after.insert(0, b',');
+        }
+        after.push(b'}');
+        Ok(Unnumbered { before, after })
+    }
+
+    /// The canonical bytes of the event numbered `seq` ([`canonical`] of it).
+    pub fn canonical(&self, seq: u64) -> Vec<u8> {
+        let number = seq_member(seq);
+        [self.before.as_slice(), number.as_bytes(), &self.after].concat()
+    }
+
+    /// The leaf hash of the event numbered `seq` ([`leaf`] of it).
+    pub fn leaf(&self, seq: u64) -> Hash {
+        leaf_hash_of_parts(&[&self.before, seq_member(seq).as_bytes(), &self.after])
+    }
+}
+
+/// `"seq":N`, as JCS writes the number.
+fn seq_member(seq: u64) -> String {
+    let number = serde_json_canonicalizer::to_string(&Value::from(seq))
+        .unwrap_or_else(|_| seq.to_string());
+    format!("\"seq\":{number}")
+}
+
+/// The canonical form of an object of `members` without its braces.
+fn object_body(members: Map<String, Value>) -> Result<Vec<u8>, Error> {
+    let mut bytes = serde_json_canonicalizer::to_vec(&Value::Object(members))
+        .map_err(|_| Error::Malformed("an audit event has no canonical form"))?;
+    // `{…}`: both ends are one byte each.
+    bytes.pop();
+    bytes.remove(0);
+    Ok(bytes)
 }
 
 /// The event's `seq`, if it is an object with a non-negative integer `seq`.
@@ -58,6 +124,34 @@ mod tests {
         );
         assert_eq!(canonical(&b).unwrap(), bytes);
         assert_eq!(leaf(&a).unwrap(), leaf_hash(&bytes));
+    }
+
+    #[test]
+    fn an_unnumbered_event_is_canonical_once_numbered() {
+        // Names before and after `seq` in UTF-16 order (`é` and a surrogate pair sort
+        // after every ASCII name), none on one side, none at all.
+        let events = [
+            json!({"time": 1, "event": "token.issued", "client_id": "a", "detail": {"z": 1, "b": [1.5, "x"]}}),
+            json!({"a": 1, "b": 2}),
+            json!({"t": 1, "u": 2}),
+            json!({"sequel": 1, "se": 2, "é": "\u{1F600}", "\u{1F600}": 3, "\u{FFFF}": 4}),
+            json!({}),
+        ];
+        for event in events {
+            let Value::Object(members) = event else { unreachable!() };
+            let unnumbered = Unnumbered::new(members.clone()).unwrap();
+            for seq in [0, 7, 1 << 40, u64::MAX] {
+                let mut whole = members.clone();
+                whole.insert("seq".into(), seq.into());
+                let whole = Value::Object(whole);
+                assert_eq!(unnumbered.canonical(seq), canonical(&whole).unwrap());
+                assert_eq!(unnumbered.leaf(seq), leaf(&whole).unwrap(), "{whole}");
+                assert_eq!(unnumbered.leaf(seq), leaf_hash(&unnumbered.canonical(seq)));
+            }
+        }
+        let mut numbered = Map::new();
+        numbered.insert("seq".into(), 1.into());
+        assert!(Unnumbered::new(numbered).is_err());
     }
 
     #[test]

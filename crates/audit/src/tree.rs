@@ -13,6 +13,16 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     digest(&[&[0x00], data])
 }
 
+/// [`leaf_hash`] of the concatenation of `parts`, without concatenating them.
+pub fn leaf_hash_of_parts(parts: &[&[u8]]) -> Hash {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(&[0x00]);
+    for part in parts {
+        ctx.update(part);
+    }
+    finish(ctx)
+}
+
 /// `SHA-256(0x01 ‖ left ‖ right)`: the hash of an interior node.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     digest(&[&[0x01], left, right])
@@ -28,6 +38,10 @@ fn digest(parts: &[&[u8]]) -> Hash {
     for part in parts {
         ctx.update(part);
     }
+    finish(ctx)
+}
+
+fn finish(ctx: Context) -> Hash {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use store::{AuditEvent, IssuedToken, Store, Writer};
+use store::{AuditEvent, IssuedToken, PreparedEvent, Store, Writer};
 use tokio::sync::{mpsc, oneshot};
 
 /// Issuances taken into one transaction, at most.
@@ -29,7 +29,7 @@ pub(crate) struct Failed {
     pub code: &'static str,
 }
 
-type Job = (IssuedToken, AuditEvent, oneshot::Sender<Result<(), Failed>>);
+type Job = (IssuedToken, PreparedEvent, oneshot::Sender<Result<(), Failed>>);
 
 /// The queue to the writer task.
 #[derive(Debug, Clone)]
@@ -99,8 +99,13 @@ impl Recorder {
         Recorder { tx }
     }
 
-    /// Records one issuance; returns once it is committed (or failed).
+    /// Records one issuance; returns once it is committed (or failed). The event is
+    /// prepared here, in the caller's task, so the writer only numbers and hashes it.
     pub(crate) async fn record(&self, token: IssuedToken, event: AuditEvent) -> Result<(), Failed> {
+        let event = event.prepare().map_err(|e| Failed {
+            unavailable: false,
+            code: e.code(),
+        })?;
         let (reply, done) = oneshot::channel();
         let stopped = Failed {
             unavailable: true,
@@ -118,7 +123,7 @@ impl Recorder {
 async fn record(
     store: &Store,
     writer: &mut Option<Writer>,
-    batch: &[(IssuedToken, AuditEvent)],
+    batch: &[(IssuedToken, PreparedEvent)],
 ) -> store::Result<()> {
     let w = match writer {
         Some(w) => w,

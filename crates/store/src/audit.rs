@@ -34,8 +34,14 @@ impl AuditEvent {
     /// The event as the log's leaf holds it: a JSON object with its sequence number and
     /// every field that is set (`detail` as an object), whose RFC 8785 form is hashed.
     pub fn to_json(&self, seq: u64) -> Value {
-        let mut map = Map::new();
+        let mut map = self.members();
         map.insert("seq".into(), seq.into());
+        Value::Object(map)
+    }
+
+    /// Every member of [`AuditEvent::to_json`] but `seq`.
+    fn members(&self) -> Map<String, Value> {
+        let mut map = Map::new();
         map.insert("time".into(), self.time.into());
         map.insert("event".into(), self.event.clone().into());
         map.insert("outcome".into(), self.outcome.clone().into());
@@ -54,7 +60,40 @@ impl AuditEvent {
         if let Some(detail) = &self.detail {
             map.insert("detail".into(), Value::Object(detail.clone()));
         }
-        Value::Object(map)
+        map
+    }
+
+    /// What the writer needs of the event, worked out beforehand: its canonical form cut
+    /// where the sequence number goes and its detail as stored. The issuance path prepares
+    /// each event in its request's task, so the one writer that every issuance waits for
+    /// only numbers and hashes.
+    pub fn prepare(self) -> Result<PreparedEvent> {
+        let unnumbered = audit::event::Unnumbered::new(self.members())
+            .map_err(|_| StoreError::Invalid("an audit event has no canonical form"))?;
+        let detail = self
+            .detail
+            .as_ref()
+            .map(|d| Value::Object(d.clone()).to_string());
+        Ok(PreparedEvent {
+            event: self,
+            unnumbered,
+            detail,
+        })
+    }
+}
+
+/// An [`AuditEvent`] ready to be numbered and written ([`AuditEvent::prepare`]).
+#[derive(Clone, Debug)]
+pub struct PreparedEvent {
+    pub(crate) event: AuditEvent,
+    unnumbered: audit::event::Unnumbered,
+    pub(crate) detail: Option<String>,
+}
+
+impl PreparedEvent {
+    /// The event.
+    pub fn event(&self) -> &AuditEvent {
+        &self.event
     }
 }
 
@@ -213,26 +252,22 @@ fn record_of(row: AuditRow) -> Result<AuditRecord> {
 pub(crate) struct Sequenced<'a> {
     pub(crate) seq: i64,
     pub(crate) hash: String,
-    pub(crate) detail: Option<String>,
-    pub(crate) event: &'a AuditEvent,
+    pub(crate) prepared: &'a PreparedEvent,
 }
 
 /// Numbers `events` from `first` and hashes each as the log's leaf.
-pub(crate) fn sequenced<'a>(first: i64, events: &[&'a AuditEvent]) -> Result<Vec<Sequenced<'a>>> {
+pub(crate) fn sequenced<'a>(
+    first: i64,
+    events: &[&'a PreparedEvent],
+) -> Result<Vec<Sequenced<'a>>> {
     let mut out = Vec::with_capacity(events.len());
-    for (seq, event) in (first..).zip(events) {
+    for (seq, prepared) in (first..).zip(events) {
         let number =
             u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative audit sequence", None))?;
-        let leaf = audit::event::leaf(&event.to_json(number))
-            .map_err(|_| StoreError::Invalid("an audit event has no canonical form"))?;
         out.push(Sequenced {
             seq,
-            hash: audit::event::encode_hash(&leaf),
-            detail: event
-                .detail
-                .as_ref()
-                .map(|d| Value::Object(d.clone()).to_string()),
-            event,
+            hash: audit::event::encode_hash(&prepared.unnumbered.leaf(number)),
+            prepared,
         });
     }
     Ok(out)
@@ -247,7 +282,7 @@ macro_rules! insert_events {
              audience, outcome, reason, request_id, detail) ",
         );
         q.push_values($rows, |mut row, s| {
-            let e = s.event;
+            let e = &s.prepared.event;
             row.push_bind(s.seq)
                 .push_bind(s.hash.as_str())
                 .push_bind(e.time)
@@ -259,19 +294,19 @@ macro_rules! insert_events {
                 .push_bind(&e.outcome)
                 .push_bind(e.reason.as_deref())
                 .push_bind(e.request_id.as_deref())
-                .push_bind(s.detail.as_deref());
+                .push_bind(s.prepared.detail.as_deref());
         });
         q
     }};
 }
 
-/// Appends `$events` (`&[&AuditEvent]`) in the open transaction `$tx`: takes as many sequence
+/// Appends `$events` (`&[&PreparedEvent]`) in the open transaction `$tx`: takes as many sequence
 /// numbers from `audit_head` (whose row lock holds other writers until this transaction
 /// ends, so sequence numbers commit in order and a rollback leaves no gap), then inserts the
 /// events numbered and hashed. Evaluates to the first sequence number.
 macro_rules! append_events {
     ($tx:expr, $events:expr) => {{
-        let events: &[&$crate::AuditEvent] = $events;
+        let events: &[&$crate::PreparedEvent] = $events;
         let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
         let (next,): (i64,) =
             sqlx::query_as("UPDATE audit_head SET next = next + $1 WHERE id = 1 RETURNING next")
@@ -283,7 +318,7 @@ macro_rules! append_events {
     }};
 }
 
-/// Inserts `$events` (`&[&AuditEvent]`) numbered from `$first`, whose sequence numbers the
+/// Inserts `$events` (`&[&PreparedEvent]`) numbered from `$first`, whose sequence numbers the
 /// open transaction `$tx` took from `audit_head`.
 macro_rules! insert_sequenced {
     ($tx:expr, $first:expr, $events:expr) => {{
@@ -308,9 +343,10 @@ pub(crate) const MAX_EVENT_ROWS: usize = 1024;
 impl Store {
     /// Appends an event; returns its sequence number.
     pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64> {
+        let prepared = event.clone().prepare()?;
         let seq = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let seq = append_events!(tx, &[event]);
+            let seq = append_events!(tx, &[&prepared]);
             tx.commit().await?;
             seq
         });
@@ -322,7 +358,11 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let events: Vec<&AuditEvent> = events.iter().collect();
+        let prepared = events
+            .iter()
+            .map(|e| e.clone().prepare())
+            .collect::<Result<Vec<_>>>()?;
+        let events: Vec<&PreparedEvent> = prepared.iter().collect();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let _first = append_events!(tx, &events);
@@ -553,7 +593,11 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
                 let records = rows.into_iter().map(record_of).collect::<Result<Vec<_>>>()?;
-                let events: Vec<&AuditEvent> = records.iter().map(|r| &r.event).collect();
+                let prepared = records
+                    .iter()
+                    .map(|r| r.event.clone().prepare())
+                    .collect::<Result<Vec<_>>>()?;
+                let events: Vec<&PreparedEvent> = prepared.iter().collect();
                 for (record, s) in records.iter().zip(sequenced(0, &events)?) {
                     sqlx::query("UPDATE audit_events SET seq = $1, hash = $2 WHERE id = $3")
                         .bind(s.seq)

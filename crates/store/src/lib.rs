@@ -101,7 +101,8 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{
-    AuditEvent, AuditQueue, AuditRecord, CheckpointProof, PrunedPrefix, StoredCheckpoint,
+    AuditEvent, AuditQueue, AuditRecord, CheckpointProof, PreparedEvent, PrunedPrefix,
+    StoredCheckpoint,
 };
 pub use clients::{is_scope_token, AuthMethod, Client};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};

@@ -110,7 +110,7 @@ impl Store {
     }
 
     /// [`Writer::record_issued`] on a connection taken for this call only.
-    pub async fn record_issued(&self, batch: &[(IssuedToken, crate::AuditEvent)]) -> Result<()> {
+    pub async fn record_issued(&self, batch: &[(IssuedToken, crate::PreparedEvent)]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -253,7 +253,7 @@ impl Writer {
     /// [`StoreError::Conflict`] if a jti was recorded before (then nothing is).
     pub async fn record_issued(
         &mut self,
-        batch: &[(IssuedToken, crate::AuditEvent)],
+        batch: &[(IssuedToken, crate::PreparedEvent)],
     ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -267,7 +267,7 @@ impl Writer {
                 record!(@tokens tx, batch);
                 // Last, so that the head's lock (which orders every node's audit writes) is
                 // held only for these inserts and the commit.
-                let events: Vec<&crate::AuditEvent> = batch.iter().map(|(_, e)| e).collect();
+                let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
                 let _first = crate::audit::append_events!(tx, &events);
                 tx.commit().await?;
             }};
@@ -311,7 +311,7 @@ impl Writer {
                     .await
                     .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
                 record!(@tokens tx, rest);
-                let events: Vec<&crate::AuditEvent> = batch.iter().map(|(_, e)| e).collect();
+                let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
                 let first = next - i64::try_from(n).unwrap_or(i64::MAX);
                 crate::audit::insert_sequenced!(tx, first, &events);
                 tx.commit().await?;

@@ -424,12 +424,16 @@ mod cases {
 
     pub async fn issuances_commit_together_or_not_at_all(ctx: Ctx) {
         let store = ctx.open().await;
-        let event = |jti: &str| AuditEvent {
-            time: 1,
-            event: "token.issued".into(),
-            jti: Some(jti.into()),
-            outcome: "success".into(),
-            ..AuditEvent::default()
+        let event = |jti: &str| {
+            AuditEvent {
+                time: 1,
+                event: "token.issued".into(),
+                jti: Some(jti.into()),
+                outcome: "success".into(),
+                ..AuditEvent::default()
+            }
+            .prepare()
+            .unwrap()
         };
         let batch: Vec<_> = ["b1", "b2", "b3"]
             .iter()
@@ -462,6 +466,7 @@ mod cases {
         let events = store.audit_events(3, 2000).await.unwrap();
         assert_eq!(events.len(), 1500);
         assert_eq!(events[1499].event.jti.as_deref(), Some("big1499"));
+        assert_eq!(events[1499].seq, Some(1502));
         let mut late_dup = big[..2].to_vec();
         late_dup[0].0.jti = "fresh".into();
         late_dup[1].0.jti = "big1499".into();
@@ -643,7 +648,10 @@ mod cases {
         assert_eq!(store.append_audit(&event("first")).await.unwrap(), 0);
         let batch: Vec<_> = ["g1", "g2"]
             .iter()
-            .map(|j| (token(j, "c1", "alice", 10_000), event("token.issued")))
+            .map(|j| {
+                let prepared = event("token.issued").prepare().unwrap();
+                (token(j, "c1", "alice", 10_000), prepared)
+            })
             .collect();
         store.record_issued(&batch).await.unwrap();
         // Rolled back (jti taken): its sequence numbers are not used up.
