@@ -98,7 +98,7 @@ function checkClaims(claims, { clientId, sub = clientId, scope, expiresIn }) {
 // The error a call must fail with: a ResponseBodyError carrying `error`, or (for
 // invalid_client) the WWW-Authenticate challenge error openid-client raises first, whose
 // response body carries `error`.
-async function expectOAuthError(promise, { status, error }) {
+async function expectOAuthError(promise, { status, error, description }) {
   let err;
   try {
     await promise;
@@ -107,19 +107,24 @@ async function expectOAuthError(promise, { status, error }) {
   }
   assert(err, `succeeded, expected ${error}`);
   let code;
+  let said;
   if (err instanceof client.ResponseBodyError) {
     code = err.error;
+    said = err.error_description;
   } else if (err instanceof client.WWWAuthenticateChallengeError) {
     // RFC 6749 §5.2: a 401 invalid_client names the Basic scheme; openid-client raises the
     // challenge without reading the body, which still carries the error code.
     const schemes = err.cause.map((c) => c.scheme);
     assert(schemes.includes('basic'), `challenge schemes ${JSON.stringify(schemes)}`);
-    code = (await err.response.json()).error;
+    const body = await err.response.json();
+    code = body.error;
+    said = body.error_description;
   } else {
     throw new Error(`unexpected ${err.name}: ${err.message}`);
   }
   assertEqual(err.status, status, `HTTP status of ${error}`);
   assertEqual(code, error, 'error');
+  if (description !== undefined) assertEqual(said, description, 'error_description');
 }
 
 const basicAuth = (id, secret) =>
@@ -175,6 +180,28 @@ const checks = [
     assertEqual(res.token_type, 'bearer', 'token_type');
     const claims = await verifyAccessToken(res.access_token, API);
     checkClaims(claims, { clientId: post.client_id, scope: 'read', expiresIn: res.expires_in });
+  }],
+
+  ['openid-client defaults (client_secret_post) with a client created without --auth-method', async () => {
+    // A user's first try: discovery with the secret alone, which openid-client posts in the
+    // form, against a client created with tokengate's defaults.
+    const { basic } = creds;
+    const config = await client.discovery(new URL(issuer), basic.client_id, basic.client_secret, undefined, {
+      execute: [client.allowInsecureRequests],
+      [client.customFetch]: recordingFetch,
+    });
+    const { result: res, wire } = await recorded(() => client.clientCredentialsGrant(config, { resource: API }));
+    assertEqual(wire[0].body.get('client_secret'), basic.client_secret, 'client_secret in the body');
+    const claims = await verifyAccessToken(res.access_token, API);
+    checkClaims(claims, { clientId: basic.client_id, scope: 'read write', expiresIn: res.expires_in });
+  }],
+
+  ['a client pinned to client_secret_post refuses Basic and says which method it is registered for', async () => {
+    const { post } = creds;
+    const viaBasic = await configure(post.client_id, post.client_secret, client.ClientSecretBasic(post.client_secret));
+    await expectOAuthError(client.clientCredentialsGrant(viaBasic, { resource: API }), {
+      status: 401, error: 'invalid_client', description: 'the client is registered for client_secret_post',
+    });
   }],
 
   ['client_credentials, private_key_jwt (ES256 assertion); the assertion cannot be replayed', async () => {

@@ -47,11 +47,9 @@ const JWE_ENCS = [
   'A128CBC-HS256', 'A192CBC-HS384', 'A256CBC-HS512', 'A128GCM', 'A192GCM', 'A256GCM',
 ];
 const ECDH_CURVES = ['P-256', 'P-384', 'P-521', 'X25519'];
-// PBES2: what this peer encrypts with, and the most it accepts. jose's own default count is
-// 2048 and its default decryption cap 10000; tokengate encrypts with 100000 (its cap), so the
-// cap is raised to tokengate's.
+// PBES2: what this peer encrypts with. It decrypts with jose's default cap (10000), which
+// tokengate's default count (10000) must fit: a user's jose is not tuned to us.
 const P2C = 4096;
-const MAX_P2C = 100000;
 
 // A verification failure: exit 1. Everything else is exit 2.
 class Rejected extends Error {}
@@ -106,7 +104,6 @@ function decryptOptions(alg, encName) {
   return {
     ...(alg && { keyManagementAlgorithms: [alg] }),
     ...(encName && { contentEncryptionAlgorithms: [encName] }),
-    maxPBES2Count: MAX_P2C,
   };
 }
 

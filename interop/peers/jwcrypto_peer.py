@@ -38,11 +38,10 @@ ECDH_CURVES = ["P-256", "P-384", "P-521", "X25519"]
 ENC_BITS = {"A128CBC-HS256": 256, "A192CBC-HS384": 384, "A256CBC-HS512": 512,
             "A128GCM": 128, "A192GCM": 192, "A256GCM": 256}
 
-# PBES2: the iteration count this peer encrypts with (jwcrypto's default is 8192), and the
-# most it accepts. jwcrypto refuses p2c above jwa.default_max_pbkdf2_iterations (16384);
-# tokengate encrypts with 100000 (its own cap), so the cap is raised to that.
+# PBES2: the iteration count this peer encrypts with (jwcrypto's default is 8192). It
+# decrypts with jwcrypto's default cap (jwa.default_max_pbkdf2_iterations, 16384), which
+# tokengate's default count (10000) must fit: a user's jwcrypto is not tuned to us.
 P2C = 4096
-jwa.default_max_pbkdf2_iterations = 100000
 
 # What jwcrypto's JWK.generate is asked for, per JWS algorithm.
 GENERATE = {

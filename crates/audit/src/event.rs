@@ -76,8 +76,8 @@ impl Unnumbered {
 
 /// `"seq":N`, as JCS writes the number.
 fn seq_member(seq: u64) -> String {
-    let number = serde_json_canonicalizer::to_string(&Value::from(seq))
-        .unwrap_or_else(|_| seq.to_string());
+    let number =
+        serde_json_canonicalizer::to_string(&Value::from(seq)).unwrap_or_else(|_| seq.to_string());
     format!("\"seq\":{number}")
 }
 
@@ -138,7 +138,9 @@ mod tests {
             json!({}),
         ];
         for event in events {
-            let Value::Object(members) = event else { unreachable!() };
+            let Value::Object(members) = event else {
+                unreachable!()
+            };
             let unnumbered = Unnumbered::new(members.clone()).unwrap();
             for seq in [0, 7, 1 << 40, u64::MAX] {
                 let mut whole = members.clone();

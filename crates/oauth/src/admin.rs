@@ -20,8 +20,10 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     /// Audiences it may ask for (empty: any declared audience).
     pub audiences: Vec<String>,
-    /// How it authenticates.
-    pub auth_method: AuthMethod,
+    /// How it authenticates. `None`: with a secret, presented either way
+    /// (`client_secret_basic` or `client_secret_post`), as client libraries differ in which
+    /// they use by default; a named method is the only one accepted.
+    pub auth_method: Option<AuthMethod>,
     /// Its public JWK Set (JSON), required for and only for `private_key_jwt`.
     pub jwks: Option<String>,
 }
@@ -137,7 +139,8 @@ impl Service {
         if new.name.trim().is_empty() {
             return Err(AdminError::Invalid("the name is empty".into()));
         }
-        let jwks = match (new.auth_method, new.jwks) {
+        let auth_method = new.auth_method.unwrap_or(AuthMethod::ClientSecretBasic);
+        let jwks = match (auth_method, new.jwks) {
             (AuthMethod::PrivateKeyJwt, Some(jwks)) => {
                 let set = JwkSet::from_json(jwks.as_bytes())
                     .map_err(|e| AdminError::Invalid(format!("jwks: {}", e.reason())))?;
@@ -164,7 +167,7 @@ impl Service {
             (_, None) => None,
         };
         let client_id = new_client_id()?;
-        let secret = match new.auth_method {
+        let secret = match auth_method {
             AuthMethod::PrivateKeyJwt => None,
             _ => Some(Zeroizing::new(random_b64(32)?)),
         };
@@ -174,7 +177,8 @@ impl Service {
             secret_hash: secret
                 .as_ref()
                 .map(|s| store::hash_secret(self.pepper.as_slice(), s.as_bytes())),
-            auth_method: new.auth_method,
+            auth_method,
+            auth_method_pinned: new.auth_method.is_some(),
             scopes: new.scopes,
             audiences: new.audiences,
             jwks,

@@ -86,10 +86,18 @@ impl Service {
                     Some(c) if ok => c,
                     _ => return Err(fail("client authentication failed")),
                 };
-                if client.auth_method != method {
-                    return Err(fail(
-                        "the client is registered for another authentication method",
+                if !client.accepts(method) {
+                    // The secret was right: its holder may learn how to present it.
+                    let registered = client.auth_method.as_str();
+                    let mut error = ErrorResponse::new(
+                        ErrorKind::InvalidClient,
+                        format!("the client is registered for {registered}"),
+                    );
+                    error.detail = Some(format!(
+                        "the client is registered for {registered}, not {}",
+                        method.as_str()
                     ));
+                    return Err(denied(Some(&client_id), error));
                 }
                 if client.disabled {
                     return Err(fail("the client is disabled"));

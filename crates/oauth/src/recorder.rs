@@ -29,7 +29,11 @@ pub(crate) struct Failed {
     pub code: &'static str,
 }
 
-type Job = (IssuedToken, PreparedEvent, oneshot::Sender<Result<(), Failed>>);
+type Job = (
+    IssuedToken,
+    PreparedEvent,
+    oneshot::Sender<Result<(), Failed>>,
+);
 
 /// The queue to the writer task.
 #[derive(Debug, Clone)]

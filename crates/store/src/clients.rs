@@ -15,6 +15,14 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// Whether the method presents the client secret.
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+
     /// The registered name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +55,9 @@ pub struct Client {
     pub secret_hash: Option<Vec<u8>>,
     /// How the client authenticates.
     pub auth_method: AuthMethod,
+    /// Whether `auth_method` was named at registration. A client with a secret that did not
+    /// name its method accepts the secret both ways ([`Client::accepts`]).
+    pub auth_method_pinned: bool,
     /// Scopes the client may ask for (RFC 6749 §3.3 scope tokens; stored space-separated).
     pub scopes: Vec<String>,
     /// Audiences (resource indicators) the client may ask for (stored as a JSON array).
@@ -57,6 +68,15 @@ pub struct Client {
     pub disabled: bool,
     /// When the client was registered.
     pub created_at: i64,
+}
+
+impl Client {
+    /// Whether the client may authenticate with `method`: its own, or, for a client with a
+    /// secret whose method was not pinned, the other way of presenting the secret.
+    pub fn accepts(&self, method: AuthMethod) -> bool {
+        method == self.auth_method
+            || (!self.auth_method_pinned && method.uses_secret() && self.auth_method.uses_secret())
+    }
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -77,20 +97,32 @@ type ClientRow = (
     Option<String>,
     bool,
     i64,
+    bool,
 );
 
-const CLIENT_COLUMNS: &str =
-    "client_id, name, secret_hash, auth_method, scopes, audiences, jwks, disabled, created_at";
+const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, auth_method, scopes, audiences, \
+     jwks, disabled, created_at, auth_method_pinned";
 
 fn client_from_row(row: ClientRow) -> Result<Client> {
-    let (client_id, name, secret_hash, auth_method, scopes, audiences, jwks, disabled, created_at) =
-        row;
+    let (
+        client_id,
+        name,
+        secret_hash,
+        auth_method,
+        scopes,
+        audiences,
+        jwks,
+        disabled,
+        created_at,
+        auth_method_pinned,
+    ) = row;
     Ok(Client {
         client_id,
         name,
         secret_hash,
         auth_method: AuthMethod::parse(&auth_method)
             .ok_or(StoreError::Corrupt("unknown client auth method", None))?,
+        auth_method_pinned,
         scopes: scopes
             .split(' ')
             .filter(|s| !s.is_empty())
@@ -125,7 +157,8 @@ impl Store {
             .map_err(|_| StoreError::Invalid("client audiences"))?;
         with_pool!(self, pool => sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, auth_method, scopes, audiences, \
-             jwks, disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             jwks, disabled, created_at, auth_method_pinned) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&client.client_id)
         .bind(&client.name)
@@ -136,6 +169,7 @@ impl Store {
         .bind(client.jwks.as_deref())
         .bind(client.disabled)
         .bind(client.created_at)
+        .bind(client.auth_method_pinned)
         .execute(pool)
         .await
         .map(|_| ()))
@@ -218,6 +252,38 @@ fn found(rows: u64, what: &'static str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_accepted_both_ways_unless_the_method_is_pinned() {
+        use AuthMethod::*;
+        let client = |auth_method, auth_method_pinned| Client {
+            client_id: "c".into(),
+            name: "c".into(),
+            secret_hash: None,
+            auth_method,
+            auth_method_pinned,
+            scopes: vec![],
+            audiences: vec![],
+            jwks: None,
+            disabled: false,
+            created_at: 0,
+        };
+        for registered in [ClientSecretBasic, ClientSecretPost] {
+            let open = client(registered, false);
+            assert!(open.accepts(ClientSecretBasic) && open.accepts(ClientSecretPost));
+            assert!(!open.accepts(PrivateKeyJwt));
+            let pinned = client(registered, true);
+            assert!(pinned.accepts(registered));
+            for other in [ClientSecretBasic, ClientSecretPost, PrivateKeyJwt] {
+                assert_eq!(pinned.accepts(other), other == registered);
+            }
+        }
+        for pinned in [false, true] {
+            let jwt = client(PrivateKeyJwt, pinned);
+            assert!(jwt.accepts(PrivateKeyJwt));
+            assert!(!jwt.accepts(ClientSecretBasic) && !jwt.accepts(ClientSecretPost));
+        }
+    }
 
     #[test]
     fn scope_tokens() {

@@ -48,6 +48,7 @@ mod cases {
             name: format!("Client {id}"),
             secret_hash: Some(hash_secret(PEPPER, format!("secret of {id}").as_bytes())),
             auth_method: AuthMethod::ClientSecretBasic,
+            auth_method_pinned: false,
             scopes: vec!["read".into(), "write:all".into()],
             audiences: vec!["https://api.example".into(), "urn:x".into()],
             jwks: None,

@@ -192,9 +192,11 @@ pub struct ClientCreateArgs {
     /// An audience (resource) the client may ask for; repeat for several.
     #[arg(long = "audience", value_name = "AUD")]
     pub audiences: Vec<String>,
-    /// client_secret_basic (default), client_secret_post or private_key_jwt.
-    #[arg(long, default_value = "client_secret_basic")]
-    pub auth_method: String,
+    /// client_secret_basic, client_secret_post or private_key_jwt: the only method the
+    /// client may use. Without it the client gets a secret it may present either way
+    /// (HTTP Basic or in the form), as client libraries differ in their default.
+    #[arg(long)]
+    pub auth_method: Option<String>,
     /// The client's public JWK Set, for private_key_jwt.
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,
@@ -374,8 +376,9 @@ pub struct JweEncryptArgs {
     /// The "cty" (content type) header.
     #[arg(long, value_name = "CTY")]
     pub cty: Option<String>,
-    /// PBES2 iteration count (default 100000, at least 1000); other libraries accept less by
-    /// default (panva/jose: 10000).
+    /// PBES2 iteration count (default 10000, at least 1000, at most 100000). The default is
+    /// what panva/jose (10000) and jwcrypto (16384) accept with their default limits; a
+    /// larger count resists password guessing better where the reader accepts it.
     #[arg(long, value_name = "N")]
     pub p2c: Option<u32>,
     /// Produce the flattened JSON serialization instead of the compact one.

@@ -22,8 +22,11 @@ use crate::jwk::material::{ecdh_algorithm, split_point, Curve, KeyMaterial};
 use crate::jwk::Jwk;
 use crate::{b64, json};
 
-/// PBES2 iteration count used when encrypting.
-pub(crate) const PBES2_ENCRYPT_COUNT: u32 = 100_000;
+/// PBES2 iteration count used when encrypting, unless one is given: the most that the
+/// libraries people decrypt with accept by default (panva/jose caps `p2c` at 10 000,
+/// jwcrypto at 16 384), so a default token opens everywhere. Where only tokengate decrypts,
+/// a larger count (up to [`super::DEFAULT_MAX_P2C`]) costs a guesser more.
+pub(crate) const PBES2_ENCRYPT_COUNT: u32 = 10_000;
 /// The smallest PBES2 iteration count we encrypt with.
 const PBES2_MIN_COUNT: u32 = 1000;
 

@@ -22,11 +22,17 @@ pub fn run(cmd: ClientCommand) -> Result<(), CliError> {
     let now = store::unix_now();
     match cmd {
         ClientCommand::Create(args) => {
-            let auth_method = AuthMethod::parse(&args.auth_method).ok_or_else(|| {
-                CliError::usage(
-                    "--auth-method must be client_secret_basic, client_secret_post or private_key_jwt",
-                )
-            })?;
+            let auth_method = args
+                .auth_method
+                .as_deref()
+                .map(|m| {
+                    AuthMethod::parse(m).ok_or_else(|| {
+                        CliError::usage(
+                            "--auth-method must be client_secret_basic, client_secret_post or private_key_jwt",
+                        )
+                    })
+                })
+                .transpose()?;
             let jwks = match &args.jwks {
                 Some(path) => Some(
                     String::from_utf8(crate::input::read_text(Some(path))?)

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oauth::{NewClient, Service};
-use store::AuthMethod;
 
 use super::{block_on, storage};
 use crate::boot;
@@ -479,7 +478,7 @@ async fn announce_dev(
                         name: "demo".into(),
                         scopes,
                         audiences,
-                        auth_method: AuthMethod::ClientSecretBasic,
+                        auth_method: None,
                         jwks: None,
                     },
                     now,

@@ -347,13 +347,15 @@ async fn create_client(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let method = body.auth_method.as_deref().unwrap_or("client_secret_basic");
-    let Some(auth_method) = AuthMethod::parse(method) else {
-        return bad_request(
-            "auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
-            &id.0,
-        );
-    };
+    let auth_method =
+        match body.auth_method.as_deref().map(AuthMethod::parse) {
+            None => None,
+            Some(Some(method)) => Some(method),
+            Some(None) => return bad_request(
+                "auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
+                &id.0,
+            ),
+        };
     let new = NewClient {
         name: body.name,
         scopes: body.scopes,

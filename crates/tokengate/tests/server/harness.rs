@@ -323,6 +323,9 @@ impl TestApp {
 }
 
 /// A client_secret_basic (or _post) client of `service`; returns (id, secret).
+/// A client with a secret. `ClientSecretBasic` stands for the default (the secret accepted
+/// with Basic or in the form, as `client create` without `--auth-method` makes it); any
+/// other method is pinned.
 pub async fn new_client(
     service: &oauth::Service,
     scopes: &[&str],
@@ -335,7 +338,7 @@ pub async fn new_client(
                 name: "test".into(),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 audiences: audiences.iter().map(|s| s.to_string()).collect(),
-                auth_method: method,
+                auth_method: (method != AuthMethod::ClientSecretBasic).then_some(method),
                 jwks: None,
             },
             store::unix_now(),

@@ -103,13 +103,23 @@ pub async fn secret_post_and_method_mismatch(ctx: Ctx) {
         .await;
     let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
     app.post("/oauth2/token", &form, &[]).await.ok();
-    // Registered for post, presented with Basic: the client is told only that
-    // authentication failed, the audit trail says why.
+    // Pinned to post, presented with Basic: the secret's holder is told which method the
+    // client is registered for; the audit trail says which was tried.
     let reply = app.token(&id, &secret, "").await;
-    reply.refused(401, "invalid_client", "client authentication failed");
+    reply.refused(
+        401,
+        "invalid_client",
+        "the client is registered for client_secret_post",
+    );
     assert_eq!(
         app.refusal_reason(&reply, 401, "invalid_client").await,
-        "invalid_client: the client is registered for another authentication method"
+        "invalid_client: the client is registered for client_secret_post, not client_secret_basic"
+    );
+    // A wrong secret learns nothing of the method.
+    app.token(&id, "wrong", "").await.refused(
+        401,
+        "invalid_client",
+        "client authentication failed",
     );
     // Basic and post at once.
     let reply = app
@@ -124,6 +134,15 @@ pub async fn secret_post_and_method_mismatch(ctx: Ctx) {
         "invalid_request",
         "more than one client authentication method is used",
     );
+    // A client created without naming its method takes the secret either way.
+    let (id, secret) = app
+        .client(&["read"], &[API], AuthMethod::ClientSecretBasic)
+        .await;
+    app.token(&id, &secret, "").await.ok();
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    app.post("/oauth2/token", &form, &[]).await.ok();
+    let stored = app.service.store().client(&id).await.unwrap().unwrap();
+    assert!(!stored.auth_method_pinned);
 }
 
 pub async fn private_key_jwt(ctx: Ctx) {
@@ -137,7 +156,7 @@ pub async fn private_key_jwt(ctx: Ctx) {
                 name: "pk".into(),
                 scopes: vec!["read".into()],
                 audiences: vec![API.into()],
-                auth_method: AuthMethod::PrivateKeyJwt,
+                auth_method: Some(AuthMethod::PrivateKeyJwt),
                 jwks: Some(serde_json::Value::Object(jwks.to_map()).to_string()),
             },
             store::unix_now(),

@@ -342,6 +342,7 @@ fn views_serialise_as_their_schemas() {
         name: "one".into(),
         secret_hash: Some(vec![1, 2, 3]),
         auth_method: store::AuthMethod::ClientSecretBasic,
+        auth_method_pinned: false,
         scopes: vec!["read".into()],
         audiences: vec![],
         jwks: None,

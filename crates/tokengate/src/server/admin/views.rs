@@ -101,6 +101,9 @@ pub(crate) struct ClientView {
     /// A human-readable name.
     name: String,
     auth_method: AuthMethodName,
+    /// Whether `auth_method` is the only way the client may authenticate. When false, a
+    /// client with a secret may present it with HTTP Basic or in the form.
+    auth_method_pinned: bool,
     /// Scopes the client may ask for (RFC 6749 §3.3 scope tokens).
     scopes: Vec<String>,
     /// Audiences (RFC 8707 resource indicators) the client may ask for; empty means any
@@ -121,6 +124,7 @@ impl From<&Client> for ClientView {
             client_id: c.client_id.clone(),
             name: c.name.clone(),
             auth_method: c.auth_method.into(),
+            auth_method_pinned: c.auth_method_pinned,
             scopes: c.scopes.clone(),
             audiences: c.audiences.clone(),
             jwks: c
@@ -395,7 +399,9 @@ pub(super) struct NewClientBody {
     /// Audiences (RFC 8707 resource indicators) the client may ask for.
     #[serde(default)]
     pub(super) audiences: Vec<String>,
-    /// How the client will authenticate; `client_secret_basic` when absent.
+    /// The only way the client may authenticate. When absent, the client gets a secret it
+    /// may present with HTTP Basic or in the form (`client_secret_basic` or
+    /// `client_secret_post`), as client libraries differ in their default.
     // Parsed by the handler, which names the accepted values when it refuses one.
     #[serde(default)]
     #[schema(value_type = Option<AuthMethodName>)]
