@@ -26,6 +26,9 @@ pub struct NewClient {
     pub auth_method: Option<AuthMethod>,
     /// Its public JWK Set (JSON), required for and only for `private_key_jwt`.
     pub jwks: Option<String>,
+    /// The redirect URIs it may use to sign users in ([`crate::redirect_uri`]); at least
+    /// one for a public client (`auth_method` `none`).
+    pub redirect_uris: Vec<String>,
 }
 
 /// A client id and, for secret methods, its secret: shown once, stored only as a keyed hash.
@@ -128,6 +131,40 @@ fn event(name: &str, client_id: Option<&str>, now: i64, request_id: Option<&str>
     }
 }
 
+/// The client's JWK Set: required for `private_key_jwt`, where it must hold public
+/// asymmetric keys only, and refused for every other method.
+fn checked_jwks(
+    auth_method: AuthMethod,
+    jwks: Option<String>,
+) -> Result<Option<String>, AdminError> {
+    Ok(match (auth_method, jwks) {
+        (AuthMethod::PrivateKeyJwt, Some(jwks)) => {
+            let set = JwkSet::from_json(jwks.as_bytes())
+                .map_err(|e| AdminError::Invalid(format!("jwks: {}", e.reason())))?;
+            if set.keys().is_empty()
+                || set
+                    .keys()
+                    .iter()
+                    .any(|k| k.is_private() || k.is_symmetric())
+            {
+                return Err(AdminError::Invalid(
+                    "jwks must hold public asymmetric keys only".into(),
+                ));
+            }
+            Some(jwks)
+        }
+        (AuthMethod::PrivateKeyJwt, None) => {
+            return Err(AdminError::Invalid("private_key_jwt needs a jwks".into()))
+        }
+        (_, Some(_)) => {
+            return Err(AdminError::Invalid(
+                "a jwks is only for private_key_jwt clients".into(),
+            ))
+        }
+        (_, None) => None,
+    })
+}
+
 impl Service {
     /// Registers a client and returns its credentials.
     pub async fn create_client(
@@ -140,36 +177,18 @@ impl Service {
             return Err(AdminError::Invalid("the name is empty".into()));
         }
         let auth_method = new.auth_method.unwrap_or(AuthMethod::ClientSecretBasic);
-        let jwks = match (auth_method, new.jwks) {
-            (AuthMethod::PrivateKeyJwt, Some(jwks)) => {
-                let set = JwkSet::from_json(jwks.as_bytes())
-                    .map_err(|e| AdminError::Invalid(format!("jwks: {}", e.reason())))?;
-                if set.keys().is_empty()
-                    || set
-                        .keys()
-                        .iter()
-                        .any(|k| k.is_private() || k.is_symmetric())
-                {
-                    return Err(AdminError::Invalid(
-                        "jwks must hold public asymmetric keys only".into(),
-                    ));
-                }
-                Some(jwks)
-            }
-            (AuthMethod::PrivateKeyJwt, None) => {
-                return Err(AdminError::Invalid("private_key_jwt needs a jwks".into()))
-            }
-            (_, Some(_)) => {
-                return Err(AdminError::Invalid(
-                    "a jwks is only for private_key_jwt clients".into(),
-                ))
-            }
-            (_, None) => None,
-        };
+        crate::redirect_uri::check_all(&new.redirect_uris).map_err(AdminError::Invalid)?;
+        if auth_method == AuthMethod::None && new.redirect_uris.is_empty() {
+            return Err(AdminError::Invalid(
+                "a public client needs a redirect URI: it can only sign users in".into(),
+            ));
+        }
+        let jwks = checked_jwks(auth_method, new.jwks)?;
         let client_id = new_client_id()?;
-        let secret = match auth_method {
-            AuthMethod::PrivateKeyJwt => None,
-            _ => Some(Zeroizing::new(random_b64(32)?)),
+        let secret = if auth_method.uses_secret() {
+            Some(Zeroizing::new(random_b64(32)?))
+        } else {
+            None
         };
         let client = Client {
             client_id: client_id.clone(),
@@ -184,6 +203,7 @@ impl Service {
             jwks,
             disabled: false,
             created_at: now,
+            redirect_uris: new.redirect_uris,
         };
         self.store.create_client(&client).await?;
         self.client_changed(&client_id);
@@ -207,10 +227,18 @@ impl Service {
             .client(client_id)
             .await?
             .ok_or(AdminError::NotFound("client"))?;
-        if client.auth_method == AuthMethod::PrivateKeyJwt {
-            return Err(AdminError::Conflict(
-                "the client authenticates with private_key_jwt and has no secret",
-            ));
+        match client.auth_method {
+            AuthMethod::PrivateKeyJwt => {
+                return Err(AdminError::Conflict(
+                    "the client authenticates with private_key_jwt and has no secret",
+                ))
+            }
+            AuthMethod::None => {
+                return Err(AdminError::Conflict(
+                    "the client is public and has no secret",
+                ))
+            }
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {}
         }
         let secret = Zeroizing::new(random_b64(32)?);
         let hash = store::hash_secret(self.pepper.as_slice(), secret.as_bytes());

@@ -42,6 +42,7 @@ mod keyring;
 mod mint;
 mod protocol;
 mod recorder;
+pub mod redirect_uri;
 mod revocations;
 mod service;
 mod token;

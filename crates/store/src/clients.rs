@@ -12,6 +12,9 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A JWT assertion signed with one of the client's keys (RFC 7523).
     PrivateKeyJwt,
+    /// None: a public client (RFC 7591 `none`), such as an app on the user's device, which
+    /// cannot keep a secret and proves each authorization code is its own with PKCE.
+    None,
 }
 
 impl AuthMethod {
@@ -29,6 +32,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
         }
     }
 
@@ -38,6 +42,7 @@ impl AuthMethod {
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
             "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
+            "none" => Some(AuthMethod::None),
             _ => None,
         }
     }
@@ -51,7 +56,7 @@ pub struct Client {
     /// A human-readable name.
     pub name: String,
     /// [`crate::hash_secret`] of the client secret; `None` for clients without one
-    /// (`private_key_jwt`).
+    /// (`private_key_jwt`, public clients).
     pub secret_hash: Option<Vec<u8>>,
     /// How the client authenticates.
     pub auth_method: AuthMethod,
@@ -68,6 +73,8 @@ pub struct Client {
     pub disabled: bool,
     /// When the client was registered.
     pub created_at: i64,
+    /// The redirect URIs it may use, matched exactly (stored as a JSON array).
+    pub redirect_uris: Vec<String>,
 }
 
 impl Client {
@@ -98,10 +105,11 @@ type ClientRow = (
     bool,
     i64,
     bool,
+    String,
 );
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, auth_method, scopes, audiences, \
-     jwks, disabled, created_at, auth_method_pinned";
+     jwks, disabled, created_at, auth_method_pinned, redirect_uris";
 
 fn client_from_row(row: ClientRow) -> Result<Client> {
     let (
@@ -115,6 +123,7 @@ fn client_from_row(row: ClientRow) -> Result<Client> {
         disabled,
         created_at,
         auth_method_pinned,
+        redirect_uris,
     ) = row;
     Ok(Client {
         client_id,
@@ -133,6 +142,8 @@ fn client_from_row(row: ClientRow) -> Result<Client> {
         jwks,
         disabled,
         created_at,
+        redirect_uris: serde_json::from_str(&redirect_uris)
+            .map_err(|e| StoreError::Corrupt("client redirect URIs", Some(Box::new(e))))?,
     })
 }
 
@@ -155,10 +166,12 @@ impl Store {
         let scopes = client.scopes.join(" ");
         let audiences = serde_json::to_string(&client.audiences)
             .map_err(|_| StoreError::Invalid("client audiences"))?;
+        let redirect_uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|_| StoreError::Invalid("client redirect URIs"))?;
         with_pool!(self, pool => sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, auth_method, scopes, audiences, \
-             jwks, disabled, created_at, auth_method_pinned) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             jwks, disabled, created_at, auth_method_pinned, redirect_uris) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&client.client_id)
         .bind(&client.name)
@@ -170,6 +183,7 @@ impl Store {
         .bind(client.disabled)
         .bind(client.created_at)
         .bind(client.auth_method_pinned)
+        .bind(&redirect_uris)
         .execute(pool)
         .await
         .map(|_| ()))
@@ -255,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_secret_is_accepted_both_ways_unless_the_method_is_pinned() {
-        use AuthMethod::*;
+        use AuthMethod::{ClientSecretBasic, ClientSecretPost, PrivateKeyJwt};
         let client = |auth_method, auth_method_pinned| Client {
             client_id: "c".into(),
             name: "c".into(),
@@ -267,6 +281,7 @@ mod tests {
             jwks: None,
             disabled: false,
             created_at: 0,
+            redirect_uris: vec![],
         };
         for registered in [ClientSecretBasic, ClientSecretPost] {
             let open = client(registered, false);
@@ -279,9 +294,11 @@ mod tests {
             }
         }
         for pinned in [false, true] {
-            let jwt = client(PrivateKeyJwt, pinned);
-            assert!(jwt.accepts(PrivateKeyJwt));
-            assert!(!jwt.accepts(ClientSecretBasic) && !jwt.accepts(ClientSecretPost));
+            for no_secret in [PrivateKeyJwt, AuthMethod::None] {
+                let c = client(no_secret, pinned);
+                assert!(c.accepts(no_secret));
+                assert!(!c.accepts(ClientSecretBasic) && !c.accepts(ClientSecretPost));
+            }
         }
     }
 

@@ -49,6 +49,7 @@ mod cases {
             secret_hash: Some(hash_secret(PEPPER, format!("secret of {id}").as_bytes())),
             auth_method: AuthMethod::ClientSecretBasic,
             auth_method_pinned: false,
+            redirect_uris: vec!["https://app.example/cb".into()],
             scopes: vec!["read".into(), "write:all".into()],
             audiences: vec!["https://api.example".into(), "urn:x".into()],
             jwks: None,

@@ -195,8 +195,16 @@ pub struct ClientCreateArgs {
     /// client_secret_basic, client_secret_post or private_key_jwt: the only method the
     /// client may use. Without it the client gets a secret it may present either way
     /// (HTTP Basic or in the form), as client libraries differ in their default.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "public")]
     pub auth_method: Option<String>,
+    /// A public client (token_endpoint_auth_method "none"): no secret, for apps that
+    /// cannot keep one; it signs users in with PKCE and needs a --redirect-uri.
+    #[arg(long)]
+    pub public: bool,
+    /// A redirect URI the client may use to sign users in, matched exactly (https, http on
+    /// loopback, or a private-use scheme such as com.example.app:/cb); repeat for several.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
     /// The client's public JWK Set, for private_key_jwt.
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,

@@ -22,13 +22,16 @@ pub fn run(cmd: ClientCommand) -> Result<(), CliError> {
     let now = store::unix_now();
     match cmd {
         ClientCommand::Create(args) => {
-            let auth_method = args
-                .auth_method
-                .as_deref()
+            let named = if args.public {
+                Some("none")
+            } else {
+                args.auth_method.as_deref()
+            };
+            let auth_method = named
                 .map(|m| {
                     AuthMethod::parse(m).ok_or_else(|| {
                         CliError::usage(
-                            "--auth-method must be client_secret_basic, client_secret_post or private_key_jwt",
+                            "--auth-method must be client_secret_basic, client_secret_post, private_key_jwt or none",
                         )
                     })
                 })
@@ -51,6 +54,7 @@ pub fn run(cmd: ClientCommand) -> Result<(), CliError> {
                 audiences: args.audiences,
                 auth_method,
                 jwks,
+                redirect_uris: args.redirect_uris,
             };
             let (config, flags) = storage(&args.storage)?;
             let creds = block_on(async {

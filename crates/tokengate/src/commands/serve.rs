@@ -480,6 +480,7 @@ async fn announce_dev(
                         audiences,
                         auth_method: None,
                         jwks: None,
+                        redirect_uris: Vec::new(),
                     },
                     now,
                     None,

@@ -347,21 +347,21 @@ async fn create_client(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let auth_method =
-        match body.auth_method.as_deref().map(AuthMethod::parse) {
-            None => None,
-            Some(Some(method)) => Some(method),
-            Some(None) => return bad_request(
-                "auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
-                &id.0,
-            ),
-        };
+    let auth_method = match body.auth_method.as_deref().map(AuthMethod::parse) {
+        None => None,
+        Some(Some(method)) => Some(method),
+        Some(None) => return bad_request(
+            "auth_method must be client_secret_basic, client_secret_post, private_key_jwt or none",
+            &id.0,
+        ),
+    };
     let new = NewClient {
         name: body.name,
         scopes: body.scopes,
         audiences: body.audiences,
         auth_method,
         jwks: body.jwks.map(|j| j.to_string()),
+        redirect_uris: body.redirect_uris,
     };
     match app
         .service

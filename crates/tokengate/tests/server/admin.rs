@@ -381,8 +381,20 @@ pub async fn admin_clients(ctx: Ctx) {
         ),
         (json!({"name": ""}), "the name is empty"),
         (
+            json!({"name": "x", "auth_method": "secret"}),
+            "auth_method must be client_secret_basic, client_secret_post, private_key_jwt or none",
+        ),
+        (
             json!({"name": "x", "auth_method": "none"}),
-            "auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
+            "a public client needs a redirect URI",
+        ),
+        (
+            json!({"name": "x", "redirect_uris": ["https://app.example/cb#top"]}),
+            "redirect URI \"https://app.example/cb#top\": a fragment is not allowed",
+        ),
+        (
+            json!({"name": "x", "redirect_uris": ["http://app.example/cb"]}),
+            "redirect URI \"http://app.example/cb\": http is allowed on loopback addresses only",
         ),
         (
             json!({"name": "x", "auth_method": "private_key_jwt"}),
@@ -438,6 +450,37 @@ pub async fn admin_clients(ctx: Ctx) {
         409,
         "conflict",
         "the client authenticates with private_key_jwt and has no secret",
+    );
+    // A public client: no secret to show or rotate, its redirect URIs as given, and no way
+    // to get a token by itself.
+    let uris = json!(["http://127.0.0.1/callback", "com.example.app:/cb"]);
+    let reply = admin_call(
+        &app,
+        "POST",
+        "/admin/clients",
+        Some(json!({"name": "app", "auth_method": "none", "redirect_uris": uris})),
+    )
+    .await;
+    assert_eq!(reply.status, 201);
+    assert!(reply.json().get("client_secret").is_none());
+    let public = reply.json()["client_id"].as_str().unwrap().to_owned();
+    let shown = admin_call(&app, "GET", &format!("/admin/clients/{public}"), None).await;
+    assert_eq!(shown.json()["auth_method"], "none");
+    assert_eq!(shown.json()["auth_method_pinned"], true);
+    assert_eq!(shown.json()["redirect_uris"], uris);
+    admin_call(
+        &app,
+        "POST",
+        &format!("/admin/clients/{public}/rotate-secret"),
+        None,
+    )
+    .await
+    .refused(409, "conflict", "the client is public and has no secret");
+    let form = format!("grant_type=client_credentials&client_id={public}");
+    app.post("/oauth2/token", &form, &[]).await.refused(
+        401,
+        "invalid_client",
+        "client authentication failed",
     );
     let events = app.service.store().audit_events(0, 1000).await.unwrap();
     for name in [

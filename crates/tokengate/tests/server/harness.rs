@@ -340,6 +340,7 @@ pub async fn new_client(
                 audiences: audiences.iter().map(|s| s.to_string()).collect(),
                 auth_method: (method != AuthMethod::ClientSecretBasic).then_some(method),
                 jwks: None,
+                redirect_uris: vec![],
             },
             store::unix_now(),
             None,

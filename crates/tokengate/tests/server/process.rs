@@ -874,6 +874,56 @@ fn client_and_key_commands() {
         "ERR_USAGE",
     );
     assert!(stderr.contains("--auth-method must be "), "{stderr}");
+    // A public client with its redirect URIs; none refused for lacking them or for a
+    // redirect URI that is not allowed.
+    let app = ok_json(
+        d,
+        &with(&[
+            "client",
+            "create",
+            "--name",
+            "app",
+            "--public",
+            "--redirect-uri",
+            "http://localhost:6274/oauth/callback",
+            "--redirect-uri",
+            "https://app.example/cb",
+        ]),
+    );
+    assert!(app.get("client_secret").is_none(), "{app}");
+    let shown = ok_json(
+        d,
+        &with(&["client", "show", app["client_id"].as_str().unwrap()]),
+    );
+    assert_eq!(shown["auth_method"], "none");
+    assert_eq!(
+        shown["redirect_uris"],
+        serde_json::json!([
+            "http://localhost:6274/oauth/callback",
+            "https://app.example/cb"
+        ])
+    );
+    let (stderr, _) = refused(
+        d,
+        Some(MASTER),
+        &with(&["client", "create", "--name", "x", "--public"]),
+        "ERR_CLIENT_INVALID_REQUEST",
+    );
+    assert!(stderr.contains("needs a redirect URI"), "{stderr}");
+    let (stderr, _) = refused(
+        d,
+        Some(MASTER),
+        &with(&[
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--redirect-uri",
+            "http://app.example/cb",
+        ]),
+        "ERR_CLIENT_INVALID_REQUEST",
+    );
+    assert!(stderr.contains("loopback"), "{stderr}");
 
     let keys = ok_json(d, &with(&["key", "list"]));
     // Signing, encryption, and the audit log's.

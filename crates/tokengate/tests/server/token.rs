@@ -158,6 +158,7 @@ pub async fn private_key_jwt(ctx: Ctx) {
                 audiences: vec![API.into()],
                 auth_method: Some(AuthMethod::PrivateKeyJwt),
                 jwks: Some(serde_json::Value::Object(jwks.to_map()).to_string()),
+                redirect_uris: vec![],
             },
             store::unix_now(),
             None,

@@ -343,6 +343,7 @@ fn views_serialise_as_their_schemas() {
         secret_hash: Some(vec![1, 2, 3]),
         auth_method: store::AuthMethod::ClientSecretBasic,
         auth_method_pinned: false,
+        redirect_uris: vec![],
         scopes: vec!["read".into()],
         audiences: vec![],
         jwks: None,

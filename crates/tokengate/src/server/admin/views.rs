@@ -20,6 +20,8 @@ pub(crate) enum AuthMethodName {
     ClientSecretPost,
     /// A JWT assertion signed with one of the client's keys (RFC 7523).
     PrivateKeyJwt,
+    /// None: a public client, which has no secret and signs users in with PKCE.
+    None,
 }
 
 impl From<store::AuthMethod> for AuthMethodName {
@@ -28,6 +30,7 @@ impl From<store::AuthMethod> for AuthMethodName {
             store::AuthMethod::ClientSecretBasic => AuthMethodName::ClientSecretBasic,
             store::AuthMethod::ClientSecretPost => AuthMethodName::ClientSecretPost,
             store::AuthMethod::PrivateKeyJwt => AuthMethodName::PrivateKeyJwt,
+            store::AuthMethod::None => AuthMethodName::None,
         }
     }
 }
@@ -116,6 +119,8 @@ pub(crate) struct ClientView {
     disabled: bool,
     /// Registration time, Unix seconds.
     created_at: i64,
+    /// The redirect URIs the client may use to sign users in, matched exactly.
+    redirect_uris: Vec<String>,
 }
 
 impl From<&Client> for ClientView {
@@ -132,6 +137,7 @@ impl From<&Client> for ClientView {
                 .as_deref()
                 .and_then(|j| serde_json::from_str::<Value>(j).ok()),
             disabled: c.disabled,
+            redirect_uris: c.redirect_uris.clone(),
             created_at: c.created_at,
         }
     }
@@ -410,6 +416,11 @@ pub(super) struct NewClientBody {
     #[serde(default)]
     #[schema(value_type = Option<JwkSet>)]
     pub(super) jwks: Option<Value>,
+    /// The redirect URIs the client may use to sign users in (https, http on loopback, or
+    /// a private-use scheme such as `com.example.app:/cb`); at least one for a public
+    /// client (`auth_method` `none`). At most 10.
+    #[serde(default)]
+    pub(super) redirect_uris: Vec<String>,
 }
 
 /// Which key to rotate.
@@ -512,6 +523,7 @@ mod tests {
             AuthMethod::ClientSecretBasic,
             AuthMethod::ClientSecretPost,
             AuthMethod::PrivateKeyJwt,
+            AuthMethod::None,
         ] {
             assert_eq!(to_json(&AuthMethodName::from(m)), m.as_str());
         }
