@@ -792,6 +792,90 @@ mod cases {
         assert_eq!(store.audit_length().await.unwrap(), 3);
     }
 
+    /// Clients registered by the version before migration 0004 (which rebuilds the SQLite
+    /// table) are all kept, fields and all; those whose method was asked for are pinned.
+    pub async fn clients_of_the_previous_version_are_kept(ctx: Ctx) {
+        // The migrations of the previous version, run by a migrator of their own.
+        let dir = tempfile::tempdir().unwrap();
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(ctx.backend());
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if name.as_str() < "0004" {
+                std::fs::copy(&path, dir.path().join(name)).unwrap();
+            }
+        }
+        let previous = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+        let insert = "INSERT INTO clients (client_id, name, secret_hash, auth_method, scopes, \
+                      audiences, jwks, disabled, created_at) \
+                      VALUES ($1, 'n', NULL, $2, 'read write', '[\"https://api.example\"]', \
+                      NULL, FALSE, 7)";
+        let methods = [
+            ("b", "client_secret_basic"),
+            ("p", "client_secret_post"),
+            ("k", "private_key_jwt"),
+        ];
+        if ctx.backend() == "sqlite" {
+            let options: sqlx::sqlite::SqliteConnectOptions = ctx.url.parse().unwrap();
+            if let Some(parent) = options.get_filename().parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+                .await
+                .unwrap();
+            previous.run(&pool).await.unwrap();
+            for (id, method) in methods {
+                let sql = insert.replace("FALSE", "0");
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(method)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&ctx.url).await.unwrap();
+            previous.run(&pool).await.unwrap();
+            for (id, method) in methods {
+                sqlx::query(insert)
+                    .bind(id)
+                    .bind(method)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        let store = ctx.open().await;
+        let clients = store.list_clients().await.unwrap();
+        let seen: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                (
+                    c.client_id.as_str(),
+                    c.auth_method.as_str(),
+                    c.auth_method_pinned,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("b", "client_secret_basic", false),
+                ("k", "private_key_jwt", true),
+                ("p", "client_secret_post", true),
+            ]
+        );
+        for c in &clients {
+            assert_eq!(c.scopes, ["read", "write"]);
+            assert_eq!(c.audiences, ["https://api.example"]);
+            assert!(c.redirect_uris.is_empty() && !c.disabled && c.created_at == 7);
+        }
+    }
+
     pub async fn data_survives_reopen(ctx: Ctx) {
         let master = MasterKey::generate().unwrap();
         let store = ctx.open().await;
@@ -934,6 +1018,7 @@ on_both_backends!(
     audit_in_order,
     audit_log_is_gapless_and_hashed,
     events_before_the_log_are_adopted_once,
+    clients_of_the_previous_version_are_kept,
     data_survives_reopen,
     closed_store_is_unavailable,
 );
