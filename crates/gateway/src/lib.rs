@@ -592,7 +592,7 @@ impl Gateway {
         let (verified, key) = self.auth.authenticate(auth, request).await?;
         info.client_id = verified.claims.client_id().map(String::from);
         info.sub = verified.claims.sub().map(String::from);
-        info.token_hash = Some(respond::hex_prefix(&key));
+        info.token_hash = Some(oauth::hash_prefix(&key));
         phase(Phase::Authorize).in_scope(|| {
             authorize::authorize(route, auth, &verified, &parts.method, &facts.path)
         })?;

@@ -193,11 +193,6 @@ fn challenge(denial: &Denial, failure: &Failure<'_>) -> Option<String> {
     Some(challenge)
 }
 
-/// The first 4 bytes of a token's hash in hex, for the access log.
-pub(crate) fn hex_prefix(key: &[u8]) -> String {
-    hex(key.get(..4).unwrap_or(key))
-}
-
 /// Lowercase hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);

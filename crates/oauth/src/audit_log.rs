@@ -146,24 +146,7 @@ impl AuditLog {
         let Some(checkpoint) = store.newest_checkpoint().await? else {
             return Ok(None);
         };
-        let (size, root) = signed_by(&checkpoint, keys)?;
-        let mut tree = pruned_tree(store).await?.unwrap_or_default();
-        while tree.len() < size {
-            let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
-            let page = store.audit_hashes(from, PAGE).await?;
-            if page.is_empty() {
-                return Err(missing(tree.len()));
-            }
-            for (seq, hash) in page
-                .into_iter()
-                .take_while(|(s, _)| *s < i64::try_from(size).unwrap_or(i64::MAX))
-            {
-                tree.push(stored_leaf(tree.len(), seq, hash)?);
-            }
-        }
-        if tree.root(size) != Some(root) {
-            return Err(rewritten(size));
-        }
+        let (tree, size, root) = signed_tree(store, &checkpoint, keys).await?;
         let (Some(path), Some(leaf)) = (tree.inclusion_proof(seq, size), tree.leaf(seq)) else {
             return Ok(None);
         };
@@ -228,6 +211,36 @@ impl Signed {
 
 /// The size and root a stored checkpoint's note signs, opened with `keys` (the `root` column
 /// beside it is not authenticated).
+/// The tree of the stored events (their stored leaf hashes, after what was pruned) up to
+/// the size `checkpoint`'s note signs, with that size and root, once the tree is found to
+/// have the root the note signs: what a proof is cut from, and what pruning keeps the
+/// frontier of. An error names the first event missing or the checkpoint not matched.
+pub async fn signed_tree(
+    store: &Store,
+    checkpoint: &StoredCheckpoint,
+    keys: &[VerifierKey],
+) -> Result<(Tree, u64, Hash)> {
+    let (size, root) = signed_by(checkpoint, keys)?;
+    let mut tree = pruned_tree(store).await?.unwrap_or_default();
+    while tree.len() < size {
+        let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
+        let page = store.audit_hashes(from, PAGE).await?;
+        if page.is_empty() {
+            return Err(missing(tree.len()));
+        }
+        for (seq, hash) in page
+            .into_iter()
+            .take_while(|(s, _)| *s < i64::try_from(size).unwrap_or(i64::MAX))
+        {
+            tree.push(stored_leaf(tree.len(), seq, hash)?);
+        }
+    }
+    if tree.root(size) != Some(root) {
+        return Err(rewritten(size));
+    }
+    Ok((tree, size, root))
+}
+
 fn signed_by(checkpoint: &StoredCheckpoint, keys: &[VerifierKey]) -> Result<(u64, Hash)> {
     let (text, _) = open(&checkpoint.note, keys).map_err(|fault| {
         Error::AuditLog(format!(

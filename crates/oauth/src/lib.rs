@@ -49,7 +49,8 @@ mod token;
 
 pub use admin::{AdminError, Credentials, NewClient, RevokeBy};
 pub use audit_log::{
-    audit_keys_document, audit_verifier_key, origin_for, pruned_tree, AuditLog, InclusionProof,
+    audit_keys_document, audit_verifier_key, origin_for, pruned_tree, signed_tree, AuditLog,
+    InclusionProof,
 };
 pub use client_auth::{basic_credentials, claimed_client_id, JWT_BEARER};
 pub use error::{Error, Result};
@@ -61,4 +62,4 @@ pub use revocations::Revocations;
 pub use service::{
     paths, Audience, DpopSettings, Service, Settings, TrustedIssuer, INTERNAL_TOKEN_LIFETIME,
 };
-pub use token::{TokenResponse, TOKEN_EXCHANGE};
+pub use token::{hash_prefix, token_hash_prefix, TokenResponse, TOKEN_EXCHANGE};

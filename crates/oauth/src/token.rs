@@ -15,14 +15,15 @@ use crate::service::{paths, Audience, Service};
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-/// The first 8 hex digits of a token's SHA-256, as the gateway's access log writes them.
-fn token_hash_prefix(token: &str) -> String {
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    hash.as_ref()
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// How the audit log and the gateway's access log name a token (or an admin credential)
+/// without holding it: the first 8 hex digits of its SHA-256.
+pub fn token_hash_prefix(token: &str) -> String {
+    hash_prefix(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// [`token_hash_prefix`] of a token whose SHA-256 is taken already.
+pub fn hash_prefix(sha256: &[u8]) -> String {
+    sha256.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Clock skew allowed on an exchanged token.
@@ -423,4 +424,17 @@ fn resolve_scope(
         None => scope.extend(client.scopes.iter().filter(|s| allowed(s)).cloned()),
     }
     Ok(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_named_by_its_sha256_prefix() {
+        // SHA-256("abc") = ba7816bf 8f01cfea … (FIPS 180-2, appendix B.1).
+        assert_eq!(token_hash_prefix("abc"), "ba7816bf");
+        assert_eq!(hash_prefix(&[0xde, 0xad, 0xbe, 0xef, 0x01]), "deadbeef");
+        assert_eq!(hash_prefix(&[0x0a]), "0a");
+    }
 }

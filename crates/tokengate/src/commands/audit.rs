@@ -488,13 +488,13 @@ fn prune(args: &AuditPruneArgs) -> Result<(), CliError> {
             let why = format!("nothing was pruned: the log does not verify: {fault}");
             return Err(CliError::new("ERR_AUDIT_VERIFY", why, EXIT_REJECTED));
         }
-        prune_before(&store, before).await
+        prune_before(&store, &keys, before).await
     })?;
     print_json(&outcome)
 }
 
 /// Prunes the events signed by the newest checkpoint made before `before` (unix seconds).
-async fn prune_before(store: &Store, before: i64) -> Result<Value, CliError> {
+async fn prune_before(store: &Store, keys: &[VerifierKey], before: i64) -> Result<Value, CliError> {
     let checkpoints = all_checkpoints(store).await?;
     let done = store.audit_pruned().await.map_err(store_failed)?.size;
     let Some(anchor) = checkpoints
@@ -505,37 +505,17 @@ async fn prune_before(store: &Store, before: i64) -> Result<Value, CliError> {
         return Ok(json!({"events_removed": 0, "pruned_before_seq": done,
             "why": "no checkpoint made before that date signs events not pruned yet"}));
     };
-    let size = u64::try_from(anchor.size).unwrap_or(0);
-    let mut tree = oauth::pruned_tree(store)
-        .await
-        .map_err(store_failed)?
-        .unwrap_or_default();
-    let changed = || store_failed("the log changed while pruning: nothing was pruned");
-    while tree.len() < size {
-        let from = i64::try_from(tree.len()).unwrap_or(i64::MAX);
-        let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
-        let before = tree.len();
-        for json in page.iter().filter_map(|r| r.to_json()) {
-            let seq = audit::event::sequence_number(&json);
-            if seq >= Some(size) {
-                break;
-            }
-            if seq != Some(tree.len()) {
-                return Err(changed());
-            }
-            tree.push(audit::event::leaf(&json).map_err(store_failed)?);
-        }
-        if tree.len() == before {
-            return Err(changed());
-        }
-    }
-    if tree
-        .root(size)
-        .map(|r| audit::event::encode_hash(&r))
-        .as_deref()
-        != Some(anchor.root.as_str())
-    {
-        return Err(changed());
+    // The log verified a moment ago; a tree that no longer has the root the anchor's note
+    // signs means it changed since: nothing is pruned.
+    let (tree, size, _root) = oauth::signed_tree(store, anchor, keys).await.map_err(|e| {
+        store_failed(format!(
+            "the log changed while pruning: nothing was pruned: {e}"
+        ))
+    })?;
+    if i64::try_from(size).ok() != Some(anchor.size) {
+        return Err(store_failed(
+            "the anchor checkpoint's note signs another size: nothing was pruned",
+        ));
     }
     let frontier = tree
         .frontier(size)

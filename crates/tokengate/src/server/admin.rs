@@ -95,16 +95,10 @@ async fn audit_admin_action(
     peer: Option<std::net::IpAddr>,
     status: StatusCode,
 ) {
-    let credential = app.admin_token.as_deref().map(|t| {
-        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
-        let hex: String = hash
-            .as_ref()
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("admin_token:{hex}")
-    });
+    let credential = app
+        .admin_token
+        .as_deref()
+        .map(|t| format!("admin_token:{}", oauth::token_hash_prefix(t)));
     let mut detail = serde_json::Map::new();
     detail.insert("method".into(), method.into());
     detail.insert("path".into(), path.into());
