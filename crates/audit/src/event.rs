@@ -63,32 +63,43 @@ impl Unnumbered {
     }
 
     /// The canonical bytes of the event numbered `seq` ([`canonical`] of it).
-    pub fn canonical(&self, seq: u64) -> Vec<u8> {
-        let number = seq_member(seq);
-        [self.before.as_slice(), number.as_bytes(), &self.after].concat()
+    pub fn canonical(&self, seq: u64) -> Result<Vec<u8>, Error> {
+        let number = seq_member(seq)?;
+        Ok([self.before.as_slice(), number.as_bytes(), &self.after].concat())
     }
 
     /// The leaf hash of the event numbered `seq` ([`leaf`] of it).
-    pub fn leaf(&self, seq: u64) -> Hash {
-        leaf_hash_of_parts(&[&self.before, seq_member(seq).as_bytes(), &self.after])
+    pub fn leaf(&self, seq: u64) -> Result<Hash, Error> {
+        let number = seq_member(seq)?;
+        Ok(leaf_hash_of_parts(&[
+            &self.before,
+            number.as_bytes(),
+            &self.after,
+        ]))
     }
 }
 
+/// The largest sequence number JCS writes exactly: it writes numbers as IEEE 754 doubles,
+/// so above 2^53 - 1 two numbers could share one form (and one leaf).
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
 /// `"seq":N`, as JCS writes the number.
-fn seq_member(seq: u64) -> String {
-    let number =
-        serde_json_canonicalizer::to_string(&Value::from(seq)).unwrap_or_else(|_| seq.to_string());
-    format!("\"seq\":{number}")
+fn seq_member(seq: u64) -> Result<String, Error> {
+    if seq > MAX_SEQ {
+        return Err(Error::Malformed("a sequence number above 2^53 - 1"));
+    }
+    Ok(format!("\"seq\":{seq}"))
 }
 
 /// The canonical form of an object of `members` without its braces.
 fn object_body(members: Map<String, Value>) -> Result<Vec<u8>, Error> {
-    let mut bytes = serde_json_canonicalizer::to_vec(&Value::Object(members))
+    let bytes = serde_json_canonicalizer::to_vec(&Value::Object(members))
         .map_err(|_| Error::Malformed("an audit event has no canonical form"))?;
-    // `{…}`: both ends are one byte each.
-    bytes.pop();
-    bytes.remove(0);
-    Ok(bytes)
+    bytes
+        .strip_prefix(b"{")
+        .and_then(|b| b.strip_suffix(b"}"))
+        .map(<[u8]>::to_vec)
+        .ok_or(Error::Malformed("an object's canonical form is not braced"))
 }
 
 /// The event's `seq`, if it is an object with a non-negative integer `seq`.
@@ -142,13 +153,19 @@ mod tests {
                 unreachable!()
             };
             let unnumbered = Unnumbered::new(members.clone()).unwrap();
-            for seq in [0, 7, 1 << 40, u64::MAX] {
+            assert!(unnumbered.leaf(MAX_SEQ + 1).is_err());
+            for seq in [0, 7, 1 << 40, MAX_SEQ] {
                 let mut whole = members.clone();
                 whole.insert("seq".into(), seq.into());
                 let whole = Value::Object(whole);
-                assert_eq!(unnumbered.canonical(seq), canonical(&whole).unwrap());
-                assert_eq!(unnumbered.leaf(seq), leaf(&whole).unwrap(), "{whole}");
-                assert_eq!(unnumbered.leaf(seq), leaf_hash(&unnumbered.canonical(seq)));
+                let bytes = unnumbered.canonical(seq).unwrap();
+                assert_eq!(bytes, canonical(&whole).unwrap());
+                assert_eq!(
+                    unnumbered.leaf(seq).unwrap(),
+                    leaf(&whole).unwrap(),
+                    "{whole}"
+                );
+                assert_eq!(unnumbered.leaf(seq).unwrap(), leaf_hash(&bytes));
             }
         }
         let mut numbered = Map::new();

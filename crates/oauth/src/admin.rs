@@ -178,7 +178,7 @@ impl Service {
         }
         let auth_method = new.auth_method.unwrap_or(AuthMethod::ClientSecretBasic);
         crate::redirect_uri::check_all(&new.redirect_uris).map_err(AdminError::Invalid)?;
-        if auth_method == AuthMethod::None && new.redirect_uris.is_empty() {
+        if auth_method == AuthMethod::Public && new.redirect_uris.is_empty() {
             return Err(AdminError::Invalid(
                 "a public client needs a redirect URI: it can only sign users in".into(),
             ));
@@ -207,8 +207,18 @@ impl Service {
         };
         self.store.create_client(&client).await?;
         self.client_changed(&client_id);
-        self.audit(&event("client.created", Some(&client_id), now, request_id))
-            .await?;
+        // How the client authenticates and where its users' codes may be sent belong in
+        // the tamper-evident record of its registration.
+        let mut created = event("client.created", Some(&client_id), now, request_id);
+        let mut detail = serde_json::Map::new();
+        detail.insert("auth_method".into(), auth_method.as_str().into());
+        detail.insert(
+            "auth_method_pinned".into(),
+            client.auth_method_pinned.into(),
+        );
+        detail.insert("redirect_uris".into(), client.redirect_uris.clone().into());
+        created.detail = Some(detail);
+        self.audit(&created).await?;
         Ok(Credentials {
             client_id,
             client_secret: secret,
@@ -227,18 +237,14 @@ impl Service {
             .client(client_id)
             .await?
             .ok_or(AdminError::NotFound("client"))?;
-        match client.auth_method {
-            AuthMethod::PrivateKeyJwt => {
-                return Err(AdminError::Conflict(
-                    "the client authenticates with private_key_jwt and has no secret",
-                ))
-            }
-            AuthMethod::None => {
-                return Err(AdminError::Conflict(
-                    "the client is public and has no secret",
-                ))
-            }
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {}
+        if !client.auth_method.uses_secret() {
+            return Err(AdminError::Conflict(
+                if client.auth_method == AuthMethod::Public {
+                    "the client is public and has no secret"
+                } else {
+                    "the client authenticates with private_key_jwt and has no secret"
+                },
+            ));
         }
         let secret = Zeroizing::new(random_b64(32)?);
         let hash = store::hash_secret(self.pepper.as_slice(), secret.as_bytes());

@@ -43,7 +43,9 @@ fn denied(client_id: Option<&str>, error: ErrorResponse) -> Denied {
 }
 
 /// `invalid_client` with one description for every cause, so a client cannot tell an unknown
-/// id from a disabled client or a wrong method; the cause goes to the audit trail only.
+/// id from a disabled client or a wrong secret; the cause goes to the audit trail only. (The
+/// holder of an enabled client's secret, presenting it a way the client does not accept, is
+/// told which way it does.)
 fn invalid_client(reason: &str) -> ErrorResponse {
     let mut e = ErrorResponse::new(ErrorKind::InvalidClient, "client authentication failed");
     e.detail = Some(reason.to_owned());
@@ -52,9 +54,9 @@ fn invalid_client(reason: &str) -> ErrorResponse {
 
 impl Service {
     /// Authenticates the client of a request to `endpoint` (a path of [`paths`]). Exactly one
-    /// method must be used, and it must be the one the client registered. Unknown clients,
-    /// wrong secrets and disabled clients get the same `invalid_client`; the audit trail
-    /// keeps the difference.
+    /// method must be used, and one the client accepts ([`Client::accepts`]). Unknown
+    /// clients, wrong secrets and disabled clients get the same `invalid_client`; the audit
+    /// trail keeps the difference.
     pub(crate) async fn authenticate(
         &self,
         req: &Request<'_>,
@@ -86,6 +88,9 @@ impl Service {
                     Some(c) if ok => c,
                     _ => return Err(fail("client authentication failed")),
                 };
+                if client.disabled {
+                    return Err(fail("the client is disabled"));
+                }
                 if !client.accepts(method) {
                     // The secret was right: its holder may learn how to present it.
                     let registered = client.auth_method.as_str();
@@ -98,9 +103,6 @@ impl Service {
                         method.as_str()
                     ));
                     return Err(denied(Some(&client_id), error));
-                }
-                if client.disabled {
-                    return Err(fail("the client is disabled"));
                 }
                 Ok(client)
             }

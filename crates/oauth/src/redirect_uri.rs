@@ -18,8 +18,15 @@ pub fn check_all(uris: &[String]) -> Result<(), String> {
             "at most {MAX_REDIRECT_URIS} redirect URIs per client"
         ));
     }
-    for uri in uris {
-        check(uri).map_err(|why| format!("redirect URI {uri:?}: {why}"))?;
+    for (i, uri) in uris.iter().enumerate() {
+        let named = || {
+            let shown: String = uri.chars().take(100).collect();
+            format!("redirect URI {shown:?}")
+        };
+        check(uri).map_err(|why| format!("{}: {why}", named()))?;
+        if uris.get(..i).is_some_and(|before| before.contains(uri)) {
+            return Err(format!("{}: given twice", named()));
+        }
     }
     Ok(())
 }
@@ -27,11 +34,26 @@ pub fn check_all(uris: &[String]) -> Result<(), String> {
 /// One redirect URI: absolute, without a fragment or user information, and either `https`,
 /// `http` on a loopback address (an app on the user's machine, RFC 8252 §7.3), or an app's
 /// private-use scheme named after a domain it owns (`com.example.app:/cb`, RFC 8252 §7.1).
-fn check(uri: &str) -> Result<(), &'static str> {
+/// It must be written as a URL parser writes it back, byte for byte, so that what is
+/// checked is what is matched and redirected to: no spaces or control characters, no `\`,
+/// no `https:host` without `//`, no empty `@`, lowercase scheme and host, punycode for a
+/// non-ASCII host.
+fn check(uri: &str) -> Result<(), String> {
     if uri.len() > MAX_LEN {
-        return Err("longer than 2000 bytes");
+        return Err("longer than 2000 bytes".into());
     }
-    let url = Url::parse(uri).map_err(|_| "not an absolute URI")?;
+    let url = Url::parse(uri).map_err(|_| "not an absolute URI".to_owned())?;
+    if url.as_str() != uri {
+        return Err(format!(
+            "not written as a URL parser writes it back ({:?}): write it that way, if that is \
+             the one meant",
+            url.as_str()
+        ));
+    }
+    check_parts(&url, uri).map_err(str::to_owned)
+}
+
+fn check_parts(url: &Url, uri: &str) -> Result<(), &'static str> {
     if uri.contains('#') {
         return Err("a fragment is not allowed (RFC 6749 §3.1.2)");
     }
@@ -43,14 +65,16 @@ fn check(uri: &str) -> Result<(), &'static str> {
     }
     match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback(&url) => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
         "http" => Err("http is allowed on loopback addresses only (127.0.0.1, [::1], localhost)"),
         scheme if scheme.contains('.') && url.host().is_none() => Ok(()),
         _ => Err("the scheme must be https, http on loopback, or a private-use scheme with a dot (com.example.app)"),
     }
 }
 
-/// Whether the URL's host is a loopback address or `localhost`.
+/// Whether the URL's host is a loopback address (127.0.0.0/8, `::1`) or `localhost`. RFC
+/// 8252 §8.3 prefers the address to the name, but MCP clients and their SDKs register
+/// `http://localhost:PORT/…`, so the name is accepted too.
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -100,18 +124,46 @@ mod tests {
             "ftp://app.example/cb",
             "com.example.app://host/cb",
             long.as_str(),
+            // Strings a parser would change: what is checked must be what is matched.
+            " https://app.example/cb",
+            "https://app.example/c\nb",
+            "https://app.example/c\tb",
+            "https://app.example\\cb",
+            "https:app.example/cb",
+            "https:/app.example/cb",
+            "https://@app.example/cb",
+            "https://:@app.example/cb",
+            "HTTPS://app.example/cb",
+            "https://APP.example/cb",
+            "https://app.example",
+            "https://xn--bcher-kva.example/cb/../x",
+            "https://bücher.example/cb",
+            "https://app%2eexample/cb",
+            "http://127.1/cb",
+            "http://0x7f.0.0.1/cb",
+            "http://[::ffff:127.0.0.1]/cb",
+            "http://localhost./cb",
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }
+        let err = check("https://APP.example/cb").unwrap_err();
+        assert!(err.contains("\"https://app.example/cb\""), "{err}");
     }
 
     #[test]
     fn every_uri_is_checked_and_their_number_bounded() {
-        let good = "https://app.example/cb".to_owned();
+        let good = |i: usize| format!("https://app.example/cb{i}");
         assert_eq!(check_all(&[]), Ok(()));
-        assert_eq!(check_all(&vec![good.clone(); MAX_REDIRECT_URIS]), Ok(()));
-        assert!(check_all(&vec![good.clone(); MAX_REDIRECT_URIS + 1]).is_err());
-        let err = check_all(&[good, "http://app.example/cb".into()]).unwrap_err();
+        let ten: Vec<String> = (0..MAX_REDIRECT_URIS).map(good).collect();
+        assert_eq!(check_all(&ten), Ok(()));
+        let eleven: Vec<String> = (0..=MAX_REDIRECT_URIS).map(good).collect();
+        assert!(check_all(&eleven).is_err());
+        let err = check_all(&[good(0), "http://app.example/cb".into()]).unwrap_err();
         assert!(err.contains("http://app.example/cb"), "{err}");
+        let err = check_all(&[good(0), good(1), good(0)]).unwrap_err();
+        assert!(err.ends_with("given twice"), "{err}");
+        // A refused long URI is named by its start, not quoted whole.
+        let long = format!("https://app.example/{}", "a".repeat(3000));
+        assert!(check_all(&[long]).unwrap_err().len() < 200);
     }
 }

@@ -85,16 +85,10 @@ impl AuditEvent {
 /// An [`AuditEvent`] ready to be numbered and written ([`AuditEvent::prepare`]).
 #[derive(Clone, Debug)]
 pub struct PreparedEvent {
+    // Read by the insert macros only, never changed: the hash is of these.
     pub(crate) event: AuditEvent,
     unnumbered: audit::event::Unnumbered,
     pub(crate) detail: Option<String>,
-}
-
-impl PreparedEvent {
-    /// The event.
-    pub fn event(&self) -> &AuditEvent {
-        &self.event
-    }
 }
 
 /// A stored audit event.
@@ -266,7 +260,12 @@ pub(crate) fn sequenced<'a>(
             u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative audit sequence", None))?;
         out.push(Sequenced {
             seq,
-            hash: audit::event::encode_hash(&prepared.unnumbered.leaf(number)),
+            hash: audit::event::encode_hash(
+                &prepared
+                    .unnumbered
+                    .leaf(number)
+                    .map_err(|_| StoreError::Invalid("an audit event has no canonical form"))?,
+            ),
             prepared,
         });
     }

@@ -12,9 +12,9 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A JWT assertion signed with one of the client's keys (RFC 7523).
     PrivateKeyJwt,
-    /// None: a public client (RFC 7591 `none`), such as an app on the user's device, which
-    /// cannot keep a secret and proves each authorization code is its own with PKCE.
-    None,
+    /// None, a public client (RFC 7591 `none`): an app on the user's device, which cannot
+    /// keep a secret and proves each authorization code is its own with PKCE.
+    Public,
 }
 
 impl AuthMethod {
@@ -32,7 +32,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
-            AuthMethod::None => "none",
+            AuthMethod::Public => "none",
         }
     }
 
@@ -42,7 +42,7 @@ impl AuthMethod {
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
             "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
-            "none" => Some(AuthMethod::None),
+            "none" => Some(AuthMethod::Public),
             _ => None,
         }
     }
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_secret_is_accepted_both_ways_unless_the_method_is_pinned() {
-        use AuthMethod::{ClientSecretBasic, ClientSecretPost, PrivateKeyJwt};
+        use AuthMethod::{ClientSecretBasic, ClientSecretPost, PrivateKeyJwt, Public};
         let client = |auth_method, auth_method_pinned| Client {
             client_id: "c".into(),
             name: "c".into(),
@@ -294,7 +294,7 @@ mod tests {
             }
         }
         for pinned in [false, true] {
-            for no_secret in [PrivateKeyJwt, AuthMethod::None] {
+            for no_secret in [PrivateKeyJwt, Public] {
                 let c = client(no_secret, pinned);
                 assert!(c.accepts(no_secret));
                 assert!(!c.accepts(ClientSecretBasic) && !c.accepts(ClientSecretPost));

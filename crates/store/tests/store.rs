@@ -792,10 +792,15 @@ mod cases {
         assert_eq!(store.audit_length().await.unwrap(), 3);
     }
 
-    /// Clients registered by the version before migration 0004 (which rebuilds the SQLite
-    /// table) are all kept, fields and all; those whose method was asked for are pinned.
-    pub async fn clients_of_the_previous_version_are_kept(ctx: Ctx) {
-        // The migrations of the previous version, run by a migrator of their own.
+    /// The JWK Set a client of [`previous_version_clients`] was written with.
+    fn previous_jwks(id: &str) -> Option<String> {
+        (id == "k").then(|| format!("{{\"keys\":[],\"x\":\"{id}\"}}"))
+    }
+
+    /// The schema of the version before migration 0004 (migrations 0001-0003, run by a
+    /// migrator of their own) and three clients written as that version wrote them, every
+    /// column distinct per client, so that a column the rebuild moves shows.
+    async fn previous_version_clients(ctx: &Ctx) {
         let dir = tempfile::tempdir().unwrap();
         let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("migrations")
@@ -810,45 +815,50 @@ mod cases {
         let previous = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
         let insert = "INSERT INTO clients (client_id, name, secret_hash, auth_method, scopes, \
                       audiences, jwks, disabled, created_at) \
-                      VALUES ($1, 'n', NULL, $2, 'read write', '[\"https://api.example\"]', \
-                      NULL, FALSE, 7)";
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         let methods = [
             ("b", "client_secret_basic"),
             ("p", "client_secret_post"),
             ("k", "private_key_jwt"),
         ];
+        macro_rules! write_with {
+            ($pool:expr) => {{
+                let pool = $pool;
+                previous.run(&pool).await.unwrap();
+                for (n, (id, method)) in (0i64..).zip(methods) {
+                    sqlx::query(insert)
+                        .bind(id)
+                        .bind(format!("name {id}"))
+                        .bind((method != "private_key_jwt").then(|| id.as_bytes().to_vec()))
+                        .bind(method)
+                        .bind(format!("read {id}"))
+                        .bind(format!("[\"https://{id}.example\"]"))
+                        .bind(previous_jwks(id))
+                        .bind(n == 1)
+                        .bind(100 + n)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+                pool.close().await;
+            }};
+        }
         if ctx.backend() == "sqlite" {
             let options: sqlx::sqlite::SqliteConnectOptions = ctx.url.parse().unwrap();
             if let Some(parent) = options.get_filename().parent() {
                 std::fs::create_dir_all(parent).unwrap();
             }
-            let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
-                .await
-                .unwrap();
-            previous.run(&pool).await.unwrap();
-            for (id, method) in methods {
-                let sql = insert.replace("FALSE", "0");
-                sqlx::query(&sql)
-                    .bind(id)
-                    .bind(method)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            pool.close().await;
+            let options = options.create_if_missing(true);
+            write_with!(sqlx::SqlitePool::connect_with(options).await.unwrap());
         } else {
-            let pool = sqlx::PgPool::connect(&ctx.url).await.unwrap();
-            previous.run(&pool).await.unwrap();
-            for (id, method) in methods {
-                sqlx::query(insert)
-                    .bind(id)
-                    .bind(method)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            pool.close().await;
+            write_with!(sqlx::PgPool::connect(&ctx.url).await.unwrap());
         }
+    }
+
+    /// Clients registered by the version before migration 0004 (which rebuilds the SQLite
+    /// table) are all kept, fields and all; those whose method was asked for are pinned.
+    pub async fn clients_of_the_previous_version_are_kept(ctx: Ctx) {
+        previous_version_clients(&ctx).await;
         let store = ctx.open().await;
         let clients = store.list_clients().await.unwrap();
         let seen: Vec<_> = clients
@@ -870,9 +880,16 @@ mod cases {
             ]
         );
         for c in &clients {
-            assert_eq!(c.scopes, ["read", "write"]);
-            assert_eq!(c.audiences, ["https://api.example"]);
-            assert!(c.redirect_uris.is_empty() && !c.disabled && c.created_at == 7);
+            let id = c.client_id.as_str();
+            let n = ["b", "p", "k"].iter().position(|x| *x == id).unwrap() as i64;
+            assert_eq!(c.name, format!("name {id}"));
+            let secret = (id != "k").then(|| id.as_bytes().to_vec());
+            assert_eq!(c.secret_hash, secret, "{id}");
+            assert_eq!(c.scopes, ["read".to_owned(), id.to_owned()]);
+            assert_eq!(c.audiences, [format!("https://{id}.example")]);
+            assert_eq!(c.jwks, previous_jwks(id));
+            assert_eq!((c.disabled, c.created_at), (n == 1, 100 + n), "{id}");
+            assert!(c.redirect_uris.is_empty());
         }
     }
 

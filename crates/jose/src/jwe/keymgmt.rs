@@ -291,6 +291,9 @@ pub(crate) fn protect(
             if count < PBES2_MIN_COUNT {
                 return Err(err!(InvalidOptions, "a PBES2 iteration count below {PBES2_MIN_COUNT} is too weak (RFC 7518 §4.8.1.2)"));
             }
+            if count > super::DEFAULT_MAX_P2C {
+                return Err(err!(InvalidOptions, "a PBES2 iteration count above {} is refused by default when decrypting, here and elsewhere", super::DEFAULT_MAX_P2C));
+            }
             let kek = pbes2_key(alg, n, &k.k, &salt_input, count)?;
             params.insert("p2s".into(), b64::encode(&*salt_input).into());
             params.insert("p2c".into(), count.into());

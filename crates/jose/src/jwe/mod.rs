@@ -97,8 +97,10 @@ pub struct EncryptParams {
     pub unprotected: Map<String, Value>,
     /// Compress the plaintext with DEFLATE before encrypting (`zip: "DEF"`).
     pub zip: bool,
-    /// PBES2 iteration count (default 100 000; at least 1000, RFC 7518 §4.8.1.2). Lower it to
-    /// what the recipient accepts: panva/jose refuses more than 10 000 by default.
+    /// PBES2 iteration count: default 10 000, the most panva/jose (10 000) and jwcrypto
+    /// (16 384) accept with their default caps; at least 1000 (RFC 7518 §4.8.1.2) and at most
+    /// [`DEFAULT_MAX_P2C`] (what decryption here accepts by default). Raise it where the
+    /// recipient accepts more: each doubling doubles a password guesser's work.
     pub pbes2_count: Option<u32>,
     /// Agreement PartyUInfo for ECDH-ES (`apu`).
     pub apu: Option<Vec<u8>>,

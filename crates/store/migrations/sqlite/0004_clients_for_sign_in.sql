@@ -3,7 +3,9 @@
 -- (client_secret_basic) or in the form (client_secret_post), unless its method was named when
 -- it was registered: client libraries differ in their default (openid-client posts the
 -- secret). Clients registered before this version are pinned unless their method is
--- client_secret_basic, the old default, which may not have been asked for.
+-- client_secret_basic, the old default, which may not have been asked for. The column's
+-- default is pinned: a node of the previous version (several nodes upgrading one by one)
+-- writes a client as it would have treated it.
 -- `redirect_uris`: the exact redirect URIs the client may use (a JSON array).
 -- `auth_method` 'none': a public client (RFC 7591), which has no secret and uses PKCE.
 -- SQLite cannot change a CHECK constraint, so the table is rebuilt with the same columns.
@@ -18,7 +20,7 @@ CREATE TABLE clients_for_sign_in (
     jwks               TEXT,
     disabled           INTEGER NOT NULL CHECK (disabled IN (0, 1)),
     created_at         INTEGER NOT NULL,
-    auth_method_pinned INTEGER NOT NULL DEFAULT 0 CHECK (auth_method_pinned IN (0, 1)),
+    auth_method_pinned INTEGER NOT NULL DEFAULT 1 CHECK (auth_method_pinned IN (0, 1)),
     redirect_uris      TEXT NOT NULL DEFAULT '[]'
 ) STRICT;
 INSERT INTO clients_for_sign_in (client_id, name, secret_hash, auth_method, scopes, audiences,

@@ -322,8 +322,7 @@ impl TestApp {
     }
 }
 
-/// A client_secret_basic (or _post) client of `service`; returns (id, secret).
-/// A client with a secret. `ClientSecretBasic` stands for the default (the secret accepted
+/// A client with a secret of `service`; returns (id, secret). `ClientSecretBasic` stands for the default (the secret accepted
 /// with Basic or in the form, as `client create` without `--auth-method` makes it); any
 /// other method is pinned.
 pub async fn new_client(

@@ -20,8 +20,9 @@ pub(crate) enum AuthMethodName {
     ClientSecretPost,
     /// A JWT assertion signed with one of the client's keys (RFC 7523).
     PrivateKeyJwt,
-    /// None: a public client, which has no secret and signs users in with PKCE.
-    None,
+    /// None, a public client: no secret; it signs users in with PKCE.
+    #[serde(rename = "none")]
+    Public,
 }
 
 impl From<store::AuthMethod> for AuthMethodName {
@@ -30,7 +31,7 @@ impl From<store::AuthMethod> for AuthMethodName {
             store::AuthMethod::ClientSecretBasic => AuthMethodName::ClientSecretBasic,
             store::AuthMethod::ClientSecretPost => AuthMethodName::ClientSecretPost,
             store::AuthMethod::PrivateKeyJwt => AuthMethodName::PrivateKeyJwt,
-            store::AuthMethod::None => AuthMethodName::None,
+            store::AuthMethod::Public => AuthMethodName::Public,
         }
     }
 }
@@ -523,7 +524,7 @@ mod tests {
             AuthMethod::ClientSecretBasic,
             AuthMethod::ClientSecretPost,
             AuthMethod::PrivateKeyJwt,
-            AuthMethod::None,
+            AuthMethod::Public,
         ] {
             assert_eq!(to_json(&AuthMethodName::from(m)), m.as_str());
         }
