@@ -161,7 +161,7 @@ impl Service {
             Ok(None) => return Err(fail(id, "client authentication failed")),
             Err(e) => return Err(denied(id, e.into())),
         };
-        if client.auth_method != AuthMethod::PrivateKeyJwt {
+        if !client.accepts(AuthMethod::PrivateKeyJwt) {
             return Err(fail(
                 id,
                 "the client is registered for another authentication method",
