@@ -663,10 +663,23 @@ mod cases {
             .map(|w| {
                 let store = store.clone();
                 tokio::spawn(async move {
+                    // Half the writers record issuances as the token service does, on a
+                    // connection of their own, so both ways of taking numbers interleave.
+                    let mut writer = if w % 2 == 1 {
+                        Some(store.writer().await.unwrap())
+                    } else {
+                        None
+                    };
                     for i in 0..10 {
                         let mut e = event(&format!("writer.{w}.{i}"));
                         e.client_id = Some(format!("w{w}"));
-                        store.append_audit(&e).await.unwrap();
+                        if let Some(writer) = writer.as_mut() {
+                            let jti = format!("w{w}.{i}");
+                            let issued = (token(&jti, "c1", "alice", 10_000), e.prepare().unwrap());
+                            writer.record_issued(&[issued]).await.unwrap();
+                        } else {
+                            store.append_audit(&e).await.unwrap();
+                        }
                     }
                 })
             })
@@ -745,6 +758,21 @@ mod cases {
         );
         assert!(store.prune_audit(&prefix, &[]).await.is_err());
         assert_eq!(store.audit_length().await.unwrap(), 83);
+
+        // Pruned to the end: the sequence goes on from where it was, by either writer.
+        let all = store::PrunedPrefix {
+            size: 83,
+            frontier: vec!["c".into()],
+        };
+        assert_eq!(store.prune_audit(&all, &[]).await.unwrap(), 43);
+        assert_eq!(store.audit_length().await.unwrap(), 83);
+        let issued = (
+            token("after", "c1", "alice", 10_000),
+            event("late").prepare().unwrap(),
+        );
+        store.record_issued(&[issued]).await.unwrap();
+        assert_eq!(store.append_audit(&event("later")).await.unwrap(), 84);
+        assert_eq!(store.audit_length().await.unwrap(), 85);
     }
 
     /// Events recorded before the log existed are numbered and hashed once, at the first
