@@ -31,6 +31,7 @@
 
 mod admin;
 mod audit_log;
+pub mod authorize;
 pub mod changes;
 mod client_auth;
 mod clients;
@@ -40,10 +41,12 @@ pub mod form;
 mod introspection;
 mod keyring;
 mod mint;
+pub mod pkce;
 mod protocol;
 mod recorder;
 pub mod redirect_uri;
 mod revocations;
+pub mod sealed;
 mod service;
 mod token;
 

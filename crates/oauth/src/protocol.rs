@@ -48,6 +48,10 @@ pub enum ErrorKind {
     UseDpopNonce,
     /// RFC 7009: the token type cannot be revoked.
     UnsupportedTokenType,
+    /// RFC 6749 §4.1.2.1: the authorization endpoint serves `response_type=code` only.
+    UnsupportedResponseType,
+    /// RFC 9101 §6.3: `request` and `request_uri` are not supported.
+    RequestNotSupported,
     /// Something failed on our side (500).
     ServerError,
     /// The database is unreachable (503).
@@ -68,6 +72,8 @@ impl ErrorKind {
             ErrorKind::InvalidDpopProof => "invalid_dpop_proof",
             ErrorKind::UseDpopNonce => "use_dpop_nonce",
             ErrorKind::UnsupportedTokenType => "unsupported_token_type",
+            ErrorKind::UnsupportedResponseType => "unsupported_response_type",
+            ErrorKind::RequestNotSupported => "request_not_supported",
             ErrorKind::ServerError => "server_error",
             ErrorKind::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -72,6 +72,32 @@ fn check_parts(url: &Url, uri: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Whether `presented` (an authorization request's `redirect_uri`) is `registered`: the same
+/// string, or for a registered `http` loopback URI the same but for the port (RFC 8252 §7.3:
+/// a native app listens on whatever port it was given when it started). Nothing else is
+/// normalised: not case, not a trailing slash, not percent-encoding (RFC 9700 §4.1.3).
+pub fn matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    let (Ok(mut registered), Ok(mut presented_url)) =
+        (Url::parse(registered), Url::parse(presented))
+    else {
+        return false;
+    };
+    // Compared as the parser writes them back, so the presented one must be written that
+    // way too: what is matched is what is redirected to.
+    if registered.scheme() != "http"
+        || !is_loopback(&registered)
+        || presented_url.as_str() != presented
+    {
+        return false;
+    }
+    registered.set_port(None).is_ok()
+        && presented_url.set_port(None).is_ok()
+        && registered == presented_url
+}
+
 /// Whether the URL's host is a loopback address (127.0.0.0/8, `::1`) or `localhost`. RFC
 /// 8252 §8.3 prefers the address to the name, but MCP clients and their SDKs register
 /// `http://localhost:PORT/…`, so the name is accepted too.
@@ -165,5 +191,53 @@ mod tests {
         // A refused long URI is named by its start, not quoted whole.
         let long = format!("https://app.example/{}", "a".repeat(3000));
         assert!(check_all(&[long]).unwrap_err().len() < 200);
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly_but_for_a_loopback_port() {
+        for (registered, presented) in [
+            ("https://app.example/cb", "https://app.example/cb"),
+            (
+                "https://app.example/cb?tenant=a",
+                "https://app.example/cb?tenant=a",
+            ),
+            ("com.example.app:/cb", "com.example.app:/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:53123/cb"),
+            ("http://127.0.0.1:8080/cb", "http://127.0.0.1:53123/cb"),
+            ("http://127.0.0.1:8080/cb", "http://127.0.0.1/cb"),
+            ("http://[::1]/cb", "http://[::1]:1/cb"),
+            (
+                "http://localhost:6274/oauth/callback",
+                "http://localhost:7000/oauth/callback",
+            ),
+        ] {
+            assert!(matches(registered, presented), "{registered} {presented}");
+        }
+        for (registered, presented) in [
+            ("https://app.example/cb", "https://app.example/cb/"),
+            ("https://app.example/cb", "https://APP.example/cb"),
+            ("https://app.example/cb", "https://app.example/cb?x=1"),
+            ("https://app.example/cb", "https://app.example:443/cb"),
+            ("https://app.example/cb", "https://app.example:8443/cb"),
+            ("https://app.example/cb", "https://app.example/%63b"),
+            ("https://app.example/cb", "https://app.example/cb#x"),
+            // The port is free on loopback http only, and nothing else is.
+            ("https://127.0.0.1/cb", "https://127.0.0.1:8443/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.2:80/cb"),
+            ("http://127.0.0.1/cb", "http://localhost:5000/cb"),
+            ("http://localhost/cb", "http://127.0.0.1:5000/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb2"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb?x=1"),
+            ("http://127.0.0.1/cb", "http://evil@127.0.0.1:5000/cb"),
+            ("http://127.0.0.1/cb", "https://127.0.0.1:5000/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb#x"),
+            // Written otherwise than a parser writes it back.
+            ("http://127.0.0.1/cb", "HTTP://127.0.0.1:5000/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:05000/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/./cb"),
+            ("http://127.0.0.1/cb", "not a uri"),
+        ] {
+            assert!(!matches(registered, presented), "{registered} {presented}");
+        }
     }
 }

@@ -40,13 +40,13 @@ pub struct TokenResponse {
 
 /// The audience a request resolved to: declared, or (with no audiences declared) one the
 /// client is registered for, under the default policy.
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     Declared(&'a Audience),
     Registered(String),
 }
 
 impl Target<'_> {
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         match self {
             Target::Declared(a) => &a.id,
             Target::Registered(id) => id,
@@ -189,17 +189,24 @@ impl Service {
         ))
     }
 
-    /// The audience: one `resource` (RFC 8707) or `audience` (RFC 8693) value, or the
-    /// client's only registered audience when none is named.
-    fn target<'s>(&'s self, client: &Client, params: &Params) -> Result<Target<'s>, ErrorResponse> {
+    /// The audience: one `resource` (RFC 8707) or `audience` (RFC 8693) value, or, when none
+    /// is named, the only audience the client may ask for.
+    pub(crate) fn target<'s>(
+        &'s self,
+        client: &Client,
+        params: &Params,
+    ) -> Result<Target<'s>, ErrorResponse> {
         let mut named: Vec<&str> = params.all("resource");
         named.extend(params.all("audience"));
         named.sort_unstable();
         named.dedup();
         let invalid = |why: String| ErrorResponse::new(ErrorKind::InvalidTarget, why);
         let id = match named.as_slice() {
-            [] => match client.audiences.as_slice() {
-                [only] => only.as_str(),
+            // The only one there is: the client's only audience, or, for a client not
+            // limited to some, the only declared one.
+            [] => match (client.audiences.as_slice(), self.settings.audiences.as_slice()) {
+                ([only], _) => only.as_str(),
+                ([], [only]) => only.id.as_str(),
                 _ => return Err(invalid("name the resource the token is for".into())),
             },
             [one] => *one,
@@ -392,7 +399,7 @@ fn unreadable(e: &jose::Error) -> ErrorResponse {
 /// The scopes of the token: those asked for (all must be allowed) or, when none are, every
 /// allowed one. Allowed = registered for the client ∩ accepted by the audience (∩ carried by
 /// an exchanged token of ours).
-fn resolve_scope(
+pub(crate) fn resolve_scope(
     requested: Option<&str>,
     client: &Client,
     target: &Target<'_>,
