@@ -16,9 +16,13 @@ use crate::protocol::{invalid_request, ErrorKind, ErrorResponse};
 use crate::redirect_uri;
 use crate::service::Service;
 
-/// The longest `state` carried through sign-in and consent (it rides in a cookie, which
-/// browsers cap at 4 KB); clients send a random value of a few dozen characters.
-pub const MAX_STATE: usize = 1024;
+/// The longest `state` carried through sign-in and consent: it rides in the sign-in cookie,
+/// which browsers cap at 4 KB with the redirect URI (up to 2000 bytes) beside it. Clients send
+/// a random value of a few dozen characters.
+pub const MAX_STATE: usize = 512;
+
+/// The longest `error_description` sent back to a client.
+const MAX_DESCRIPTION: usize = 200;
 
 /// Parameters that are repeated legitimately: RFC 8707 `resource`.
 const REPEATABLE: &[&str] = &["resource"];
@@ -47,7 +51,10 @@ pub struct AuthorizationRequest {
 /// A refused authorization request, and where its error goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorizeError {
-    /// The client or its redirect URI could not be verified: show the error to the user.
+    /// The client or its redirect URI could not be verified: show the error to the user, as
+    /// a 400 page (HTML-escaped: the description may quote the request), never with the
+    /// token endpoint's 401 and `WWW-Authenticate`, which would open a browser's password
+    /// dialog.
     ShowUser(ErrorResponse),
     /// Send the error back to the client's verified redirect URI.
     Redirect {
@@ -79,9 +86,10 @@ impl AuthorizeError {
         else {
             return None;
         };
+        let description = redirectable_description(&error.description);
         let mut pairs = vec![
             ("error", error.kind.as_str()),
-            ("error_description", error.description.as_str()),
+            ("error_description", description.as_str()),
         ];
         if let Some(state) = state {
             pairs.push(("state", state));
@@ -89,6 +97,17 @@ impl AuthorizeError {
         pairs.push(("iss", issuer));
         with_query(redirect_uri, &pairs)
     }
+}
+
+/// `description` as RFC 6749 §4.1.2.1 allows it in a redirect (printable ASCII without `"`
+/// and `\\`), at most [`MAX_DESCRIPTION`] characters: whatever the request said cannot put
+/// other text on the client's error page or swell the `Location` header.
+fn redirectable_description(description: &str) -> String {
+    description
+        .chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(MAX_DESCRIPTION)
+        .collect()
 }
 
 /// `uri` with `pairs` added to its query (after any it has: RFC 6749 §3.1.2 keeps a
@@ -106,7 +125,7 @@ impl Service {
         &self,
         query: &[u8],
     ) -> Result<AuthorizationRequest, AuthorizeError> {
-        let params = Params::parse(query, REPEATABLE).map_err(AuthorizeError::ShowUser)?;
+        let params = Params::parse_query(query, REPEATABLE).map_err(AuthorizeError::ShowUser)?;
         let (client, redirect_uri) = self.verified_client(&params).await?;
         let state = params.get("state").map(str::to_owned);
         let redirect = |error: ErrorResponse, state: Option<String>| AuthorizeError::Redirect {
@@ -114,8 +133,10 @@ impl Service {
             state,
             error,
         };
-        if state.as_ref().is_some_and(|s| s.len() > MAX_STATE) {
-            let error = invalid_request(format!("state is longer than {MAX_STATE} bytes"));
+        if state.as_ref().is_some_and(|s| !is_state(s)) {
+            let error = invalid_request(format!(
+                "state must be at most {MAX_STATE} printable ASCII characters (RFC 6749 appendix A.5)"
+            ));
             return Err(redirect(error, None));
         }
         self.checked_request(&params, &client)
@@ -146,7 +167,7 @@ impl Service {
             .await
             .map_err(|e| AuthorizeError::ShowUser(e.into()))?
             .filter(|c| !c.disabled)
-            .ok_or_else(|| show(ErrorKind::InvalidClient, "unknown client"))?;
+            .ok_or_else(|| show(ErrorKind::InvalidRequest, "unknown client"))?;
         if client.redirect_uris.is_empty() {
             return Err(show(
                 ErrorKind::UnauthorizedClient,
@@ -175,18 +196,23 @@ impl Service {
 
     /// Stage two: what the client asks for. Every failure here goes back to the client.
     fn checked_request(&self, params: &Params, client: &Client) -> Result<Checked, ErrorResponse> {
-        if params.get("request").is_some() || params.get("request_uri").is_some() {
-            return Err(ErrorResponse::new(
-                ErrorKind::RequestNotSupported,
-                "request objects are not supported: send the parameters in the query",
-            ));
+        for (name, kind) in [
+            ("request", ErrorKind::RequestNotSupported),
+            ("request_uri", ErrorKind::RequestUriNotSupported),
+        ] {
+            if params.get(name).is_some() {
+                return Err(ErrorResponse::new(
+                    kind,
+                    "request objects are not supported: send the parameters in the query",
+                ));
+            }
         }
         match params.get("response_type") {
             Some("code") => {}
-            Some(other) => {
+            Some(_) => {
                 return Err(ErrorResponse::new(
                     ErrorKind::UnsupportedResponseType,
-                    format!("response_type {other} is not supported: use code"),
+                    "only response_type code is supported",
                 ))
             }
             None => return Err(invalid_request("response_type is missing")),
@@ -230,10 +256,10 @@ fn pkce_challenge(params: &Params) -> Result<String, ErrorResponse> {
         .ok_or_else(|| invalid_request("code_challenge is missing: PKCE with S256 is required"))?;
     match params.get("code_challenge_method") {
         Some("S256") => {}
-        Some(other) => {
-            return Err(invalid_request(format!(
-                "code_challenge_method {other} is not supported: use S256"
-            )))
+        Some(_) => {
+            return Err(invalid_request(
+                "code_challenge_method must be S256 (plain is not supported)",
+            ))
         }
         None => {
             return Err(invalid_request(
@@ -247,6 +273,11 @@ fn pkce_challenge(params: &Params) -> Result<String, ErrorResponse> {
         ));
     }
     Ok(challenge.to_owned())
+}
+
+/// RFC 6749 appendix A.5: `state` is printable ASCII (VSCHAR); at most [`MAX_STATE`].
+fn is_state(state: &str) -> bool {
+    state.len() <= MAX_STATE && state.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ async fn an_unverified_client_or_redirect_uri_is_shown_to_the_user() {
         ),
         (
             query("nobody", &[], &[]),
-            ErrorKind::InvalidClient,
+            ErrorKind::InvalidRequest,
             "unknown client",
         ),
         (
@@ -201,7 +201,11 @@ async fn an_unverified_client_or_redirect_uri_is_shown_to_the_user() {
             ErrorKind::InvalidRequest,
             "repeated",
         ),
-        ("client_id=%zz".into(), ErrorKind::InvalidRequest, ""),
+        (
+            "client_id=%zz".into(),
+            ErrorKind::InvalidRequest,
+            "percent-escape in the query",
+        ),
     ];
     for (q, kind, says) in cases {
         let err = ask(&f, &q).await.unwrap_err();
@@ -217,7 +221,7 @@ async fn an_unverified_client_or_redirect_uri_is_shown_to_the_user() {
         .await
         .unwrap();
     let err = ask(&f, &query(app, &[], &[])).await.unwrap_err();
-    assert_eq!(err.error().kind, ErrorKind::InvalidClient);
+    assert_eq!(err.error().kind, ErrorKind::InvalidRequest);
     assert_eq!(err.location(ISS), None);
 }
 
@@ -237,7 +241,7 @@ async fn later_refusals_go_back_to_the_client() {
         (
             with(&[("response_type", "token")], &[]),
             ErrorKind::UnsupportedResponseType,
-            "use code",
+            "only response_type code",
         ),
         (
             with(&[], &["response_type"]),
@@ -257,7 +261,7 @@ async fn later_refusals_go_back_to_the_client() {
         (
             with(&[("code_challenge_method", "plain")], &[]),
             ErrorKind::InvalidRequest,
-            "use S256",
+            "must be S256",
         ),
         (
             with(&[], &["code_challenge_method"]),
@@ -298,7 +302,7 @@ async fn later_refusals_go_back_to_the_client() {
         ),
         (
             with(&[("request_uri", "urn:x")], &[]),
-            ErrorKind::RequestNotSupported,
+            ErrorKind::RequestUriNotSupported,
             "request objects",
         ),
         // Two audiences: the resource must be named, and be one of them.
@@ -354,14 +358,130 @@ async fn later_refusals_go_back_to_the_client() {
         .map(|(n, v)| (n.to_owned(), v.to_owned()));
         assert_eq!(got, want, "{q}");
     }
-    // A state too long to carry is not sent back.
-    let err = ask(&f, &with(&[("state", &"s".repeat(MAX_STATE + 1))], &[]))
-        .await
-        .unwrap_err();
-    assert_eq!(err.error().kind, ErrorKind::InvalidRequest);
-    let location = Url::parse(&err.location(ISS).unwrap()).unwrap();
-    assert!(location.query_pairs().all(|(n, _)| n != "state"));
+
+    // A state too long to carry, or not printable ASCII, is refused and not sent back.
+    for bad in ["s".repeat(MAX_STATE + 1), "caf\u{e9}".into(), "a\nb".into()] {
+        let err = ask(&f, &with(&[("state", &bad)], &[])).await.unwrap_err();
+        assert_eq!(err.error().kind, ErrorKind::InvalidRequest, "{bad}");
+        let location = Url::parse(&err.location(ISS).unwrap()).unwrap();
+        assert!(location.query_pairs().all(|(n, _)| n != "state"), "{bad}");
+    }
     assert!(ask(&f, &with(&[("state", &"s".repeat(MAX_STATE))], &[]))
         .await
         .is_ok());
+    // A state full of characters that mean something in a URL comes back as it was sent,
+    // as one parameter.
+    let hostile = "a&b=c#d%20e+f?g/h;i'j\"k<l>";
+    let ok = ask(&f, &with(&[("state", hostile)], &[])).await.unwrap();
+    assert_eq!(ok.state.as_deref(), Some(hostile));
+    let err = ask(&f, &with(&[("state", hostile), ("scope", "admin")], &[]))
+        .await
+        .unwrap_err();
+    let location = Url::parse(&err.location(ISS).unwrap()).unwrap();
+    let states: Vec<String> = location
+        .query_pairs()
+        .filter(|(n, _)| n == "state")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(states, [hostile]);
+    assert_eq!(location.fragment(), None);
+}
+
+#[test]
+fn a_redirected_description_is_printable_ascii_without_quotes_and_short() {
+    assert_eq!(
+        redirectable_description("the scope \"x\\y\"\n is caf\u{e9}"),
+        "the scope xy is caf"
+    );
+    assert_eq!(
+        redirectable_description(&"d".repeat(500)).len(),
+        MAX_DESCRIPTION
+    );
+    let err = AuthorizeError::Redirect {
+        redirect_uri: "https://app.example/cb".into(),
+        state: None,
+        error: ErrorResponse::new(ErrorKind::InvalidScope, "bad \"scope\"\r\nX-Injected: 1"),
+    };
+    let location = err.location(ISS).unwrap();
+    assert!(
+        !location.contains('\r') && !location.contains('\n'),
+        "{location}"
+    );
+    let url = Url::parse(&location).unwrap();
+    let description = url
+        .query_pairs()
+        .find(|(n, _)| n == "error_description")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(description, "bad scopeX-Injected: 1");
+}
+
+#[test]
+fn parameters_are_added_to_any_kind_of_redirect_uri() {
+    let pairs = [("code", "c 1"), ("iss", ISS)];
+    for (uri, want) in [
+        (
+            "com.example.app:/cb",
+            "com.example.app:/cb?code=c+1&iss=https%3A%2F%2Fissuer.example",
+        ),
+        (
+            "http://127.0.0.1:53123/callback",
+            "http://127.0.0.1:53123/callback?code=c+1&iss=https%3A%2F%2Fissuer.example",
+        ),
+        (
+            "https://app.example/cb?tenant=a",
+            "https://app.example/cb?tenant=a&code=c+1&iss=https%3A%2F%2Fissuer.example",
+        ),
+    ] {
+        assert_eq!(with_query(uri, &pairs).as_deref(), Some(want), "{uri}");
+    }
+    assert_eq!(with_query("not a uri", &pairs), None);
+}
+
+/// A client registered without audiences that names none gets the only declared one, at
+/// the token endpoint as at the authorization endpoint; with two declared, it must name one.
+#[tokio::test]
+async fn the_only_declared_audience_is_the_default() {
+    for (audiences, want) in [(&[API][..], Some(API)), (&[API, MCP][..], None)] {
+        let f = fixture(audiences).await;
+        let creds = f
+            .service
+            .create_client(
+                NewClient {
+                    name: "machine".into(),
+                    scopes: vec!["read".into()],
+                    audiences: Vec::new(),
+                    auth_method: None,
+                    jwks: None,
+                    redirect_uris: Vec::new(),
+                },
+                NOW,
+                None,
+            )
+            .await
+            .unwrap();
+        let secret = creds.client_secret.unwrap();
+        let body = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            creds.client_id,
+            secret.as_str()
+        );
+        let req = crate::Request {
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: Some(body.as_bytes()),
+            request_id: "r1",
+            ..crate::Request::default()
+        };
+        let answer = f.service.token(&req, NOW).await;
+        match want {
+            Some(aud) => {
+                let body = answer.unwrap().body;
+                let token = body["access_token"].as_str().unwrap();
+                let (_, claims) = jose::jwt::decode_unverified(token).unwrap();
+                assert_eq!(claims["aud"], aud);
+            }
+            None => assert_eq!(answer.unwrap_err().kind, ErrorKind::InvalidTarget),
+        }
+    }
 }

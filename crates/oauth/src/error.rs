@@ -42,6 +42,11 @@ pub enum Error {
     #[error("invalid message: {0}")]
     Invalid(&'static str),
 
+    /// A value cannot be sealed for a browser ([`Sealer::seal`](crate::sealed::Sealer::seal)):
+    /// it does not serialize, or is too large for a cookie.
+    #[error("cannot seal: {0}")]
+    Sealed(&'static str),
+
     /// The audit log in the store is not what was written or signed: nothing more is
     /// signed over it. `tokengate audit verify` names the first bad event.
     #[error("audit log: {0}")]
@@ -63,6 +68,7 @@ impl Error {
             Error::InvalidGrant(_) => "ERR_OAUTH_INVALID_GRANT",
             Error::Random => "ERR_OAUTH_RANDOM",
             Error::Invalid(_) => "ERR_OAUTH_INVALID_MESSAGE",
+            Error::Sealed(_) => "ERR_OAUTH_SEALED",
             Error::AuditLog(_) => "ERR_AUDIT_LOG_TAMPERED",
             Error::NoAuditLog => "ERR_AUDIT_LOG_MISSING",
         }

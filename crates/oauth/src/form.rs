@@ -36,9 +36,20 @@ impl Params {
 
     /// Parses a body; see [`Params::from_request`].
     pub fn parse(body: &[u8], repeatable: &[&str]) -> Result<Params, ErrorResponse> {
+        Params::parse_in(body, repeatable, "the body")
+    }
+
+    /// Parses a URL's query string (the authorization endpoint's parameters) by the same
+    /// rules as a body.
+    pub fn parse_query(query: &[u8], repeatable: &[&str]) -> Result<Params, ErrorResponse> {
+        Params::parse_in(query, repeatable, "the query")
+    }
+
+    /// Parses `bytes`, naming them `what` in errors.
+    fn parse_in(bytes: &[u8], repeatable: &[&str], what: &str) -> Result<Params, ErrorResponse> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for part in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        for part in bytes.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
             let (name, value) = match part.iter().position(|b| *b == b'=') {
                 Some(i) => (
                     part.get(..i).unwrap_or_default(),
@@ -46,8 +57,8 @@ impl Params {
                 ),
                 None => (part, &[][..]),
             };
-            let name = decode(name)?;
-            let value = decode(value)?;
+            let name = decode_in(name, what)?;
+            let value = decode_in(value, what)?;
             if value.is_empty() {
                 continue;
             }
@@ -86,6 +97,11 @@ impl Params {
 /// Decodes one form component: `+` is a space, `%XX` a byte; the result must be UTF-8 (the
 /// WHATWG form decoder replaces bad input silently, which here would hide a client bug).
 pub(crate) fn decode(raw: &[u8]) -> Result<String, ErrorResponse> {
+    decode_in(raw, "the body")
+}
+
+/// [`decode`], naming the bytes `what` in errors.
+fn decode_in(raw: &[u8], what: &str) -> Result<String, ErrorResponse> {
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.iter();
     while let Some(&b) = bytes.next() {
@@ -96,13 +112,13 @@ pub(crate) fn decode(raw: &[u8]) -> Result<String, ErrorResponse> {
                 let lo = bytes.next().and_then(|c| (*c as char).to_digit(16));
                 match (hi, lo) {
                     (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
-                    _ => return Err(invalid_request("a bad percent-escape in the body")),
+                    _ => return Err(invalid_request(format!("a bad percent-escape in {what}"))),
                 }
             }
             _ => out.push(b),
         }
     }
-    String::from_utf8(out).map_err(|_| invalid_request("the body is not UTF-8"))
+    String::from_utf8(out).map_err(|_| invalid_request(format!("{what} is not UTF-8")))
 }
 
 #[cfg(test)]

@@ -50,8 +50,10 @@ pub enum ErrorKind {
     UnsupportedTokenType,
     /// RFC 6749 §4.1.2.1: the authorization endpoint serves `response_type=code` only.
     UnsupportedResponseType,
-    /// RFC 9101 §6.3: `request` and `request_uri` are not supported.
+    /// `request` (a request object) is not supported (OpenID Connect Core §3.1.2.6; RFC 9101).
     RequestNotSupported,
+    /// `request_uri` is not supported (OpenID Connect Core §3.1.2.6; RFC 9101).
+    RequestUriNotSupported,
     /// Something failed on our side (500).
     ServerError,
     /// The database is unreachable (503).
@@ -74,6 +76,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedTokenType => "unsupported_token_type",
             ErrorKind::UnsupportedResponseType => "unsupported_response_type",
             ErrorKind::RequestNotSupported => "request_not_supported",
+            ErrorKind::RequestUriNotSupported => "request_uri_not_supported",
             ErrorKind::ServerError => "server_error",
             ErrorKind::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -51,22 +51,28 @@ impl Sealer {
         })
     }
 
-    /// Seals `value`; it opens until `expires_at` (unix seconds).
+    /// Seals `value`; it opens until `expires_at` (unix seconds). [`Error::Sealed`] when the
+    /// result would be larger than [`MAX_SEALED`].
     pub fn seal<T: Serialize>(&self, value: &T, expires_at: i64) -> Result<String> {
         let plaintext = serde_json::to_vec(&Envelope {
             exp: expires_at,
             v: value,
         })
-        .map_err(|_| Error::Invalid("a sealed value does not serialize"))?;
+        .map_err(|_| Error::Sealed("the value does not serialize"))?;
         let mut params = EncryptParams::default();
         params.protected.insert("typ".into(), json!(self.purpose));
-        Ok(jwe::compact::encrypt(
+        let sealed = jwe::compact::encrypt(
             &plaintext,
             &self.key,
             KeyManagement::Dir,
             ContentEncryption::A256GCM,
             &params,
-        )?)
+        )?;
+        // Refused here rather than sealed and then never opened (a cookie a browser drops).
+        if sealed.len() > MAX_SEALED {
+            return Err(Error::Sealed("the sealed value is larger than 4096 bytes"));
+        }
+        Ok(sealed)
     }
 
     /// The value, if `sealed` was sealed by this purpose's key, unaltered, and has not
@@ -147,5 +153,17 @@ mod tests {
         let number = sealer.seal(&42, 1000).unwrap();
         assert_eq!(sealer.open::<Pending>(&number, 0), None);
         assert_eq!(sealer.open::<i64>(&number, 0), Some(42));
+    }
+
+    #[test]
+    fn values_too_large_for_a_cookie_are_refused_when_sealed() {
+        let sealer = Sealer::new(&MasterKey::from_bytes([7; 32]), "sign-in").unwrap();
+        let fits = sealer.seal(&"s".repeat(2900), 1000).unwrap();
+        assert!(fits.len() <= MAX_SEALED);
+        assert_eq!(sealer.open::<String>(&fits, 0), Some("s".repeat(2900)));
+        assert!(matches!(
+            sealer.seal(&"s".repeat(3200), 1000),
+            Err(Error::Sealed(_))
+        ));
     }
 }

@@ -204,7 +204,10 @@ impl Service {
         let id = match named.as_slice() {
             // The only one there is: the client's only audience, or, for a client not
             // limited to some, the only declared one.
-            [] => match (client.audiences.as_slice(), self.settings.audiences.as_slice()) {
+            [] => match (
+                client.audiences.as_slice(),
+                self.settings.audiences.as_slice(),
+            ) {
                 ([only], _) => only.as_str(),
                 ([], [only]) => only.id.as_str(),
                 _ => return Err(invalid("name the resource the token is for".into())),
