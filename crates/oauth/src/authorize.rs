@@ -128,28 +128,31 @@ impl Service {
         let params = Params::parse_query(query, REPEATABLE).map_err(AuthorizeError::ShowUser)?;
         let (client, redirect_uri) = self.verified_client(&params).await?;
         let state = params.get("state").map(str::to_owned);
-        let redirect = |error: ErrorResponse, state: Option<String>| AuthorizeError::Redirect {
-            redirect_uri: redirect_uri.clone(),
-            state,
-            error,
-        };
         if state.as_ref().is_some_and(|s| !is_state(s)) {
-            let error = invalid_request(format!(
-                "state must be at most {MAX_STATE} printable ASCII characters (RFC 6749 appendix A.5)"
-            ));
-            return Err(redirect(error, None));
+            return Err(AuthorizeError::Redirect {
+                redirect_uri,
+                state: None,
+                error: invalid_request(format!(
+                    "state must be at most {MAX_STATE} printable ASCII characters (RFC 6749 appendix A.5)"
+                )),
+            });
         }
-        self.checked_request(&params, &client)
-            .map(|checked| AuthorizationRequest {
-                client_id: client.client_id.clone(),
-                redirect_uri: redirect_uri.clone(),
-                state: state.clone(),
+        match self.checked_request(&params, &client) {
+            Ok(checked) => Ok(AuthorizationRequest {
+                client_id: client.client_id,
+                redirect_uri,
+                state,
                 code_challenge: checked.code_challenge,
                 audience: checked.audience,
                 scope: checked.scope,
                 dpop_jkt: checked.dpop_jkt,
-            })
-            .map_err(|error| redirect(error, state.clone()))
+            }),
+            Err(error) => Err(AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                error,
+            }),
+        }
     }
 
     /// Stage one: the client exists, is enabled, signs users in (has redirect URIs), and the

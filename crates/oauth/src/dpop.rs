@@ -4,7 +4,7 @@
 //! This module is pure: the caller enforces single use of the proof's `jti` (through the store
 //! or the shared replay cache), because only it knows where replays are remembered.
 
-use aws_lc_rs::{constant_time, digest, hmac};
+use aws_lc_rs::{constant_time, hmac};
 use jose::jws::{self, VerifyOptions};
 use jose::{b64, json, Algorithm, Jwk};
 use serde_json::Value;
@@ -144,7 +144,7 @@ pub fn check(proof: &str, expect: &Expect<'_>) -> Result<Proof, ProofError> {
 
 /// `ath`: base64url of the SHA-256 of the access token (RFC 9449 §4.2).
 pub fn access_token_hash(token: &str) -> String {
-    b64::encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+    crate::token::sha256_b64(token)
 }
 
 /// Compares `htu` with the request URL after RFC 3986 normalisation (scheme and host case,

@@ -3,7 +3,7 @@
 //! sending the verifier. `plain` would hand the verifier to whoever reads the authorization
 //! request, so it is not offered.
 
-use aws_lc_rs::{constant_time, digest};
+use aws_lc_rs::constant_time;
 
 /// The shortest and longest verifier (RFC 7636 §4.1).
 const VERIFIER_LEN: std::ops::RangeInclusive<usize> = 43..=128;
@@ -17,7 +17,7 @@ pub fn is_sha256_b64(text: &str) -> bool {
 
 /// The S256 challenge of a verifier.
 pub fn challenge_of(verifier: &str) -> String {
-    jose::b64::encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
+    crate::token::sha256_b64(verifier)
 }
 
 /// Checks a token request's `code_verifier` against the challenge the code was issued for

@@ -21,6 +21,15 @@ pub fn token_hash_prefix(token: &str) -> String {
     hash_prefix(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
 }
 
+/// base64url of the SHA-256 of `text`: DPoP's `ath` (RFC 9449 §4.2) and PKCE's S256
+/// challenge (RFC 7636 §4.2).
+pub(crate) fn sha256_b64(text: &str) -> String {
+    jose::b64::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        text.as_bytes(),
+    ))
+}
+
 /// [`token_hash_prefix`] of a token whose SHA-256 is taken already.
 pub fn hash_prefix(sha256: &[u8]) -> String {
     sha256.iter().take(4).map(|b| format!("{b:02x}")).collect()
