@@ -5,8 +5,8 @@
 //! endpoint would send browsers anywhere an attacker names); once they are, the error goes
 //! back to the client's redirect URI with `state` and `iss`, as the client expects.
 //!
-//! Only the checks live here; signing the user in, consent and the code are the next steps
-//! of issue #18 (docs/oauth.md says what is served).
+//! Only the checks live here; signing the user in and consent are [`crate::sign_in`], the
+//! code [`crate::code`].
 
 use store::Client;
 use url::Url;
@@ -29,7 +29,7 @@ const REPEATABLE: &[&str] = &["resource"];
 
 /// An authorization request that passed every check: what sign-in, consent and the code are
 /// bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct AuthorizationRequest {
     /// The client.

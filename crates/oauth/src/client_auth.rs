@@ -26,6 +26,9 @@ enum Presented<'a> {
         secret: String,
     },
     Assertion(&'a str),
+    /// Only a `client_id`: a public client (RFC 6749 §2.1), which proves nothing here and is
+    /// held to PKCE by the grants it may use.
+    Public(&'a str),
 }
 
 /// A failed authentication: the client id when one was named (for the audit trail) and the
@@ -109,6 +112,7 @@ impl Service {
             Presented::Assertion(assertion) => {
                 self.check_assertion(assertion, params, endpoint, now).await
             }
+            Presented::Public(client_id) => self.public_client(client_id).await,
         }
     }
 
@@ -136,6 +140,26 @@ impl Service {
             })?;
         event.client_id = Some(client.client_id.clone());
         Ok((client, params))
+    }
+
+    /// A public client names itself; only a client registered as public may do so, so a
+    /// confidential client's id alone authenticates nobody.
+    async fn public_client(&self, client_id: &str) -> Result<Client, Denied> {
+        let fail = |why: &str| denied(Some(client_id), invalid_client(why));
+        let client = match self.clients.get(&self.store, client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(fail("client authentication failed")),
+            Err(e) => return Err(denied(Some(client_id), e.into())),
+        };
+        if !client.accepts(AuthMethod::Public) {
+            return Err(fail(
+                "client authentication is required (the client is not public)",
+            ));
+        }
+        if client.disabled {
+            return Err(fail("the client is disabled"));
+        }
+        Ok(client)
     }
 
     async fn check_assertion(
@@ -307,5 +331,8 @@ fn presented<'a>(req: &Request<'a>, params: &'a Params) -> Result<Presented<'a>,
         }
         return Ok(Presented::Assertion(assertion));
     }
-    Err(invalid_client("client authentication is required"))
+    match params.get("client_id") {
+        Some(client_id) => Ok(Presented::Public(client_id)),
+        None => Err(invalid_client("client authentication is required")),
+    }
 }

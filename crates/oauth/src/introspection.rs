@@ -68,6 +68,14 @@ impl Service {
             Ok(c) => c,
             Err(e) => return Err(self.deny(event, e).await),
         };
+        if client.auth_method == store::AuthMethod::Public {
+            // RFC 7662 §4: introspection is for callers that authenticate; a public client
+            // only names itself.
+            let mut e =
+                ErrorResponse::new(ErrorKind::InvalidClient, "client authentication failed");
+            e.detail = Some("a public client cannot introspect".into());
+            return Err(self.deny(event, e).await);
+        }
         let token = match params.require("token") {
             Ok(t) => t,
             Err(e) => return Err(self.deny(event, e).await),

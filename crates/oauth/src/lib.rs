@@ -35,6 +35,7 @@ pub mod authorize;
 pub mod changes;
 mod client_auth;
 mod clients;
+pub mod code;
 pub mod dpop;
 mod error;
 pub mod form;
@@ -48,6 +49,7 @@ pub mod redirect_uri;
 mod revocations;
 pub mod sealed;
 mod service;
+pub mod sign_in;
 mod token;
 
 pub use admin::{AdminError, Credentials, NewClient, RevokeBy};
@@ -65,4 +67,6 @@ pub use revocations::Revocations;
 pub use service::{
     paths, Audience, DpopSettings, Service, Settings, TrustedIssuer, INTERNAL_TOKEN_LIFETIME,
 };
-pub use token::{hash_prefix, token_hash_prefix, TokenResponse, TOKEN_EXCHANGE};
+pub use token::{
+    hash_prefix, token_hash_prefix, TokenResponse, AUTHORIZATION_CODE, TOKEN_EXCHANGE,
+};

@@ -42,6 +42,9 @@ pub struct Grant {
     pub encrypt: Option<EncryptTo>,
     /// RFC 9449 `cnf.jkt`: the thumbprint of the DPoP key the token is bound to.
     pub jkt: Option<String>,
+    /// Claims about a signed-in user (`auth_time`, claims copied from the provider); the
+    /// registered claims above take precedence over any of the same name.
+    pub user_claims: Map<String, Value>,
 }
 
 impl Grant {
@@ -61,6 +64,7 @@ impl Grant {
             lifetime: 300,
             encrypt: None,
             jkt: None,
+            user_claims: Map::new(),
         }
     }
 
@@ -118,7 +122,10 @@ pub fn mint(ring: &KeyRing, grant: &Grant, now: i64) -> Result<Minted> {
     let expires_at = now
         .checked_add(lifetime)
         .ok_or(Error::InvalidGrant("lifetime"))?;
-    let mut claims = Map::new();
+    let mut claims = grant.user_claims.clone();
+    for name in ["nbf", "cnf", "scope"] {
+        claims.remove(name);
+    }
     claims.insert("iss".into(), grant.issuer.clone().into());
     claims.insert("sub".into(), grant.subject.clone().into());
     claims.insert("aud".into(), grant.audience.clone().into());

@@ -54,6 +54,8 @@ pub enum ErrorKind {
     RequestNotSupported,
     /// `request_uri` is not supported (OpenID Connect Core §3.1.2.6; RFC 9101).
     RequestUriNotSupported,
+    /// RFC 6749 §4.1.2.1: the user refused consent.
+    AccessDenied,
     /// Something failed on our side (500).
     ServerError,
     /// The database is unreachable (503).
@@ -77,6 +79,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedResponseType => "unsupported_response_type",
             ErrorKind::RequestNotSupported => "request_not_supported",
             ErrorKind::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorKind::AccessDenied => "access_denied",
             ErrorKind::ServerError => "server_error",
             ErrorKind::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -41,6 +41,8 @@ pub mod paths {
     pub const REVOKE: &str = "/oauth2/revoke";
     /// The JWKS (`jwks_uri`).
     pub const JWKS: &str = "/oauth2/jwks";
+    /// RFC 6749 authorization endpoint.
+    pub const AUTHORIZE: &str = "/oauth2/authorize";
 }
 
 /// A resource server tokens are issued for.
@@ -110,6 +112,8 @@ pub struct Settings {
     /// The name a new audit log is given (its checkpoints' origin line); by default
     /// [`origin_for`](crate::origin_for) the issuer. A log keeps the name it was first given.
     pub audit_origin: Option<String>,
+    /// User sign-in (the authorization endpoint); `None`: machines only.
+    pub login: Option<crate::sign_in::Login>,
 }
 
 impl Settings {
@@ -125,6 +129,7 @@ impl Settings {
             trusted_issuers: Vec::new(),
             dpop: DpopSettings::default(),
             audit_origin: None,
+            login: None,
         }
     }
 }
@@ -157,6 +162,8 @@ pub struct Service {
     pub(crate) keys_changed: tokio::sync::Notify,
     /// This node's copy of the audit log's tree.
     audit_log: crate::audit_log::AuditLog,
+    /// Seal the sign-in flow's cookies.
+    pub(crate) sealers: crate::sign_in::Sealers,
 }
 
 impl std::fmt::Debug for Service {
@@ -195,6 +202,7 @@ impl Service {
         };
         let audit_log = crate::audit_log::AuditLog::open(&store, &origin).await?;
         Ok(Service {
+            sealers: crate::sign_in::Sealers::new(&master)?,
             audit_log,
             denials: store::AuditQueue::spawn(store.clone()),
             clients: ClientCache::default(),
@@ -322,6 +330,8 @@ impl Service {
             "client_secret_post",
             "private_key_jwt",
         ];
+        let mut token_auth_methods = auth_methods.to_vec();
+        let mut grant_types = vec!["client_credentials", crate::token::TOKEN_EXCHANGE];
         let mut scopes: Vec<&str> = self
             .settings
             .audiences
@@ -330,15 +340,13 @@ impl Service {
             .collect();
         scopes.sort_unstable();
         scopes.dedup();
-        json!({
+        let metadata = json!({
             "issuer": self.settings.issuer,
             "token_endpoint": self.url(paths::TOKEN),
             "jwks_uri": self.url(paths::JWKS),
             "introspection_endpoint": self.url(paths::INTROSPECT),
             "revocation_endpoint": self.url(paths::REVOKE),
-            "grant_types_supported": ["client_credentials", crate::token::TOKEN_EXCHANGE],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": auth_methods,
             "token_endpoint_auth_signing_alg_values_supported": signing,
             "introspection_endpoint_auth_methods_supported": auth_methods,
             "introspection_endpoint_auth_signing_alg_values_supported": signing,
@@ -347,7 +355,33 @@ impl Service {
             "introspection_signing_alg_values_supported": [self.ring().signing_alg().name()],
             "dpop_signing_alg_values_supported": signing,
             "scopes_supported": scopes,
-        })
+        });
+        let Value::Object(mut metadata) = metadata else {
+            return metadata;
+        };
+        if self.settings.login.is_some() {
+            // RFC 8414 §2 with RFC 9207 and RFC 7636: users sign in here.
+            grant_types.push(crate::token::AUTHORIZATION_CODE);
+            token_auth_methods.push("none");
+            for (name, value) in [
+                ("authorization_endpoint", self.url(paths::AUTHORIZE).into()),
+                ("response_types_supported", json!(["code"])),
+                ("response_modes_supported", json!(["query"])),
+                ("code_challenge_methods_supported", json!(["S256"])),
+                (
+                    "authorization_response_iss_parameter_supported",
+                    true.into(),
+                ),
+            ] {
+                metadata.insert(name.into(), value);
+            }
+        }
+        metadata.insert("grant_types_supported".into(), json!(grant_types));
+        metadata.insert(
+            "token_endpoint_auth_methods_supported".into(),
+            json!(token_auth_methods),
+        );
+        Value::Object(metadata)
     }
 
     /// Verifies a token the service issued (signed, or nested in a JWE to our key) and
@@ -538,6 +572,8 @@ impl Service {
             }
         }
         self.store.purge_used_jtis(now).await?;
+        // Kept a day past expiry, so a late replay still revokes what the code issued.
+        self.store.purge_codes(now - KEEP_EXPIRED_TOKENS).await?;
         // Stamped now, not at the step's start: gateways poll revocations from a recent
         // time, and an earlier stamp could fall before it.
         let late = self

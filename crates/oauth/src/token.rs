@@ -3,7 +3,7 @@
 
 use jose::jwt::{self, Claims, Validation};
 use serde_json::{Map, Value};
-use store::{AuditEvent, Client, IssuedToken};
+use store::{AuditEvent, AuthMethod, Client, IssuedToken};
 
 use crate::dpop::{self, ProofError};
 use crate::form::Params;
@@ -11,6 +11,8 @@ use crate::mint::{mint, EncryptTo, Grant};
 use crate::protocol::{invalid_request, ErrorKind, ErrorResponse, Request};
 use crate::service::{paths, Audience, Service};
 
+/// RFC 6749 §4.1.3 grant type.
+pub const AUTHORIZATION_CODE: &str = "authorization_code";
 /// RFC 8693 grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -63,6 +65,21 @@ impl Target<'_> {
     }
 }
 
+/// What a grant decided a token says, before it is minted.
+struct Issuance<'s> {
+    subject: String,
+    target: Target<'s>,
+    scope: Vec<String>,
+    /// RFC 9449 `cnf.jkt`.
+    jkt: Option<String>,
+    /// The token never outlives this (an exchanged subject token's `exp`).
+    not_after: Option<i64>,
+    /// `auth_time` and the provider's claims, for a signed-in user.
+    user_claims: Map<String, Value>,
+    /// The redeemed authorization code's hash: its token's jti is noted on it once recorded.
+    code_hash: Option<String>,
+}
+
 impl Service {
     /// Handles a token request. Every outcome is an audit event (`token.issued` or
     /// `token.denied` with the reason); a token is answered only once it is recorded and
@@ -70,12 +87,16 @@ impl Service {
     pub async fn token(&self, req: &Request<'_>, now: i64) -> Result<TokenResponse, ErrorResponse> {
         let mut event = crate::service::event("token.issued", req.request_id, now);
         match self.issue(req, now, &mut event).await {
-            Ok((response, issued)) => {
+            Ok((response, issued, code_hash)) => {
+                let jti = issued.jti.clone();
                 // Recorded and audited in one group commit before the token leaves.
                 self.recorder
                     .record(issued, event)
                     .await
                     .map_err(|f| ErrorResponse::ours(f.unavailable, f.code))?;
+                if let Some(code_hash) = code_hash {
+                    self.code_redeemed(&code_hash, &jti, now).await?;
+                }
                 Ok(response)
             }
             Err(mut error) => {
@@ -98,18 +119,22 @@ impl Service {
         req: &Request<'_>,
         now: i64,
         event: &mut AuditEvent,
-    ) -> Result<(TokenResponse, IssuedToken), ErrorResponse> {
+    ) -> Result<(TokenResponse, IssuedToken, Option<String>), ErrorResponse> {
         let (client, params) = self
             .caller(req, paths::TOKEN, &["resource", "audience"], now, event)
             .await?;
-
         let grant_type = params.require("grant_type")?;
-        // `not_after`: an exchanged token never outlives its subject token.
-        let (subject, cap, exchanged, not_after) = match grant_type {
-            "client_credentials" => (client.client_id.clone(), None, false, None),
-            TOKEN_EXCHANGE => {
-                let (subject, cap, exp) = self.exchange(&params, &client, now).await?;
-                (subject, cap, true, Some(exp))
+        if client.auth_method == AuthMethod::Public && grant_type != AUTHORIZATION_CODE {
+            return Err(ErrorResponse::new(
+                ErrorKind::UnauthorizedClient,
+                "a public client may use the authorization_code grant only",
+            ));
+        }
+        let issuance = match grant_type {
+            AUTHORIZATION_CODE => self.code_issuance(req, &params, &client, now).await?,
+            "client_credentials" | TOKEN_EXCHANGE => {
+                self.client_issuance(req, &params, &client, now, event)
+                    .await?
             }
             other => {
                 return Err(ErrorResponse::new(
@@ -118,13 +143,95 @@ impl Service {
                 ))
             }
         };
-        event.subject = Some(subject.clone());
-        let target = self.target(&client, &params)?;
-        event.audience = Some(target.id().to_owned());
-        let scope = resolve_scope(params.get("scope"), &client, &target, cap.as_deref())?;
-        let jkt = self.dpop_binding(req, now).await?;
+        event.subject = Some(issuance.subject.clone());
+        event.audience = Some(issuance.target.id().to_owned());
+        let exchanged = grant_type == TOKEN_EXCHANGE;
+        if exchanged {
+            event.event = "token.exchanged".into();
+        }
+        let requested_type = exchanged.then(|| params.get("requested_token_type"));
+        let (response, issued) =
+            self.mint_issuance(&issuance, &client, requested_type, now, event)?;
+        Ok((response, issued, issuance.code_hash))
+    }
 
-        let (lifetime, encrypt) = match &target {
+    /// `client_credentials` (the client is the subject) and token exchange (the subject
+    /// token's subject): the audience and scope come from the request.
+    async fn client_issuance(
+        &self,
+        req: &Request<'_>,
+        params: &Params,
+        client: &Client,
+        now: i64,
+        event: &mut AuditEvent,
+    ) -> Result<Issuance<'_>, ErrorResponse> {
+        // `not_after`: an exchanged token never outlives its subject token.
+        let (subject, cap, not_after) = if params.get("grant_type") == Some(TOKEN_EXCHANGE) {
+            let (subject, cap, exp) = self.exchange(params, client, now).await?;
+            (subject, cap, Some(exp))
+        } else {
+            (client.client_id.clone(), None, None)
+        };
+        event.subject = Some(subject.clone());
+        let target = self.target(client, params)?;
+        event.audience = Some(target.id().to_owned());
+        let scope = resolve_scope(params.get("scope"), client, &target, cap.as_deref())?;
+        let jkt = self.dpop_binding(req, now).await?;
+        Ok(Issuance {
+            subject,
+            target,
+            scope,
+            jkt,
+            not_after,
+            user_claims: Map::new(),
+            code_hash: None,
+        })
+    }
+
+    /// `authorization_code` (RFC 6749 §4.1.3): the code says who, for what and which scopes.
+    async fn code_issuance(
+        &self,
+        req: &Request<'_>,
+        params: &Params,
+        client: &Client,
+        now: i64,
+    ) -> Result<Issuance<'_>, ErrorResponse> {
+        let jkt = self.dpop_binding(req, now).await?;
+        let redeemed = self
+            .redeem_code(params, client, jkt.as_deref(), now)
+            .await?;
+        let target = self.target_named(client, &redeemed.audience)?;
+        Ok(Issuance {
+            subject: redeemed.subject,
+            target,
+            scope: redeemed.scope,
+            jkt,
+            not_after: None,
+            user_claims: redeemed.user_claims,
+            code_hash: Some(redeemed.code_hash),
+        })
+    }
+
+    /// Mints and answers the token an issuance describes. `exchanged`: for token exchange,
+    /// the `requested_token_type`.
+    fn mint_issuance(
+        &self,
+        issuance: &Issuance<'_>,
+        client: &Client,
+        exchanged: Option<Option<&str>>,
+        now: i64,
+        event: &mut AuditEvent,
+    ) -> Result<(TokenResponse, IssuedToken), ErrorResponse> {
+        let Issuance {
+            subject,
+            target,
+            scope,
+            jkt,
+            not_after,
+            user_claims,
+            code_hash: _,
+        } = issuance;
+        let (lifetime, encrypt) = match target {
             Target::Declared(a) => (
                 a.token_lifetime.unwrap_or(self.settings.token_lifetime),
                 a.encrypt.as_ref().map(|e| match e {
@@ -134,7 +241,7 @@ impl Service {
             ),
             Target::Registered(_) => (self.settings.token_lifetime, None),
         };
-        let lifetime = match not_after {
+        let lifetime = match *not_after {
             None => lifetime,
             Some(exp) => match u64::try_from(exp.saturating_sub(now)) {
                 Ok(left) if left > 0 => lifetime.min(left),
@@ -149,19 +256,17 @@ impl Service {
         let mut grant = Grant::new(
             self.settings.issuer.clone(),
             client.client_id.clone(),
-            subject,
+            subject.clone(),
             target.id(),
         )
         .scope(scope.iter().cloned())
         .lifetime(lifetime);
         grant.encrypt = encrypt;
-        grant.jkt = jkt;
+        grant.jkt = jkt.clone();
+        grant.user_claims = user_claims.clone();
         let minted = mint(&self.ring(), &grant, now)?;
         let issued = minted.record_of(&grant);
         event.jti = Some(minted.jti.clone());
-        if exchanged {
-            event.event = "token.exchanged".into();
-        }
         // What the gateway's access log names a token by (never the token itself).
         let mut detail = Map::new();
         detail.insert(
@@ -182,8 +287,8 @@ impl Service {
         if !scope.is_empty() {
             body.insert("scope".into(), scope.join(" ").into());
         }
-        if exchanged {
-            let issued = match params.get("requested_token_type") {
+        if let Some(requested) = exchanged {
+            let issued = match requested {
                 Some(JWT_TOKEN_TYPE) => JWT_TOKEN_TYPE,
                 _ => ACCESS_TOKEN_TYPE,
             };
@@ -228,6 +333,16 @@ impl Service {
                 ))
             }
         };
+        self.target_named(client, id)
+    }
+
+    /// The audience `id`, if the client may get tokens for it.
+    pub(crate) fn target_named<'s>(
+        &'s self,
+        client: &Client,
+        id: &str,
+    ) -> Result<Target<'s>, ErrorResponse> {
+        let invalid = |why: String| ErrorResponse::new(ErrorKind::InvalidTarget, why);
         if !client.audiences.is_empty() && !client.audiences.iter().any(|a| a == id) {
             return Err(invalid(format!("the client may not get tokens for {id}")));
         }

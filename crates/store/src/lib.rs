@@ -37,6 +37,7 @@
 //! | `keys` | `kid`, `use` (`sig`/`enc`), `alg`, `state` (`pending` → `active` → `retired` → `removed`), `public_jwk` (JSON), `private_ciphertext`, `created_at`, `activate_at`, `state_changed_at`, `retired_at`, `remove_after` |
 //! | `clients` | `client_id`, `name`, `secret_hash`, `auth_method`, `scopes` (space-separated), `audiences` (JSON array), `jwks`, `disabled`, `created_at` |
 //! | `tokens` | `jti`, `client_id`, `subject`, `audience`, `scope`, `issued_at`, `expires_at`, `revoked_at` |
+//! | `authorization_codes` | `code_hash` (SHA-256 of the code, hex), what redeeming it must present again (`client_id`, `redirect_uri`, `code_challenge`, `dpop_jkt`), what the token will say (`subject`, `auth_time`, `audience`, `scope`, `claims`), `issued_at`, `expires_at`, `used_at`, `replayed_at`, `access_jti` |
 //! | `used_jtis` | `(namespace, jti)` primary key, `expires_at` |
 //! | `audit_events` | `id` (ever increasing), `seq` (the log's sequence number: 0, 1, 2, … with no gaps), `hash` (its leaf hash as written), `time`, `event`, `outcome`, and optional `client_id`, `subject`, `jti`, `audience`, `reason`, `request_id`, `detail` (JSON) |
 //! | `audit_head` | one row: the next sequence number, the log's origin, what pruning removed (`pruned`, `frontier`) |
@@ -81,6 +82,7 @@
 
 mod audit;
 mod clients;
+mod codes;
 mod crypto;
 mod error;
 mod jtis;
@@ -105,6 +107,7 @@ pub use audit::{
     StoredCheckpoint,
 };
 pub use clients::{is_scope_token, AuthMethod, Client};
+pub use codes::{AuthorizationCode, StoredCode};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};
 pub use keys::{KeyRecord, KeyState, KeyUse, NewKey};

@@ -591,6 +591,74 @@ mod cases {
         assert!(!store.use_jti("dpop", "race-0", 300).await.unwrap());
     }
 
+    fn code(hash: &str, expires_at: i64) -> store::AuthorizationCode {
+        store::AuthorizationCode {
+            code_hash: hash.into(),
+            client_id: "app".into(),
+            redirect_uri: "http://127.0.0.1:5000/cb".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            dpop_jkt: None,
+            subject: "alice".into(),
+            auth_time: 90,
+            audience: "https://api.example".into(),
+            scope: "read".into(),
+            claims: r#"{"email":"alice@example.com"}"#.into(),
+            issued_at: 100,
+            expires_at,
+        }
+    }
+
+    pub async fn authorization_codes_are_redeemed_once(ctx: Ctx) {
+        let store = ctx.open().await;
+        let c = code("h1", 160);
+        store.insert_code(&c).await.unwrap();
+        assert!(matches!(
+            store.insert_code(&c).await,
+            Err(store::StoreError::Conflict(_))
+        ));
+        let stored = store.code("h1").await.unwrap().unwrap();
+        assert_eq!((stored.code, stored.used_at), (c.clone(), None));
+        assert_eq!(store.code("nope").await.unwrap(), None);
+        assert_eq!(
+            store.code_replayed("h1", 120).await.unwrap(),
+            None,
+            "an unused code is not a replay"
+        );
+        assert!(!store.redeem_code("h1", 160).await.unwrap(), "expired");
+
+        // Two tasks racing to redeem: exactly one wins, every time.
+        for i in 0..20 {
+            let hash = format!("race-{i}");
+            store.insert_code(&code(&hash, 160)).await.unwrap();
+            let (a, b) = (store.clone(), store.clone());
+            let (ha, hb) = (hash.clone(), hash.clone());
+            let ta = tokio::spawn(async move { a.redeem_code(&ha, 120).await.unwrap() });
+            let tb = tokio::spawn(async move { b.redeem_code(&hb, 120).await.unwrap() });
+            let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+            assert!(ra ^ rb, "{hash}: {ra} {rb}");
+        }
+
+        // Redeemed, its token recorded, then replayed: the replay learns the token's jti.
+        assert!(store.redeem_code("h1", 120).await.unwrap());
+        assert!(!store.redeem_code("h1", 121).await.unwrap());
+        assert_eq!(store.code("h1").await.unwrap().unwrap().used_at, Some(120));
+        assert!(store.code_issued("h1", "jti-1").await.unwrap());
+        assert_eq!(
+            store.code_replayed("h1", 130).await.unwrap(),
+            Some(Some("jti-1".into()))
+        );
+
+        // Replayed before its token was recorded: recording refuses, so the issuer revokes.
+        store.insert_code(&code("h2", 160)).await.unwrap();
+        assert!(store.redeem_code("h2", 120).await.unwrap());
+        assert_eq!(store.code_replayed("h2", 121).await.unwrap(), Some(None));
+        assert!(!store.code_issued("h2", "jti-2").await.unwrap());
+
+        assert_eq!(store.purge_codes(160).await.unwrap(), 0, "exclusive bound");
+        assert_eq!(store.purge_codes(161).await.unwrap(), 22);
+        assert_eq!(store.code("h1").await.unwrap(), None);
+    }
+
     pub async fn audit_in_order(ctx: Ctx) {
         let store = ctx.open().await;
         assert!(store.audit_events(0, 10).await.unwrap().is_empty());
@@ -1060,6 +1128,7 @@ on_both_backends!(
     tokens_and_revocation,
     issuances_commit_together_or_not_at_all,
     jti_single_use,
+    authorization_codes_are_redeemed_once,
     audit_in_order,
     audit_log_is_gapless_and_hashed,
     events_before_the_log_are_adopted_once,

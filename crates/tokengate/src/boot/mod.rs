@@ -220,6 +220,7 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
             require_nonce: ts.dpop_nonce,
         },
         audit_origin: config.audit.origin.clone(),
+        login: ts.login.as_ref().map(|l| l.settings()),
     })
 }
 

@@ -32,6 +32,9 @@ const DEMO_LIMIT: u32 = 10;
 fn dev_config(upstream: SocketAddr) -> String {
     format!(
         r#"
+[token_service.login]
+provider = "dev"
+
 [[audiences]]
 id = "{DEMO_API}"
 scopes = ["transactions:read", "transactions:write"]
@@ -150,6 +153,19 @@ async fn run(
         ),
         None => None,
     };
+    if !dev
+        && config
+            .token_service
+            .login
+            .as_ref()
+            .is_some_and(|l| l.is_dev())
+    {
+        return Err(CliError::usage(
+            "token_service.login.provider = \"dev\" lets anyone sign in as anyone: it runs \
+             with `tokengate dev` only"
+                .to_owned(),
+        ));
+    }
     // Before anything is written: a second node on one SQLite file is refused.
     let _claim = boot::node::claim_sqlite(&config, &flags)?;
     // The master key is checked against the database before the port is bound.

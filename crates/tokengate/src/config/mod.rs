@@ -274,6 +274,8 @@ pub struct TokenService {
     pub rate_limits: limits::ServiceRateLimits,
     /// Browser access to `/oauth2/…` and `/.well-known/…`.
     pub cors: Option<cors::CorsConfig>,
+    /// User sign-in at the authorization endpoint; absent: machines only.
+    pub login: Option<login::LoginConfig>,
 }
 
 impl Default for TokenService {
@@ -290,6 +292,7 @@ impl Default for TokenService {
             dpop_nonce: false,
             rate_limits: limits::ServiceRateLimits::default(),
             cors: None,
+            login: None,
         }
     }
 }
@@ -615,6 +618,9 @@ impl Config {
     fn validate(&self) -> Result<(), Failure> {
         self.validate_server()?;
         self.validate_limits()?;
+        if let Some(login) = &self.token_service.login {
+            login.validate()?;
+        }
         if let Some(issuer) = &self.token_service.issuer {
             let url = issuer.get_ref();
             let loopback = url
@@ -790,6 +796,7 @@ pub mod audit;
 pub mod cache;
 pub mod cors;
 pub mod limits;
+pub mod login;
 pub mod routes;
 mod rules;
 pub mod table;

@@ -1125,3 +1125,28 @@ fn response_caches_parse_with_defaults_and_refuse_what_could_not_work() {
         super::cache::StorageKind::Redis
     );
 }
+
+#[test]
+fn login_takes_the_dev_provider_and_says_what_is_not_there_yet() {
+    let c = Config::parse(
+        "[token_service.login]\nprovider = \"dev\"\nconsent = \"always\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let login = c.token_service.login.as_ref().unwrap();
+    assert!(login.is_dev());
+    assert_eq!(login.consent, login::ConsentConfig::Always);
+    assert_eq!(login.scopes, ["openid", "email", "profile"]);
+    let c = Config::parse("[token_service.login]\nprovider = \"dev\"\n", "t.toml").unwrap();
+    assert_eq!(
+        c.token_service.login.unwrap().settings().consent,
+        oauth::sign_in::Consent::Remember,
+        "the issue's default"
+    );
+
+    let e = err("[token_service.login]\nprovider = \"https://idp.example\"\nclient_id = \"tg\"\n");
+    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+    assert!(e.message.contains("not implemented"), "{e}");
+    let e = err("[token_service.login]\nprovider = \"dev\"\nconsent = \"sometimes\"\n");
+    assert!(e.message.contains("always"), "{e}");
+}

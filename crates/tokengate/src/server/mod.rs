@@ -9,8 +9,10 @@ mod endpoints;
 pub mod health;
 mod limits;
 pub mod listener;
+mod pages;
 mod proxy;
 mod request;
+mod sign_in;
 
 pub(crate) use admin::{client_view, key_use, key_view};
 pub use proxy::ConnInfo;
@@ -189,7 +191,7 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     // check the admin one (never limited by max_connections or max_in_flight).
     let mut router = health::routes();
     if surface != Surface::Admin {
-        router = router.merge(endpoints::routes());
+        router = router.merge(endpoints::routes()).merge(sign_in::routes());
     }
     // On the public surface `/admin/` and `/metrics` reach the fallback, which answers
     // reserved paths with 404 rather than hand them to the gateway.

@@ -26,6 +26,7 @@ mod process;
 mod ratelimit;
 mod rules;
 mod scaling;
+mod sign_in;
 mod telemetry;
 mod timeouts;
 mod token;
@@ -68,6 +69,15 @@ mod backends {
         dpop_nonce,
         database_unavailable,
         exchange_is_limited_to_holders_and_lifetimes,
+    );
+    on_both_backends!(sign_in:
+        authorization_code_with_pkce,
+        code_replay_revokes_what_it_issued,
+        code_is_bound_to_client_redirect_and_verifier,
+        consent_is_csrf_protected_and_can_be_refused,
+        authorization_errors_are_shown_or_redirected,
+        public_clients_use_the_code_grant_only,
+        dpop_bound_code,
     );
     on_both_backends!(introspection:
         introspect_json_and_jwt,

@@ -1,0 +1,313 @@
+//! The authorization endpoint and the pages of user sign-in (issue #18): `GET
+//! /oauth2/authorize` checks the request and starts a session (a sealed, HttpOnly, SameSite=Lax
+//! cookie), the sign-in form posts to [`SIGN_IN`], the consent form to [`CONSENT`], and the
+//! browser goes back to the client with a code or an error. What is decided lives in
+//! `oauth::sign_in` and `oauth::code`; this module moves cookies, forms and pages.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use cookie::{Cookie, SameSite};
+use oauth::authorize::AuthorizeError;
+use oauth::form::Params;
+use oauth::sign_in::{Provider, SignIn, CONSENT_MEMORY_LIFETIME, SIGN_IN_LIFETIME};
+use oauth::{paths, ErrorKind, ErrorResponse};
+
+use super::{pages, App, RequestId};
+
+/// Where the development sign-in form posts.
+pub(crate) const SIGN_IN: &str = "/oauth2/authorize/sign-in";
+/// Where the consent form posts.
+pub(crate) const CONSENT: &str = "/oauth2/authorize/consent";
+
+/// The sign-in session's cookie, sent only to the authorization endpoint and its forms.
+const SESSION_COOKIE: &str = "tokengate_sign_in";
+/// Consents remembered in this browser (`consent = "remember"`).
+const CONSENT_COOKIE: &str = "tokengate_consent";
+const COOKIE_PATH: &str = "/oauth2/authorize";
+
+/// The largest form the pages post (a CSRF value, a user name, a button).
+const MAX_FORM: usize = 4096;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route(paths::AUTHORIZE, get(authorize))
+        .route(SIGN_IN, post(sign_in))
+        .route(CONSENT, post(consent))
+}
+
+/// RFC 6749 §4.1.1: checks the request, starts the session and shows the sign-in page.
+async fn authorize(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    uri: Uri,
+) -> Response {
+    let service = &app.service;
+    if service.login().is_none() {
+        return pages::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "user sign-in is not configured on this server ([token_service.login])",
+            &id.0,
+        );
+    }
+    let now = store::unix_now();
+    let query = uri.query().unwrap_or_default().as_bytes();
+    match service.begin_sign_in(query, now).await {
+        Err(refused) => authorize_error(&app, &refused, &id.0),
+        Ok((session, sealed)) => {
+            let mut response = sign_in_page(&app, &session, None, &id.0).await;
+            set_cookie(
+                &mut response,
+                session_cookie(&app, sealed, SIGN_IN_LIFETIME),
+            );
+            response
+        }
+    }
+}
+
+/// The provider's sign-in: for the development provider, its form.
+async fn sign_in_page(app: &App, session: &SignIn, problem: Option<&str>, id: &str) -> Response {
+    match app.service.login().map(|l| &l.provider) {
+        Some(Provider::Dev) => {
+            let client = match app.service.client_name(&session.request.client_id).await {
+                Ok(name) => name,
+                Err(e) => return show(&ErrorResponse::from(e), id),
+            };
+            pages::dev_sign_in(SIGN_IN, &session.csrf, &client, problem)
+        }
+        _ => show(
+            &ErrorResponse::new(ErrorKind::ServerError, "no sign-in provider is configured"),
+            id,
+        ),
+    }
+}
+
+/// The development provider's form: the user name is the user.
+async fn sign_in(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let now = store::unix_now();
+    let (mut session, form) = match posted_session(&app, &headers, body, &id.0, now).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused,
+    };
+    let name = form.get("username").unwrap_or_default();
+    let user = match app.service.dev_sign_in(name, now).await {
+        Ok(user) => user,
+        Err(e) if e.kind == ErrorKind::InvalidRequest => {
+            let mut page = sign_in_page(&app, &session, Some(&e.description), &id.0).await;
+            *page.status_mut() = StatusCode::BAD_REQUEST;
+            return page;
+        }
+        Err(e) => return show(&e, &id.0),
+    };
+    tracing::info!(sign_in = %session.id, sub = %user.sub, "signed in (development provider)");
+    session.user = Some(user);
+    let memory = cookie_value(&headers, CONSENT_COOKIE);
+    if app.service.consent_needed(&session, memory.as_deref(), now) {
+        return consent_page(&app, &session, &id.0, now).await;
+    }
+    approve(&app, session, memory.as_deref(), &id.0, now).await
+}
+
+/// The consent page, with the session (now holding the user) sealed again.
+async fn consent_page(app: &App, session: &SignIn, id: &str, now: i64) -> Response {
+    let sealed = match app.service.seal_sign_in(session, now) {
+        Ok(sealed) => sealed,
+        Err(e) => return show(&ErrorResponse::from(e), id),
+    };
+    let request = &session.request;
+    let client_name = match app.service.client_name(&request.client_id).await {
+        Ok(name) => name,
+        Err(e) => return show(&ErrorResponse::from(e), id),
+    };
+    let user = session
+        .user
+        .as_ref()
+        .map(|u| u.sub.as_str())
+        .unwrap_or_default();
+    let mut response = pages::consent(&pages::ConsentView {
+        action: CONSENT,
+        csrf: &session.csrf,
+        user,
+        client_name: &client_name,
+        client_id: &request.client_id,
+        audience: &request.audience,
+        scope: &request.scope,
+    });
+    set_cookie(&mut response, session_cookie(app, sealed, SIGN_IN_LIFETIME));
+    response
+}
+
+/// The consent form: `approve` issues the code, `deny` sends `access_denied`.
+async fn consent(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let now = store::unix_now();
+    let (session, form) = match posted_session(&app, &headers, body, &id.0, now).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused,
+    };
+    if session.user.is_none() {
+        return show(&invalid("sign in before consenting"), &id.0);
+    }
+    match (form.get("approve").is_some(), form.get("deny").is_some()) {
+        (true, false) => {
+            let memory = cookie_value(&headers, CONSENT_COOKIE);
+            approve(&app, session, memory.as_deref(), &id.0, now).await
+        }
+        (false, true) => {
+            let refused = app.service.deny_authorization(session, &id.0, now).await;
+            let mut response = authorize_error(&app, &refused, &id.0);
+            set_cookie(&mut response, session_cookie(&app, String::new(), 0));
+            response
+        }
+        _ => show(&invalid("submit either approve or deny"), &id.0),
+    }
+}
+
+/// Issues the code and sends the browser back to the client; the session ends and, with
+/// `consent = "remember"`, the consent is remembered.
+async fn approve(app: &App, session: SignIn, memory: Option<&str>, id: &str, now: i64) -> Response {
+    let remembered = match app.service.remember_consent(&session, memory, now) {
+        Ok(remembered) => remembered,
+        Err(e) => return show(&ErrorResponse::from(e), id),
+    };
+    let location = match app.service.approve_authorization(session, id, now).await {
+        Ok(location) => location,
+        Err(e) => return show(&e, id),
+    };
+    let mut response = redirect(&location);
+    set_cookie(&mut response, session_cookie(app, String::new(), 0));
+    if let Some(value) = remembered {
+        let cookie = base_cookie(app, CONSENT_COOKIE, value, CONSENT_MEMORY_LIFETIME);
+        set_cookie(&mut response, cookie);
+    }
+    response
+}
+
+/// The session of a posted form, after its CSRF value is checked; or the page to show.
+async fn posted_session(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+    id: &str,
+    now: i64,
+) -> Result<(SignIn, Params), Response> {
+    let expired = || {
+        show(
+            &invalid("this sign-in expired or was replaced by a newer one: start again from the application"),
+            id,
+        )
+    };
+    let session = cookie_value(headers, SESSION_COOKIE)
+        .and_then(|sealed| app.service.open_sign_in(&sealed, now))
+        .ok_or_else(expired)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let body = axum::body::to_bytes(body, MAX_FORM)
+        .await
+        .map_err(|_| show(&invalid("the form is too large"), id))?;
+    let form = Params::from_request(content_type, Some(&body), &[]).map_err(|e| show(&e, id))?;
+    let submitted = form.get("csrf").unwrap_or_default();
+    if !session.csrf_matches(submitted) {
+        let mut page = pages::error(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form does not belong to this sign-in (CSRF check failed): start again from the application",
+            id,
+        );
+        page.headers_mut().remove(header::SET_COOKIE);
+        return Err(page);
+    }
+    Ok((session, form))
+}
+
+/// A refused authorization: shown to the user, or redirected to the verified redirect URI.
+fn authorize_error(app: &App, refused: &AuthorizeError, id: &str) -> Response {
+    tracing::info!(reason = %refused.error().reason(), "authorization refused");
+    match refused.location(&app.service.settings().issuer) {
+        Some(location) => redirect(&location),
+        None => show(refused.error(), id),
+    }
+}
+
+/// An error page for the user: 400, or 500/503 for our own failures. Never 401 with
+/// `WWW-Authenticate`, which would open a browser's password dialog.
+fn show(error: &ErrorResponse, id: &str) -> Response {
+    let status = match error.kind {
+        ErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    if status.is_server_error() {
+        tracing::error!("request {id}: {}", error.reason());
+    }
+    pages::error(status, error.kind.as_str(), &error.description, id)
+}
+
+fn invalid(why: &str) -> ErrorResponse {
+    ErrorResponse::new(ErrorKind::InvalidRequest, why)
+}
+
+/// 303 See Other to `location`: the browser follows with a GET, whatever it posted.
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        Err(_) => return show(&invalid("the redirect URI cannot be sent"), ""),
+    }
+    pages::secure_headers(response.headers_mut());
+    response
+}
+
+/// A cookie of the flow: HttpOnly, SameSite=Lax (sent on the top-level return from the
+/// provider, not on other sites' requests), Secure when the issuer is https, scoped to the
+/// authorization endpoint. `max_age` 0 deletes it.
+fn base_cookie(app: &App, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
+    let secure = app.service.settings().issuer.starts_with("https://");
+    Cookie::build((name, value))
+        .path(COOKIE_PATH)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build()
+}
+
+fn session_cookie(app: &App, sealed: String, max_age: i64) -> Cookie<'static> {
+    base_cookie(app, SESSION_COOKIE, sealed, max_age)
+}
+
+fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// The value of the cookie `name`, from any `Cookie` header (HTTP/2 may send several).
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
