@@ -125,6 +125,12 @@ impl Service {
         self.settings.login.as_ref()
     }
 
+    /// A sealer for another purpose of the binary's own (`tokengate dev`'s browser client
+    /// keeps its PKCE verifier in one); its values open under no other purpose.
+    pub fn sealer(&self, purpose: &'static str) -> Result<Sealer> {
+        Sealer::new(self.master(), purpose)
+    }
+
     /// The name a client registered with, for the pages that show it (its id if it has
     /// none).
     pub async fn client_name(&self, client_id: &str) -> Result<String> {

@@ -124,6 +124,57 @@ pub fn dev(args: DevArgs) -> Result<(), CliError> {
     })
 }
 
+/// With the development sign-in provider: registers the binary's own browser client (public,
+/// its redirect URI on this issuer; registered again when the issuer moved to another port)
+/// and returns the URL that starts a sign-in with it.
+async fn dev_browser_client(
+    service: &Service,
+    issuer: &str,
+    now: i64,
+) -> Result<Option<String>, oauth::AdminError> {
+    use crate::server::dev_client::{DEV_CALLBACK, DEV_CLIENT_NAME, DEV_START};
+    if service.login().map(|l| &l.provider) != Some(&oauth::sign_in::Provider::Dev) {
+        return Ok(None);
+    }
+    let redirect_uri = service.url(DEV_CALLBACK);
+    let mut found = false;
+    for c in service.store().list_clients().await? {
+        if c.name != DEV_CLIENT_NAME || c.disabled {
+            continue;
+        }
+        if c.redirect_uris == [redirect_uri.clone()] && !found {
+            found = true;
+        } else {
+            service.delete_client(&c.client_id, now, None).await?;
+        }
+    }
+    if !found {
+        let settings = service.settings();
+        let mut scopes: Vec<String> = settings
+            .audiences
+            .iter()
+            .flat_map(|a| a.scopes.iter().cloned())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        service
+            .create_client(
+                NewClient {
+                    name: DEV_CLIENT_NAME.into(),
+                    scopes,
+                    audiences: settings.audiences.iter().map(|a| a.id.clone()).collect(),
+                    auth_method: Some(store::AuthMethod::Public),
+                    jwks: None,
+                    redirect_uris: vec![redirect_uri],
+                },
+                now,
+                None,
+            )
+            .await?;
+    }
+    Ok(Some(format!("{}{DEV_START}", issuer.trim_end_matches('/'))))
+}
+
 fn config_error(e: crate::config::ConfigError) -> CliError {
     CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE)
 }
@@ -542,6 +593,13 @@ async fn announce_dev(
         read = token("READ", DEMO_API, "transactions:read"),
         enc = token("ENC", DEMO_SECURE, "transactions:read"),
     );
+    let text = match dev_browser_client(service, issuer, now).await.map_err(fail)? {
+        Some(start) => format!(
+            "{text}Sign a user in from a browser (the development sign-in page, then consent; it ends on the access token's claims):\n\
+             \x20 {start}\n"
+        ),
+        None => text,
+    };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

@@ -5,6 +5,7 @@
 
 mod admin;
 mod connection;
+pub mod dev_client;
 mod endpoints;
 pub mod health;
 mod limits;
@@ -191,7 +192,10 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     // check the admin one (never limited by max_connections or max_in_flight).
     let mut router = health::routes();
     if surface != Surface::Admin {
-        router = router.merge(endpoints::routes()).merge(sign_in::routes());
+        router = router
+            .merge(endpoints::routes())
+            .merge(sign_in::routes())
+            .merge(dev_client::routes());
     }
     // On the public surface `/admin/` and `/metrics` reach the fallback, which answers
     // reserved paths with 404 rather than hand them to the gateway.

@@ -137,6 +137,28 @@ pub(super) fn consent(view: &ConsentView<'_>) -> Response {
     page(StatusCode::OK, "Allow access?", &body)
 }
 
+/// Where `tokengate dev`'s browser client ends: the access token and its claims (read, not
+/// verified: the token was just issued by this server; an encrypted one is opaque here).
+pub(super) fn dev_signed_in(token: &str, issuer: &str) -> Response {
+    let claims = match jose::jwt::decode_unverified(token) {
+        Ok((_, claims)) => {
+            serde_json::to_string_pretty(&serde_json::Value::Object(claims)).unwrap_or_default()
+        }
+        Err(_) => "(an encrypted token: only its audience can read the claims)".to_owned(),
+    };
+    let body = format!(
+        "<p class=\"dev\"><strong>Development client.</strong> <code>tokengate dev</code> \
+         signed you in with its own browser client.</p>\
+         <h1>Signed in</h1><p>The access token's claims:</p><pre>{claims}</pre>\
+         <p>The token (call the demo API with it: <code>curl -H \"Authorization: Bearer …\" \
+         {issuer}/api/rates</code>):</p><p><code>{token}</code></p>",
+        claims = text(&claims),
+        issuer = text(issuer),
+        token = text(token),
+    );
+    page(StatusCode::OK, "Signed in (development)", &body)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

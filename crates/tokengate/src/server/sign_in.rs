@@ -192,7 +192,13 @@ async fn approve(app: &App, session: SignIn, memory: Option<&str>, id: &str, now
     let mut response = redirect(&location);
     set_cookie(&mut response, session_cookie(app, String::new(), 0));
     if let Some(value) = remembered {
-        let cookie = base_cookie(app, CONSENT_COOKIE, value, CONSENT_MEMORY_LIFETIME);
+        let cookie = base_cookie(
+            app,
+            CONSENT_COOKIE,
+            COOKIE_PATH,
+            value,
+            CONSENT_MEMORY_LIFETIME,
+        );
         set_cookie(&mut response, cookie);
     }
     response
@@ -247,7 +253,7 @@ fn authorize_error(app: &App, refused: &AuthorizeError, id: &str) -> Response {
 
 /// An error page for the user: 400, or 500/503 for our own failures. Never 401 with
 /// `WWW-Authenticate`, which would open a browser's password dialog.
-fn show(error: &ErrorResponse, id: &str) -> Response {
+pub(super) fn show(error: &ErrorResponse, id: &str) -> Response {
     let status = match error.kind {
         ErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -264,7 +270,7 @@ fn invalid(why: &str) -> ErrorResponse {
 }
 
 /// 303 See Other to `location`: the browser follows with a GET, whatever it posted.
-fn redirect(location: &str) -> Response {
+pub(super) fn redirect(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     match HeaderValue::from_str(location) {
         Ok(value) => {
@@ -279,10 +285,16 @@ fn redirect(location: &str) -> Response {
 /// A cookie of the flow: HttpOnly, SameSite=Lax (sent on the top-level return from the
 /// provider, not on other sites' requests), Secure when the issuer is https, scoped to the
 /// authorization endpoint. `max_age` 0 deletes it.
-fn base_cookie(app: &App, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
+pub(super) fn base_cookie(
+    app: &App,
+    name: &'static str,
+    path: &'static str,
+    value: String,
+    max_age: i64,
+) -> Cookie<'static> {
     let secure = app.service.settings().issuer.starts_with("https://");
     Cookie::build((name, value))
-        .path(COOKIE_PATH)
+        .path(path)
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(secure)
@@ -291,17 +303,17 @@ fn base_cookie(app: &App, name: &'static str, value: String, max_age: i64) -> Co
 }
 
 fn session_cookie(app: &App, sealed: String, max_age: i64) -> Cookie<'static> {
-    base_cookie(app, SESSION_COOKIE, sealed, max_age)
+    base_cookie(app, SESSION_COOKIE, COOKIE_PATH, sealed, max_age)
 }
 
-fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
+pub(super) fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
 
 /// The value of the cookie `name`, from any `Cookie` header (HTTP/2 may send several).
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -970,6 +970,25 @@ fn bad_configuration_is_refused_before_binding() {
         stderr.contains("c.pem"),
         "names the file it cannot read: {stderr}"
     );
+    // The development sign-in lets anyone be anyone: `serve` refuses it.
+    std::fs::write(
+        d.join("dev-login.toml"),
+        "[token_service.login]\nprovider = \"dev\"\n",
+    )
+    .unwrap();
+    let (stderr, _) = refused(
+        d,
+        Some(MASTER),
+        &[
+            "serve",
+            "--config",
+            "dev-login.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "ERR_USAGE",
+    );
+    assert!(stderr.contains("tokengate dev"), "{stderr}");
 }
 
 /// The variable a printed line assigns (`NAME=$(curl …)`), if it is an assignment.
@@ -1811,4 +1830,92 @@ async fn two_nodes_share_one_exact_budget_through_redis() {
         .unwrap();
     })
     .await;
+}
+
+/// curl as a browser: keeps cookies in `jar`, answers headers and body.
+fn browse(jar: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-b"])
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+fn location(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or_else(|| panic!("no location: {head}"))
+        .trim()
+        .to_owned()
+}
+
+fn form_csrf(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").unwrap() + 19;
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn dev_prints_a_url_that_signs_a_user_in_and_shows_the_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut server = start(d, None, &["dev", "--data-dir", "data"]);
+    let printed = server.printed();
+    let issuer = format!("http://{}", server.addr);
+    let url = format!("{issuer}/oauth2/dev/start");
+    assert!(printed.contains(&url), "{printed}");
+    let jar = d.join("cookies");
+
+    let (head, _) = browse(&jar, &[&url]);
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let (head, page) = browse(&jar, &[&location(&head)]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(page.contains("Development sign-in"), "{page}");
+    let csrf = form_csrf(&page);
+    let sign_in = format!("{issuer}/oauth2/authorize/sign-in");
+    let (_, page) = browse(
+        &jar,
+        &["-d", &format!("csrf={csrf}&username=ada"), &sign_in],
+    );
+    assert!(
+        page.contains("Allow access?") && page.contains("dev-browser"),
+        "{page}"
+    );
+    let consent = format!("{issuer}/oauth2/authorize/consent");
+    let (head, _) = browse(&jar, &["-d", &format!("csrf={csrf}&approve=yes"), &consent]);
+    let callback = location(&head);
+    assert!(
+        callback.starts_with(&format!("{issuer}/oauth2/dev/callback?code=")),
+        "{head}"
+    );
+    let (head, page) = browse(&jar, &[&callback]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{page}");
+    assert!(page.contains("\"sub\": \"ada\""), "{page}");
+    assert!(page.contains("auth_time"), "{page}");
+
+    // The token works at the gateway's read route.
+    let token = page
+        .split("<code>")
+        .filter_map(|s| s.split("</code>").next())
+        .find(|s| s.starts_with("eyJ") && s.split('.').count() == 3)
+        .unwrap_or_else(|| panic!("no token on the page: {page}"))
+        .to_owned();
+    let reply = request(
+        &server.addr,
+        "GET",
+        "/api/rates",
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // The same callback again: the code was used; the page says so and nothing is shown.
+    let (head, page) = browse(&jar, &[&callback]);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}\n{page}");
+    server.stop();
 }
