@@ -384,6 +384,9 @@ impl Service {
                 audit.client_id = Some(id.clone());
                 self.revocations.revoke_client(id, now);
                 let count = self.store.revoke_by_client(id, now).await?;
+                self.store
+                    .revoke_refresh_families_of(Some(id), None, now)
+                    .await?;
                 self.announce(Change::ClientRevoked {
                     client_id: id.clone(),
                     at: now,
@@ -394,6 +397,9 @@ impl Service {
                 audit.subject = Some(sub.clone());
                 self.revocations.revoke_subject(sub, now);
                 let count = self.store.revoke_by_subject(sub, now).await?;
+                self.store
+                    .revoke_refresh_families_of(None, Some(sub), now)
+                    .await?;
                 self.announce(Change::SubjectRevoked {
                     subject: sub.clone(),
                     at: now,

@@ -170,6 +170,13 @@ impl Service {
     /// A used code came back: revoke what its redemption issued (RFC 6749 §4.1.2, RFC 9700
     /// §4.5), audit it, and refuse.
     async fn code_replayed(&self, code_hash: &str, now: i64) -> ErrorResponse {
+        // The refresh tokens the code started go too (their family is named by the code).
+        if let Err(e) = self
+            .revoke_family(code_hash, "authorization code replayed", now)
+            .await
+        {
+            return e;
+        }
         match self.store.code_replayed(code_hash, now).await {
             Ok(Some(Some(jti))) => {
                 if let Err(e) = self
@@ -182,7 +189,7 @@ impl Service {
             Ok(_) => {}
             Err(e) => return e.into(),
         }
-        invalid_grant("the code was used before; the token it issued is revoked")
+        invalid_grant("the code was used before; the tokens it issued are revoked")
     }
 
     /// After the token of a redeemed code is recorded: notes its `jti` on the code, unless
@@ -204,7 +211,12 @@ impl Service {
     }
 
     /// Revokes one of our tokens for `why`, on every node, with an audit event.
-    async fn revoke_issued(&self, jti: &str, why: &str, now: i64) -> Result<(), ErrorResponse> {
+    pub(crate) async fn revoke_issued(
+        &self,
+        jti: &str,
+        why: &str,
+        now: i64,
+    ) -> Result<(), ErrorResponse> {
         let Some(token) = self.store.token(jti).await? else {
             return Ok(());
         };

@@ -139,6 +139,16 @@ impl Service {
             Err(e) => return Err(self.deny(event, e).await),
         };
         let Some(claims) = self.read_own(token, now) else {
+            // Not an access token of ours: a refresh token, or nothing (RFC 7009 §2.2
+            // answers both with 200).
+            match self.revoke_refresh_token(token, &client, now).await {
+                Ok(true) => {
+                    event.reason = Some("refresh token: its grant revoked".into());
+                    self.audit(&event).await?;
+                }
+                Ok(false) => {}
+                Err(e) => return Err(self.deny(event, e).await),
+            }
             return Ok(());
         };
         event.jti = claims.jti().map(String::from);

@@ -46,6 +46,7 @@ pub mod pkce;
 mod protocol;
 mod recorder;
 pub mod redirect_uri;
+pub mod refresh;
 mod revocations;
 pub mod sealed;
 mod service;

@@ -114,6 +114,8 @@ pub struct Settings {
     pub audit_origin: Option<String>,
     /// User sign-in (the authorization endpoint); `None`: machines only.
     pub login: Option<crate::sign_in::Login>,
+    /// Refresh tokens of signed-in users.
+    pub refresh: crate::refresh::RefreshSettings,
 }
 
 impl Settings {
@@ -130,6 +132,7 @@ impl Settings {
             dpop: DpopSettings::default(),
             audit_origin: None,
             login: None,
+            refresh: crate::refresh::RefreshSettings::default(),
         }
     }
 }
@@ -362,6 +365,7 @@ impl Service {
         if self.settings.login.is_some() {
             // RFC 8414 §2 with RFC 9207 and RFC 7636: users sign in here.
             grant_types.push(crate::token::AUTHORIZATION_CODE);
+            grant_types.push(crate::token::REFRESH_TOKEN);
             token_auth_methods.push("none");
             for (name, value) in [
                 ("authorization_endpoint", self.url(paths::AUTHORIZE).into()),
@@ -574,6 +578,9 @@ impl Service {
         self.store.purge_used_jtis(now).await?;
         // Kept a day past expiry, so a late replay still revokes what the code issued.
         self.store.purge_codes(now - KEEP_EXPIRED_TOKENS).await?;
+        self.store
+            .purge_refresh_families(now - KEEP_EXPIRED_TOKENS)
+            .await?;
         // Stamped now, not at the step's start: gateways poll revocations from a recent
         // time, and an earlier stamp could fall before it.
         let late = self

@@ -9,10 +9,13 @@ use crate::dpop::{self, ProofError};
 use crate::form::Params;
 use crate::mint::{mint, EncryptTo, Grant};
 use crate::protocol::{invalid_request, ErrorKind, ErrorResponse, Request};
+use crate::refresh::{FamilyOf, NewRefresh};
 use crate::service::{paths, Audience, Service};
 
 /// RFC 6749 §4.1.3 grant type.
 pub const AUTHORIZATION_CODE: &str = "authorization_code";
+/// RFC 6749 §6 grant type.
+pub const REFRESH_TOKEN: &str = "refresh_token";
 /// RFC 8693 grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -66,7 +69,7 @@ impl Target<'_> {
 }
 
 /// What a grant decided a token says, before it is minted.
-struct Issuance<'s> {
+pub(crate) struct Issuance<'s> {
     subject: String,
     target: Target<'s>,
     scope: Vec<String>,
@@ -78,6 +81,8 @@ struct Issuance<'s> {
     user_claims: Map<String, Value>,
     /// The redeemed authorization code's hash: its token's jti is noted on it once recorded.
     code_hash: Option<String>,
+    /// The refresh token answered beside the access token, stored once that is recorded.
+    refresh: Option<(String, NewRefresh)>,
 }
 
 impl Service {
@@ -87,15 +92,18 @@ impl Service {
     pub async fn token(&self, req: &Request<'_>, now: i64) -> Result<TokenResponse, ErrorResponse> {
         let mut event = crate::service::event("token.issued", req.request_id, now);
         match self.issue(req, now, &mut event).await {
-            Ok((response, issued, code_hash)) => {
+            Ok((response, issued, after)) => {
                 let jti = issued.jti.clone();
                 // Recorded and audited in one group commit before the token leaves.
                 self.recorder
                     .record(issued, event)
                     .await
                     .map_err(|f| ErrorResponse::ours(f.unavailable, f.code))?;
-                if let Some(code_hash) = code_hash {
+                if let Some(code_hash) = after.code_hash {
                     self.code_redeemed(&code_hash, &jti, now).await?;
+                }
+                if let Some((_, next)) = after.refresh {
+                    self.store_refresh(next, &jti, now).await?;
                 }
                 Ok(response)
             }
@@ -119,19 +127,23 @@ impl Service {
         req: &Request<'_>,
         now: i64,
         event: &mut AuditEvent,
-    ) -> Result<(TokenResponse, IssuedToken, Option<String>), ErrorResponse> {
+    ) -> Result<(TokenResponse, IssuedToken, Issuance<'_>), ErrorResponse> {
         let (client, params) = self
             .caller(req, paths::TOKEN, &["resource", "audience"], now, event)
             .await?;
         let grant_type = params.require("grant_type")?;
-        if client.auth_method == AuthMethod::Public && grant_type != AUTHORIZATION_CODE {
+        if client.auth_method == AuthMethod::Public
+            && grant_type != AUTHORIZATION_CODE
+            && grant_type != REFRESH_TOKEN
+        {
             return Err(ErrorResponse::new(
                 ErrorKind::UnauthorizedClient,
-                "a public client may use the authorization_code grant only",
+                "a public client may use the authorization_code and refresh_token grants only",
             ));
         }
         let issuance = match grant_type {
             AUTHORIZATION_CODE => self.code_issuance(req, &params, &client, now).await?,
+            REFRESH_TOKEN => self.refresh_issuance(req, &params, &client, now).await?,
             "client_credentials" | TOKEN_EXCHANGE => {
                 self.client_issuance(req, &params, &client, now, event)
                     .await?
@@ -148,11 +160,13 @@ impl Service {
         let exchanged = grant_type == TOKEN_EXCHANGE;
         if exchanged {
             event.event = "token.exchanged".into();
+        } else if grant_type == REFRESH_TOKEN {
+            event.event = "token.refreshed".into();
         }
         let requested_type = exchanged.then(|| params.get("requested_token_type"));
         let (response, issued) =
             self.mint_issuance(&issuance, &client, requested_type, now, event)?;
-        Ok((response, issued, issuance.code_hash))
+        Ok((response, issued, issuance))
     }
 
     /// `client_credentials` (the client is the subject) and token exchange (the subject
@@ -185,6 +199,7 @@ impl Service {
             not_after,
             user_claims: Map::new(),
             code_hash: None,
+            refresh: None,
         })
     }
 
@@ -201,6 +216,18 @@ impl Service {
             .redeem_code(params, client, jkt.as_deref(), now)
             .await?;
         let target = self.target_named(client, &redeemed.audience)?;
+        let refresh = self.first_refresh(
+            FamilyOf {
+                code_hash: &redeemed.code_hash,
+                client_id: &client.client_id,
+                subject: &redeemed.subject,
+                audience: &redeemed.audience,
+                scope: &redeemed.scope,
+                claims: &redeemed.user_claims,
+                jkt: jkt.as_deref(),
+            },
+            now,
+        )?;
         Ok(Issuance {
             subject: redeemed.subject,
             target,
@@ -209,6 +236,31 @@ impl Service {
             not_after: None,
             user_claims: redeemed.user_claims,
             code_hash: Some(redeemed.code_hash),
+            refresh: Some(refresh),
+        })
+    }
+
+    /// `refresh_token` (RFC 6749 §6): the family says who and for what; the token rotates.
+    async fn refresh_issuance(
+        &self,
+        req: &Request<'_>,
+        params: &Params,
+        client: &Client,
+        now: i64,
+    ) -> Result<Issuance<'_>, ErrorResponse> {
+        let jkt = self.dpop_binding(req, now).await?;
+        let (fresh, refreshed) = self.refresh(params, client, jkt.as_deref(), now).await?;
+        let target = self.target_named(client, &refreshed.family.audience)?;
+        Ok(Issuance {
+            subject: refreshed.family.subject,
+            target,
+            scope: refreshed.scope,
+            jkt,
+            // The family's absolute lifetime bounds its access tokens too.
+            not_after: Some(refreshed.family.expires_at),
+            user_claims: refreshed.user_claims,
+            code_hash: None,
+            refresh: Some((fresh, refreshed.next)),
         })
     }
 
@@ -230,6 +282,7 @@ impl Service {
             not_after,
             user_claims,
             code_hash: _,
+            refresh,
         } = issuance;
         let (lifetime, encrypt) = match target {
             Target::Declared(a) => (
@@ -286,6 +339,9 @@ impl Service {
         body.insert("expires_in".into(), lifetime.into());
         if !scope.is_empty() {
             body.insert("scope".into(), scope.join(" ").into());
+        }
+        if let Some((token, _)) = refresh {
+            body.insert("refresh_token".into(), token.clone().into());
         }
         if let Some(requested) = exchanged {
             let issued = match requested {

@@ -38,6 +38,8 @@
 //! | `clients` | `client_id`, `name`, `secret_hash`, `auth_method`, `scopes` (space-separated), `audiences` (JSON array), `jwks`, `disabled`, `created_at` |
 //! | `tokens` | `jti`, `client_id`, `subject`, `audience`, `scope`, `issued_at`, `expires_at`, `revoked_at` |
 //! | `authorization_codes` | `code_hash` (SHA-256 of the code, hex), what redeeming it must present again (`client_id`, `redirect_uri`, `code_challenge`, `dpop_jkt`), what the token will say (`subject`, `auth_time`, `audience`, `scope`, `claims`), `issued_at`, `expires_at`, `used_at`, `replayed_at`, `access_jti` |
+//! | `refresh_families` | `family_id` (the hash of the code that started it), `client_id`, `subject`, `audience`, `scope`, `claims`, `dpop_jkt`, `created_at`, `expires_at` (absolute), `revoked_at` |
+//! | `refresh_tokens` | `token_hash` (SHA-256, hex), `family_id`, `issued_at`, `idle_expires_at`, `used_at` (rotated out), `access_jti` (issued with it) |
 //! | `used_jtis` | `(namespace, jti)` primary key, `expires_at` |
 //! | `audit_events` | `id` (ever increasing), `seq` (the log's sequence number: 0, 1, 2, … with no gaps), `hash` (its leaf hash as written), `time`, `event`, `outcome`, and optional `client_id`, `subject`, `jti`, `audience`, `reason`, `request_id`, `detail` (JSON) |
 //! | `audit_head` | one row: the next sequence number, the log's origin, what pruning removed (`pruned`, `frontier`) |
@@ -89,6 +91,7 @@ mod jtis;
 mod keys;
 mod private;
 pub mod redis;
+mod refresh;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
@@ -111,6 +114,7 @@ pub use codes::{AuthorizationCode, StoredCode};
 pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_HASH_LEN};
 pub use error::{BoxError, StoreError};
 pub use keys::{KeyRecord, KeyState, KeyUse, NewKey};
+pub use refresh::{RefreshFamily, RefreshToken};
 pub use tokens::{IssuedToken, Revocation, Writer};
 
 /// Result type of the crate.

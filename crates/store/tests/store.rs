@@ -659,6 +659,100 @@ mod cases {
         assert_eq!(store.code("h1").await.unwrap(), None);
     }
 
+    pub async fn refresh_families_rotate_and_revoke(ctx: Ctx) {
+        let store = ctx.open().await;
+        let family = store::RefreshFamily {
+            family_id: "f1".into(),
+            client_id: "app".into(),
+            subject: "alice".into(),
+            audience: "https://api.example".into(),
+            scope: "read write".into(),
+            claims: "{}".into(),
+            dpop_jkt: Some("jkt".into()),
+            created_at: 100,
+            expires_at: 1000,
+            revoked_at: None,
+        };
+        let token = |hash: &str| store::RefreshToken {
+            token_hash: hash.into(),
+            family_id: "f1".into(),
+            issued_at: 100,
+            idle_expires_at: 500,
+            used_at: None,
+        };
+        store
+            .create_refresh_family(&family, &token("t1"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create_refresh_family(&family, &token("t9")).await,
+            Err(store::StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store.refresh_token("t9").await.unwrap(),
+            None,
+            "nothing of a refused family"
+        );
+        let (t, f) = store.refresh_token("t1").await.unwrap().unwrap();
+        assert_eq!((t, f), (token("t1"), family.clone()));
+        assert!(!store.refresh_family_revoked("f1").await.unwrap());
+        assert!(
+            store.refresh_family_revoked("nope").await.unwrap(),
+            "gone is revoked"
+        );
+
+        assert!(store.use_refresh_token("t1", 200).await.unwrap());
+        assert!(!store.use_refresh_token("t1", 201).await.unwrap(), "once");
+        store.refresh_issued("t1", "jti-1").await.unwrap();
+        store.insert_refresh_token(&token("t2")).await.unwrap();
+        store.refresh_issued("t2", "jti-2").await.unwrap();
+        assert_eq!(
+            store.refresh_token("t1").await.unwrap().unwrap().0.used_at,
+            Some(200)
+        );
+
+        let mut jtis = store.revoke_refresh_family("f1", 300).await.unwrap();
+        jtis.sort();
+        assert_eq!(jtis, ["jti-1", "jti-2"]);
+        store.revoke_refresh_family("f1", 400).await.unwrap();
+        let (_, f) = store.refresh_token("t2").await.unwrap().unwrap();
+        assert_eq!(f.revoked_at, Some(300), "the first revocation's time stays");
+
+        let mut other = family.clone();
+        other.family_id = "f2".into();
+        other.subject = "bob".into();
+        let mut first = token("u1");
+        first.family_id = "f2".into();
+        store.create_refresh_family(&other, &first).await.unwrap();
+        assert_eq!(
+            store
+                .revoke_refresh_families_of(None, Some("bob"), 500)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.refresh_family_revoked("f2").await.unwrap());
+        assert_eq!(
+            store
+                .revoke_refresh_families_of(Some("app"), None, 500)
+                .await
+                .unwrap(),
+            0
+        );
+
+        assert_eq!(
+            store.purge_refresh_families(1000).await.unwrap(),
+            0,
+            "exclusive bound"
+        );
+        assert_eq!(store.purge_refresh_families(1001).await.unwrap(), 2);
+        assert_eq!(
+            store.refresh_token("t2").await.unwrap(),
+            None,
+            "tokens go with the family"
+        );
+    }
+
     pub async fn audit_in_order(ctx: Ctx) {
         let store = ctx.open().await;
         assert!(store.audit_events(0, 10).await.unwrap().is_empty());
@@ -1129,6 +1223,7 @@ on_both_backends!(
     issuances_commit_together_or_not_at_all,
     jti_single_use,
     authorization_codes_are_redeemed_once,
+    refresh_families_rotate_and_revoke,
     audit_in_order,
     audit_log_is_gapless_and_hashed,
     events_before_the_log_are_adopted_once,

@@ -221,6 +221,7 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
         },
         audit_origin: config.audit.origin.clone(),
         login: ts.login.as_ref().map(|l| l.settings()),
+        refresh: ts.refresh.settings(),
     })
 }
 

@@ -78,3 +78,59 @@ impl LoginConfig {
         ))
     }
 }
+
+/// `[token_service.refresh]`: refresh tokens of signed-in users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// A grant's absolute lifetime from sign-in; no rotation extends it (default 30d).
+    #[serde(default = "default_refresh_lifetime")]
+    pub lifetime: Spanned<super::Duration>,
+    /// A refresh token unused this long expires (default 7d; at most the lifetime: a longer
+    /// one is the lifetime).
+    #[serde(default = "default_refresh_idle")]
+    pub idle: Spanned<super::Duration>,
+}
+
+fn default_refresh_lifetime() -> Spanned<super::Duration> {
+    Spanned::new(0..0, super::Duration(30 * 86_400))
+}
+
+fn default_refresh_idle() -> Spanned<super::Duration> {
+    Spanned::new(0..0, super::Duration(7 * 86_400))
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            lifetime: default_refresh_lifetime(),
+            idle: default_refresh_idle(),
+        }
+    }
+}
+
+impl RefreshConfig {
+    /// The token service's refresh settings.
+    pub fn settings(&self) -> oauth::refresh::RefreshSettings {
+        oauth::refresh::RefreshSettings {
+            lifetime: self.lifetime.get_ref().0,
+            idle: self.idle.get_ref().0.min(self.lifetime.get_ref().0),
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Failure> {
+        if self.lifetime.get_ref().0 == 0 {
+            return Err((
+                self.lifetime.span(),
+                "token_service.refresh.lifetime must be more than 0s".into(),
+            ));
+        }
+        if self.idle.get_ref().0 == 0 {
+            return Err((
+                self.idle.span(),
+                "token_service.refresh.idle must be more than 0s".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -276,6 +276,9 @@ pub struct TokenService {
     pub cors: Option<cors::CorsConfig>,
     /// User sign-in at the authorization endpoint; absent: machines only.
     pub login: Option<login::LoginConfig>,
+    /// Refresh tokens of signed-in users.
+    #[serde(default)]
+    pub refresh: login::RefreshConfig,
 }
 
 impl Default for TokenService {
@@ -293,6 +296,7 @@ impl Default for TokenService {
             rate_limits: limits::ServiceRateLimits::default(),
             cors: None,
             login: None,
+            refresh: login::RefreshConfig::default(),
         }
     }
 }
@@ -621,6 +625,7 @@ impl Config {
         if let Some(login) = &self.token_service.login {
             login.validate()?;
         }
+        self.token_service.refresh.validate()?;
         if let Some(issuer) = &self.token_service.issuer {
             let url = issuer.get_ref();
             let loopback = url

@@ -1150,3 +1150,21 @@ fn login_takes_the_dev_provider_and_says_what_is_not_there_yet() {
     let e = err("[token_service.login]\nprovider = \"dev\"\nconsent = \"sometimes\"\n");
     assert!(e.message.contains("always"), "{e}");
 }
+
+#[test]
+fn refresh_lifetimes_default_to_30_and_7_days() {
+    let c = Config::parse("", "t.toml").unwrap();
+    let r = c.token_service.refresh.settings();
+    assert_eq!((r.lifetime, r.idle), (30 * 86_400, 7 * 86_400));
+    let c = Config::parse("[token_service.refresh]\nlifetime = \"1d\"\n", "t.toml").unwrap();
+    let r = c.token_service.refresh.settings();
+    assert_eq!(
+        (r.lifetime, r.idle),
+        (86_400, 86_400),
+        "idle never past the lifetime"
+    );
+    let e = err("[token_service.refresh]\nidle = \"0s\"\n");
+    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+    let e = err("[token_service.refresh]\nlifetime = \"30d\"\nrotate = true\n");
+    assert!(e.message.contains("rotate"), "{e}");
+}

@@ -478,9 +478,9 @@ pub async fn admin_clients(ctx: Ctx) {
     .refused(409, "conflict", "the client is public and has no secret");
     let form = format!("grant_type=client_credentials&client_id={public}");
     app.post("/oauth2/token", &form, &[]).await.refused(
-        401,
-        "invalid_client",
-        "client authentication failed",
+        400,
+        "unauthorized_client",
+        "a public client may use the authorization_code and refresh_token grants only",
     );
     let events = app.service.store().audit_events(0, 1000).await.unwrap();
     for name in [

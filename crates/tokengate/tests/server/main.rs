@@ -78,6 +78,9 @@ mod backends {
         authorization_errors_are_shown_or_redirected,
         public_clients_use_the_code_grant_only,
         dpop_bound_code,
+        refresh_tokens_rotate_and_reuse_revokes_the_grant,
+        revoking_a_refresh_token_or_replaying_the_code_ends_the_grant,
+        dpop_bound_refresh_tokens,
     );
     on_both_backends!(introspection:
         introspect_json_and_jwt,

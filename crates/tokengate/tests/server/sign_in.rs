@@ -542,3 +542,192 @@ pub async fn dpop_bound_code(ctx: Ctx) {
         .await;
     assert_eq!(claims.get("cnf").unwrap().unwrap()["jkt"], key.thumbprint());
 }
+
+/// Signs `user` in and redeems the code: the token response.
+async fn signed_in(
+    app: &TestApp,
+    client_id: &str,
+    user: &str,
+    dpop: Option<&Jwk>,
+) -> serde_json::Value {
+    let mut browser = Browser::default();
+    let extra = dpop
+        .map(|k| format!("&dpop_jkt={}", k.thumbprint()))
+        .unwrap_or_default();
+    let page = walk(
+        app,
+        &mut browser,
+        client_id,
+        user,
+        &format!("%20write{extra}"),
+    )
+    .await;
+    let code = approve(app, &mut browser, &page).await;
+    let form = format!(
+        "grant_type=authorization_code&client_id={client_id}&code={code}&code_verifier={VERIFIER}\
+         &redirect_uri={}",
+        form_encode(PRESENTED)
+    );
+    let proof = dpop.map(|k| dpop_proof(k, &format!("c-{code}"), None));
+    let headers: Vec<(&str, &str)> = proof.iter().map(|p| ("dpop", p.as_str())).collect();
+    app.post("/oauth2/token", &form, &headers).await.ok()
+}
+
+async fn refresh(app: &TestApp, client_id: &str, token: &str, extra: &str) -> Reply {
+    let form =
+        format!("grant_type=refresh_token&client_id={client_id}&refresh_token={token}{extra}");
+    app.post("/oauth2/token", &form, &[]).await
+}
+
+async fn revoked(app: &TestApp, access_token: &str) -> bool {
+    let jti = app
+        .verify(access_token, API)
+        .await
+        .jti()
+        .unwrap()
+        .to_owned();
+    let record = app.service.store().token(&jti).await.unwrap().unwrap();
+    record.revoked_at.is_some()
+}
+
+/// RFC 9700 §4.14.2: refresh tokens rotate on every use; a rotated-out one used again
+/// revokes the whole grant, access tokens included.
+pub async fn refresh_tokens_rotate_and_reuse_revokes_the_grant(ctx: Ctx) {
+    let app = signing_in(&ctx, Consent::Always).await;
+    let (client_id, _) = user_client(&app, true).await;
+    let first = signed_in(&app, &client_id, "alice", None).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    assert_eq!(first["scope"], "read write");
+
+    let second = refresh(&app, &client_id, r1, "&scope=read").await.ok();
+    let r2 = second["refresh_token"].as_str().unwrap();
+    assert_ne!(r1, r2, "rotated");
+    assert_eq!(second["scope"], "read", "narrowed");
+    let claims = app
+        .verify(second["access_token"].as_str().unwrap(), API)
+        .await;
+    assert_eq!(claims.sub(), Some("alice"));
+    assert!(
+        claims.get("auth_time").unwrap().is_some(),
+        "the sign-in's time, kept"
+    );
+
+    let (error, _) = refresh(&app, &client_id, r2, "&scope=read%20admin")
+        .await
+        .refusal(400);
+    assert_eq!(error, "invalid_scope", "never wider than the grant");
+    let (other, _) = user_client(&app, true).await;
+    let (error, _) = refresh(&app, &other, r2, "").await.refusal(400);
+    assert_eq!(error, "invalid_grant", "another client's");
+
+    // r1 again: the grant is revoked, r2 with it, and every access token it issued.
+    let (error, description) = refresh(&app, &client_id, r1, "").await.refusal(400);
+    assert_eq!(error, "invalid_grant");
+    assert!(description.contains("used before"), "{description}");
+    let (error, _) = refresh(&app, &client_id, r2, "").await.refusal(400);
+    assert_eq!(error, "invalid_grant");
+    assert!(revoked(&app, first["access_token"].as_str().unwrap()).await);
+    assert!(revoked(&app, second["access_token"].as_str().unwrap()).await);
+
+    let metadata = app
+        .get("/.well-known/oauth-authorization-server", &[])
+        .await
+        .ok();
+    assert!(metadata["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g == "refresh_token"));
+}
+
+/// RFC 7009: a client revokes its refresh token, and the grant ends; a replayed code ends
+/// the grant its first use started.
+pub async fn revoking_a_refresh_token_or_replaying_the_code_ends_the_grant(ctx: Ctx) {
+    let app = signing_in(&ctx, Consent::Always).await;
+    let (client_id, _) = user_client(&app, true).await;
+    let grant = signed_in(&app, &client_id, "alice", None).await;
+    let r1 = grant["refresh_token"].as_str().unwrap();
+    let (other, _) = user_client(&app, true).await;
+    let reply = app
+        .post(
+            "/oauth2/revoke",
+            &format!("token={r1}&client_id={other}"),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.refusal(400).0, "unauthorized_client", "not its token");
+    let reply = app
+        .post(
+            "/oauth2/revoke",
+            &format!("token={r1}&client_id={client_id}"),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text());
+    let (error, _) = refresh(&app, &client_id, r1, "").await.refusal(400);
+    assert_eq!(error, "invalid_grant");
+    assert!(revoked(&app, grant["access_token"].as_str().unwrap()).await);
+
+    // A code replayed after its refresh token was rotated: everything goes.
+    let mut browser = Browser::default();
+    let page = walk(&app, &mut browser, &client_id, "bob", "").await;
+    let code = approve(&app, &mut browser, &page).await;
+    let first = redeem(&app, &client_id, &code, VERIFIER, PRESENTED)
+        .await
+        .ok();
+    let rotated = refresh(
+        &app,
+        &client_id,
+        first["refresh_token"].as_str().unwrap(),
+        "",
+    )
+    .await
+    .ok();
+    redeem(&app, &client_id, &code, VERIFIER, PRESENTED)
+        .await
+        .refusal(400);
+    let (error, _) = refresh(
+        &app,
+        &client_id,
+        rotated["refresh_token"].as_str().unwrap(),
+        "",
+    )
+    .await
+    .refusal(400);
+    assert_eq!(error, "invalid_grant");
+    assert!(revoked(&app, rotated["access_token"].as_str().unwrap()).await);
+}
+
+/// RFC 9449 §5: a grant started with DPoP refreshes only with a proof by the same key.
+pub async fn dpop_bound_refresh_tokens(ctx: Ctx) {
+    let app = signing_in(&ctx, Consent::Always).await;
+    let (client_id, _) = user_client(&app, true).await;
+    let key = Jwk::generate(Algorithm::ES256, None, None).unwrap();
+    let grant = signed_in(&app, &client_id, "alice", Some(&key)).await;
+    assert_eq!(grant["token_type"], "DPoP");
+    let r1 = grant["refresh_token"].as_str().unwrap();
+    let (error, _) = refresh(&app, &client_id, r1, "").await.refusal(400);
+    assert_eq!(error, "invalid_dpop_proof");
+    let other = Jwk::generate(Algorithm::ES256, None, None).unwrap();
+    let form = format!("grant_type=refresh_token&client_id={client_id}&refresh_token={r1}");
+    let wrong = app
+        .post(
+            "/oauth2/token",
+            &form,
+            &[("dpop", &dpop_proof(&other, "x1", None))],
+        )
+        .await;
+    assert_eq!(wrong.refusal(400).0, "invalid_dpop_proof");
+    let body = app
+        .post(
+            "/oauth2/token",
+            &form,
+            &[("dpop", &dpop_proof(&key, "x2", None))],
+        )
+        .await
+        .ok();
+    let claims = app
+        .verify(body["access_token"].as_str().unwrap(), API)
+        .await;
+    assert_eq!(claims.get("cnf").unwrap().unwrap()["jkt"], key.thumbprint());
+}
