@@ -52,6 +52,7 @@ pub mod sealed;
 mod service;
 pub mod sign_in;
 mod token;
+pub mod upstream;
 
 pub use admin::{AdminError, Credentials, NewClient, RevokeBy};
 pub use audit_log::{

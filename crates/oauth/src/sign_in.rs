@@ -30,11 +30,20 @@ const MAX_REMEMBERED: usize = 8;
 pub const MAX_DEV_USER: usize = 64;
 
 /// Where users sign in (`[token_service.login] provider`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Provider {
     /// The development page asking only for a user name (`tokengate dev` only).
     Dev,
+    /// An OpenID Provider.
+    Oidc(crate::upstream::OidcProvider),
+}
+
+impl Provider {
+    /// Whether this is the development page.
+    pub fn is_dev(&self) -> bool {
+        matches!(self, Provider::Dev)
+    }
 }
 
 /// When the consent page is shown (`[token_service.login] consent`).
@@ -81,6 +90,9 @@ pub struct SignIn {
     pub request: AuthorizationRequest,
     /// Set once the user signed in.
     pub user: Option<SignedInUser>,
+    /// While the user is at the OpenID Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::upstream::UpstreamLeg>,
 }
 
 impl SignIn {
@@ -156,6 +168,7 @@ impl Service {
                 csrf,
                 request,
                 user: None,
+                upstream: None,
             },
             (Err(e), _) | (_, Err(e)) => return Err(AuthorizeError::ShowUser(e)),
         };
@@ -191,7 +204,7 @@ impl Service {
         name: &str,
         now: i64,
     ) -> std::result::Result<SignedInUser, ErrorResponse> {
-        if self.login().map(|l| &l.provider) != Some(&Provider::Dev) {
+        if !self.login().is_some_and(|l| l.provider.is_dev()) {
             return Err(ErrorResponse::new(
                 ErrorKind::AccessDenied,
                 "the development sign-in is not enabled",
@@ -205,17 +218,24 @@ impl Service {
                 format!("a user name is 1 to {MAX_DEV_USER} printable characters without spaces"),
             ));
         }
-        if self.clients.get(&self.store, name).await?.is_some() {
-            return Err(ErrorResponse::new(
-                ErrorKind::InvalidRequest,
-                "that name is a client's id; tokens for a user must not look like a client's",
-            ));
-        }
+        self.check_user_sub(name).await?;
         Ok(SignedInUser {
             sub: name.to_owned(),
             auth_time: now,
             claims: Map::new(),
         })
+    }
+
+    /// Refuses a user whose `sub` is a registered client's id: the client's own tokens carry
+    /// that `sub`, and a resource server must never take one for the other (RFC 9068 §5).
+    pub async fn check_user_sub(&self, sub: &str) -> std::result::Result<(), ErrorResponse> {
+        if self.clients.get(&self.store, sub).await?.is_some() {
+            return Err(ErrorResponse::new(
+                ErrorKind::InvalidRequest,
+                "that name is a client's id; tokens for a user must not look like a client's",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the user must be asked: by the consent setting and, for `remember`, the

@@ -220,7 +220,10 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
             require_nonce: ts.dpop_nonce,
         },
         audit_origin: config.audit.origin.clone(),
-        login: ts.login.as_ref().map(|l| l.settings()),
+        login: match &ts.login {
+            Some(l) => Some(l.settings().map_err(CliError::usage)?),
+            None => None,
+        },
         refresh: ts.refresh.settings(),
     })
 }

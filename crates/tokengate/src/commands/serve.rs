@@ -133,7 +133,7 @@ async fn dev_browser_client(
     now: i64,
 ) -> Result<Option<String>, oauth::AdminError> {
     use crate::server::dev_client::{DEV_CALLBACK, DEV_CLIENT_NAME, DEV_START};
-    if service.login().map(|l| &l.provider) != Some(&oauth::sign_in::Provider::Dev) {
+    if !service.login().is_some_and(|l| l.provider.is_dev()) {
         return Ok(None);
     }
     let redirect_uri = service.url(DEV_CALLBACK);

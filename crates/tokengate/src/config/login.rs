@@ -53,29 +53,89 @@ impl LoginConfig {
         self.provider.get_ref() == "dev"
     }
 
-    /// The login settings of the token service.
-    pub fn settings(&self) -> oauth::sign_in::Login {
-        oauth::sign_in::Login {
-            provider: oauth::sign_in::Provider::Dev,
+    /// The login settings of the token service; reads the client secret from its
+    /// environment variable.
+    pub fn settings(&self) -> Result<oauth::sign_in::Login, String> {
+        let provider = if self.is_dev() {
+            oauth::sign_in::Provider::Dev
+        } else {
+            let client_secret = match &self.client_secret_env {
+                Some(name) => Some(zeroize::Zeroizing::new(std::env::var(name).map_err(
+                    |_| {
+                        format!(
+                            "token_service.login.client_secret_env names {name}, which is not set"
+                        )
+                    },
+                )?)),
+                None => None,
+            };
+            oauth::sign_in::Provider::Oidc(oauth::upstream::OidcProvider {
+                issuer: self.provider.get_ref().clone(),
+                client_id: self.client_id.clone().unwrap_or_default(),
+                client_secret,
+                scopes: self.scopes.clone(),
+                claims: self
+                    .claims
+                    .iter()
+                    .map(|(ours, theirs)| (ours.clone(), theirs.clone()))
+                    .collect(),
+            })
+        };
+        Ok(oauth::sign_in::Login {
+            provider,
             consent: match self.consent {
                 ConsentConfig::Always => oauth::sign_in::Consent::Always,
                 ConsentConfig::Remember => oauth::sign_in::Consent::Remember,
                 ConsentConfig::SkipForFirstParty => oauth::sign_in::Consent::SkipForFirstParty,
             },
-        }
+        })
     }
 
-    /// What this version can do with the block: only the development page so far.
+    /// The block's own rules: a provider URL that may be called, our client id there,
+    /// `openid` among the scopes, and no claim of ours overwritten by the provider's.
     pub(super) fn validate(&self) -> Result<(), Failure> {
+        if let Some((ours, _)) = self
+            .claims
+            .iter()
+            .find(|(ours, _)| oauth::upstream::RESERVED_CLAIMS.contains(&ours.as_str()))
+        {
+            return Err((
+                self.provider.span(),
+                format!("token_service.login.claims: {ours} is set by tokengate, not copied from the provider"),
+            ));
+        }
         if self.is_dev() {
             return Ok(());
         }
-        Err((
-            self.provider.span(),
-            "token_service.login.provider: signing in at an OpenID Provider is not implemented \
-             in this version (issue #18); only provider = \"dev\" works, with `tokengate dev`"
-                .into(),
-        ))
+        let url = url::Url::parse(self.provider.get_ref()).ok();
+        let callable = url.as_ref().is_some_and(|u| match u.scheme() {
+            "https" => true,
+            "http" => gateway::keys::is_loopback(u),
+            _ => false,
+        });
+        if !callable
+            || url
+                .as_ref()
+                .is_some_and(|u| u.query().is_some() || u.fragment().is_some())
+        {
+            return Err((
+                self.provider.span(),
+                "token_service.login.provider must be \"dev\" or an OpenID Provider's issuer URL: https (http only on loopback), without query or fragment".into(),
+            ));
+        }
+        if self.client_id.as_deref().is_none_or(str::is_empty) {
+            return Err((
+                self.provider.span(),
+                "token_service.login.client_id is required with an OpenID Provider".into(),
+            ));
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            return Err((
+                self.provider.span(),
+                "token_service.login.scopes must include openid".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1139,14 +1139,50 @@ fn login_takes_the_dev_provider_and_says_what_is_not_there_yet() {
     assert_eq!(login.scopes, ["openid", "email", "profile"]);
     let c = Config::parse("[token_service.login]\nprovider = \"dev\"\n", "t.toml").unwrap();
     assert_eq!(
-        c.token_service.login.unwrap().settings().consent,
+        c.token_service.login.unwrap().settings().unwrap().consent,
         oauth::sign_in::Consent::Remember,
         "the issue's default"
     );
 
-    let e = err("[token_service.login]\nprovider = \"https://idp.example\"\nclient_id = \"tg\"\n");
-    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
-    assert!(e.message.contains("not implemented"), "{e}");
+    let c = Config::parse(
+        "[token_service.login]\nprovider = \"https://idp.example\"\nclient_id = \"tg\"\nclaims = { email = \"email\" }\n",
+        "t.toml",
+    )
+    .unwrap();
+    let login = c.token_service.login.unwrap().settings().unwrap();
+    let oauth::sign_in::Provider::Oidc(p) = login.provider else {
+        panic!("not an OpenID Provider");
+    };
+    assert_eq!(
+        (p.issuer.as_str(), p.client_id.as_str()),
+        ("https://idp.example", "tg")
+    );
+    assert_eq!(p.claims, [("email".to_owned(), "email".to_owned())]);
+    for (text, why) in [
+        (
+            "provider = \"http://idp.example\"\nclient_id = \"tg\"",
+            "https",
+        ),
+        ("provider = \"https://idp.example\"", "client_id"),
+        (
+            "provider = \"https://idp.example\"\nclient_id = \"tg\"\nscopes = [\"email\"]",
+            "openid",
+        ),
+        (
+            "provider = \"dev\"\nclaims = { sub = \"email\" }",
+            "set by tokengate",
+        ),
+    ] {
+        let e = err(&format!("[token_service.login]\n{text}\n"));
+        assert!(e.message.contains(why), "{text}: {e}");
+    }
+    let c = Config::parse(
+        "[token_service.login]\nprovider = \"https://idp.example\"\nclient_id = \"tg\"\nclient_secret_env = \"TOKENGATE_TEST_UNSET_SECRET\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let e = c.token_service.login.unwrap().settings().unwrap_err();
+    assert!(e.contains("TOKENGATE_TEST_UNSET_SECRET"), "{e}");
     let e = err("[token_service.login]\nprovider = \"dev\"\nconsent = \"sometimes\"\n");
     assert!(e.message.contains("always"), "{e}");
 }

@@ -14,7 +14,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use oauth::form::Params;
-use oauth::sign_in::Provider;
 use oauth::{paths, ErrorKind, ErrorResponse, Service};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +48,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
 
 /// The registered dev client's id, when the development provider is on.
 async fn dev_client(service: &Service) -> Result<Option<String>, ErrorResponse> {
-    if service.login().map(|l| &l.provider) != Some(&Provider::Dev) {
+    if !service.login().is_some_and(|l| l.provider.is_dev()) {
         return Ok(None);
     }
     let clients = service.store().list_clients().await?;

@@ -11,6 +11,7 @@ pub mod health;
 mod limits;
 pub mod listener;
 mod pages;
+mod provider;
 mod proxy;
 mod request;
 mod sign_in;
@@ -74,6 +75,8 @@ pub struct App {
     pub(crate) max_connections: Option<usize>,
     /// What `/readyz` checks besides the service, and whether shutdown began.
     pub readiness: health::Readiness,
+    /// The OpenID Provider users sign in at, made on first use.
+    upstream: std::sync::OnceLock<Result<Arc<provider::Upstream>, String>>,
 }
 
 impl App {
@@ -108,7 +111,22 @@ impl App {
                 .map(::gateway::shed::InFlightLimit::new),
             max_connections: access.max_connections,
             readiness: health::Readiness::new(access.redis),
+            upstream: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The client of the OpenID Provider (one per node: its pool, metadata and keys).
+    pub(crate) fn upstream(&self) -> Result<Arc<provider::Upstream>, oauth::ErrorResponse> {
+        match self
+            .upstream
+            .get_or_init(|| provider::Upstream::new().map(Arc::new))
+        {
+            Ok(upstream) => Ok(Arc::clone(upstream)),
+            Err(why) => Err(oauth::ErrorResponse::new(
+                oauth::ErrorKind::ServerError,
+                format!("no HTTP client for the OpenID Provider: {why}"),
+            )),
+        }
     }
 
     /// The gateway serving now.

@@ -29,7 +29,8 @@ pub(crate) const CONSENT: &str = "/oauth2/authorize/consent";
 const SESSION_COOKIE: &str = "tokengate_sign_in";
 /// Consents remembered in this browser (`consent = "remember"`).
 const CONSENT_COOKIE: &str = "tokengate_consent";
-const COOKIE_PATH: &str = "/oauth2/authorize";
+/// `/oauth2`: the authorization endpoint, its forms and the provider's callback.
+const COOKIE_PATH: &str = "/oauth2";
 
 /// The largest form the pages post (a CSRF value, a user name, a button).
 const MAX_FORM: usize = 4096;
@@ -39,6 +40,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(paths::AUTHORIZE, get(authorize))
         .route(SIGN_IN, post(sign_in))
         .route(CONSENT, post(consent))
+        .route(oauth::upstream::CALLBACK, get(callback))
 }
 
 /// RFC 6749 §4.1.1: checks the request, starts the session and shows the sign-in page.
@@ -58,18 +60,127 @@ async fn authorize(
     }
     let now = store::unix_now();
     let query = uri.query().unwrap_or_default().as_bytes();
-    match service.begin_sign_in(query, now).await {
-        Err(refused) => authorize_error(&app, &refused, &id.0),
-        Ok((session, sealed)) => {
-            let mut response = sign_in_page(&app, &session, None, &id.0).await;
+    let (mut session, sealed) = match service.begin_sign_in(query, now).await {
+        Ok(begun) => begun,
+        Err(refused) => return authorize_error(&app, &refused, &id.0),
+    };
+    let Some(provider) = service.oidc_provider() else {
+        let mut response = sign_in_page(&app, &session, None, &id.0).await;
+        set_cookie(
+            &mut response,
+            session_cookie(&app, sealed, SIGN_IN_LIFETIME),
+        );
+        return response;
+    };
+    // To the OpenID Provider, with this sign-in's state, nonce and PKCE verifier sealed.
+    let to_provider = async {
+        let upstream = app.upstream()?;
+        let metadata = upstream.metadata(&provider.issuer).await?;
+        let url = service.upstream_redirect(&mut session, &metadata)?;
+        let sealed = service.seal_sign_in(&session, now)?;
+        Ok::<_, ErrorResponse>((url, sealed))
+    };
+    match to_provider.await {
+        Ok((url, sealed)) => {
+            let mut response = redirect(&url);
             set_cookie(
                 &mut response,
                 session_cookie(&app, sealed, SIGN_IN_LIFETIME),
             );
             response
         }
+        Err(error) => back_to_client(&app, session, error, &id.0),
     }
 }
+
+/// The OpenID Provider's answer (OpenID Connect Core §3.1.2.5): checked against the session,
+/// the code redeemed there, the ID token verified; then consent, as after any sign-in.
+async fn callback(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let now = store::unix_now();
+    let service = &app.service;
+    let session = cookie_value(&headers, SESSION_COOKIE)
+        .and_then(|sealed| service.open_sign_in(&sealed, now))
+        .filter(|s| s.upstream.is_some());
+    let Some(mut session) = session else {
+        return show(&invalid(EXPIRED), &id.0);
+    };
+    let params = match Params::parse_query(uri.query().unwrap_or_default().as_bytes(), &[]) {
+        Ok(params) => params,
+        Err(e) => return show(&e, &id.0),
+    };
+    let user = async {
+        let provider = service
+            .oidc_provider()
+            .ok_or_else(|| invalid("no OpenID Provider is configured"))?;
+        let upstream = app.upstream()?;
+        let metadata = upstream.metadata(&provider.issuer).await?;
+        let code = service.upstream_code(&session, &metadata, &params)?;
+        let (form, authorization) = service.upstream_token_request(&session, code)?;
+        let (id_token, access_token) = upstream.redeem(&metadata, form, authorization).await?;
+        let userinfo = match access_token {
+            Some(token) if service.upstream_needs_userinfo(&id_token) => {
+                upstream.userinfo(&metadata, &token).await
+            }
+            _ => None,
+        };
+        let keys = upstream.keys(&metadata, false).await?;
+        let user = match service.upstream_user(&id_token, &keys, &session, userinfo.as_ref(), now) {
+            Ok(user) => user,
+            // A key the provider rotated in since its keys were fetched: one refetch.
+            Err(_) => {
+                let keys = upstream.keys(&metadata, true).await?;
+                service.upstream_user(&id_token, &keys, &session, userinfo.as_ref(), now)?
+            }
+        };
+        service.check_user_sub(&user.sub).await?;
+        Ok::<_, ErrorResponse>(user)
+    };
+    match user.await {
+        Ok(user) => {
+            tracing::info!(sign_in = %session.id, sub = %user.sub, "signed in at the OpenID Provider");
+            session.user = Some(user);
+            session.upstream = None;
+            after_sign_in(&app, session, &headers, &id.0, now).await
+        }
+        Err(error) => back_to_client(&app, session, error, &id.0),
+    }
+}
+
+/// A failure after the client's redirect URI was verified: back to the client with the
+/// error, `state` and `iss` (RFC 6749 §4.1.2.1); the session ends.
+fn back_to_client(app: &App, session: SignIn, error: ErrorResponse, id: &str) -> Response {
+    let refused = AuthorizeError::Redirect {
+        redirect_uri: session.request.redirect_uri,
+        state: session.request.state,
+        error,
+    };
+    let mut response = authorize_error(app, &refused, id);
+    set_cookie(&mut response, session_cookie(app, String::new(), 0));
+    response
+}
+
+/// After any sign-in: the consent page, or, when consent is not needed, the code.
+async fn after_sign_in(
+    app: &App,
+    session: SignIn,
+    headers: &HeaderMap,
+    id: &str,
+    now: i64,
+) -> Response {
+    let memory = cookie_value(headers, CONSENT_COOKIE);
+    if app.service.consent_needed(&session, memory.as_deref(), now) {
+        return consent_page(app, &session, id, now).await;
+    }
+    approve(app, session, memory.as_deref(), id, now).await
+}
+
+const EXPIRED: &str =
+    "this sign-in expired or was replaced by a newer one: start again from the application";
 
 /// The provider's sign-in: for the development provider, its form.
 async fn sign_in_page(app: &App, session: &SignIn, problem: Option<&str>, id: &str) -> Response {
@@ -112,11 +223,7 @@ async fn sign_in(
     };
     tracing::info!(sign_in = %session.id, sub = %user.sub, "signed in (development provider)");
     session.user = Some(user);
-    let memory = cookie_value(&headers, CONSENT_COOKIE);
-    if app.service.consent_needed(&session, memory.as_deref(), now) {
-        return consent_page(&app, &session, &id.0, now).await;
-    }
-    approve(&app, session, memory.as_deref(), &id.0, now).await
+    after_sign_in(&app, session, &headers, &id.0, now).await
 }
 
 /// The consent page, with the session (now holding the user) sealed again.
@@ -212,12 +319,7 @@ async fn posted_session(
     id: &str,
     now: i64,
 ) -> Result<(SignIn, Params), Response> {
-    let expired = || {
-        show(
-            &invalid("this sign-in expired or was replaced by a newer one: start again from the application"),
-            id,
-        )
-    };
+    let expired = || show(&invalid(EXPIRED), id);
     let session = cookie_value(headers, SESSION_COOKIE)
         .and_then(|sealed| app.service.open_sign_in(&sealed, now))
         .ok_or_else(expired)?;

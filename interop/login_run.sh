@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The login check: `tokengate serve` signs users in at node-oidc-provider (its login and consent
+# forms), and Node `openid-client` is the application (interop/login.mjs): the authorization
+# code flow with PKCE, the code replayed, refresh with rotation and reuse detection. Run through
+# `interop/run` (which installs the Node peers and builds tokengate); or directly once they are:
+#   bash interop/login_run.sh
+# tokengate's issuer must be known to the provider (its redirect URI) before tokengate starts,
+# and the provider's to tokengate: the port of tokengate is chosen first (a free loopback port,
+# asked of the system and released), then the provider starts, then tokengate on that port.
+# Everything lives in a temporary directory removed on exit; the servers stop on exit.
+# Exit status: that of login.mjs (0 all passed, 1 a check failed), 2 the harness failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+label=login
+source interop/lib.sh
+
+TOKENGATE_MASTER_KEY=$(random_base64 32)
+export TOKENGATE_MASTER_KEY
+TOKENGATE_IDP_SECRET=$(random_base64 24)
+export TOKENGATE_IDP_SECRET
+
+port=$(node -e "const s=require('node:net').createServer();s.listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close();})")
+issuer=http://127.0.0.1:$port
+
+printf '{"client_id": "tokengate", "client_secret": "%s"}\n' "$TOKENGATE_IDP_SECRET" >"$tmp/idp-client.json"
+start idp oidc-provider node interop/login_provider.mjs "$tmp/idp-client.json" "$issuer/oauth2/callback"
+idp=$url
+
+config=$tmp/tokengate.toml
+cat >"$config" <<EOF
+[server]
+data_dir = "$tmp/data"
+
+[token_service.login]
+provider = "$idp"
+client_id = "tokengate"
+client_secret_env = "TOKENGATE_IDP_SECRET"
+claims = { email = "email", groups = "groups" }
+consent = "always"
+
+[[audiences]]
+id = "https://api.example"
+scopes = ["read", "write"]
+EOF
+
+redirect=http://127.0.0.1/callback
+harness "$bin" client create --config "$config" --name app --public --redirect-uri "$redirect" \
+  --scope "read write" --audience https://api.example >"$tmp/app.json"
+client_id=$(node -e "process.stdout.write(JSON.parse(require('node:fs').readFileSync('$tmp/app.json','utf8')).client_id)")
+
+start server tokengate "$bin" serve --config "$config" --listen "127.0.0.1:$port"
+
+status=0
+run_checks node interop/login.mjs "$issuer" "$client_id" "$redirect" || status=$?
+if ((status != 0)); then
+  echo "login: tokengate log (tail):" >&2
+  tail -n 40 "$tmp/server.log" >&2
+  echo "login: oidc-provider log (tail):" >&2
+  tail -n 40 "$tmp/idp.log" >&2
+fi
+exit "$status"
