@@ -29,6 +29,8 @@ pub struct NewClient {
     /// The redirect URIs it may use to sign users in ([`crate::redirect_uri`]); at least
     /// one for a public client (`auth_method` `none`).
     pub redirect_uris: Vec<String>,
+    /// Registered by an operator; `false` for RFC 7591 dynamic registration.
+    pub first_party: bool,
 }
 
 /// A client id and, for secret methods, its secret: shown once, stored only as a keyed hash.
@@ -204,6 +206,7 @@ impl Service {
             disabled: false,
             created_at: now,
             redirect_uris: new.redirect_uris,
+            first_party: new.first_party,
         };
         self.store.create_client(&client).await?;
         self.client_changed(&client_id);
@@ -387,6 +390,7 @@ impl Service {
                 self.store
                     .revoke_refresh_families_of(Some(id), None, now)
                     .await?;
+                self.store.void_codes_of(Some(id), None, now).await?;
                 self.announce(Change::ClientRevoked {
                     client_id: id.clone(),
                     at: now,
@@ -400,6 +404,7 @@ impl Service {
                 self.store
                     .revoke_refresh_families_of(None, Some(sub), now)
                     .await?;
+                self.store.void_codes_of(None, Some(sub), now).await?;
                 self.announce(Change::SubjectRevoked {
                     subject: sub.clone(),
                     at: now,

@@ -46,6 +46,14 @@ pub struct AuthorizationRequest {
     pub scope: Vec<String>,
     /// RFC 9449 §10: the DPoP key thumbprint the code is bound to.
     pub dpop_jkt: Option<String>,
+    /// Whether an operator registered the client (consent may be skipped for it).
+    #[serde(default)]
+    pub first_party: bool,
+    /// Whether the client's identity is assured (RFC 8252 §8.6): it authenticates, or its
+    /// redirect URI is https. A public client on a loopback or private-use redirect URI may
+    /// be any app on the device, so its users are always asked.
+    #[serde(default)]
+    pub assured: bool,
 }
 
 /// A refused authorization request, and where its error goes.
@@ -139,6 +147,9 @@ impl Service {
         }
         match self.checked_request(&params, &client) {
             Ok(checked) => Ok(AuthorizationRequest {
+                first_party: client.first_party,
+                assured: client.auth_method != store::AuthMethod::Public
+                    || redirect_uri.starts_with("https://"),
                 client_id: client.client_id,
                 redirect_uri,
                 state,
@@ -219,6 +230,17 @@ impl Service {
                 ))
             }
             None => return Err(invalid_request("response_type is missing")),
+        }
+        // No sign-in session is kept here, so a request that forbids any interaction cannot
+        // be answered with a code (OpenID Connect Core §3.1.2.6).
+        if params
+            .get("prompt")
+            .is_some_and(|p| p.split(' ').any(|v| v == "none"))
+        {
+            return Err(ErrorResponse::new(
+                ErrorKind::LoginRequired,
+                "prompt=none: the user must sign in",
+            ));
         }
         if params.get("response_mode").is_some_and(|m| m != "query") {
             return Err(invalid_request("only response_mode query is supported"));

@@ -48,6 +48,7 @@ async fn fixture(audiences: &[&str]) -> Fixture {
                     "https://app.example/cb?tenant=a".into(),
                     "http://127.0.0.1/callback".into(),
                 ],
+                first_party: true,
             },
             NOW,
             None,
@@ -106,6 +107,8 @@ async fn a_valid_request_is_bound_to_everything_it_names() {
             audience: API.into(),
             scope: vec!["read".into()],
             dpop_jkt: None,
+            first_party: true,
+            assured: true,
         }
     );
     // No scope asked: what the client and the audience both allow. A loopback redirect URI
@@ -130,6 +133,13 @@ async fn a_valid_request_is_bound_to_everything_it_names() {
             Some(CHALLENGE.to_owned())
         )
     );
+    // A public client on loopback may be any app on the device (RFC 8252 §8.6).
+    assert!(!ok.assured);
+    // prompt=none cannot be answered: nobody stays signed in here.
+    let refused = ask(&f, &query(&f.app, &[("prompt", "none")], &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error().kind, ErrorKind::LoginRequired);
 }
 
 /// Refusals before the client and its redirect URI are verified are shown to the user,
@@ -147,6 +157,7 @@ async fn an_unverified_client_or_redirect_uri_is_shown_to_the_user() {
                 auth_method: None,
                 jwks: None,
                 redirect_uris: Vec::new(),
+                first_party: true,
             },
             NOW,
             None,
@@ -455,6 +466,7 @@ async fn the_only_declared_audience_is_the_default() {
                     auth_method: None,
                     jwks: None,
                     redirect_uris: Vec::new(),
+                    first_party: true,
                 },
                 NOW,
                 None,

@@ -256,7 +256,7 @@ pub fn basic_credentials(creds: &str) -> Result<(String, String), ErrorResponse>
 }
 
 /// The `client_id` a request names, before anything is checked: the Basic credentials'
-/// else the form's `client_id`. For rate limits, which count requests and failed
+/// else the form's `client_id` when the form carries a secret or an assertion. For rate limits, which count requests and failed
 /// authentications per client before (and whether or not) the client is authenticated.
 pub fn claimed_client_id(req: &Request<'_>) -> Option<String> {
     let basic = req
@@ -274,7 +274,14 @@ pub fn claimed_client_id(req: &Request<'_>) -> Option<String> {
         &["resource", "audience", "scope"],
     )
     .ok()?;
-    params.get("client_id").map(str::to_owned)
+    // A `client_id` alone (a public client) proves nothing: counted per client, it would let
+    // anyone spend that client's budget, or lock it out with failures, by naming it.
+    let credential =
+        params.get("client_secret").is_some() || params.get("client_assertion").is_some();
+    params
+        .get("client_id")
+        .filter(|_| credential)
+        .map(str::to_owned)
 }
 
 /// Finds the one authentication method the request uses.

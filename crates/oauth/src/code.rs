@@ -55,6 +55,20 @@ impl Service {
             .user
             .ok_or_else(|| invalid_request("the user has not signed in"))?;
         let request = session.request;
+        // The client may have been disabled, or lost this redirect URI, since sign-in began.
+        let current = self.clients.get(&self.store, &request.client_id).await?;
+        let still = current.is_some_and(|c| {
+            !c.disabled
+                && c.redirect_uris
+                    .iter()
+                    .any(|r| crate::redirect_uri::matches(r, &request.redirect_uri))
+        });
+        if !still {
+            return Err(ErrorResponse::new(
+                ErrorKind::AccessDenied,
+                "the client may no longer sign users in here",
+            ));
+        }
         let code = random_b64(32)?;
         let mut claims = user.claims;
         claims.insert("auth_time".into(), user.auth_time.into());
@@ -107,12 +121,14 @@ impl Service {
             .code(&code_hash)
             .await?
             .ok_or_else(|| invalid_grant("the code is unknown or expired"))?;
-        if stored.used_at.is_some() {
-            return Err(self.code_replayed(&code_hash, now).await);
-        }
         let c = stored.code;
+        // Before the replay check: someone else's client presenting a leaked used code must
+        // not be able to revoke the user's grant.
         if c.client_id != client.client_id {
             return Err(invalid_grant("the code was issued to another client"));
+        }
+        if stored.used_at.is_some() {
+            return Err(self.code_replayed(&code_hash, now).await);
         }
         if c.expires_at <= now {
             return Err(invalid_grant("the code is unknown or expired"));
@@ -145,8 +161,11 @@ impl Service {
                 format!("the code is for {}, not {other}", c.audience),
             ));
         }
+        // What can refuse the grant is checked before the code is spent: a code is used up
+        // only by a redemption that then issues.
+        self.target_named(client, &c.audience)?;
         if !self.store.redeem_code(&code_hash, now).await? {
-            // Another redemption won the race, or the code expired meanwhile.
+            // Another redemption won the race.
             return Err(self.code_replayed(&code_hash, now).await);
         }
         let user_claims = match serde_json::from_str(&c.claims) {
@@ -169,25 +188,29 @@ impl Service {
 
     /// A used code came back: revoke what its redemption issued (RFC 6749 §4.1.2, RFC 9700
     /// §4.5), audit it, and refuse.
+    ///
+    /// The replay is marked first: a first redemption still under way then finds the mark
+    /// when it records its access token ([`Store::code_issued`](store::Store::code_issued))
+    /// or starts its refresh family ([`Service::store_refresh`]), and revokes what it made.
     async fn code_replayed(&self, code_hash: &str, now: i64) -> ErrorResponse {
+        let issued = match self.store.code_replayed(code_hash, now).await {
+            Ok(issued) => issued,
+            Err(e) => return e.into(),
+        };
+        if let Some(Some(jti)) = issued {
+            if let Err(e) = self
+                .revoke_issued(&jti, "authorization code replayed", now)
+                .await
+            {
+                return e;
+            }
+        }
         // The refresh tokens the code started go too (their family is named by the code).
         if let Err(e) = self
             .revoke_family(code_hash, "authorization code replayed", now)
             .await
         {
             return e;
-        }
-        match self.store.code_replayed(code_hash, now).await {
-            Ok(Some(Some(jti))) => {
-                if let Err(e) = self
-                    .revoke_issued(&jti, "authorization code replayed", now)
-                    .await
-                {
-                    return e;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return e.into(),
         }
         invalid_grant("the code was used before; the tokens it issued are revoked")
     }

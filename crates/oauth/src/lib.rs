@@ -47,6 +47,7 @@ mod protocol;
 mod recorder;
 pub mod redirect_uri;
 pub mod refresh;
+pub mod registration;
 mod revocations;
 pub mod sealed;
 mod service;

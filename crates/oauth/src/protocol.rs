@@ -56,6 +56,15 @@ pub enum ErrorKind {
     RequestUriNotSupported,
     /// RFC 6749 §4.1.2.1: the user refused consent.
     AccessDenied,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, but the user must sign in.
+    LoginRequired,
+    /// RFC 7591 §3.2.2: a redirect URI of a registration is refused.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2: other client metadata of a registration is refused.
+    InvalidClientMetadata,
+    /// RFC 6750 §3.1: the bearer token (RFC 7591's initial access token) is missing or
+    /// wrong (401).
+    InvalidToken,
     /// Something failed on our side (500).
     ServerError,
     /// The database is unreachable (503).
@@ -80,6 +89,10 @@ impl ErrorKind {
             ErrorKind::RequestNotSupported => "request_not_supported",
             ErrorKind::RequestUriNotSupported => "request_uri_not_supported",
             ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::LoginRequired => "login_required",
+            ErrorKind::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorKind::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorKind::InvalidToken => "invalid_token",
             ErrorKind::ServerError => "server_error",
             ErrorKind::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -88,7 +101,7 @@ impl ErrorKind {
     /// The HTTP status: 401 for `invalid_client`, 500/503 for our failures, else 400.
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::InvalidClient => 401,
+            ErrorKind::InvalidClient | ErrorKind::InvalidToken => 401,
             ErrorKind::ServerError => 500,
             ErrorKind::TemporarilyUnavailable => 503,
             _ => 400,
@@ -129,7 +142,11 @@ impl ErrorResponse {
 
     /// The `WWW-Authenticate` value an `invalid_client` response carries (RFC 6749 §5.2).
     pub fn www_authenticate(&self) -> Option<&'static str> {
-        (self.kind == ErrorKind::InvalidClient).then_some("Basic realm=\"tokengate\"")
+        match self.kind {
+            ErrorKind::InvalidClient => Some("Basic realm=\"tokengate\""),
+            ErrorKind::InvalidToken => Some("Bearer realm=\"tokengate\", error=\"invalid_token\""),
+            _ => None,
+        }
     }
 
     /// The JSON body, with the request id so operators can find the log line.

@@ -36,14 +36,14 @@ impl Default for RefreshSettings {
 pub(crate) enum NewRefresh {
     /// The first of a family (the code's redemption).
     First(RefreshFamily, RefreshToken),
-    /// A rotation.
-    Rotated(RefreshToken),
+    /// A rotation: the new token, and the hash of the one it replaces (spent at `now`).
+    Rotated(RefreshToken, String),
 }
 
 impl NewRefresh {
     fn token(&self) -> &RefreshToken {
         match self {
-            NewRefresh::First(_, t) | NewRefresh::Rotated(t) => t,
+            NewRefresh::First(_, t) | NewRefresh::Rotated(t, _) => t,
         }
     }
 }
@@ -155,7 +155,9 @@ impl Service {
                 ));
             }
         }
-        let scope = narrowed_scope(params.get("scope"), &family.scope)?;
+        // Still for this client: its audiences and scopes may have changed since sign-in.
+        self.target_named(client, &family.audience)?;
+        let scope = narrowed_scope(params.get("scope"), &family.scope, &client.scopes)?;
         let named = params
             .all("resource")
             .into_iter()
@@ -181,7 +183,7 @@ impl Service {
                 family,
                 scope,
                 user_claims,
-                next: NewRefresh::Rotated(next),
+                next: NewRefresh::Rotated(next, token_hash),
             },
         ))
     }
@@ -221,18 +223,42 @@ impl Service {
         now: i64,
     ) -> Result<(), ErrorResponse> {
         let token = next.token().clone();
+        let first = matches!(next, NewRefresh::First(..));
         match next {
             NewRefresh::First(family, first) => {
                 self.store.create_refresh_family(&family, &first).await?
             }
-            NewRefresh::Rotated(rotated) => self.store.insert_refresh_token(&rotated).await?,
+            NewRefresh::Rotated(rotated, _) => self.store.insert_refresh_token(&rotated).await?,
         }
         self.store.refresh_issued(&token.token_hash, jti).await?;
-        if self.store.refresh_family_revoked(&token.family_id).await? {
-            self.revoke_issued(jti, "refresh token reused", now).await?;
+        // A reuse (or, for a new family, a replay of its code) that raced this issuance
+        // revoked the family before it held this token, or marked the code before the
+        // family existed: revoke now what was just made.
+        let raced = self.store.refresh_family_revoked(&token.family_id).await?
+            || (first && self.store.code_was_replayed(&token.family_id).await?);
+        if raced {
+            self.revoke_family(
+                &token.family_id,
+                "grant revoked while a token was issued",
+                now,
+            )
+            .await?;
+            self.revoke_issued(jti, "grant revoked while a token was issued", now)
+                .await?;
             return Err(invalid_grant("the grant was revoked meanwhile"));
         }
         Ok(())
+    }
+
+    /// Undoes the spending of the refresh token a rotation replaced, when the rotation
+    /// issued nothing (its access token could not be recorded). Best effort: on failure the
+    /// client signs in again.
+    pub(crate) async fn unspend_refresh(&self, next: &NewRefresh) {
+        let NewRefresh::Rotated(_, previous) = next else {
+            return;
+        };
+        // The request already fails with the recorder's error; this one adds nothing to it.
+        let _ = self.store.unuse_refresh_token(previous).await;
     }
 
     /// RFC 7009 for a refresh token: revokes its family, if `client` holds it. `false` when
@@ -273,10 +299,17 @@ pub(crate) struct FamilyOf<'a> {
     pub jkt: Option<&'a str>,
 }
 
-/// RFC 6749 §6: the scopes asked for, each granted to the family; all of them when none is
-/// asked for.
-fn narrowed_scope(requested: Option<&str>, granted: &str) -> Result<Vec<String>, ErrorResponse> {
-    let granted: Vec<&str> = granted.split(' ').filter(|s| !s.is_empty()).collect();
+/// RFC 6749 §6: the scopes asked for, each granted to the family and still allowed to the
+/// client; all of those when none is asked for.
+fn narrowed_scope(
+    requested: Option<&str>,
+    granted: &str,
+    allowed: &[String],
+) -> Result<Vec<String>, ErrorResponse> {
+    let granted: Vec<&str> = granted
+        .split(' ')
+        .filter(|s| !s.is_empty() && allowed.iter().any(|a| a == s))
+        .collect();
     let Some(requested) = requested else {
         return Ok(granted.into_iter().map(String::from).collect());
     };
@@ -303,12 +336,17 @@ mod tests {
 
     #[test]
     fn a_refresh_may_narrow_the_scope_never_widen_it() {
-        assert_eq!(narrowed_scope(None, "a b").unwrap(), ["a", "b"]);
-        assert_eq!(narrowed_scope(Some("b b"), "a b").unwrap(), ["b"]);
+        let all = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(narrowed_scope(None, "a b", &all).unwrap(), ["a", "b"]);
+        assert_eq!(narrowed_scope(Some("b b"), "a b", &all).unwrap(), ["b"]);
         assert_eq!(
-            narrowed_scope(Some("a c"), "a b").unwrap_err().kind,
+            narrowed_scope(Some("a c"), "a b", &all).unwrap_err().kind,
             ErrorKind::InvalidScope
         );
-        assert!(narrowed_scope(Some(""), "a").unwrap().is_empty());
+        assert!(narrowed_scope(Some(""), "a", &all).unwrap().is_empty());
+        // A scope taken from the client since sign-in is no longer issued.
+        let fewer = ["a".to_owned()];
+        assert_eq!(narrowed_scope(None, "a b", &fewer).unwrap(), ["a"]);
+        assert!(narrowed_scope(Some("b"), "a b", &fewer).is_err());
     }
 }

@@ -43,6 +43,8 @@ pub mod paths {
     pub const JWKS: &str = "/oauth2/jwks";
     /// RFC 6749 authorization endpoint.
     pub const AUTHORIZE: &str = "/oauth2/authorize";
+    /// RFC 7591 registration endpoint.
+    pub const REGISTER: &str = "/oauth2/register";
 }
 
 /// A resource server tokens are issued for.
@@ -116,6 +118,8 @@ pub struct Settings {
     pub login: Option<crate::sign_in::Login>,
     /// Refresh tokens of signed-in users.
     pub refresh: crate::refresh::RefreshSettings,
+    /// RFC 7591 dynamic client registration.
+    pub registration: crate::registration::DynamicRegistration,
 }
 
 impl Settings {
@@ -133,6 +137,7 @@ impl Settings {
             audit_origin: None,
             login: None,
             refresh: crate::refresh::RefreshSettings::default(),
+            registration: crate::registration::DynamicRegistration::Off,
         }
     }
 }
@@ -379,6 +384,12 @@ impl Service {
             ] {
                 metadata.insert(name.into(), value);
             }
+        }
+        if self.registration_enabled() {
+            metadata.insert(
+                "registration_endpoint".into(),
+                self.url(paths::REGISTER).into(),
+            );
         }
         metadata.insert("grant_types_supported".into(), json!(grant_types));
         metadata.insert(

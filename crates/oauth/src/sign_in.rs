@@ -19,6 +19,14 @@ use crate::service::Service;
 /// How long a sign-in may take, from the authorization request to consent (seconds).
 pub const SIGN_IN_LIFETIME: i64 = 600;
 
+/// The longest sealed session: browsers keep a cookie of at most 4096 bytes, its name and
+/// attributes included.
+const MAX_SESSION: usize = 3900;
+
+/// Room kept at the start of a sign-in for what is added later: the provider leg's state,
+/// nonce and verifier (about 200 bytes sealed), and a user's name and a few claims.
+const SESSION_RESERVE: usize = 600;
+
 /// How long a remembered consent lasts (seconds): 30 days.
 pub const CONSENT_MEMORY_LIFETIME: i64 = 30 * 86_400;
 
@@ -54,8 +62,8 @@ pub enum Consent {
     /// Once per user, client, audience and scopes, remembered in the browser for 30 days.
     #[default]
     Remember,
-    /// Never for a client an operator registered (every stored client: clients resolved from
-    /// metadata documents or registered dynamically are third parties); otherwise always.
+    /// Never for a client an operator registered; always for one that registered itself
+    /// (RFC 7591).
     SkipForFirstParty,
 }
 
@@ -172,7 +180,14 @@ impl Service {
             },
             (Err(e), _) | (_, Err(e)) => return Err(AuthorizeError::ShowUser(e)),
         };
-        match self.seal_sign_in(&session, now) {
+        let sealed = self.seal_sign_in(&session, now).and_then(|s| {
+            if s.len() + SESSION_RESERVE > MAX_SESSION {
+                Err(Error::Sealed("no room left in the session for the sign-in"))
+            } else {
+                Ok(s)
+            }
+        });
+        match sealed {
             Ok(sealed) => Ok((session, sealed)),
             Err(Error::Sealed(_)) => Err(AuthorizeError::ShowUser(ErrorResponse::new(
                 ErrorKind::InvalidRequest,
@@ -186,9 +201,14 @@ impl Service {
     /// Seals a session again (after the user signed in). It expires
     /// [`SIGN_IN_LIFETIME`] after `now`.
     pub fn seal_sign_in(&self, session: &SignIn, now: i64) -> Result<String> {
-        self.sealers
+        let sealed = self
+            .sealers
             .sign_in
-            .seal(session, now.saturating_add(SIGN_IN_LIFETIME))
+            .seal(session, now.saturating_add(SIGN_IN_LIFETIME))?;
+        if sealed.len() > MAX_SESSION {
+            return Err(Error::Sealed("the session is larger than a cookie may be"));
+        }
+        Ok(sealed)
     }
 
     /// The session a cookie holds, if it is one of ours and has not expired.
@@ -244,10 +264,12 @@ impl Service {
         let Some(user) = &session.user else {
             return true;
         };
+        if !session.request.assured {
+            return true;
+        }
         match self.login().map(|l| l.consent).unwrap_or_default() {
             Consent::Always => true,
-            // Every client that reaches here is registered by an operator.
-            Consent::SkipForFirstParty => false,
+            Consent::SkipForFirstParty => !session.request.first_party,
             Consent::Remember => {
                 let request = &session.request;
                 !self.remembered(memory, now).iter().any(|r| {

@@ -95,10 +95,14 @@ impl Service {
             Ok((response, issued, after)) => {
                 let jti = issued.jti.clone();
                 // Recorded and audited in one group commit before the token leaves.
-                self.recorder
-                    .record(issued, event)
-                    .await
-                    .map_err(|f| ErrorResponse::ours(f.unavailable, f.code))?;
+                if let Err(f) = self.recorder.record(issued, event).await {
+                    // Nothing was issued: the refresh token this request spent works again,
+                    // so the client's retry is not taken for a reuse.
+                    if let Some((_, next)) = &after.refresh {
+                        self.unspend_refresh(next).await;
+                    }
+                    return Err(ErrorResponse::ours(f.unavailable, f.code));
+                }
                 if let Some(code_hash) = after.code_hash {
                     self.code_redeemed(&code_hash, &jti, now).await?;
                 }
@@ -132,13 +136,16 @@ impl Service {
             .caller(req, paths::TOKEN, &["resource", "audience"], now, event)
             .await?;
         let grant_type = params.require("grant_type")?;
-        if client.auth_method == AuthMethod::Public
-            && grant_type != AUTHORIZATION_CODE
-            && grant_type != REFRESH_TOKEN
-        {
+        let signs_users_in_only = client.auth_method == AuthMethod::Public || !client.first_party;
+        if signs_users_in_only && grant_type != AUTHORIZATION_CODE && grant_type != REFRESH_TOKEN {
+            let who = if client.first_party {
+                "a public client"
+            } else {
+                "a client that registered itself"
+            };
             return Err(ErrorResponse::new(
                 ErrorKind::UnauthorizedClient,
-                "a public client may use the authorization_code and refresh_token grants only",
+                format!("{who} may use the authorization_code and refresh_token grants only"),
             ));
         }
         let issuance = match grant_type {
@@ -328,31 +335,17 @@ impl Service {
         );
         event.detail = Some(detail);
 
-        let mut body = Map::new();
-        body.insert("access_token".into(), minted.token.into());
-        let token_type = if grant.jkt.is_some() {
-            "DPoP"
-        } else {
-            "Bearer"
-        };
-        body.insert("token_type".into(), token_type.into());
-        body.insert("expires_in".into(), lifetime.into());
-        if !scope.is_empty() {
-            body.insert("scope".into(), scope.join(" ").into());
-        }
-        if let Some((token, _)) = refresh {
-            body.insert("refresh_token".into(), token.clone().into());
-        }
-        if let Some(requested) = exchanged {
-            let issued = match requested {
-                Some(JWT_TOKEN_TYPE) => JWT_TOKEN_TYPE,
-                _ => ACCESS_TOKEN_TYPE,
-            };
-            body.insert("issued_token_type".into(), issued.into());
-        }
+        let body = response_body(
+            minted.token,
+            grant.jkt.is_some(),
+            lifetime,
+            scope,
+            refresh.as_ref().map(|(token, _)| token.as_str()),
+            exchanged,
+        );
         Ok((
             TokenResponse {
-                body: Value::Object(body),
+                body,
                 dpop_nonce: self.dpop_nonce(now),
             },
             issued,
@@ -569,6 +562,37 @@ impl Service {
             .ok_or_else(|| bad("the subject token has no sub"))?;
         Ok((subject.to_owned(), None, verified.exp().unwrap_or(now)))
     }
+}
+
+/// RFC 6749 §5.1 (and RFC 8693 §2.2.1 for an exchange, whose `requested_token_type` is
+/// `exchanged`): the token response's body.
+fn response_body(
+    access_token: String,
+    dpop: bool,
+    lifetime: u64,
+    scope: &[String],
+    refresh_token: Option<&str>,
+    exchanged: Option<Option<&str>>,
+) -> Value {
+    let mut body = Map::new();
+    body.insert("access_token".into(), access_token.into());
+    let token_type = if dpop { "DPoP" } else { "Bearer" };
+    body.insert("token_type".into(), token_type.into());
+    body.insert("expires_in".into(), lifetime.into());
+    if !scope.is_empty() {
+        body.insert("scope".into(), scope.join(" ").into());
+    }
+    if let Some(token) = refresh_token {
+        body.insert("refresh_token".into(), token.into());
+    }
+    if let Some(requested) = exchanged {
+        let issued = match requested {
+            Some(JWT_TOKEN_TYPE) => JWT_TOKEN_TYPE,
+            _ => ACCESS_TOKEN_TYPE,
+        };
+        body.insert("issued_token_type".into(), issued.into());
+    }
+    Value::Object(body)
 }
 
 /// A subject token whose claims cannot be read is refused like an invalid one.

@@ -54,7 +54,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
 ];
 
 /// `[token_service.login]` with an OpenID Provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OidcProvider {
     /// Its issuer identifier (discovery starts there).
     pub issuer: String,
@@ -68,6 +68,24 @@ pub struct OidcProvider {
     /// (claim in our access tokens, the provider's claim it is copied from).
     pub claims: Vec<(String, String)>,
 }
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "(set)"),
+            )
+            .field("scopes", &self.scopes)
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+/// The longest `sub` an OpenID Provider may send (OpenID Connect Core §2).
+const MAX_SUB: usize = 255;
 
 /// The provider's metadata, as far as sign-in needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +209,16 @@ impl Service {
         Ok(url)
     }
 
+    /// Whether the provider's answer carries this session's `state` (compared in constant
+    /// time): the answer belongs to this sign-in.
+    pub fn upstream_state_matches(&self, session: &SignIn, params: &crate::form::Params) -> bool {
+        let (Some(leg), Some(state)) = (&session.upstream, params.get("state")) else {
+            return false;
+        };
+        aws_lc_rs::constant_time::verify_slices_are_equal(state.as_bytes(), leg.state.as_bytes())
+            .is_ok()
+    }
+
     /// Checks the provider's answer at the callback (`state`, RFC 9207 `iss`, `error`) and
     /// returns the code to redeem.
     pub fn upstream_code<'q>(
@@ -202,14 +230,7 @@ impl Service {
         let provider = self
             .oidc_provider()
             .ok_or_else(|| denied("no OpenID Provider is configured"))?;
-        let leg = session
-            .upstream
-            .as_ref()
-            .ok_or_else(|| denied("this sign-in never went to the provider"))?;
-        let state = params.get("state").unwrap_or_default();
-        if aws_lc_rs::constant_time::verify_slices_are_equal(state.as_bytes(), leg.state.as_bytes())
-            .is_err()
-        {
+        if !self.upstream_state_matches(session, params) {
             return Err(denied(
                 "the provider's answer is not for this sign-in (state)",
             ));
@@ -322,10 +343,19 @@ impl Service {
             return Err(denied("the ID token's nonce is not this sign-in's"));
         }
         let audiences = verified.claims.aud();
-        if audiences.len() > 1 && text("azp") != Some(provider.client_id.as_str()) {
-            return Err(denied("the ID token has several audiences and another azp"));
+        let azp = text("azp");
+        if azp.is_some_and(|a| a != provider.client_id)
+            || (audiences.len() > 1 && azp != Some(provider.client_id.as_str()))
+        {
+            return Err(denied("the ID token was issued to another party (azp)"));
         }
         let sub = text("sub").unwrap_or_default().to_owned();
+        if sub.is_empty() || sub.len() > MAX_SUB || !sub.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(denied(
+                "the ID token's sub is empty, too long or not printable ASCII",
+            ));
+        }
         let userinfo = userinfo.filter(|u| u.get("sub").and_then(Value::as_str) == Some(&sub));
         let mut copied = Map::new();
         for (ours, theirs) in &provider.claims {

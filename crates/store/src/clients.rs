@@ -75,6 +75,9 @@ pub struct Client {
     pub created_at: i64,
     /// The redirect URIs it may use, matched exactly (stored as a JSON array).
     pub redirect_uris: Vec<String>,
+    /// Registered by an operator (the CLI, the admin API); `false` for a client that
+    /// registered itself (RFC 7591), whose users are always asked for consent.
+    pub first_party: bool,
 }
 
 impl Client {
@@ -106,10 +109,11 @@ type ClientRow = (
     i64,
     bool,
     String,
+    bool,
 );
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, auth_method, scopes, audiences, \
-     jwks, disabled, created_at, auth_method_pinned, redirect_uris";
+     jwks, disabled, created_at, auth_method_pinned, redirect_uris, first_party";
 
 fn client_from_row(row: ClientRow) -> Result<Client> {
     let (
@@ -124,6 +128,7 @@ fn client_from_row(row: ClientRow) -> Result<Client> {
         created_at,
         auth_method_pinned,
         redirect_uris,
+        first_party,
     ) = row;
     Ok(Client {
         client_id,
@@ -144,6 +149,7 @@ fn client_from_row(row: ClientRow) -> Result<Client> {
         created_at,
         redirect_uris: serde_json::from_str(&redirect_uris)
             .map_err(|e| StoreError::Corrupt("client redirect URIs", Some(Box::new(e))))?,
+        first_party,
     })
 }
 
@@ -170,8 +176,8 @@ impl Store {
             .map_err(|_| StoreError::Invalid("client redirect URIs"))?;
         with_pool!(self, pool => sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, auth_method, scopes, audiences, \
-             jwks, disabled, created_at, auth_method_pinned, redirect_uris) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             jwks, disabled, created_at, auth_method_pinned, redirect_uris, first_party) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&client.client_id)
         .bind(&client.name)
@@ -184,6 +190,7 @@ impl Store {
         .bind(client.created_at)
         .bind(client.auth_method_pinned)
         .bind(&redirect_uris)
+        .bind(client.first_party)
         .execute(pool)
         .await
         .map(|_| ()))
@@ -282,6 +289,7 @@ mod tests {
             disabled: false,
             created_at: 0,
             redirect_uris: vec![],
+            first_party: true,
         };
         for registered in [ClientSecretBasic, ClientSecretPost] {
             let open = client(registered, false);

@@ -177,6 +177,37 @@ impl Store {
         Ok(updated == 1)
     }
 
+    /// Whether the code was presented again after its redemption.
+    pub async fn code_was_replayed(&self, code_hash: &str) -> Result<bool> {
+        let row: Option<(Option<i64>,)> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT replayed_at FROM authorization_codes WHERE code_hash = $1",
+        )
+        .bind(code_hash)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row.is_some_and(|(replayed,)| replayed.is_some()))
+    }
+
+    /// Spends every unused code of a client or of a subject (whichever is `Some`), as their
+    /// tokens are revoked; returns how many.
+    pub async fn void_codes_of(
+        &self,
+        client_id: Option<&str>,
+        subject: Option<&str>,
+        now: i64,
+    ) -> Result<u64> {
+        Ok(with_pool!(self, pool => sqlx::query(
+            "UPDATE authorization_codes SET used_at = $3 WHERE used_at IS NULL \
+             AND (client_id = $1 OR subject = $2)",
+        )
+        .bind(client_id)
+        .bind(subject)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()))
+    }
+
     /// Deletes codes that expired before `before`; returns how many.
     pub async fn purge_codes(&self, before: i64) -> Result<u64> {
         Ok(with_pool!(self, pool => sqlx::query(

@@ -176,6 +176,20 @@ impl Store {
         Ok(updated == 1)
     }
 
+    /// Makes a spent token usable again (its rotation issued nothing), unless its family was
+    /// revoked meanwhile.
+    pub async fn unuse_refresh_token(&self, token_hash: &str) -> Result<()> {
+        with_pool!(self, pool => sqlx::query(
+            "UPDATE refresh_tokens SET used_at = NULL WHERE token_hash = $1 AND family_id IN \
+             (SELECT family_id FROM refresh_families WHERE revoked_at IS NULL)",
+        )
+        .bind(token_hash)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
     /// Notes the access token issued with a refresh token, so revoking the family revokes
     /// it too.
     pub async fn refresh_issued(&self, token_hash: &str, access_jti: &str) -> Result<()> {

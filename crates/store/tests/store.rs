@@ -50,6 +50,7 @@ mod cases {
             auth_method: AuthMethod::ClientSecretBasic,
             auth_method_pinned: false,
             redirect_uris: vec!["https://app.example/cb".into()],
+            first_party: true,
             scopes: vec!["read".into(), "write:all".into()],
             audiences: vec!["https://api.example".into(), "urn:x".into()],
             jwks: None,

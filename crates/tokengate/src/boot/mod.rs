@@ -225,6 +225,7 @@ pub fn settings(config: &Config, issuer: String) -> Result<Settings, CliError> {
             None => None,
         },
         refresh: ts.refresh.settings(),
+        registration: ts.registration.settings().map_err(CliError::usage)?,
     })
 }
 

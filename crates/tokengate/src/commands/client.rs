@@ -55,6 +55,7 @@ pub fn run(cmd: ClientCommand) -> Result<(), CliError> {
                 auth_method,
                 jwks,
                 redirect_uris: args.redirect_uris,
+                first_party: true,
             };
             let (config, flags) = storage(&args.storage)?;
             let creds = block_on(async {

@@ -139,7 +139,13 @@ async fn dev_browser_client(
     let redirect_uri = service.url(DEV_CALLBACK);
     let mut found = false;
     for c in service.store().list_clients().await? {
-        if c.name != DEV_CLIENT_NAME || c.disabled {
+        // Only the browser client a dev start registered: public, its redirect URI this
+        // binary's callback (on whatever port it had).
+        let ours = c.name == DEV_CLIENT_NAME
+            && c.auth_method == store::AuthMethod::Public
+            && c.redirect_uris.len() == 1
+            && c.redirect_uris.iter().all(|r| r.ends_with(DEV_CALLBACK));
+        if !ours || c.disabled {
             continue;
         }
         if c.redirect_uris == [redirect_uri.clone()] && !found {
@@ -166,6 +172,7 @@ async fn dev_browser_client(
                     auth_method: Some(store::AuthMethod::Public),
                     jwks: None,
                     redirect_uris: vec![redirect_uri],
+                    first_party: true,
                 },
                 now,
                 None,
@@ -173,6 +180,43 @@ async fn dev_browser_client(
             .await?;
     }
     Ok(Some(format!("{}{DEV_START}", issuer.trim_end_matches('/'))))
+}
+
+/// `provider = "dev"` lets anyone sign in as anyone: it runs with `tokengate dev` only, and
+/// only where nobody but this machine can reach it (a loopback listen address and issuer).
+fn refuse_dev_sign_in_beyond_this_machine(
+    config: &Config,
+    dev: bool,
+    listen: SocketAddr,
+) -> Result<(), CliError> {
+    if !config
+        .token_service
+        .login
+        .as_ref()
+        .is_some_and(|l| l.is_dev())
+    {
+        return Ok(());
+    }
+    if !dev {
+        return Err(CliError::usage(
+            "token_service.login.provider = \"dev\" lets anyone sign in as anyone: it runs \
+             with `tokengate dev` only"
+                .to_owned(),
+        ));
+    }
+    let issuer_local = config
+        .token_service
+        .issuer
+        .as_ref()
+        .is_none_or(|i| gateway::keys::is_loopback(i.get_ref()));
+    if !listen.ip().is_loopback() || !issuer_local {
+        return Err(CliError::usage(
+            "token_service.login.provider = \"dev\" lets anyone sign in as anyone: it listens \
+             on loopback only (127.0.0.1 or [::1]), with a loopback issuer"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn config_error(e: crate::config::ConfigError) -> CliError {
@@ -204,19 +248,7 @@ async fn run(
         ),
         None => None,
     };
-    if !dev
-        && config
-            .token_service
-            .login
-            .as_ref()
-            .is_some_and(|l| l.is_dev())
-    {
-        return Err(CliError::usage(
-            "token_service.login.provider = \"dev\" lets anyone sign in as anyone: it runs \
-             with `tokengate dev` only"
-                .to_owned(),
-        ));
-    }
+    refuse_dev_sign_in_beyond_this_machine(&config, dev, listen)?;
     // Before anything is written: a second node on one SQLite file is refused.
     let _claim = boot::node::claim_sqlite(&config, &flags)?;
     // The master key is checked against the database before the port is bound.
@@ -548,6 +580,7 @@ async fn announce_dev(
                         auth_method: None,
                         jwks: None,
                         redirect_uris: Vec::new(),
+                        first_party: true,
                     },
                     now,
                     None,

@@ -194,3 +194,91 @@ impl RefreshConfig {
         Ok(())
     }
 }
+
+/// `[token_service.registration]`: how clients that sign users in may register themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Client ID Metadata Documents (`client_id` an https URL). Not implemented yet: `true`
+    /// is refused rather than ignored.
+    #[serde(default = "unspanned")]
+    pub client_id_metadata_documents: Spanned<bool>,
+    /// RFC 7591 at `/oauth2/register`: off (default), open, or token.
+    #[serde(default = "unspanned")]
+    pub dynamic: Spanned<DynamicConfig>,
+    /// With `dynamic = "token"`: the environment variable holding the initial access token.
+    pub initial_access_token_env: Option<String>,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            client_id_metadata_documents: unspanned(),
+            dynamic: unspanned(),
+            initial_access_token_env: None,
+        }
+    }
+}
+
+/// A default value where the file says nothing.
+fn unspanned<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
+/// `dynamic`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DynamicConfig {
+    /// No `/oauth2/register`.
+    #[default]
+    Off,
+    /// Anyone may register.
+    Open,
+    /// With the initial access token.
+    Token,
+}
+
+impl RegistrationConfig {
+    /// The token service's registration setting; reads the initial access token.
+    pub fn settings(&self) -> Result<oauth::registration::DynamicRegistration, String> {
+        use oauth::registration::DynamicRegistration;
+        Ok(match self.dynamic.get_ref() {
+            DynamicConfig::Off => DynamicRegistration::Off,
+            DynamicConfig::Open => DynamicRegistration::Open,
+            DynamicConfig::Token => {
+                let name = self.initial_access_token_env.as_deref().unwrap_or_default();
+                let token = std::env::var(name).map_err(|_| {
+                    format!("token_service.registration.initial_access_token_env names {name}, which is not set")
+                })?;
+                if token.len() < 16 {
+                    return Err(format!(
+                        "the initial access token in {name} is shorter than 16 characters"
+                    ));
+                }
+                DynamicRegistration::Token(zeroize::Zeroizing::new(token))
+            }
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Failure> {
+        if *self.client_id_metadata_documents.get_ref() {
+            return Err((
+                self.client_id_metadata_documents.span(),
+                "token_service.registration.client_id_metadata_documents is not implemented in \
+                 this version (issue #18); register clients with `tokengate client create` or \
+                 dynamic = \"open\" | \"token\""
+                    .into(),
+            ));
+        }
+        if *self.dynamic.get_ref() == DynamicConfig::Token
+            && self.initial_access_token_env.is_none()
+        {
+            return Err((
+                self.dynamic.span(),
+                "token_service.registration: dynamic = \"token\" needs initial_access_token_env"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}

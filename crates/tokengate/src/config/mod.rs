@@ -279,6 +279,9 @@ pub struct TokenService {
     /// Refresh tokens of signed-in users.
     #[serde(default)]
     pub refresh: login::RefreshConfig,
+    /// How clients may register themselves.
+    #[serde(default)]
+    pub registration: login::RegistrationConfig,
 }
 
 impl Default for TokenService {
@@ -297,6 +300,7 @@ impl Default for TokenService {
             cors: None,
             login: None,
             refresh: login::RefreshConfig::default(),
+            registration: login::RegistrationConfig::default(),
         }
     }
 }
@@ -626,6 +630,7 @@ impl Config {
             login.validate()?;
         }
         self.token_service.refresh.validate()?;
+        self.token_service.registration.validate()?;
         if let Some(issuer) = &self.token_service.issuer {
             let url = issuer.get_ref();
             let loopback = url

@@ -1204,3 +1204,35 @@ fn refresh_lifetimes_default_to_30_and_7_days() {
     let e = err("[token_service.refresh]\nlifetime = \"30d\"\nrotate = true\n");
     assert!(e.message.contains("rotate"), "{e}");
 }
+
+#[test]
+fn registration_is_off_by_default_and_says_what_is_missing() {
+    let c = Config::parse("", "t.toml").unwrap();
+    assert!(matches!(
+        c.token_service.registration.settings().unwrap(),
+        oauth::registration::DynamicRegistration::Off
+    ));
+    let c = Config::parse(
+        "[token_service.registration]\ndynamic = \"open\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(matches!(
+        c.token_service.registration.settings().unwrap(),
+        oauth::registration::DynamicRegistration::Open
+    ));
+    let e = err("[token_service.registration]\ndynamic = \"token\"\n");
+    assert!(e.message.contains("initial_access_token_env"), "{e}");
+    let e = err("[token_service.registration]\nclient_id_metadata_documents = true\n");
+    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+    assert!(e.message.contains("not implemented"), "{e}");
+    let e = err("[token_service.registration]\ndynamic = \"sometimes\"\n");
+    assert!(e.message.contains("open"), "{e}");
+    let c = Config::parse(
+        "[token_service.registration]\ndynamic = \"token\"\ninitial_access_token_env = \"TOKENGATE_TEST_UNSET_IAT\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let e = c.token_service.registration.settings().unwrap_err();
+    assert!(e.contains("TOKENGATE_TEST_UNSET_IAT"), "{e}");
+}

@@ -356,6 +356,7 @@ async fn create_client(
         auth_method,
         jwks: body.jwks.map(|j| j.to_string()),
         redirect_uris: body.redirect_uris,
+        first_party: true,
     };
     match app
         .service

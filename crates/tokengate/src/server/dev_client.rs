@@ -51,10 +51,16 @@ async fn dev_client(service: &Service) -> Result<Option<String>, ErrorResponse> 
     if !service.login().is_some_and(|l| l.provider.is_dev()) {
         return Ok(None);
     }
+    let callback = service.url(DEV_CALLBACK);
     let clients = service.store().list_clients().await?;
     Ok(clients
         .into_iter()
-        .find(|c| c.name == DEV_CLIENT_NAME && !c.disabled)
+        .find(|c| {
+            c.name == DEV_CLIENT_NAME
+                && !c.disabled
+                && c.auth_method == store::AuthMethod::Public
+                && c.redirect_uris == [callback.clone()]
+        })
         .map(|c| c.client_id))
 }
 

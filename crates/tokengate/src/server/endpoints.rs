@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(paths::INTROSPECT, post(introspect))
         .route(paths::REVOKE, post(revoke))
         .route(paths::JWKS, get(jwks))
+        .route(paths::REGISTER, post(register))
         .route(AUDIT_KEYS, get(audit_keys))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
@@ -179,6 +180,43 @@ async fn revoke(
     limited(&app, &req, &headers, &peer, || async {
         app.service.revoke(&req, store::unix_now()).await?;
         Ok(no_store(StatusCode::OK.into_response()))
+    })
+    .await
+}
+
+/// RFC 7591 dynamic client registration (`[token_service.registration] dynamic`), rate
+/// limited like the token endpoint.
+async fn register(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !app.service.registration_enabled() {
+        return super::error_json(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "dynamic client registration is off ([token_service.registration] dynamic)",
+            &id.0,
+        );
+    }
+    let body = axum::body::to_bytes(body, oauth::registration::MAX_REGISTRATION)
+        .await
+        .ok();
+    let req = request(&headers, body.as_deref(), &id.0);
+    limited(&app, &req, &headers, &peer, || async {
+        let answer = app
+            .service
+            .register(
+                req.authorization.first().copied(),
+                req.content_type,
+                req.body,
+                req.request_id,
+                store::unix_now(),
+            )
+            .await?;
+        Ok(no_store(json_response(StatusCode::CREATED, &answer)))
     })
     .await
 }

@@ -122,10 +122,13 @@ impl App {
             .get_or_init(|| provider::Upstream::new().map(Arc::new))
         {
             Ok(upstream) => Ok(Arc::clone(upstream)),
-            Err(why) => Err(oauth::ErrorResponse::new(
-                oauth::ErrorKind::ServerError,
-                format!("no HTTP client for the OpenID Provider: {why}"),
-            )),
+            Err(why) => {
+                tracing::error!("no HTTP client for the OpenID Provider: {why}");
+                Err(oauth::ErrorResponse::new(
+                    oauth::ErrorKind::ServerError,
+                    "internal error (no HTTP client for the sign-in provider)",
+                ))
+            }
         }
     }
 
@@ -293,7 +296,8 @@ async fn service_cors(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if !(path.starts_with("/oauth2/") || path.starts_with("/.well-known/")) {
+    if !(path.starts_with("/oauth2/") || path.starts_with("/.well-known/")) || is_browser_page(path)
+    {
         return next.run(req).await;
     }
     let gateway = app.gateway();
@@ -309,6 +313,16 @@ async fn service_cors(
     let mut response = next.run(req).await;
     policy.decorate(origin.as_ref(), response.headers_mut());
     response
+}
+
+/// The pages a user's browser visits (sign-in, consent, the provider's and the dev client's
+/// callbacks): never readable cross-origin, whatever `[token_service.cors]` allows, or a page
+/// of an allowed origin could read the consent form's CSRF value and approve for the user.
+fn is_browser_page(path: &str) -> bool {
+    path == oauth::paths::AUTHORIZE
+        || path.starts_with("/oauth2/authorize/")
+        || path == oauth::upstream::CALLBACK
+        || path.starts_with("/oauth2/dev/")
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {

@@ -17,6 +17,10 @@ use serde_json::{Map, Value};
 
 /// How long a fetched discovery document is used.
 const METADATA_FOR: Duration = Duration::from_secs(3600);
+/// How long a failed discovery is remembered before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// A discovery's outcome and when it was had.
+type Discovered = (Instant, Result<Arc<ProviderMetadata>, String>);
 /// One request to the provider, at most.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest document read from the provider.
@@ -39,7 +43,7 @@ fn refused(why: impl Into<String>) -> ErrorResponse {
 /// One OpenID Provider, as this node talks to it.
 pub(crate) struct Upstream {
     http: HttpClient,
-    metadata: tokio::sync::Mutex<Option<(Instant, Arc<ProviderMetadata>)>>,
+    metadata: Mutex<Option<Discovered>>,
     keys: Mutex<Option<(String, Arc<RemoteJwks>)>>,
 }
 
@@ -48,22 +52,36 @@ impl Upstream {
         let http = ::gateway::client::new_client(TIMEOUT, false).map_err(|e| e.to_string())?;
         Ok(Upstream {
             http,
-            metadata: tokio::sync::Mutex::new(None),
+            metadata: Mutex::new(None),
             keys: Mutex::new(None),
         })
     }
 
     /// The provider's metadata: OpenID Connect Discovery's document, else RFC 8414's.
+    /// Fetched without holding the cache's lock (a slow provider holds up no other sign-in
+    /// behind it); a failure is remembered for [`RETRY_AFTER`], so a flood of sign-ins while
+    /// the provider is down does not become a flood of fetches.
     pub(crate) async fn metadata(
         &self,
         issuer: &str,
     ) -> Result<Arc<ProviderMetadata>, ErrorResponse> {
-        let mut cached = self.metadata.lock().await;
-        if let Some((at, metadata)) = cached.as_ref() {
-            if at.elapsed() < METADATA_FOR {
-                return Ok(Arc::clone(metadata));
+        if let Some((at, cached)) = self.cached().as_ref() {
+            match cached {
+                Ok(metadata) if at.elapsed() < METADATA_FOR => return Ok(Arc::clone(metadata)),
+                Err(why) if at.elapsed() < RETRY_AFTER => return Err(unavailable(why)),
+                _ => {}
             }
         }
+        let fetched = self.discover(issuer).await;
+        *self.cached() = Some((Instant::now(), fetched.clone()));
+        fetched.map_err(unavailable)
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<Discovered>> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn discover(&self, issuer: &str) -> Result<Arc<ProviderMetadata>, String> {
         let base = issuer.trim_end_matches('/');
         let mut last = String::new();
         for url in [
@@ -72,16 +90,14 @@ impl Upstream {
         ] {
             match get_small(&self.http, &url, TIMEOUT, MAX_DOCUMENT).await {
                 Ok((body, _)) => {
-                    let metadata = provider_metadata(&body, issuer)
+                    return provider_metadata(&body, issuer)
                         .map(Arc::new)
-                        .map_err(|e| unavailable(format!("{url}: {e}")))?;
-                    *cached = Some((Instant::now(), Arc::clone(&metadata)));
-                    return Ok(metadata);
+                        .map_err(|e| format!("{url}: {e}"))
                 }
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(unavailable(last))
+        Err(last)
     }
 
     /// Redeems the code at the provider's token endpoint; returns the ID token and the

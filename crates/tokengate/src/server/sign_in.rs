@@ -113,6 +113,14 @@ async fn callback(
         Ok(params) => params,
         Err(e) => return show(&e, &id.0),
     };
+    if !service.upstream_state_matches(&session, &params) {
+        // Not this sign-in's answer (another tab's, or a link someone sent): shown, and the
+        // session is kept for the real answer.
+        return show(
+            &invalid("the provider's answer is not for this sign-in"),
+            &id.0,
+        );
+    }
     let user = async {
         let provider = service
             .oidc_provider()
@@ -122,22 +130,26 @@ async fn callback(
         let code = service.upstream_code(&session, &metadata, &params)?;
         let (form, authorization) = service.upstream_token_request(&session, code)?;
         let (id_token, access_token) = upstream.redeem(&metadata, form, authorization).await?;
-        let userinfo = match access_token {
-            Some(token) if service.upstream_needs_userinfo(&id_token) => {
-                upstream.userinfo(&metadata, &token).await
+        // The ID token is verified before anything else is asked with what came with it.
+        let mut keys = upstream.keys(&metadata, false).await?;
+        if service
+            .upstream_user(&id_token, &keys, &session, None, now)
+            .is_err()
+        {
+            // A key the provider rotated in since its keys were fetched: one refetch (the
+            // remote key set allows one per cooldown).
+            keys = upstream.keys(&metadata, true).await?;
+        }
+        let mut user = service.upstream_user(&id_token, &keys, &session, None, now)?;
+        if let Some(token) = access_token.filter(|_| service.upstream_needs_userinfo(&id_token)) {
+            if let Some(info) = upstream.userinfo(&metadata, &token).await {
+                user = service.upstream_user(&id_token, &keys, &session, Some(&info), now)?;
             }
-            _ => None,
-        };
-        let keys = upstream.keys(&metadata, false).await?;
-        let user = match service.upstream_user(&id_token, &keys, &session, userinfo.as_ref(), now) {
-            Ok(user) => user,
-            // A key the provider rotated in since its keys were fetched: one refetch.
-            Err(_) => {
-                let keys = upstream.keys(&metadata, true).await?;
-                service.upstream_user(&id_token, &keys, &session, userinfo.as_ref(), now)?
-            }
-        };
-        service.check_user_sub(&user.sub).await?;
+        }
+        service
+            .check_user_sub(&user.sub)
+            .await
+            .map_err(|e| ErrorResponse::new(ErrorKind::AccessDenied, e.description))?;
         Ok::<_, ErrorResponse>(user)
     };
     match user.await {
@@ -173,10 +185,24 @@ async fn after_sign_in(
     now: i64,
 ) -> Response {
     let memory = cookie_value(headers, CONSENT_COOKIE);
-    if app.service.consent_needed(&session, memory.as_deref(), now) {
-        return consent_page(app, &session, id, now).await;
+    if !app.service.consent_needed(&session, memory.as_deref(), now) {
+        return approve(app, session, memory.as_deref(), id, now).await;
     }
-    approve(app, session, memory.as_deref(), id, now).await
+    match app.service.seal_sign_in(&session, now) {
+        Ok(sealed) => consent_page(app, &session, sealed, id).await,
+        // The provider's claims do not fit in the session cookie: refused the same way
+        // whether or not consent is asked.
+        Err(oauth::Error::Sealed(_)) => back_to_client(
+            app,
+            session,
+            ErrorResponse::new(
+                ErrorKind::AccessDenied,
+                "the user's claims from the provider are too large to carry through consent",
+            ),
+            id,
+        ),
+        Err(e) => show(&ErrorResponse::from(e), id),
+    }
 }
 
 const EXPIRED: &str =
@@ -227,11 +253,7 @@ async fn sign_in(
 }
 
 /// The consent page, with the session (now holding the user) sealed again.
-async fn consent_page(app: &App, session: &SignIn, id: &str, now: i64) -> Response {
-    let sealed = match app.service.seal_sign_in(session, now) {
-        Ok(sealed) => sealed,
-        Err(e) => return show(&ErrorResponse::from(e), id),
-    };
+async fn consent_page(app: &App, session: &SignIn, sealed: String, id: &str) -> Response {
     let request = &session.request;
     let client_name = match app.service.client_name(&request.client_id).await {
         Ok(name) => name,

@@ -340,6 +340,7 @@ pub async fn new_client(
                 auth_method: (method != AuthMethod::ClientSecretBasic).then_some(method),
                 jwks: None,
                 redirect_uris: vec![],
+                first_party: true,
             },
             store::unix_now(),
             None,

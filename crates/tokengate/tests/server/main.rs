@@ -81,6 +81,8 @@ mod backends {
         refresh_tokens_rotate_and_reuse_revokes_the_grant,
         revoking_a_refresh_token_or_replaying_the_code_ends_the_grant,
         dpop_bound_refresh_tokens,
+        dynamic_registration,
+        racing_redemptions_leave_nothing_usable,
     );
     on_both_backends!(introspection:
         introspect_json_and_jwt,

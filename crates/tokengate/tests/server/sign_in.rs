@@ -44,6 +44,7 @@ async fn user_client(app: &TestApp, public: bool) -> (String, Option<String>) {
                 auth_method: public.then_some(AuthMethod::Public),
                 jwks: None,
                 redirect_uris: vec![REDIRECT.into()],
+                first_party: true,
             },
             store::unix_now(),
             None,
@@ -295,6 +296,47 @@ pub async fn code_replay_revokes_what_it_issued(ctx: Ctx) {
     );
 }
 
+/// Two redemptions of one code at once (RFC 9700 §4.5: an attacker racing the client): one
+/// gets tokens, the other is refused as a replay, and whatever the winner got is revoked,
+/// its refresh token included, whichever finished first.
+pub async fn racing_redemptions_leave_nothing_usable(ctx: Ctx) {
+    let app = signing_in(&ctx, Consent::Always).await;
+    let (client_id, _) = user_client(&app, true).await;
+    let mut browser = Browser::default();
+    for round in 0..8 {
+        let page = walk(&app, &mut browser, &client_id, "alice", "").await;
+        let code = approve(&app, &mut browser, &page).await;
+        let (a, b) = tokio::join!(
+            redeem(&app, &client_id, &code, VERIFIER, PRESENTED),
+            redeem(&app, &client_id, &code, VERIFIER, PRESENTED)
+        );
+        let winners: Vec<&Reply> = [&a, &b]
+            .into_iter()
+            .filter(|r| r.status.as_u16() == 200)
+            .collect();
+        assert!(
+            winners.len() <= 1,
+            "round {round}: two redemptions of one code"
+        );
+        let Some(winner) = winners.first() else {
+            continue;
+        };
+        let tokens = winner.json();
+        let refresh_token = tokens["refresh_token"].as_str().unwrap();
+        let (error, _) = refresh(&app, &client_id, refresh_token, "")
+            .await
+            .refusal(400);
+        assert_eq!(
+            error, "invalid_grant",
+            "round {round}: the race left a refresh token"
+        );
+        assert!(
+            revoked(&app, tokens["access_token"].as_str().unwrap()).await,
+            "round {round}"
+        );
+    }
+}
+
 /// The code is bound to its client, redirect URI and PKCE verifier; a failed check leaves
 /// it for its rightful redemption.
 pub async fn code_is_bound_to_client_redirect_and_verifier(ctx: Ctx) {
@@ -403,16 +445,24 @@ pub async fn consent_is_csrf_protected_and_can_be_refused(ctx: Ctx) {
     assert!(!params.contains_key("code"));
     assert!(!browser.cookies.contains_key("tokengate_sign_in"));
 
-    // Approved once, remembered: the next sign-in goes straight back with a code.
+    // A public client on a loopback redirect URI may be any app on the device (RFC 8252
+    // §8.6): its users are asked every time, remembered or not.
     let page = walk(&app, &mut browser, &client_id, "alice", "").await;
     approve(&app, &mut browser, &page).await;
+    let again = walk(&app, &mut browser, &client_id, "alice", "").await;
+    assert!(again.text().contains("Allow access?"), "{}", again.text());
+
+    // A confidential client: approved once, remembered, the next sign-in goes straight back.
+    let (confidential, _) = user_client(&app, false).await;
+    let page = walk(&app, &mut browser, &confidential, "alice", "").await;
+    approve(&app, &mut browser, &page).await;
     assert!(browser.cookies.contains_key("tokengate_consent"));
-    let back = walk(&app, &mut browser, &client_id, "alice", "").await;
+    let back = walk(&app, &mut browser, &confidential, "alice", "").await;
     assert!(redirected(&back).contains_key("code"), "consent remembered");
     // Not for another user, nor for more scopes.
-    let other_user = walk(&app, &mut browser, &client_id, "carol", "").await;
+    let other_user = walk(&app, &mut browser, &confidential, "carol", "").await;
     assert_eq!(other_user.status.as_u16(), 200);
-    let wider = walk(&app, &mut browser, &client_id, "alice", "%20write").await;
+    let wider = walk(&app, &mut browser, &confidential, "alice", "%20write").await;
     assert_eq!(wider.status.as_u16(), 200);
     assert!(wider.text().contains("Allow access?"));
 }
@@ -730,4 +780,166 @@ pub async fn dpop_bound_refresh_tokens(ctx: Ctx) {
         .verify(body["access_token"].as_str().unwrap(), API)
         .await;
     assert_eq!(claims.get("cnf").unwrap().unwrap()["jkt"], key.thumbprint());
+}
+
+/// RFC 7591: clients register themselves (open, or with the initial access token); such a
+/// client signs users in only and is a third party.
+pub async fn dynamic_registration(ctx: Ctx) {
+    let mut settings = login_settings(Consent::SkipForFirstParty);
+    settings.registration = oauth::registration::DynamicRegistration::Open;
+    let app = app_with(&ctx, settings, None).await;
+    let metadata = app
+        .get("/.well-known/oauth-authorization-server", &[])
+        .await
+        .ok();
+    assert_eq!(
+        metadata["registration_endpoint"],
+        format!("{ISSUER}/oauth2/register")
+    );
+
+    let register = |body: serde_json::Value, auth: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let mut req = axum::http::Request::builder()
+                .method("POST")
+                .uri("/oauth2/register")
+                .header("content-type", "application/json");
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
+                .await
+        }
+    };
+    let reply = register(
+        serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+            "client_name": "MCP <client>", "grant_types": ["authorization_code", "refresh_token"],
+            "software_id": "ignored"}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text());
+    let public = reply.json();
+    assert!(public.get("client_secret").is_none());
+    assert_eq!(public["token_endpoint_auth_method"], "none");
+    assert_eq!(
+        public["scope"], "read write",
+        "every declared scope by default"
+    );
+    let client_id = public["client_id"].as_str().unwrap().to_owned();
+
+    // Its users sign in and are asked, though first-party clients skip consent here.
+    let mut browser = Browser::default();
+    // Registered for no audience in particular: it names the resource (RFC 8707).
+    let resource = format!("&resource={}", form_encode(API));
+    let page = walk(&app, &mut browser, &client_id, "alice", &resource).await;
+    assert!(page.text().contains("Allow access?") && page.text().contains("MCP &lt;client&gt;"));
+    let code = approve(&app, &mut browser, &page).await;
+    let tokens = redeem(&app, &client_id, &code, VERIFIER, PRESENTED)
+        .await
+        .ok();
+    assert!(tokens["refresh_token"].is_string());
+
+    // Confidential by default (RFC 7591 §2): a secret, which signs users in only.
+    let reply = register(
+        serde_json::json!({"redirect_uris": ["https://app.example/cb"], "scope": "read"}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text());
+    let confidential = reply.json();
+    assert_eq!(
+        confidential["token_endpoint_auth_method"],
+        "client_secret_basic"
+    );
+    let (id, secret) = (
+        confidential["client_id"].as_str().unwrap(),
+        confidential["client_secret"].as_str().unwrap(),
+    );
+    let (error, _) = app
+        .token(id, secret, "resource=https%3A%2F%2Fapi.example")
+        .await
+        .refusal(400);
+    assert_eq!(
+        error, "unauthorized_client",
+        "no client_credentials for a self-registered client"
+    );
+
+    for (body, error) in [
+        (serde_json::json!({}), "invalid_redirect_uri"),
+        (
+            serde_json::json!({"redirect_uris": ["http://evil.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "scope": "admin"}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "response_types": ["token"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!(["not an object"]),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let reply = register(body.clone(), None).await;
+        assert_eq!(reply.error(400), error, "{body}");
+    }
+
+    // With an initial access token.
+    let mut settings = login_settings(Consent::Always);
+    settings.registration = oauth::registration::DynamicRegistration::Token(
+        zeroize::Zeroizing::new("initial-access-token-0123456789".into()),
+    );
+    let guarded = app_with(&ctx, settings, None).await;
+    let send = |auth: Option<&'static str>| {
+        let app = &guarded;
+        async move {
+            let mut req = axum::http::Request::builder()
+                .method("POST")
+                .uri("/oauth2/register")
+                .header("content-type", "application/json");
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            let body = serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+            app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
+                .await
+        }
+    };
+    for auth in [None, Some("Bearer wrong"), Some("Basic aW5pdGlhbA==")] {
+        let reply = send(auth).await;
+        assert_eq!(reply.error(401), "invalid_token", "{auth:?}");
+        assert!(reply
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer"));
+    }
+    assert_eq!(
+        send(Some("Bearer initial-access-token-0123456789"))
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+
+    // Off: not served, not advertised.
+    let off = signing_in(&ctx, Consent::Always).await;
+    let reply = off.post("/oauth2/register", "{}", &[]).await;
+    assert_eq!(reply.status.as_u16(), 404);
+    let metadata = off
+        .get("/.well-known/oauth-authorization-server", &[])
+        .await
+        .ok();
+    assert!(metadata.get("registration_endpoint").is_none());
 }

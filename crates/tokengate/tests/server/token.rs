@@ -159,6 +159,7 @@ pub async fn private_key_jwt(ctx: Ctx) {
                 auth_method: Some(AuthMethod::PrivateKeyJwt),
                 jwks: Some(serde_json::Value::Object(jwks.to_map()).to_string()),
                 redirect_uris: vec![],
+                first_party: true,
             },
             store::unix_now(),
             None,

@@ -344,6 +344,7 @@ fn views_serialise_as_their_schemas() {
         auth_method: store::AuthMethod::ClientSecretBasic,
         auth_method_pinned: false,
         redirect_uris: vec![],
+        first_party: true,
         scopes: vec!["read".into()],
         audiences: vec![],
         jwks: None,

@@ -1,0 +1,239 @@
+//! RFC 7591 dynamic client registration at `/oauth2/register` (`[token_service.registration]
+//! dynamic`): `open` to anyone, or `token` for callers holding the initial access token. A
+//! client that registers itself signs users in only (the authorization code and refresh
+//! token grants), is a third party (its users are always asked for consent), and may ask
+//! for the declared audiences' scopes.
+
+use serde_json::{json, Map, Value};
+use store::AuthMethod;
+use zeroize::Zeroizing;
+
+use crate::admin::{AdminError, NewClient};
+use crate::protocol::{ErrorKind, ErrorResponse};
+use crate::service::Service;
+use crate::token::{AUTHORIZATION_CODE, REFRESH_TOKEN};
+
+/// The largest registration request read.
+pub const MAX_REGISTRATION: usize = 16 * 1024;
+
+/// The longest `client_name` kept.
+const MAX_NAME: usize = 100;
+
+/// Who may register clients (`[token_service.registration] dynamic`).
+#[derive(Debug, Clone, Default)]
+pub enum DynamicRegistration {
+    /// Nobody: `/oauth2/register` is not served.
+    #[default]
+    Off,
+    /// Anyone (MCP clients register themselves this way).
+    Open,
+    /// Whoever presents this initial access token (RFC 7591 §3, `Authorization: Bearer`).
+    Token(Zeroizing<String>),
+}
+
+fn metadata_error(why: impl Into<String>) -> ErrorResponse {
+    ErrorResponse::new(ErrorKind::InvalidClientMetadata, why)
+}
+
+/// The registration request, checked (RFC 7591 §2).
+struct Requested {
+    redirect_uris: Vec<String>,
+    auth_method: AuthMethod,
+    grant_types: Vec<String>,
+    name: String,
+    scope: Vec<String>,
+}
+
+impl Service {
+    /// Whether `/oauth2/register` is served.
+    pub fn registration_enabled(&self) -> bool {
+        !matches!(self.settings.registration, DynamicRegistration::Off)
+    }
+
+    /// RFC 7591 §3: registers the client a JSON request describes; answers the client
+    /// information response (§3.2.1), with the secret for a confidential client.
+    pub async fn register(
+        &self,
+        authorization: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+        request_id: &str,
+        now: i64,
+    ) -> Result<Value, ErrorResponse> {
+        self.registration_allowed(authorization)?;
+        let is_json = content_type
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ErrorResponse::new(
+                ErrorKind::InvalidRequest,
+                "a registration is a JSON object (Content-Type: application/json)",
+            ));
+        }
+        let body = body.ok_or_else(|| metadata_error("the request is too large"))?;
+        let Ok(Value::Object(metadata)) = serde_json::from_slice::<Value>(body) else {
+            return Err(metadata_error("the request is not a JSON object"));
+        };
+        let requested = self.requested(&metadata)?;
+        let credentials = self
+            .create_client(
+                NewClient {
+                    name: requested.name.clone(),
+                    scopes: requested.scope.clone(),
+                    audiences: Vec::new(),
+                    auth_method: Some(requested.auth_method),
+                    jwks: None,
+                    redirect_uris: requested.redirect_uris.clone(),
+                    first_party: false,
+                },
+                now,
+                Some(request_id),
+            )
+            .await
+            .map_err(|e| match e {
+                AdminError::Invalid(why) => metadata_error(why),
+                AdminError::Internal(e) => ErrorResponse::from(e),
+                other => metadata_error(other.to_string()),
+            })?;
+        let mut answer = json!({
+            "client_id": credentials.client_id,
+            "client_id_issued_at": now,
+            "client_name": requested.name,
+            "redirect_uris": requested.redirect_uris,
+            "token_endpoint_auth_method": requested.auth_method.as_str(),
+            "grant_types": requested.grant_types,
+            "response_types": ["code"],
+            "scope": requested.scope.join(" "),
+        });
+        if let (Some(secret), Value::Object(map)) = (&credentials.client_secret, &mut answer) {
+            map.insert("client_secret".into(), secret.as_str().into());
+            map.insert("client_secret_expires_at".into(), 0.into());
+        }
+        Ok(answer)
+    }
+
+    /// `open`, or the initial access token presented (compared in constant time).
+    fn registration_allowed(&self, authorization: Option<&str>) -> Result<(), ErrorResponse> {
+        match &self.settings.registration {
+            DynamicRegistration::Off => Err(ErrorResponse::new(
+                ErrorKind::InvalidRequest,
+                "dynamic client registration is off",
+            )),
+            DynamicRegistration::Open => Ok(()),
+            DynamicRegistration::Token(expected) => {
+                let presented = authorization
+                    .and_then(|h| h.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim())
+                    .unwrap_or_default();
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    presented.as_bytes(),
+                    expected.as_bytes(),
+                )
+                .map_err(|_| {
+                    ErrorResponse::new(
+                        ErrorKind::InvalidToken,
+                        "registration needs the initial access token",
+                    )
+                })
+            }
+        }
+    }
+
+    /// RFC 7591 §2 metadata, checked; unknown members are ignored (§2).
+    fn requested(&self, metadata: &Map<String, Value>) -> Result<Requested, ErrorResponse> {
+        let strings = |name: &str| -> Result<Option<Vec<String>>, ErrorResponse> {
+            match metadata.get(name) {
+                None => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map(String::from))
+                    .collect::<Option<Vec<_>>>()
+                    .map(Some)
+                    .ok_or_else(|| metadata_error(format!("{name} must be an array of strings"))),
+                Some(_) => Err(metadata_error(format!(
+                    "{name} must be an array of strings"
+                ))),
+            }
+        };
+        let redirect_uris = strings("redirect_uris")?.unwrap_or_default();
+        if redirect_uris.is_empty() {
+            return Err(ErrorResponse::new(
+                ErrorKind::InvalidRedirectUri,
+                "redirect_uris is required: a registered client signs users in",
+            ));
+        }
+        crate::redirect_uri::check_all(&redirect_uris)
+            .map_err(|why| ErrorResponse::new(ErrorKind::InvalidRedirectUri, why))?;
+        let auth_method = match metadata.get("token_endpoint_auth_method") {
+            None => AuthMethod::ClientSecretBasic,
+            Some(Value::String(m)) => match AuthMethod::parse(m) {
+                Some(m) if m == AuthMethod::Public || m.uses_secret() => m,
+                _ => {
+                    return Err(metadata_error(
+                        "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post",
+                    ))
+                }
+            },
+            Some(_) => return Err(metadata_error("token_endpoint_auth_method must be a string")),
+        };
+        let grant_types =
+            strings("grant_types")?.unwrap_or_else(|| vec![AUTHORIZATION_CODE.to_owned()]);
+        if grant_types
+            .iter()
+            .any(|g| g != AUTHORIZATION_CODE && g != REFRESH_TOKEN)
+            || !grant_types.iter().any(|g| g == AUTHORIZATION_CODE)
+        {
+            return Err(metadata_error(
+                "grant_types may be authorization_code and refresh_token only",
+            ));
+        }
+        let response_types = strings("response_types")?.unwrap_or_else(|| vec!["code".into()]);
+        if response_types.iter().any(|r| r != "code") {
+            return Err(metadata_error("response_types may be code only"));
+        }
+        let name = match metadata.get("client_name") {
+            None => "dynamically registered client".to_owned(),
+            Some(Value::String(n)) if !n.trim().is_empty() => n
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_NAME)
+                .collect(),
+            Some(_) => return Err(metadata_error("client_name must be a non-empty string")),
+        };
+        Ok(Requested {
+            redirect_uris,
+            auth_method,
+            grant_types,
+            name,
+            scope: self.registrable_scope(metadata.get("scope"))?,
+        })
+    }
+
+    /// The scopes asked for, each one a declared audience accepts; all of them by default.
+    fn registrable_scope(&self, asked: Option<&Value>) -> Result<Vec<String>, ErrorResponse> {
+        let mut known: Vec<&str> = self
+            .settings
+            .audiences
+            .iter()
+            .flat_map(|a| a.scopes.iter().map(String::as_str))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        let asked = match asked {
+            None => return Ok(known.into_iter().map(String::from).collect()),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(metadata_error("scope must be a space-separated string")),
+        };
+        let mut scope: Vec<String> = Vec::new();
+        for s in asked.split(' ').filter(|s| !s.is_empty()) {
+            if !known.contains(&s) {
+                return Err(metadata_error(format!("the scope {s} is not offered here")));
+            }
+            if !scope.iter().any(|x| x == s) {
+                scope.push(s.to_owned());
+            }
+        }
+        Ok(scope)
+    }
+}
