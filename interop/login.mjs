@@ -1,8 +1,6 @@
 // The login check (issue #18): Node `openid-client` as an application signing a user in at a
 // running `tokengate serve`, which signs the user in at node-oidc-provider
-// (interop/login_provider.mjs). The browser is this script: it follows redirects, keeps each
-// host's cookies, and submits the provider's login and consent forms and tokengate's consent
-// form (the button named `approve`), as a user would.
+// (interop/login_provider.mjs). The user's browser is interop/browser.mjs.
 //
 //   node interop/login.mjs ISSUER CLIENT_ID REDIRECT_URI
 //
@@ -14,6 +12,7 @@
 import * as client from 'openid-client';
 import * as jose from 'jose';
 import { assert, assertEqual, runChecks } from './checks.mjs';
+import { signIn } from './browser.mjs';
 
 const API = 'https://api.example';
 
@@ -24,82 +23,6 @@ if (!issuer || !clientId || !redirectUri || extra.length) {
 }
 // The port the application listens on for its redirect (RFC 8252 §7.3: any loopback port).
 const presented = redirectUri.replace('127.0.0.1/', '127.0.0.1:49152/');
-
-// A browser: cookies per host (a cookie deleted by the server is dropped), redirects followed
-// by hand so each hop can be looked at.
-const jar = new Map();
-function remember(url, response) {
-  const host = new URL(url).host;
-  const cookies = jar.get(host) ?? new Map();
-  for (const line of response.headers.getSetCookie()) {
-    const [pair, ...attributes] = line.split(';');
-    const eq = pair.indexOf('=');
-    const name = pair.slice(0, eq).trim();
-    const value = pair.slice(eq + 1).trim();
-    const gone = !value || attributes.some((a) => /^\s*max-age=0\s*$/i.test(a))
-      || attributes.some((a) => /^\s*expires=Thu, 01 Jan 1970/i.test(a));
-    if (gone) cookies.delete(name);
-    else cookies.set(name, value);
-  }
-  jar.set(host, cookies);
-}
-async function browse(url, form) {
-  const host = new URL(url).host;
-  const cookie = [...(jar.get(host) ?? new Map())].map(([n, v]) => `${n}=${v}`).join('; ');
-  const response = await fetch(url, {
-    method: form ? 'POST' : 'GET',
-    redirect: 'manual',
-    headers: {
-      ...(cookie ? { cookie } : {}),
-      ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
-    },
-    body: form ? new URLSearchParams(form).toString() : undefined,
-  });
-  remember(url, response);
-  const location = response.headers.get('location');
-  return {
-    status: response.status,
-    location: location ? new URL(location, url).href : null,
-    text: await response.text(),
-    url,
-  };
-}
-
-// The first form of a page: its absolute action and its inputs' values.
-function formOf(page) {
-  const form = page.text.match(/<form[^>]*action="([^"]*)"[^>]*>([\s\S]*?)<\/form>/i);
-  assert(form, `no form on ${page.url}: ${page.text.slice(0, 300)}`);
-  const fields = {};
-  for (const input of form[2].matchAll(/<input[^>]*>/gi)) {
-    const name = input[0].match(/name="([^"]*)"/i);
-    const value = input[0].match(/value="([^"]*)"/i);
-    if (name) fields[name[1]] = value ? value[1].replaceAll('&amp;', '&') : '';
-  }
-  return { action: new URL(form[1].replaceAll('&amp;', '&'), page.url).href, fields };
-}
-
-// Walks from the authorization URL to the application's redirect URI, signing in as `login`
-// at the provider and approving at both consent pages. Returns the final URL.
-async function signIn(authorizationUrl, login) {
-  let page = await browse(authorizationUrl);
-  for (let hops = 0; hops < 20; hops += 1) {
-    if (page.location?.startsWith(presented)) return new URL(page.location);
-    if (page.location) {
-      page = await browse(page.location);
-      continue;
-    }
-    assertEqual(page.status, 200, `${page.url}: status`);
-    const { action, fields } = formOf(page);
-    if ('login' in fields) {
-      page = await browse(action, { ...fields, login, password: 'any' });
-    } else if ('csrf' in fields) {
-      page = await browse(action, { csrf: fields.csrf, approve: 'yes' });
-    } else {
-      page = await browse(action, fields);
-    }
-  }
-  throw new Error('the sign-in did not come back to the application in 20 steps');
-}
 
 let config;
 let jwks;
@@ -133,7 +56,7 @@ await runChecks('login', [
     jwks = jose.createRemoteJWKSet(new URL(m.jwks_uri));
   }],
   ['sign-in at oidc-provider, consent at tokengate, back with code, state and iss', async () => {
-    s.callback = await signIn(await authorizationUrl(), 'ada');
+    s.callback = await signIn(await authorizationUrl(), 'ada', presented);
     assertEqual(s.callback.searchParams.get('state'), s.state, 'state');
     assertEqual(s.callback.searchParams.get('iss'), issuer, 'iss');
     assert(s.callback.searchParams.get('code'), 'no code');
@@ -166,7 +89,7 @@ await runChecks('login', [
     }
     assertEqual(error?.error, 'invalid_grant', 'error');
     // Start again for the refresh checks.
-    s.callback = await signIn(await authorizationUrl(), 'ada');
+    s.callback = await signIn(await authorizationUrl(), 'ada', presented);
     s.tokens = await client.authorizationCodeGrant(config, s.callback, {
       pkceCodeVerifier: s.verifier,
       expectedState: s.state,

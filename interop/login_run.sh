@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The login check: `tokengate serve` signs users in at node-oidc-provider (its login and consent
-# forms), and Node `openid-client` is the application (interop/login.mjs): the authorization
-# code flow with PKCE, the code replayed, refresh with rotation and reuse detection. Run through
-# `interop/run` (which installs the Node peers and builds tokengate); or directly once they are:
-#   bash interop/login_run.sh
+# The login and MCP checks: `tokengate serve` signs users in at node-oidc-provider (its login and
+# consent forms). Node `openid-client` is an application (interop/login.mjs): the authorization
+# code flow with PKCE, the code replayed, refresh with rotation and reuse detection. The MCP
+# TypeScript SDK's client is another (interop/mcp.mjs): it finds tokengate from an MCP route's
+# 401, registers itself (RFC 7591), signs a user in, calls a tool of an MCP server
+# (interop/mcp_server.mjs) through the gateway, refreshes, and is refused once revoked.
+# Run through `interop/run` (which installs the Node peers and builds tokengate); or directly
+# once they are:  bash interop/login_run.sh
 # tokengate's issuer must be known to the provider (its redirect URI) before tokengate starts,
 # and the provider's to tokengate: the port of tokengate is chosen first (a free loopback port,
 # asked of the system and released), then the provider starts, then tokengate on that port.
 # Everything lives in a temporary directory removed on exit; the servers stop on exit.
-# Exit status: that of login.mjs (0 all passed, 1 a check failed), 2 the harness failed.
+# Exit status: the first failure of login.mjs and mcp.mjs (0 all passed, 1 a check failed), 2 the
+# harness failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +30,10 @@ issuer=http://127.0.0.1:$port
 printf '{"client_id": "tokengate", "client_secret": "%s"}\n' "$TOKENGATE_IDP_SECRET" >"$tmp/idp-client.json"
 start idp oidc-provider node interop/login_provider.mjs "$tmp/idp-client.json" "$issuer/oauth2/callback"
 idp=$url
+start mcp mcp-server node interop/mcp_server.mjs
+mcp_upstream=$url
+# Short, so that the MCP check sees its client refresh.
+mcp_token_lifetime=3
 
 config=$tmp/tokengate.toml
 cat >"$config" <<EOF
@@ -39,9 +47,28 @@ client_secret_env = "TOKENGATE_IDP_SECRET"
 claims = { email = "email", groups = "groups" }
 consent = "always"
 
+[token_service.registration]
+dynamic = "open"
+
 [[audiences]]
 id = "https://api.example"
 scopes = ["read", "write"]
+
+[[audiences]]
+id = "$issuer/mcp"
+scopes = ["mcp:tools"]
+token_lifetime = "${mcp_token_lifetime}s"
+
+[[routes]]
+name = "mcp"
+path = "/mcp"
+upstreams = ["$mcp_upstream"]
+[routes.auth]
+issuers = ["self"]
+forward_claims = { sub = "x-user-id" }
+leeway = "0s"
+[routes.mcp]
+resource = "$issuer/mcp"
 EOF
 
 redirect=http://127.0.0.1/callback
@@ -53,10 +80,15 @@ start server tokengate "$bin" serve --config "$config" --listen "127.0.0.1:$port
 
 status=0
 run_checks node interop/login.mjs "$issuer" "$client_id" "$redirect" || status=$?
+mcp_status=0
+run_checks node interop/mcp.mjs "$issuer" "$issuer/mcp" "$mcp_token_lifetime" || mcp_status=$?
+((status != 0)) || status=$mcp_status
 if ((status != 0)); then
   echo "login: tokengate log (tail):" >&2
   tail -n 40 "$tmp/server.log" >&2
   echo "login: oidc-provider log (tail):" >&2
   tail -n 40 "$tmp/idp.log" >&2
+  echo "login: MCP server log (tail):" >&2
+  tail -n 20 "$tmp/mcp.log" >&2
 fi
 exit "$status"

@@ -1,0 +1,140 @@
+// The MCP check (issue #18): the official MCP TypeScript SDK's client, with its OAuth client
+// provider, calls a tool of an MCP server (interop/mcp_server.mjs) behind a tokengate MCP
+// route. It finds tokengate from the route's 401 (RFC 9728 resource metadata, then RFC 8414),
+// registers itself (RFC 7591), signs a user in (through node-oidc-provider; the user's browser
+// is interop/browser.mjs), calls the tool, refreshes after its access token expires, and is
+// refused once its refresh token is revoked.
+//
+//   node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME
+//
+// ISSUER is tokengate's issuer, MCP_URL the route's URL (its `mcp.resource`), TOKEN_LIFETIME
+// the seconds an access token for it lives. Prints one line per check, then `N passed, M
+// failed`. Exit status: 0 all passed, 1 a check failed or the number of checks is not the one
+// interop/expected.json pins for "mcp", 2 bad arguments.
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { assert, assertEqual, runChecks } from './checks.mjs';
+import { signIn } from './browser.mjs';
+
+const [issuer, mcpUrl, lifetimeArg, ...extra] = process.argv.slice(2);
+const lifetime = Number(lifetimeArg);
+if (!issuer || !mcpUrl || !Number.isInteger(lifetime) || extra.length) {
+  console.error('usage: node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME');
+  process.exit(2);
+}
+const redirectUrl = 'http://127.0.0.1:49153/callback';
+
+// What an MCP host keeps for one server: its registration, tokens and PKCE verifier; the
+// authorization URL it would open in the user's browser.
+const provider = {
+  registered: undefined,
+  saved: undefined,
+  verifier: undefined,
+  authorizationUrl: undefined,
+  get redirectUrl() { return redirectUrl; },
+  get clientMetadata() {
+    return {
+      client_name: 'MCP interop client',
+      redirect_uris: [redirectUrl],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  },
+  clientInformation() { return this.registered; },
+  saveClientInformation(info) { this.registered = info; },
+  tokens() { return this.saved; },
+  saveTokens(tokens) { this.saved = tokens; },
+  redirectToAuthorization(url) { this.authorizationUrl = url; },
+  saveCodeVerifier(v) { this.verifier = v; },
+  codeVerifier() { return this.verifier; },
+};
+
+function transport() {
+  return new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+}
+
+async function connected() {
+  const client = new Client({ name: 'tokengate-interop', version: '1.0.0' });
+  await client.connect(transport());
+  return client;
+}
+
+async function whoami(client) {
+  const result = await client.callTool({ name: 'whoami', arguments: {} });
+  return result.content?.[0]?.text;
+}
+
+const s = {};
+
+await runChecks('mcp', [
+  ['the 401 leads the SDK to tokengate: it registers itself and asks the user to sign in', async () => {
+    let error;
+    try {
+      await connected();
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof UnauthorizedError, `expected UnauthorizedError, got ${error}`);
+    assert(provider.registered?.client_id, 'the SDK did not register (RFC 7591)');
+    const url = provider.authorizationUrl;
+    assert(url, 'no authorization URL');
+    assertEqual(`${url.origin}${url.pathname}`, `${issuer}/oauth2/authorize`, 'authorization endpoint');
+    assertEqual(url.searchParams.get('resource'), mcpUrl, 'RFC 8707 resource');
+    assertEqual(url.searchParams.get('code_challenge_method'), 'S256', 'PKCE');
+  }],
+  ['the user signs in; the SDK redeems the code', async () => {
+    const callback = await signIn(provider.authorizationUrl.href, 'grace', redirectUrl);
+    const t = transport();
+    await t.finishAuth(callback.searchParams.get('code'));
+    assert(provider.saved?.access_token && provider.saved?.refresh_token, 'no tokens saved');
+    s.first = provider.saved;
+  }],
+  ['the tool, called through the gateway, sees the signed-in user', async () => {
+    s.client = await connected();
+    assertEqual(await whoami(s.client), 'hello grace', 'tool answer');
+  }],
+  ['after the access token expires, the SDK refreshes and the call succeeds', async () => {
+    await new Promise((resolve) => setTimeout(resolve, (lifetime + 2) * 1000));
+    assertEqual(await whoami(s.client), 'hello grace', 'tool answer after expiry');
+    assert(provider.saved.access_token !== s.first.access_token, 'the access token was not renewed');
+    assert(provider.saved.refresh_token !== s.first.refresh_token, 'the refresh token was not rotated');
+  }],
+  ['once its refresh token is revoked, the client is refused', async () => {
+    const response = await fetch(`${issuer}/oauth2/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        token: provider.saved.refresh_token,
+        token_type_hint: 'refresh_token',
+        client_id: provider.registered.client_id,
+      }),
+    });
+    assertEqual(response.status, 200, 'revocation');
+    provider.authorizationUrl = undefined;
+    let error;
+    try {
+      await whoami(s.client);
+    } catch (e) {
+      error = e;
+    }
+    assert(error, 'the call succeeded after revocation');
+    // The SDK's refresh is refused (invalid_grant), so it needs the user again.
+    const refused = error instanceof UnauthorizedError || error?.constructor?.name === 'InvalidGrantError';
+    assert(refused, `expected invalid_grant or a new sign-in, got ${error}`);
+    // And the access token that was live is refused by the gateway (its grant was revoked).
+    const direct = await fetch(mcpUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${provider.saved.access_token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    assertEqual(direct.status, 401, 'the revoked grant\'s access token at the gateway');
+    await s.client.close();
+  }],
+]);
