@@ -15,6 +15,7 @@ use crate::mint::random_b64;
 use crate::protocol::{invalid_request, ErrorKind, ErrorResponse};
 use crate::service::Service;
 use crate::sign_in::SignIn;
+use crate::token::sha256_hex;
 
 /// How long a code may wait for its redemption (seconds; RFC 6749 §4.1.2 recommends at
 /// most 10 minutes, the issue 60 s).
@@ -28,14 +29,6 @@ pub(crate) struct Redeemed {
     pub audience: String,
     pub scope: Vec<String>,
     pub user_claims: Map<String, Value>,
-}
-
-fn hash(code: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn invalid_grant(why: &str) -> ErrorResponse {
@@ -73,7 +66,7 @@ impl Service {
         let mut claims = user.claims;
         claims.insert("auth_time".into(), user.auth_time.into());
         let stored = AuthorizationCode {
-            code_hash: hash(&code),
+            code_hash: sha256_hex(&code),
             client_id: request.client_id,
             redirect_uri: request.redirect_uri,
             code_challenge: request.code_challenge,
@@ -115,7 +108,7 @@ impl Service {
         now: i64,
     ) -> Result<Redeemed, ErrorResponse> {
         let code = params.require("code")?;
-        let code_hash = hash(code);
+        let code_hash = sha256_hex(code);
         let stored = self
             .store
             .code(&code_hash)

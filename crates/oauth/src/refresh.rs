@@ -12,6 +12,7 @@ use crate::form::Params;
 use crate::mint::random_b64;
 use crate::protocol::{ErrorKind, ErrorResponse};
 use crate::service::Service;
+use crate::token::sha256_hex;
 
 /// `[token_service.refresh]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +57,6 @@ pub(crate) struct Refreshed {
     pub next: NewRefresh,
 }
 
-pub(crate) fn hash(token: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn invalid_grant(why: &str) -> ErrorResponse {
     ErrorResponse::new(ErrorKind::InvalidGrant, why.to_owned())
 }
@@ -84,7 +77,7 @@ impl Service {
         let token = random_b64(32)?;
         let idle = now.saturating_add(seconds(self.settings.refresh.idle));
         let stored = RefreshToken {
-            token_hash: hash(&token),
+            token_hash: sha256_hex(&token),
             family_id: family_id.to_owned(),
             issued_at: now,
             idle_expires_at: idle.min(family_expires_at),
@@ -127,7 +120,7 @@ impl Service {
         now: i64,
     ) -> Result<(String, Refreshed), ErrorResponse> {
         let presented = params.require("refresh_token")?;
-        let token_hash = hash(presented);
+        let token_hash = sha256_hex(presented);
         let (token, family) = self
             .store
             .refresh_token(&token_hash)
@@ -269,7 +262,7 @@ impl Service {
         client: &Client,
         now: i64,
     ) -> Result<bool, ErrorResponse> {
-        let Some((_, family)) = self.store.refresh_token(&hash(token)).await? else {
+        let Some((_, family)) = self.store.refresh_token(&sha256_hex(token)).await? else {
             return Ok(false);
         };
         if family.client_id != client.client_id {

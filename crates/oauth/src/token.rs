@@ -35,6 +35,16 @@ pub(crate) fn sha256_b64(text: &str) -> String {
     ))
 }
 
+/// Lowercase hex of the SHA-256 of `secret`: how authorization codes and refresh tokens are
+/// stored (256 random bits each, so a plain hash is as strong as a keyed one).
+pub(crate) fn sha256_hex(secret: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// [`token_hash_prefix`] of a token whose SHA-256 is taken already.
 pub fn hash_prefix(sha256: &[u8]) -> String {
     sha256.iter().take(4).map(|b| format!("{b:02x}")).collect()

@@ -254,13 +254,11 @@ impl Service {
             .ok_or_else(|| denied("the provider's answer has no code"))
     }
 
-    /// The token request to the provider: the form and, with a client secret, the
-    /// `Authorization` header (`client_secret_basic`, OpenID Connect Core §9).
-    pub fn upstream_token_request(
-        &self,
-        session: &SignIn,
-        code: &str,
-    ) -> Result<(String, Option<String>), ErrorResponse> {
+    /// The provider and this sign-in's leg there.
+    fn upstream_leg<'s>(
+        &'s self,
+        session: &'s SignIn,
+    ) -> Result<(&'s OidcProvider, &'s UpstreamLeg), ErrorResponse> {
         let provider = self
             .oidc_provider()
             .ok_or_else(|| denied("no OpenID Provider is configured"))?;
@@ -268,6 +266,17 @@ impl Service {
             .upstream
             .as_ref()
             .ok_or_else(|| denied("this sign-in never went to the provider"))?;
+        Ok((provider, leg))
+    }
+
+    /// The token request to the provider: the form and, with a client secret, the
+    /// `Authorization` header (`client_secret_basic`, OpenID Connect Core §9).
+    pub fn upstream_token_request(
+        &self,
+        session: &SignIn,
+        code: &str,
+    ) -> Result<(String, Option<String>), ErrorResponse> {
+        let (provider, leg) = self.upstream_leg(session)?;
         let encode =
             |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let mut form = format!(
@@ -304,13 +313,7 @@ impl Service {
         userinfo: Option<&Map<String, Value>>,
         now: i64,
     ) -> Result<SignedInUser, ErrorResponse> {
-        let provider = self
-            .oidc_provider()
-            .ok_or_else(|| denied("no OpenID Provider is configured"))?;
-        let leg = session
-            .upstream
-            .as_ref()
-            .ok_or_else(|| denied("this sign-in never went to the provider"))?;
+        let (provider, leg) = self.upstream_leg(session)?;
         let validation = Validation::new()
             .algorithms(ID_TOKEN_ALGORITHMS)
             .issuer(provider.issuer.clone())

@@ -46,14 +46,19 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(DEV_CALLBACK, get(callback))
 }
 
-/// The registered dev client's id, when the development provider is on.
-async fn dev_client(service: &Service) -> Result<Option<String>, ErrorResponse> {
+/// The registered dev client's id, when the development provider is on; else the page to
+/// show.
+async fn dev_client(service: &Service, id: &str) -> Result<String, Response> {
     if !service.login().is_some_and(|l| l.provider.is_dev()) {
-        return Ok(None);
+        return Err(not_here(id));
     }
     let callback = service.url(DEV_CALLBACK);
-    let clients = service.store().list_clients().await?;
-    Ok(clients
+    let clients = service
+        .store()
+        .list_clients()
+        .await
+        .map_err(|e| show(&ErrorResponse::from(e), id))?;
+    clients
         .into_iter()
         .find(|c| {
             c.name == DEV_CLIENT_NAME
@@ -61,7 +66,8 @@ async fn dev_client(service: &Service) -> Result<Option<String>, ErrorResponse> 
                 && c.auth_method == store::AuthMethod::Public
                 && c.redirect_uris == [callback.clone()]
         })
-        .map(|c| c.client_id))
+        .map(|c| c.client_id)
+        .ok_or_else(|| not_here(id))
 }
 
 fn not_here(id: &str) -> Response {
@@ -80,10 +86,9 @@ async fn start(
     uri: Uri,
 ) -> Response {
     let service = &app.service;
-    let client_id = match dev_client(service).await {
-        Ok(Some(client_id)) => client_id,
-        Ok(None) => return not_here(&id.0),
-        Err(e) => return show(&e, &id.0),
+    let client_id = match dev_client(service, &id.0).await {
+        Ok(client_id) => client_id,
+        Err(page) => return page,
     };
     let asked = uri
         .query()
@@ -152,10 +157,9 @@ async fn callback(
     uri: Uri,
 ) -> Response {
     let service = &app.service;
-    let client_id = match dev_client(service).await {
-        Ok(Some(client_id)) => client_id,
-        Ok(None) => return not_here(&id.0),
-        Err(e) => return show(&e, &id.0),
+    let client_id = match dev_client(service, &id.0).await {
+        Ok(client_id) => client_id,
+        Err(page) => return page,
     };
     let now = store::unix_now();
     let pending: Option<Pending> = match service.sealer(PURPOSE) {

@@ -25,7 +25,8 @@ pub(crate) const SIGN_IN: &str = "/oauth2/authorize/sign-in";
 /// Where the consent form posts.
 pub(crate) const CONSENT: &str = "/oauth2/authorize/consent";
 
-/// The sign-in session's cookie, sent only to the authorization endpoint and its forms.
+/// The sign-in session's cookie (sent to `/oauth2` only: the authorization endpoint, its forms
+/// and the provider's callback).
 const SESSION_COOKIE: &str = "tokengate_sign_in";
 /// Consents remembered in this browser (`consent = "remember"`).
 const CONSENT_COOKIE: &str = "tokengate_consent";
@@ -354,13 +355,12 @@ async fn posted_session(
     let form = Params::from_request(content_type, Some(&body), &[]).map_err(|e| show(&e, id))?;
     let submitted = form.get("csrf").unwrap_or_default();
     if !session.csrf_matches(submitted) {
-        let mut page = pages::error(
+        let page = pages::error(
             StatusCode::FORBIDDEN,
             "invalid_request",
             "the form does not belong to this sign-in (CSRF check failed): start again from the application",
             id,
         );
-        page.headers_mut().remove(header::SET_COOKIE);
         return Err(page);
     }
     Ok((session, form))

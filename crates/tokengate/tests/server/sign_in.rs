@@ -782,6 +782,19 @@ pub async fn dpop_bound_refresh_tokens(ctx: Ctx) {
     assert_eq!(claims.get("cnf").unwrap().unwrap()["jkt"], key.thumbprint());
 }
 
+/// POSTs an RFC 7591 registration request, with an `Authorization` header if given.
+async fn register(app: &TestApp, body: serde_json::Value, auth: Option<&str>) -> Reply {
+    let mut req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/oauth2/register")
+        .header("content-type", "application/json");
+    if let Some(auth) = auth {
+        req = req.header("authorization", auth);
+    }
+    app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
+        .await
+}
+
 /// RFC 7591: clients register themselves (open, or with the initial access token); such a
 /// client signs users in only and is a third party.
 pub async fn dynamic_registration(ctx: Ctx) {
@@ -797,21 +810,8 @@ pub async fn dynamic_registration(ctx: Ctx) {
         format!("{ISSUER}/oauth2/register")
     );
 
-    let register = |body: serde_json::Value, auth: Option<&'static str>| {
-        let app = &app;
-        async move {
-            let mut req = axum::http::Request::builder()
-                .method("POST")
-                .uri("/oauth2/register")
-                .header("content-type", "application/json");
-            if let Some(auth) = auth {
-                req = req.header("authorization", auth);
-            }
-            app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
-                .await
-        }
-    };
     let reply = register(
+        &app,
         serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
             "client_name": "MCP <client>", "grant_types": ["authorization_code", "refresh_token"],
             "software_id": "ignored"}),
@@ -842,6 +842,7 @@ pub async fn dynamic_registration(ctx: Ctx) {
 
     // Confidential by default (RFC 7591 §2): a secret, which signs users in only.
     let reply = register(
+        &app,
         serde_json::json!({"redirect_uris": ["https://app.example/cb"], "scope": "read"}),
         None,
     )
@@ -892,7 +893,7 @@ pub async fn dynamic_registration(ctx: Ctx) {
             "invalid_client_metadata",
         ),
     ] {
-        let reply = register(body.clone(), None).await;
+        let reply = register(&app, body.clone(), None).await;
         assert_eq!(reply.error(400), error, "{body}");
     }
 
@@ -902,36 +903,23 @@ pub async fn dynamic_registration(ctx: Ctx) {
         zeroize::Zeroizing::new("initial-access-token-0123456789".into()),
     );
     let guarded = app_with(&ctx, settings, None).await;
-    let send = |auth: Option<&'static str>| {
-        let app = &guarded;
-        async move {
-            let mut req = axum::http::Request::builder()
-                .method("POST")
-                .uri("/oauth2/register")
-                .header("content-type", "application/json");
-            if let Some(auth) = auth {
-                req = req.header("authorization", auth);
-            }
-            let body = serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
-            app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
-                .await
-        }
-    };
+    let one =
+        serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
     for auth in [None, Some("Bearer wrong"), Some("Basic aW5pdGlhbA==")] {
-        let reply = send(auth).await;
+        let reply = register(&guarded, one.clone(), auth).await;
         assert_eq!(reply.error(401), "invalid_token", "{auth:?}");
         assert!(reply
             .header("www-authenticate")
             .unwrap()
             .starts_with("Bearer"));
     }
-    assert_eq!(
-        send(Some("Bearer initial-access-token-0123456789"))
-            .await
-            .status
-            .as_u16(),
-        201
-    );
+    let ok = register(
+        &guarded,
+        one,
+        Some("Bearer initial-access-token-0123456789"),
+    )
+    .await;
+    assert_eq!(ok.status.as_u16(), 201);
 
     // Off: not served, not advertised.
     let off = signing_in(&ctx, Consent::Always).await;
