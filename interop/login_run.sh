@@ -49,6 +49,10 @@ consent = "always"
 
 [token_service.registration]
 dynamic = "open"
+audiences = ["$issuer/mcp"]
+
+[token_service.rate_limits]
+per_ip = { limit = 600, per = "1m" }
 
 [[audiences]]
 id = "https://api.example"

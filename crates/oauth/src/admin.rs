@@ -220,6 +220,7 @@ impl Service {
             client.auth_method_pinned.into(),
         );
         detail.insert("redirect_uris".into(), client.redirect_uris.clone().into());
+        detail.insert("first_party".into(), client.first_party.into());
         created.detail = Some(detail);
         self.audit(&created).await?;
         Ok(Credentials {

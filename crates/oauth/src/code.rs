@@ -120,6 +120,12 @@ impl Service {
         if c.client_id != client.client_id {
             return Err(invalid_grant("the code was issued to another client"));
         }
+        let verifier = params
+            .get("code_verifier")
+            .ok_or_else(|| invalid_request("code_verifier is missing (PKCE is required)"))?;
+        crate::pkce::verify(verifier, &c.code_challenge).map_err(invalid_grant)?;
+        // After the verifier: a public client's id is public, so only the holder of the
+        // verifier may make a used code revoke the user's grant.
         if stored.used_at.is_some() {
             return Err(self.code_replayed(&code_hash, now).await);
         }
@@ -131,10 +137,6 @@ impl Service {
                 "redirect_uri must be the one of the authorization request",
             ));
         }
-        let verifier = params
-            .get("code_verifier")
-            .ok_or_else(|| invalid_request("code_verifier is missing (PKCE is required)"))?;
-        crate::pkce::verify(verifier, &c.code_challenge).map_err(invalid_grant)?;
         if let Some(bound) = &c.dpop_jkt {
             if jkt != Some(bound.as_str()) {
                 return Err(ErrorResponse::new(
@@ -156,7 +158,18 @@ impl Service {
         }
         // What can refuse the grant is checked before the code is spent: a code is used up
         // only by a redemption that then issues.
-        self.target_named(client, &c.audience)?;
+        let target = self.target_named(client, &c.audience)?;
+        // Scopes the client or the audience lost since the user consented are not issued.
+        let scope: Vec<String> = c
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty() && client.scopes.iter().any(|x| x == s))
+            .filter(|s| match &target {
+                crate::token::Target::Declared(a) => a.scopes.iter().any(|x| x == s),
+                crate::token::Target::Registered(_) => true,
+            })
+            .map(String::from)
+            .collect();
         if !self.store.redeem_code(&code_hash, now).await? {
             // Another redemption won the race.
             return Err(self.code_replayed(&code_hash, now).await);
@@ -169,12 +182,7 @@ impl Service {
             code_hash,
             subject: c.subject,
             audience: c.audience,
-            scope: c
-                .scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            scope,
             user_claims,
         })
     }

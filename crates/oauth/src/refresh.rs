@@ -47,6 +47,14 @@ impl NewRefresh {
             NewRefresh::First(_, t) | NewRefresh::Rotated(t, _) => t,
         }
     }
+
+    /// The hash of the token a rotation spent.
+    pub(crate) fn previous(&self) -> Option<&str> {
+        match self {
+            NewRefresh::First(..) => None,
+            NewRefresh::Rotated(_, previous) => Some(previous),
+        }
+    }
 }
 
 /// What a refresh grant found: the family's user and grant, and the scopes asked for.
@@ -244,14 +252,14 @@ impl Service {
     }
 
     /// Undoes the spending of the refresh token a rotation replaced, when the rotation
-    /// issued nothing (its access token could not be recorded). Best effort: on failure the
-    /// client signs in again.
-    pub(crate) async fn unspend_refresh(&self, next: &NewRefresh) {
-        let NewRefresh::Rotated(_, previous) = next else {
-            return;
-        };
-        // The request already fails with the recorder's error; this one adds nothing to it.
-        let _ = self.store.unuse_refresh_token(previous).await;
+    /// issued nothing (its access token could not be minted or recorded, or its successor
+    /// stored), so the client's retry is not taken for a reuse. Best effort: on failure the
+    /// client signs in again. A revoked family stays revoked.
+    pub(crate) async fn unspend_refresh(&self, previous: Option<&str>) {
+        if let Some(previous) = previous {
+            // The request already fails with its own error; this one adds nothing to it.
+            let _ = self.store.unuse_refresh_token(previous).await;
+        }
     }
 
     /// RFC 7009 for a refresh token: revokes its family, if `client` holds it. `false` when

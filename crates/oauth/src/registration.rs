@@ -1,8 +1,10 @@
 //! RFC 7591 dynamic client registration at `/oauth2/register` (`[token_service.registration]
 //! dynamic`): `open` to anyone, or `token` for callers holding the initial access token. A
 //! client that registers itself signs users in only (the authorization code and refresh
-//! token grants), is a third party (its users are always asked for consent), and may ask
-//! for the declared audiences' scopes.
+//! token grants), is a third party (consent is never skipped for it as for an operator's
+//! client), and gets tokens only for the audiences the operator opened to registration
+//! (`[token_service.registration] audiences`), with their scopes (RFC 7591 §5: such clients
+//! are strangers).
 
 use serde_json::{json, Map, Value};
 use store::AuthMethod;
@@ -20,8 +22,8 @@ pub const MAX_REGISTRATION: usize = 16 * 1024;
 const MAX_NAME: usize = 100;
 
 /// Who may register clients (`[token_service.registration] dynamic`).
-#[derive(Debug, Clone, Default)]
-pub enum DynamicRegistration {
+#[derive(Clone, Default)]
+pub enum RegistrationAccess {
     /// Nobody: `/oauth2/register` is not served.
     #[default]
     Off,
@@ -29,6 +31,26 @@ pub enum DynamicRegistration {
     Open,
     /// Whoever presents this initial access token (RFC 7591 §3, `Authorization: Bearer`).
     Token(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for RegistrationAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RegistrationAccess::Off => "Off",
+            RegistrationAccess::Open => "Open",
+            RegistrationAccess::Token(_) => "Token(..)",
+        })
+    }
+}
+
+/// `[token_service.registration]`: who may register, and for what.
+#[derive(Debug, Clone, Default)]
+pub struct DynamicRegistration {
+    /// Who may register.
+    pub access: RegistrationAccess,
+    /// The audiences a self-registered client may get tokens for (declared audiences); it
+    /// may ask for their scopes only.
+    pub audiences: Vec<String>,
 }
 
 fn metadata_error(why: impl Into<String>) -> ErrorResponse {
@@ -39,7 +61,6 @@ fn metadata_error(why: impl Into<String>) -> ErrorResponse {
 struct Requested {
     redirect_uris: Vec<String>,
     auth_method: AuthMethod,
-    grant_types: Vec<String>,
     name: String,
     scope: Vec<String>,
 }
@@ -47,7 +68,7 @@ struct Requested {
 impl Service {
     /// Whether `/oauth2/register` is served.
     pub fn registration_enabled(&self) -> bool {
-        !matches!(self.settings.registration, DynamicRegistration::Off)
+        !matches!(self.settings.registration.access, RegistrationAccess::Off)
     }
 
     /// RFC 7591 §3: registers the client a JSON request describes; answers the client
@@ -80,7 +101,7 @@ impl Service {
                 NewClient {
                     name: requested.name.clone(),
                     scopes: requested.scope.clone(),
-                    audiences: Vec::new(),
+                    audiences: self.settings.registration.audiences.clone(),
                     auth_method: Some(requested.auth_method),
                     jwks: None,
                     redirect_uris: requested.redirect_uris.clone(),
@@ -101,7 +122,8 @@ impl Service {
             "client_name": requested.name,
             "redirect_uris": requested.redirect_uris,
             "token_endpoint_auth_method": requested.auth_method.as_str(),
-            "grant_types": requested.grant_types,
+            // Refresh tokens come with every code: both grants, whatever was asked.
+            "grant_types": [AUTHORIZATION_CODE, REFRESH_TOKEN],
             "response_types": ["code"],
             "scope": requested.scope.join(" "),
         });
@@ -114,13 +136,13 @@ impl Service {
 
     /// `open`, or the initial access token presented (compared in constant time).
     fn registration_allowed(&self, authorization: Option<&str>) -> Result<(), ErrorResponse> {
-        match &self.settings.registration {
-            DynamicRegistration::Off => Err(ErrorResponse::new(
+        match &self.settings.registration.access {
+            RegistrationAccess::Off => Err(ErrorResponse::new(
                 ErrorKind::InvalidRequest,
                 "dynamic client registration is off",
             )),
-            DynamicRegistration::Open => Ok(()),
-            DynamicRegistration::Token(expected) => {
+            RegistrationAccess::Open => Ok(()),
+            RegistrationAccess::Token(expected) => {
                 let presented = authorization
                     .and_then(|h| h.split_once(' '))
                     .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -204,18 +226,20 @@ impl Service {
         Ok(Requested {
             redirect_uris,
             auth_method,
-            grant_types,
             name,
             scope: self.registrable_scope(metadata.get("scope"))?,
         })
     }
 
-    /// The scopes asked for, each one a declared audience accepts; all of them by default.
+    /// The scopes asked for, each one an audience open to registration accepts; all of them
+    /// by default.
     fn registrable_scope(&self, asked: Option<&Value>) -> Result<Vec<String>, ErrorResponse> {
+        let open = &self.settings.registration.audiences;
         let mut known: Vec<&str> = self
             .settings
             .audiences
             .iter()
+            .filter(|a| open.contains(&a.id))
             .flat_map(|a| a.scopes.iter().map(String::as_str))
             .collect();
         known.sort_unstable();

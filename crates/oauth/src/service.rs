@@ -137,7 +137,7 @@ impl Settings {
             audit_origin: None,
             login: None,
             refresh: crate::refresh::RefreshSettings::default(),
-            registration: crate::registration::DynamicRegistration::Off,
+            registration: crate::registration::DynamicRegistration::default(),
         }
     }
 }

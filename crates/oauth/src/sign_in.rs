@@ -296,31 +296,46 @@ impl Service {
             return Ok(None);
         };
         let request = &session.request;
+        if !request.assured {
+            // Never used for such a client (always asked): not kept, so it pushes none out.
+            return Ok(None);
+        }
         let mut remembered = self.remembered(memory, now);
-        remembered.retain(|r| {
-            !(r.sub == user.sub
-                && r.client_id == request.client_id
-                && r.audience == request.audience)
-        });
+        let same = |r: &Remembered| {
+            r.sub == user.sub && r.client_id == request.client_id && r.audience == request.audience
+        };
+        // A narrower consent now keeps the broader one given before.
+        let mut scope = request.scope.clone();
+        for r in remembered.iter().filter(|r| same(r)) {
+            scope.extend(
+                r.scope
+                    .iter()
+                    .filter(|s| !request.scope.contains(s))
+                    .cloned(),
+            );
+        }
+        remembered.retain(|r| !same(r));
         remembered.push(Remembered {
             sub: user.sub.clone(),
             client_id: request.client_id.clone(),
             audience: request.audience.clone(),
-            scope: request.scope.clone(),
+            scope,
             until: now.saturating_add(CONSENT_MEMORY_LIFETIME),
         });
         let excess = remembered.len().saturating_sub(MAX_REMEMBERED);
         remembered.drain(..excess);
-        let until = remembered.iter().map(|r| r.until).max().unwrap_or(now);
-        match self.sealers.consent.seal(&remembered, until) {
-            Ok(sealed) => Ok(Some(sealed)),
-            // Long names: remember this one only rather than none.
-            Err(Error::Sealed(_)) => {
-                let last: Vec<Remembered> = remembered.into_iter().rev().take(1).collect();
-                self.sealers.consent.seal(&last, until).map(Some)
+        // The oldest are forgotten until the cookie fits what browsers keep.
+        while !remembered.is_empty() {
+            let until = remembered.iter().map(|r| r.until).max().unwrap_or(now);
+            match self.sealers.consent.seal(&remembered, until) {
+                Ok(sealed) if sealed.len() <= MAX_SESSION => return Ok(Some(sealed)),
+                Ok(_) | Err(Error::Sealed(_)) => {
+                    remembered.remove(0);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        Ok(None)
     }
 
     /// The unexpired consents a consent cookie holds.

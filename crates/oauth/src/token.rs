@@ -105,19 +105,23 @@ impl Service {
             Ok((response, issued, after)) => {
                 let jti = issued.jti.clone();
                 // Recorded and audited in one group commit before the token leaves.
+                let previous = after
+                    .refresh
+                    .as_ref()
+                    .and_then(|(_, next)| next.previous().map(str::to_owned));
                 if let Err(f) = self.recorder.record(issued, event).await {
-                    // Nothing was issued: the refresh token this request spent works again,
-                    // so the client's retry is not taken for a reuse.
-                    if let Some((_, next)) = &after.refresh {
-                        self.unspend_refresh(next).await;
-                    }
+                    // Nothing was issued: the refresh token this request spent works again.
+                    self.unspend_refresh(previous.as_deref()).await;
                     return Err(ErrorResponse::ours(f.unavailable, f.code));
                 }
                 if let Some(code_hash) = after.code_hash {
                     self.code_redeemed(&code_hash, &jti, now).await?;
                 }
                 if let Some((_, next)) = after.refresh {
-                    self.store_refresh(next, &jti, now).await?;
+                    if let Err(e) = self.store_refresh(next, &jti, now).await {
+                        self.unspend_refresh(previous.as_deref()).await;
+                        return Err(e);
+                    }
                 }
                 Ok(response)
             }
@@ -181,9 +185,14 @@ impl Service {
             event.event = "token.refreshed".into();
         }
         let requested_type = exchanged.then(|| params.get("requested_token_type"));
-        let (response, issued) =
-            self.mint_issuance(&issuance, &client, requested_type, now, event)?;
-        Ok((response, issued, issuance))
+        match self.mint_issuance(&issuance, &client, requested_type, now, event) {
+            Ok((response, issued)) => Ok((response, issued, issuance)),
+            Err(e) => {
+                let previous = issuance.refresh.as_ref().and_then(|(_, n)| n.previous());
+                self.unspend_refresh(previous).await;
+                Err(e)
+            }
+        }
     }
 
     /// `client_credentials` (the client is the subject) and token exchange (the subject

@@ -219,6 +219,24 @@ impl Service {
             .is_ok()
     }
 
+    /// Spends this sign-in's provider leg: a sealed session can be presented for its ten
+    /// minutes, and each answer costs a token request at the provider, so each leg is
+    /// answered once (on any node). `false` when it was answered before.
+    pub async fn spend_upstream_leg(
+        &self,
+        session: &SignIn,
+        now: i64,
+    ) -> Result<bool, ErrorResponse> {
+        let Some(leg) = &session.upstream else {
+            return Ok(false);
+        };
+        let until = now.saturating_add(crate::sign_in::SIGN_IN_LIFETIME);
+        Ok(self
+            .store
+            .use_jti("upstream_state", &leg.state, until)
+            .await?)
+    }
+
     /// Checks the provider's answer at the callback (`state`, RFC 9207 `iss`, `error`) and
     /// returns the code to redeem.
     pub fn upstream_code<'q>(

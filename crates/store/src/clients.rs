@@ -76,7 +76,8 @@ pub struct Client {
     /// The redirect URIs it may use, matched exactly (stored as a JSON array).
     pub redirect_uris: Vec<String>,
     /// Registered by an operator (the CLI, the admin API); `false` for a client that
-    /// registered itself (RFC 7591), whose users are always asked for consent.
+    /// registered itself (RFC 7591): a third party, for which consent is never skipped as
+    /// for an operator's client, and which signs users in only.
     pub first_party: bool,
 }
 

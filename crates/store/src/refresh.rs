@@ -216,7 +216,8 @@ impl Store {
     }
 
     /// Revokes a family (once: the first revocation's time stays) and returns the `jti`s of
-    /// the access tokens issued with its refresh tokens, for the caller to revoke.
+    /// the access tokens issued with its refresh tokens that are still live and unrevoked at
+    /// `now`, for the caller to revoke.
     pub async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> Result<Vec<String>> {
         let jtis: Vec<(String,)> = with_pool!(self, pool => {
             sqlx::query(
@@ -228,11 +229,14 @@ impl Store {
             .execute(pool)
             .await
             .map(|_| ())?;
+            // The access tokens still live and not yet revoked: a family refreshed for weeks
+            // holds thousands of long-expired ones, which need nothing done.
             sqlx::query_as(
-                "SELECT access_jti FROM refresh_tokens \
-                 WHERE family_id = $1 AND access_jti IS NOT NULL",
+                "SELECT r.access_jti FROM refresh_tokens r JOIN tokens t ON t.jti = r.access_jti \
+                 WHERE r.family_id = $1 AND t.expires_at > $2 AND t.revoked_at IS NULL",
             )
             .bind(family_id)
+            .bind(now)
             .fetch_all(pool)
             .await?
         });

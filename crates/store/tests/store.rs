@@ -712,9 +712,34 @@ mod cases {
             Some(200)
         );
 
+        // The access tokens issued with them: two live, one expired, one revoked already.
+        for (jti, expires_at, revoked_at) in [
+            ("jti-1", 1000, None),
+            ("jti-2", 1000, None),
+            ("jti-3", 250, None),
+            ("jti-4", 1000, Some(150)),
+        ] {
+            store
+                .record_token(&store::IssuedToken {
+                    jti: jti.into(),
+                    client_id: "app".into(),
+                    subject: "alice".into(),
+                    audience: "https://api.example".into(),
+                    scope: "read".into(),
+                    issued_at: 100,
+                    expires_at,
+                    revoked_at,
+                })
+                .await
+                .unwrap();
+        }
+        for (hash, jti) in [("t3", "jti-3"), ("t4", "jti-4")] {
+            store.insert_refresh_token(&token(hash)).await.unwrap();
+            store.refresh_issued(hash, jti).await.unwrap();
+        }
         let mut jtis = store.revoke_refresh_family("f1", 300).await.unwrap();
         jtis.sort();
-        assert_eq!(jtis, ["jti-1", "jti-2"]);
+        assert_eq!(jtis, ["jti-1", "jti-2"], "only what is live and unrevoked");
         store.revoke_refresh_family("f1", 400).await.unwrap();
         let (_, f) = store.refresh_token("t2").await.unwrap().unwrap();
         assert_eq!(f.revoked_at, Some(300), "the first revocation's time stays");

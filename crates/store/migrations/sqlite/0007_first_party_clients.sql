@@ -1,4 +1,5 @@
 -- `first_party`: registered by an operator (the CLI, the admin API), as every client before
 -- this version was; a client that registered itself (RFC 7591 dynamic registration) is a third
--- party, whose users are always asked for consent (issue #18).
+-- party: `consent = "skip_for_first_party"` never skips consent for it, and it signs users in
+-- only (issue #18).
 ALTER TABLE clients ADD COLUMN first_party INTEGER NOT NULL DEFAULT 1 CHECK (first_party IN (0, 1));

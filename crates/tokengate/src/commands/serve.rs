@@ -142,6 +142,7 @@ async fn dev_browser_client(
         // Only the browser client a dev start registered: public, its redirect URI this
         // binary's callback (on whatever port it had).
         let ours = c.name == DEV_CLIENT_NAME
+            && c.first_party
             && c.auth_method == store::AuthMethod::Public
             && c.redirect_uris.len() == 1
             && c.redirect_uris.iter().all(|r| r.ends_with(DEV_CALLBACK));

@@ -208,6 +208,10 @@ pub struct RegistrationConfig {
     pub dynamic: Spanned<DynamicConfig>,
     /// With `dynamic = "token"`: the environment variable holding the initial access token.
     pub initial_access_token_env: Option<String>,
+    /// The declared audiences a self-registered client may get tokens for (required when
+    /// `dynamic` is not `off`).
+    #[serde(default)]
+    pub audiences: Vec<Spanned<String>>,
 }
 
 impl Default for RegistrationConfig {
@@ -216,6 +220,7 @@ impl Default for RegistrationConfig {
             client_id_metadata_documents: unspanned(),
             dynamic: unspanned(),
             initial_access_token_env: None,
+            audiences: Vec::new(),
         }
     }
 }
@@ -241,10 +246,10 @@ pub enum DynamicConfig {
 impl RegistrationConfig {
     /// The token service's registration setting; reads the initial access token.
     pub fn settings(&self) -> Result<oauth::registration::DynamicRegistration, String> {
-        use oauth::registration::DynamicRegistration;
-        Ok(match self.dynamic.get_ref() {
-            DynamicConfig::Off => DynamicRegistration::Off,
-            DynamicConfig::Open => DynamicRegistration::Open,
+        use oauth::registration::{DynamicRegistration, RegistrationAccess};
+        let access = match self.dynamic.get_ref() {
+            DynamicConfig::Off => RegistrationAccess::Off,
+            DynamicConfig::Open => RegistrationAccess::Open,
             DynamicConfig::Token => {
                 let name = self.initial_access_token_env.as_deref().unwrap_or_default();
                 let token = std::env::var(name).map_err(|_| {
@@ -255,12 +260,24 @@ impl RegistrationConfig {
                         "the initial access token in {name} is shorter than 16 characters"
                     ));
                 }
-                DynamicRegistration::Token(zeroize::Zeroizing::new(token))
+                RegistrationAccess::Token(zeroize::Zeroizing::new(token))
             }
+        };
+        Ok(DynamicRegistration {
+            access,
+            audiences: self.audiences.iter().map(|a| a.get_ref().clone()).collect(),
         })
     }
 
-    pub(super) fn validate(&self) -> Result<(), Failure> {
+    /// The block's own rules, and those it shares with the rest of the file: sign-in
+    /// configured, the audiences opened to registration declared, and, for `open`, a limit
+    /// per address on what anyone may call.
+    pub(super) fn validate(
+        &self,
+        login: bool,
+        declared: &[&str],
+        per_ip_limit: bool,
+    ) -> Result<(), Failure> {
         if *self.client_id_metadata_documents.get_ref() {
             return Err((
                 self.client_id_metadata_documents.span(),
@@ -270,15 +287,42 @@ impl RegistrationConfig {
                     .into(),
             ));
         }
-        if *self.dynamic.get_ref() == DynamicConfig::Token
-            && self.initial_access_token_env.is_none()
+        if let Some(unknown) = self
+            .audiences
+            .iter()
+            .find(|a| !declared.contains(&a.get_ref().as_str()))
         {
             return Err((
-                self.dynamic.span(),
-                "token_service.registration: dynamic = \"token\" needs initial_access_token_env"
-                    .into(),
+                unknown.span(),
+                format!(
+                    "token_service.registration.audiences: {:?} is not a declared [[audiences]] id",
+                    unknown.get_ref()
+                ),
             ));
         }
-        Ok(())
+        let dynamic = *self.dynamic.get_ref();
+        let why = match dynamic {
+            DynamicConfig::Off => None,
+            _ if !login => Some(
+                "dynamic registration needs [token_service.login]: registered clients sign users in",
+            ),
+            _ if self.audiences.is_empty() => Some(
+                "dynamic registration needs audiences = [...]: the declared audiences self-registered clients may get tokens for",
+            ),
+            DynamicConfig::Token if self.initial_access_token_env.is_none() => {
+                Some("dynamic = \"token\" needs initial_access_token_env")
+            }
+            DynamicConfig::Open if !per_ip_limit => Some(
+                "dynamic = \"open\" needs [token_service.rate_limits] per_ip: anyone may register, so registrations are limited per address",
+            ),
+            _ => None,
+        };
+        match why {
+            Some(why) => Err((
+                self.dynamic.span(),
+                format!("token_service.registration: {why}"),
+            )),
+            None => Ok(()),
+        }
     }
 }

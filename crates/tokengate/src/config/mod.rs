@@ -630,7 +630,16 @@ impl Config {
             login.validate()?;
         }
         self.token_service.refresh.validate()?;
-        self.token_service.registration.validate()?;
+        let declared: Vec<&str> = self
+            .audiences
+            .iter()
+            .map(|a| a.id.get_ref().as_str())
+            .collect();
+        self.token_service.registration.validate(
+            self.token_service.login.is_some(),
+            &declared,
+            self.token_service.rate_limits.per_ip.is_some(),
+        )?;
         if let Some(issuer) = &self.token_service.issuer {
             let url = issuer.get_ref();
             let loopback = url

@@ -1209,27 +1209,49 @@ fn refresh_lifetimes_default_to_30_and_7_days() {
 fn registration_is_off_by_default_and_says_what_is_missing() {
     let c = Config::parse("", "t.toml").unwrap();
     assert!(matches!(
-        c.token_service.registration.settings().unwrap(),
-        oauth::registration::DynamicRegistration::Off
+        c.token_service.registration.settings().unwrap().access,
+        oauth::registration::RegistrationAccess::Off
     ));
+    let base = "[token_service.login]\nprovider = \"dev\"\n[token_service.rate_limits]\n\
+                per_ip = { limit = 60, per = \"1m\" }\n[[audiences]]\nid = \"https://mcp.example\"\n";
     let c = Config::parse(
-        "[token_service.registration]\ndynamic = \"open\"\n",
+        &format!("{base}[token_service.registration]\ndynamic = \"open\"\naudiences = [\"https://mcp.example\"]\n"),
         "t.toml",
     )
     .unwrap();
+    let r = c.token_service.registration.settings().unwrap();
     assert!(matches!(
-        c.token_service.registration.settings().unwrap(),
-        oauth::registration::DynamicRegistration::Open
+        r.access,
+        oauth::registration::RegistrationAccess::Open
     ));
-    let e = err("[token_service.registration]\ndynamic = \"token\"\n");
-    assert!(e.message.contains("initial_access_token_env"), "{e}");
-    let e = err("[token_service.registration]\nclient_id_metadata_documents = true\n");
-    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
-    assert!(e.message.contains("not implemented"), "{e}");
-    let e = err("[token_service.registration]\ndynamic = \"sometimes\"\n");
-    assert!(e.message.contains("open"), "{e}");
+    assert_eq!(r.audiences, ["https://mcp.example"]);
+    for (text, why) in [
+        (
+            "dynamic = \"token\"\naudiences = [\"https://mcp.example\"]",
+            "initial_access_token_env",
+        ),
+        ("dynamic = \"open\"", "audiences = [...]"),
+        (
+            "dynamic = \"open\"\naudiences = [\"https://other.example\"]",
+            "not a declared",
+        ),
+        ("dynamic = \"sometimes\"", "open"),
+        ("client_id_metadata_documents = true", "not implemented"),
+    ] {
+        let e = err(&format!("{base}[token_service.registration]\n{text}\n"));
+        assert!(e.message.contains(why), "{text}: {e}");
+    }
+    // Open registration without a limit per address, or without sign-in.
+    let e = err("[token_service.login]\nprovider = \"dev\"\n[[audiences]]\nid = \"https://mcp.example\"\n\
+                 [token_service.registration]\ndynamic = \"open\"\naudiences = [\"https://mcp.example\"]\n");
+    assert!(e.message.contains("per_ip"), "{e}");
+    let e = err(
+        "[[audiences]]\nid = \"https://mcp.example\"\n[token_service.registration]\n\
+                 dynamic = \"open\"\naudiences = [\"https://mcp.example\"]\n",
+    );
+    assert!(e.message.contains("[token_service.login]"), "{e}");
     let c = Config::parse(
-        "[token_service.registration]\ndynamic = \"token\"\ninitial_access_token_env = \"TOKENGATE_TEST_UNSET_IAT\"\n",
+        &format!("{base}[token_service.registration]\ndynamic = \"token\"\ninitial_access_token_env = \"TOKENGATE_TEST_UNSET_IAT\"\naudiences = [\"https://mcp.example\"]\n"),
         "t.toml",
     )
     .unwrap();

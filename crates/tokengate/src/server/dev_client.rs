@@ -62,6 +62,7 @@ async fn dev_client(service: &Service, id: &str) -> Result<String, Response> {
         .into_iter()
         .find(|c| {
             c.name == DEV_CLIENT_NAME
+                && c.first_party
                 && !c.disabled
                 && c.auth_method == store::AuthMethod::Public
                 && c.redirect_uris == [callback.clone()]

@@ -205,7 +205,13 @@ async fn register(
         .await
         .ok();
     let req = request(&headers, body.as_deref(), &id.0);
-    limited(&app, &req, &headers, &peer, || async {
+    // Admitted by address only: registration authenticates no client, and a `Basic` header
+    // naming one must not spend that client's budget.
+    let admitted = Request {
+        authorization: Vec::new(),
+        ..request(&headers, body.as_deref(), &id.0)
+    };
+    limited(&app, &admitted, &headers, &peer, || async {
         let answer = app
             .service
             .register(

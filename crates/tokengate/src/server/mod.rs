@@ -400,3 +400,30 @@ where
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sign_in_pages_are_never_under_service_cors() {
+        for page in [
+            "/oauth2/authorize",
+            "/oauth2/authorize/sign-in",
+            "/oauth2/authorize/consent",
+            "/oauth2/callback",
+            "/oauth2/dev/start",
+            "/oauth2/dev/callback",
+        ] {
+            assert!(super::is_browser_page(page), "{page}");
+        }
+        for api in [
+            "/oauth2/token",
+            "/oauth2/register",
+            "/oauth2/jwks",
+            "/oauth2/revoke",
+            "/oauth2/authorizex",
+            "/.well-known/oauth-authorization-server",
+        ] {
+            assert!(!super::is_browser_page(api), "{api}");
+        }
+    }
+}

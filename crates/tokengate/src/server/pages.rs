@@ -106,6 +106,10 @@ pub(super) struct ConsentView<'a> {
     pub client_id: &'a str,
     pub audience: &'a str,
     pub scope: &'a [String],
+    /// Registered by an operator; otherwise the page says the client registered itself.
+    pub first_party: bool,
+    /// Where the code will be sent (the redirect URI's host, or its scheme for an app).
+    pub destination: &'a str,
 }
 
 /// The consent page: the client, the resource and the scopes, and two buttons named
@@ -119,9 +123,17 @@ pub(super) fn consent(view: &ConsentView<'_>) -> Response {
             .map(|s| format!("<li><code>{}</code></li>", text(s)))
             .collect()
     };
+    let stranger = if view.first_party {
+        String::new()
+    } else {
+        "<p role=\"note\"><strong>This application registered itself:</strong> its name is \
+         its own claim, not checked by the operator. Allow it only if you started it.</p>"
+            .to_owned()
+    };
     let body = format!(
-        "<h1>Allow access?</h1>\
-         <p><strong>{name}</strong> (client <code>{id}</code>) asks to act as \
+        "<h1>Allow access?</h1>{stranger}\
+         <p><strong>{name}</strong> (client <code>{id}</code>, returning to \
+         <code>{destination}</code>) asks to act as \
          <strong>{user}</strong> at <code>{audience}</code> with:</p><ul>{scopes}</ul>\
          <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -131,6 +143,7 @@ pub(super) fn consent(view: &ConsentView<'_>) -> Response {
         id = text(view.client_id),
         user = text(view.user),
         audience = text(view.audience),
+        destination = text(view.destination),
         action = attr(view.action),
         csrf = attr(view.csrf),
     );
@@ -184,6 +197,8 @@ mod tests {
             client_id: hostile,
             audience: hostile,
             scope: &scope,
+            first_party: false,
+            destination: hostile,
         };
         let response = consent(&view);
         assert_eq!(
@@ -200,6 +215,10 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("name=\"approve\"") && html.contains("name=\"deny\""));
+        assert!(
+            html.contains("registered itself"),
+            "a third party is labelled: {html}"
+        );
 
         let html = body(dev_sign_in("/a\"b", "c\"d", hostile, Some(hostile))).await;
         assert!(!html.contains("<script"), "{html}");

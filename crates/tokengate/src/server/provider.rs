@@ -73,8 +73,27 @@ impl Upstream {
             }
         }
         let fetched = self.discover(issuer).await;
-        *self.cached() = Some((Instant::now(), fetched.clone()));
-        fetched.map_err(unavailable)
+        let mut cached = self.cached();
+        let stale = match cached.as_ref() {
+            Some((_, Ok(metadata))) => Some(Arc::clone(metadata)),
+            _ => None,
+        };
+        match (fetched, stale) {
+            // The provider's metadata rarely changes: while a refetch fails, the last good
+            // copy serves, and the refetch is tried again after RETRY_AFTER.
+            (Err(why), Some(stale)) => {
+                tracing::warn!("OpenID Provider: {why}; using the metadata fetched before");
+                let retry_at = Instant::now()
+                    .checked_sub(METADATA_FOR.saturating_sub(RETRY_AFTER))
+                    .unwrap_or_else(Instant::now);
+                *cached = Some((retry_at, Ok(Arc::clone(&stale))));
+                Ok(stale)
+            }
+            (fetched, _) => {
+                *cached = Some((Instant::now(), fetched.clone()));
+                fetched.map_err(unavailable)
+            }
+        }
     }
 
     fn cached(&self) -> std::sync::MutexGuard<'_, Option<Discovered>> {

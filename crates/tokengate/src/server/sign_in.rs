@@ -122,6 +122,16 @@ async fn callback(
             &id.0,
         );
     }
+    match service.spend_upstream_leg(&session, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return show(
+                &invalid("this answer of the provider was used already"),
+                &id.0,
+            )
+        }
+        Err(e) => return show(&e, &id.0),
+    }
     let user = async {
         let provider = service
             .oidc_provider()
@@ -185,25 +195,24 @@ async fn after_sign_in(
     id: &str,
     now: i64,
 ) -> Response {
-    let memory = cookie_value(headers, CONSENT_COOKIE);
-    if !app.service.consent_needed(&session, memory.as_deref(), now) {
-        return approve(app, session, memory.as_deref(), id, now).await;
-    }
-    match app.service.seal_sign_in(&session, now) {
-        Ok(sealed) => consent_page(app, &session, sealed, id).await,
-        // The provider's claims do not fit in the session cookie: refused the same way
-        // whether or not consent is asked.
-        Err(oauth::Error::Sealed(_)) => back_to_client(
-            app,
-            session,
-            ErrorResponse::new(
+    // Sealed first, whether or not consent is asked: a user whose claims from the provider do
+    // not fit in the session is refused the same way in every consent mode.
+    let sealed = match app.service.seal_sign_in(&session, now) {
+        Ok(sealed) => sealed,
+        Err(oauth::Error::Sealed(_)) => {
+            let too_large = ErrorResponse::new(
                 ErrorKind::AccessDenied,
-                "the user's claims from the provider are too large to carry through consent",
-            ),
-            id,
-        ),
-        Err(e) => show(&ErrorResponse::from(e), id),
+                "the user's claims from the provider are too large to carry through sign-in",
+            );
+            return back_to_client(app, session, too_large, id);
+        }
+        Err(e) => return show(&ErrorResponse::from(e), id),
+    };
+    let memory = cookie_value(headers, CONSENT_COOKIE);
+    if app.service.consent_needed(&session, memory.as_deref(), now) {
+        return consent_page(app, &session, sealed, id).await;
     }
+    approve(app, session, memory.as_deref(), id, now).await
 }
 
 const EXPIRED: &str =
@@ -273,9 +282,24 @@ async fn consent_page(app: &App, session: &SignIn, sealed: String, id: &str) -> 
         client_id: &request.client_id,
         audience: &request.audience,
         scope: &request.scope,
+        first_party: request.first_party,
+        destination: &destination(&request.redirect_uri),
     });
     set_cookie(&mut response, session_cookie(app, sealed, SIGN_IN_LIFETIME));
     response
+}
+
+/// Where a redirect URI sends the user, as the consent page names it: the host (and port),
+/// or, for an app's private-use scheme, the scheme.
+fn destination(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(url) => match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => format!("{}:", url.scheme()),
+        },
+        Err(_) => redirect_uri.to_owned(),
+    }
 }
 
 /// The consent form: `approve` issues the code, `deny` sends `access_denied`.
@@ -311,10 +335,11 @@ async fn consent(
 /// Issues the code and sends the browser back to the client; the session ends and, with
 /// `consent = "remember"`, the consent is remembered.
 async fn approve(app: &App, session: SignIn, memory: Option<&str>, id: &str, now: i64) -> Response {
-    let remembered = match app.service.remember_consent(&session, memory, now) {
-        Ok(remembered) => remembered,
-        Err(e) => return show(&ErrorResponse::from(e), id),
-    };
+    // Remembering is a convenience: when it fails, the code is issued all the same.
+    let remembered = app
+        .service
+        .remember_consent(&session, memory, now)
+        .unwrap_or_default();
     let location = match app.service.approve_authorization(session, id, now).await {
         Ok(location) => location,
         Err(e) => return show(&e, id),

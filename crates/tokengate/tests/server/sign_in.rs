@@ -799,7 +799,10 @@ async fn register(app: &TestApp, body: serde_json::Value, auth: Option<&str>) ->
 /// client signs users in only and is a third party.
 pub async fn dynamic_registration(ctx: Ctx) {
     let mut settings = login_settings(Consent::SkipForFirstParty);
-    settings.registration = oauth::registration::DynamicRegistration::Open;
+    settings.registration = oauth::registration::DynamicRegistration {
+        access: oauth::registration::RegistrationAccess::Open,
+        audiences: vec![API.into()],
+    };
     let app = app_with(&ctx, settings, None).await;
     let metadata = app
         .get("/.well-known/oauth-authorization-server", &[])
@@ -839,6 +842,12 @@ pub async fn dynamic_registration(ctx: Ctx) {
         .await
         .ok();
     assert!(tokens["refresh_token"].is_string());
+    // Only the audiences opened to registration.
+    let elsewhere = format!("&resource={}", form_encode("https://secret.example"));
+    let refused = browser
+        .get(&app, &authorize_path(&client_id, &elsewhere))
+        .await;
+    assert_eq!(redirected(&refused)["error"], "invalid_target");
 
     // Confidential by default (RFC 7591 §2): a secret, which signs users in only.
     let reply = register(
@@ -899,9 +908,12 @@ pub async fn dynamic_registration(ctx: Ctx) {
 
     // With an initial access token.
     let mut settings = login_settings(Consent::Always);
-    settings.registration = oauth::registration::DynamicRegistration::Token(
-        zeroize::Zeroizing::new("initial-access-token-0123456789".into()),
-    );
+    settings.registration = oauth::registration::DynamicRegistration {
+        access: oauth::registration::RegistrationAccess::Token(zeroize::Zeroizing::new(
+            "initial-access-token-0123456789".into(),
+        )),
+        audiences: vec![API.into()],
+    };
     let guarded = app_with(&ctx, settings, None).await;
     let one =
         serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});

@@ -122,6 +122,9 @@ pub(crate) struct ClientView {
     created_at: i64,
     /// The redirect URIs the client may use to sign users in, matched exactly.
     redirect_uris: Vec<String>,
+    /// Registered by an operator (the CLI or this API); false for a client that registered
+    /// itself (RFC 7591).
+    first_party: bool,
 }
 
 impl From<&Client> for ClientView {
@@ -140,6 +143,7 @@ impl From<&Client> for ClientView {
             disabled: c.disabled,
             redirect_uris: c.redirect_uris.clone(),
             created_at: c.created_at,
+            first_party: c.first_party,
         }
     }
 }
