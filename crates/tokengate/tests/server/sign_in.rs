@@ -550,6 +550,19 @@ pub async fn public_clients_use_the_code_grant_only(ctx: Ctx) {
     );
 }
 
+/// Posts `form` to the token endpoint with a DPoP proof by another key (refused), then by
+/// `key`; returns the answer.
+async fn only_with_dpop_key(app: &TestApp, form: &str, key: &Jwk, tag: &str) -> serde_json::Value {
+    let other = Jwk::generate(Algorithm::ES256, None, None).unwrap();
+    let proof = dpop_proof(&other, &format!("{tag}-other"), None);
+    let wrong = app.post("/oauth2/token", form, &[("dpop", &proof)]).await;
+    assert_eq!(wrong.refusal(400).0, "invalid_dpop_proof");
+    let proof = dpop_proof(key, &format!("{tag}-right"), None);
+    app.post("/oauth2/token", form, &[("dpop", &proof)])
+        .await
+        .ok()
+}
+
 /// RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof by that key, and
 /// the token is bound to it.
 pub async fn dpop_bound_code(ctx: Ctx) {
@@ -564,28 +577,12 @@ pub async fn dpop_bound_code(ctx: Ctx) {
         .await
         .refusal(400);
     assert_eq!(error, "invalid_dpop_proof");
-    let other = Jwk::generate(Algorithm::ES256, None, None).unwrap();
     let form = format!(
         "grant_type=authorization_code&client_id={client_id}&code={code}&code_verifier={VERIFIER}\
          &redirect_uri={}",
         form_encode(PRESENTED)
     );
-    let wrong = app
-        .post(
-            "/oauth2/token",
-            &form,
-            &[("dpop", &dpop_proof(&other, "w1", None))],
-        )
-        .await;
-    assert_eq!(wrong.refusal(400).0, "invalid_dpop_proof");
-    let body = app
-        .post(
-            "/oauth2/token",
-            &form,
-            &[("dpop", &dpop_proof(&key, "r1", None))],
-        )
-        .await
-        .ok();
+    let body = only_with_dpop_key(&app, &form, &key, "code").await;
     assert_eq!(body["token_type"], "DPoP");
     let claims = app
         .verify(body["access_token"].as_str().unwrap(), API)
@@ -758,24 +755,8 @@ pub async fn dpop_bound_refresh_tokens(ctx: Ctx) {
     let r1 = grant["refresh_token"].as_str().unwrap();
     let (error, _) = refresh(&app, &client_id, r1, "").await.refusal(400);
     assert_eq!(error, "invalid_dpop_proof");
-    let other = Jwk::generate(Algorithm::ES256, None, None).unwrap();
     let form = format!("grant_type=refresh_token&client_id={client_id}&refresh_token={r1}");
-    let wrong = app
-        .post(
-            "/oauth2/token",
-            &form,
-            &[("dpop", &dpop_proof(&other, "x1", None))],
-        )
-        .await;
-    assert_eq!(wrong.refusal(400).0, "invalid_dpop_proof");
-    let body = app
-        .post(
-            "/oauth2/token",
-            &form,
-            &[("dpop", &dpop_proof(&key, "x2", None))],
-        )
-        .await
-        .ok();
+    let body = only_with_dpop_key(&app, &form, &key, "refresh").await;
     let claims = app
         .verify(body["access_token"].as_str().unwrap(), API)
         .await;
