@@ -129,33 +129,7 @@ impl Service {
         if stored.used_at.is_some() {
             return Err(self.code_replayed(&code_hash, now).await);
         }
-        if c.expires_at <= now {
-            return Err(invalid_grant("the code is unknown or expired"));
-        }
-        if params.get("redirect_uri") != Some(c.redirect_uri.as_str()) {
-            return Err(invalid_grant(
-                "redirect_uri must be the one of the authorization request",
-            ));
-        }
-        if let Some(bound) = &c.dpop_jkt {
-            if jkt != Some(bound.as_str()) {
-                return Err(ErrorResponse::new(
-                    ErrorKind::InvalidDpopProof,
-                    "the code is bound to a DPoP key (dpop_jkt): prove possession of it",
-                ));
-            }
-        }
-        // RFC 8707 §2.2: a resource named here must be the one the user consented to.
-        let named = params
-            .all("resource")
-            .into_iter()
-            .chain(params.all("audience"));
-        if let Some(other) = named.into_iter().find(|r| *r != c.audience) {
-            return Err(ErrorResponse::new(
-                ErrorKind::InvalidTarget,
-                format!("the code is for {}, not {other}", c.audience),
-            ));
-        }
+        still_bound(&c, params, jkt, now)?;
         // What can refuse the grant is checked before the code is spent: a code is used up
         // only by a redemption that then issues.
         let target = self.target_named(client, &c.audience)?;
@@ -262,4 +236,43 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// What the redemption must present again, as the authorization request had it: unexpired,
+/// the same redirect URI, a proof by the DPoP key it named, and no other resource (RFC 8707
+/// §2.2).
+fn still_bound(
+    c: &AuthorizationCode,
+    params: &Params,
+    jkt: Option<&str>,
+    now: i64,
+) -> Result<(), ErrorResponse> {
+    if c.expires_at <= now {
+        return Err(invalid_grant("the code is unknown or expired"));
+    }
+    if params.get("redirect_uri") != Some(c.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "redirect_uri must be the one of the authorization request",
+        ));
+    }
+    if let Some(bound) = &c.dpop_jkt {
+        if jkt != Some(bound.as_str()) {
+            return Err(ErrorResponse::new(
+                ErrorKind::InvalidDpopProof,
+                "the code is bound to a DPoP key (dpop_jkt): prove possession of it",
+            ));
+        }
+    }
+    // RFC 8707 §2.2: a resource named here must be the one the user consented to.
+    let named = params
+        .all("resource")
+        .into_iter()
+        .chain(params.all("audience"));
+    if let Some(other) = named.into_iter().find(|r| *r != c.audience) {
+        return Err(ErrorResponse::new(
+            ErrorKind::InvalidTarget,
+            format!("the code is for {}, not {other}", c.audience),
+        ));
+    }
+    Ok(())
 }

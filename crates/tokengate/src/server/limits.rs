@@ -249,3 +249,38 @@ fn audit_lockout(
         ..store::AuditEvent::default()
     });
 }
+
+/// The sign-in pages' limit: `[token_service.rate_limits] per_ip`, as at the token endpoint
+/// (each page load, form and callback is one request of the address). Nothing there
+/// authenticates a client, so nothing is counted per client or as a failed authentication.
+pub(super) async fn per_address(
+    axum::extract::State(app): axum::extract::State<std::sync::Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = req
+        .extensions()
+        .get::<super::RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let peer = req
+        .extensions()
+        .get::<super::ConnInfo>()
+        .and_then(|c| c.peer)
+        .map(|a| a.ip());
+    let headers = req.headers().clone();
+    let unauthenticated = oauth::Request {
+        content_type: None,
+        authorization: Vec::new(),
+        dpop: Vec::new(),
+        accept: None,
+        body: None,
+        request_id: &id,
+    };
+    let admission = match admit(&app, &unauthenticated, &headers, peer).await {
+        Ok(admission) => admission,
+        Err(refused) => return refused,
+    };
+    let response = next.run(req).await;
+    settle(&app, admission, Ended::Refused, &id, response).await
+}

@@ -213,10 +213,11 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     // check the admin one (never limited by max_connections or max_in_flight).
     let mut router = health::routes();
     if surface != Surface::Admin {
-        router = router
-            .merge(endpoints::routes())
-            .merge(sign_in::routes())
-            .merge(dev_client::routes());
+        router = router.merge(endpoints::routes()).merge(
+            sign_in::routes().merge(dev_client::routes()).route_layer(
+                middleware::from_fn_with_state(Arc::clone(&app), limits::per_address),
+            ),
+        );
     }
     // On the public surface `/admin/` and `/metrics` reach the fallback, which answers
     // reserved paths with 404 rather than hand them to the gateway.

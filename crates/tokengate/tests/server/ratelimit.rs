@@ -770,3 +770,33 @@ async fn per_client_counts_what_the_client_was_served_and_no_one_else_can_spend_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_pages_count_per_address() {
+    run_sqlite(|ctx| async move {
+        let f = service_front(&ctx, "per_ip = { limit = 3, per = \"1h\" }\n").await;
+        let page = |from: &'static str| {
+            let url = f.url("/oauth2/authorize?client_id=x");
+            async move {
+                send(
+                    &crate::gateway_env::client(),
+                    "GET",
+                    &url,
+                    &[("x-forwarded-for", from)],
+                    "",
+                )
+                .await
+            }
+        };
+        // Sign-in is not configured here: each load is a 404 page, and still one request of
+        // its address.
+        for _ in 0..3 {
+            assert_eq!(page("198.51.100.1").await.status, 404);
+        }
+        let refused = page("198.51.100.1").await;
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert!(refused.header("retry-after").is_some());
+        assert_eq!(page("203.0.113.7").await.status, 404, "another address");
+    })
+    .await;
+}
