@@ -15,7 +15,7 @@ use crate::mint::random_b64;
 use crate::protocol::{invalid_request, ErrorKind, ErrorResponse};
 use crate::service::Service;
 use crate::sign_in::SignIn;
-use crate::token::sha256_hex;
+use crate::token::{sha256_hex, Target};
 
 /// How long a code may wait for its redemption (seconds; RFC 6749 §4.1.2 recommends at
 /// most 10 minutes, the issue 60 s).
@@ -23,10 +23,12 @@ pub const CODE_LIFETIME: i64 = 60;
 
 /// What a redeemed code grants: the token endpoint mints from it.
 #[derive(Debug)]
-pub(crate) struct Redeemed {
+pub(crate) struct Redeemed<'s> {
     pub code_hash: String,
     pub subject: String,
     pub audience: String,
+    /// The audience as the token service serves it now.
+    pub target: Target<'s>,
     pub scope: Vec<String>,
     pub user_claims: Map<String, Value>,
 }
@@ -106,7 +108,7 @@ impl Service {
         client: &Client,
         jkt: Option<&str>,
         now: i64,
-    ) -> Result<Redeemed, ErrorResponse> {
+    ) -> Result<Redeemed<'_>, ErrorResponse> {
         let code = params.require("code")?;
         let code_hash = sha256_hex(code);
         let stored = self
@@ -137,11 +139,7 @@ impl Service {
         let scope: Vec<String> = c
             .scope
             .split(' ')
-            .filter(|s| !s.is_empty() && client.scopes.iter().any(|x| x == s))
-            .filter(|s| match &target {
-                crate::token::Target::Declared(a) => a.scopes.iter().any(|x| x == s),
-                crate::token::Target::Registered(_) => true,
-            })
+            .filter(|s| !s.is_empty() && crate::token::grantable(s, client, &target))
             .map(String::from)
             .collect();
         if !self.store.redeem_code(&code_hash, now).await? {
@@ -156,6 +154,7 @@ impl Service {
             code_hash,
             subject: c.subject,
             audience: c.audience,
+            target,
             scope,
             user_claims,
         })

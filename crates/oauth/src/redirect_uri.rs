@@ -101,7 +101,7 @@ pub fn matches(registered: &str, presented: &str) -> bool {
 /// Whether the URL's host is a loopback address (127.0.0.0/8, `::1`) or `localhost`. RFC
 /// 8252 §8.3 prefers the address to the name, but MCP clients and their SDKs register
 /// `http://localhost:PORT/…`, so the name is accepted too.
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

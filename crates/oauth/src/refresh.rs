@@ -12,7 +12,7 @@ use crate::form::Params;
 use crate::mint::random_b64;
 use crate::protocol::{ErrorKind, ErrorResponse};
 use crate::service::Service;
-use crate::token::sha256_hex;
+use crate::token::{sha256_hex, Target};
 
 /// `[token_service.refresh]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +58,13 @@ impl NewRefresh {
 }
 
 /// What a refresh grant found: the family's user and grant, and the scopes asked for.
-pub(crate) struct Refreshed {
+pub(crate) struct Refreshed<'s> {
     pub family: RefreshFamily,
     pub scope: Vec<String>,
     pub user_claims: Map<String, Value>,
     pub next: NewRefresh,
+    /// The family's audience as the token service serves it now.
+    pub target: Target<'s>,
 }
 
 fn invalid_grant(why: &str) -> ErrorResponse {
@@ -126,7 +128,7 @@ impl Service {
         client: &Client,
         jkt: Option<&str>,
         now: i64,
-    ) -> Result<(String, Refreshed), ErrorResponse> {
+    ) -> Result<(String, Refreshed<'_>), ErrorResponse> {
         let presented = params.require("refresh_token")?;
         let token_hash = sha256_hex(presented);
         let (token, family) = self
@@ -157,7 +159,7 @@ impl Service {
             }
         }
         // Still for this client: its audiences and scopes may have changed since sign-in.
-        self.target_named(client, &family.audience)?;
+        let target = self.target_named(client, &family.audience)?;
         let scope = narrowed_scope(params.get("scope"), &family.scope, &client.scopes)?;
         let named = params
             .all("resource")
@@ -182,6 +184,7 @@ impl Service {
             fresh,
             Refreshed {
                 family,
+                target,
                 scope,
                 user_claims,
                 next: NewRefresh::Rotated(next, token_hash),

@@ -64,6 +64,7 @@ pub struct TokenResponse {
 
 /// The audience a request resolved to: declared, or (with no audiences declared) one the
 /// client is registered for, under the default policy.
+#[derive(Debug)]
 pub(crate) enum Target<'a> {
     Declared(&'a Audience),
     Registered(String),
@@ -241,7 +242,6 @@ impl Service {
         let redeemed = self
             .redeem_code(params, client, jkt.as_deref(), now)
             .await?;
-        let target = self.target_named(client, &redeemed.audience)?;
         let refresh = self.first_refresh(
             FamilyOf {
                 code_hash: &redeemed.code_hash,
@@ -256,7 +256,7 @@ impl Service {
         )?;
         Ok(Issuance {
             subject: redeemed.subject,
-            target,
+            target: redeemed.target,
             scope: redeemed.scope,
             jkt,
             not_after: None,
@@ -276,10 +276,9 @@ impl Service {
     ) -> Result<Issuance<'_>, ErrorResponse> {
         let jkt = self.dpop_binding(req, now).await?;
         let (fresh, refreshed) = self.refresh(params, client, jkt.as_deref(), now).await?;
-        let target = self.target_named(client, &refreshed.family.audience)?;
         Ok(Issuance {
             subject: refreshed.family.subject,
-            target,
+            target: refreshed.target,
             scope: refreshed.scope,
             jkt,
             // The family's absolute lifetime bounds its access tokens too.
@@ -622,6 +621,16 @@ fn unreadable(e: &jose::Error) -> ErrorResponse {
     )
 }
 
+/// Whether `scope` may be granted now: registered for the client and accepted by the
+/// audience.
+pub(crate) fn grantable(scope: &str, client: &Client, target: &Target<'_>) -> bool {
+    client.scopes.iter().any(|c| c == scope)
+        && match target {
+            Target::Declared(a) => a.scopes.iter().any(|x| x == scope),
+            Target::Registered(_) => true,
+        }
+}
+
 /// The scopes of the token: those asked for (all must be allowed) or, when none are, every
 /// allowed one. Allowed = registered for the client ∩ accepted by the audience (∩ carried by
 /// an exchanged token of ours).
@@ -631,14 +640,8 @@ pub(crate) fn resolve_scope(
     target: &Target<'_>,
     cap: Option<&[String]>,
 ) -> Result<Vec<String>, ErrorResponse> {
-    let allowed = |s: &str| {
-        client.scopes.iter().any(|c| c == s)
-            && match target {
-                Target::Declared(a) => a.scopes.iter().any(|x| x == s),
-                Target::Registered(_) => true,
-            }
-            && cap.is_none_or(|c| c.iter().any(|x| x == s))
-    };
+    let allowed =
+        |s: &str| grantable(s, client, target) && cap.is_none_or(|c| c.iter().any(|x| x == s));
     let mut scope: Vec<String> = Vec::new();
     match requested {
         Some(text) => {

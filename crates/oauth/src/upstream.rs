@@ -117,11 +117,7 @@ pub struct UpstreamLeg {
 fn callable(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| match u.scheme() {
         "https" => true,
-        "http" => {
-            matches!(u.host(), Some(url::Host::Domain("localhost")))
-                || matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-                || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-        }
+        "http" => crate::redirect_uri::is_loopback(&u),
         _ => false,
     })
 }
