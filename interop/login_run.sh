@@ -4,7 +4,10 @@
 # code flow with PKCE, the code replayed, refresh with rotation and reuse detection. The MCP
 # TypeScript SDK's client is another (interop/mcp.mjs): it finds tokengate from an MCP route's
 # 401, registers itself (RFC 7591), signs a user in, calls a tool of an MCP server
-# (interop/mcp_server.mjs) through the gateway, refreshes, and is refused once revoked.
+# (interop/mcp_server.mjs) through the gateway, refreshes, and is refused once revoked; a second
+# MCP host names itself with a Client ID Metadata Document served over https by mcp.mjs (a
+# certificate for 127.0.0.1 from a throwaway CA, which tokengate trusts through SSL_CERT_FILE;
+# `metadata_documents_from_loopback` lets it fetch from loopback).
 # Run through `interop/run` (which installs the Node peers and builds tokengate); or directly
 # once they are:  bash interop/login_run.sh
 # tokengate's issuer must be known to the provider (its redirect URI) before tokengate starts,
@@ -35,6 +38,15 @@ mcp_upstream=$url
 # Short, so that the MCP check sees its client refresh.
 mcp_token_lifetime=3
 
+# The document server's certificate: a CA made for this run, and a leaf for 127.0.0.1.
+harness openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=tokengate-interop-ca -keyout "$tmp/ca.key" -out "$tmp/ca.pem"
+harness openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -subj /CN=127.0.0.1 -keyout "$tmp/doc.key" -out "$tmp/doc.csr"
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tmp/doc.ext"
+harness openssl x509 -req -in "$tmp/doc.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+  -CAcreateserial -days 1 -extfile "$tmp/doc.ext" -out "$tmp/doc.pem"
+
 config=$tmp/tokengate.toml
 cat >"$config" <<EOF
 [server]
@@ -50,6 +62,8 @@ consent = "always"
 [token_service.registration]
 dynamic = "open"
 audiences = ["$issuer/mcp"]
+client_id_metadata_documents = true
+metadata_documents_from_loopback = true
 
 [token_service.rate_limits]
 per_ip = { limit = 600, per = "1m" }
@@ -80,12 +94,12 @@ harness "$bin" client create --config "$config" --name app --public --redirect-u
   --scope "read write" --audience https://api.example >"$tmp/app.json"
 client_id=$(node -e "process.stdout.write(JSON.parse(require('node:fs').readFileSync('$tmp/app.json','utf8')).client_id)")
 
-start server tokengate "$bin" serve --config "$config" --listen "127.0.0.1:$port"
+start server tokengate env SSL_CERT_FILE="$tmp/ca.pem" "$bin" serve --config "$config" --listen "127.0.0.1:$port"
 
 status=0
 run_checks node interop/login.mjs "$issuer" "$client_id" "$redirect" || status=$?
 mcp_status=0
-run_checks node interop/mcp.mjs "$issuer" "$issuer/mcp" "$mcp_token_lifetime" || mcp_status=$?
+run_checks node interop/mcp.mjs "$issuer" "$issuer/mcp" "$mcp_token_lifetime" "$tmp/doc.pem" "$tmp/doc.key" || mcp_status=$?
 ((status != 0)) || status=$mcp_status
 if ((status != 0)); then
   echo "login: tokengate log (tail):" >&2

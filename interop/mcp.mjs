@@ -3,32 +3,38 @@
 // route. It finds tokengate from the route's 401 (RFC 9728 resource metadata, then RFC 8414),
 // registers itself (RFC 7591), signs a user in (through node-oidc-provider; the user's browser
 // is interop/browser.mjs), calls the tool, refreshes after its access token expires, and is
-// refused once its refresh token is revoked.
+// refused once its refresh token is revoked. A second host names itself with a Client ID
+// Metadata Document instead (the SDK's `clientMetadataUrl`), served over https here.
 //
-//   node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME
+//   node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME DOC_CERT DOC_KEY
 //
 // ISSUER is tokengate's issuer, MCP_URL the route's URL (its `mcp.resource`), TOKEN_LIFETIME
-// the seconds an access token for it lives. Prints one line per check, then `N passed, M
-// failed`. Exit status: 0 all passed, 1 a check failed or the number of checks is not the one
-// interop/expected.json pins for "mcp", 2 bad arguments.
+// the seconds an access token for it lives; DOC_CERT and DOC_KEY the PEM certificate (for
+// 127.0.0.1, issued by a CA tokengate trusts) and key the document is served with. Prints one
+// line per check, then `N passed, M failed`. Exit status: 0 all passed, 1 a check failed or
+// the number of checks is not the one interop/expected.json pins for "mcp", 2 bad arguments.
 
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { assert, assertEqual, runChecks } from './checks.mjs';
 import { signIn } from './browser.mjs';
 
-const [issuer, mcpUrl, lifetimeArg, ...extra] = process.argv.slice(2);
+const [issuer, mcpUrl, lifetimeArg, docCert, docKey, ...extra] = process.argv.slice(2);
 const lifetime = Number(lifetimeArg);
-if (!issuer || !mcpUrl || !Number.isInteger(lifetime) || extra.length) {
-  console.error('usage: node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME');
+if (!issuer || !mcpUrl || !Number.isInteger(lifetime) || !docCert || !docKey || extra.length) {
+  console.error('usage: node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME DOC_CERT DOC_KEY');
   process.exit(2);
 }
 const redirectUrl = 'http://127.0.0.1:49153/callback';
 
 // What an MCP host keeps for one server: its registration, tokens and PKCE verifier; the
-// authorization URL it would open in the user's browser.
-const provider = {
+// authorization URL it would open in the user's browser. With `clientMetadataUrl`, the SDK
+// names the host by that URL where the server supports metadata documents.
+const newProvider = (clientMetadataUrl) => ({
+  clientMetadataUrl,
   registered: undefined,
   saved: undefined,
   verifier: undefined,
@@ -50,17 +56,40 @@ const provider = {
   redirectToAuthorization(url) { this.authorizationUrl = url; },
   saveCodeVerifier(v) { this.verifier = v; },
   codeVerifier() { return this.verifier; },
-};
+});
+const provider = newProvider(undefined);
 
-function transport() {
-  return new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+function transport(host = provider) {
+  return new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: host });
 }
 
-async function connected() {
+async function connected(host = provider) {
   const client = new Client({ name: 'tokengate-interop', version: '1.0.0' });
-  await client.connect(transport());
+  await client.connect(transport(host));
   return client;
 }
+
+// The second host's metadata document, served over https on a loopback port; its URL is its
+// client_id. Counts the times tokengate fetched it.
+const documentServer = { fetches: 0, url: undefined };
+const server = createServer({ cert: readFileSync(docCert), key: readFileSync(docKey) }, (req, res) => {
+  if (req.url !== '/mcp-host/client.json') {
+    res.writeHead(404).end();
+    return;
+  }
+  documentServer.fetches += 1;
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
+  res.end(JSON.stringify({
+    client_id: documentServer.url,
+    client_name: 'MCP interop host (metadata document)',
+    redirect_uris: [redirectUrl],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+  }));
+});
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+documentServer.url = `https://127.0.0.1:${server.address().port}/mcp-host/client.json`;
 
 async function whoami(client) {
   const result = await client.callTool({ name: 'whoami', arguments: {} });
@@ -137,4 +166,26 @@ await runChecks('mcp', [
     assertEqual(direct.status, 401, 'the revoked grant\'s access token at the gateway');
     await s.client.close();
   }],
+  ['a host with a client ID metadata document is known by its URL: no registration, sign-in, the tool', async () => {
+    const host = newProvider(documentServer.url);
+    let error;
+    try {
+      await connected(host);
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof UnauthorizedError, `expected UnauthorizedError, got ${error}`);
+    assertEqual(host.registered?.client_id, documentServer.url, 'the client_id is the document URL');
+    const url = host.authorizationUrl;
+    assertEqual(url.searchParams.get('client_id'), documentServer.url, 'client_id sent');
+    const callback = await signIn(url.href, 'grace', redirectUrl);
+    await transport(host).finishAuth(callback.searchParams.get('code'));
+    assert(host.saved?.access_token && host.saved?.refresh_token, 'no tokens saved');
+    const client = await connected(host);
+    assertEqual(await whoami(client), 'hello grace', 'tool answer');
+    await client.close();
+    assert(documentServer.fetches >= 1, 'tokengate never fetched the document');
+    assert(documentServer.fetches <= 2, `fetched ${documentServer.fetches} times: the document is cached`);
+  }],
 ]);
+server.close();

@@ -41,6 +41,19 @@ pub fn new_client(connect_timeout: Duration, h2_only: bool) -> Result<HttpClient
     Ok(client.build(https))
 }
 
+/// An error and the errors under it, `: `-separated: hyper's own says only "client error
+/// (Connect)", the reason is in its sources.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// An empty request body.
 pub fn empty() -> OutBody {
     Full::new(Bytes::new())
@@ -109,12 +122,15 @@ pub struct TrustStoreError(#[from] std::io::Error);
 
 /// GETs `url` and returns the body, at most `max` bytes, within `timeout`. For small JSON
 /// documents (JWKS, metadata): anything but 200 is an error.
-pub async fn get_small(
-    client: &HttpClient,
+pub async fn get_small<C>(
+    client: &Client<C, OutBody>,
     url: &str,
     timeout: Duration,
     max: usize,
-) -> Result<(Bytes, http::HeaderMap), FetchError> {
+) -> Result<(Bytes, http::HeaderMap), FetchError>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let bad_url = || FetchError::BadUrl {
         url: url.to_owned(),
     };
@@ -129,7 +145,7 @@ pub async fn get_small(
             .await
             .map_err(|e| FetchError::Unreachable {
                 url: url.to_owned(),
-                detail: e.to_string(),
+                detail: with_sources(&e),
             })?;
         if response.status() != http::StatusCode::OK {
             return Err(FetchError::Status {

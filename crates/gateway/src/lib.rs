@@ -31,6 +31,7 @@ pub mod forwarded;
 pub mod keys;
 pub mod metrics;
 pub mod own;
+pub mod public_only;
 pub mod ratelimit;
 pub mod replay;
 mod respond;

@@ -176,10 +176,9 @@ impl Service {
             .get("client_id")
             .ok_or_else(|| show(ErrorKind::InvalidRequest, "client_id is missing"))?;
         let client = self
-            .clients
-            .get(&self.store, client_id)
+            .client(client_id)
             .await
-            .map_err(|e| AuthorizeError::ShowUser(e.into()))?
+            .map_err(AuthorizeError::ShowUser)?
             .filter(|c| !c.disabled)
             .ok_or_else(|| show(ErrorKind::InvalidRequest, "unknown client"))?;
         if client.redirect_uris.is_empty() {

@@ -146,10 +146,10 @@ impl Service {
     /// confidential client's id alone authenticates nobody.
     async fn public_client(&self, client_id: &str) -> Result<Client, Denied> {
         let fail = |why: &str| denied(Some(client_id), invalid_client(why));
-        let client = match self.clients.get(&self.store, client_id).await {
+        let client = match self.client(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(fail("client authentication failed")),
-            Err(e) => return Err(denied(Some(client_id), e.into())),
+            Err(e) => return Err(denied(Some(client_id), e)),
         };
         if !client.accepts(AuthMethod::Public) {
             return Err(fail(
@@ -180,10 +180,10 @@ impl Service {
         if named.is_some_and(|n| n != client_id) {
             return Err(fail(id, "client_id differs from the assertion's issuer"));
         }
-        let client = match self.clients.get(&self.store, client_id).await {
+        let client = match self.client(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(fail(id, "client authentication failed")),
-            Err(e) => return Err(denied(id, e.into())),
+            Err(e) => return Err(denied(id, e)),
         };
         if !client.accepts(AuthMethod::PrivateKeyJwt) {
             return Err(fail(

@@ -51,7 +51,7 @@ impl Service {
             .ok_or_else(|| invalid_request("the user has not signed in"))?;
         let request = session.request;
         // The client may have been disabled, or lost this redirect URI, since sign-in began.
-        let current = self.clients.get(&self.store, &request.client_id).await?;
+        let current = self.client(&request.client_id).await?;
         let still = current.is_some_and(|c| {
             !c.disabled
                 && c.redirect_uris

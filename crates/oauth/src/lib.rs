@@ -34,6 +34,7 @@ mod audit_log;
 pub mod authorize;
 pub mod changes;
 mod client_auth;
+pub mod client_document;
 mod clients;
 pub mod code;
 pub mod dpop;

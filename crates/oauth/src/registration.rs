@@ -49,21 +49,75 @@ pub struct DynamicRegistration {
     /// Who may register.
     pub access: RegistrationAccess,
     /// The audiences a self-registered client may get tokens for (declared audiences); it
-    /// may ask for their scopes only.
+    /// may ask for their scopes only. Clients known by a metadata document get the same.
     pub audiences: Vec<String>,
+    /// Whether `client_id` URLs are read as Client ID Metadata Documents.
+    pub documents: crate::client_document::MetadataDocuments,
 }
 
 fn metadata_error(why: impl Into<String>) -> ErrorResponse {
     ErrorResponse::new(ErrorKind::InvalidClientMetadata, why)
 }
 
-/// The registration request, checked (RFC 7591 §2).
-struct Requested {
-    redirect_uris: Vec<String>,
-    auth_method: AuthMethod,
-    name: String,
-    scope: Vec<String>,
+/// Whether a character of a client's name may be shown on the consent page: not a control
+/// character, nor an invisible or bidirectional formatting one (which would let a name show
+/// as another, "Trusted\u{202e}ppA" read backwards).
+fn is_visible(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}'))
 }
+
+/// A `private_key_jwt` client's keys: `jwks`, a JWK Set given in the metadata itself.
+/// `jwks_uri` is not fetched (a second document to fetch from a stranger's server).
+fn client_keys(metadata: &Map<String, Value>) -> Result<String, ErrorResponse> {
+    match metadata.get("jwks") {
+        Some(keys @ Value::Object(_)) => {
+            let json = keys.to_string();
+            jose::JwkSet::from_json(json.as_bytes())
+                .map_err(|e| metadata_error(format!("jwks is not a JWK Set: {e}")))?;
+            Ok(json)
+        }
+        Some(_) => Err(metadata_error("jwks must be a JWK Set object")),
+        None if metadata.contains_key("jwks_uri") => Err(metadata_error(
+            "jwks_uri is not supported: give the keys as jwks",
+        )),
+        None => Err(metadata_error(
+            "private_key_jwt needs the client's keys as jwks",
+        )),
+    }
+}
+
+/// Client metadata, checked (RFC 7591 §2): a registration request's or a client ID metadata
+/// document's.
+pub(crate) struct Requested {
+    pub(crate) redirect_uris: Vec<String>,
+    pub(crate) auth_method: AuthMethod,
+    pub(crate) name: Option<String>,
+    pub(crate) scope: Vec<String>,
+    /// With `private_key_jwt`: the client's public keys (`jwks`), as JSON.
+    pub(crate) jwks: Option<String>,
+}
+
+/// The `token_endpoint_auth_method`s a way of registering accepts, and the one meant when
+/// none is named.
+pub(crate) struct Methods {
+    pub(crate) default: AuthMethod,
+    pub(crate) allowed: &'static [AuthMethod],
+}
+
+/// RFC 7591 registration: public clients and clients with a secret (the secret is answered
+/// once, in the registration response). RFC 7591 §2's default is `client_secret_basic`.
+const REGISTERED: Methods = Methods {
+    default: AuthMethod::ClientSecretBasic,
+    allowed: &[
+        AuthMethod::Public,
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+    ],
+};
 
 impl Service {
     /// Whether `/oauth2/register` is served.
@@ -95,11 +149,15 @@ impl Service {
         let Ok(Value::Object(metadata)) = serde_json::from_slice::<Value>(body) else {
             return Err(metadata_error("the request is not a JSON object"));
         };
-        let requested = self.requested(&metadata)?;
+        let requested = self.requested(&metadata, &REGISTERED)?;
+        let name = requested
+            .name
+            .clone()
+            .unwrap_or_else(|| "dynamically registered client".to_owned());
         let credentials = self
             .create_client(
                 NewClient {
-                    name: requested.name.clone(),
+                    name: name.clone(),
                     scopes: requested.scope.clone(),
                     audiences: self.settings.registration.audiences.clone(),
                     auth_method: Some(requested.auth_method),
@@ -119,7 +177,7 @@ impl Service {
         let mut answer = json!({
             "client_id": credentials.client_id,
             "client_id_issued_at": now,
-            "client_name": requested.name,
+            "client_name": name,
             "redirect_uris": requested.redirect_uris,
             "token_endpoint_auth_method": requested.auth_method.as_str(),
             // Refresh tokens come with every code: both grants, whatever was asked.
@@ -163,7 +221,11 @@ impl Service {
     }
 
     /// RFC 7591 §2 metadata, checked; unknown members are ignored (§2).
-    fn requested(&self, metadata: &Map<String, Value>) -> Result<Requested, ErrorResponse> {
+    pub(crate) fn requested(
+        &self,
+        metadata: &Map<String, Value>,
+        methods: &Methods,
+    ) -> Result<Requested, ErrorResponse> {
         let strings = |name: &str| -> Result<Option<Vec<String>>, ErrorResponse> {
             match metadata.get(name) {
                 None => Ok(None),
@@ -188,16 +250,26 @@ impl Service {
         crate::redirect_uri::check_all(&redirect_uris)
             .map_err(|why| ErrorResponse::new(ErrorKind::InvalidRedirectUri, why))?;
         let auth_method = match metadata.get("token_endpoint_auth_method") {
-            None => AuthMethod::ClientSecretBasic,
+            None => methods.default,
             Some(Value::String(m)) => match AuthMethod::parse(m) {
-                Some(m) if m == AuthMethod::Public || m.uses_secret() => m,
+                Some(m) if methods.allowed.contains(&m) => m,
                 _ => {
-                    return Err(metadata_error(
-                        "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post",
-                    ))
+                    let names: Vec<&str> = methods.allowed.iter().map(|m| m.as_str()).collect();
+                    return Err(metadata_error(format!(
+                        "token_endpoint_auth_method must be one of {}",
+                        names.join(", ")
+                    )));
                 }
             },
-            Some(_) => return Err(metadata_error("token_endpoint_auth_method must be a string")),
+            Some(_) => {
+                return Err(metadata_error(
+                    "token_endpoint_auth_method must be a string",
+                ))
+            }
+        };
+        let jwks = match auth_method {
+            AuthMethod::PrivateKeyJwt => Some(client_keys(metadata)?),
+            _ => None,
         };
         let grant_types =
             strings("grant_types")?.unwrap_or_else(|| vec![AUTHORIZATION_CODE.to_owned()]);
@@ -215,12 +287,13 @@ impl Service {
             return Err(metadata_error("response_types may be code only"));
         }
         let name = match metadata.get("client_name") {
-            None => "dynamically registered client".to_owned(),
-            Some(Value::String(n)) if !n.trim().is_empty() => n
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_NAME)
-                .collect(),
+            None => None,
+            Some(Value::String(n)) if !n.trim().is_empty() => Some(
+                n.chars()
+                    .filter(|c| is_visible(*c))
+                    .take(MAX_NAME)
+                    .collect(),
+            ),
             Some(_) => return Err(metadata_error("client_name must be a non-empty string")),
         };
         Ok(Requested {
@@ -228,6 +301,7 @@ impl Service {
             auth_method,
             name,
             scope: self.registrable_scope(metadata.get("scope"))?,
+            jwks,
         })
     }
 

@@ -172,6 +172,8 @@ pub struct Service {
     audit_log: crate::audit_log::AuditLog,
     /// Seal the sign-in flow's cookies.
     pub(crate) sealers: crate::sign_in::Sealers,
+    /// Clients known by their metadata documents.
+    pub(crate) documents: crate::client_document::ClientDocuments,
 }
 
 impl std::fmt::Debug for Service {
@@ -211,6 +213,7 @@ impl Service {
         let audit_log = crate::audit_log::AuditLog::open(&store, &origin).await?;
         Ok(Service {
             sealers: crate::sign_in::Sealers::new(&master)?,
+            documents: crate::client_document::ClientDocuments::default(),
             audit_log,
             denials: store::AuditQueue::spawn(store.clone()),
             clients: ClientCache::default(),
@@ -384,6 +387,9 @@ impl Service {
             ] {
                 metadata.insert(name.into(), value);
             }
+        }
+        if self.metadata_documents() != crate::client_document::MetadataDocuments::Off {
+            metadata.insert("client_id_metadata_document_supported".into(), true.into());
         }
         if self.registration_enabled() {
             metadata.insert(

@@ -153,8 +153,8 @@ impl Service {
 
     /// The name a client registered with, for the pages that show it (its id if it has
     /// none).
-    pub async fn client_name(&self, client_id: &str) -> Result<String> {
-        let client = self.clients.get(&self.store, client_id).await?;
+    pub async fn client_name(&self, client_id: &str) -> std::result::Result<String, ErrorResponse> {
+        let client = self.client(client_id).await?;
         Ok(client
             .map(|c| c.name)
             .filter(|n| !n.is_empty())

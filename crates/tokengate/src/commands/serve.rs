@@ -26,14 +26,24 @@ const DEMO_SECURE: &str = "https://secure.example";
 /// The demo route's rate limit: requests per minute per client.
 const DEMO_LIMIT: u32 = 10;
 
-/// The configuration `dev` runs with when given none: two audiences (one with encrypted
-/// tokens) and three routes to the demo upstream: the first limited per client, the second
-/// cached.
+/// The configuration `dev` runs with when given none: the development sign-in page, client
+/// metadata documents (from loopback too), two audiences (one with encrypted tokens) and
+/// three routes to the demo upstream: the first limited per client, the second cached.
 fn dev_config(upstream: SocketAddr) -> String {
     format!(
         r#"
 [token_service.login]
 provider = "dev"
+
+# Anyone may name a client by a metadata document URL (MCP hosts do); in dev, documents
+# served beside tokengate on loopback are fetched too.
+[token_service.registration]
+client_id_metadata_documents = true
+metadata_documents_from_loopback = true
+audiences = ["{DEMO_API}"]
+
+[token_service.rate_limits]
+per_ip = {{ limit = 600, per = "1m" }}
 
 [[audiences]]
 id = "{DEMO_API}"
@@ -250,6 +260,19 @@ async fn run(
         None => None,
     };
     refuse_dev_sign_in_beyond_this_machine(&config, dev, listen)?;
+    if *config
+        .token_service
+        .registration
+        .metadata_documents_from_loopback
+        .get_ref()
+        && !dev
+    {
+        tracing::warn!(
+            "token_service.registration.metadata_documents_from_loopback is on: client \
+             metadata documents are fetched from this machine's loopback addresses too \
+             (meant for development and tests)"
+        );
+    }
     // Before anything is written: a second node on one SQLite file is refused.
     let _claim = boot::node::claim_sqlite(&config, &flags)?;
     // The master key is checked against the database before the port is bound.

@@ -199,10 +199,14 @@ impl RefreshConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationConfig {
-    /// Client ID Metadata Documents (`client_id` an https URL). Not implemented yet: `true`
-    /// is refused rather than ignored.
+    /// Client ID Metadata Documents: a `client_id` that is an https URL is the client
+    /// described by the JSON document there.
     #[serde(default = "unspanned")]
     pub client_id_metadata_documents: Spanned<bool>,
+    /// Also fetch documents from this machine's loopback addresses, over http or https
+    /// (development and tests: nothing else relaxes the address rules).
+    #[serde(default = "unspanned")]
+    pub metadata_documents_from_loopback: Spanned<bool>,
     /// RFC 7591 at `/oauth2/register`: off (default), open, or token.
     #[serde(default = "unspanned")]
     pub dynamic: Spanned<DynamicConfig>,
@@ -218,6 +222,7 @@ impl Default for RegistrationConfig {
     fn default() -> Self {
         RegistrationConfig {
             client_id_metadata_documents: unspanned(),
+            metadata_documents_from_loopback: unspanned(),
             dynamic: unspanned(),
             initial_access_token_env: None,
             audiences: Vec::new(),
@@ -263,9 +268,19 @@ impl RegistrationConfig {
                 RegistrationAccess::Token(zeroize::Zeroizing::new(token))
             }
         };
+        use oauth::client_document::MetadataDocuments;
+        let documents = match (
+            *self.client_id_metadata_documents.get_ref(),
+            *self.metadata_documents_from_loopback.get_ref(),
+        ) {
+            (false, _) => MetadataDocuments::Off,
+            (true, false) => MetadataDocuments::On,
+            (true, true) => MetadataDocuments::OnWithLoopback,
+        };
         Ok(DynamicRegistration {
             access,
             audiences: self.audiences.iter().map(|a| a.get_ref().clone()).collect(),
+            documents,
         })
     }
 
@@ -278,15 +293,7 @@ impl RegistrationConfig {
         declared: &[&str],
         per_ip_limit: bool,
     ) -> Result<(), Failure> {
-        if *self.client_id_metadata_documents.get_ref() {
-            return Err((
-                self.client_id_metadata_documents.span(),
-                "token_service.registration.client_id_metadata_documents is not implemented in \
-                 this version (issue #18); register clients with `tokengate client create` or \
-                 dynamic = \"open\" | \"token\""
-                    .into(),
-            ));
-        }
+        self.validate_documents(login, per_ip_limit)?;
         if let Some(unknown) = self
             .audiences
             .iter()
@@ -322,6 +329,42 @@ impl RegistrationConfig {
                 self.dynamic.span(),
                 format!("token_service.registration: {why}"),
             )),
+            None => Ok(()),
+        }
+    }
+
+    /// Client ID Metadata Documents, like `dynamic = "open"`, let anyone name a client: they
+    /// need sign-in, the audiences such clients may get tokens for, and a limit per address
+    /// (each unknown document is one fetch).
+    fn validate_documents(&self, login: bool, per_ip_limit: bool) -> Result<(), Failure> {
+        let on = *self.client_id_metadata_documents.get_ref();
+        let why = if *self.metadata_documents_from_loopback.get_ref() && !on {
+            Some((
+                self.metadata_documents_from_loopback.span(),
+                "metadata_documents_from_loopback needs client_id_metadata_documents = true",
+            ))
+        } else if !on {
+            None
+        } else if !login {
+            Some((
+                self.client_id_metadata_documents.span(),
+                "client_id_metadata_documents needs [token_service.login]: such clients sign users in",
+            ))
+        } else if self.audiences.is_empty() {
+            Some((
+                self.client_id_metadata_documents.span(),
+                "client_id_metadata_documents needs audiences = [...]: the declared audiences clients known by a document may get tokens for",
+            ))
+        } else if !per_ip_limit {
+            Some((
+                self.client_id_metadata_documents.span(),
+                "client_id_metadata_documents needs [token_service.rate_limits] per_ip: anyone may name a document, and each unknown one is fetched",
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some((span, why)) => Err((span, format!("token_service.registration: {why}"))),
             None => Ok(()),
         }
     }

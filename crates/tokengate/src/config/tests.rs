@@ -1236,7 +1236,11 @@ fn registration_is_off_by_default_and_says_what_is_missing() {
             "not a declared",
         ),
         ("dynamic = \"sometimes\"", "open"),
-        ("client_id_metadata_documents = true", "not implemented"),
+        ("client_id_metadata_documents = true", "audiences = [...]"),
+        (
+            "metadata_documents_from_loopback = true",
+            "needs client_id_metadata_documents",
+        ),
     ] {
         let e = err(&format!("{base}[token_service.registration]\n{text}\n"));
         assert!(e.message.contains(why), "{text}: {e}");
@@ -1257,4 +1261,36 @@ fn registration_is_off_by_default_and_says_what_is_missing() {
     .unwrap();
     let e = c.token_service.registration.settings().unwrap_err();
     assert!(e.contains("TOKENGATE_TEST_UNSET_IAT"), "{e}");
+}
+
+#[test]
+fn metadata_documents_need_sign_in_audiences_and_a_limit_per_address() {
+    use oauth::client_document::MetadataDocuments;
+    let documents = |text: &str| {
+        Config::parse(text, "t.toml")
+            .unwrap()
+            .token_service
+            .registration
+            .settings()
+            .unwrap()
+            .documents
+    };
+    assert_eq!(documents(""), MetadataDocuments::Off);
+    let base = "[token_service.login]\nprovider = \"dev\"\n[token_service.rate_limits]\n\
+                per_ip = { limit = 60, per = \"1m\" }\n[[audiences]]\nid = \"https://mcp.example\"\n\
+                [token_service.registration]\naudiences = [\"https://mcp.example\"]\n\
+                client_id_metadata_documents = true\n";
+    assert_eq!(documents(base), MetadataDocuments::On);
+    assert_eq!(
+        documents(&format!("{base}metadata_documents_from_loopback = true\n")),
+        MetadataDocuments::OnWithLoopback
+    );
+    let without_limit = base.replace("per_ip = { limit = 60, per = \"1m\" }\n", "");
+    let e = err(&without_limit);
+    assert!(e.message.contains("per_ip"), "{e}");
+    assert_eq!(e.position.map(|p| p.0), Some(8), "the documents line: {e}");
+    let without_login = base.replace("[token_service.login]\nprovider = \"dev\"\n", "");
+    assert!(err(&without_login)
+        .message
+        .contains("[token_service.login]"));
 }

@@ -4,6 +4,7 @@
 //! ([`oauth::ErrorResponse`] for OAuth endpoints, [`oauth::AdminError`] for the admin API).
 
 mod admin;
+mod client_documents;
 mod connection;
 pub mod dev_client;
 mod endpoints;
@@ -99,6 +100,11 @@ impl App {
         gateway: Gateway,
         reloader: Option<Reloader>,
     ) -> Arc<App> {
+        if let Some(fetcher) =
+            client_documents::DocumentClient::for_setting(service.metadata_documents())
+        {
+            service.use_document_fetcher(Arc::new(fetcher));
+        }
         Arc::new(App {
             service,
             admin_token: access.admin_token.map(Zeroizing::new),

@@ -112,6 +112,20 @@ pub(super) struct ConsentView<'a> {
     pub destination: &'a str,
 }
 
+/// The host of a client known by its metadata document (its `client_id` is the document's
+/// URL), and port when not the default: who vouches for the name shown.
+fn document_host(client_id: &str) -> Option<String> {
+    let url = url::Url::parse(client_id).ok()?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return None;
+    }
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}
+
 /// The consent page: the client, the resource and the scopes, and two buttons named
 /// `approve` and `deny` (scripts and tests submit one or the other).
 pub(super) fn consent(view: &ConsentView<'_>) -> Response {
@@ -123,12 +137,18 @@ pub(super) fn consent(view: &ConsentView<'_>) -> Response {
             .map(|s| format!("<li><code>{}</code></li>", text(s)))
             .collect()
     };
-    let stranger = if view.first_party {
-        String::new()
-    } else {
-        "<p role=\"note\"><strong>This application registered itself:</strong> its name is \
-         its own claim, not checked by the operator. Allow it only if you started it.</p>"
-            .to_owned()
+    let stranger = match (view.first_party, document_host(view.client_id)) {
+        (true, _) => String::new(),
+        (false, Some(host)) => format!(
+            "<p role=\"note\"><strong>This application describes itself in a document at \
+             <code>{}</code>:</strong> its name is its own claim, not checked by the operator. \
+             Allow it only if you started it and trust that site.</p>",
+            text(&host)
+        ),
+        (false, None) => "<p role=\"note\"><strong>This application registered itself:</strong> \
+             its name is its own claim, not checked by the operator. Allow it only if you \
+             started it.</p>"
+            .to_owned(),
     };
     let body = format!(
         "<h1>Allow access?</h1>{stranger}\
@@ -218,6 +238,17 @@ mod tests {
         assert!(
             html.contains("registered itself"),
             "a third party is labelled: {html}"
+        );
+
+        // A client known by its document: the page names the site that vouches for it.
+        let document_client = ConsentView {
+            client_id: "https://app.example/<b>/client.json",
+            ..view
+        };
+        let html = body(consent(&document_client)).await;
+        assert!(
+            html.contains("describes itself in a document at <code>app.example</code>"),
+            "{html}"
         );
 
         let html = body(dev_sign_in("/a\"b", "c\"d", hostile, Some(hostile))).await;

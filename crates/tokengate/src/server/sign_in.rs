@@ -224,7 +224,7 @@ async fn sign_in_page(app: &App, session: &SignIn, problem: Option<&str>, id: &s
         Some(Provider::Dev) => {
             let client = match app.service.client_name(&session.request.client_id).await {
                 Ok(name) => name,
-                Err(e) => return show(&ErrorResponse::from(e), id),
+                Err(e) => return show(&e, id),
             };
             pages::dev_sign_in(SIGN_IN, &session.csrf, &client, problem)
         }
@@ -267,7 +267,7 @@ async fn consent_page(app: &App, session: &SignIn, sealed: String, id: &str) -> 
     let request = &session.request;
     let client_name = match app.service.client_name(&request.client_id).await {
         Ok(name) => name,
-        Err(e) => return show(&ErrorResponse::from(e), id),
+        Err(e) => return show(&e, id),
     };
     let user = session
         .user

@@ -12,6 +12,7 @@
 mod admin;
 mod audit;
 mod cache;
+mod client_documents;
 mod cluster;
 mod cors;
 mod faults;
@@ -83,6 +84,11 @@ mod backends {
         dpop_bound_refresh_tokens,
         dynamic_registration,
         racing_redemptions_leave_nothing_usable,
+    );
+    on_both_backends!(client_documents:
+        a_client_known_by_its_document_signs_users_in,
+        documents_that_break_the_rules_are_refused,
+        documents_inside_the_network_are_not_fetched,
     );
     on_both_backends!(introspection:
         introspect_json_and_jwt,

@@ -12,14 +12,14 @@ use store::AuthMethod;
 
 use crate::harness::{app_with, dpop_proof, form_encode, settings, Reply, TestApp, API, ISSUER};
 
-const REDIRECT: &str = "http://127.0.0.1/cb";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1/cb";
 /// What the client presents: the registered loopback URI on the port it listens on.
-const PRESENTED: &str = "http://127.0.0.1:5555/cb";
+pub(crate) const PRESENTED: &str = "http://127.0.0.1:5555/cb";
 /// RFC 7636 appendix B.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-fn login_settings(consent: Consent) -> Settings {
+pub(crate) fn login_settings(consent: Consent) -> Settings {
     let mut s = settings();
     s.login = Some(Login {
         provider: Provider::Dev,
@@ -64,7 +64,7 @@ fn authorize_path(client_id: &str, extra: &str) -> String {
 
 /// A browser: keeps the cookies the server sets and sends them back.
 #[derive(Default)]
-struct Browser {
+pub(crate) struct Browser {
     cookies: HashMap<String, String>,
 }
 
@@ -94,7 +94,7 @@ impl Browser {
         pairs.join("; ")
     }
 
-    async fn get(&mut self, app: &TestApp, path: &str) -> Reply {
+    pub(crate) async fn get(&mut self, app: &TestApp, path: &str) -> Reply {
         let cookie = self.cookie_header();
         let reply = app.get(path, &[("cookie", &cookie)]).await;
         self.absorb(&reply);
@@ -117,7 +117,7 @@ fn csrf(page: &Reply) -> String {
 }
 
 /// The query of a 303's `Location`, asserting it goes to the presented redirect URI.
-fn redirected(reply: &Reply) -> HashMap<String, String> {
+pub(crate) fn redirected(reply: &Reply) -> HashMap<String, String> {
     assert_eq!(reply.status.as_u16(), 303, "{}", reply.text());
     let location = url::Url::parse(reply.header("location").unwrap()).unwrap();
     assert_eq!(
@@ -136,7 +136,18 @@ async fn walk(
     user: &str,
     extra: &str,
 ) -> Reply {
-    let page = browser.get(app, &authorize_path(client_id, extra)).await;
+    walk_to_consent(app, browser, &authorize_path(client_id, extra), user).await
+}
+
+/// Opens the authorization request at `path`, signs in as `user` on the development page,
+/// and returns the reply (the consent page, or where consent was skipped to).
+pub(crate) async fn walk_to_consent(
+    app: &TestApp,
+    browser: &mut Browser,
+    path: &str,
+    user: &str,
+) -> Reply {
+    let page = browser.get(app, path).await;
     assert_eq!(page.status.as_u16(), 200, "{}", page.text());
     assert!(page.text().contains("Development sign-in"));
     let token = csrf(&page);
@@ -150,7 +161,7 @@ async fn walk(
 }
 
 /// Approves on the consent page; returns the code.
-async fn approve(app: &TestApp, browser: &mut Browser, consent_page: &Reply) -> String {
+pub(crate) async fn approve(app: &TestApp, browser: &mut Browser, consent_page: &Reply) -> String {
     assert_eq!(consent_page.status.as_u16(), 200, "{}", consent_page.text());
     let token = csrf(consent_page);
     let reply = browser
@@ -783,6 +794,7 @@ pub async fn dynamic_registration(ctx: Ctx) {
     settings.registration = oauth::registration::DynamicRegistration {
         access: oauth::registration::RegistrationAccess::Open,
         audiences: vec![API.into()],
+        ..Default::default()
     };
     let app = app_with(&ctx, settings, None).await;
     let metadata = app
@@ -894,6 +906,7 @@ pub async fn dynamic_registration(ctx: Ctx) {
             "initial-access-token-0123456789".into(),
         )),
         audiences: vec![API.into()],
+        ..Default::default()
     };
     let guarded = app_with(&ctx, settings, None).await;
     let one =

@@ -1,0 +1,195 @@
+//! An outbound client that reaches public addresses only, for URLs a stranger chose (a Client
+//! ID Metadata Document's `client_id`): without it, naming `http://169.254.169.254/` or a
+//! host that resolves to `10.0.0.5` would make tokengate fetch from inside the network it
+//! guards (server-side request forgery).
+//!
+//! The check is made on the addresses actually connected to, not on the URL's text: the
+//! resolver drops every address that is not public (so a name resolving to a private address
+//! is never connected to, and a name answering differently on a second lookup gains nothing),
+//! and the connector checks the peer of every connection it made, which also covers an IP
+//! literal in the URL (hyper connects to those without asking the resolver).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipnet::IpNet;
+use tokio::net::TcpStream;
+use tower_service::Service;
+
+use crate::client::{BoxError, OutBody, TrustStoreError};
+
+/// Which addresses may be connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Globally routable unicast addresses only.
+    Public,
+    /// Those and this machine's loopback addresses (development and tests only: a
+    /// document served by a process beside tokengate).
+    PublicAndLoopback,
+}
+
+impl Reach {
+    /// Whether `ip` may be connected to.
+    pub fn allows(self, ip: IpAddr) -> bool {
+        is_public(ip) || (self == Reach::PublicAndLoopback && ip.to_canonical().is_loopback())
+    }
+}
+
+/// Ranges that are not public: private use, loopback, link-local, shared (CGNAT),
+/// documentation, benchmarking, multicast, reserved (RFC 6890 and the IANA special-purpose
+/// registries). IPv6 outside global unicast (2000::/3) is refused before these are read.
+const NOT_PUBLIC: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    // Teredo and 6to4 embed IPv4 addresses (possibly private ones); benchmarking, ORCHID,
+    // documentation.
+    "2001::/32",
+    "2001:2::/48",
+    "2001:10::/28",
+    "2001:20::/28",
+    "2001:db8::/32",
+    "2002::/16",
+    "3fff::/20",
+];
+
+/// Whether `ip` is a globally routable unicast address. IPv4-mapped IPv6 addresses are read
+/// as the IPv4 address they carry.
+pub fn is_public(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    if let IpAddr::V6(v6) = ip {
+        // Global unicast is 2000::/3; everything else (ULA, link-local, multicast, NAT64,
+        // IPv4-compatible, unspecified, loopback) is not reachable on the internet.
+        if v6.segments().first().is_none_or(|s| s & 0xe000 != 0x2000) {
+            return false;
+        }
+    }
+    !NOT_PUBLIC
+        .iter()
+        .filter_map(|range| range.parse::<IpNet>().ok())
+        .any(|range| range.contains(&ip))
+}
+
+/// The error of a connection to an address `Reach` does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not a public address")]
+pub struct NotPublic(pub IpAddr);
+
+/// The system resolver, keeping only the addresses `reach` allows.
+#[derive(Debug, Clone)]
+pub struct FilteringResolver {
+    inner: GaiResolver,
+    reach: Reach,
+}
+
+impl Service<Name> for FilteringResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let (lookup, reach) = (self.inner.call(name.clone()), self.reach);
+        Box::pin(async move {
+            let allowed: Vec<SocketAddr> = lookup
+                .await?
+                .filter(|addr| reach.allows(addr.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{} has no public address", name.as_str()).into());
+            }
+            Ok(allowed.into_iter())
+        })
+    }
+}
+
+/// A TCP connector over [`FilteringResolver`] that also refuses any connection whose peer
+/// `reach` does not allow.
+#[derive(Debug, Clone)]
+pub struct PublicConnector {
+    inner: HttpConnector<FilteringResolver>,
+    reach: Reach,
+}
+
+impl Service<http::Uri> for PublicConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let (connecting, reach) = (self.inner.call(uri), self.reach);
+        Box::pin(async move {
+            let stream = connecting.await?;
+            let peer = stream.inner().peer_addr()?.ip();
+            if !reach.allows(peer) {
+                // Dropped unused: nothing was sent to it.
+                return Err(NotPublic(peer).into());
+            }
+            Ok(stream)
+        })
+    }
+}
+
+/// A client over [`PublicConnector`]: https (and, only with [`Reach::PublicAndLoopback`],
+/// http), HTTP/1.1 and h2, the system's trusted CAs, no connection pool (each document is
+/// fetched rarely, and a pooled connection would outlive the address check's reason).
+pub type PublicClient = Client<HttpsConnector<PublicConnector>, OutBody>;
+
+/// A [`PublicClient`] with a connect timeout.
+pub fn new_public_client(
+    connect_timeout: Duration,
+    reach: Reach,
+) -> Result<PublicClient, TrustStoreError> {
+    let mut tcp = HttpConnector::new_with_resolver(FilteringResolver {
+        inner: GaiResolver::new(),
+        reach,
+    });
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder =
+        hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider)?;
+    let builder = match reach {
+        Reach::Public => builder.https_only(),
+        Reach::PublicAndLoopback => builder.https_or_http(),
+    };
+    let https = builder
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(PublicConnector { inner: tcp, reach });
+    let mut client = Client::builder(TokioExecutor::new());
+    client.pool_max_idle_per_host(0);
+    Ok(client.build(https))
+}
+
+#[cfg(test)]
+#[path = "public_only_tests.rs"]
+mod tests;

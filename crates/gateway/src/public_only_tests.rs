@@ -1,0 +1,119 @@
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::client::{get_small, FetchError};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn only_global_unicast_addresses_are_public() {
+    for public in [
+        "1.1.1.1",
+        "8.8.8.8",
+        "93.184.216.34",
+        "2606:4700:4700::1111",
+        "2a00:1450:4001:80b::200e",
+        "::ffff:8.8.8.8",
+    ] {
+        assert!(is_public(ip(public)), "{public}");
+    }
+    for private in [
+        "0.0.0.0",
+        "10.1.2.3",
+        "100.64.0.1",
+        "127.0.0.1",
+        "127.255.255.254",
+        "169.254.169.254",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.0.0.8",
+        "192.0.2.1",
+        "192.168.1.1",
+        "198.18.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a00:1",
+        "fc00::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "ff02::1",
+        "2001:db8::1",
+        "2002:a00:1::",
+        "2001:0:4136:e378::1",
+    ] {
+        assert!(!is_public(ip(private)), "{private}");
+    }
+}
+
+#[test]
+fn loopback_is_allowed_only_when_asked() {
+    assert!(!Reach::Public.allows(ip("127.0.0.1")));
+    assert!(Reach::PublicAndLoopback.allows(ip("127.0.0.1")));
+    assert!(Reach::PublicAndLoopback.allows(ip("::1")));
+    assert!(Reach::PublicAndLoopback.allows(ip("::ffff:127.0.0.1")));
+    assert!(!Reach::PublicAndLoopback.allows(ip("10.0.0.1")));
+    assert!(!Reach::PublicAndLoopback.allows(ip("169.254.169.254")));
+}
+
+/// A server on loopback answering every request with a small JSON body.
+async fn loopback_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                          content-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connections_to_addresses_out_of_reach_are_refused() {
+    let addr = loopback_server().await;
+    let timeout = Duration::from_secs(5);
+    let public = new_public_client(timeout, Reach::Public).unwrap();
+    // https only: a plain http URL is refused before any connection.
+    let plain = format!("http://{addr}/doc");
+    assert!(matches!(
+        get_small(&public, &plain, timeout, 100).await,
+        Err(FetchError::Unreachable { .. })
+    ));
+    // An IP literal (no resolver involved) and a name resolving to loopback are refused
+    // by the peer check and the resolver.
+    for url in [
+        format!("https://{addr}/doc"),
+        format!("https://localhost:{}/doc", addr.port()),
+    ] {
+        let Err(FetchError::Unreachable { detail, .. }) =
+            get_small(&public, &url, timeout, 100).await
+        else {
+            panic!("{url} was reached");
+        };
+        assert!(
+            detail.contains("not a public address") || detail.contains("no public address"),
+            "{url}: {detail}"
+        );
+    }
+    // With loopback allowed, the same server answers.
+    let dev = new_public_client(timeout, Reach::PublicAndLoopback).unwrap();
+    let (body, _) = get_small(&dev, &plain, timeout, 100).await.unwrap();
+    assert_eq!(&body[..], b"{}");
+}
