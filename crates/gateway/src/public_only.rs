@@ -45,7 +45,8 @@ impl Reach {
 
 /// Ranges that are not public: private use, loopback, link-local, shared (CGNAT),
 /// documentation, benchmarking, multicast, reserved (RFC 6890 and the IANA special-purpose
-/// registries). IPv6 outside global unicast (2000::/3) is refused before these are read.
+/// registries), and one public address that is a cloud host's own service (Azure's
+/// WireServer). IPv6 outside global unicast (2000::/3) is refused before these are read.
 const NOT_PUBLIC: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -62,6 +63,7 @@ const NOT_PUBLIC: &[&str] = &[
     "203.0.113.0/24",
     "224.0.0.0/4",
     "240.0.0.0/4",
+    "168.63.129.16/32",
     // Teredo and 6to4 embed IPv4 addresses (possibly private ones); benchmarking, ORCHID,
     // documentation.
     "2001::/32",
@@ -84,10 +86,18 @@ pub fn is_public(ip: IpAddr) -> bool {
             return false;
         }
     }
-    !NOT_PUBLIC
-        .iter()
-        .filter_map(|range| range.parse::<IpNet>().ok())
-        .any(|range| range.contains(&ip))
+    !not_public().iter().any(|range| range.contains(&ip))
+}
+
+/// [`NOT_PUBLIC`], parsed once (a test checks that every entry parses).
+fn not_public() -> &'static [IpNet] {
+    static RANGES: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::new(|| {
+        NOT_PUBLIC
+            .iter()
+            .filter_map(|range| range.parse().ok())
+            .collect()
+    });
+    &RANGES
 }
 
 /// The error of a connection to an address `Reach` does not allow.
@@ -95,14 +105,27 @@ pub fn is_public(ip: IpAddr) -> bool {
 #[error("{0} is not a public address")]
 pub struct NotPublic(pub IpAddr);
 
-/// The system resolver, keeping only the addresses `reach` allows.
+/// A resolver (the system's by default), keeping only the addresses `reach` allows.
 #[derive(Debug, Clone)]
-pub struct FilteringResolver {
-    inner: GaiResolver,
+pub struct FilteringResolver<R = GaiResolver> {
+    inner: R,
     reach: Reach,
 }
 
-impl Service<Name> for FilteringResolver {
+impl<R> FilteringResolver<R> {
+    /// `inner`'s answers, filtered.
+    pub fn new(inner: R, reach: Reach) -> Self {
+        FilteringResolver { inner, reach }
+    }
+}
+
+impl<R> Service<Name> for FilteringResolver<R>
+where
+    R: Service<Name>,
+    R::Response: Iterator<Item = SocketAddr>,
+    R::Error: Into<BoxError>,
+    R::Future: Send + 'static,
+{
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
@@ -115,7 +138,8 @@ impl Service<Name> for FilteringResolver {
         let (lookup, reach) = (self.inner.call(name.clone()), self.reach);
         Box::pin(async move {
             let allowed: Vec<SocketAddr> = lookup
-                .await?
+                .await
+                .map_err(Into::into)?
                 .filter(|addr| reach.allows(addr.ip()))
                 .collect();
             if allowed.is_empty() {
@@ -144,6 +168,14 @@ impl Service<http::Uri> for PublicConnector {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
+        // An address written in the URL is judged before any connection is tried.
+        let literal = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        if let Some(ip) = literal.filter(|ip| !self.reach.allows(*ip)) {
+            return Box::pin(async move { Err(NotPublic(ip).into()) });
+        }
         let (connecting, reach) = (self.inner.call(uri), self.reach);
         Box::pin(async move {
             let stream = connecting.await?;
@@ -167,10 +199,8 @@ pub fn new_public_client(
     connect_timeout: Duration,
     reach: Reach,
 ) -> Result<PublicClient, TrustStoreError> {
-    let mut tcp = HttpConnector::new_with_resolver(FilteringResolver {
-        inner: GaiResolver::new(),
-        reach,
-    });
+    let mut tcp =
+        HttpConnector::new_with_resolver(FilteringResolver::new(GaiResolver::new(), reach));
     tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_nodelay(true);
     tcp.enforce_http(false);

@@ -1,6 +1,3 @@
-use std::net::IpAddr;
-use std::time::Duration;
-
 use super::*;
 use crate::client::{get_small, FetchError};
 
@@ -51,6 +48,59 @@ fn only_global_unicast_addresses_are_public() {
     ] {
         assert!(!is_public(ip(private)), "{private}");
     }
+}
+
+#[test]
+fn every_range_parses() {
+    assert_eq!(not_public().len(), NOT_PUBLIC.len());
+    assert!(
+        !is_public(ip("168.63.129.16")),
+        "a cloud host's own service"
+    );
+}
+
+/// A resolver answering a fixed list, as DNS might for a name with public and private
+/// addresses.
+#[derive(Clone)]
+struct Fixed(Vec<SocketAddr>);
+
+impl Service<Name> for Fixed {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, std::io::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _name: Name) -> Self::Future {
+        std::future::ready(Ok(self.0.clone().into_iter()))
+    }
+}
+
+#[tokio::test]
+async fn the_resolver_keeps_only_addresses_in_reach() {
+    let name: Name = "docs.example".parse().unwrap();
+    let mixed = Fixed(vec![
+        "10.0.0.5:443".parse().unwrap(),
+        "93.184.216.34:443".parse().unwrap(),
+        "[fd00::1]:443".parse().unwrap(),
+        "127.0.0.1:443".parse().unwrap(),
+    ]);
+    let mut public = FilteringResolver::new(mixed.clone(), Reach::Public);
+    let kept: Vec<SocketAddr> = public.call(name.clone()).await.unwrap().collect();
+    assert_eq!(kept, vec!["93.184.216.34:443".parse().unwrap()]);
+    let mut dev = FilteringResolver::new(mixed, Reach::PublicAndLoopback);
+    assert_eq!(dev.call(name.clone()).await.unwrap().count(), 2);
+    let private = Fixed(vec!["192.168.1.1:443".parse().unwrap()]);
+    let error = FilteringResolver::new(private, Reach::Public)
+        .call(name)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("has no public address"),
+        "{error}"
+    );
 }
 
 #[test]

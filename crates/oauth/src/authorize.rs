@@ -51,7 +51,9 @@ pub struct AuthorizationRequest {
     pub first_party: bool,
     /// Whether the client's identity is assured (RFC 8252 §8.6): it authenticates, or its
     /// redirect URI is https. A public client on a loopback or private-use redirect URI may
-    /// be any app on the device, so its users are always asked.
+    /// be any app on the device, so its users are always asked; so are the users of a client
+    /// known by its metadata document, whose document (redirect URIs, keys) may change hands
+    /// at any time, so that a consent given to it is never remembered.
     #[serde(default)]
     pub assured: bool,
 }
@@ -148,8 +150,9 @@ impl Service {
         match self.checked_request(&params, &client) {
             Ok(checked) => Ok(AuthorizationRequest {
                 first_party: client.first_party,
-                assured: client.auth_method != store::AuthMethod::Public
-                    || redirect_uri.starts_with("https://"),
+                assured: (client.auth_method != store::AuthMethod::Public
+                    || redirect_uri.starts_with("https://"))
+                    && !self.is_document_client(&client.client_id),
                 client_id: client.client_id,
                 redirect_uri,
                 state,

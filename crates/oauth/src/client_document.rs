@@ -20,6 +20,7 @@
 //! and time limits, no redirects); this module decides what a fetched document means, and
 //! keeps each answer for as long as the document's caching headers say, within bounds.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -47,8 +48,12 @@ pub const MAX_FRESH: Duration = Duration::from_secs(24 * 3600);
 /// A failed fetch or a refused document is remembered this long, so that a flood of
 /// requests naming it does not become a flood of fetches.
 pub const FAILURE_FRESH: Duration = Duration::from_secs(10);
-/// Documents kept at most (a stranger can name any number of URLs).
-const MAX_ENTRIES: u64 = 10_000;
+/// What the documents kept may weigh, in bytes of what they said (a stranger can name any
+/// number of URLs).
+const MAX_WEIGHT: u64 = 8 * 1024 * 1024;
+/// Fetches in flight on this node at most; beyond it a request naming an unknown document is
+/// refused at once (503) rather than queued behind slow servers or slow name lookups.
+pub const MAX_FETCHES: usize = 16;
 
 /// `[token_service.registration] client_id_metadata_documents`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,7 +85,9 @@ pub type Fetching<'a> = Pin<Box<dyn Future<Output = Result<FetchedDocument, Stri
 /// Fetches documents: the binary's HTTP client, which connects to public addresses only
 /// (and loopback with [`MetadataDocuments::OnWithLoopback`]), follows no redirect, reads at
 /// most [`MAX_DOCUMENT`] bytes within [`FETCH_TIMEOUT`], and answers only a 200. The error
-/// says why, for the user's error page.
+/// says why, for the log only: callers are told no more than that the fetch failed, or the
+/// reasons would map the network for whoever names URLs (which internal names exist, which
+/// ports answer).
 pub trait DocumentFetcher: std::fmt::Debug + Send + Sync {
     /// GETs `url`.
     fn fetch<'a>(&'a self, url: &'a Url) -> Fetching<'a>;
@@ -91,6 +98,36 @@ pub trait DocumentFetcher: std::fmt::Debug + Send + Sync {
 struct Entry {
     client: Result<Client, ErrorResponse>,
     fresh_for: Duration,
+}
+
+impl Entry {
+    /// Roughly what the entry holds, in bytes.
+    fn weight(&self) -> u32 {
+        let size = match &self.client {
+            Ok(c) => {
+                c.client_id.len()
+                    + c.name.len()
+                    + c.jwks.as_ref().map_or(0, String::len)
+                    + c.redirect_uris
+                        .iter()
+                        .chain(&c.scopes)
+                        .chain(&c.audiences)
+                        .map(String::len)
+                        .sum::<usize>()
+            }
+            Err(e) => e.description.len(),
+        };
+        u32::try_from(size.saturating_add(128)).unwrap_or(u32::MAX)
+    }
+}
+
+/// How long an entry is kept: a document as its headers said, within [`MIN_FRESH`] and
+/// [`MAX_FRESH`]; a failure or a refusal [`FAILURE_FRESH`].
+pub(crate) fn kept_for(client: &Result<Client, ErrorResponse>, fresh_for: Duration) -> Duration {
+    match client {
+        Ok(_) => fresh_for.clamp(MIN_FRESH, MAX_FRESH),
+        Err(_) => FAILURE_FRESH,
+    }
 }
 
 struct Freshness;
@@ -104,11 +141,26 @@ impl moka::Expiry<String, Entry> for Freshness {
     ) -> Option<Duration> {
         Some(entry.fresh_for)
     }
+
+    // An entry replaced gets its own lifetime, not what was left of the one before.
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.fresh_for)
+    }
 }
 
-/// The documents read, and the fetcher the binary installed.
+/// The documents read, the fetches in flight, and the fetcher the binary installed.
 pub(crate) struct ClientDocuments {
     cache: moka::sync::Cache<String, Entry>,
+    /// One fetch per document at a time: who comes while it runs waits for its answer.
+    in_flight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the fetches of the whole node.
+    fetches: tokio::sync::Semaphore,
     fetcher: OnceLock<Arc<dyn DocumentFetcher>>,
 }
 
@@ -116,10 +168,46 @@ impl Default for ClientDocuments {
     fn default() -> Self {
         ClientDocuments {
             cache: moka::sync::Cache::builder()
-                .max_capacity(MAX_ENTRIES)
+                .max_capacity(MAX_WEIGHT)
+                .weigher(|_key: &String, entry: &Entry| entry.weight())
                 .expire_after(Freshness)
                 .build(),
+            in_flight: std::sync::Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(MAX_FETCHES),
             fetcher: OnceLock::new(),
+        }
+    }
+}
+
+impl ClientDocuments {
+    /// The turn to fetch `client_id`'s document (shared by everyone asking for it now).
+    fn turn(&self, client_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(in_flight.entry(client_id.to_owned()).or_default())
+    }
+}
+
+/// Forgets a document's turn once its fetch is over, however it ended (a request whose
+/// client went away drops its future mid-fetch).
+struct TurnOver<'a> {
+    documents: &'a ClientDocuments,
+    client_id: &'a str,
+    turn: &'a Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for TurnOver<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .documents
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Only this turn: a later request may have started the next one.
+        if in_flight
+            .get(self.client_id)
+            .is_some_and(|t| Arc::ptr_eq(t, self.turn))
+        {
+            in_flight.remove(self.client_id);
         }
     }
 }
@@ -211,6 +299,11 @@ impl Service {
         let _ = self.documents.fetcher.set(fetcher);
     }
 
+    /// Whether `client_id` names a client known by its metadata document.
+    pub(crate) fn is_document_client(&self, client_id: &str) -> bool {
+        document_url(client_id, self.metadata_documents()).is_some()
+    }
+
     /// Whether `client_id` URLs are read as metadata documents.
     pub fn metadata_documents(&self) -> MetadataDocuments {
         self.settings.registration.documents
@@ -226,31 +319,55 @@ impl Service {
         }
     }
 
-    /// The client the document at `url` describes, from memory while fresh.
+    /// The client the document at `url` describes, from memory while fresh. One fetch per
+    /// document at a time: requests naming it meanwhile wait for that fetch's answer.
     async fn document_client(&self, url: &Url, client_id: &str) -> Result<Client, ErrorResponse> {
-        if let Some(entry) = self.documents.cache.get(client_id) {
+        let documents = &self.documents;
+        if let Some(entry) = documents.cache.get(client_id) {
             return entry.client;
         }
-        let Some(fetcher) = self.documents.fetcher.get() else {
+        let turn = documents.turn(client_id);
+        let _turn = turn.lock().await;
+        let _over = TurnOver {
+            documents,
+            client_id,
+            turn: &turn,
+        };
+        if let Some(entry) = documents.cache.get(client_id) {
+            // Fetched by the request that had the turn before.
+            return entry.client;
+        }
+        let busy = || {
+            ErrorResponse::new(
+                ErrorKind::TemporarilyUnavailable,
+                "too many client metadata documents are being fetched; try again later",
+            )
+        };
+        let Some(fetcher) = documents.fetcher.get() else {
             return Err(ErrorResponse::new(
                 ErrorKind::TemporarilyUnavailable,
                 "client metadata documents cannot be fetched by this node",
             ));
         };
+        let _permit = documents.fetches.try_acquire().map_err(|_| busy())?;
         let (client, fresh_for) = match fetcher.fetch(url).await {
-            Ok(document) => match self.read_document(&document, client_id, store::unix_now()) {
-                Ok(client) => (Ok(client), document.fresh_for.clamp(MIN_FRESH, MAX_FRESH)),
-                Err(refusal) => (Err(refusal), FAILURE_FRESH),
-            },
-            Err(why) => (
-                Err(refused(format!("{client_id} could not be fetched: {why}"))),
-                FAILURE_FRESH,
+            Ok(document) => (
+                self.read_document(&document, client_id, store::unix_now()),
+                document.fresh_for,
+            ),
+            // The reason is in the fetcher's log line, not in the answer (see DocumentFetcher).
+            Err(_) => (
+                Err(refused(format!(
+                    "{client_id} could not be fetched (tokengate's log says why)"
+                ))),
+                Duration::ZERO,
             ),
         };
-        let entry = Entry { client, fresh_for };
-        self.documents
-            .cache
-            .insert(client_id.to_owned(), entry.clone());
+        let entry = Entry {
+            fresh_for: kept_for(&client, fresh_for),
+            client,
+        };
+        documents.cache.insert(client_id.to_owned(), entry.clone());
         entry.client
     }
 

@@ -128,6 +128,34 @@ fn only_json_content_types_are_documents() {
     assert!(!is_json(None));
 }
 
+#[test]
+fn documents_are_kept_as_their_headers_say_within_bounds_and_failures_briefly() {
+    let ok: Result<Client, ErrorResponse> = Ok(Client {
+        client_id: DOC.into(),
+        name: "n".into(),
+        secret_hash: None,
+        auth_method: AuthMethod::Public,
+        auth_method_pinned: true,
+        scopes: Vec::new(),
+        audiences: Vec::new(),
+        jwks: None,
+        disabled: false,
+        created_at: NOW,
+        redirect_uris: Vec::new(),
+        first_party: false,
+    });
+    let secs = Duration::from_secs;
+    assert_eq!(kept_for(&ok, secs(300)), secs(300));
+    assert_eq!(
+        kept_for(&ok, Duration::ZERO),
+        MIN_FRESH,
+        "no-store: the floor"
+    );
+    assert_eq!(kept_for(&ok, secs(30 * 24 * 3600)), MAX_FRESH);
+    let failed: Result<Client, ErrorResponse> = Err(refused("x"));
+    assert_eq!(kept_for(&failed, secs(3600)), FAILURE_FRESH);
+}
+
 #[tokio::test]
 async fn a_document_is_a_third_party_public_client_for_the_registration_audiences() {
     let f = fixture(MetadataDocuments::On).await;
@@ -191,6 +219,10 @@ async fn documents_that_break_the_rules_are_refused() {
             "grant_types",
         ),
         (
+            with("client_name", json!("\u{200b}\u{202e} ")),
+            "visible character",
+        ),
+        (
             with("scope", json!("https://api.example:read")),
             "not offered",
         ),
@@ -237,7 +269,7 @@ async fn private_key_jwt_clients_give_their_keys_inline() {
         .unwrap();
     assert_eq!(client.auth_method, AuthMethod::PrivateKeyJwt);
     assert!(client.jwks.is_some());
-    map_remove_jwks_and_name_uri(&mut doc);
+    with_jwks_uri_instead(&mut doc);
     let refused = f.service.read_document(&served(doc), DOC, NOW).unwrap_err();
     assert!(
         refused.description.contains("jwks_uri is not supported"),
@@ -245,7 +277,7 @@ async fn private_key_jwt_clients_give_their_keys_inline() {
     );
 }
 
-fn map_remove_jwks_and_name_uri(doc: &mut serde_json::Value) {
+fn with_jwks_uri_instead(doc: &mut serde_json::Value) {
     let map = doc.as_object_mut().unwrap();
     map.remove("jwks");
     map.insert("jwks_uri".into(), json!("https://app.example/jwks"));
@@ -302,7 +334,12 @@ async fn documents_and_failures_are_kept_and_fetched_once() {
         .use_document_fetcher(Arc::clone(&failing) as Arc<dyn DocumentFetcher>);
     for _ in 0..3 {
         let refused = g.service.client(DOC).await.unwrap_err();
-        assert!(refused.description.contains("HTTP 404"), "{refused:?}");
+        // The fetcher's reason goes to the log only: it could map the network.
+        assert!(
+            refused.description.contains("could not be fetched"),
+            "{refused:?}"
+        );
+        assert!(!refused.description.contains("HTTP 404"), "{refused:?}");
     }
     assert_eq!(
         failing.fetches.load(Ordering::SeqCst),

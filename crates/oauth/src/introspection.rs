@@ -86,8 +86,12 @@ impl Service {
             event.jti = claims.jti().map(String::from);
             event.subject = claims.sub().map(String::from);
             event.audience = claims.aud().first().cloned();
+            // A resource server (a client an operator registered for the audience) may read
+            // the audience's tokens; a client that registered itself, or is known by its
+            // metadata document, only its own: anyone can make one.
             let entitled = claims.client_id() == Some(client.client_id.as_str())
-                || claims.aud().iter().any(|a| client.audiences.contains(a));
+                || (client.first_party
+                    && claims.aud().iter().any(|a| client.audiences.contains(a)));
             if entitled && self.active(&claims).await?.is_some() {
                 // Claims that cannot be read make the token inactive, as a token that fails
                 // verification is: never active with claims missing from the answer.

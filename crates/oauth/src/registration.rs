@@ -65,8 +65,9 @@ fn metadata_error(why: impl Into<String>) -> ErrorResponse {
 fn is_visible(c: char) -> bool {
     !(c.is_control()
         || matches!(c,
-            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}'))
 }
 
@@ -288,13 +289,18 @@ impl Service {
         }
         let name = match metadata.get("client_name") {
             None => None,
-            Some(Value::String(n)) if !n.trim().is_empty() => Some(
-                n.chars()
+            Some(Value::String(n)) => {
+                let shown: String = n
+                    .chars()
                     .filter(|c| is_visible(*c))
                     .take(MAX_NAME)
-                    .collect(),
-            ),
-            Some(_) => return Err(metadata_error("client_name must be a non-empty string")),
+                    .collect();
+                if shown.trim().is_empty() {
+                    return Err(metadata_error("client_name must have a visible character"));
+                }
+                Some(shown.trim().to_owned())
+            }
+            Some(_) => return Err(metadata_error("client_name must be a string")),
         };
         Ok(Requested {
             redirect_uris,

@@ -230,6 +230,39 @@ fn refuse_dev_sign_in_beyond_this_machine(
     Ok(())
 }
 
+/// `metadata_documents_from_loopback` makes tokengate GET any URL on this machine's loopback
+/// addresses that a stranger names: it runs on a loopback listen address only, where only
+/// this machine can name one (development and tests), with a warning under `serve`.
+fn refuse_loopback_documents_beyond_this_machine(
+    config: &Config,
+    dev: bool,
+    listen: SocketAddr,
+) -> Result<(), CliError> {
+    let setting = &config
+        .token_service
+        .registration
+        .metadata_documents_from_loopback;
+    if !*setting.get_ref() {
+        return Ok(());
+    }
+    if !listen.ip().is_loopback() {
+        return Err(CliError::usage(
+            "token_service.registration.metadata_documents_from_loopback fetches documents \
+             from this machine's loopback addresses: it runs on a loopback listen address \
+             only (127.0.0.1 or [::1])"
+                .to_owned(),
+        ));
+    }
+    if !dev {
+        tracing::warn!(
+            "token_service.registration.metadata_documents_from_loopback is on: client \
+             metadata documents are fetched from this machine's loopback addresses too \
+             (meant for development and tests)"
+        );
+    }
+    Ok(())
+}
+
 fn config_error(e: crate::config::ConfigError) -> CliError {
     CliError::new("ERR_CONFIG", e.to_string(), EXIT_USAGE)
 }
@@ -260,19 +293,7 @@ async fn run(
         None => None,
     };
     refuse_dev_sign_in_beyond_this_machine(&config, dev, listen)?;
-    if *config
-        .token_service
-        .registration
-        .metadata_documents_from_loopback
-        .get_ref()
-        && !dev
-    {
-        tracing::warn!(
-            "token_service.registration.metadata_documents_from_loopback is on: client \
-             metadata documents are fetched from this machine's loopback addresses too \
-             (meant for development and tests)"
-        );
-    }
+    refuse_loopback_documents_beyond_this_machine(&config, dev, listen)?;
     // Before anything is written: a second node on one SQLite file is refused.
     let _claim = boot::node::claim_sqlite(&config, &flags)?;
     // The master key is checked against the database before the port is bound.
@@ -661,4 +682,34 @@ async fn announce_dev(
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn loopback_documents_run_on_a_loopback_listen_address_only() {
+        let config = Config::parse(
+            "[token_service.login]\nprovider = \"dev\"\n[token_service.rate_limits]\n\
+             per_ip = { limit = 60, per = \"1m\" }\n[[audiences]]\nid = \"https://mcp.example\"\n\
+             [token_service.registration]\naudiences = [\"https://mcp.example\"]\n\
+             client_id_metadata_documents = true\nmetadata_documents_from_loopback = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let everywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        for dev in [true, false] {
+            assert!(refuse_loopback_documents_beyond_this_machine(&config, dev, loopback).is_ok());
+            let refused = refuse_loopback_documents_beyond_this_machine(&config, dev, everywhere)
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("loopback listen address"),
+                "{refused}"
+            );
+        }
+    }
 }

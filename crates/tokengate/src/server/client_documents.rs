@@ -11,27 +11,27 @@
 //! - fresh for as long as the answer's `Cache-Control`/`Expires` say (RFC 9111), one hour
 //!   when they say nothing.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use ::gateway::cache_control::{freshness_lifetime, initial_age, response_directives};
 use ::gateway::client::get_small;
-use ::gateway::public_only::{is_public, new_public_client, PublicClient, Reach};
+use ::gateway::public_only::{new_public_client, PublicClient, Reach};
 use oauth::client_document::{
     DocumentFetcher, FetchedDocument, Fetching, MetadataDocuments, FETCH_TIMEOUT, MAX_DOCUMENT,
+    MAX_FRESH,
 };
 use url::Url;
 
 /// Freshness of a document whose answer says nothing about it.
 const DEFAULT_FRESH: Duration = Duration::from_secs(3600);
-/// The longest freshness read from headers (the service bounds it further).
-const MAX_FRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Fetches metadata documents for the token service; the HTTP client is made on first use.
+/// Fetches metadata documents for the token service; the HTTP client is made on first use
+/// (loading the system's CA certificates), and again at the next fetch if that failed.
 #[derive(Debug)]
 pub(crate) struct DocumentClient {
     reach: Reach,
-    http: OnceLock<Result<PublicClient, String>>,
+    http: Mutex<Option<PublicClient>>,
 }
 
 impl DocumentClient {
@@ -44,27 +44,26 @@ impl DocumentClient {
         };
         Some(DocumentClient {
             reach,
-            http: OnceLock::new(),
+            http: Mutex::new(None),
         })
     }
 
-    async fn get(&self, url: &Url) -> Result<FetchedDocument, String> {
-        // An address in the URL itself is refused before any connection is tried.
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-            _ => None,
-        };
-        if let Some(ip) = literal.filter(|ip| !self.reach.allows(*ip)) {
-            let what = if is_public(ip) { "allowed" } else { "public" };
-            return Err(format!("{ip} is not a {what} address"));
+    fn http(&self) -> Result<PublicClient, String> {
+        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = http.as_ref() {
+            return Ok(client.clone());
         }
-        let http = self
-            .http
-            .get_or_init(|| new_public_client(FETCH_TIMEOUT, self.reach).map_err(|e| e.to_string()))
-            .as_ref()
+        let client = new_public_client(FETCH_TIMEOUT, self.reach)
             .map_err(|e| format!("no HTTP client: {e}"))?;
-        let (body, headers) = get_small(http, url.as_str(), FETCH_TIMEOUT, MAX_DOCUMENT)
+        *http = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn get(&self, url: &Url) -> Result<FetchedDocument, String> {
+        let http = self.http()?;
+        // The connector refuses an address out of reach, whether written in the URL or
+        // resolved from a name, before connecting.
+        let (body, headers) = get_small(&http, url.as_str(), FETCH_TIMEOUT, MAX_DOCUMENT)
             .await
             .map_err(|e| e.to_string())?;
         let received = SystemTime::now();

@@ -4,6 +4,8 @@
 //! point inside the network (SSRF), are refused with the reason on the user's error page.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -20,15 +22,24 @@ use crate::sign_in::{
     VERIFIER,
 };
 
-/// A document server on loopback: `/client.json` is a valid document for its own URL, the
-/// others each break one rule.
-async fn document_server() -> SocketAddr {
-    let addr_cell = std::sync::Arc::new(std::sync::OnceLock::<SocketAddr>::new());
-    let cell = std::sync::Arc::clone(&addr_cell);
-    // Serves a document naming `id_path` on this server as its client_id.
-    let document = move |id_path: &'static str| {
-        let cell = std::sync::Arc::clone(&cell);
+/// A document server on loopback: `/client.json` is a valid document for its own URL (its
+/// reads counted), the others each break one rule.
+struct DocumentServer {
+    addr: SocketAddr,
+    reads: Arc<AtomicUsize>,
+}
+
+async fn document_server() -> DocumentServer {
+    let addr_cell = Arc::new(std::sync::OnceLock::<SocketAddr>::new());
+    let reads = Arc::new(AtomicUsize::new(0));
+    // Serves a document naming `id_path` on this server as its client_id, with `pad` bytes
+    // of an ignored member.
+    let document = |id_path: &'static str, count: bool, pad: usize| {
+        let (cell, reads) = (Arc::clone(&addr_cell), Arc::clone(&reads));
         move || async move {
+            if count {
+                reads.fetch_add(1, Ordering::SeqCst);
+            }
             let addr = cell.get().unwrap();
             let body = serde_json::json!({
                 "client_id": format!("http://{addr}{id_path}"),
@@ -36,6 +47,7 @@ async fn document_server() -> SocketAddr {
                 "redirect_uris": [REDIRECT],
                 "grant_types": ["authorization_code", "refresh_token"],
                 "token_endpoint_auth_method": "none",
+                "software_statement_note": "x".repeat(pad),
             });
             (
                 [
@@ -48,8 +60,9 @@ async fn document_server() -> SocketAddr {
         }
     };
     let router = axum::Router::new()
-        .route("/client.json", get(document("/client.json")))
-        .route("/copied.json", get(document("/client.json")))
+        .route("/client.json", get(document("/client.json", true, 0)))
+        .route("/copied.json", get(document("/client.json", false, 0)))
+        .route("/large.json", get(document("/large.json", false, 6 * 1024)))
         .route(
             "/moved.json",
             get(|| async {
@@ -60,21 +73,27 @@ async fn document_server() -> SocketAddr {
             }),
         )
         .route(
-            "/large.json",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    format!("{{\"pad\":\"{}\"}}", "x".repeat(6 * 1024)),
-                )
-            }),
-        )
-        .route(
             "/page.json",
             get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html></html>") }),
         );
     let addr = serve_router(router).await;
     addr_cell.set(addr).unwrap();
-    addr
+    DocumentServer { addr, reads }
+}
+
+/// A loopback port that counts the connections made to it and closes each.
+async fn connection_counter() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (addr, accepted)
 }
 
 async fn documents_app(ctx: &Ctx, documents: MetadataDocuments) -> TestApp {
@@ -113,7 +132,8 @@ async fn shown_error(app: &TestApp, client_id: &str) -> String {
 /// it is a third party limited to the audiences opened to registration.
 pub async fn a_client_known_by_its_document_signs_users_in(ctx: Ctx) {
     let app = documents_app(&ctx, MetadataDocuments::OnWithLoopback).await;
-    let server = document_server().await;
+    let docs = document_server().await;
+    let server = docs.addr;
     let client_id = format!("http://{server}/client.json");
     let metadata = app
         .get("/.well-known/oauth-authorization-server", &[])
@@ -170,70 +190,105 @@ pub async fn a_client_known_by_its_document_signs_users_in(ctx: Ctx) {
     );
     let (error, _) = app.post("/oauth2/token", &form, &[]).await.refusal(400);
     assert_eq!(error, "unauthorized_client");
+    assert_eq!(
+        docs.reads.load(Ordering::SeqCst),
+        1,
+        "read once, then kept for its max-age"
+    );
 }
 
-/// A document that does not name itself, a redirect, an oversized or non-JSON answer, a
-/// dead server: each refused, and the reason shown.
+/// Consent given to a client known by its document is never remembered: the document (its
+/// redirect URIs, its keys) may change hands.
+pub async fn consent_to_a_document_client_is_not_remembered(ctx: Ctx) {
+    let mut settings = login_settings(Consent::Remember);
+    settings.registration = DynamicRegistration {
+        audiences: vec![API.into()],
+        documents: MetadataDocuments::OnWithLoopback,
+        ..DynamicRegistration::default()
+    };
+    let app = app_with(&ctx, settings, None).await;
+    let docs = document_server().await;
+    let client_id = format!("http://{}/client.json", docs.addr);
+    let mut browser = Browser::default();
+    for _ in 0..2 {
+        let page = walk_to_consent(&app, &mut browser, &authorize(&client_id, API), "alice").await;
+        assert!(
+            page.text().contains("Allow access?"),
+            "asked every time: {}",
+            page.text()
+        );
+        approve(&app, &mut browser, &page).await;
+    }
+}
+
+/// A document that does not name itself or is not JSON is refused with the reason shown; a
+/// redirect is not followed; an oversized body or a dead server is a failed fetch, whose
+/// reason goes to the log only (it could map the network).
 pub async fn documents_that_break_the_rules_are_refused(ctx: Ctx) {
     let app = documents_app(&ctx, MetadataDocuments::OnWithLoopback).await;
-    let server = document_server().await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let docs = document_server().await;
+    let server = docs.addr;
+    let (dead, _) = connection_counter().await;
     for (client_id, says) in [
         (
             format!("http://{server}/copied.json"),
             "does not name itself",
         ),
-        (format!("http://{server}/moved.json"), "HTTP 302"),
-        (format!("http://{server}/large.json"), "over 5120 bytes"),
         (format!("http://{server}/page.json"), "application/json"),
-        (format!("http://{server}/missing.json"), "HTTP 404"),
-        (format!("http://{dead}/client.json"), "could not be fetched"),
         (format!("http://{server}/"), "needs a path"),
+        (
+            format!("http://{server}/moved.json"),
+            "could not be fetched",
+        ),
+        // Valid but for its size (over 5 KB).
+        (
+            format!("http://{server}/large.json"),
+            "could not be fetched",
+        ),
+        (
+            format!("http://{server}/missing.json"),
+            "could not be fetched",
+        ),
+        (format!("http://{dead}/client.json"), "could not be fetched"),
     ] {
         let page = shown_error(&app, &client_id).await;
         assert!(page.contains(says), "{client_id}: {page}");
+        assert!(
+            !page.contains("HTTP 3") && !page.contains("HTTP 4"),
+            "{page}"
+        );
     }
+    assert_eq!(
+        docs.reads.load(Ordering::SeqCst),
+        0,
+        "the redirect was not followed"
+    );
 }
 
 /// Without `metadata_documents_from_loopback`, nothing inside the network is fetched: not a
 /// loopback, private or link-local address, whether named by address or by a name that
-/// resolves to one; and not plain http.
+/// resolves to one, and no connection is even opened; nor plain http.
 pub async fn documents_inside_the_network_are_not_fetched(ctx: Ctx) {
     let app = documents_app(&ctx, MetadataDocuments::On).await;
-    let server = document_server().await;
-    for (client_id, says) in [
-        (
-            format!("https://{server}/client.json"),
-            "127.0.0.1 is not a public address",
-        ),
-        (
-            format!("https://localhost:{}/client.json", server.port()),
-            "localhost has no public address",
-        ),
-        (
-            "https://10.0.0.7/client.json".to_owned(),
-            "10.0.0.7 is not a public address",
-        ),
-        (
-            "https://169.254.169.254/latest/meta-data".to_owned(),
-            "169.254.169.254 is not a public address",
-        ),
-        (
-            "https://[::1]/client.json".to_owned(),
-            "::1 is not a public address",
-        ),
-        (
-            "https://[::ffff:c0a8:1]/client.json".to_owned(),
-            "is not a public address",
-        ),
+    let (port, connections) = connection_counter().await;
+    for client_id in [
+        format!("https://{port}/client.json"),
+        format!("https://localhost:{}/client.json", port.port()),
+        format!("https://[::1]:{}/client.json", port.port()),
+        "https://10.0.0.7/client.json".to_owned(),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        "https://[::ffff:a9fe:a9fe]/latest/meta-data".to_owned(),
     ] {
         let page = shown_error(&app, &client_id).await;
-        assert!(page.contains(says), "{client_id}: {page}");
+        assert!(page.contains("could not be fetched"), "{client_id}: {page}");
     }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "no connection to loopback was opened"
+    );
     // Plain http is no document at all here: an unknown client.
-    let page = shown_error(&app, &format!("http://{server}/client.json")).await;
+    let page = shown_error(&app, &format!("http://{port}/client.json")).await;
     assert!(page.contains("unknown client"), "{page}");
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
 }

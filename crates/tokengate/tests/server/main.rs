@@ -89,6 +89,7 @@ mod backends {
         a_client_known_by_its_document_signs_users_in,
         documents_that_break_the_rules_are_refused,
         documents_inside_the_network_are_not_fetched,
+        consent_to_a_document_client_is_not_remembered,
     );
     on_both_backends!(introspection:
         introspect_json_and_jwt,
