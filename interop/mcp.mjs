@@ -4,7 +4,8 @@
 // registers itself (RFC 7591), signs a user in (through node-oidc-provider; the user's browser
 // is interop/browser.mjs), calls the tool, refreshes after its access token expires, and is
 // refused once its refresh token is revoked. A second host names itself with a Client ID
-// Metadata Document instead (the SDK's `clientMetadataUrl`), served over https here.
+// Metadata Document instead (the SDK's `clientMetadataUrl`), served over https here, and goes
+// through the same steps.
 //
 //   node interop/mcp.mjs ISSUER MCP_URL TOKEN_LIFETIME DOC_CERT DOC_KEY
 //
@@ -96,94 +97,92 @@ async function whoami(client) {
   return result.content?.[0]?.text;
 }
 
-const s = {};
+// The whole flow for one host: `how` says how it names itself ('registers itself' with
+// RFC 7591, or 'is known by its metadata document'); `identified` checks the client_id the
+// SDK chose.
+function flow(how, host, identified) {
+  const s = {};
+  const named = (text) => `${text} (the host that ${how})`;
+  return [
+    [named('the 401 leads the SDK to tokengate, which asks the user to sign in'), async () => {
+      let error;
+      try {
+        await connected(host);
+      } catch (e) {
+        error = e;
+      }
+      assert(error instanceof UnauthorizedError, `expected UnauthorizedError, got ${error}`);
+      identified(host.registered?.client_id);
+      const url = host.authorizationUrl;
+      assert(url, 'no authorization URL');
+      assertEqual(`${url.origin}${url.pathname}`, `${issuer}/oauth2/authorize`, 'authorization endpoint');
+      assertEqual(url.searchParams.get('client_id'), host.registered.client_id, 'client_id sent');
+      assertEqual(url.searchParams.get('resource'), mcpUrl, 'RFC 8707 resource');
+      assertEqual(url.searchParams.get('code_challenge_method'), 'S256', 'PKCE');
+    }],
+    [named('the user signs in; the SDK redeems the code'), async () => {
+      const callback = await signIn(host.authorizationUrl.href, 'grace', redirectUrl);
+      await transport(host).finishAuth(callback.searchParams.get('code'));
+      assert(host.saved?.access_token && host.saved?.refresh_token, 'no tokens saved');
+      s.first = host.saved;
+    }],
+    [named('the tool, called through the gateway, sees the signed-in user'), async () => {
+      s.client = await connected(host);
+      assertEqual(await whoami(s.client), 'hello grace', 'tool answer');
+    }],
+    [named('after the access token expires, the SDK refreshes and the call succeeds'), async () => {
+      await new Promise((resolve) => setTimeout(resolve, (lifetime + 2) * 1000));
+      assertEqual(await whoami(s.client), 'hello grace', 'tool answer after expiry');
+      assert(host.saved.access_token !== s.first.access_token, 'the access token was not renewed');
+      assert(host.saved.refresh_token !== s.first.refresh_token, 'the refresh token was not rotated');
+    }],
+    [named('once its refresh token is revoked, the client is refused'), async () => {
+      const response = await fetch(`${issuer}/oauth2/revoke`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          token: host.saved.refresh_token,
+          token_type_hint: 'refresh_token',
+          client_id: host.registered.client_id,
+        }),
+      });
+      assertEqual(response.status, 200, 'revocation');
+      host.authorizationUrl = undefined;
+      let error;
+      try {
+        await whoami(s.client);
+      } catch (e) {
+        error = e;
+      }
+      assert(error, 'the call succeeded after revocation');
+      // The SDK's refresh is refused (invalid_grant), so it needs the user again.
+      const refused = error instanceof UnauthorizedError || error?.constructor?.name === 'InvalidGrantError';
+      assert(refused, `expected invalid_grant or a new sign-in, got ${error}`);
+      // And the access token that was live is refused by the gateway (its grant was revoked).
+      const direct = await fetch(mcpUrl, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${host.saved.access_token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      });
+      assertEqual(direct.status, 401, 'the revoked grant\'s access token at the gateway');
+      await s.client.close();
+    }],
+  ];
+}
 
+const documentHost = newProvider(documentServer.url);
 await runChecks('mcp', [
-  ['the 401 leads the SDK to tokengate: it registers itself and asks the user to sign in', async () => {
-    let error;
-    try {
-      await connected();
-    } catch (e) {
-      error = e;
-    }
-    assert(error instanceof UnauthorizedError, `expected UnauthorizedError, got ${error}`);
-    assert(provider.registered?.client_id, 'the SDK did not register (RFC 7591)');
-    const url = provider.authorizationUrl;
-    assert(url, 'no authorization URL');
-    assertEqual(`${url.origin}${url.pathname}`, `${issuer}/oauth2/authorize`, 'authorization endpoint');
-    assertEqual(url.searchParams.get('resource'), mcpUrl, 'RFC 8707 resource');
-    assertEqual(url.searchParams.get('code_challenge_method'), 'S256', 'PKCE');
-  }],
-  ['the user signs in; the SDK redeems the code', async () => {
-    const callback = await signIn(provider.authorizationUrl.href, 'grace', redirectUrl);
-    const t = transport();
-    await t.finishAuth(callback.searchParams.get('code'));
-    assert(provider.saved?.access_token && provider.saved?.refresh_token, 'no tokens saved');
-    s.first = provider.saved;
-  }],
-  ['the tool, called through the gateway, sees the signed-in user', async () => {
-    s.client = await connected();
-    assertEqual(await whoami(s.client), 'hello grace', 'tool answer');
-  }],
-  ['after the access token expires, the SDK refreshes and the call succeeds', async () => {
-    await new Promise((resolve) => setTimeout(resolve, (lifetime + 2) * 1000));
-    assertEqual(await whoami(s.client), 'hello grace', 'tool answer after expiry');
-    assert(provider.saved.access_token !== s.first.access_token, 'the access token was not renewed');
-    assert(provider.saved.refresh_token !== s.first.refresh_token, 'the refresh token was not rotated');
-  }],
-  ['once its refresh token is revoked, the client is refused', async () => {
-    const response = await fetch(`${issuer}/oauth2/revoke`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        token: provider.saved.refresh_token,
-        token_type_hint: 'refresh_token',
-        client_id: provider.registered.client_id,
-      }),
-    });
-    assertEqual(response.status, 200, 'revocation');
-    provider.authorizationUrl = undefined;
-    let error;
-    try {
-      await whoami(s.client);
-    } catch (e) {
-      error = e;
-    }
-    assert(error, 'the call succeeded after revocation');
-    // The SDK's refresh is refused (invalid_grant), so it needs the user again.
-    const refused = error instanceof UnauthorizedError || error?.constructor?.name === 'InvalidGrantError';
-    assert(refused, `expected invalid_grant or a new sign-in, got ${error}`);
-    // And the access token that was live is refused by the gateway (its grant was revoked).
-    const direct = await fetch(mcpUrl, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${provider.saved.access_token}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-      },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
-    });
-    assertEqual(direct.status, 401, 'the revoked grant\'s access token at the gateway');
-    await s.client.close();
-  }],
-  ['a host with a client ID metadata document is known by its URL: no registration, sign-in, the tool', async () => {
-    const host = newProvider(documentServer.url);
-    let error;
-    try {
-      await connected(host);
-    } catch (e) {
-      error = e;
-    }
-    assert(error instanceof UnauthorizedError, `expected UnauthorizedError, got ${error}`);
-    assertEqual(host.registered?.client_id, documentServer.url, 'the client_id is the document URL');
-    const url = host.authorizationUrl;
-    assertEqual(url.searchParams.get('client_id'), documentServer.url, 'client_id sent');
-    const callback = await signIn(url.href, 'grace', redirectUrl);
-    await transport(host).finishAuth(callback.searchParams.get('code'));
-    assert(host.saved?.access_token && host.saved?.refresh_token, 'no tokens saved');
-    const client = await connected(host);
-    assertEqual(await whoami(client), 'hello grace', 'tool answer');
-    await client.close();
+  ...flow('registers itself', provider, (clientId) => {
+    assert(clientId && !clientId.startsWith('https://'), `the SDK did not register (RFC 7591): ${clientId}`);
+  }),
+  ...flow('is known by its metadata document', documentHost, (clientId) => {
+    assertEqual(clientId, documentServer.url, 'the client_id is the document URL, with no registration');
+  }),
+  ['tokengate fetched the metadata document, and kept it', async () => {
     assert(documentServer.fetches >= 1, 'tokengate never fetched the document');
     assert(documentServer.fetches <= 2, `fetched ${documentServer.fetches} times: the document is cached`);
   }],
