@@ -331,7 +331,6 @@ macro_rules! insert_sequenced {
         }
     }};
 }
-pub(crate) use append_events;
 pub(crate) use insert_events;
 pub(crate) use insert_sequenced;
 

@@ -246,6 +246,32 @@ impl Store {
     }
 }
 
+/// The first tokens of a batch and `n` audit sequence numbers taken, in one request: SQLite
+/// runs the UPDATE as a second statement of the same call and answers its row.
+fn sqlite_first_tokens(
+    n: usize,
+    head: &[(IssuedToken, crate::PreparedEvent)],
+) -> sqlx::QueryBuilder<'_, sqlx::Sqlite> {
+    let mut q = insert_tokens!(head.iter().map(|(t, _)| t));
+    q.push(format_args!(
+        "; UPDATE audit_head SET next = next + {n} WHERE id = 1 RETURNING next"
+    ));
+    q
+}
+
+/// The same on PostgreSQL: a data-modifying CTE (one statement, one round trip).
+fn postgres_first_tokens(
+    n: usize,
+    head: &[(IssuedToken, crate::PreparedEvent)],
+) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
+    let mut q = insert_tokens!(format!(
+        "WITH seq AS (UPDATE audit_head SET next = next + {n} WHERE id = 1 \
+         RETURNING next), ins AS ("
+    ); head.iter().map(|(t, _)| t));
+    q.push(") SELECT next FROM seq");
+    q
+}
+
 impl Writer {
     /// Records issued tokens and their audit events in one transaction: all of them or none.
     /// A token service that gathers concurrent issuances into one call pays one durable
@@ -261,61 +287,48 @@ impl Writer {
         // One multi-row statement per table: with sqlx's SQLite driver every statement is a
         // hand-off to the connection's thread and back, which costs more than the insert.
         // Batches stay far below both databases' bound-parameter limits (see MAX_BATCH_ROWS).
+        // The audit sequence's numbers are taken by the request that inserts the first
+        // tokens, so the audit log adds no round trip to a batch: on PostgreSQL as a
+        // data-modifying CTE, on SQLite as a second statement in the same call (sqlx runs
+        // each statement of a query in turn on the connection's thread and answers the
+        // UPDATE's row). The head's row lock (PostgreSQL) or the write lock (SQLite) orders
+        // every writer's audit events until the commit.
         macro_rules! record {
-            ($conn:expr) => {{
+            ($conn:expr, $first_tokens:expr) => {{
                 let mut tx = sqlx::Connection::begin(&mut **$conn).await?;
-                record!(@tokens tx, batch);
-                // Last, so that the head's lock (which orders every node's audit writes) is
-                // held only for these inserts and the commit.
-                let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
-                let _first = crate::audit::append_events!(tx, &events);
-                tx.commit().await?;
-            }};
-            (@tokens $tx:expr, $rows:expr) => {{
-                for chunk in $rows.chunks(MAX_BATCH_ROWS) {
-                    let mut tokens = insert_tokens!(chunk.iter().map(|(t, _)| t));
-                    // Batch sizes vary: not prepared and cached, or they would evict the
-                    // statements that are.
-                    tokens
-                        .build()
-                        .persistent(false)
-                        .execute(&mut *$tx)
-                        .await
-                        .map_err(|e| {
-                            StoreError::from(e).conflict_is("a token with this jti exists")
-                        })?;
-                }
-            }};
-        }
-        if with_pool!(&self.store, pool => pool.is_closed()) {
-            return Err(sqlx::Error::PoolClosed.into());
-        }
-        match &mut self.conn {
-            WriterConn::Sqlite(conn) => record!(conn),
-            WriterConn::Postgres(conn) => {
-                // One round trip fewer: the audit sequence's numbers are taken by the
-                // statement that inserts the first tokens (a PostgreSQL data-modifying CTE),
-                // each a round trip to the server where SQLite's are in process.
-                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                 let (head, rest) = batch.split_at(batch.len().min(MAX_BATCH_ROWS));
                 let n = batch.len();
-                let mut q = insert_tokens!(format!(
-                    "WITH seq AS (UPDATE audit_head SET next = next + {n} WHERE id = 1 \
-                     RETURNING next), ins AS ("
-                ); head.iter().map(|(t, _)| t));
-                q.push(") SELECT next FROM seq");
+                let mut q = $first_tokens(n, head);
                 let (next,): (i64,) = q
                     .build_query_as()
                     .persistent(false)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
-                record!(@tokens tx, rest);
+                for chunk in rest.chunks(MAX_BATCH_ROWS) {
+                    // Batch sizes vary: not prepared and cached, or they would evict the
+                    // statements that are.
+                    insert_tokens!(chunk.iter().map(|(t, _)| t))
+                        .build()
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            StoreError::from(e).conflict_is("a token with this jti exists")
+                        })?;
+                }
                 let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
                 let first = next - i64::try_from(n).unwrap_or(i64::MAX);
                 crate::audit::insert_sequenced!(tx, first, &events);
                 tx.commit().await?;
-            }
+            }};
+        }
+        if with_pool!(&self.store, pool => pool.is_closed()) {
+            return Err(sqlx::Error::PoolClosed.into());
+        }
+        match &mut self.conn {
+            WriterConn::Sqlite(conn) => record!(conn, sqlite_first_tokens),
+            WriterConn::Postgres(conn) => record!(conn, postgres_first_tokens),
         }
         Ok(())
     }
