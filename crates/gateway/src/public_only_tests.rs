@@ -162,6 +162,17 @@ async fn connections_to_addresses_out_of_reach_are_refused() {
             "{url}: {detail}"
         );
     }
+    // An address written in the URL is refused by the connector before it connects (a
+    // connection tried to an address nothing answers would end in a time-out instead).
+    let Err(FetchError::Unreachable { detail, .. }) =
+        get_small(&public, "https://10.0.0.7/doc", timeout, 100).await
+    else {
+        panic!("10.0.0.7 was reached");
+    };
+    assert!(
+        detail.contains("10.0.0.7 is not a public address"),
+        "{detail}"
+    );
     // With loopback allowed, the same server answers.
     let dev = new_public_client(timeout, Reach::PublicAndLoopback).unwrap();
     let (body, _) = get_small(&dev, &plain, timeout, 100).await.unwrap();

@@ -180,33 +180,41 @@ impl Default for ClientDocuments {
 }
 
 impl ClientDocuments {
-    /// The turn to fetch `client_id`'s document (shared by everyone asking for it now).
-    fn turn(&self, client_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// A place in the line of requests for `client_id`'s document: everyone asking for it
+    /// while one is in the line shares the same lock, and takes it in turn.
+    fn line_up<'a>(&'a self, client_id: &'a str) -> InLine<'a> {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(in_flight.entry(client_id.to_owned()).or_default())
+        let lock = Arc::clone(in_flight.entry(client_id.to_owned()).or_default());
+        InLine {
+            documents: self,
+            client_id,
+            lock,
+        }
     }
 }
 
-/// Forgets a document's turn once its fetch is over, however it ended (a request whose
-/// client went away drops its future mid-fetch).
-struct TurnOver<'a> {
+/// A request's place in a document's line; leaving it (however the request ended: answered,
+/// refused, or dropped by a client that went away, even while waiting) forgets the line once
+/// nobody else is in it. Clones of the lock are made under the map's lock only, so the count
+/// read there is exact.
+struct InLine<'a> {
     documents: &'a ClientDocuments,
     client_id: &'a str,
-    turn: &'a Arc<tokio::sync::Mutex<()>>,
+    lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl Drop for TurnOver<'_> {
+impl Drop for InLine<'_> {
     fn drop(&mut self) {
         let mut in_flight = self
             .documents
             .in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // Only this turn: a later request may have started the next one.
-        if in_flight
+        // The map's clone and this one: nobody else is waiting.
+        let last = in_flight
             .get(self.client_id)
-            .is_some_and(|t| Arc::ptr_eq(t, self.turn))
-        {
+            .is_some_and(|l| Arc::ptr_eq(l, &self.lock) && Arc::strong_count(&self.lock) == 2);
+        if last {
             in_flight.remove(self.client_id);
         }
     }
@@ -320,19 +328,15 @@ impl Service {
     }
 
     /// The client the document at `url` describes, from memory while fresh. One fetch per
-    /// document at a time: requests naming it meanwhile wait for that fetch's answer.
+    /// document at a time: requests naming it meanwhile wait in line, and the first finds it
+    /// fetched (or, if that fetch was abandoned, fetches it itself).
     async fn document_client(&self, url: &Url, client_id: &str) -> Result<Client, ErrorResponse> {
         let documents = &self.documents;
         if let Some(entry) = documents.cache.get(client_id) {
             return entry.client;
         }
-        let turn = documents.turn(client_id);
-        let _turn = turn.lock().await;
-        let _over = TurnOver {
-            documents,
-            client_id,
-            turn: &turn,
-        };
+        let line = documents.line_up(client_id);
+        let _turn = line.lock.lock().await;
         if let Some(entry) = documents.cache.get(client_id) {
             // Fetched by the request that had the turn before.
             return entry.client;

@@ -363,3 +363,65 @@ async fn documents_and_failures_are_kept_and_fetched_once() {
         "off: unknown"
     );
 }
+
+/// Answers after a pause, counting the fetches.
+#[derive(Debug)]
+struct Slow {
+    fetches: AtomicUsize,
+}
+
+impl DocumentFetcher for Slow {
+    fn fetch<'a>(&'a self, url: &'a Url) -> Fetching<'a> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        let mut document = valid();
+        document["client_id"] = url.as_str().into();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(served(document))
+        })
+    }
+}
+
+#[tokio::test]
+async fn one_fetch_per_document_and_a_bounded_number_per_node() {
+    let f = fixture(MetadataDocuments::On).await;
+    let service = Arc::new(f.service);
+    let slow = Arc::new(Slow {
+        fetches: AtomicUsize::new(0),
+    });
+    service.use_document_fetcher(Arc::clone(&slow) as Arc<dyn DocumentFetcher>);
+    // Ten requests naming one document at once: one fetch, ten answers.
+    let mut same = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let service = Arc::clone(&service);
+        same.spawn(async move { service.client(DOC).await });
+    }
+    while let Some(answer) = same.join_next().await {
+        assert_eq!(answer.unwrap().unwrap().unwrap().client_id, DOC);
+    }
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 1);
+    assert!(
+        service.documents.in_flight.lock().unwrap().is_empty(),
+        "no line left behind"
+    );
+
+    // More documents at once than fetches allowed: the excess is refused at once.
+    let mut many = tokio::task::JoinSet::new();
+    for i in 0..(MAX_FETCHES + 4) {
+        let service = Arc::clone(&service);
+        many.spawn(async move {
+            service
+                .client(&format!("https://app.example/c/{i}.json"))
+                .await
+        });
+    }
+    let mut busy = 0;
+    while let Some(answer) = many.join_next().await {
+        match answer.unwrap() {
+            Ok(Some(_)) => {}
+            Err(e) if e.kind == ErrorKind::TemporarilyUnavailable => busy += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(busy, 4, "{MAX_FETCHES} fetches at a time");
+}

@@ -484,6 +484,16 @@ mod cases {
         assert!(matches!(err, StoreError::Conflict(JTI_TAKEN)), "{err:?}");
         assert!(store.token("late0").await.unwrap().is_none());
         assert_eq!(store.audit_events(0, 5000).await.unwrap().len(), 1503);
+        // The head advanced by whole batches (the big one's 1500, the failed one's none):
+        // the next event is numbered right after the last one stored.
+        store
+            .record_issued(&[(token("after", "c1", "alice", 10_000), event("after"))])
+            .await
+            .unwrap();
+        let events = store.audit_events(0, 5000).await.unwrap();
+        assert_eq!(events.len(), 1504);
+        assert_eq!(events[1503].event.jti.as_deref(), Some("after"));
+        assert_eq!(events[1503].seq, Some(1503));
     }
 
     pub async fn tokens_and_revocation(ctx: Ctx) {

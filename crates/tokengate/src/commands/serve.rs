@@ -231,8 +231,9 @@ fn refuse_dev_sign_in_beyond_this_machine(
 }
 
 /// `metadata_documents_from_loopback` makes tokengate GET any URL on this machine's loopback
-/// addresses that a stranger names: it runs on a loopback listen address only, where only
-/// this machine can name one (development and tests), with a warning under `serve`.
+/// addresses that a stranger names: it runs only where nobody but this machine can name one
+/// (development and tests): a loopback listen address and issuer, and no trusted proxies
+/// (a proxy in front would bring the network's requests in), with a warning under `serve`.
 fn refuse_loopback_documents_beyond_this_machine(
     config: &Config,
     dev: bool,
@@ -245,11 +246,16 @@ fn refuse_loopback_documents_beyond_this_machine(
     if !*setting.get_ref() {
         return Ok(());
     }
-    if !listen.ip().is_loopback() {
+    let issuer_local = config
+        .token_service
+        .issuer
+        .as_ref()
+        .is_none_or(|i| gateway::keys::is_loopback(i.get_ref()));
+    if !listen.ip().is_loopback() || !issuer_local || !config.server.trusted_proxies.is_empty() {
         return Err(CliError::usage(
             "token_service.registration.metadata_documents_from_loopback fetches documents \
              from this machine's loopback addresses: it runs on a loopback listen address \
-             only (127.0.0.1 or [::1])"
+             only (127.0.0.1 or [::1]), with a loopback issuer and no trusted_proxies"
                 .to_owned(),
         ));
     }
@@ -690,26 +696,39 @@ mod tests {
 
     use super::*;
 
+    const DOCUMENTS: &str = "[token_service.login]\nprovider = \"dev\"\n\
+        [token_service.rate_limits]\nper_ip = { limit = 60, per = \"1m\" }\n\
+        [[audiences]]\nid = \"https://mcp.example\"\n\
+        [token_service.registration]\naudiences = [\"https://mcp.example\"]\n\
+        client_id_metadata_documents = true\nmetadata_documents_from_loopback = true\n";
+
+    fn config(before: &str) -> Config {
+        Config::parse(&format!("{before}{DOCUMENTS}"), "t.toml").unwrap()
+    }
+
     #[test]
-    fn loopback_documents_run_on_a_loopback_listen_address_only() {
-        let config = Config::parse(
-            "[token_service.login]\nprovider = \"dev\"\n[token_service.rate_limits]\n\
-             per_ip = { limit = 60, per = \"1m\" }\n[[audiences]]\nid = \"https://mcp.example\"\n\
-             [token_service.registration]\naudiences = [\"https://mcp.example\"]\n\
-             client_id_metadata_documents = true\nmetadata_documents_from_loopback = true\n",
-            "t.toml",
-        )
-        .unwrap();
+    fn loopback_documents_run_where_only_this_machine_can_name_them() {
         let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let everywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let plain = config("");
+        // Behind a proxy (a public issuer, or trusted proxies), loopback is the network's.
+        let public_issuer = config("[token_service]\nissuer = \"https://auth.example\"\n");
+        let with_proxies = config("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n");
         for dev in [true, false] {
-            assert!(refuse_loopback_documents_beyond_this_machine(&config, dev, loopback).is_ok());
-            let refused = refuse_loopback_documents_beyond_this_machine(&config, dev, everywhere)
-                .unwrap_err();
-            assert!(
-                refused.to_string().contains("loopback listen address"),
-                "{refused}"
-            );
+            assert!(refuse_loopback_documents_beyond_this_machine(&plain, dev, loopback).is_ok());
+            for (refused_config, listen) in [
+                (&plain, everywhere),
+                (&public_issuer, loopback),
+                (&with_proxies, loopback),
+            ] {
+                let refused =
+                    refuse_loopback_documents_beyond_this_machine(refused_config, dev, listen)
+                        .unwrap_err();
+                assert!(
+                    refused.to_string().contains("loopback listen address"),
+                    "{refused}"
+                );
+            }
         }
     }
 }

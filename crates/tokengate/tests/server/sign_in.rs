@@ -867,6 +867,15 @@ pub async fn dynamic_registration(ctx: Ctx) {
         error, "unauthorized_client",
         "no client_credentials for a self-registered client"
     );
+    // Registered for the same audience, it still reads no token but its own: reading an
+    // audience's tokens is for the resource servers an operator registered.
+    let form = format!("token={}", tokens["access_token"].as_str().unwrap());
+    let auth = crate::harness::basic(id, secret);
+    let introspected = app
+        .post("/oauth2/introspect", &form, &[("authorization", &auth)])
+        .await
+        .ok();
+    assert_eq!(introspected["active"], false, "{introspected}");
 
     for (body, error) in [
         (serde_json::json!({}), "invalid_redirect_uri"),
