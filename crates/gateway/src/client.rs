@@ -20,17 +20,7 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, OutBody>;
 /// A client with a connect timeout; `h2_only` speaks HTTP/2 with prior knowledge (h2c) to
 /// plain-HTTP upstreams and negotiates by ALPN over TLS otherwise.
 pub fn new_client(connect_timeout: Duration, h2_only: bool) -> Result<HttpClient, TrustStoreError> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2();
-    let https = builder.wrap_connector(http);
+    let https = tls_over(tcp_connector(HttpConnector::new(), connect_timeout), true)?;
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_idle_timeout(Duration::from_secs(90))
@@ -52,6 +42,38 @@ fn with_sources(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `tcp` set up as every outbound client uses it: the connect timeout, no Nagle delay, and
+/// any scheme passed on (the TLS layer above decides which it takes).
+pub(crate) fn tcp_connector<R>(
+    mut tcp: HttpConnector<R>,
+    connect_timeout: Duration,
+) -> HttpConnector<R> {
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    tcp
+}
+
+/// rustls (aws-lc-rs, the system's trusted CAs) over `connector`, HTTP/1.1 and h2 by ALPN;
+/// plain http too only if `allow_http`.
+pub(crate) fn tls_over<C>(
+    connector: C,
+    allow_http: bool,
+) -> Result<HttpsConnector<C>, TrustStoreError> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder =
+        hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider)?;
+    let builder = if allow_http {
+        builder.https_or_http()
+    } else {
+        builder.https_only()
+    };
+    Ok(builder
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector))
 }
 
 /// An empty request body.

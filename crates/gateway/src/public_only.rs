@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::client::{BoxError, OutBody, TrustStoreError};
+use crate::client::{tcp_connector, tls_over, BoxError, OutBody, TrustStoreError};
 
 /// Which addresses may be connected to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,22 +199,14 @@ pub fn new_public_client(
     connect_timeout: Duration,
     reach: Reach,
 ) -> Result<PublicClient, TrustStoreError> {
-    let mut tcp =
-        HttpConnector::new_with_resolver(FilteringResolver::new(GaiResolver::new(), reach));
-    tcp.set_connect_timeout(Some(connect_timeout));
-    tcp.set_nodelay(true);
-    tcp.enforce_http(false);
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder =
-        hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider)?;
-    let builder = match reach {
-        Reach::Public => builder.https_only(),
-        Reach::PublicAndLoopback => builder.https_or_http(),
-    };
-    let https = builder
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(PublicConnector { inner: tcp, reach });
+    let tcp = tcp_connector(
+        HttpConnector::new_with_resolver(FilteringResolver::new(GaiResolver::new(), reach)),
+        connect_timeout,
+    );
+    let https = tls_over(
+        PublicConnector { inner: tcp, reach },
+        reach == Reach::PublicAndLoopback,
+    )?;
     let mut client = Client::builder(TokioExecutor::new());
     client.pool_max_idle_per_host(0);
     Ok(client.build(https))
