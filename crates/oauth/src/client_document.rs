@@ -233,18 +233,20 @@ const DOCUMENT_METHODS: Methods = Methods {
     allowed: &[store::AuthMethod::Public, store::AuthMethod::PrivateKeyJwt],
 };
 
-/// Whether `client_id` names a metadata document (it starts with `https://`, or `http://`
-/// when loopback documents are allowed), and if so its URL or why it cannot be one.
+/// Whether `client_id` names a metadata document: it starts with `https://`, or `http://`
+/// when loopback documents are allowed (whether it is a good URL is [`document_url`]'s).
+fn names_document(client_id: &str, documents: MetadataDocuments) -> bool {
+    let lower = client_id.get(..8).unwrap_or(client_id).to_ascii_lowercase();
+    let http = lower.starts_with("http://") && documents == MetadataDocuments::OnWithLoopback;
+    documents != MetadataDocuments::Off && (lower.starts_with("https://") || http)
+}
+
+/// If `client_id` names a metadata document, its URL or why it cannot be one.
 pub(crate) fn document_url(
     client_id: &str,
     documents: MetadataDocuments,
 ) -> Option<Result<Url, ErrorResponse>> {
-    let lower = client_id.get(..8).unwrap_or(client_id).to_ascii_lowercase();
-    let http = lower.starts_with("http://") && documents == MetadataDocuments::OnWithLoopback;
-    if documents == MetadataDocuments::Off || !(lower.starts_with("https://") || http) {
-        return None;
-    }
-    Some(checked_url(client_id, documents))
+    names_document(client_id, documents).then(|| checked_url(client_id, documents))
 }
 
 /// The draft's rules for a `client_id` URL (§3).
@@ -309,7 +311,7 @@ impl Service {
 
     /// Whether `client_id` names a client known by its metadata document.
     pub(crate) fn is_document_client(&self, client_id: &str) -> bool {
-        document_url(client_id, self.metadata_documents()).is_some()
+        names_document(client_id, self.metadata_documents())
     }
 
     /// Whether `client_id` URLs are read as metadata documents.
@@ -323,14 +325,16 @@ impl Service {
     pub(crate) async fn client(&self, client_id: &str) -> Result<Option<Client>, ErrorResponse> {
         match document_url(client_id, self.metadata_documents()) {
             None => Ok(self.clients.get(&self.store, client_id).await?),
-            Some(url) => self.document_client(&url?, client_id).await.map(Some),
+            Some(url) => self.document_client(&url?).await.map(Some),
         }
     }
 
     /// The client the document at `url` describes, from memory while fresh. One fetch per
     /// document at a time: requests naming it meanwhile wait in line, and the first finds it
     /// fetched (or, if that fetch was abandoned, fetches it itself).
-    async fn document_client(&self, url: &Url, client_id: &str) -> Result<Client, ErrorResponse> {
+    async fn document_client(&self, url: &Url) -> Result<Client, ErrorResponse> {
+        // The URL is the id exactly (checked_url refuses any other spelling).
+        let client_id = url.as_str();
         let documents = &self.documents;
         if let Some(entry) = documents.cache.get(client_id) {
             return entry.client;
@@ -356,7 +360,7 @@ impl Service {
         let _permit = documents.fetches.try_acquire().map_err(|_| busy())?;
         let (client, fresh_for) = match fetcher.fetch(url).await {
             Ok(document) => (
-                self.read_document(&document, client_id, store::unix_now()),
+                self.read_document(&document, url, store::unix_now()),
                 document.fresh_for,
             ),
             // The reason is in the fetcher's log line, not in the answer (see DocumentFetcher).
@@ -379,9 +383,10 @@ impl Service {
     pub(crate) fn read_document(
         &self,
         document: &FetchedDocument,
-        client_id: &str,
+        url: &Url,
         now: i64,
     ) -> Result<Client, ErrorResponse> {
+        let client_id = url.as_str();
         if !is_json(document.content_type.as_deref()) {
             return Err(refused(format!(
                 "{client_id} is not served as application/json"
@@ -406,13 +411,11 @@ impl Service {
         let requested = self
             .requested(&metadata, &DOCUMENT_METHODS)
             .map_err(|e| refused(e.description))?;
-        let host = Url::parse(client_id)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
         Ok(Client {
             client_id: client_id.to_owned(),
-            name: requested.name.unwrap_or(host),
+            name: requested
+                .name
+                .unwrap_or_else(|| url.host_str().unwrap_or_default().to_owned()),
             secret_hash: None,
             auth_method: requested.auth_method,
             auth_method_pinned: true,

@@ -42,6 +42,10 @@ async fn fixture(documents: MetadataDocuments) -> Fixture {
     Fixture { service, _dir: dir }
 }
 
+fn doc_url() -> Url {
+    Url::parse(DOC).unwrap()
+}
+
 fn served(body: serde_json::Value) -> FetchedDocument {
     FetchedDocument {
         body: body.to_string().into_bytes(),
@@ -159,7 +163,10 @@ fn documents_are_kept_as_their_headers_say_within_bounds_and_failures_briefly() 
 #[tokio::test]
 async fn a_document_is_a_third_party_public_client_for_the_registration_audiences() {
     let f = fixture(MetadataDocuments::On).await;
-    let client = f.service.read_document(&served(valid()), DOC, NOW).unwrap();
+    let client = f
+        .service
+        .read_document(&served(valid()), &doc_url(), NOW)
+        .unwrap();
     assert_eq!(client.client_id, DOC);
     assert_eq!(
         client.name, "Editor",
@@ -178,7 +185,10 @@ async fn a_document_is_a_third_party_public_client_for_the_registration_audience
 
     let mut unnamed = valid();
     unnamed.as_object_mut().unwrap().remove("client_name");
-    let client = f.service.read_document(&served(unnamed), DOC, NOW).unwrap();
+    let client = f
+        .service
+        .read_document(&served(unnamed), &doc_url(), NOW)
+        .unwrap();
     assert_eq!(client.name, "app.example", "named by its host");
 }
 
@@ -231,7 +241,7 @@ async fn documents_that_break_the_rules_are_refused() {
     for (doc, says) in cases {
         let refused = f
             .service
-            .read_document(&served(doc.clone()), DOC, NOW)
+            .read_document(&served(doc.clone()), &doc_url(), NOW)
             .unwrap_err();
         assert_eq!(refused.kind, ErrorKind::InvalidClient, "{doc}");
         assert!(
@@ -242,7 +252,7 @@ async fn documents_that_break_the_rules_are_refused() {
     }
     let mut html = served(valid());
     html.content_type = Some("text/html".into());
-    assert!(f.service.read_document(&html, DOC, NOW).is_err());
+    assert!(f.service.read_document(&html, &doc_url(), NOW).is_err());
 }
 
 #[tokio::test]
@@ -265,12 +275,15 @@ async fn private_key_jwt_clients_give_their_keys_inline() {
     );
     let client = f
         .service
-        .read_document(&served(doc.clone()), DOC, NOW)
+        .read_document(&served(doc.clone()), &doc_url(), NOW)
         .unwrap();
     assert_eq!(client.auth_method, AuthMethod::PrivateKeyJwt);
     assert!(client.jwks.is_some());
     with_jwks_uri_instead(&mut doc);
-    let refused = f.service.read_document(&served(doc), DOC, NOW).unwrap_err();
+    let refused = f
+        .service
+        .read_document(&served(doc), &doc_url(), NOW)
+        .unwrap_err();
     assert!(
         refused.description.contains("jwks_uri is not supported"),
         "{refused:?}"
