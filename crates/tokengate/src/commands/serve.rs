@@ -193,6 +193,17 @@ async fn dev_browser_client(
     Ok(Some(format!("{}{DEV_START}", issuer.trim_end_matches('/'))))
 }
 
+/// Whether the listen address and the issuer (by default derived from it) are loopback: the
+/// service is reachable from this machine only, and says so in its URLs.
+fn on_loopback(config: &Config, listen: SocketAddr) -> bool {
+    listen.ip().is_loopback()
+        && config
+            .token_service
+            .issuer
+            .as_ref()
+            .is_none_or(|i| gateway::keys::is_loopback(i.get_ref()))
+}
+
 /// `provider = "dev"` lets anyone sign in as anyone: it runs with `tokengate dev` only, and
 /// only where nobody but this machine can reach it (a loopback listen address and issuer).
 fn refuse_dev_sign_in_beyond_this_machine(
@@ -215,12 +226,7 @@ fn refuse_dev_sign_in_beyond_this_machine(
                 .to_owned(),
         ));
     }
-    let issuer_local = config
-        .token_service
-        .issuer
-        .as_ref()
-        .is_none_or(|i| gateway::keys::is_loopback(i.get_ref()));
-    if !listen.ip().is_loopback() || !issuer_local {
+    if !on_loopback(config, listen) {
         return Err(CliError::usage(
             "token_service.login.provider = \"dev\" lets anyone sign in as anyone: it listens \
              on loopback only (127.0.0.1 or [::1]), with a loopback issuer"
@@ -246,12 +252,7 @@ fn refuse_loopback_documents_beyond_this_machine(
     if !*setting.get_ref() {
         return Ok(());
     }
-    let issuer_local = config
-        .token_service
-        .issuer
-        .as_ref()
-        .is_none_or(|i| gateway::keys::is_loopback(i.get_ref()));
-    if !listen.ip().is_loopback() || !issuer_local || !config.server.trusted_proxies.is_empty() {
+    if !on_loopback(config, listen) || !config.server.trusted_proxies.is_empty() {
         return Err(CliError::usage(
             "token_service.registration.metadata_documents_from_loopback fetches documents \
              from this machine's loopback addresses: it runs on a loopback listen address \
