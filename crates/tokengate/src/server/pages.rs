@@ -112,18 +112,23 @@ pub(super) struct ConsentView<'a> {
     pub destination: &'a str,
 }
 
-/// The host of a client known by its metadata document (its `client_id` is the document's
-/// URL), and port when not the default: who vouches for the name shown.
-fn document_host(client_id: &str) -> Option<String> {
-    let url = url::Url::parse(client_id).ok()?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return None;
-    }
+/// A URL's host, and port when not the scheme's default, as the consent page names a place.
+pub(super) fn host_and_port(url: &url::Url) -> Option<String> {
     let host = url.host_str()?;
     Some(match url.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     })
+}
+
+/// The host of a client known by its metadata document (its `client_id` is the document's
+/// URL): who vouches for the name shown.
+fn document_host(client_id: &str) -> Option<String> {
+    let url = url::Url::parse(client_id).ok()?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return None;
+    }
+    host_and_port(&url)
 }
 
 /// The consent page: the client, the resource and the scopes, and two buttons named

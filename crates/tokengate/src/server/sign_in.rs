@@ -293,11 +293,7 @@ async fn consent_page(app: &App, session: &SignIn, sealed: String, id: &str) -> 
 /// or, for an app's private-use scheme, the scheme.
 fn destination(redirect_uri: &str) -> String {
     match url::Url::parse(redirect_uri) {
-        Ok(url) => match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => format!("{}:", url.scheme()),
-        },
+        Ok(url) => pages::host_and_port(&url).unwrap_or_else(|| format!("{}:", url.scheme())),
         Err(_) => redirect_uri.to_owned(),
     }
 }
