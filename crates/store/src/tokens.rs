@@ -76,6 +76,22 @@ macro_rules! insert_tokens {
 /// SQLite's 32766 and PostgreSQL's 65535 bound parameters per statement.
 const MAX_BATCH_ROWS: usize = 1024;
 
+/// Inserts the tokens of a batch beyond its first [`MAX_BATCH_ROWS`], on `$conn` (a
+/// connection or an open transaction). Batch sizes vary: not prepared and cached, or they
+/// would evict the statements that are.
+macro_rules! insert_more_tokens {
+    ($conn:expr, $rest:expr) => {
+        for chunk in $rest.chunks(MAX_BATCH_ROWS) {
+            insert_tokens!(chunk.iter().map(|(t, _)| t))
+                .build()
+                .persistent(false)
+                .execute(&mut *$conn)
+                .await
+                .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
+        }
+    };
+}
+
 /// One connection of the store's pool, held by a caller that writes often (the token
 /// service's group commit). SQLite connections each keep their own page cache, which a write
 /// through another connection invalidates; the pool hands out its connections in turn, so a
@@ -246,30 +262,72 @@ impl Store {
     }
 }
 
-/// The first tokens of a batch and `n` audit sequence numbers taken, in one request: SQLite
-/// runs the UPDATE as a second statement of the same call and answers its row.
-fn sqlite_first_tokens(
-    n: usize,
-    head: &[(IssuedToken, crate::PreparedEvent)],
-) -> sqlx::QueryBuilder<'_, sqlx::Sqlite> {
-    let mut q = insert_tokens!(head.iter().map(|(t, _)| t));
+/// A batch on SQLite in two calls to the connection's thread, where each call is a hand-off
+/// there and back (two context switches on a busy machine, which cost more per batch than
+/// the inserts): the first opens the transaction, inserts the first tokens and takes `n` audit
+/// sequence numbers (sqlx runs each statement of a query in turn and answers the UPDATE's
+/// row); the last inserts the events and commits. sqlx's own transactions would add a call
+/// for `BEGIN` and one for `COMMIT`. Whatever fails, the transaction may be left open: the
+/// caller closes the connection (which rolls it back) instead of returning it to the pool.
+async fn sqlite_record(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[(IssuedToken, crate::PreparedEvent)],
+) -> Result<()> {
+    let (head, rest) = batch.split_at(batch.len().min(MAX_BATCH_ROWS));
+    let n = batch.len();
+    // IMMEDIATE: the write lock is taken (or waited for) at once, so the sequence numbers
+    // read below stay this transaction's until it commits.
+    let mut q = insert_tokens!("BEGIN IMMEDIATE; ".to_owned(); head.iter().map(|(t, _)| t));
     q.push(format_args!(
         "; UPDATE audit_head SET next = next + {n} WHERE id = 1 RETURNING next"
     ));
-    q
+    let (next,): (i64,) = q
+        .build_query_as()
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
+    insert_more_tokens!(conn, rest);
+    let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
+    let first = next - i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = crate::audit::sequenced(first, &events)?;
+    let mut chunks = rows.chunks(crate::audit::MAX_EVENT_ROWS).peekable();
+    while let Some(chunk) = chunks.next() {
+        let mut q = crate::audit::insert_events!(chunk);
+        if chunks.peek().is_none() {
+            q.push("; COMMIT");
+        }
+        q.build().persistent(false).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
-/// The same on PostgreSQL: a data-modifying CTE (one statement, one round trip).
-fn postgres_first_tokens(
-    n: usize,
-    head: &[(IssuedToken, crate::PreparedEvent)],
-) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
+/// A batch on PostgreSQL, in a transaction of sqlx's: the first tokens and the sequence
+/// numbers in one data-modifying CTE (one statement, one round trip), then the events.
+async fn postgres_record(
+    conn: &mut sqlx::PgConnection,
+    batch: &[(IssuedToken, crate::PreparedEvent)],
+) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let (head, rest) = batch.split_at(batch.len().min(MAX_BATCH_ROWS));
+    let n = batch.len();
     let mut q = insert_tokens!(format!(
         "WITH seq AS (UPDATE audit_head SET next = next + {n} WHERE id = 1 \
          RETURNING next), ins AS ("
     ); head.iter().map(|(t, _)| t));
     q.push(") SELECT next FROM seq");
-    q
+    let (next,): (i64,) = q
+        .build_query_as()
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
+    insert_more_tokens!(tx, rest);
+    let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
+    let first = next - i64::try_from(n).unwrap_or(i64::MAX);
+    crate::audit::insert_sequenced!(tx, first, &events);
+    tx.commit().await?;
+    Ok(())
 }
 
 impl Writer {
@@ -284,51 +342,22 @@ impl Writer {
         if batch.is_empty() {
             return Ok(());
         }
-        // One multi-row statement per table: with sqlx's SQLite driver every statement is a
-        // hand-off to the connection's thread and back, which costs more than the insert.
-        // Batches stay far below both databases' bound-parameter limits (see MAX_BATCH_ROWS).
-        // The audit sequence's numbers are taken by the request that inserts the first
-        // tokens, so the audit log adds no round trip to a batch: on PostgreSQL as a
-        // data-modifying CTE, on SQLite as a second statement in the same call (sqlx runs
-        // each statement of a query in turn on the connection's thread and answers the
-        // UPDATE's row). The head's row lock (PostgreSQL) or the write lock (SQLite) orders
+        // One multi-row statement per table; batches stay far below both databases'
+        // bound-parameter limits (see MAX_BATCH_ROWS). The audit sequence's numbers are taken
+        // by the request that inserts the first tokens, so the audit log adds no round trip
+        // to a batch. The head's row lock (PostgreSQL) or the write lock (SQLite) orders
         // every writer's audit events until the commit.
-        macro_rules! record {
-            ($conn:expr, $first_tokens:expr) => {{
-                let mut tx = sqlx::Connection::begin(&mut **$conn).await?;
-                let (head, rest) = batch.split_at(batch.len().min(MAX_BATCH_ROWS));
-                let n = batch.len();
-                let mut q = $first_tokens(n, head);
-                let (next,): (i64,) = q
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
-                for chunk in rest.chunks(MAX_BATCH_ROWS) {
-                    // Batch sizes vary: not prepared and cached, or they would evict the
-                    // statements that are.
-                    insert_tokens!(chunk.iter().map(|(t, _)| t))
-                        .build()
-                        .persistent(false)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| {
-                            StoreError::from(e).conflict_is("a token with this jti exists")
-                        })?;
-                }
-                let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
-                let first = next - i64::try_from(n).unwrap_or(i64::MAX);
-                crate::audit::insert_sequenced!(tx, first, &events);
-                tx.commit().await?;
-            }};
-        }
         if with_pool!(&self.store, pool => pool.is_closed()) {
             return Err(sqlx::Error::PoolClosed.into());
         }
         match &mut self.conn {
-            WriterConn::Sqlite(conn) => record!(conn, sqlite_first_tokens),
-            WriterConn::Postgres(conn) => record!(conn, postgres_first_tokens),
+            WriterConn::Sqlite(conn) => {
+                if let Err(e) = sqlite_record(conn, batch).await {
+                    conn.close_on_drop();
+                    return Err(e);
+                }
+            }
+            WriterConn::Postgres(conn) => postgres_record(conn, batch).await?,
         }
         Ok(())
     }
