@@ -43,8 +43,8 @@ function pinnedCount(suite) {
 // order, each even if an earlier one failed, reports them and exits: 0 all passed and as many
 // ran as interop/expected.json pins, 1 otherwise (a check failed, none ran, or the number of
 // checks is not the pinned one: then a `FAIL - pinned total: ...` line says so, and the
-// summary line ends with the reason).
-export async function runChecks(suite, checks) {
+// summary line ends with the reason). `after` runs before the exit (closing a browser).
+export async function runChecks(suite, checks, after = async () => {}) {
   const expected = pinnedCount(suite);
   let passed = 0;
   let failed = 0;
@@ -74,6 +74,11 @@ export async function runChecks(suite, checks) {
       + `${checks.length} and say why in its "why".`;
   }
   if (problem) console.log(`FAIL - pinned total: ${problem}.${advice}`);
+  try {
+    await after();
+  } catch (e) {
+    console.error(`cleaning up after the checks: ${e.message}`);
+  }
   console.log(`${passed} passed, ${failed} failed${problem ? `; ${problem}` : ''}`);
   process.exit(failed || problem ? 1 : 0);
 }

@@ -652,7 +652,8 @@ async fn announce_dev(
     let text = format!(
         "tokengate dev: token service and gateway at {issuer}\n\
          demo client: client_id={id} client_secret={secret} (secret re-issued on every dev start)\n\
-         admin token: {admin}\n\n\
+         admin token: {admin}\n\
+         web console: {issuer}/console (sign in with the admin token)\n\n\
          Get tokens (one that may write, one that may only read, one encrypted):\n  {write}\n  {read}\n  {enc}\n\
          Call the demo API through the gateway:\n\
          \x20 curl -i -X POST {issuer}/api/transactions                                            # 401: no token\n\

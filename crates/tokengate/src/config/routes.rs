@@ -11,8 +11,14 @@ use toml::Spanned;
 use super::values::{ForwardToken, HeaderName, HeaderSet, Method, Upstream};
 use super::Duration;
 
-/// Paths served by the token service; a route may not shadow them.
-pub const RESERVED: [&str; 4] = ["/oauth2/", "/.well-known/", "/admin/", "/metrics"];
+/// Paths served by the token service (and the web console); a route may not shadow them.
+pub const RESERVED: [&str; 5] = [
+    "/oauth2/",
+    "/.well-known/",
+    "/admin/",
+    "/console/",
+    "/metrics",
+];
 
 /// The probes' paths, served on every listener: reserved as exact paths only, so that an
 /// upstream's `/healthz/deep` or `/readyz-ui/` stays routable.

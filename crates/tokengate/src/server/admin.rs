@@ -87,14 +87,18 @@ fn protected() -> OpenApiRouter<Arc<App>> {
 /// Audits a state-changing admin request: who (the admin credential's id: the first 8 hex
 /// digits of its SHA-256, never the token), from where, what and how it ended. The event of
 /// what it did (`client.created`, `key.rotated`, …) carries the same request id.
-async fn audit_admin_action(
+pub(super) async fn audit_admin_action(
     app: &App,
-    method: &str,
-    path: &str,
-    id: &str,
+    action: AdminAction<'_>,
     peer: Option<std::net::IpAddr>,
     status: StatusCode,
 ) {
+    let AdminAction {
+        method,
+        path,
+        id,
+        via,
+    } = action;
     let credential = app
         .admin_token
         .as_deref()
@@ -104,6 +108,7 @@ async fn audit_admin_action(
     detail.insert("path".into(), path.into());
     detail.insert("status".into(), status.as_u16().into());
     detail.insert("credential".into(), credential.into());
+    detail.insert("via".into(), via.name().into());
     detail.insert("source".into(), peer.map(|p| p.to_string()).into());
     let event = store::AuditEvent {
         time: store::unix_now(),
@@ -120,6 +125,33 @@ async fn audit_admin_action(
     };
     if let Err(e) = app.service.store().append_audit(&event).await {
         tracing::error!("request {id}: the admin action was not audited: {e}");
+    }
+}
+
+/// What an audited admin request was.
+pub(super) struct AdminAction<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Its request id.
+    pub id: &'a str,
+    pub via: Via,
+}
+
+/// How an admin request presented the admin token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// A console session started with it (and, for a change, its CSRF token).
+    Console,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Bearer => "bearer",
+            Via::Console => "console",
+        }
     }
 }
 
@@ -160,45 +192,59 @@ pub(super) fn bearer_matches(headers: &axum::http::HeaderMap, expected: &str) ->
 /// `Authorization: Bearer <admin token>`, compared in constant time; a failure is counted
 /// for the audit trail ([`AuthFailures`]).
 async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let ok = app
-        .admin_token
-        .as_ref()
-        .is_some_and(|expected| bearer_matches(req.headers(), expected));
     let peer = req
         .extensions()
         .get::<super::ConnInfo>()
         .and_then(|c| c.peer)
         .map(|p| p.ip());
-    if ok {
-        let changes = !matches!(
-            *req.method(),
-            axum::http::Method::GET | axum::http::Method::HEAD
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let via = match app.admin_token() {
+        Some(expected) if bearer_matches(req.headers(), expected) => Some(Via::Bearer),
+        Some(_) => match app.console.of(req.headers()) {
+            // A cookie is sent whichever page made the request: a change also needs the
+            // token only the console's own pages can read.
+            Some(session) if changes && !session.csrf_matches(req.headers()) => {
+                return super::console::csrf_refused(&request_id(&req));
+            }
+            Some(_) => Some(Via::Console),
+            None => None,
+        },
+        None => None,
+    };
+    let Some(via) = via else {
+        app.admin_failures.record(peer);
+        let id = request_id(&req);
+        let mut response = error_json(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+            &id,
         );
-        let action = changes.then(|| {
-            (
-                req.method().to_string(),
-                req.uri().path().to_owned(),
-                request_id(&req),
-            )
-        });
-        let response = next.run(req).await;
-        if let Some((method, path, id)) = action {
-            audit_admin_action(&app, &method, &path, &id, peer, response.status()).await;
-        }
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tokengate-admin\""),
+        );
         return response;
+    };
+    if !changes {
+        return next.run(req).await;
     }
-    app.admin_failures.record(peer);
-    let id = request_id(&req);
-    let mut response = error_json(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "a valid admin bearer token is required",
-        &id,
+    let (method, path, id) = (
+        req.method().to_string(),
+        req.uri().path().to_owned(),
+        request_id(&req),
     );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"tokengate-admin\""),
-    );
+    let response = next.run(req).await;
+    let action = AdminAction {
+        method: &method,
+        path: &path,
+        id: &id,
+        via,
+    };
+    audit_admin_action(&app, action, peer, response.status()).await;
     response
 }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod client_documents;
 mod connection;
+mod console;
 pub mod dev_client;
 mod endpoints;
 pub mod health;
@@ -65,6 +66,8 @@ pub struct App {
     metrics_token: Option<Zeroizing<String>>,
     /// Failed admin authentications, audited once per interval.
     pub admin_failures: admin::AuthFailures,
+    /// The web console's signed-in browsers (this node's).
+    pub(crate) console: console::Sessions,
     /// The gateway now serving; replaced whole on reload.
     gateway: RwLock<Arc<Gateway>>,
     /// How to rebuild the gateway (`None`: nothing to reload from).
@@ -110,6 +113,7 @@ impl App {
             admin_token: access.admin_token.map(Zeroizing::new),
             metrics_token: access.metrics_token.map(Zeroizing::new),
             admin_failures: admin::AuthFailures::default(),
+            console: console::Sessions::default(),
             gateway: RwLock::new(Arc::new(gateway)),
             reloader,
             in_flight: access
@@ -119,6 +123,11 @@ impl App {
             readiness: health::Readiness::new(access.redis),
             upstream: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The admin API's bearer token, if the admin API (and with it the console) is on.
+    pub(crate) fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref().map(String::as_str)
     }
 
     /// The client of the OpenID Provider (one per node: its pool, metadata and keys).
@@ -230,6 +239,7 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
     if surface != Surface::Public {
         router = router
             .merge(admin::routes(Arc::clone(&app)))
+            .merge(console::routes(Arc::clone(&app)))
             .route("/metrics", axum::routing::get(proxy::metrics));
     }
     let router = if surface == Surface::Admin {
@@ -253,7 +263,7 @@ async fn not_found(axum::Extension(id): axum::Extension<RequestId>) -> Response 
     error_json(
         StatusCode::NOT_FOUND,
         "not_found",
-        "the admin listener serves /admin/, /metrics, /healthz and /readyz only",
+        "the admin listener serves /admin/, /console/, /metrics, /healthz and /readyz only",
         &id.0,
     )
 }
@@ -350,7 +360,8 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     request.finish(response)
 }
 
-/// Paths of the token service, its metadata, the admin API and the metrics: the router's.
+/// Paths of the token service, its metadata, the admin API, the console and the metrics: the
+/// router's.
 /// Everything else is gateway traffic, which the listener hands to the gateway directly,
 /// past the router and its middleware (docs/benchmarks.md, section 2). Every route of the
 /// router starts with one of these prefixes, and the router sends what it does not serve to
@@ -358,7 +369,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 /// only takes the longer way).
 pub fn is_service_path(path: &str) -> bool {
     crate::config::routes::PROBES.contains(&path)
-        || ["/oauth2", "/.well-known", "/admin", "/metrics"]
+        || ["/oauth2", "/.well-known", "/admin", "/console", "/metrics"]
             .iter()
             .any(|prefix| path.starts_with(prefix))
 }

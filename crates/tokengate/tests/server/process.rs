@@ -588,6 +588,25 @@ fn dev_creates_a_key_file_and_a_working_demo_client() {
     ] {
         assert!(out.contains(expected), "{expected}: {out}");
     }
+    // The web console it names opens, and the admin token it prints signs in there.
+    let line = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {out}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let console = line("web console: ");
+    let path = console.split_once(&server.addr).unwrap().1;
+    let page = request(&server.addr, "GET", path, &[], None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.header("content-security-policy").is_some());
+    let admin = line("admin token: ");
+    let body = serde_json::json!({ "token": admin }).to_string();
+    let session = request(&server.addr, "POST", "/console/session", &[], Some(&body));
+    assert_eq!(session.status, 200, "{}", session.body);
     // Logged before the listening line, but written by the log's own thread: waited for.
     wait_for("the note that the master key file was created", || {
         let log = server.log();
