@@ -115,6 +115,30 @@ await runChecks('console', [
     await row.getByRole('cell', { name: 'enabled' }).waitFor();
     assertEqual(curlToken(created.id, created.secret).status, 200, 'token endpoint once enabled');
   }],
+  ['a token found in the console and revoked there is refused by the gateway', async () => {
+    assert(created, 'no client was created');
+    // Disabling the client revoked its tokens issued up to that second (`iat` counts whole
+    // seconds, so a token of the same second is refused too): take one from a later second.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const token = curlToken(created.id, created.secret).body.access_token;
+    const jti = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).jti;
+    assertEqual(curlApi(token), 200, 'the route before the revocation');
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.getByLabel('Search by').selectOption('client_id');
+    await page.getByLabel('Value').fill(created.id);
+    await page.getByRole('button', { name: 'Search' }).click();
+    const row = page.locator(`tr[data-jti="${jti}"]`);
+    await row.getByRole('cell', { name: 'active' }).waitFor();
+    await shot('tokens');
+    await row.getByRole('button', { name: /^Revoke/ }).click();
+    await row.getByRole('cell', { name: 'revoked' }).waitFor();
+    let status = 0;
+    for (let i = 0; i < 30 && status !== 401; i++) {
+      status = curlApi(token);
+      if (status !== 401) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assertEqual(status, 401, 'the route after the revocation');
+  }],
   ['the keys page rotates the signing key and shows the published JWKS', async () => {
     await page.getByRole('link', { name: 'Keys' }).click();
     await page.getByRole('heading', { name: 'Keys', level: 1 }).waitFor();

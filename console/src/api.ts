@@ -118,6 +118,18 @@ export interface Key {
   remove_after?: number | null;
 }
 
+export interface IssuedToken {
+  jti: string;
+  client_id: string;
+  subject: string;
+  audience: string;
+  scope: string;
+  issued_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  state: 'active' | 'expired' | 'revoked';
+}
+
 export interface AuditEvent {
   id: number;
   seq?: number | null;

@@ -5,12 +5,14 @@ import { restoreSession, signOut, whenSignedOut } from './api';
 import { SignIn } from './pages/SignIn';
 import { Clients } from './pages/Clients';
 import { Keys } from './pages/Keys';
+import { Tokens } from './pages/Tokens';
 import { Audit } from './pages/Audit';
 import './style.css';
 
 const PAGES = [
   { path: '/console/clients', title: 'Clients', view: Clients },
   { path: '/console/keys', title: 'Keys', view: Keys },
+  { path: '/console/tokens', title: 'Tokens', view: Tokens },
   { path: '/console/audit', title: 'Audit', view: Audit },
 ];
 

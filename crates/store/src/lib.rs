@@ -115,7 +115,7 @@ pub use crypto::{hash_secret, verify_secret, MasterKey, MASTER_KEY_LEN, SECRET_H
 pub use error::{BoxError, StoreError};
 pub use keys::{KeyRecord, KeyState, KeyUse, NewKey};
 pub use refresh::{RefreshFamily, RefreshToken};
-pub use tokens::{IssuedToken, Revocation, Writer};
+pub use tokens::{IssuedToken, Revocation, TokensOf, Writer};
 
 /// Result type of the crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -35,6 +35,17 @@ pub struct Revocation {
     pub expires_at: i64,
 }
 
+/// Which recorded tokens [`Store::find_tokens`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokensOf<'a> {
+    /// The token with this `jti`.
+    Jti(&'a str),
+    /// A client's.
+    Client(&'a str),
+    /// A subject's.
+    Subject(&'a str),
+}
+
 type TokenRow = (
     String,
     String,
@@ -75,6 +86,21 @@ macro_rules! insert_tokens {
 /// Rows per multi-row insert in [`Writer::record_issued`]: 9 parameters each stays well under
 /// SQLite's 32766 and PostgreSQL's 65535 bound parameters per statement.
 const MAX_BATCH_ROWS: usize = 1024;
+
+fn token_of(
+    (jti, client_id, subject, audience, scope, issued_at, expires_at, revoked_at): TokenRow,
+) -> IssuedToken {
+    IssuedToken {
+        jti,
+        client_id,
+        subject,
+        audience,
+        scope,
+        issued_at,
+        expires_at,
+        revoked_at,
+    }
+}
 
 /// Inserts the tokens of a batch beyond its first [`MAX_BATCH_ROWS`], on `$conn` (a
 /// connection or an open transaction). Batch sizes vary: not prepared and cached, or they
@@ -153,20 +179,28 @@ impl Store {
         .bind(jti)
         .fetch_optional(pool)
         .await?);
-        Ok(row.map(
-            |(jti, client_id, subject, audience, scope, issued_at, expires_at, revoked_at)| {
-                IssuedToken {
-                    jti,
-                    client_id,
-                    subject,
-                    audience,
-                    scope,
-                    issued_at,
-                    expires_at,
-                    revoked_at,
-                }
-            },
-        ))
+        Ok(row.map(token_of))
+    }
+
+    /// Recorded tokens (not yet purged), newest first, at most `limit`: for an operator
+    /// looking one up. Each selection reads an index (the primary key, `tokens_client_id`,
+    /// `tokens_subject`).
+    pub async fn find_tokens(&self, of: TokensOf<'_>, limit: u32) -> Result<Vec<IssuedToken>> {
+        let (column, value) = match of {
+            TokensOf::Jti(v) => ("jti", v),
+            TokensOf::Client(v) => ("client_id", v),
+            TokensOf::Subject(v) => ("subject", v),
+        };
+        let sql = format!(
+            "SELECT jti, client_id, subject, audience, scope, issued_at, expires_at, revoked_at \
+             FROM tokens WHERE {column} = $1 ORDER BY issued_at DESC, jti LIMIT $2"
+        );
+        let rows: Vec<TokenRow> = with_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(value)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(token_of).collect())
     }
 
     /// Revokes one token. `true` if this call revoked it; `false` if it was already revoked

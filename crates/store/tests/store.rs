@@ -18,7 +18,7 @@
 mod cases {
     use store::{
         hash_secret, verify_secret, AuditEvent, AuthMethod, Backend, Client, IssuedToken, KeyState,
-        KeyUse, MasterKey, NewKey, Store, StoreError,
+        KeyUse, MasterKey, NewKey, Store, StoreError, TokensOf,
     };
 
     use store::testing::Ctx;
@@ -518,6 +518,28 @@ mod cases {
             Some(token("t1", "c1", "alice", exp))
         );
         assert_eq!(store.token("nope").await.unwrap(), None);
+        // Looked up by jti, client or subject, newest first, at most the limit.
+        let jtis = |found: Vec<IssuedToken>| found.into_iter().map(|t| t.jti).collect::<Vec<_>>();
+        let find = |of| store.find_tokens(of, 10);
+        assert_eq!(jtis(find(TokensOf::Jti("t3")).await.unwrap()), ["t3"]);
+        assert_eq!(
+            jtis(find(TokensOf::Client("c2")).await.unwrap()),
+            ["t3", "t4", "old"]
+        );
+        assert_eq!(
+            jtis(find(TokensOf::Subject("carol")).await.unwrap()),
+            ["t4", "old"]
+        );
+        assert_eq!(
+            jtis(store.find_tokens(TokensOf::Client("c2"), 1).await.unwrap()),
+            ["t3"]
+        );
+        assert!(find(TokensOf::Subject("nobody")).await.unwrap().is_empty());
+        // Values are bound, never spliced into the statement.
+        assert!(find(TokensOf::Jti("t1' OR '1'='1"))
+            .await
+            .unwrap()
+            .is_empty());
 
         assert!(store.revoke_token("t1", 1000).await.unwrap());
         assert!(

@@ -36,7 +36,7 @@ use openapi::{BadRequest, Conflict, NotFound, ServerError, Unavailable};
 use views::{
     AuditEventView, AuditPage, AuditQuery, CheckpointView, ClientList, ClientView, CredentialsView,
     ErrorBody, KeyList, KeyRotation, KeyView, NewClientBody, ProofView, PurgeQuery, Purged,
-    Reloaded, RevokeBody, Revoked, RotateBody,
+    Reloaded, RevokeBody, Revoked, RotateBody, TokenList, TokenQuery, TokenView,
 };
 
 /// Admin request bodies are small JSON documents.
@@ -75,6 +75,7 @@ fn protected() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(list_keys))
         .routes(routes!(rotate_key))
         .routes(routes!(revoke))
+        .routes(routes!(list_tokens))
         .routes(routes!(audit))
         .routes(routes!(audit_checkpoint))
         .routes(routes!(audit_proof))
@@ -676,6 +677,57 @@ async fn revoke(
     {
         Ok(revoked) => reply(StatusCode::OK, &Revoked { revoked }, &id.0),
         Err(e) => admin_error(&e, &id.0),
+    }
+}
+
+/// Look up issued tokens by token id, by client or by subject, newest first.
+///
+/// Tokens are recorded by their claims (never the token itself) until they are purged after
+/// expiry.
+#[utoipa::path(
+    get,
+    path = "/admin/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "The tokens found (none is not an error).", body = TokenList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn list_tokens(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return bad_request(
+            "expected jti, client_id or subject, and an integer limit",
+            &id.0,
+        );
+    };
+    if !(1..=500).contains(&q.limit) {
+        return bad_request("limit must be between 1 and 500", &id.0);
+    }
+    let of = match (
+        q.jti.as_deref(),
+        q.client_id.as_deref(),
+        q.subject.as_deref(),
+    ) {
+        (Some(j), None, None) if !j.is_empty() => store::TokensOf::Jti(j),
+        (None, Some(c), None) if !c.is_empty() => store::TokensOf::Client(c),
+        (None, None, Some(s)) if !s.is_empty() => store::TokensOf::Subject(s),
+        _ => return bad_request("give exactly one of jti, client_id or subject", &id.0),
+    };
+    match app.service.store().find_tokens(of, q.limit).await {
+        Ok(found) => {
+            let now = store::unix_now();
+            let tokens = found.iter().map(|t| TokenView::at(t, now)).collect();
+            reply(StatusCode::OK, &TokenList { tokens }, &id.0)
+        }
+        Err(e) => admin_error(&e.into(), &id.0),
     }
 }
 

@@ -73,7 +73,7 @@ type Operation = (
 /// The operations of the OpenAPI document (path, method) and the status each answers here
 /// when called with the admin token (`{client_id}` an unknown client, bodies as given), with
 /// the error code and description of the refusals.
-const OPERATIONS: [Operation; 16] = [
+const OPERATIONS: [Operation; 17] = [
     ("/admin/openapi.json", "get", 200, None),
     ("/admin/clients", "get", 200, None),
     ("/admin/clients", "post", 201, None),
@@ -110,6 +110,16 @@ const OPERATIONS: [Operation; 16] = [
     ("/admin/keys", "get", 200, None),
     ("/admin/keys/rotate", "post", 201, None),
     ("/admin/revocations", "post", 200, None),
+    // Called without a selection.
+    (
+        "/admin/tokens",
+        "get",
+        400,
+        Some((
+            "invalid_request",
+            "give exactly one of jti, client_id or subject",
+        )),
+    ),
     ("/admin/audit", "get", 200, None),
     // No checkpoint is signed here (no node task runs): nothing to show or prove yet.
     (
@@ -198,7 +208,7 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
         }
     }
     let expected = &OPERATIONS;
-    assert_eq!(paths.len(), 14, "paths declared: {:?}", paths.keys());
+    assert_eq!(paths.len(), 15, "paths declared: {:?}", paths.keys());
     assert_eq!(declared.len(), OPERATIONS.len());
     let mut names: Vec<(&str, &str)> = declared
         .iter()
@@ -555,6 +565,47 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
         .as_str()
         .unwrap()
         .to_owned();
+    // Looked up by client (all three, active), by subject, and by jti.
+    let listed = |found: Value| {
+        found["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["jti"].as_str().unwrap().to_owned(), t["state"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let by_client = admin_call(&app, "GET", &format!("/admin/tokens?client_id={id}"), None)
+        .await
+        .ok();
+    let found = listed(by_client);
+    assert_eq!(found.len(), 3);
+    assert!(
+        found.iter().all(|(_, state)| state == "active"),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|(j, _)| *j == jti));
+    let by_subject = admin_call(
+        &app,
+        "GET",
+        &format!("/admin/tokens?subject={id}&limit=2"),
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(listed(by_subject).len(), 2);
+    for bad in [
+        "/admin/tokens?jti=a&subject=b",
+        "/admin/tokens?jti=",
+        "/admin/tokens?client_id=x&limit=0",
+        "/admin/tokens?client_id=x&limit=many",
+        "/admin/tokens?client_id=x&other=1",
+    ] {
+        assert_eq!(
+            admin_call(&app, "GET", bad, None).await.status,
+            400,
+            "{bad}"
+        );
+    }
     let one = admin_call(
         &app,
         "POST",
@@ -564,6 +615,10 @@ pub async fn admin_keys_revocations_and_audit(ctx: Ctx) {
     .await
     .ok();
     assert_eq!(one["revoked"], 1);
+    let by_jti = admin_call(&app, "GET", &format!("/admin/tokens?jti={jti}"), None)
+        .await
+        .ok();
+    assert_eq!(listed(by_jti), [(jti.clone(), json!("revoked"))]);
     let rest = admin_call(
         &app,
         "POST",

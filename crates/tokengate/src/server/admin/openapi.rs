@@ -27,7 +27,8 @@ const REQUEST_ID_HEADER: &str = "XRequestId";
         description = "Manages tokengate's OAuth clients, signing and encryption keys, token \
 revocations and configuration, and reads its audit trail. It is served on the token service's \
 listener, under /admin/.\n\n\
-Every operation but `GET /admin/openapi.json` needs `Authorization: Bearer <admin token>`. The \
+Every operation but `GET /admin/openapi.json` needs `Authorization: Bearer <admin token>` (or \
+the web console's session cookie, with its `X-CSRF-Token` on every change). The \
 admin token is set as `[server] admin_token` in the configuration file or in the \
 `TOKENGATE_ADMIN_TOKEN` environment variable; without one the admin API is off, and every \
 operation below, this document included, answers 404.\n\n\
@@ -37,6 +38,7 @@ the same request id."
     tags(
         (name = "clients", description = "Registering OAuth clients and managing their lifecycle."),
         (name = "keys", description = "Signing and encryption keys and their rotation."),
+        (name = "tokens", description = "Looking up issued tokens."),
         (name = "revocation", description = "Revoking issued tokens."),
         (name = "audit", description = "Reading the audit trail."),
         (name = "meta", description = "The admin API itself and the server's configuration."),

@@ -167,6 +167,7 @@ fn the_documented_operations() {
         ("GET", "/admin/clients/{client_id}", "getClient"),
         ("GET", "/admin/keys", "listKeys"),
         ("GET", "/admin/openapi.json", "getOpenApi"),
+        ("GET", "/admin/tokens", "listTokens"),
         ("POST", "/admin/clients", "createClient"),
         (
             "POST",
@@ -283,7 +284,10 @@ fn the_document_describes_itself() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tags, ["clients", "keys", "revocation", "audit", "meta"]);
+    assert_eq!(
+        tags,
+        ["clients", "keys", "tokens", "revocation", "audit", "meta"]
+    );
     for (method, path, op) in operations(&doc) {
         let op_tags = op["tags"].as_array().unwrap();
         assert_eq!(op_tags.len(), 1, "{method} {path}");

@@ -197,6 +197,55 @@ impl From<&KeyRecord> for KeyView {
     }
 }
 
+/// An issued access token, as recorded (never the token itself).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = IssuedToken)]
+pub(super) struct TokenView {
+    /// Its `jti`.
+    jti: String,
+    /// The client it was issued to.
+    client_id: String,
+    /// Its `sub`.
+    subject: String,
+    /// Its `aud`.
+    audience: String,
+    /// Its `scope` (space-separated).
+    scope: String,
+    /// `iat`, Unix seconds.
+    issued_at: i64,
+    /// `exp`, Unix seconds.
+    expires_at: i64,
+    /// When it was revoked, Unix seconds.
+    #[schema(required = true)]
+    revoked_at: Option<i64>,
+    /// `revoked`, `expired` or `active`, as of the response.
+    #[schema(examples("active", "expired", "revoked"))]
+    state: &'static str,
+}
+
+impl TokenView {
+    pub(super) fn at(t: &store::IssuedToken, now: i64) -> Self {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at <= now {
+            "expired"
+        } else {
+            "active"
+        };
+        TokenView {
+            jti: t.jti.clone(),
+            client_id: t.client_id.clone(),
+            subject: t.subject.clone(),
+            audience: t.audience.clone(),
+            scope: t.scope.clone(),
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            state,
+        }
+    }
+}
+
 /// One event of the audit trail.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = AuditEvent)]
@@ -323,6 +372,33 @@ pub(super) struct ProofView {
 }
 
 /// A page of audit events in ascending id order.
+/// Recorded tokens, newest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TokenList {
+    pub(super) tokens: Vec<TokenView>,
+}
+
+/// Which tokens `GET /admin/tokens` looks up: exactly one of `jti`, `client_id`, `subject`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct TokenQuery {
+    /// The token with this `jti`.
+    pub(super) jti: Option<String>,
+    /// A client's tokens.
+    pub(super) client_id: Option<String>,
+    /// A subject's tokens.
+    pub(super) subject: Option<String>,
+    /// At most this many, newest first.
+    #[serde(default = "default_token_limit")]
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    pub(super) limit: u32,
+}
+
+fn default_token_limit() -> u32 {
+    50
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct AuditPage {
     pub(super) events: Vec<AuditEventView>,
