@@ -6,14 +6,14 @@
 // change without the CSRF token; no page logs an error. Screenshots of every page go to
 // SHOTS (docs/console/ when run with --screenshots).
 //
-// Usage: node interop/console.mjs BASE_URL ADMIN_TOKEN AUDIENCE SHOTS
+// Usage: node interop/console.mjs BASE_URL ADMIN_TOKEN AUDIENCE SHOTS DATABASE
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { assert, assertEqual, runChecks } from './checks.mjs';
 
-const [base, adminToken, audience, shots] = process.argv.slice(2);
+const [base, adminToken, audience, shots, database] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 mkdirSync(shots, { recursive: true });
 
@@ -55,6 +55,10 @@ function curlToken(clientId, secret) {
   ]).toString();
   const cut = out.lastIndexOf('\n');
   return { status: Number(out.slice(cut + 1)), body: JSON.parse(out.slice(0, cut) || 'null') };
+}
+
+function sqlite(statements) {
+  execFileSync('sqlite3', [database, statements]);
 }
 
 function curlApi(token) {
@@ -158,6 +162,19 @@ await runChecks('console', [
     await page.getByRole('cell', { name: 'key.rotated' }).first().waitFor();
     await page.getByText('Tree size').waitFor();
     await shot('audit');
+  }],
+  ['Verify on the audit page passes, and names the event changed behind its back', async () => {
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.getByRole('status').filter({ hasText: /^ok: \d+ events and \d+ checkpoints verified/ }).waitFor();
+    await shot('audit-verified');
+    // An event changed directly in the database, as someone with write access could.
+    sqlite(`UPDATE audit_events SET outcome = 'failure' WHERE seq = 1`);
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.getByRole('alert').filter({ hasText: 'The log does not verify: seq 1: changed' }).waitFor();
+    await shot('audit-tampered');
+    sqlite(`UPDATE audit_events SET outcome = 'success' WHERE seq = 1`);
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.getByRole('status').filter({ hasText: /^ok: / }).waitFor();
   }],
   ['the pages work at 375 px wide', async () => {
     await page.setViewportSize({ width: 375, height: 800 });

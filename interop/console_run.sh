@@ -4,7 +4,8 @@
 # playwright-core (interop/console.mjs). Run through `interop/run` (which installs the Node
 # peers and builds tokengate); or directly once they are:  bash interop/console_run.sh
 #   --screenshots DIR   keep the screenshots of every page in DIR (docs/console/ for the docs)
-# Needs chromium (Debian's package; $CHROMIUM to use another build). Everything else lives in
+# Needs chromium (Debian's package; $CHROMIUM to use another build) and sqlite3 (the check
+# changes an audit event behind the server's back). Everything else lives in
 # a temporary directory removed on exit. Exit status: that of console.mjs, 2 the harness failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +59,8 @@ start tokengate tokengate "$bin" serve --config "$config" --listen 127.0.0.1:0
 base=$url
 
 status=0
-run_checks node interop/console.mjs "$base" "$TOKENGATE_ADMIN_TOKEN" "$audience" "$shots" || status=$?
+run_checks node interop/console.mjs "$base" "$TOKENGATE_ADMIN_TOKEN" "$audience" "$shots" \
+  "$tmp/data/tokengate.db" || status=$?
 if ((status != 0)); then
   echo "console: tokengate log (tail):" >&2
   tail -n 40 "$tmp/tokengate.log" >&2

@@ -144,6 +144,12 @@ export interface AuditEvent {
   request_id?: string | null;
 }
 
+export interface AuditVerification {
+  ok: boolean;
+  summary: string;
+  fault: { seq: number; kind: string; detail: string } | null;
+}
+
 export interface Checkpoint {
   origin: string;
   size: number;

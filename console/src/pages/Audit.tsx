@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, AuditEvent, Checkpoint, when } from '../api';
+import { api, AuditEvent, AuditVerification, Checkpoint, when } from '../api';
 
 const PAGE = 50;
 
@@ -10,6 +10,21 @@ export function Audit() {
   const [filter, setFilter] = useState('');
   const [checkpoint, setCheckpoint] = useState<Checkpoint | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [verification, setVerification] = useState<AuditVerification | null>(null);
+  const [verifying, setVerifying] = useState(false);
+
+  const verify = async () => {
+    setVerifying(true);
+    setVerification(null);
+    setError(null);
+    try {
+      setVerification(await api<AuditVerification>('POST', '/admin/audit/verify'));
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setVerifying(false);
+    }
+  };
 
   useEffect(() => {
     api<{ events: AuditEvent[] }>('GET', `/admin/audit?after=${after}&limit=${PAGE}`)
@@ -47,8 +62,23 @@ export function Audit() {
         ) : (
           <p>No checkpoint has been signed yet.</p>
         )}
+        <button type="button" onClick={verify} disabled={verifying}>
+          Verify
+        </button>
+        {verifying && <p role="status">Verifying every event and checkpoint…</p>}
+        {verification?.ok && (
+          <p role="status" class="verified">
+            {verification.summary}
+          </p>
+        )}
+        {verification && !verification.ok && (
+          <p role="alert" class="error">
+            The log does not verify: {verification.summary}
+          </p>
+        )}
         <p>
-          Verify offline with <code>tokengate audit export --out log.jsonl</code> and{' '}
+          This checks with the audit keys the database holds. To check without trusting it,
+          verify an export offline with <code>tokengate audit export --out log.jsonl</code> and{' '}
           <code>tokengate audit verify log.jsonl --keys keys.json</code>.
         </p>
       </section>

@@ -204,7 +204,8 @@ fn verify(args: &AuditVerifyArgs) -> Result<(), CliError> {
     }
 }
 
-fn summary(v: &Verified) -> String {
+/// What `audit verify` prints for a log that verified.
+pub(crate) fn summary(v: &Verified) -> String {
     let newest = match &v.newest {
         Some(c) => format!(
             "; the newest checkpoint signs {} events (root {})",
@@ -319,7 +320,11 @@ fn verifier_with<'k>(
     Ok(verifier)
 }
 
-async fn verify_store(
+/// Verifies the log in `store` against `keys` (and the checkpoints kept apart in `trusted`):
+/// what `audit verify` does with a data directory or a database URL, and the admin API's
+/// `POST /admin/audit/verify`. The outer error is a failure to read; the inner one the first
+/// fault found.
+pub(crate) async fn verify_store(
     store: &Store,
     keys: &[VerifierKey],
     trusted: &[String],
@@ -424,7 +429,7 @@ fn read_keys(path: &std::path::Path) -> Result<Vec<VerifierKey>, CliError> {
 
 /// The audit keys the store holds, named by the log's origin. Trusting them trusts whoever
 /// can write the database: an auditor passes `--keys` with keys obtained apart from it.
-async fn store_keys(store: &Store) -> Result<Vec<VerifierKey>, CliError> {
+pub(crate) async fn store_keys(store: &Store) -> Result<Vec<VerifierKey>, CliError> {
     let Some(origin) = store.stored_audit_origin().await.map_err(store_failed)? else {
         return Ok(Vec::new());
     };

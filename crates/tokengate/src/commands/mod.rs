@@ -1,6 +1,6 @@
 //! One module per command group; each turns parsed flags into jose calls and prints results.
 
-mod audit;
+pub(crate) mod audit;
 mod client;
 mod config;
 mod jwe;

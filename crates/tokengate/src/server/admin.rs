@@ -34,9 +34,10 @@ use utoipa_axum::routes;
 use super::{error_json, App, RequestId};
 use openapi::{BadRequest, Conflict, NotFound, ServerError, Unavailable};
 use views::{
-    AuditEventView, AuditPage, AuditQuery, CheckpointView, ClientList, ClientView, CredentialsView,
-    ErrorBody, KeyList, KeyRotation, KeyView, NewClientBody, ProofView, PurgeQuery, Purged,
-    Reloaded, RevokeBody, Revoked, RotateBody, TokenList, TokenQuery, TokenView,
+    AuditEventView, AuditFault, AuditPage, AuditQuery, AuditVerification, CheckpointView,
+    ClientList, ClientView, CredentialsView, ErrorBody, KeyList, KeyRotation, KeyView,
+    NewClientBody, ProofView, PurgeQuery, Purged, Reloaded, RevokeBody, Revoked, RotateBody,
+    TokenList, TokenQuery, TokenView,
 };
 
 /// Admin request bodies are small JSON documents.
@@ -79,6 +80,7 @@ fn protected() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(audit))
         .routes(routes!(audit_checkpoint))
         .routes(routes!(audit_proof))
+        .routes(routes!(verify_audit))
         .routes(routes!(purge_cache))
         .routes(routes!(reload));
     openapi::require_admin_token(router.get_openapi_mut());
@@ -763,6 +765,53 @@ async fn audit(
         }
         Err(e) => admin_error(&e.into(), &id.0),
     }
+}
+
+/// Verify the whole audit log, as `tokengate audit verify` does on this node's database.
+///
+/// Recomputes the Merkle tree from every event, checks every checkpoint's signature with the
+/// audit keys the database holds and that each is consistent with the one before. The keys
+/// come from the database being checked: an auditor who does not trust its writers verifies
+/// an export offline with keys obtained apart (`tokengate audit verify FILE --keys FILE`).
+/// Reads the whole log: on a large one this takes a while.
+#[utoipa::path(
+    post,
+    path = "/admin/audit/verify",
+    operation_id = "verifyAuditLog",
+    tag = "audit",
+    responses(
+        (status = 200, description = "The verification ran; `ok` says how it ended.", body = AuditVerification),
+        (status = 500, response = ServerError),
+    )
+)]
+async fn verify_audit(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+) -> Response {
+    use crate::commands::audit::{store_keys, summary, verify_store};
+    let store = app.service.store();
+    let outcome = match store_keys(store).await {
+        Ok(keys) => verify_store(store, &keys, &[]).await,
+        Err(e) => Err(e),
+    };
+    let verification = match outcome {
+        Ok(Ok(verified)) => AuditVerification {
+            ok: true,
+            summary: summary(&verified),
+            fault: None,
+        },
+        Ok(Err(fault)) => AuditVerification {
+            ok: false,
+            summary: fault.to_string(),
+            fault: Some(AuditFault {
+                seq: fault.seq,
+                kind: fault.kind.as_str(),
+                detail: fault.detail,
+            }),
+        },
+        Err(e) => return server_fault(&format!("the audit log could not be read: {e}"), &id.0),
+    };
+    reply(StatusCode::OK, &verification, &id.0)
 }
 
 /// The newest signed checkpoint of the audit log.

@@ -29,9 +29,11 @@ fn admin_get(server: &Server, path: &str) -> (u16, Value) {
     (r.status, body)
 }
 
-/// Serves, issues tokens, waits for a checkpoint of every event, checks the endpoints, and
-/// stops (which signs a last checkpoint). The number of events.
-fn make_log(dir: &Path, source: &[&str]) -> u64 {
+/// Serves, issues tokens, waits for a checkpoint of every event, checks the endpoints
+/// (`POST /admin/audit/verify` before and after `sql` changes an event behind the running
+/// node's back, and once more after it is put back), and stops (which signs a last
+/// checkpoint). The number of events.
+fn make_log(dir: &Path, source: &[&str], sql: &dyn Fn(&str)) -> u64 {
     let mut args = vec!["serve", "--config", "t.toml"];
     args.extend_from_slice(source);
     let mut server = start(dir, Some(MASTER), &args);
@@ -59,10 +61,47 @@ fn make_log(dir: &Path, source: &[&str]) -> u64 {
     std::fs::write(dir.join("keys.json"), &keys.body).unwrap();
     std::fs::write(dir.join("kept.json"), checkpoint.to_string()).unwrap();
     proofs_check(&server, &checkpoint, &keys.json());
+    let verify = |server: &Server| {
+        let auth = format!("Bearer {ADMIN}");
+        let r = request(
+            &server.addr,
+            "POST",
+            "/admin/audit/verify",
+            &[("Authorization", &auth)],
+            Some(""),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let passed = verify(&server);
+    assert_eq!(passed["ok"], true, "{passed}");
+    let summary = passed["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("ok: {events} events and ")),
+        "{summary}"
+    );
+    sql("UPDATE audit_events SET client_id = client_id || '!' WHERE seq = 4");
+    let failed = verify(&server);
+    assert_eq!(failed["ok"], false, "{failed}");
+    assert_eq!(failed["fault"]["seq"], 4, "{failed}");
+    assert_eq!(failed["fault"]["kind"], "changed", "{failed}");
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("seq 4: changed"),
+        "{failed}"
+    );
+    sql("UPDATE audit_events SET client_id = substr(client_id, 1, length(client_id) - 1) WHERE seq = 4");
+    assert_eq!(verify(&server)["ok"], true);
     // Paging by id goes on; events now carry their sequence number and hash.
     let (_, page) = admin_get(&server, "/admin/audit?limit=2");
     assert_eq!(page["events"][0]["seq"], 0);
     assert!(page["events"][1]["hash"].is_string(), "{page}");
+    // Each verification is an admin action, audited like any other.
+    let (_, all) = admin_get(&server, "/admin/audit?limit=1000");
+    let events = all["events"].as_array().unwrap().len() as u64;
+    assert_eq!(events, 1 + TOKENS as u64 + 3);
     server.stop();
     events
 }
@@ -243,7 +282,7 @@ fn tampering_with_sqlite_is_named() {
     let dir = dir.path();
     std::fs::write(dir.join("t.toml"), config()).unwrap();
     let source = ["--data-dir", "data"];
-    let events = make_log(dir, &source);
+    let events = make_log(dir, &source, &|sql| drop(sqlite(dir, sql)));
     tamper_each(dir, &source, events, &|sql| drop(sqlite(dir, sql)), "");
     a_kept_checkpoint_shows_a_cut_log(dir, events);
     exports_edited(dir, &source, events);
@@ -395,7 +434,6 @@ async fn tampering_with_postgres_is_named() {
             let dir = dir.path();
             std::fs::write(dir.join("t.toml"), config()).unwrap();
             let source = ["--database-url", url.as_str()];
-            let events = make_log(dir, &source);
             let psql = |statements: &str| {
                 let out = std::process::Command::new("psql")
                     .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", statements])
@@ -403,6 +441,7 @@ async fn tampering_with_postgres_is_named() {
                     .expect("psql runs");
                 assert!(out.status.success(), "{statements}: {}", String::from_utf8_lossy(&out.stderr));
             };
+            let events = make_log(dir, &source, &psql);
             tamper_each(dir, &source, events, &psql, "OVERRIDING SYSTEM VALUE");
             // A row out of the sequence (a negative number) is still counted.
             psql("INSERT INTO audit_events (seq, time, event, outcome) VALUES (-1, 1, 'x', 'success')");

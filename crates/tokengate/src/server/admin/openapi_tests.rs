@@ -168,6 +168,7 @@ fn the_documented_operations() {
         ("GET", "/admin/keys", "listKeys"),
         ("GET", "/admin/openapi.json", "getOpenApi"),
         ("GET", "/admin/tokens", "listTokens"),
+        ("POST", "/admin/audit/verify", "verifyAuditLog"),
         ("POST", "/admin/clients", "createClient"),
         (
             "POST",

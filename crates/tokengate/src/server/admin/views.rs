@@ -372,6 +372,37 @@ pub(super) struct ProofView {
 }
 
 /// A page of audit events in ascending id order.
+/// The outcome of verifying the whole audit log.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuditVerification {
+    /// Whether every event and checkpoint verified.
+    pub(super) ok: bool,
+    /// What `tokengate audit verify` prints: the counts, or the first fault.
+    pub(super) summary: String,
+    /// The first fault found, when `ok` is false.
+    #[schema(required = true)]
+    pub(super) fault: Option<AuditFault>,
+}
+
+/// The first thing found wrong in the audit log.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuditFault {
+    /// The first bad sequence number.
+    pub(super) seq: u64,
+    /// What was found.
+    #[schema(examples(
+        "changed",
+        "missing",
+        "inserted",
+        "reordered",
+        "truncated",
+        "bad signature"
+    ))]
+    pub(super) kind: &'static str,
+    /// In words.
+    pub(super) detail: String,
+}
+
 /// Recorded tokens, newest first.
 #[derive(Serialize, ToSchema)]
 pub(super) struct TokenList {
