@@ -146,6 +146,7 @@ await runChecks('console', [
   ['the keys page rotates the signing key and shows the published JWKS', async () => {
     await page.getByRole('link', { name: 'Keys' }).click();
     await page.getByRole('heading', { name: 'Keys', level: 1 }).waitFor();
+    await page.locator('tbody tr').first().waitFor(); // the ring is loaded
     const before = await page.locator('tbody tr').count();
     await page.getByRole('button', { name: 'Rotate signing key' }).click();
     await page.getByRole('status').filter({ hasText: 'New sig key' }).waitFor();
@@ -175,6 +176,15 @@ await runChecks('console', [
     sqlite(`UPDATE audit_events SET outcome = 'success' WHERE seq = 1`);
     await page.getByRole('button', { name: 'Verify' }).click();
     await page.getByRole('status').filter({ hasText: /^ok: / }).waitFor();
+  }],
+  ['the routes page shows the route in effect, and Reload reloads it', async () => {
+    await page.getByRole('link', { name: 'Routes' }).click();
+    await page.getByRole('heading', { name: 'Routes', level: 1 }).waitFor();
+    await page.locator('tr[data-route="api"]').getByRole('cell', { name: 'from self' }).waitFor();
+    await page.getByRole('button', { name: 'Reload' }).click();
+    await page.getByRole('status').filter({ hasText: 'Reloaded: 1 route now serve.' }).waitFor();
+    await page.getByText('Routes last reloaded').waitFor();
+    await shot('routes');
   }],
   ['the pages work at 375 px wide', async () => {
     await page.setViewportSize({ width: 375, height: 800 });

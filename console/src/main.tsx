@@ -7,6 +7,7 @@ import { Clients } from './pages/Clients';
 import { Keys } from './pages/Keys';
 import { Tokens } from './pages/Tokens';
 import { Audit } from './pages/Audit';
+import { Routes } from './pages/Routes';
 import './style.css';
 
 const PAGES = [
@@ -14,6 +15,7 @@ const PAGES = [
   { path: '/console/keys', title: 'Keys', view: Keys },
   { path: '/console/tokens', title: 'Tokens', view: Tokens },
   { path: '/console/audit', title: 'Audit', view: Audit },
+  { path: '/console/routes', title: 'Routes', view: Routes },
 ];
 
 function currentPage() {

@@ -346,7 +346,11 @@ async fn run(
         Box::new(move || {
             let (config, text) = Config::load_with_text(&path).map_err(|e| e.to_string())?;
             let gateway = boot::build_gateway(&config, &parts).map_err(|e| e.to_string())?;
-            Ok((gateway, service.fingerprint(text.as_bytes())))
+            Ok(crate::server::Rebuilt {
+                gateway,
+                fingerprint: service.fingerprint(text.as_bytes()),
+                routes: config.effective()["routes"].clone(),
+            })
         }) as crate::server::Reloader
     });
     let bound = |n: &Option<toml::Spanned<u64>>| {
@@ -360,6 +364,7 @@ async fn run(
         redis: redis.clone(),
     };
     let app = App::with_gateway(Arc::clone(&service), access, gateway, reloader);
+    app.show_configuration(config.effective());
 
     tokio::spawn(maintain(Arc::clone(&service)));
     // Past this, while the store cannot be read, the gateway refuses our own tokens.

@@ -35,9 +35,9 @@ use super::{error_json, App, RequestId};
 use openapi::{BadRequest, Conflict, NotFound, ServerError, Unavailable};
 use views::{
     AuditEventView, AuditFault, AuditPage, AuditQuery, AuditVerification, CheckpointView,
-    ClientList, ClientView, CredentialsView, ErrorBody, KeyList, KeyRotation, KeyView,
-    NewClientBody, ProofView, PurgeQuery, Purged, Reloaded, RevokeBody, Revoked, RotateBody,
-    TokenList, TokenQuery, TokenView,
+    ClientList, ClientView, ConfigurationView, CredentialsView, ErrorBody, KeyList, KeyRotation,
+    KeyView, NewClientBody, ProofView, PurgeQuery, Purged, Reloaded, RevokeBody, Revoked,
+    RotateBody, TokenList, TokenQuery, TokenView,
 };
 
 /// Admin request bodies are small JSON documents.
@@ -82,7 +82,8 @@ fn protected() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(audit_proof))
         .routes(routes!(verify_audit))
         .routes(routes!(purge_cache))
-        .routes(routes!(reload));
+        .routes(routes!(reload))
+        .routes(routes!(configuration));
     openapi::require_admin_token(router.get_openapi_mut());
     router
 }
@@ -958,6 +959,34 @@ async fn purge_cache(
             &id.0,
         ),
     }
+}
+
+/// The configuration in effect.
+///
+/// The effective settings, defaults filled in, as `tokengate config check` prints them; the
+/// routes are those of the last successful reload. No secret is shown.
+#[utoipa::path(
+    get,
+    path = "/admin/config",
+    operation_id = "getConfiguration",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The configuration in effect.", body = ConfigurationView),
+    )
+)]
+async fn configuration(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+) -> Response {
+    let (shown, reloadable) = app.shown_configuration();
+    let (reloaded_at, fingerprint) = shown.reloaded.unzip();
+    let view = ConfigurationView {
+        configuration: shown.effective,
+        reloadable,
+        reloaded_at,
+        fingerprint,
+    };
+    reply(StatusCode::OK, &view, &id.0)
 }
 
 /// Reload the configuration file.

@@ -68,6 +68,8 @@ pub struct App {
     pub admin_failures: admin::AuthFailures,
     /// The web console's signed-in browsers (this node's).
     pub(crate) console: console::Sessions,
+    /// The configuration in effect, for `GET /admin/config`.
+    shown: RwLock<Shown>,
     /// The gateway now serving; replaced whole on reload.
     gateway: RwLock<Arc<Gateway>>,
     /// How to rebuild the gateway (`None`: nothing to reload from).
@@ -114,6 +116,7 @@ impl App {
             metrics_token: access.metrics_token.map(Zeroizing::new),
             admin_failures: admin::AuthFailures::default(),
             console: console::Sessions::default(),
+            shown: RwLock::new(Shown::default()),
             gateway: RwLock::new(Arc::new(gateway)),
             reloader,
             in_flight: access
@@ -123,6 +126,21 @@ impl App {
             readiness: health::Readiness::new(access.redis),
             upstream: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records the effective settings the node started with (`Config::effective`), which
+    /// `GET /admin/config` shows.
+    pub fn show_configuration(&self, effective: Value) {
+        self.shown
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .effective = effective;
+    }
+
+    /// The configuration in effect, and whether it can be reloaded.
+    pub(crate) fn shown_configuration(&self) -> (Shown, bool) {
+        let shown = self.shown.read().unwrap_or_else(|e| e.into_inner()).clone();
+        (shown, self.reloader.is_some())
     }
 
     /// The admin API's bearer token, if the admin API (and with it the console) is on.
@@ -160,10 +178,19 @@ impl App {
             .reloader
             .as_ref()
             .ok_or("nothing to reload: the server was started without --config")?;
-        let (fresh, hash) = rebuild()?;
-        let routes = fresh.routes().len();
-        *self.gateway.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        Ok((routes, hash))
+        let Rebuilt {
+            gateway,
+            fingerprint,
+            routes,
+        } = rebuild()?;
+        let count = gateway.routes().len();
+        *self.gateway.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(gateway);
+        let mut shown = self.shown.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(settings) = shown.effective.as_object_mut() {
+            settings.insert("routes".into(), routes);
+        }
+        shown.reloaded = Some((store::unix_now(), fingerprint.clone()));
+        Ok((count, fingerprint))
     }
 
     /// [`App::reload`], audited: `config.reloaded` with the new configuration's SHA-256 (or
@@ -195,9 +222,27 @@ impl App {
     }
 }
 
-/// Rebuilds the gateway from the configuration file: the new gateway and the keyed
-/// fingerprint of the file's text ([`oauth::Service::fingerprint`]).
-pub type Reloader = Box<dyn Fn() -> Result<(Gateway, String), String> + Send + Sync>;
+/// Rebuilds the gateway from the configuration file ([`Rebuilt`]).
+pub type Reloader = Box<dyn Fn() -> Result<Rebuilt, String> + Send + Sync>;
+
+/// What a reload built from the configuration file.
+pub struct Rebuilt {
+    /// The new gateway.
+    pub gateway: Gateway,
+    /// The keyed fingerprint of the file's text ([`oauth::Service::fingerprint`]).
+    pub fingerprint: String,
+    /// Its routes as `config check` shows them.
+    pub routes: Value,
+}
+
+/// The configuration in effect, as `GET /admin/config` shows it: the effective settings of
+/// the start, with the routes of the last successful reload.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shown {
+    pub effective: Value,
+    /// When the routes were last reloaded (Unix seconds) and the file's fingerprint then.
+    pub reloaded: Option<(i64, String)>,
+}
 
 /// The request id of the request being handled.
 #[derive(Clone, Debug)]

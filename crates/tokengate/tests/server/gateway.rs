@@ -1212,6 +1212,28 @@ pub async fn reload_and_key_rotation_under_load(ctx: Ctx) {
         seen["headers"]["x-version"], "2",
         "the reloaded configuration serves"
     );
+    // The admin API shows the routes in effect: the last reload's, with when it happened.
+    let r = send(
+        &f.client,
+        "GET",
+        &f.url("/admin/config"),
+        &[("authorization", &admin)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let shown: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(shown["reloadable"], true, "{shown}");
+    assert!(shown["reloaded_at"].as_i64().unwrap() > 0, "{shown}");
+    assert!(
+        shown["fingerprint"].as_str().is_some_and(|f| !f.is_empty()),
+        "{shown}"
+    );
+    assert!(shown["configuration"]["routes"].is_array(), "{shown}");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains(crate::harness::ADMIN),
+        "the admin token is never shown"
+    );
 }
 
 pub async fn h2_upstreams_and_tls_listener(ctx: Ctx) {

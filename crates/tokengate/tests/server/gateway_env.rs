@@ -374,7 +374,11 @@ pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Acce
     let reloader: tokengate::server::Reloader = Box::new(move || {
         let (config, text) = Config::load_with_text(&file).map_err(|e| e.to_string())?;
         let gateway = build_gateway(&config, &reload_parts).map_err(|e| e.to_string())?;
-        Ok((gateway, fingerprints.fingerprint(text.as_bytes())))
+        Ok(tokengate::server::Rebuilt {
+            gateway,
+            fingerprint: fingerprints.fingerprint(text.as_bytes()),
+            routes: config.effective()["routes"].clone(),
+        })
     });
     let app = App::with_gateway(
         Arc::clone(&service),
@@ -385,6 +389,7 @@ pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Acce
         gateway,
         Some(reloader),
     );
+    app.show_configuration(config.effective());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(tokengate::server::listener::serve(

@@ -165,6 +165,7 @@ fn the_documented_operations() {
         ("GET", "/admin/audit/proof/{seq}", "getAuditProof"),
         ("GET", "/admin/clients", "listClients"),
         ("GET", "/admin/clients/{client_id}", "getClient"),
+        ("GET", "/admin/config", "getConfiguration"),
         ("GET", "/admin/keys", "listKeys"),
         ("GET", "/admin/openapi.json", "getOpenApi"),
         ("GET", "/admin/tokens", "listTokens"),

@@ -372,6 +372,24 @@ pub(super) struct ProofView {
 }
 
 /// A page of audit events in ascending id order.
+/// The configuration in effect.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ConfigurationView {
+    /// The effective settings, defaults filled in, as `tokengate config check` prints them
+    /// (no secret: tokens and passwords are never shown). The routes are the last successful
+    /// reload's; every other setting is the start's.
+    #[schema(value_type = Object)]
+    pub(super) configuration: serde_json::Value,
+    /// Whether `POST /admin/reload` can reload it (the server was started with `--config`).
+    pub(super) reloadable: bool,
+    /// When the routes were last reloaded, Unix seconds.
+    #[schema(required = true)]
+    pub(super) reloaded_at: Option<i64>,
+    /// The keyed fingerprint of the file's text at that reload (as in `config.reloaded`).
+    #[schema(required = true)]
+    pub(super) fingerprint: Option<String>,
+}
+
 /// The outcome of verifying the whole audit log.
 #[derive(Serialize, ToSchema)]
 pub(super) struct AuditVerification {
