@@ -349,7 +349,11 @@ async fn run(
             Ok(crate::server::Rebuilt {
                 gateway,
                 fingerprint: service.fingerprint(text.as_bytes()),
-                routes: config.effective()["routes"].clone(),
+                routes: config
+                    .effective()
+                    .get("routes")
+                    .cloned()
+                    .unwrap_or_default(),
             })
         }) as crate::server::Reloader
     });
