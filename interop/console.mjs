@@ -90,7 +90,11 @@ await runChecks('console', [
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Clients', level: 1 }).waitFor();
     const [cookie] = await context.cookies();
-    assertEqual([cookie?.name, cookie?.httpOnly, cookie?.sameSite], ['tokengate_console', true, 'Strict'], 'cookie');
+    assertEqual(
+      [cookie?.name, cookie?.httpOnly, cookie?.sameSite, cookie?.path],
+      ['tokengate_console', true, 'Strict', '/console'],
+      'cookie',
+    );
     assertEqual(await page.evaluate(() => document.cookie), '', 'cookie readable by scripts');
   }],
   ['a client created in the console gets a token with curl, through the gateway', async () => {
@@ -197,7 +201,7 @@ await runChecks('console', [
   }],
   ['a change without the CSRF token is refused, with the session cookie', async () => {
     const answer = await page.evaluate(async () => {
-      const r = await fetch('/admin/clients', {
+      const r = await fetch('/console/admin/clients', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'forged' }),

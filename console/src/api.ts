@@ -68,7 +68,8 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['x-csrf-token'] = csrf;
-  const response = await fetch(path, {
+  // The admin API under the console's path, where the browser sends the session cookie.
+  const response = await fetch(`/console${path}`, {
     method,
     credentials: 'same-origin',
     headers,

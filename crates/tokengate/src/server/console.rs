@@ -5,10 +5,12 @@
 //!
 //! The console is a client of the admin API and of nothing private. A browser cannot keep a
 //! bearer token out of reach of scripts, so signing in with the admin token here starts a
-//! session instead: a random id in an HttpOnly, SameSite=Strict cookie (Secure over TLS),
-//! known to this node only, ending after 30 minutes without use or 8 hours in all, or at
-//! sign-out. The admin API accepts that cookie in place of the bearer token, and for every
-//! state-changing call also the session's CSRF token in `X-CSRF-Token`. Every response of
+//! session instead: a random id in an HttpOnly, SameSite=Strict cookie (Secure over TLS) for
+//! the path `/console` only, known to this node only, ending after 30 minutes without use or
+//! 8 hours in all, or at sign-out. The admin API is also mounted at `/console/admin/` (the
+//! same operations), where it accepts that cookie in place of the bearer token, and for every
+//! state-changing call also the session's CSRF token in `X-CSRF-Token`. The cookie's path
+//! keeps it from the gateway's routes on the same origin, which would forward it upstream. Every response of
 //! the console carries a Content-Security-Policy that allows scripts, styles and connections
 //! from this origin only (no inline script, no eval).
 
@@ -30,8 +32,22 @@ use serde_json::json;
 use super::admin::{audit_admin_action, AdminAction, Via};
 use super::{error_json, json_response, App, ConnInfo, RequestId};
 
-/// The session cookie. Its path is `/` because the admin API under `/admin/` reads it too.
+/// The session cookie, sent by browsers under [`PATH`] only.
 const COOKIE: &str = "tokengate_console";
+/// Where the console is, and the only path its cookie is sent to.
+const PATH: &str = "/console";
+/// Where the console reaches the admin API: `/console/admin/clients` is `/admin/clients`.
+pub(super) const ADMIN_API: &str = "/console";
+/// The application's pages (each is the same document; the script shows the page).
+const PAGES: [&str; 7] = [
+    "/console",
+    "/console/",
+    "/console/clients",
+    "/console/keys",
+    "/console/tokens",
+    "/console/audit",
+    "/console/routes",
+];
 /// The header a state-changing call through the console carries its CSRF token in.
 pub(super) const CSRF_HEADER: &str = "x-csrf-token";
 /// Sessions a node keeps at most (the oldest unused go first).
@@ -127,10 +143,10 @@ fn digest(id: &str) -> [u8; 32] {
 }
 
 pub(super) fn routes(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
-        .route("/console", get(page))
-        .route("/console/", get(page))
-        .route("/console/{*page}", get(page))
+    let pages = PAGES
+        .iter()
+        .fold(Router::new(), |router, path| router.route(path, get(page)));
+    pages
         .route("/console/console.js", get(script))
         .route("/console/console.css", get(styles))
         .route(
@@ -319,7 +335,7 @@ pub(super) fn csrf_refused(id: &str) -> Response {
 
 fn cookie(value: String, tls: bool, max_age: Duration) -> Cookie<'static> {
     Cookie::build((COOKIE, value))
-        .path("/")
+        .path(PATH)
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(tls)

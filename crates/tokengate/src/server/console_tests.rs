@@ -134,6 +134,11 @@ async fn every_page_is_the_bundle_under_a_strict_policy() {
         assert_eq!(html.matches("<script").count(), 1, "{html}");
         assert!(html.contains(r#"href="/console/console.css""#), "{html}");
     }
+    // Only the application's pages are the page: anything else under /console is a 404.
+    let unknown = call(&router, Method::GET, "/console/admin/nothing", &[], None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let unknown = call(&router, Method::GET, "/console/other", &[], None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let script = call(&router, Method::GET, "/console/console.js", &[], None).await;
     assert_eq!(script.status, StatusCode::OK);
     assert!(script.headers[header::CONTENT_TYPE]
@@ -191,7 +196,8 @@ async fn signing_in_needs_the_admin_token_and_sets_a_strict_cookie() {
     assert!(cookie.starts_with("tokengate_console="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(cookie.contains("Path=/"), "{cookie}");
+    // Sent under /console only: never to the gateway's routes, which forward cookies upstream.
+    assert!(cookie.contains("Path=/console;"), "{cookie}");
     // Plain HTTP here: a Secure cookie would never be sent back.
     assert!(!cookie.contains("Secure"), "{cookie}");
     let csrf = reply.json()["csrf"].as_str().unwrap().to_owned();
@@ -219,18 +225,18 @@ async fn the_session_reads_freely_and_changes_only_with_its_csrf_token() {
     let list = call(
         &router,
         Method::GET,
-        "/admin/clients",
+        "/console/admin/clients",
         &[("cookie", &cookie)],
         None,
     )
     .await;
     assert_eq!(list.status, StatusCode::OK);
-    let none = call(&router, Method::GET, "/admin/clients", &[], None).await;
+    let none = call(&router, Method::GET, "/console/admin/clients", &[], None).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     let forged = call(
         &router,
         Method::GET,
-        "/admin/clients",
+        "/console/admin/clients",
         &[("cookie", "tokengate_console=forged")],
         None,
     )
@@ -245,7 +251,7 @@ async fn the_session_reads_freely_and_changes_only_with_its_csrf_token() {
         let refused = call(
             &router,
             Method::POST,
-            "/admin/clients",
+            "/console/admin/clients",
             &headers,
             Some(body.clone()),
         )
@@ -257,7 +263,7 @@ async fn the_session_reads_freely_and_changes_only_with_its_csrf_token() {
     let created = call(
         &router,
         Method::POST,
-        "/admin/clients",
+        "/console/admin/clients",
         &[("cookie", &cookie), ("x-csrf-token", &csrf)],
         Some(body),
     )
@@ -279,6 +285,7 @@ async fn the_session_reads_freely_and_changes_only_with_its_csrf_token() {
         via.contains(&(json!("/console/session"), json!("console"))),
         "{via:?}"
     );
+    // Named by the admin API operation it called.
     assert!(
         via.contains(&(json!("/admin/clients"), json!("console"))),
         "{via:?}"
@@ -301,7 +308,7 @@ async fn signing_out_needs_the_csrf_token_and_ends_the_session() {
     let still = call(
         &router,
         Method::GET,
-        "/admin/keys",
+        "/console/admin/keys",
         &[("cookie", &cookie)],
         None,
     )
@@ -321,7 +328,7 @@ async fn signing_out_needs_the_csrf_token_and_ends_the_session() {
     let gone = call(
         &router,
         Method::GET,
-        "/admin/keys",
+        "/console/admin/keys",
         &[("cookie", &cookie)],
         None,
     )

@@ -285,6 +285,9 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
         router = router
             .merge(admin::routes(Arc::clone(&app)))
             .merge(console::routes(Arc::clone(&app)))
+            // The admin API again under the console's path, where the browser sends the
+            // console's cookie (which never goes to the gateway's routes and their upstreams).
+            .nest(console::ADMIN_API, admin::routes(Arc::clone(&app)))
             .route("/metrics", axum::routing::get(proxy::metrics));
     }
     let router = if surface == Surface::Admin {
