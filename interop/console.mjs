@@ -88,7 +88,7 @@ await runChecks('console', [
   ['signing in with the admin token opens the console, on an HttpOnly SameSite=Strict cookie', async () => {
     await page.getByLabel('Admin token').fill(adminToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: 'Clients', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
     const [cookie] = await context.cookies();
     assertEqual(
       [cookie?.name, cookie?.httpOnly, cookie?.sameSite, cookie?.path],
@@ -98,6 +98,7 @@ await runChecks('console', [
     assertEqual(await page.evaluate(() => document.cookie), '', 'cookie readable by scripts');
   }],
   ['a client created in the console gets a token with curl, through the gateway', async () => {
+    await page.getByRole('link', { name: 'Clients' }).click();
     await page.getByLabel('Name').fill('console-made');
     await page.getByLabel('Scopes (space-separated)').fill('read');
     await page.getByLabel('Audiences (space-separated)').fill(audience);
@@ -189,6 +190,26 @@ await runChecks('console', [
     await page.getByRole('status').filter({ hasText: 'Reloaded: 1 route now serve.' }).waitFor();
     await page.getByText('Routes last reloaded').waitFor();
     await shot('routes');
+  }],
+  ['the overview charts move after traffic through the gateway', async () => {
+    assert(created, 'no client was created');
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+    const token = curlToken(created.id, created.secret).body.access_token;
+    // Traffic while the page reads the metrics: accepted requests and refused tokens.
+    const until = Date.now() + 7000;
+    while (Date.now() < until) {
+      for (let i = 0; i < 5; i++) curlApi(token);
+      curlApi('not-a-token');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const latest = async (id) => Number(await page.getByTestId(id).getAttribute('data-latest'));
+    assert((await latest('chart-requests')) > 0, 'the requests chart did not move');
+    assert((await latest('chart-denials')) > 0, 'the refusals chart did not move');
+    await page.getByRole('cell', { name: 'api' }).waitFor();
+    // The refused tokens by reason: "not-a-token" is not a JWT.
+    await page.getByRole('cell', { name: 'ERR_JWT_INVALID' }).waitFor();
+    await shot('overview');
   }],
   ['the pages work at 375 px wide', async () => {
     await page.setViewportSize({ width: 375, height: 800 });

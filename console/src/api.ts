@@ -84,6 +84,17 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return (await response.json()) as T;
 }
 
+/** The node's metrics: the OpenMetrics text of `GET /admin/metrics`. */
+export async function metricsText(): Promise<string> {
+  const response = await fetch('/console/admin/metrics', { credentials: 'same-origin' });
+  if (response.status === 401) {
+    csrf = null;
+    onSignedOut();
+  }
+  if (!response.ok) throw await failure(response);
+  return response.text();
+}
+
 /** A public document of the server (JWKS, metadata). */
 export async function publicJson<T>(path: string): Promise<T> {
   const response = await fetch(path, { credentials: 'omit' });

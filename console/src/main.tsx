@@ -3,6 +3,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { restoreSession, signOut, whenSignedOut } from './api';
 import { SignIn } from './pages/SignIn';
+import { Overview } from './pages/Overview';
 import { Clients } from './pages/Clients';
 import { Keys } from './pages/Keys';
 import { Tokens } from './pages/Tokens';
@@ -11,6 +12,7 @@ import { Routes } from './pages/Routes';
 import './style.css';
 
 const PAGES = [
+  { path: '/console/overview', title: 'Overview', view: Overview },
   { path: '/console/clients', title: 'Clients', view: Clients },
   { path: '/console/keys', title: 'Keys', view: Keys },
   { path: '/console/tokens', title: 'Tokens', view: Tokens },
@@ -19,6 +21,7 @@ const PAGES = [
 ];
 
 function currentPage() {
+  // `/console` itself opens the first page, the Overview.
   return PAGES.find((p) => location.pathname === p.path) ?? PAGES[0];
 }
 

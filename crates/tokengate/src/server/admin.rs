@@ -83,7 +83,8 @@ fn protected() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(verify_audit))
         .routes(routes!(purge_cache))
         .routes(routes!(reload))
-        .routes(routes!(configuration));
+        .routes(routes!(configuration))
+        .routes(routes!(metrics));
     openapi::require_admin_token(router.get_openapi_mut());
     router
 }
@@ -959,6 +960,25 @@ async fn purge_cache(
             &id.0,
         ),
     }
+}
+
+/// The node's metrics, as `/metrics` serves them.
+///
+/// The same OpenMetrics text, behind the admin token (or the console's session) rather than
+/// `[server] metrics_token`: what the web console's Overview charts.
+#[utoipa::path(
+    get,
+    path = "/admin/metrics",
+    operation_id = "getMetrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The metrics in the OpenMetrics text format.", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 500, description = "A metric could not be encoded."),
+    )
+)]
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    super::proxy::metrics_text(&app)
 }
 
 /// The configuration in effect.

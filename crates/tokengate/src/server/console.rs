@@ -39,9 +39,10 @@ const PATH: &str = "/console";
 /// Where the console reaches the admin API: `/console/admin/clients` is `/admin/clients`.
 pub(super) const ADMIN_API: &str = "/console";
 /// The application's pages (each is the same document; the script shows the page).
-const PAGES: [&str; 7] = [
+const PAGES: [&str; 8] = [
     "/console",
     "/console/",
+    "/console/overview",
     "/console/clients",
     "/console/keys",
     "/console/tokens",

@@ -67,6 +67,11 @@ pub(super) async fn metrics(
             return refused;
         }
     }
+    metrics_text(&app)
+}
+
+/// The node's metrics in the OpenMetrics text format (`/metrics`, `GET /admin/metrics`).
+pub(super) fn metrics_text(app: &App) -> Response {
     match app.gateway().metrics_text() {
         Ok(text) => (
             [(

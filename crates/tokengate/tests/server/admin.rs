@@ -73,7 +73,7 @@ type Operation = (
 /// The operations of the OpenAPI document (path, method) and the status each answers here
 /// when called with the admin token (`{client_id}` an unknown client, bodies as given), with
 /// the error code and description of the refusals.
-const OPERATIONS: [Operation; 19] = [
+const OPERATIONS: [Operation; 20] = [
     ("/admin/openapi.json", "get", 200, None),
     ("/admin/clients", "get", 200, None),
     ("/admin/clients", "post", 201, None),
@@ -136,6 +136,7 @@ const OPERATIONS: [Operation; 19] = [
     ),
     ("/admin/audit/verify", "post", 200, None),
     ("/admin/config", "get", 200, None),
+    ("/admin/metrics", "get", 200, None),
     ("/admin/cache", "delete", 200, None),
     // Without --config there is nothing to reload from.
     (
@@ -210,7 +211,7 @@ pub async fn admin_auth_and_openapi(ctx: Ctx) {
         }
     }
     let expected = &OPERATIONS;
-    assert_eq!(paths.len(), 17, "paths declared: {:?}", paths.keys());
+    assert_eq!(paths.len(), 18, "paths declared: {:?}", paths.keys());
     assert_eq!(declared.len(), OPERATIONS.len());
     let mut names: Vec<(&str, &str)> = declared
         .iter()

@@ -167,6 +167,7 @@ fn the_documented_operations() {
         ("GET", "/admin/clients/{client_id}", "getClient"),
         ("GET", "/admin/config", "getConfiguration"),
         ("GET", "/admin/keys", "listKeys"),
+        ("GET", "/admin/metrics", "getMetrics"),
         ("GET", "/admin/openapi.json", "getOpenApi"),
         ("GET", "/admin/tokens", "listTokens"),
         ("POST", "/admin/audit/verify", "verifyAuditLog"),
