@@ -129,6 +129,19 @@ pub struct Writer {
     conn: WriterConn,
     /// The pool it came from: once that is closed, the writer refuses to write too.
     store: Store,
+    /// A SQLite batch began and has not ended (committed, or rolled back after an error):
+    /// its call was abandoned midway. The next batch rolls it back first, and a writer
+    /// dropped in this state closes its connection rather than return it to the pool
+    /// inside a transaction that holds the write lock.
+    open_transaction: bool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let (true, WriterConn::Sqlite(conn)) = (self.open_transaction, &mut self.conn) {
+            conn.close_on_drop();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -148,6 +161,7 @@ impl Store {
         Ok(Writer {
             conn,
             store: self.clone(),
+            open_transaction: false,
         })
     }
 
@@ -302,7 +316,8 @@ impl Store {
 /// sequence numbers (sqlx runs each statement of a query in turn and answers the UPDATE's
 /// row); the last inserts the events and commits. sqlx's own transactions would add a call
 /// for `BEGIN` and one for `COMMIT`. Whatever fails, the transaction may be left open: the
-/// caller closes the connection (which rolls it back) instead of returning it to the pool.
+/// caller rolls it back ([`Writer`]). The statements' `?` parameters are numbered across the
+/// statements of one call (sqlx binds each statement's from where the last one's ended).
 async fn sqlite_record(
     conn: &mut sqlx::SqliteConnection,
     batch: &[(IssuedToken, crate::PreparedEvent)],
@@ -386,10 +401,24 @@ impl Writer {
         }
         match &mut self.conn {
             WriterConn::Sqlite(conn) => {
-                if let Err(e) = sqlite_record(conn, batch).await {
-                    conn.close_on_drop();
-                    return Err(e);
+                if self.open_transaction {
+                    // An earlier batch was abandoned midway (its future dropped). If it never
+                    // began, there is nothing to roll back and SQLite says so: ignored.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+                    self.open_transaction = false;
                 }
+                self.open_transaction = true;
+                let recorded = sqlite_record(conn, batch).await;
+                if recorded.is_err() {
+                    // Release the write lock at once; a failure to is left to the drop,
+                    // which then closes the connection.
+                    if sqlx::query("ROLLBACK").execute(&mut **conn).await.is_ok() {
+                        self.open_transaction = false;
+                    }
+                } else {
+                    self.open_transaction = false;
+                }
+                recorded?;
             }
             WriterConn::Postgres(conn) => postgres_record(conn, batch).await?,
         }

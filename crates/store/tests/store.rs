@@ -425,6 +425,80 @@ mod cases {
         assert_eq!(store.list_clients().await.unwrap(), [c0]);
     }
 
+    /// Polls `call` once and drops it; whether it was still pending then.
+    async fn poll_once<F: std::future::Future>(call: F) -> bool {
+        let mut call = std::pin::pin!(call);
+        std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx).is_pending())).await
+    }
+
+    /// A writer whose batch failed, or whose call was abandoned midway (its future dropped
+    /// after the first hand-off), holds no lock afterwards: other writers go on at once, and
+    /// the same writer records the next batch.
+    pub async fn a_writer_recovers_from_a_failed_or_abandoned_batch(ctx: Ctx) {
+        let store = ctx.open().await;
+        let issued = |jti: &str| {
+            let event = AuditEvent {
+                time: 1,
+                event: "token.issued".into(),
+                jti: Some(jti.into()),
+                outcome: "success".into(),
+                ..AuditEvent::default()
+            };
+            (token(jti, "c1", "alice", 10_000), event.prepare().unwrap())
+        };
+        let other = || AuditEvent {
+            time: 1,
+            event: "other.writer".into(),
+            outcome: "success".into(),
+            ..AuditEvent::default()
+        };
+        let mut writer = store.writer().await.unwrap();
+        writer.record_issued(&[issued("w1")]).await.unwrap();
+        // A jti taken: refused, and the write lock is released at once.
+        assert!(writer
+            .record_issued(&[issued("w2"), issued("w1")])
+            .await
+            .is_err());
+        let quick = std::time::Duration::from_secs(2);
+        tokio::time::timeout(quick, store.append_audit(&other()))
+            .await
+            .expect("another writer is not held up")
+            .unwrap();
+        writer.record_issued(&[issued("w3")]).await.unwrap();
+        // Polled once, then dropped: the first call may have begun the transaction.
+        let abandoned = [issued("gone")];
+        assert!(
+            poll_once(writer.record_issued(&abandoned)).await,
+            "left midway"
+        );
+        writer.record_issued(&[issued("w4")]).await.unwrap();
+        tokio::time::timeout(quick, store.append_audit(&other()))
+            .await
+            .expect("another writer is not held up")
+            .unwrap();
+        // Abandoned again, and the writer dropped with it.
+        assert!(
+            poll_once(writer.record_issued(&abandoned)).await,
+            "left midway"
+        );
+        drop(writer);
+        tokio::time::timeout(quick, store.append_audit(&other()))
+            .await
+            .expect("another writer is not held up")
+            .unwrap();
+        store.record_issued(&[issued("w5")]).await.unwrap();
+        for jti in ["w1", "w3", "w4", "w5"] {
+            assert!(store.token(jti).await.unwrap().is_some(), "{jti}");
+        }
+        for jti in ["w2", "gone"] {
+            assert!(store.token(jti).await.unwrap().is_none(), "{jti}");
+        }
+        // Gapless: 4 recorded tokens and 3 other events, numbered 0 to 6.
+        let log = store.audit_log(0, 100).await.unwrap();
+        let seqs: Vec<_> = log.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (0..7).map(Some).collect::<Vec<_>>());
+    }
+
     pub async fn issuances_commit_together_or_not_at_all(ctx: Ctx) {
         let store = ctx.open().await;
         let event = |jti: &str| {
@@ -1279,6 +1353,7 @@ on_both_backends!(
     clients_crud,
     tokens_and_revocation,
     issuances_commit_together_or_not_at_all,
+    a_writer_recovers_from_a_failed_or_abandoned_batch,
     jti_single_use,
     authorization_codes_are_redeemed_once,
     refresh_families_rotate_and_revoke,
