@@ -408,14 +408,17 @@ impl Store {
         Ok(rows)
     }
 
-    /// How many rows the events table holds, whatever their sequence numbers.
-    pub async fn audit_rows(&self) -> Result<i64> {
-        let (n,): (i64,) = with_pool!(self, pool => sqlx::query_as(
-            "SELECT COUNT(*) FROM audit_events",
+    /// The rows of the audit table below sequence number `bound` (or without one), and those
+    /// from it on: a verifier reads a log up to the head it saw while the node appends.
+    pub async fn audit_rows_split(&self, bound: i64) -> Result<(i64, i64)> {
+        let (below, beyond): (i64, i64) = with_pool!(self, pool => sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN seq IS NULL OR seq < $1 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN seq >= $1 THEN 1 ELSE 0 END), 0) FROM audit_events",
         )
+        .bind(bound)
         .fetch_one(pool)
         .await?);
-        Ok(n)
+        Ok((below, beyond))
     }
 
     /// Rows without a sequence number: none that tokengate wrote since the log began.

@@ -330,6 +330,10 @@ pub(crate) async fn verify_store(
     trusted: &[String],
 ) -> Result<Result<Verified, Fault>, CliError> {
     let mut verifier = verifier_with(keys, trusted)?;
+    // The log as far as it was committed when the verification began: a running node keeps
+    // appending (every token it issues), and what it appends meanwhile is checked below
+    // only for being no more than the head's advance.
+    let bound = store.audit_length().await.map_err(store_failed)?;
     // Read from 0 even when pruned: a row slipped into the pruned part shows as inserted.
     let mut from = 0;
     if let Some((size, frontier)) = pruned_start(store).await? {
@@ -337,15 +341,19 @@ pub(crate) async fn verify_store(
             return Ok(Err(fault));
         }
     }
-    for c in all_checkpoints(store).await?.values() {
+    let signed_before = all_checkpoints(store).await?;
+    for c in signed_before.values().filter(|c| c.size <= bound) {
         if let Err(fault) = verifier.push(checkpoint_entry(c)?) {
             return Ok(Err(fault));
         }
     }
-    loop {
+    'pages: loop {
         let page = store.audit_log(from, PAGE).await.map_err(store_failed)?;
         let full = page.len() == PAGE as usize;
         for record in page {
+            if record.seq.is_some_and(|s| s >= bound) {
+                break 'pages;
+            }
             from = record.seq.map_or(from, |s| s + 1);
             let Some(event) = record.to_json() else {
                 continue;
@@ -383,11 +391,17 @@ pub(crate) async fn verify_store(
             detail,
         )));
     }
-    // Every row is one of the events verified: none with a negative or repeated number.
-    let rows = store.audit_rows().await.map_err(store_failed)?;
+    // Every row is one of the events verified (none with a negative or repeated number),
+    // or was appended since the verification began, within the head's advance.
+    let (rows, since) = store.audit_rows_split(bound).await.map_err(store_failed)?;
+    let advanced = store.audit_length().await.map_err(store_failed)? - bound;
     let read = verified.events - verified.pruned;
-    if u64::try_from(rows).ok() != Some(read) {
-        let detail = format!("the table holds {rows} rows, the sequence {read} events");
+    if u64::try_from(rows).ok() != Some(read) || since > advanced {
+        let detail = format!(
+            "the table holds {} rows, the sequence {} events",
+            rows + since,
+            read + u64::try_from(advanced).unwrap_or(0)
+        );
         return Ok(Err(Fault::new(
             verified.events,
             FaultKind::Inserted,

@@ -29,6 +29,16 @@ fn admin_get(server: &Server, path: &str) -> (u16, Value) {
     (r.status, body)
 }
 
+/// Sets its flag when dropped: a thread that loops until it is set ends even when the test
+/// panics first.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Serves, issues tokens, waits for a checkpoint of every event, checks the endpoints
 /// (`POST /admin/audit/verify` before and after `sql` changes an event behind the running
 /// node's back, and once more after it is put back), and stops (which signs a last
@@ -98,10 +108,37 @@ fn make_log(dir: &Path, source: &[&str], sql: &dyn Fn(&str)) -> u64 {
     let (_, page) = admin_get(&server, "/admin/audit?limit=2");
     assert_eq!(page["events"][0]["seq"], 0);
     assert!(page["events"][1]["hash"].is_string(), "{page}");
+    // Verified while tokens are being issued: what is appended meanwhile is no tampering.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (busy, issued_meanwhile) = std::thread::scope(|scope| {
+        let issuing = scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                get_token(&server.addr, &auth);
+                n += 1;
+            }
+            n
+        });
+        let stopping = StopOnDrop(&stop); // also when a check below panics
+        let busy: Vec<Value> = (0..3).map(|_| verify(&server)).collect();
+        drop(stopping);
+        (busy, issuing.join().unwrap())
+    });
+    for verified in busy {
+        assert_eq!(verified["ok"], true, "{verified}");
+    }
+    assert!(issued_meanwhile > 0);
     // Each verification is an admin action, audited like any other.
-    let (_, all) = admin_get(&server, "/admin/audit?limit=1000");
-    let events = all["events"].as_array().unwrap().len() as u64;
-    assert_eq!(events, 1 + TOKENS as u64 + 3);
+    let mut events = 0u64;
+    let mut after = 0;
+    loop {
+        let (_, page) = admin_get(&server, &format!("/admin/audit?after={after}&limit=1000"));
+        let page = page["events"].as_array().unwrap().clone();
+        let Some(last) = page.last() else { break };
+        after = last["id"].as_i64().unwrap();
+        events += page.len() as u64;
+    }
+    assert_eq!(events, 1 + TOKENS as u64 + 6 + issued_meanwhile);
     server.stop();
     events
 }
