@@ -232,6 +232,16 @@ await runChecks('console', [
     assertEqual(answer, [403, 'csrf'], 'answer');
     expectLogged(403);
   }],
+  ['the console session cookie never reaches an upstream on the same origin', async () => {
+    assert(created, 'no client was created');
+    const token = curlToken(created.id, created.secret).body.access_token;
+    const seen = await page.evaluate(async (t) => {
+      const r = await fetch('/api/hello', { headers: { authorization: `Bearer ${t}` } });
+      return [r.status, (await r.json()).headers];
+    }, token);
+    assertEqual(seen[0], 200, 'status');
+    assert(!String(seen[1].cookie ?? '').includes('tokengate_console'), `the upstream saw ${seen[1].cookie}`);
+  }],
   ['no page logged an error', async () => {
     assertEqual(errors, [], 'errors');
   }],

@@ -95,13 +95,6 @@ export async function metricsText(): Promise<string> {
   return response.text();
 }
 
-/** A public document of the server (JWKS, metadata). */
-export async function publicJson<T>(path: string): Promise<T> {
-  const response = await fetch(path, { credentials: 'omit' });
-  if (!response.ok) throw await failure(response);
-  return (await response.json()) as T;
-}
-
 export interface Client {
   client_id: string;
   name: string;
@@ -128,6 +121,7 @@ export interface Key {
   activate_at: number;
   retired_at?: number | null;
   remove_after?: number | null;
+  public_jwk: Record<string, unknown> | null;
 }
 
 export interface IssuedToken {

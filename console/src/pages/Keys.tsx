@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, Key, publicJson, when } from '../api';
+import { api, Key, when } from '../api';
 
 export function Keys() {
   const [keys, setKeys] = useState<Key[] | null>(null);
@@ -9,10 +9,15 @@ export function Keys() {
 
   const load = async () => {
     try {
-      setKeys((await api<{ keys: Key[] }>('GET', '/admin/keys')).keys);
-      // Where the metadata says the keys are published (RFC 8414 jwks_uri).
-      const metadata = await publicJson<{ jwks_uri: string }>('/.well-known/oauth-authorization-server');
-      setJwks(JSON.stringify(await publicJson(new URL(metadata.jwks_uri).pathname), null, 2));
+      const ring = (await api<{ keys: Key[] }>('GET', '/admin/keys')).keys;
+      setKeys(ring);
+      // What the JWKS publishes: the public half of every signing and encryption key that
+      // is not removed (pending ones first of all, so that verifiers learn them early).
+      // Read from the admin API, which the admin listener serves, unlike the JWKS itself.
+      const published = ring
+        .filter((k) => k.state !== 'removed' && k.use !== 'audit' && k.public_jwk)
+        .map((k) => k.public_jwk);
+      setJwks(JSON.stringify({ keys: published }, null, 2));
     } catch (e) {
       setError((e as Error).message);
     }
@@ -82,7 +87,7 @@ export function Keys() {
           </tbody>
         </table>
       </div>
-      <h2>Published JWKS</h2>
+      <h2>Published keys (the JWKS)</h2>
       <pre class="json" tabIndex={0} aria-label="Published JWKS">
         {jwks ?? '…'}
       </pre>

@@ -349,11 +349,7 @@ async fn run(
             Ok(crate::server::Rebuilt {
                 gateway,
                 fingerprint: service.fingerprint(text.as_bytes()),
-                routes: config
-                    .effective()
-                    .get("routes")
-                    .cloned()
-                    .unwrap_or_default(),
+                effective: config.effective(),
             })
         }) as crate::server::Reloader
     });
@@ -367,6 +363,17 @@ async fn run(
         max_connections: bound(&config.server.max_connections),
         redis: redis.clone(),
     };
+    let console_beside_routes = access.admin_token.is_some()
+        && config.server.admin_listen.is_none()
+        && !gateway.routes().is_empty();
+    if console_beside_routes && !dev {
+        // Same origin, same trust: a page an upstream serves through a route could use a
+        // signed-in console user's session (docs/security.md).
+        tracing::warn!(
+            "the web console shares its origin with the gateway's routes: set [server] \
+             admin_listen to give the console and the admin API an origin of their own"
+        );
+    }
     let app = App::with_gateway(Arc::clone(&service), access, gateway, reloader);
     app.show_configuration(config.effective());
 

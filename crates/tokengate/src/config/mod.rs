@@ -525,18 +525,14 @@ impl Config {
         })
     }
 
-    /// The effective settings, defaults filled in, as JSON for `config check`. The database
-    /// password is never shown.
+    /// The effective settings, defaults filled in, as JSON for `config check` (and `GET
+    /// /admin/config`). No secret is shown: URLs lose their password and their query's
+    /// values ([`redacted`]).
     pub fn effective(&self) -> serde_json::Value {
         use serde_json::json;
         let storage = match (&self.server.database_url, &self.server.data_dir) {
             (Some(url), _) => {
-                let mut shown = url.get_ref().0.clone();
-                if shown.password().is_some() {
-                    // set_password fails only for URLs that cannot have one; then there is none to hide.
-                    let _ = shown.set_password(Some("REDACTED"));
-                }
-                json!({"backend": "postgres", "database_url": shown.as_str()})
+                json!({"backend": "postgres", "database_url": redacted(&url.get_ref().0)})
             }
             (None, dir) => {
                 let dir = dir
@@ -591,7 +587,7 @@ impl Config {
                 "name": i.name.get_ref(),
                 "issuer": i.issuer.get_ref(),
                 "jwks_file": i.jwks_file.as_ref().map(|f| f.get_ref()),
-                "jwks_url": i.jwks_url.as_ref().map(|u| u.get_ref().as_str()),
+                "jwks_url": i.jwks_url.as_ref().map(|u| redacted(u.get_ref())),
                 "discovery": i.discovery,
                 "algorithms": i.algorithm_list().iter().map(|a| a.name()).collect::<Vec<_>>(),
                 "exchange_audience": i.exchange_audience,
@@ -806,6 +802,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// `url` as it may be shown: the password and every query value (a token, a key) replaced
+/// by `REDACTED`.
+pub(crate) fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // set_password fails only for URLs that cannot have one; then there is none to hide.
+        let _ = shown.set_password(Some("REDACTED"));
+    }
+    if shown.query().is_some() {
+        let keys: Vec<String> = shown.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        shown
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k.as_str(), "REDACTED")));
+    }
+    shown.to_string()
 }
 
 #[cfg(test)]

@@ -212,6 +212,7 @@ async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
             // A cookie is sent whichever page made the request: a change also needs the
             // token only the console's own pages can read.
             Some(session) if changes && !session.csrf_matches(req.headers()) => {
+                app.admin_failures.record(peer);
                 return super::console::csrf_refused(&request_id(&req));
             }
             Some(_) => Some(Via::Console),
@@ -783,6 +784,7 @@ async fn audit(
     tag = "audit",
     responses(
         (status = 200, description = "The verification ran; `ok` says how it ended.", body = AuditVerification),
+        (status = 409, response = Conflict),
         (status = 500, response = ServerError),
     )
 )]
@@ -791,6 +793,16 @@ async fn verify_audit(
     Extension(id): Extension<RequestId>,
 ) -> Response {
     use crate::commands::audit::{store_keys, summary, verify_store};
+    // It reads and hashes the whole log: one at a time, so that repeated clicks cannot
+    // take the node's CPU from the requests it serves.
+    let Ok(_running) = app.audit_verification.try_lock() else {
+        return error_json(
+            StatusCode::CONFLICT,
+            "conflict",
+            "a verification of the audit log is already running on this node",
+            &id.0,
+        );
+    };
     let store = app.service.store();
     let outcome = match store_keys(store).await {
         Ok(keys) => verify_store(store, &keys, &[]).await,
@@ -984,7 +996,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// The configuration in effect.
 ///
 /// The effective settings, defaults filled in, as `tokengate config check` prints them; the
-/// routes are those of the last successful reload. No secret is shown.
+/// routes, issuers and Redis settings are those of the last successful reload. No secret
+/// is shown.
 #[utoipa::path(
     get,
     path = "/admin/config",

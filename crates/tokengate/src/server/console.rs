@@ -98,6 +98,9 @@ impl Default for Sessions {
         Sessions {
             cache: moka::sync::Cache::builder()
                 .max_capacity(MAX_SESSIONS)
+                // Least recently used first: the default (TinyLFU) may refuse a new entry
+                // when full, which would sign a browser in to a session that is not kept.
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_idle(IDLE)
                 .time_to_live(LIFETIME)
                 .build(),
@@ -108,8 +111,9 @@ impl Default for Sessions {
 impl Sessions {
     /// The session a request's cookie names, if it is live.
     pub(crate) fn of(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
-        let id = super::sign_in::cookie_value(headers, COOKIE)?;
-        self.cache.get(&digest(&id))
+        // Every cookie of that name: one set for a longer path (or from a sibling domain) is
+        // sent first and must not hide the real session.
+        super::sign_in::cookie_values(headers, COOKIE).find_map(|id| self.cache.get(&digest(&id)))
     }
 
     fn start(&self) -> Option<(String, Arc<Session>)> {
@@ -121,7 +125,7 @@ impl Sessions {
     }
 
     fn end(&self, headers: &HeaderMap) {
-        if let Some(id) = super::sign_in::cookie_value(headers, COOKIE) {
+        for id in super::sign_in::cookie_values(headers, COOKIE) {
             self.cache.invalidate(&digest(&id));
         }
     }
@@ -235,7 +239,8 @@ async fn sign_in(
     req: Request,
 ) -> Response {
     let peer = conn.as_ref().and_then(|c| c.peer).map(|p| p.ip());
-    let tls = conn.as_ref().is_some_and(|c| c.tls);
+    let tls = secure(&app, conn.as_ref());
+    let presented = req.headers().clone();
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_SIGN_IN_BODY).await else {
         return error_json(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -270,6 +275,8 @@ async fn sign_in(
             &id.0,
         );
     }
+    // A new session replaces the one this browser had.
+    app.console.end(&presented);
     let Some((cookie_id, session)) = app.console.start() else {
         return error_json(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -309,7 +316,7 @@ async fn sign_out(
     conn: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
 ) -> Response {
-    let tls = conn.as_ref().is_some_and(|c| c.tls);
+    let tls = secure(&app, conn.as_ref());
     if let Some(session) = app.console.of(&headers) {
         if !session.csrf_matches(&headers) {
             return csrf_refused(&id.0);
@@ -332,6 +339,12 @@ pub(super) fn csrf_refused(id: &str) -> Response {
         "a state-changing call from the console needs its X-CSRF-Token",
         id,
     )
+}
+
+/// Whether the cookie is `Secure`: over TLS, and behind a proxy that ends TLS for an https
+/// issuer (the connection is then plain, the browser's is not).
+fn secure(app: &App, conn: Option<&Extension<ConnInfo>>) -> bool {
+    conn.is_some_and(|c| c.tls) || app.service.settings().issuer.starts_with("https://")
 }
 
 fn cookie(value: String, tls: bool, max_age: Duration) -> Cookie<'static> {

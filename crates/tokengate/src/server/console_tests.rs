@@ -198,11 +198,10 @@ async fn signing_in_needs_the_admin_token_and_sets_a_strict_cookie() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     // Sent under /console only: never to the gateway's routes, which forward cookies upstream.
     assert!(cookie.contains("Path=/console;"), "{cookie}");
-    // Plain HTTP here: a Secure cookie would never be sent back.
-    assert!(!cookie.contains("Secure"), "{cookie}");
+    // Plain HTTP to this router, but the issuer is https (a proxy ends TLS): Secure.
+    assert!(cookie.contains("Secure"), "{cookie}");
     let csrf = reply.json()["csrf"].as_str().unwrap().to_owned();
     assert!(csrf.len() >= 40);
-    assert!(!cookie.contains(&csrf));
 
     let pair = cookie.split(';').next().unwrap();
     let state = call(
@@ -214,6 +213,37 @@ async fn signing_in_needs_the_admin_token_and_sets_a_strict_cookie() {
     )
     .await;
     assert_eq!(state.json(), json!({ "signed_in": true, "csrf": csrf }));
+    // A cookie of the same name sent first (a longer path, a sibling domain) does not hide
+    // the session.
+    let shadowed = format!("tokengate_console=tossed; {pair}");
+    let state = call(
+        &router,
+        Method::GET,
+        "/console/session",
+        &[("cookie", &shadowed)],
+        None,
+    )
+    .await;
+    assert_eq!(state.json()["signed_in"], true);
+    // Signing in again replaces the session this browser had.
+    let again = call(
+        &router,
+        Method::POST,
+        "/console/session",
+        &[("cookie", pair)],
+        Some(json!({ "token": TOKEN })),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    let state = call(
+        &router,
+        Method::GET,
+        "/console/session",
+        &[("cookie", pair)],
+        None,
+    )
+    .await;
+    assert_eq!(state.json(), json!({ "signed_in": false }));
     let anonymous = call(&router, Method::GET, "/console/session", &[], None).await;
     assert_eq!(anonymous.json(), json!({ "signed_in": false }));
 }

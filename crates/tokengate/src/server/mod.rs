@@ -70,6 +70,8 @@ pub struct App {
     pub(crate) console: console::Sessions,
     /// The configuration in effect, for `GET /admin/config`.
     shown: RwLock<Shown>,
+    /// Held while `POST /admin/audit/verify` runs: one at a time per node.
+    pub(crate) audit_verification: tokio::sync::Mutex<()>,
     /// The gateway now serving; replaced whole on reload.
     gateway: RwLock<Arc<Gateway>>,
     /// How to rebuild the gateway (`None`: nothing to reload from).
@@ -117,6 +119,7 @@ impl App {
             admin_failures: admin::AuthFailures::default(),
             console: console::Sessions::default(),
             shown: RwLock::new(Shown::default()),
+            audit_verification: tokio::sync::Mutex::new(()),
             gateway: RwLock::new(Arc::new(gateway)),
             reloader,
             in_flight: access
@@ -181,13 +184,15 @@ impl App {
         let Rebuilt {
             gateway,
             fingerprint,
-            routes,
+            effective,
         } = rebuild()?;
         let count = gateway.routes().len();
         *self.gateway.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(gateway);
         let mut shown = self.shown.write().unwrap_or_else(|e| e.into_inner());
         if let Some(settings) = shown.effective.as_object_mut() {
-            settings.insert("routes".into(), routes);
+            for key in RELOADED {
+                settings.insert(key.into(), effective.get(key).cloned().unwrap_or_default());
+            }
         }
         shown.reloaded = Some((store::unix_now(), fingerprint.clone()));
         Ok((count, fingerprint))
@@ -231,12 +236,16 @@ pub struct Rebuilt {
     pub gateway: Gateway,
     /// The keyed fingerprint of the file's text ([`oauth::Service::fingerprint`]).
     pub fingerprint: String,
-    /// Its routes as `config check` shows them.
-    pub routes: Value,
+    /// The file's effective settings (`Config::effective`), of which a reload applies
+    /// [`RELOADED`].
+    pub effective: Value,
 }
 
+/// The effective settings a reload replaces; the rest take a restart.
+const RELOADED: [&str; 3] = ["routes", "issuers", "redis"];
+
 /// The configuration in effect, as `GET /admin/config` shows it: the effective settings of
-/// the start, with the routes of the last successful reload.
+/// the start, with the routes, issuers and Redis settings of the last successful reload.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Shown {
     pub effective: Value,

@@ -459,12 +459,20 @@ pub(super) fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
 
 /// The value of the cookie `name`, from any `Cookie` header (HTTP/2 may send several).
 pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_values(headers, name).next()
+}
+
+/// Every value of the cookie `name`, in the order sent.
+pub(super) fn cookie_values<'h>(
+    headers: &'h HeaderMap,
+    name: &'h str,
+) -> impl Iterator<Item = String> + 'h {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == name)
+        .filter(move |c| c.name() == name)
         .map(|c| c.value().to_owned())
 }

@@ -377,7 +377,7 @@ pub async fn front_with(ctx: &Ctx, routes: &str, access: tokengate::server::Acce
         Ok(tokengate::server::Rebuilt {
             gateway,
             fingerprint: fingerprints.fingerprint(text.as_bytes()),
-            routes: config.effective()["routes"].clone(),
+            effective: config.effective(),
         })
     });
     let app = App::with_gateway(

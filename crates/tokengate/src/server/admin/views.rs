@@ -371,13 +371,13 @@ pub(super) struct ProofView {
     pub(super) checkpoint: CheckpointView,
 }
 
-/// A page of audit events in ascending id order.
 /// The configuration in effect.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ConfigurationView {
     /// The effective settings, defaults filled in, as `tokengate config check` prints them
-    /// (no secret: tokens and passwords are never shown). The routes are the last successful
-    /// reload's; every other setting is the start's.
+    /// (no secret: tokens, passwords and URLs' query values are never shown). The routes,
+    /// issuers and Redis settings are the last successful reload's; every other setting is
+    /// the start's.
     #[schema(value_type = Object)]
     pub(super) configuration: serde_json::Value,
     /// Whether `POST /admin/reload` can reload it (the server was started with `--config`).
@@ -448,6 +448,7 @@ fn default_token_limit() -> u32 {
     50
 }
 
+/// A page of audit events in ascending id order.
 #[derive(Serialize, ToSchema)]
 pub(super) struct AuditPage {
     pub(super) events: Vec<AuditEventView>,
