@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, AuditEvent, AuditVerification, Checkpoint, when } from '../api';
+import { Problem } from '../components';
 
 const PAGE = 50;
 
@@ -82,11 +83,7 @@ export function Audit() {
           <code>tokengate audit verify log.jsonl --keys keys.json</code>.
         </p>
       </section>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       <div class="toolbar">
         <label for="audit-filter">Filter this page</label>
         <input id="audit-filter" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} />

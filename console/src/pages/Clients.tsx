@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, Client, Credentials, when } from '../api';
+import { Problem } from '../components';
 
 const words = (s: string) => s.split(/[\s,]+/).filter(Boolean);
 
@@ -87,11 +88,7 @@ function CreateClient({ onCreated }: { onCreated: (c: Credentials) => void }) {
         onInput={(e) => setRedirects((e.target as HTMLInputElement).value)}
       />
       <button type="submit">Create client</button>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
     </form>
   );
 }
@@ -123,11 +120,7 @@ export function Clients() {
   return (
     <>
       {shown && <SecretOnce creds={shown} onDone={() => setShown(null)} />}
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       <CreateClient
         onCreated={(c) => {
           setShown(c);

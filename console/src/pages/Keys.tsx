@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, Key, when } from '../api';
+import { Problem, Notice } from '../components';
 
 export function Keys() {
   const [keys, setKeys] = useState<Key[] | null>(null);
@@ -48,12 +49,8 @@ export function Keys() {
           Rotate encryption key
         </button>
       </div>
-      {message && <p role="status">{message}</p>}
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Notice text={message} />
+      <Problem text={error} />
       <div class="scroll">
         <table>
           <caption>The key ring</caption>

@@ -3,6 +3,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { metricsText } from '../api';
 import { byLabel, parse, quantile, Sample, total } from '../metrics';
+import { Problem } from '../components';
 
 /** Seconds between readings, and readings kept (five minutes). */
 const EVERY = 3;
@@ -169,11 +170,7 @@ export function Overview() {
         This node's gateway, read every {EVERY} seconds from its metrics (<code>GET /admin/metrics</code>, the
         same as <code>/metrics</code>).
       </p>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       <div class="charts">
         <Chart
           id="chart-requests"

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, when } from '../api';
+import { Problem, Notice } from '../components';
 
 interface Route {
   name: string;
@@ -54,12 +55,8 @@ export function Routes() {
         </button>
         {shown && !shown.reloadable && <span> (started without --config: nothing to reload from)</span>}
       </div>
-      {message && <p role="status">{message}</p>}
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Notice text={message} />
+      <Problem text={error} />
       {shown?.reloaded_at && (
         <p>
           Routes last reloaded {when(shown.reloaded_at)} (file fingerprint <code>{shown.fingerprint}</code>).

@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, IssuedToken, when } from '../api';
+import { Problem, Notice } from '../components';
 
 const FIELDS = [
   { key: 'client_id', label: 'Client ID' },
@@ -63,12 +64,8 @@ export function Tokens() {
         <input id="token-value" required value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} />
         <button type="submit">Search</button>
       </form>
-      {message && <p role="status">{message}</p>}
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <Notice text={message} />
+      <Problem text={error} />
       {tokens && (
         <div class="scroll">
           <table>

@@ -337,8 +337,7 @@ async fn sqlite_record(
         .await
         .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
     insert_more_tokens!(conn, rest);
-    let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
-    let first = next - i64::try_from(n).unwrap_or(i64::MAX);
+    let (events, first) = numbered(batch, next);
     let rows = crate::audit::sequenced(first, &events)?;
     let mut chunks = rows.chunks(crate::audit::MAX_EVENT_ROWS).peekable();
     while let Some(chunk) = chunks.next() {
@@ -349,6 +348,17 @@ async fn sqlite_record(
         q.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// A batch's events, and the first of the sequence numbers it took (`next` is the head
+/// after taking them, one per event).
+fn numbered(
+    batch: &[(IssuedToken, crate::PreparedEvent)],
+    next: i64,
+) -> (Vec<&crate::PreparedEvent>, i64) {
+    let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
+    let first = next - i64::try_from(events.len()).unwrap_or(i64::MAX);
+    (events, first)
 }
 
 /// A batch on PostgreSQL, in a transaction of sqlx's: the first tokens and the sequence
@@ -372,8 +382,7 @@ async fn postgres_record(
         .await
         .map_err(|e| StoreError::from(e).conflict_is("a token with this jti exists"))?;
     insert_more_tokens!(tx, rest);
-    let events: Vec<&crate::PreparedEvent> = batch.iter().map(|(_, e)| e).collect();
-    let first = next - i64::try_from(n).unwrap_or(i64::MAX);
+    let (events, first) = numbered(batch, next);
     crate::audit::insert_sequenced!(tx, first, &events);
     tx.commit().await?;
     Ok(())
