@@ -41,8 +41,9 @@ function parseLine(line: string): Sample | null {
     name = line.slice(0, space);
     rest = line.slice(space + 1).trim();
   }
-  const value = Number(rest.split(' ')[0]);
-  return Number.isNaN(value) ? null : { name, labels, value };
+  const text = rest.split(' ')[0];
+  const value = Number(text);
+  return text === '' || Number.isNaN(value) ? null : { name, labels, value };
 }
 
 export function parse(text: string): Sample[] {

@@ -138,6 +138,13 @@ export function Overview() {
   useEffect(() => {
     let stopped = false;
     const read = async () => {
+      // Not while the tab is hidden: an unattended Overview would otherwise keep the
+      // session alive past its idle timeout, and read metrics no one looks at.
+      if (document.hidden) {
+        last.current = null;
+        if (!stopped) timer = setTimeout(read, EVERY * 1000);
+        return;
+      }
       try {
         const reading = { at: Date.now(), samples: parse(await metricsText()) };
         const before = last.current;

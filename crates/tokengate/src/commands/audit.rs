@@ -332,8 +332,16 @@ pub(crate) async fn verify_store(
     let mut verifier = verifier_with(keys, trusted)?;
     // The log as far as it was committed when the verification began: a running node keeps
     // appending (every token it issues), and what it appends meanwhile is checked below
-    // only for being no more than the head's advance.
-    let bound = store.audit_length().await.map_err(store_failed)?;
+    // only for being no more than the head's advance. Every checkpoint stored counts (it
+    // signs events committed before it), and so does the head: a log cut short, with its
+    // head lowered to match, is still shorter than what was signed.
+    let checkpoints = all_checkpoints(store).await?;
+    let head = store.audit_length().await.map_err(store_failed)?;
+    let signed = checkpoints
+        .keys()
+        .last()
+        .map_or(0, |s| i64::try_from(*s).unwrap_or(i64::MAX));
+    let bound = head.max(signed);
     // Read from 0 even when pruned: a row slipped into the pruned part shows as inserted.
     let mut from = 0;
     if let Some((size, frontier)) = pruned_start(store).await? {
@@ -341,8 +349,7 @@ pub(crate) async fn verify_store(
             return Ok(Err(fault));
         }
     }
-    let signed_before = all_checkpoints(store).await?;
-    for c in signed_before.values().filter(|c| c.size <= bound) {
+    for c in checkpoints.values() {
         if let Err(fault) = verifier.push(checkpoint_entry(c)?) {
             return Ok(Err(fault));
         }
@@ -373,6 +380,18 @@ pub(crate) async fn verify_store(
         Ok(verified) => verified,
         Err(fault) => return Ok(Err(fault)),
     };
+    // The head says how many events were written: fewer read means the last were removed.
+    if i64::try_from(verified.events).unwrap_or(i64::MAX) < bound {
+        let detail = format!(
+            "the log ends at {} events, but {bound} were written (the audit head)",
+            verified.events
+        );
+        return Ok(Err(Fault::new(
+            verified.events,
+            FaultKind::Truncated,
+            detail,
+        )));
+    }
     // Rows without a sequence number were not written by tokengate (it numbers every
     // event in the transaction that writes it).
     if let Some(row) = store
@@ -394,7 +413,7 @@ pub(crate) async fn verify_store(
     // Every row is one of the events verified (none with a negative or repeated number),
     // or was appended since the verification began, within the head's advance.
     let (rows, since) = store.audit_rows_split(bound).await.map_err(store_failed)?;
-    let advanced = store.audit_length().await.map_err(store_failed)? - bound;
+    let advanced = store.audit_length().await.map_err(store_failed)? - head;
     let read = verified.events - verified.pruned;
     if u64::try_from(rows).ok() != Some(read) || since > advanced {
         let detail = format!(

@@ -804,20 +804,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// `url` as it may be shown: the password and every query value (a token, a key) replaced
-/// by `REDACTED`.
+/// `url` as it may be shown: its password (or a user name without one, which is then a
+/// token), query and fragment (where tokens and keys go) each replaced by `REDACTED`.
 pub(crate) fn redacted(url: &Url) -> String {
     let mut shown = url.clone();
+    // Both fail only for URLs that cannot have user information; then there is none.
     if shown.password().is_some() {
-        // set_password fails only for URLs that cannot have one; then there is none to hide.
         let _ = shown.set_password(Some("REDACTED"));
+    } else if !shown.username().is_empty() {
+        let _ = shown.set_username("REDACTED");
     }
     if shown.query().is_some() {
-        let keys: Vec<String> = shown.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        shown
-            .query_pairs_mut()
-            .clear()
-            .extend_pairs(keys.iter().map(|k| (k.as_str(), "REDACTED")));
+        shown.set_query(Some("REDACTED"));
+    }
+    if shown.fragment().is_some() {
+        shown.set_fragment(Some("REDACTED"));
     }
     shown.to_string()
 }

@@ -143,20 +143,18 @@ fn effective_settings_fill_defaults_and_hide_the_password() {
     let q = Config::parse(
         "[server]\ndatabase_url = \"postgres://db/tg?password=hunter2&sslmode=require\"\n\
          [[issuers]]\nname = \"p\"\nissuer = \"https://p.example\"\n\
-         jwks_url = \"https://p.example/jwks?token=s3cret\"\nalgorithms = [\"ES256\"]\n",
+         jwks_url = \"https://t0ken@p.example/jwks?token=s3cret#frag\"\nalgorithms = [\"ES256\"]\n",
         "t",
     )
     .unwrap()
     .effective();
     assert!(!q.to_string().contains("hunter2"), "{q}");
     assert!(!q.to_string().contains("s3cret"), "{q}");
-    assert_eq!(
-        q["storage"]["database_url"],
-        "postgres://db/tg?password=REDACTED&sslmode=REDACTED"
-    );
+    assert!(!q.to_string().contains("t0ken"), "{q}");
+    assert_eq!(q["storage"]["database_url"], "postgres://db/tg?REDACTED");
     assert_eq!(
         q["issuers"][0]["jwks_url"],
-        "https://p.example/jwks?token=REDACTED"
+        "https://REDACTED@p.example/jwks?REDACTED#REDACTED"
     );
     assert_eq!(e["audiences"][0]["token_lifetime_seconds"], 600);
     let d = Config::parse("", "t").unwrap().effective();

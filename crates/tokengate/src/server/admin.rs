@@ -996,8 +996,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// The configuration in effect.
 ///
 /// The effective settings, defaults filled in, as `tokengate config check` prints them; the
-/// routes, issuers and Redis settings are those of the last successful reload. No secret
-/// is shown.
+/// routes are those of the last successful reload, every other setting as the node
+/// started. No secret is shown.
 #[utoipa::path(
     get,
     path = "/admin/config",

@@ -179,7 +179,20 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     } else {
         next.run(req).await
     };
-    let headers = response.headers_mut();
+    protect(response.headers_mut());
+    response
+}
+
+/// The admin API as the console reaches it (`/console/admin/…`): its answers carry the
+/// console's headers too, since a browser reads them on the console's origin.
+pub(super) async fn console_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    protect(response.headers_mut());
+    response
+}
+
+/// The policy and the other headers every console response carries.
+fn protect(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -196,7 +209,6 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    response
 }
 
 /// Every page of the application is the same document; the script routes by path.
@@ -239,8 +251,8 @@ async fn sign_in(
     req: Request,
 ) -> Response {
     let peer = conn.as_ref().and_then(|c| c.peer).map(|p| p.ip());
-    let tls = secure(&app, conn.as_ref());
     let presented = req.headers().clone();
+    let tls = secure(conn.as_ref(), &presented);
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_SIGN_IN_BODY).await else {
         return error_json(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -316,7 +328,7 @@ async fn sign_out(
     conn: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
 ) -> Response {
-    let tls = secure(&app, conn.as_ref());
+    let tls = secure(conn.as_ref(), &headers);
     if let Some(session) = app.console.of(&headers) {
         if !session.csrf_matches(&headers) {
             return csrf_refused(&id.0);
@@ -341,10 +353,16 @@ pub(super) fn csrf_refused(id: &str) -> Response {
     )
 }
 
-/// Whether the cookie is `Secure`: over TLS, and behind a proxy that ends TLS for an https
-/// issuer (the connection is then plain, the browser's is not).
-fn secure(app: &App, conn: Option<&Extension<ConnInfo>>) -> bool {
-    conn.is_some_and(|c| c.tls) || app.service.settings().issuer.starts_with("https://")
+/// Whether the cookie is `Secure`: over TLS, or when the page that asks is https (behind a
+/// proxy that ends TLS the connection is plain, the browser's is not). Browsers send
+/// `Origin` with every POST and DELETE of `fetch`. An http page (the admin listener on an
+/// internal address) gets a cookie without it, which is the only one it could keep.
+fn secure(conn: Option<&Extension<ConnInfo>>, headers: &HeaderMap) -> bool {
+    conn.is_some_and(|c| c.tls)
+        || headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| o.starts_with("https://"))
 }
 
 fn cookie(value: String, tls: bool, max_age: Duration) -> Cookie<'static> {

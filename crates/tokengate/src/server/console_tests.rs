@@ -198,8 +198,19 @@ async fn signing_in_needs_the_admin_token_and_sets_a_strict_cookie() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     // Sent under /console only: never to the gateway's routes, which forward cookies upstream.
     assert!(cookie.contains("Path=/console;"), "{cookie}");
-    // Plain HTTP to this router, but the issuer is https (a proxy ends TLS): Secure.
-    assert!(cookie.contains("Secure"), "{cookie}");
+    // Plain HTTP from an http page: a Secure cookie would never be kept.
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // Plain HTTP from an https page (a proxy ends TLS): Secure.
+    let proxied = call(
+        &router,
+        Method::POST,
+        "/console/session",
+        &[("origin", "https://console.example")],
+        Some(json!({ "token": TOKEN })),
+    )
+    .await;
+    let proxied = proxied.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(proxied.contains("Secure"), "{proxied}");
     let csrf = reply.json()["csrf"].as_str().unwrap().to_owned();
     assert!(csrf.len() >= 40);
 
@@ -261,6 +272,8 @@ async fn the_session_reads_freely_and_changes_only_with_its_csrf_token() {
     )
     .await;
     assert_eq!(list.status, StatusCode::OK);
+    // The admin API as the console reaches it answers under the console's policy too.
+    assert_eq!(list.headers[header::CONTENT_SECURITY_POLICY], CSP);
     let none = call(&router, Method::GET, "/console/admin/clients", &[], None).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     let forged = call(

@@ -241,11 +241,14 @@ pub struct Rebuilt {
     pub effective: Value,
 }
 
-/// The effective settings a reload replaces; the rest take a restart.
-const RELOADED: [&str; 3] = ["routes", "issuers", "redis"];
+/// The effective settings a reload replaces in what `GET /admin/config` shows. A reload
+/// also rebuilds the gateway's issuers, rate limits and cache settings, but parts of each
+/// stay as the node started (token exchange's issuers, the DPoP replay cache's Redis), so
+/// only the routes, which a reload replaces whole, are shown as reloaded.
+const RELOADED: [&str; 1] = ["routes"];
 
 /// The configuration in effect, as `GET /admin/config` shows it: the effective settings of
-/// the start, with the routes, issuers and Redis settings of the last successful reload.
+/// the start, with the routes of the last successful reload.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Shown {
     pub effective: Value,
@@ -296,7 +299,11 @@ pub fn surface_router(app: Arc<App>, surface: Surface) -> Router {
             .merge(console::routes(Arc::clone(&app)))
             // The admin API again under the console's path, where the browser sends the
             // console's cookie (which never goes to the gateway's routes and their upstreams).
-            .nest(console::ADMIN_API, admin::routes(Arc::clone(&app)))
+            .nest(
+                console::ADMIN_API,
+                admin::routes(Arc::clone(&app))
+                    .layer(middleware::from_fn(console::console_headers)),
+            )
             .route("/metrics", axum::routing::get(proxy::metrics));
     }
     let router = if surface == Surface::Admin {

@@ -248,6 +248,11 @@ fn tamperings(events: u64, newest_note: &str) -> Vec<(String, String)> {
             "DELETE FROM audit_events WHERE seq >= 10".into(),
             "seq 10: truncated".into(),
         ),
+        // The head lowered to match: the checkpoints still sign more.
+        (
+            "DELETE FROM audit_events WHERE seq >= 10; UPDATE audit_head SET next = 10".into(),
+            "seq 10: truncated".into(),
+        ),
         (
             format!("UPDATE audit_checkpoints SET note = '{forged}' WHERE size = {events}"),
             format!("seq {last}: bad signature"),
@@ -261,7 +266,8 @@ const SAVE: &str = "CREATE TABLE saved_events AS SELECT * FROM audit_events; \
 fn restore(overriding: &str) -> String {
     format!(
         "DELETE FROM audit_events; INSERT INTO audit_events {overriding} SELECT * FROM saved_events; \
-         DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved_checkpoints"
+         DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved_checkpoints; \
+         UPDATE audit_head SET next = (SELECT COALESCE(MAX(seq), -1) + 1 FROM saved_events)"
     )
 }
 

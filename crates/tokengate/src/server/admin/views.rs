@@ -375,9 +375,10 @@ pub(super) struct ProofView {
 #[derive(Serialize, ToSchema)]
 pub(super) struct ConfigurationView {
     /// The effective settings, defaults filled in, as `tokengate config check` prints them
-    /// (no secret: tokens, passwords and URLs' query values are never shown). The routes,
-    /// issuers and Redis settings are the last successful reload's; every other setting is
-    /// the start's.
+    /// (no secret: tokens, passwords and URLs' user information, query and fragment are never
+    /// shown). The routes are the last successful reload's; every other setting is shown as
+    /// the node started (a reload also applies issuers, rate limits and cache settings to
+    /// the gateway: docs/gateway.md).
     #[schema(value_type = Object)]
     pub(super) configuration: serde_json::Value,
     /// Whether `POST /admin/reload` can reload it (the server was started with `--config`).
