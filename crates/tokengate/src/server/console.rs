@@ -1,18 +1,20 @@
 //! The web console at `/console`: a single-page application built from `console/` (Vite,
-//! TypeScript, Preact) whose bundle is committed under `crates/tokengate/console-dist/` and
-//! built into the binary, so nothing is fetched from elsewhere at run time. Served wherever the
-//! admin API is (the admin listener when `admin_listen` is set), and off (404) with it.
+//! TypeScript, Preact, uPlot) whose bundle is committed under `crates/tokengate/console-dist/`
+//! and built into the binary, so nothing is fetched from elsewhere at run time. Served
+//! wherever the admin API is (the admin listener when `admin_listen` is set), and off (404)
+//! with it.
 //!
 //! The console is a client of the admin API and of nothing private. A browser cannot keep a
 //! bearer token out of reach of scripts, so signing in with the admin token here starts a
-//! session instead: a random id in an HttpOnly, SameSite=Strict cookie (Secure over TLS) for
-//! the path `/console` only, known to this node only, ending after 30 minutes without use or
-//! 8 hours in all, or at sign-out. The admin API is also mounted at `/console/admin/` (the
-//! same operations), where it accepts that cookie in place of the bearer token, and for every
-//! state-changing call also the session's CSRF token in `X-CSRF-Token`. The cookie's path
-//! keeps it from the gateway's routes on the same origin, which would forward it upstream. Every response of
-//! the console carries a Content-Security-Policy that allows scripts, styles and connections
-//! from this origin only (no inline script, no eval).
+//! session instead: a random id in an HttpOnly, SameSite=Strict cookie (Secure over TLS or
+//! for an https page) for the path `/console` only, known to this node only, ending after 30
+//! minutes without use or 8 hours in all, or at sign-out. The admin API is also mounted at
+//! `/console/admin/` (the same operations), where it accepts that cookie in place of the
+//! bearer token, and for every state-changing call also the session's CSRF token in
+//! `X-CSRF-Token`. The cookie's path keeps it from the gateway's routes on the same origin,
+//! which would forward it upstream. Every response of the console, the admin API's under
+//! `/console/admin/` included, carries a Content-Security-Policy that allows scripts, styles
+//! and connections from this origin only (no inline script, no eval).
 
 use std::sync::Arc;
 use std::time::Duration;
