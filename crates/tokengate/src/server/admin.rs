@@ -669,11 +669,16 @@ async fn revoke(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let by = match (body.jti, body.client_id, body.subject) {
-        (Some(j), None, None) if !j.is_empty() => RevokeBy::Jti(j),
-        (None, Some(c), None) if !c.is_empty() => RevokeBy::Client(c),
-        (None, None, Some(s)) if !s.is_empty() => RevokeBy::Subject(s),
-        _ => return bad_request("give exactly one of jti, client_id or subject", &id.0),
+    let selected = one_selection(
+        body.jti.as_deref(),
+        body.client_id.as_deref(),
+        body.subject.as_deref(),
+    );
+    let by = match selected {
+        Some(store::TokensOf::Jti(j)) => RevokeBy::Jti(j.to_owned()),
+        Some(store::TokensOf::Client(c)) => RevokeBy::Client(c.to_owned()),
+        Some(store::TokensOf::Subject(s)) => RevokeBy::Subject(s.to_owned()),
+        None => return bad_request(ONE_SELECTION, &id.0),
     };
     match app
         .service
@@ -682,6 +687,24 @@ async fn revoke(
     {
         Ok(revoked) => reply(StatusCode::OK, &Revoked { revoked }, &id.0),
         Err(e) => admin_error(&e, &id.0),
+    }
+}
+
+/// Why a revocation or a token lookup was refused its selection.
+const ONE_SELECTION: &str = "give exactly one of jti, client_id or subject";
+
+/// The tokens a revocation or a lookup names: exactly one of a jti, a client or a subject,
+/// not empty.
+fn one_selection<'a>(
+    jti: Option<&'a str>,
+    client_id: Option<&'a str>,
+    subject: Option<&'a str>,
+) -> Option<store::TokensOf<'a>> {
+    match (jti, client_id, subject) {
+        (Some(j), None, None) if !j.is_empty() => Some(store::TokensOf::Jti(j)),
+        (None, Some(c), None) if !c.is_empty() => Some(store::TokensOf::Client(c)),
+        (None, None, Some(s)) if !s.is_empty() => Some(store::TokensOf::Subject(s)),
+        _ => None,
     }
 }
 
@@ -716,15 +739,12 @@ async fn list_tokens(
     if !(1..=500).contains(&q.limit) {
         return bad_request("limit must be between 1 and 500", &id.0);
     }
-    let of = match (
+    let Some(of) = one_selection(
         q.jti.as_deref(),
         q.client_id.as_deref(),
         q.subject.as_deref(),
-    ) {
-        (Some(j), None, None) if !j.is_empty() => store::TokensOf::Jti(j),
-        (None, Some(c), None) if !c.is_empty() => store::TokensOf::Client(c),
-        (None, None, Some(s)) if !s.is_empty() => store::TokensOf::Subject(s),
-        _ => return bad_request("give exactly one of jti, client_id or subject", &id.0),
+    ) else {
+        return bad_request(ONE_SELECTION, &id.0);
     };
     match app.service.store().find_tokens(of, q.limit).await {
         Ok(found) => {
